@@ -1,0 +1,231 @@
+// Command oci-image-docker-registry-fetch gets container images from a
+// registry onto disk: resolve a name to a platform's manifest, fetch its
+// blobs verified into a store, and apply its layers to a directory.
+//
+// Run it with no arguments, or with "help COMMAND", for usage.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+)
+
+// Exit codes. Scripts rely on them; docs/cli.md lists them.
+const (
+	exitOK           = 0
+	exitFailure      = 1 // anything not listed below
+	exitUsage        = 2 // bad flags, arguments or references
+	exitNotFound     = 3 // not found, unauthorized, no such platform
+	exitVerification = 4 // content failed verification or is malformed
+	exitUnsafe       = 5 // content tried to escape the target
+	exitNetwork      = 6 // the registry could not be reached or kept failing
+)
+
+// command is one verb of the CLI.
+type command struct {
+	name    string
+	summary string
+	usage   string // the line after the program name, flags before positional arguments
+	example string
+	// setup registers the command's flags on fs and returns the function
+	// that runs it with the positional arguments, once flags are parsed.
+	setup func(fs *flag.FlagSet) func(ctx context.Context, e *env, args []string) error
+}
+
+// env is what a command writes to; tests substitute buffers.
+type env struct {
+	stdout, stderr io.Writer
+	json           bool // the command was asked for JSON; errors are printed as JSON too
+}
+
+const prog = "oci-image-docker-registry-fetch"
+
+func commands() []*command {
+	return []*command{
+		resolveCommand(),
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	e := &env{stdout: stdout, stderr: stderr}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || (args[0] == "help" && len(args) == 1) {
+		printOverview(stdout)
+		return exitOK
+	}
+	if args[0] == "help" {
+		args = []string{args[1], "--help"}
+	}
+	c := lookup(args[0])
+	if c == nil {
+		fmt.Fprintf(stderr, "%s: unknown command %q; run '%s --help'\n", prog, args[0], prog)
+		return exitUsage
+	}
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	runCmd := c.setup(fs)
+	pos, err := parseInterleaved(fs, args[1:])
+	if f := fs.Lookup("json"); f != nil && f.Value.String() == "true" {
+		e.json = true
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		printUsage(stdout, c, fs)
+		return exitOK
+	}
+	if err != nil {
+		if !e.json && containsFlag(args[1:], "json") {
+			e.json = true
+		}
+		return report(e, c, usagef("%v", err))
+	}
+	if err := runCmd(ctx, e, pos); err != nil {
+		return report(e, c, err)
+	}
+	return exitOK
+}
+
+// containsFlag reports whether a boolean flag appears among raw arguments,
+// so that even a usage error is reported as JSON when JSON was asked for.
+func containsFlag(args []string, name string) bool {
+	for _, a := range args {
+		if a == "--"+name || a == "-"+name || a == "--"+name+"=true" || a == "-"+name+"=true" {
+			return true
+		}
+	}
+	return false
+}
+
+func lookup(name string) *command {
+	for _, c := range commands() {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// usageError is a mistake in how the command was called.
+type usageError struct{ msg string }
+
+func (u *usageError) Error() string { return u.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// report prints err as one line (or one JSON object) and picks the exit code.
+func report(e *env, c *command, err error) int {
+	var ue *usageError
+	kind := errdefs.KindOf(err)
+	if errors.As(err, &ue) {
+		kind = errdefs.ErrInvalidArgument
+	}
+	msg := oneLine(err.Error())
+	if e.json {
+		out := map[string]any{"error": map[string]string{"kind": string(kind), "message": msg}}
+		enc := json.NewEncoder(e.stdout)
+		_ = enc.Encode(out)
+	} else {
+		fmt.Fprintf(e.stderr, "%s %s: %s\n", prog, c.name, msg)
+		if ue != nil {
+			fmt.Fprintf(e.stderr, "usage: %s %s\n", prog, c.usage)
+		}
+	}
+	if ue != nil {
+		return exitUsage
+	}
+	return exitCode(kind)
+}
+
+func exitCode(k errdefs.Kind) int {
+	switch k {
+	case errdefs.ErrInvalidArgument:
+		return exitUsage
+	case errdefs.ErrNotFound, errdefs.ErrUnauthorized, errdefs.ErrPlatformNotFound:
+		return exitNotFound
+	case errdefs.ErrDigestMismatch, errdefs.ErrSizeMismatch, errdefs.ErrManifestInvalid,
+		errdefs.ErrUnsupportedMediaType, errdefs.ErrTooLarge, errdefs.ErrLayerInvalid:
+		return exitVerification
+	case errdefs.ErrPathEscape:
+		return exitUnsafe
+	case errdefs.ErrNetwork:
+		return exitNetwork
+	}
+	return exitFailure
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\r", " ")
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+}
+
+func printOverview(w io.Writer) {
+	fmt.Fprintf(w, "%s gets container images from a registry onto disk, verified.\n\nUsage:\n  %s COMMAND [FLAGS] ARGS\n\nCommands:\n", prog, prog)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nRun '%s help COMMAND' for a command's flags and an example.\n", prog)
+	fmt.Fprint(w, exitCodesHelp)
+}
+
+const exitCodesHelp = `
+Exit status:
+  0  success
+  1  other failure
+  2  usage error: bad flag, argument, reference or platform
+  3  not found, unauthorized, or no image for the platform
+  4  verification failed: digest or size mismatch, invalid or unsupported content
+  5  unsafe content: a layer tried to reach outside the target
+  6  network: the registry could not be reached or kept failing
+`
+
+func printUsage(w io.Writer, c *command, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: %s %s\n\n%s\n\nFlags:\n", prog, c.usage, c.summary)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+	if c.example != "" {
+		fmt.Fprintf(w, "\nExample:\n  %s\n", c.example)
+	}
+	fmt.Fprint(w, exitCodesHelp)
+}
+
+// parseInterleaved parses flags that may come before or after positional
+// arguments ("CMD --json REF" and "CMD REF --json" alike); "--" ends flags.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if len(args) > 0 && len(rest) < len(args) && args[len(args)-len(rest)-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// multiFlag collects a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }

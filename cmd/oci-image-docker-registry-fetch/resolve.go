@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"text/tabwriter"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocifetch/ocifetch/resolve"
+)
+
+// registryFlags are the flags every command that talks to a registry takes.
+type registryFlags struct {
+	platform string
+	insecure multiFlag
+	authfile string
+	hostsDir string
+	json     bool
+}
+
+func (r *registryFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&r.platform, "platform", "", "platform to resolve to, `OS/ARCH[/VARIANT]` (default: this machine's)")
+	fs.Var(&r.insecure, "insecure-registry", "allow plain HTTP to `HOST[:PORT]` (repeatable; loopback is always allowed)")
+	fs.StringVar(&r.authfile, "authfile", "", "read credentials from this Docker-config-format `FILE` (default: ~/.docker/config.json)")
+	fs.StringVar(&r.hostsDir, "hosts-dir", "", "read mirrors from this containerd-style hosts `DIR` (DIR/HOST/hosts.toml)")
+	fs.BoolVar(&r.json, "json", false, "print one JSON object; errors as {\"error\":{\"kind\",\"message\"}}")
+}
+
+func (r *registryFlags) options() ([]resolve.Option, error) {
+	var opts []resolve.Option
+	if r.platform != "" {
+		p, err := resolve.ParsePlatform(r.platform)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, resolve.WithPlatform(p))
+	}
+	if len(r.insecure) > 0 {
+		opts = append(opts, resolve.WithInsecureRegistry(r.insecure...))
+	}
+	if r.authfile != "" {
+		opts = append(opts, resolve.WithAuthfile(r.authfile))
+	}
+	if r.hostsDir != "" {
+		opts = append(opts, resolve.WithHostsDir(r.hostsDir))
+	}
+	return opts, nil
+}
+
+func resolveCommand() *command {
+	return &command{
+		name:    "resolve",
+		summary: "Resolve a reference through its index to one platform's manifest, config and layers, verifying each.",
+		usage:   "resolve [--platform OS/ARCH[/VARIANT]] [--json] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] REF",
+		example: prog + " resolve --platform linux/arm64 --json docker.io/library/alpine:3.20",
+		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+			var rf registryFlags
+			rf.register(fs)
+			return func(ctx context.Context, e *env, args []string) error {
+				if len(args) != 1 {
+					return usagef("resolve takes exactly one reference, got %d arguments", len(args))
+				}
+				opts, err := rf.options()
+				if err != nil {
+					return err
+				}
+				res, err := resolve.Resolve(ctx, args[0], opts...)
+				if err != nil {
+					return err
+				}
+				if rf.json {
+					return writeJSON(e, resolvedJSON(res))
+				}
+				printResolved(e, res)
+				return nil
+			}
+		},
+	}
+}
+
+// descJSON is a descriptor as the CLI prints it.
+type descJSON struct {
+	MediaType string `json:"mediaType"`
+	Digest    string `json:"digest"`
+	Size      int64  `json:"size"`
+}
+
+type layerJSON struct {
+	descJSON
+	DiffID string `json:"diffID"`
+}
+
+// resolveOutput is the JSON contract of "resolve --json"; pull adds to it.
+type resolveOutput struct {
+	Reference string      `json:"reference"`
+	Platform  string      `json:"platform"`
+	Platforms []string    `json:"platforms"`
+	Index     *descJSON   `json:"index"`
+	Indexes   []descJSON  `json:"indexes"`
+	Manifest  descJSON    `json:"manifest"`
+	Config    descJSON    `json:"config"`
+	Layers    []layerJSON `json:"layers"`
+}
+
+func toDesc(d ocispec.Descriptor) descJSON {
+	return descJSON{MediaType: d.MediaType, Digest: d.Digest.String(), Size: d.Size}
+}
+
+func resolvedJSON(r *resolve.Resolved) resolveOutput {
+	out := resolveOutput{
+		Reference: r.Reference,
+		Platform:  resolve.FormatPlatform(resolve.Normalize(r.Platform)),
+		Platforms: []string{},
+		Indexes:   []descJSON{},
+		Manifest:  toDesc(r.Manifest.Descriptor),
+		Config:    toDesc(r.Config.Descriptor),
+		Layers:    []layerJSON{},
+	}
+	for _, p := range r.Platforms {
+		out.Platforms = append(out.Platforms, resolve.FormatPlatform(p))
+	}
+	for i, b := range r.Indexes {
+		d := toDesc(b.Descriptor)
+		if i == 0 {
+			out.Index = &d
+		}
+		out.Indexes = append(out.Indexes, d)
+	}
+	for _, l := range r.Layers {
+		out.Layers = append(out.Layers, layerJSON{descJSON: toDesc(l.Descriptor), DiffID: l.DiffID.String()})
+	}
+	return out
+}
+
+func writeJSON(e *env, v any) error {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func printResolved(e *env, r *resolve.Resolved) {
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "reference\t%s\n", r.Reference)
+	for _, b := range r.Indexes {
+		fmt.Fprintf(w, "index\t%s\t%d bytes\t%s\n", b.Descriptor.Digest, b.Descriptor.Size, b.Descriptor.MediaType)
+	}
+	fmt.Fprintf(w, "manifest\t%s\t%d bytes\t%s\n", r.Manifest.Descriptor.Digest, r.Manifest.Descriptor.Size, r.Manifest.Descriptor.MediaType)
+	fmt.Fprintf(w, "platform\t%s\n", resolve.FormatPlatform(resolve.Normalize(r.Platform)))
+	fmt.Fprintf(w, "config\t%s\t%d bytes\t%s\n", r.Config.Descriptor.Digest, r.Config.Descriptor.Size, r.Config.Descriptor.MediaType)
+	var total int64
+	for i, l := range r.Layers {
+		fmt.Fprintf(w, "layer %d\t%s\t%d bytes\t%s\n", i+1, l.Digest, l.Size, l.MediaType)
+		fmt.Fprintf(w, "  diffID\t%s\n", l.DiffID)
+		total += l.Size
+	}
+	fmt.Fprintf(w, "total\t%d layers\t%d bytes\n", len(r.Layers), total)
+	w.Flush()
+}

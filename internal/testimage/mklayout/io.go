@@ -1,0 +1,12 @@
+package main
+
+import (
+	"bytes"
+	"io"
+)
+
+type ioReadCloser = io.ReadCloser
+
+type nopCloser struct{ *bytes.Reader }
+
+func (nopCloser) Close() error { return nil }

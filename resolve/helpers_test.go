@@ -1,0 +1,103 @@
+package resolve_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/resolve"
+)
+
+func digestOf(h v1.Hash) digest.Digest { return digest.Digest(h.String()) }
+
+// staticKeychain hands out one set of credentials for one host.
+type staticKeychain struct {
+	host, user, pass string
+}
+
+func (k staticKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
+	if r.RegistryStr() == k.host {
+		return authn.FromConfig(authn.AuthConfig{Username: k.user, Password: k.pass}), nil
+	}
+	return authn.Anonymous, nil
+}
+
+// anonymous keeps the developer's own Docker config out of the tests.
+var anonymous = resolve.WithKeychain(authn.NewMultiKeychain())
+
+func mustResolve(t *testing.T, ref string, opts ...resolve.Option) *resolve.Resolved {
+	t.Helper()
+	res, err := resolve.Resolve(context.Background(), ref, append([]resolve.Option{anonymous}, opts...)...)
+	if err != nil {
+		t.Fatalf("Resolve(%s): %v", ref, err)
+	}
+	return res
+}
+
+func wantKind(t *testing.T, err error, kind errdefs.Kind) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("got no error, want %s", kind)
+	}
+	if !errors.Is(err, kind) || errdefs.KindOf(err) != kind {
+		t.Fatalf("error %q has kind %q, want %q", err, errdefs.KindOf(err), kind)
+	}
+	if strings.Contains(err.Error(), "\n") {
+		t.Fatalf("error message spans lines: %q", err)
+	}
+}
+
+// checkImage compares a resolved image with what was pushed, field by field.
+func checkImage(t *testing.T, res *resolve.Resolved, img v1.Image) {
+	t.Helper()
+	d, _ := img.Digest()
+	if res.Manifest.Descriptor.Digest.String() != d.String() {
+		t.Fatalf("manifest digest %s, want %s", res.Manifest.Descriptor.Digest, d)
+	}
+	raw, _ := img.RawManifest()
+	if string(res.Manifest.Data) != string(raw) {
+		t.Fatal("manifest bytes differ from what was pushed")
+	}
+	cfgName, _ := img.ConfigName()
+	if res.Config.Descriptor.Digest.String() != cfgName.String() {
+		t.Fatalf("config digest %s, want %s", res.Config.Descriptor.Digest, cfgName)
+	}
+	rawCfg, _ := img.RawConfigFile()
+	if string(res.Config.Data) != string(rawCfg) {
+		t.Fatal("config bytes differ from what was pushed")
+	}
+	layers, _ := img.Layers()
+	if len(res.Layers) != len(layers) {
+		t.Fatalf("%d layers, want %d", len(res.Layers), len(layers))
+	}
+	for i, l := range layers {
+		ld, _ := l.Digest()
+		diff, _ := l.DiffID()
+		size, _ := l.Size()
+		mt, _ := l.MediaType()
+		got := res.Layers[i]
+		if got.Digest.String() != ld.String() || got.DiffID.String() != diff.String() || got.Size != size || got.MediaType != string(mt) {
+			t.Fatalf("layer %d = %s %s %d %s, want %s %s %d %s", i, got.Digest, got.DiffID, got.Size, got.MediaType, ld, diff, size, mt)
+		}
+	}
+}
+
+// corrupt flips one byte of a file in place, keeping its size.
+func corrupt(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,116 @@
+package resolve_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/testimage"
+	"github.com/ocifetch/ocifetch/resolve"
+)
+
+func TestResolveLayout(t *testing.T) {
+	dir := t.TempDir()
+	idx, imgs := testimage.Index(t,
+		testimage.Platform{OS: "linux", Arch: "amd64"},
+		testimage.Platform{OS: "linux", Arch: "arm64", Variant: "v8"})
+	other, otherImgs := testimage.Index(t, testimage.Platform{OS: "linux", Arch: "amd64"})
+	testimage.WriteLayout(t, dir, map[string]v1.ImageIndex{"v1": idx, "v2": other})
+	arm64 := resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "arm64"})
+	amd64 := resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"})
+
+	res := mustResolve(t, "oci:"+dir+":v1", arm64)
+	checkImage(t, res, imgs[1])
+	if res.Reference != "oci:"+dir+":v1" {
+		t.Fatalf("reference %q", res.Reference)
+	}
+	checkImage(t, mustResolve(t, "oci:"+dir+":v2", amd64), otherImgs[0])
+
+	d, _ := idx.Digest()
+	checkImage(t, mustResolve(t, "oci:"+dir+"@"+d.String(), arm64), imgs[1])
+	// A manifest that index.json does not list, named by digest.
+	md, _ := imgs[0].Digest()
+	checkImage(t, mustResolve(t, "oci:"+dir+"@"+md.String()), imgs[0])
+
+	ctx := context.Background()
+	_, err := resolve.Resolve(ctx, "oci:"+dir+":nope")
+	wantKind(t, err, errdefs.ErrNotFound)
+	_, err = resolve.Resolve(ctx, "oci:"+dir)
+	wantKind(t, err, errdefs.ErrInvalidArgument) // two images: which one?
+	_, err = resolve.Resolve(ctx, "oci:"+t.TempDir())
+	wantKind(t, err, errdefs.ErrNotFound)
+	_, err = resolve.Resolve(ctx, "oci:"+dir+"@sha256:../../etc/passwd")
+	wantKind(t, err, errdefs.ErrManifestInvalid)
+
+	// Bytes changed behind a digest are caught.
+	cfg, _ := imgs[1].ConfigName()
+	corrupt(t, filepath.Join(dir, "blobs", "sha256", cfg.Hex))
+	_, err = resolve.Resolve(ctx, "oci:"+dir+":v1", arm64)
+	wantKind(t, err, errdefs.ErrDigestMismatch)
+}
+
+func TestResolveLayoutRefusesSymlinkedBlob(t *testing.T) {
+	dir := t.TempDir()
+	idx, imgs := testimage.Index(t, testimage.Platform{OS: "linux", Arch: "amd64"})
+	testimage.WriteLayout(t, dir, map[string]v1.ImageIndex{"v1": idx})
+	cfg, _ := imgs[0].ConfigName()
+	p := filepath.Join(dir, "blobs", "sha256", cfg.Hex)
+	if err := os.Rename(p, p+".real"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(p+".real", p); err != nil {
+		t.Fatal(err)
+	}
+	_, err := resolve.Resolve(context.Background(), "oci:"+dir+":v1", resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"}))
+	wantKind(t, err, errdefs.ErrInvalidArgument)
+}
+
+func TestResolveCommittedLayout(t *testing.T) {
+	res := mustResolve(t, "oci:../testdata/layouts/multiarch:latest", resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "arm64"}))
+	if got := resolve.FormatPlatform(resolve.Normalize(res.Platform)); got != "linux/arm64/v8" {
+		t.Fatalf("platform %s", got)
+	}
+	if len(res.Indexes) != 1 || len(res.Layers) != 2 || len(res.Platforms) != 3 {
+		t.Fatalf("%d indexes, %d layers, %d platforms", len(res.Indexes), len(res.Layers), len(res.Platforms))
+	}
+}
+
+func TestOpenRejectsBadReferences(t *testing.T) {
+	for _, ref := range []string{"", "UPPER/case", "host:5000/a/b@sha256:123", "oci-archive:x.tar", "a b"} {
+		_, err := resolve.Open(context.Background(), ref)
+		if errdefs.KindOf(err) != errdefs.ErrInvalidArgument && errdefs.KindOf(err) != errdefs.ErrManifestInvalid {
+			t.Errorf("Open(%q) = %v (kind %q), want invalid_argument", ref, err, errdefs.KindOf(err))
+		}
+	}
+}
+
+func TestOpenNormalizesNames(t *testing.T) {
+	tests := map[string]string{
+		"alpine":                          "docker.io/library/alpine:latest",
+		"docker.io/library/alpine:3.20":   "docker.io/library/alpine:3.20",
+		"user/app":                        "docker.io/user/app:latest",
+		"docker://alpine:3":               "docker.io/library/alpine:3",
+		"index.docker.io/library/busybox": "docker.io/library/busybox:latest",
+		"localhost/x":                     "localhost/x:latest",
+		"host:5000/a/b:t":                 "host:5000/a/b:t",
+		"quay.io/a/b@sha256:" + hex64:     "quay.io/a/b@sha256:" + hex64,
+		"quay.io/a/b:t@sha256:" + hex64:   "quay.io/a/b@sha256:" + hex64,
+	}
+	for in, want := range tests {
+		src, err := resolve.Open(context.Background(), in)
+		if err != nil {
+			t.Errorf("Open(%q): %v", in, err)
+			continue
+		}
+		if src.Reference() != want {
+			t.Errorf("Open(%q).Reference() = %q, want %q", in, src.Reference(), want)
+		}
+	}
+}
+
+const hex64 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"

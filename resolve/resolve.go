@@ -1,0 +1,238 @@
+package resolve
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+)
+
+// Open parses a reference and returns the Source that serves it:
+//
+//	alpine, docker.io/library/alpine:3.20, host:5000/a/b@sha256:...   a registry
+//	docker://NAME                                                     the same, skopeo-style
+//	oci:DIR, oci:DIR:TAG, oci:DIR@DIGEST                              an OCI image layout
+//
+// Opening does no I/O for registries; the first request authenticates.
+func Open(ctx context.Context, ref string, opts ...Option) (Source, error) {
+	o := makeOptions(opts)
+	return open(ref, o)
+}
+
+func open(ref string, o *options) (Source, error) {
+	switch {
+	case strings.HasPrefix(ref, "oci:"):
+		return openLayout(strings.TrimPrefix(ref, "oci:"))
+	case strings.HasPrefix(ref, "docker://"):
+		return openRegistry(strings.TrimPrefix(ref, "docker://"), o)
+	case strings.HasPrefix(ref, "oci-archive:"), strings.HasPrefix(ref, "docker-archive:"):
+		kind, _, _ := strings.Cut(ref, ":")
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "%s: sources are not supported yet", kind)
+	case ref == "":
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "empty image reference")
+	}
+	return openRegistry(ref, o)
+}
+
+// Resolve opens ref and resolves it to one platform's manifest, config and
+// layers, verifying every document on the way.
+func Resolve(ctx context.Context, ref string, opts ...Option) (*Resolved, error) {
+	o := makeOptions(opts)
+	src, err := open(ref, o)
+	if err != nil {
+		return nil, err
+	}
+	return resolveSource(ctx, src, o)
+}
+
+// ResolveSource resolves what src's reference names.
+func ResolveSource(ctx context.Context, src Source, opts ...Option) (*Resolved, error) {
+	return resolveSource(ctx, src, makeOptions(opts))
+}
+
+func resolveSource(ctx context.Context, src Source, o *options) (*Resolved, error) {
+	root, err := src.Root(ctx)
+	if err != nil {
+		return nil, err
+	}
+	want := HostPlatform()
+	if o.platform != nil {
+		want = *o.platform
+	}
+	w := &walker{src: src, o: o, want: want, seen: map[digest.Digest]bool{}}
+	res := &Resolved{Reference: src.Reference(), Source: src}
+	if err := w.walk(ctx, root, nil, 0, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+type walker struct {
+	src  Source
+	o    *options
+	want ocispec.Platform
+	seen map[digest.Digest]bool
+	// platforms offered by every index read, for the error when none fits.
+	offered []ocispec.Platform
+}
+
+// walk reads desc and, for an index, descends into the best entry for the
+// wanted platform; nested indexes are tried in order when no manifest of
+// the index itself fits.
+func (w *walker) walk(ctx context.Context, desc ocispec.Descriptor, platform *ocispec.Platform, depth int, res *Resolved) error {
+	if depth > w.o.maxDepth {
+		return errdefs.New(errdefs.ErrManifestInvalid, "indexes nest more than %d levels deep at %s", w.o.maxDepth, desc.Digest)
+	}
+	if w.seen[desc.Digest] {
+		return errdefs.New(errdefs.ErrManifestInvalid, "index %s refers to itself", desc.Digest)
+	}
+	w.seen[desc.Digest] = true
+	defer delete(w.seen, desc.Digest)
+
+	data, err := fetchDocument(ctx, w.src, desc, w.o.maxDocumentSize, "manifest")
+	if err != nil {
+		return err
+	}
+	kind, err := classifyDocument(desc, data)
+	if err != nil {
+		return err
+	}
+	if kind == kindManifest {
+		return w.manifest(ctx, desc, data, platform, res)
+	}
+
+	var idx ocispec.Index
+	if err := json.Unmarshal(data, &idx); err != nil {
+		return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "index %s", desc.Digest)
+	}
+	res.Indexes = append(res.Indexes, Blob{Descriptor: desc, Data: data})
+	defer func() {
+		if len(res.Indexes) > 0 && res.Manifest.Data == nil {
+			res.Indexes = res.Indexes[:len(res.Indexes)-1]
+		}
+	}()
+
+	best, bestScore := -1, 0
+	var nested []int
+	for i, m := range idx.Manifests {
+		if _, err := parseDigest(m.Digest.String()); err != nil {
+			return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "index %s entry %d", desc.Digest, i)
+		}
+		if m.Platform != nil {
+			w.offered = append(w.offered, *m.Platform)
+			res.Platforms = append(res.Platforms, *m.Platform)
+		}
+		switch {
+		case isManifestType(m.MediaType):
+			score := 1 // an entry without a platform fits anything, but least well
+			if m.Platform != nil {
+				score = MatchScore(w.want, *m.Platform)
+				if score > 0 && m.Platform.Variant != "" {
+					score++ // an entry that names the variant beats one that leaves it implied
+				}
+			}
+			if score > bestScore {
+				best, bestScore = i, score
+			}
+		case isIndexType(m.MediaType):
+			if m.Platform == nil || MatchScore(w.want, *m.Platform) > 0 {
+				nested = append(nested, i)
+			}
+		}
+	}
+	if best >= 0 {
+		m := idx.Manifests[best]
+		return w.walk(ctx, m, m.Platform, depth+1, res)
+	}
+	var lastErr error
+	for _, i := range nested {
+		m := idx.Manifests[i]
+		err := w.walk(ctx, m, m.Platform, depth+1, res)
+		if err == nil {
+			return nil
+		}
+		if !errdefs.Is(err, errdefs.ErrPlatformNotFound) {
+			return err
+		}
+		lastErr = err
+	}
+	if lastErr != nil && depth > 0 {
+		return lastErr
+	}
+	return errdefs.New(errdefs.ErrPlatformNotFound, "%s has no image for platform %s; available: %s",
+		w.src.Reference(), FormatPlatform(w.want), platformList(w.offered))
+}
+
+// manifest reads a manifest and its config, and pairs layers with diffIDs.
+func (w *walker) manifest(ctx context.Context, desc ocispec.Descriptor, data []byte, platform *ocispec.Platform, res *Resolved) error {
+	var m ocispec.Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "manifest %s", desc.Digest)
+	}
+	if desc.MediaType == "" {
+		desc.MediaType = m.MediaType
+	}
+	if !isConfigType(m.Config.MediaType) {
+		return errdefs.New(errdefs.ErrUnsupportedMediaType,
+			"manifest %s is an artifact (config media type %q), not a runnable image", desc.Digest, m.Config.MediaType)
+	}
+	if _, err := parseDigest(m.Config.Digest.String()); err != nil {
+		return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "manifest %s config", desc.Digest)
+	}
+	for i, l := range m.Layers {
+		if _, err := parseDigest(l.Digest.String()); err != nil {
+			return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "manifest %s layer %d", desc.Digest, i)
+		}
+		if l.Size < 0 {
+			return errdefs.New(errdefs.ErrManifestInvalid, "manifest %s layer %d has a negative size", desc.Digest, i)
+		}
+		if !IsLayerType(l.MediaType) {
+			return errdefs.New(errdefs.ErrUnsupportedMediaType, "manifest %s layer %d has media type %q, which is not an image layer", desc.Digest, i, l.MediaType)
+		}
+	}
+	cfgData, err := fetchDocument(ctx, w.src, m.Config, w.o.maxDocumentSize, "config")
+	if err != nil {
+		return err
+	}
+	var img ocispec.Image
+	if err := json.Unmarshal(cfgData, &img); err != nil {
+		return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "config %s", m.Config.Digest)
+	}
+	if img.RootFS.Type != "layers" {
+		return errdefs.New(errdefs.ErrManifestInvalid, "config %s: rootfs.type is %q, want \"layers\"", m.Config.Digest, img.RootFS.Type)
+	}
+	if len(img.RootFS.DiffIDs) != len(m.Layers) {
+		return errdefs.New(errdefs.ErrManifestInvalid, "config %s lists %d diffIDs for %d layers", m.Config.Digest, len(img.RootFS.DiffIDs), len(m.Layers))
+	}
+	layers := make([]Layer, len(m.Layers))
+	for i, l := range m.Layers {
+		d, err := parseDigest(img.RootFS.DiffIDs[i].String())
+		if err != nil {
+			return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "config %s diffID %d", m.Config.Digest, i)
+		}
+		layers[i] = Layer{Descriptor: l, DiffID: d}
+	}
+
+	cfgPlatform := ocispec.Platform{OS: img.OS, Architecture: img.Architecture, Variant: img.Variant, OSVersion: img.OSVersion}
+	if platform == nil {
+		// A manifest named directly: with an explicit platform it must
+		// fit; by default any platform is accepted, as other tools do.
+		if w.o.platform != nil && MatchScore(*w.o.platform, cfgPlatform) == 0 {
+			return errdefs.New(errdefs.ErrPlatformNotFound, "%s is an image for %s, not %s",
+				w.src.Reference(), FormatPlatform(Normalize(cfgPlatform)), FormatPlatform(*w.o.platform))
+		}
+		platform = &cfgPlatform
+	}
+
+	res.Manifest = Blob{Descriptor: desc, Data: data}
+	res.ImageManifest = m
+	res.Config = Blob{Descriptor: m.Config, Data: cfgData}
+	res.Image = img
+	res.Platform = *platform
+	res.Layers = layers
+	return nil
+}
