@@ -36,17 +36,9 @@ import (
 // so that it can serve as the sentinel that errors.Is matches.
 type Kind string
 
-// Error returns the kind's name with underscores turned into spaces, so that
-// a bare sentinel still reads as prose.
-func (k Kind) Error() string {
-	b := []byte(k)
-	for i, c := range b {
-		if c == '_' {
-			b[i] = ' '
-		}
-	}
-	return string(b)
-}
+// Error returns the kind's name, so that a kind prints as itself whether
+// it is formatted as an error or as a string.
+func (k Kind) Error() string { return string(k) }
 
 // The kinds. Compare with errors.Is(err, errdefs.ErrX).
 const (

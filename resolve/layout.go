@@ -19,16 +19,65 @@ import (
 
 // layoutSource reads an OCI image layout directory.
 type layoutSource struct {
-	dir    string
+	dir    string // the directory or archive, for messages
+	files  files
 	tag    string
 	pinned digest.Digest
 	ref    string
+}
+
+// files is read access to the files of a layout, wherever they are kept:
+// a directory, or a tar archive of one.
+type files interface {
+	// open opens the regular file at the slash-separated name at offset
+	// off; a missing file is fs.ErrNotExist.
+	open(name string, off int64) (io.ReadCloser, error)
+	// size returns the size of the regular file at name.
+	size(name string) (int64, error)
+}
+
+// dirFiles reads a layout directory. Files are opened without following a
+// final symlink, and only regular files are read.
+type dirFiles struct{ dir string }
+
+func (d dirFiles) open(name string, off int64) (io.ReadCloser, error) {
+	f, err := openRegular(filepath.Join(d.dir, filepath.FromSlash(name)))
+	if err != nil {
+		return nil, err
+	}
+	if off > 0 {
+		if _, err := f.Seek(off, io.SeekStart); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+func (d dirFiles) size(name string) (int64, error) {
+	info, err := os.Lstat(filepath.Join(d.dir, filepath.FromSlash(name)))
+	if err != nil {
+		return 0, err
+	}
+	if !info.Mode().IsRegular() {
+		return 0, fs.ErrNotExist
+	}
+	return info.Size(), nil
 }
 
 // openLayout parses "DIR", "DIR:TAG" or "DIR@DIGEST" (after "oci:"). As in
 // skopeo, the last ":" separates the tag, so a directory name may contain
 // colons only when a tag or digest follows.
 func openLayout(spec string) (*layoutSource, error) {
+	s, err := parseLayoutSpec(spec, "oci")
+	if err != nil {
+		return nil, err
+	}
+	s.files = dirFiles{dir: s.dir}
+	return s, nil
+}
+
+func parseLayoutSpec(spec, scheme string) (*layoutSource, error) {
 	s := &layoutSource{}
 	if dir, d, ok := strings.Cut(spec, "@"); ok {
 		dg, err := parseDigest(d)
@@ -39,20 +88,20 @@ func openLayout(spec string) (*layoutSource, error) {
 	} else if i := strings.LastIndex(spec, ":"); i >= 0 && !strings.Contains(spec[i+1:], "/") {
 		s.dir, s.tag = spec[:i], spec[i+1:]
 		if s.tag == "" {
-			return nil, errdefs.New(errdefs.ErrInvalidArgument, "oci:%s: empty tag", spec)
+			return nil, errdefs.New(errdefs.ErrInvalidArgument, "%s:%s: empty tag", scheme, spec)
 		}
 	} else {
 		s.dir = spec
 	}
 	if s.dir == "" {
-		return nil, errdefs.New(errdefs.ErrInvalidArgument, "oci: reference needs a directory")
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "%s: reference needs a path", scheme)
 	}
 	abs, err := filepath.Abs(s.dir)
 	if err != nil {
-		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "layout directory %q", s.dir)
+		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "layout path %q", s.dir)
 	}
 	s.dir = abs
-	s.ref = "oci:" + abs
+	s.ref = scheme + ":" + abs
 	switch {
 	case s.pinned != "":
 		s.ref += "@" + s.pinned.String()
@@ -70,10 +119,10 @@ func (s *layoutSource) String() string { return s.ref }
 // org.opencontainers.image.ref.name annotation, or, without either, the
 // only image the layout holds.
 func (s *layoutSource) Root(ctx context.Context) (ocispec.Descriptor, error) {
-	if err := checkLayoutVersion(s.dir); err != nil {
+	if err := s.checkLayoutVersion(); err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	f, err := openRegular(filepath.Join(s.dir, "index.json"))
+	f, err := s.files.open("index.json", 0)
 	if err != nil {
 		return ocispec.Descriptor{}, layoutErr(err, s.dir, "index.json")
 	}
@@ -102,11 +151,11 @@ func (s *layoutSource) Root(ctx context.Context) (ocispec.Descriptor, error) {
 	switch {
 	case s.pinned != "":
 		// Not listed in index.json, but perhaps present as a blob.
-		info, err := os.Lstat(s.blobPath(s.pinned))
-		if err != nil || !info.Mode().IsRegular() {
+		size, err := s.files.size(blobName(s.pinned))
+		if err != nil {
 			return ocispec.Descriptor{}, errdefs.New(errdefs.ErrNotFound, "%s: no manifest %s", s.ref, s.pinned)
 		}
-		return ocispec.Descriptor{Digest: s.pinned, Size: info.Size()}, nil
+		return ocispec.Descriptor{Digest: s.pinned, Size: size}, nil
 	case s.tag != "":
 		return ocispec.Descriptor{}, errdefs.New(errdefs.ErrNotFound, "%s: no image named %q (names: %s)", s.dir, s.tag, listOrNone(names))
 	case len(idx.Manifests) == 1:
@@ -126,8 +175,9 @@ func listOrNone(names []string) string {
 	return strings.Join(names, ", ")
 }
 
-func checkLayoutVersion(dir string) error {
-	f, err := openRegular(filepath.Join(dir, ocispec.ImageLayoutFile))
+func (s *layoutSource) checkLayoutVersion() error {
+	dir := s.dir
+	f, err := s.files.open(ocispec.ImageLayoutFile, 0)
 	if err != nil {
 		return layoutErr(err, dir, ocispec.ImageLayoutFile)
 	}
@@ -153,10 +203,10 @@ func layoutErr(err error, dir, file string) error {
 	return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "%s/%s", dir, file)
 }
 
-// blobPath is only called with digests that parseDigest accepted, so the
+// blobName is only called with digests that parseDigest accepted, so the
 // encoded part is plain hex and cannot climb out of blobs/.
-func (s *layoutSource) blobPath(d digest.Digest) string {
-	return filepath.Join(s.dir, ocispec.ImageBlobsDir, d.Algorithm().String(), d.Encoded())
+func blobName(d digest.Digest) string {
+	return ocispec.ImageBlobsDir + "/" + d.Algorithm().String() + "/" + d.Encoded()
 }
 
 func (s *layoutSource) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
@@ -168,20 +218,14 @@ func (s *layoutSource) FetchAt(_ context.Context, desc ocispec.Descriptor, off i
 	if _, err := parseDigest(desc.Digest.String()); err != nil {
 		return nil, 0, err
 	}
-	f, err := openRegular(s.blobPath(desc.Digest))
+	rc, err := s.files.open(blobName(desc.Digest), off)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, 0, errdefs.New(errdefs.ErrNotFound, "%s: blob %s is missing", s.dir, desc.Digest)
 		}
 		return nil, 0, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "%s: blob %s", s.dir, desc.Digest)
 	}
-	if off > 0 {
-		if _, err := f.Seek(off, io.SeekStart); err != nil {
-			f.Close()
-			return nil, 0, errdefs.Wrap(err, errdefs.ErrInternal, "seeking blob %s", desc.Digest)
-		}
-	}
-	return f, off, nil
+	return rc, off, nil
 }
 
 // openRegular opens a file for reading without following a final symlink

@@ -81,7 +81,7 @@ func TestResolveCommittedLayout(t *testing.T) {
 }
 
 func TestOpenRejectsBadReferences(t *testing.T) {
-	for _, ref := range []string{"", "UPPER/case", "host:5000/a/b@sha256:123", "oci-archive:x.tar", "a b"} {
+	for _, ref := range []string{"", "UPPER/case", "host:5000/a/b@sha256:123", "a b", "docker-archive:x.tar@-1"} {
 		_, err := resolve.Open(context.Background(), ref)
 		if errdefs.KindOf(err) != errdefs.ErrInvalidArgument && errdefs.KindOf(err) != errdefs.ErrManifestInvalid {
 			t.Errorf("Open(%q) = %v (kind %q), want invalid_argument", ref, err, errdefs.KindOf(err))

@@ -1,7 +1,6 @@
 package resolve
 
 import (
-	"fmt"
 	"runtime"
 	"strings"
 
@@ -173,6 +172,3 @@ func platformList(ps []ocispec.Platform) string {
 	}
 	return strings.Join(out, ", ")
 }
-
-// describePlatform is FormatPlatform for use in messages.
-func describePlatform(p ocispec.Platform) string { return fmt.Sprintf("%q", FormatPlatform(p)) }

@@ -16,6 +16,8 @@ import (
 //	alpine, docker.io/library/alpine:3.20, host:5000/a/b@sha256:...   a registry
 //	docker://NAME                                                     the same, skopeo-style
 //	oci:DIR, oci:DIR:TAG, oci:DIR@DIGEST                              an OCI image layout
+//	oci-archive:FILE[:TAG|@DIGEST]                                    a tar of an OCI image layout
+//	docker-archive:FILE[:NAME:TAG|@INDEX]                             the format of "docker save"
 //
 // Opening does no I/O for registries; the first request authenticates.
 func Open(ctx context.Context, ref string, opts ...Option) (Source, error) {
@@ -29,9 +31,10 @@ func open(ref string, o *options) (Source, error) {
 		return openLayout(strings.TrimPrefix(ref, "oci:"))
 	case strings.HasPrefix(ref, "docker://"):
 		return openRegistry(strings.TrimPrefix(ref, "docker://"), o)
-	case strings.HasPrefix(ref, "oci-archive:"), strings.HasPrefix(ref, "docker-archive:"):
-		kind, _, _ := strings.Cut(ref, ":")
-		return nil, errdefs.New(errdefs.ErrInvalidArgument, "%s: sources are not supported yet", kind)
+	case strings.HasPrefix(ref, "oci-archive:"):
+		return openOCIArchive(strings.TrimPrefix(ref, "oci-archive:"))
+	case strings.HasPrefix(ref, "docker-archive:"):
+		return openDockerArchive(strings.TrimPrefix(ref, "docker-archive:"))
 	case ref == "":
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "empty image reference")
 	}

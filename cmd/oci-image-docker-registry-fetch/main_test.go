@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+)
+
+const layout = "oci:../../testdata/layouts/multiarch:latest"
+
+// cli runs the CLI in-process and returns its exit code and output.
+func cli(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// jsonError parses the {"error":{...}} object a failing --json command prints.
+func jsonError(t *testing.T, stdout string) (kind, message string) {
+	t.Helper()
+	var v struct {
+		Error struct{ Kind, Message string }
+	}
+	if err := json.Unmarshal([]byte(stdout), &v); err != nil {
+		t.Fatalf("stdout is not one JSON object: %v\n%s", err, stdout)
+	}
+	if v.Error.Kind == "" || v.Error.Message == "" || strings.Contains(v.Error.Message, "\n") {
+		t.Fatalf("bad error object: %s", stdout)
+	}
+	return v.Error.Kind, v.Error.Message
+}
+
+func TestResolveJSON(t *testing.T) {
+	code, stdout, stderr := cli(t, "resolve", "--platform", "linux/arm64", "--json", layout)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var out resolveOutput
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Platform != "linux/arm64/v8" || out.Index == nil || len(out.Layers) != 2 || len(out.Platforms) != 3 {
+		t.Fatalf("unexpected output: %s", stdout)
+	}
+	// The manifest printed is the index's arm64/v8 entry.
+	var idx struct {
+		Manifests []struct {
+			Digest   string
+			Platform struct{ Architecture, Variant string }
+		}
+	}
+	blob := filepath.Join("../../testdata/layouts/multiarch/blobs/sha256", strings.TrimPrefix(out.Index.Digest, "sha256:"))
+	data, err := os.ReadFile(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &idx); err != nil {
+		t.Fatal(err)
+	}
+	want := ""
+	for _, m := range idx.Manifests {
+		if m.Platform.Architecture == "arm64" && m.Platform.Variant == "v8" {
+			want = m.Digest
+		}
+	}
+	if want == "" || out.Manifest.Digest != want {
+		t.Fatalf("manifest %s, want the arm64/v8 entry %s", out.Manifest.Digest, want)
+	}
+	for _, l := range out.Layers {
+		if !strings.HasPrefix(l.Digest, "sha256:") || !strings.HasPrefix(l.DiffID, "sha256:") || l.Size <= 0 || l.MediaType == "" {
+			t.Fatalf("bad layer %+v", l)
+		}
+	}
+
+	// Flags after the positional argument work too.
+	code, stdout2, _ := cli(t, "resolve", layout, "--json", "--platform=linux/arm64/v8")
+	if code != 0 || stdout2 != stdout {
+		t.Fatalf("flags after REF: exit %d, output differs:\n%s", code, stdout2)
+	}
+}
+
+func TestResolveHuman(t *testing.T) {
+	code, stdout, _ := cli(t, "resolve", "--platform", "linux/amd64", layout)
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"index", "manifest", "config", "layer 1", "layer 2", "diffID", "linux/amd64"} {
+		if !strings.Contains(stdout, want) {
+			t.Fatalf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+}
+
+func TestResolveErrors(t *testing.T) {
+	broken := t.TempDir()
+	copyTree(t, "../../testdata/layouts/multiarch", broken)
+	// Corrupt every config blob so that whichever platform is picked fails.
+	entries, _ := os.ReadDir(filepath.Join(broken, "blobs/sha256"))
+	for _, e := range entries {
+		p := filepath.Join(broken, "blobs/sha256", e.Name())
+		b, _ := os.ReadFile(p)
+		if bytes.Contains(b, []byte(`"rootfs"`)) {
+			b[len(b)-2] ^= 1
+			os.WriteFile(p, b, 0o644)
+		}
+	}
+	tests := []struct {
+		name string
+		args []string
+		kind errdefs.Kind
+		exit int
+	}{
+		{"bad platform", []string{"--platform", "linux"}, errdefs.ErrInvalidArgument, exitUsage},
+		{"missing tag", []string{"oci:../../testdata/layouts/multiarch:nope"}, errdefs.ErrNotFound, exitNotFound},
+		{"no such platform", []string{"--platform", "linux/s390x", layout}, errdefs.ErrPlatformNotFound, exitNotFound},
+		{"corrupt blob", []string{"--platform", "linux/amd64", "oci:" + broken + ":latest"}, errdefs.ErrDigestMismatch, exitVerification},
+		{"bad reference", []string{"Not/A/Valid:Ref:x"}, errdefs.ErrInvalidArgument, exitUsage},
+		{"too many arguments", []string{layout, layout}, errdefs.ErrInvalidArgument, exitUsage},
+		{"unknown flag", []string{"--frobnicate", layout}, errdefs.ErrInvalidArgument, exitUsage},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"resolve", "--json"}, tt.args...)
+			if tt.name == "bad platform" {
+				args = append(args, layout)
+			}
+			code, stdout, _ := cli(t, args...)
+			kind, _ := jsonError(t, stdout)
+			if kind != string(tt.kind) || code != tt.exit {
+				t.Fatalf("kind %q exit %d, want %q exit %d; stdout %s", kind, code, tt.kind, tt.exit, stdout)
+			}
+			// Without --json: one line on stderr, nothing on stdout.
+			plain := []string{"resolve"}
+			for _, a := range args[1:] {
+				if a != "--json" {
+					plain = append(plain, a)
+				}
+			}
+			code, stdout, stderr := cli(t, plain...)
+			if code != tt.exit || stdout != "" || !strings.HasPrefix(stderr, prog+" resolve: ") {
+				t.Fatalf("plain: exit %d stdout %q stderr %q", code, stdout, stderr)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	code, stdout, _ := cli(t)
+	if code != 0 || !strings.Contains(stdout, "resolve") || !strings.Contains(stdout, "Exit status") {
+		t.Fatalf("overview: exit %d\n%s", code, stdout)
+	}
+	for _, c := range commands() {
+		code, stdout, _ := cli(t, "help", c.name)
+		if code != 0 || !strings.Contains(stdout, "Usage: "+prog+" "+c.name) || !strings.Contains(stdout, "Example:") {
+			t.Fatalf("help %s: exit %d\n%s", c.name, code, stdout)
+		}
+		// Flags come before positional arguments in every usage line:
+		// outside brackets, once a positional word appears, no flag follows.
+		if !flagsFirst(c.usage) {
+			t.Fatalf("usage of %s has a flag after a positional argument: %s", c.name, c.usage)
+		}
+	}
+	if code, _, _ := cli(t, "frobnicate"); code != exitUsage {
+		t.Fatalf("unknown command exit %d", code)
+	}
+}
+
+func copyTree(t *testing.T, from, to string) {
+	t.Helper()
+	err := filepath.Walk(from, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		dst := filepath.Join(to, rel)
+		if info.IsDir() {
+			return os.MkdirAll(dst, 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(dst, b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// flagsFirst reports whether, in a usage line, every flag (bracketed or
+// not) comes before the first positional argument.
+func flagsFirst(usage string) bool {
+	depth, seenPositional := 0, false
+	for _, word := range strings.Fields(usage)[1:] {
+		startDepth := depth
+		depth += strings.Count(word, "[") - strings.Count(word, "]")
+		isFlag := strings.HasPrefix(word, "[-") || strings.HasPrefix(word, "-")
+		switch {
+		case startDepth > 0:
+			// inside a bracketed flag: its argument
+		case isFlag && seenPositional:
+			return false
+		case !isFlag && word != "...":
+			seenPositional = true
+		}
+	}
+	return true
+}
+
+func TestFlagsFirst(t *testing.T) {
+	good := []string{"resolve [--json] REF", "x [--a B]... [--c] SRC DST", "rebuild [--store DIR] --layer N ROOTFS"}
+	bad := []string{"resolve REF [--json]", "x SRC --flag DST"}
+	for _, u := range good {
+		if !flagsFirst(u) {
+			t.Errorf("flagsFirst(%q) = false", u)
+		}
+	}
+	for _, u := range bad {
+		if flagsFirst(u) {
+			t.Errorf("flagsFirst(%q) = true", u)
+		}
+	}
+}

@@ -1,0 +1,152 @@
+package resolve_test
+
+import (
+	"archive/tar"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/testimage"
+	"github.com/ocifetch/ocifetch/resolve"
+)
+
+// tarDir writes the files under dir into a tar archive at out.
+func tarDir(t *testing.T, dir, out string) {
+	t.Helper()
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	err = filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		h, err := tar.FileInfoHeader(info, "")
+		if err != nil {
+			return err
+		}
+		h.Name = "./" + filepath.ToSlash(rel)
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if info.Mode().IsRegular() {
+			src, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer src.Close()
+			_, err = io.Copy(tw, src)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestResolveOCIArchive(t *testing.T) {
+	dir := t.TempDir()
+	idx, imgs := testimage.Index(t,
+		testimage.Platform{OS: "linux", Arch: "amd64"},
+		testimage.Platform{OS: "linux", Arch: "arm64", Variant: "v8"})
+	testimage.WriteLayout(t, dir, map[string]v1.ImageIndex{"v1": idx})
+	archive := filepath.Join(t.TempDir(), "image.tar")
+	tarDir(t, dir, archive)
+
+	res := mustResolve(t, "oci-archive:"+archive+":v1", resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "arm64"}))
+	checkImage(t, res, imgs[1])
+	res = mustResolve(t, "oci-archive:"+archive, resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"}))
+	checkImage(t, res, imgs[0])
+
+	// Layers are read in place from the archive, verified by the caller.
+	layers, _ := imgs[0].Layers()
+	want, _ := layers[1].Compressed()
+	wantBytes, _ := io.ReadAll(want)
+	rc, err := res.Source.Fetch(context.Background(), res.Layers[1].Descriptor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(got) != string(wantBytes) {
+		t.Fatal("layer bytes from the archive differ")
+	}
+	rc, start, err := res.Source.FetchAt(context.Background(), res.Layers[1].Descriptor, 10)
+	if err != nil || start != 10 {
+		t.Fatalf("FetchAt: start %d, %v", start, err)
+	}
+	got, _ = io.ReadAll(rc)
+	if string(got) != string(wantBytes[10:]) {
+		t.Fatal("ranged read from the archive differs")
+	}
+
+	_, err = resolve.Resolve(context.Background(), "oci-archive:"+archive+":nope")
+	wantKind(t, err, errdefs.ErrNotFound)
+	_, err = resolve.Resolve(context.Background(), "oci-archive:"+filepath.Join(t.TempDir(), "missing.tar"))
+	wantKind(t, err, errdefs.ErrNotFound)
+}
+
+func TestResolveDockerArchive(t *testing.T) {
+	a := testimage.Image(t, 2, "linux", "amd64", "")
+	b := testimage.Image(t, 3, "linux", "arm64", "v8")
+	ta, _ := name.NewTag("example.com/app:a")
+	tb, _ := name.NewTag("example.com/app:b")
+	archive := filepath.Join(t.TempDir(), "save.tar")
+	if err := tarball.MultiWriteToFile(archive, map[name.Tag]v1.Image{ta: a, tb: b}); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tt := range []struct {
+		ref  string
+		want v1.Image
+	}{
+		{"docker-archive:" + archive + ":example.com/app:a", a},
+		{"docker-archive:" + archive + ":example.com/app:b", b},
+	} {
+		res := mustResolve(t, tt.ref)
+		cfgWant, _ := tt.want.RawConfigFile()
+		if string(res.Config.Data) != string(cfgWant) {
+			t.Fatalf("%s: config differs", tt.ref)
+		}
+		layers, _ := tt.want.Layers()
+		if len(res.Layers) != len(layers) {
+			t.Fatalf("%s: %d layers, want %d", tt.ref, len(res.Layers), len(layers))
+		}
+		for i, l := range layers {
+			diff, _ := l.DiffID()
+			if res.Layers[i].DiffID.String() != diff.String() {
+				t.Fatalf("%s: layer %d diffID %s, want %s", tt.ref, i, res.Layers[i].DiffID, diff)
+			}
+			// The layer the archive holds hashes to the descriptor.
+			rc, err := res.Source.Fetch(context.Background(), res.Layers[i].Descriptor)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, n, _ := v1.SHA256(rc)
+			rc.Close()
+			if d.String() != res.Layers[i].Digest.String() || n != res.Layers[i].Size {
+				t.Fatalf("layer %d: %s/%d, descriptor %s/%d", i, d, n, res.Layers[i].Digest, res.Layers[i].Size)
+			}
+		}
+	}
+	_, err := resolve.Resolve(context.Background(), "docker-archive:"+archive)
+	wantKind(t, err, errdefs.ErrInvalidArgument) // two images: which one?
+	mustResolve(t, "docker-archive:"+archive+"@1")
+	_, err = resolve.Resolve(context.Background(), "docker-archive:"+archive+":example.com/app:c")
+	wantKind(t, err, errdefs.ErrNotFound)
+}

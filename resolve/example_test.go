@@ -1,0 +1,49 @@
+package resolve_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/resolve"
+)
+
+// Resolve a multi-platform image to its arm64 manifest. A registry name
+// ("docker.io/library/alpine:3.20") works the same way; this example reads
+// the layout kept in the repository so that it runs offline.
+func ExampleResolve() {
+	ctx := context.Background()
+	res, err := resolve.Resolve(ctx, "oci:../testdata/layouts/multiarch:latest",
+		resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "arm64"}))
+	if err != nil {
+		fmt.Println(errdefs.KindOf(err), err)
+		return
+	}
+	fmt.Println("platform:", resolve.FormatPlatform(resolve.Normalize(res.Platform)))
+	fmt.Println("indexes walked:", len(res.Indexes))
+	fmt.Println("layers:", len(res.Layers))
+	// Output:
+	// platform: linux/arm64/v8
+	// indexes walked: 1
+	// layers: 2
+}
+
+// Errors carry a kind that callers test with errors.Is.
+func ExampleResolve_platformNotFound() {
+	_, err := resolve.Resolve(context.Background(), "oci:../testdata/layouts/multiarch:latest",
+		resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "riscv64"}))
+	fmt.Println(errors.Is(err, errdefs.ErrPlatformNotFound))
+	fmt.Println(errdefs.KindOf(err))
+	// Output:
+	// true
+	// platform_not_found
+}
+
+func ExampleParsePlatform() {
+	p, _ := resolve.ParsePlatform("linux/aarch64")
+	fmt.Println(resolve.FormatPlatform(p))
+	// Output: linux/arm64/v8
+}
