@@ -53,6 +53,7 @@ const prog = "oci-image-docker-registry-fetch"
 func commands() []*command {
 	return []*command{
 		resolveCommand(),
+		inspectCommand(),
 	}
 }
 

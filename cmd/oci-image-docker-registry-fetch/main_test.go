@@ -228,3 +228,34 @@ func TestFlagsFirst(t *testing.T) {
 		}
 	}
 }
+
+func TestInspectJSON(t *testing.T) {
+	code, stdout, stderr := cli(t, "inspect", "--json", "--platform", "linux/arm/v7", layout)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var out inspectOutput
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Available) != 3 || out.Platform != "linux/arm/v7" {
+		t.Fatalf("available %v platform %s", out.Available, out.Platform)
+	}
+	chosen := 0
+	for _, a := range out.Available {
+		if a.Digest == out.Manifest.Digest {
+			chosen++
+			if a.Platform != "linux/arm/v7" {
+				t.Fatalf("chosen entry is %s", a.Platform)
+			}
+		}
+	}
+	var sum int64
+	for _, l := range out.Layers {
+		sum += l.Size
+	}
+	if chosen != 1 || out.CompressedSize != sum || out.ConfigSummary.User != "demo" ||
+		len(out.ConfigSummary.Cmd) != 1 || out.ConfigSummary.Labels["org.opencontainers.image.title"] != "ocifetch demo" {
+		t.Fatalf("unexpected inspect output: %s", stdout)
+	}
+}

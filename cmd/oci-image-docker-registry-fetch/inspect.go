@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocifetch/ocifetch/resolve"
+)
+
+func inspectCommand() *command {
+	return &command{
+		name:    "inspect",
+		summary: "Show what an image is (platforms, layers, sizes, config) without downloading its layers.",
+		usage:   "inspect [--platform OS/ARCH[/VARIANT]] [--json] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] REF",
+		example: prog + " inspect --platform linux/amd64 docker.io/library/debian:bookworm",
+		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+			var rf registryFlags
+			rf.register(fs)
+			return func(ctx context.Context, e *env, args []string) error {
+				if len(args) != 1 {
+					return usagef("inspect takes exactly one reference, got %d arguments", len(args))
+				}
+				opts, err := rf.options()
+				if err != nil {
+					return err
+				}
+				res, err := resolve.Resolve(ctx, args[0], opts...)
+				if err != nil {
+					return err
+				}
+				out := inspectJSON(res)
+				if rf.json {
+					return writeJSON(e, out)
+				}
+				printInspect(e, out)
+				return nil
+			}
+		},
+	}
+}
+
+type platformEntry struct {
+	Platform string `json:"platform"`
+	Digest   string `json:"digest"`
+	Size     int64  `json:"size"`
+}
+
+type configSummary struct {
+	Created      string            `json:"created,omitempty"`
+	Author       string            `json:"author,omitempty"`
+	User         string            `json:"user,omitempty"`
+	Entrypoint   []string          `json:"entrypoint,omitempty"`
+	Cmd          []string          `json:"cmd,omitempty"`
+	Env          []string          `json:"env,omitempty"`
+	WorkingDir   string            `json:"workingDir,omitempty"`
+	ExposedPorts []string          `json:"exposedPorts,omitempty"`
+	Volumes      []string          `json:"volumes,omitempty"`
+	StopSignal   string            `json:"stopSignal,omitempty"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	History      int               `json:"history"`
+}
+
+type inspectOutput struct {
+	resolveOutput
+	Available        []platformEntry   `json:"available"`
+	CompressedSize   int64             `json:"compressedSize"`
+	ConfigSummary    configSummary     `json:"configSummary"`
+	ManifestAnnotate map[string]string `json:"annotations,omitempty"`
+}
+
+func inspectJSON(r *resolve.Resolved) inspectOutput {
+	out := inspectOutput{resolveOutput: resolvedJSON(r), Available: []platformEntry{}}
+	if len(r.Indexes) > 0 {
+		var idx ocispec.Index
+		if json.Unmarshal(r.Indexes[len(r.Indexes)-1].Data, &idx) == nil {
+			for _, m := range idx.Manifests {
+				p := "unknown"
+				if m.Platform != nil {
+					p = resolve.FormatPlatform(*m.Platform)
+				}
+				out.Available = append(out.Available, platformEntry{Platform: p, Digest: m.Digest.String(), Size: m.Size})
+			}
+		}
+	}
+	for _, l := range r.Layers {
+		out.CompressedSize += l.Size
+	}
+	c := r.Image.Config
+	s := configSummary{
+		Author: r.Image.Author, User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env,
+		WorkingDir: c.WorkingDir, StopSignal: c.StopSignal, Labels: c.Labels, History: len(r.Image.History),
+	}
+	if r.Image.Created != nil {
+		s.Created = r.Image.Created.UTC().Format("2006-01-02T15:04:05Z")
+	}
+	for p := range c.ExposedPorts {
+		s.ExposedPorts = append(s.ExposedPorts, p)
+	}
+	for v := range c.Volumes {
+		s.Volumes = append(s.Volumes, v)
+	}
+	sort.Strings(s.ExposedPorts)
+	sort.Strings(s.Volumes)
+	out.ConfigSummary = s
+	out.ManifestAnnotate = r.ImageManifest.Annotations
+	return out
+}
+
+func printInspect(e *env, o inspectOutput) {
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "reference\t%s\n", o.Reference)
+	if o.Index != nil {
+		fmt.Fprintf(w, "index\t%s\n", o.Index.Digest)
+	}
+	for _, p := range o.Available {
+		mark := " "
+		if p.Digest == o.Manifest.Digest {
+			mark = "*"
+		}
+		fmt.Fprintf(w, "  %s %s\t%s\n", mark, p.Platform, p.Digest)
+	}
+	fmt.Fprintf(w, "manifest\t%s (%s)\n", o.Manifest.Digest, o.Platform)
+	fmt.Fprintf(w, "config\t%s\n", o.Config.Digest)
+	c := o.ConfigSummary
+	if c.Created != "" {
+		fmt.Fprintf(w, "created\t%s\n", c.Created)
+	}
+	if len(c.Entrypoint) > 0 {
+		fmt.Fprintf(w, "entrypoint\t%s\n", strings.Join(c.Entrypoint, " "))
+	}
+	if len(c.Cmd) > 0 {
+		fmt.Fprintf(w, "cmd\t%s\n", strings.Join(c.Cmd, " "))
+	}
+	if c.User != "" {
+		fmt.Fprintf(w, "user\t%s\n", c.User)
+	}
+	if c.WorkingDir != "" {
+		fmt.Fprintf(w, "workdir\t%s\n", c.WorkingDir)
+	}
+	for _, v := range c.Env {
+		fmt.Fprintf(w, "env\t%s\n", v)
+	}
+	for _, p := range c.ExposedPorts {
+		fmt.Fprintf(w, "port\t%s\n", p)
+	}
+	keys := make([]string, 0, len(c.Labels))
+	for k := range c.Labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "label\t%s=%s\n", k, c.Labels[k])
+	}
+	for i, l := range o.Layers {
+		fmt.Fprintf(w, "layer %d\t%s\t%s\t%s\n", i+1, l.Digest, humanBytes(l.Size), l.MediaType)
+	}
+	fmt.Fprintf(w, "size\t%s compressed in %d layers\n", humanBytes(o.CompressedSize), len(o.Layers))
+	w.Flush()
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
