@@ -54,6 +54,7 @@ func commands() []*command {
 	return []*command{
 		resolveCommand(),
 		inspectCommand(),
+		validateCommand(),
 	}
 }
 
@@ -96,6 +97,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return report(e, c, usagef("%v", err))
 	}
 	if err := runCmd(ctx, e, pos); err != nil {
+		var inv errInvalid
+		if errors.As(err, &inv) {
+			// The problems are the output; only the status is left to give.
+			if !e.json {
+				fmt.Fprintf(stderr, "%s %s: %v\n", prog, c.name, err)
+			}
+			return exitVerification
+		}
 		return report(e, c, err)
 	}
 	return exitOK

@@ -259,3 +259,25 @@ func TestInspectJSON(t *testing.T) {
 		t.Fatalf("unexpected inspect output: %s", stdout)
 	}
 }
+
+func TestValidate(t *testing.T) {
+	code, stdout, _ := cli(t, "validate", layout)
+	if code != 0 || !strings.Contains(stdout, "valid") {
+		t.Fatalf("good layout: exit %d\n%s", code, stdout)
+	}
+	code, stdout, _ = cli(t, "validate", "--json", "oci:../../testdata/validate/diff_ids:bad")
+	var out struct {
+		Valid    bool
+		Problems []struct{ Where, Rule, Message string }
+	}
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+		t.Fatal(err)
+	}
+	if code != exitVerification || out.Valid || len(out.Problems) != 1 || out.Problems[0].Rule != "diff_ids" {
+		t.Fatalf("bad layout: exit %d\n%s", code, stdout)
+	}
+	code, stdout, _ = cli(t, "validate", "oci:../../testdata/validate/platform:bad")
+	if code != exitVerification || !strings.Contains(stdout, ": platform: ") {
+		t.Fatalf("bad layout, plain: exit %d\n%s", code, stdout)
+	}
+}
