@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -100,4 +101,28 @@ func corrupt(t *testing.T, path string) {
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// plantManifest writes a manifest straight into a registry's storage and
+// tags it, for documents the registry would refuse on push (too large,
+// ambiguous). The registry serves what its storage holds.
+func plantManifest(t *testing.T, storage, repo, tag string, body []byte) digest.Digest {
+	t.Helper()
+	d := digest.FromBytes(body)
+	root := filepath.Join(storage, "docker", "registry", "v2")
+	files := map[string][]byte{
+		filepath.Join(root, "blobs", "sha256", d.Encoded()[:2], d.Encoded(), "data"):                                 body,
+		filepath.Join(root, "repositories", repo, "_manifests", "revisions", "sha256", d.Encoded(), "link"):          []byte(d.String()),
+		filepath.Join(root, "repositories", repo, "_manifests", "tags", tag, "current", "link"):                      []byte(d.String()),
+		filepath.Join(root, "repositories", repo, "_manifests", "tags", tag, "index", "sha256", d.Encoded(), "link"): []byte(d.String()),
+	}
+	for p, b := range files {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d
 }

@@ -383,7 +383,7 @@ func (e *endpoint) Root(ctx context.Context) (ocispec.Descriptor, error) {
 	}
 	var desc ocispec.Descriptor
 	err := retry(ctx, func() error {
-		resp, err := e.do(ctx, http.MethodHead, e.url("manifests", ref), manifestAccept, -1)
+		resp, err := e.do(ctx, http.MethodHead, e.url("manifests", ref), manifestAccept, 0, 0)
 		if err != nil {
 			return err
 		}
@@ -411,7 +411,7 @@ func (e *endpoint) Root(ctx context.Context) (ocispec.Descriptor, error) {
 	var resp *http.Response
 	err = retry(ctx, func() error {
 		var err error
-		resp, err = e.do(ctx, http.MethodGet, e.url("manifests", ref), manifestAccept, -1)
+		resp, err = e.do(ctx, http.MethodGet, e.url("manifests", ref), manifestAccept, 0, 0)
 		if err != nil {
 			return err
 		}
@@ -496,12 +496,23 @@ func (e *endpoint) FetchAt(ctx context.Context, desc ocispec.Descriptor, off int
 	if isManifestType(desc.MediaType) || isIndexType(desc.MediaType) {
 		kind, accept = "manifests", manifestAccept
 	}
+	// Documents are retried here; blob downloads are retried by the fetch
+	// stage, which resumes from what it has and would otherwise multiply
+	// its attempts by these.
+	get := func() (*http.Response, error) {
+		return e.do(ctx, http.MethodGet, e.url(kind, desc.Digest.String()), accept, off, desc.Size)
+	}
 	var resp *http.Response
-	err := retry(ctx, func() error {
-		var err error
-		resp, err = e.do(ctx, http.MethodGet, e.url(kind, desc.Digest.String()), accept, off)
-		return err
-	})
+	var err error
+	if kind == "manifests" {
+		err = retry(ctx, func() error {
+			var err error
+			resp, err = get()
+			return err
+		})
+	} else {
+		resp, err = get()
+	}
 	if err != nil {
 		return nil, 0, err
 	}
@@ -530,8 +541,9 @@ func contentRangeStart(h string) (int64, error) {
 }
 
 // do sends one request and turns a failure status into a typed error. off
-// >= 0 adds a Range header (off 0 asks for none).
-func (e *endpoint) do(ctx context.Context, method, u, accept string, off int64) (*http.Response, error) {
+// > 0 asks for the content from off on; size, when known, closes the range,
+// since some registries refuse the open form "bytes=N-".
+func (e *endpoint) do(ctx context.Context, method, u, accept string, off, size int64) (*http.Response, error) {
 	client, err := e.init(ctx)
 	if err != nil {
 		return nil, err
@@ -543,7 +555,10 @@ func (e *endpoint) do(ctx context.Context, method, u, accept string, off int64) 
 	if accept != "" {
 		req.Header.Set("Accept", accept)
 	}
-	if off > 0 {
+	switch {
+	case off > 0 && size > off:
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, size-1))
+	case off > 0:
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
 	}
 	resp, err := client.Do(req)

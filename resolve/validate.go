@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -102,13 +101,6 @@ func (v *validator) read(ctx context.Context, desc ocispec.Descriptor, where, wh
 func (v *validator) schema(where string, val schema.Validator, data []byte) {
 	err := val.Validate(bytes.NewReader(data))
 	if err == nil {
-		return
-	}
-	var ve schema.ValidationError
-	if errors.As(err, &ve) {
-		for _, e := range ve.Errs {
-			v.add(where, "schema", "%s", oneLine(e.Error()))
-		}
 		return
 	}
 	v.add(where, "schema", "%s", oneLine(err.Error()))

@@ -17,13 +17,19 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// Image returns a random image of layers layers for a platform
-// ("os/arch[/variant]").
+// Image returns a random OCI image of layers gzip layers for a platform.
 func Image(t testing.TB, layers int, os, arch, variant string) v1.Image {
 	t.Helper()
-	img, err := random.Image(512, int64(layers))
-	if err != nil {
-		t.Fatal(err)
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	for i := 0; i < layers; i++ {
+		l, err := random.Layer(512, types.OCILayer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if img, err = mutate.AppendLayers(img, l); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
@@ -71,11 +77,23 @@ func Index(t testing.TB, platforms ...Platform) (v1.ImageIndex, []v1.Image) {
 	return idx, imgs
 }
 
-// Docker converts an image to Docker schema 2 media types.
-func Docker(t testing.TB, img v1.Image) v1.Image {
+// Docker returns a random Docker schema 2 image (Docker media types for
+// the manifest, config and gzip layers).
+func Docker(t testing.TB, layers int, os, arch string) v1.Image {
 	t.Helper()
-	img = mutate.MediaType(img, types.DockerManifestSchema2)
-	img = mutate.ConfigMediaType(img, types.DockerConfigJSON)
+	img, err := random.Image(512, int64(layers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = os, arch
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
 	return img
 }
 
