@@ -54,6 +54,8 @@ func commands() []*command {
 	return []*command{
 		resolveCommand(),
 		inspectCommand(),
+		pullCommand(),
+		gcCommand(),
 		validateCommand(),
 	}
 }

@@ -1,0 +1,85 @@
+// Package fetch is the second stage of ocifetch (resolve → fetch → apply):
+// it brings the blobs of a resolved image into a local store, verified,
+// concurrently, resumably, and without ever showing an unverified byte as
+// a blob.
+//
+// # The store
+//
+// A Store (OpenStore, DefaultStoreDir) is an OCI image layout directory —
+// oci-layout, index.json, blobs/<alg>/<hex> — that skopeo ("oci:DIR:NAME"),
+// umoci and crane read as-is. Beside it, in the private folder .ocifetch/,
+// are partial downloads (partial/<alg>/<hex>, keyed by digest, so an
+// interrupted pull resumes where it stopped), lock files and temporary
+// files. Nothing there is visible under blobs/.
+//
+// A blob enters blobs/ only complete and verified: its bytes are written to
+// the partial file while its digest and size are computed, then it is
+// fsynced, renamed into blobs/ and the directory fsynced. Every digest is
+// parsed and validated before it becomes part of a path
+// ("sha256:../../x", CVE-2024-3727). Pulls of the same digest share one
+// download: in one process through an in-flight table (a singleflight
+// group whose download readers can follow), across processes through an
+// flock on a per-digest lock file, after which the second finds the blob
+// present. index.json changes under its own lock and is replaced
+// atomically; an image is recorded with the
+// org.opencontainers.image.ref.name annotation, replacing an entry of the
+// same name. GC removes what index.json does not reach.
+//
+// # Pulling
+//
+// Pull (or Start, then Session.Wait) writes the indexes, manifest and
+// config that resolving already read and verified from memory, downloads
+// the layers at most WithJobs at a time, lowest first, and records the
+// image under WithRefName. Layers already in the store are not downloaded.
+// FetchBlob does the same for one blob.
+//
+// Where the bytes come from: the Source's endpoints in order when it is
+// resolve.Mirrored (mirrors, then the registry), else the Source. A digest
+// or size mismatch from one endpoint discards the bytes and moves to the
+// next; an endpoint that fails for other reasons after delivering part of
+// the blob leaves that part for the next endpoint to continue from (and if
+// the finished blob then mismatches, the bytes of unknown origin are
+// dropped and that endpoint starts again from zero). Foreign layers (descriptor urls) are asked of the
+// registry first, then of the URLs whose hosts WithAllowedURLHosts allows,
+// over plain HTTPS without credentials.
+//
+// # Faults
+//
+// A broken connection resumes with Source.FetchAt from the offset the file
+// has reached; the hash state continues over the bytes written, so nothing
+// is read twice. A host that answers a range with the whole content
+// (start 0) restarts cleanly. 429 and 503 wait as long as Retry-After asks
+// (capped), other 5xx and resets back off exponentially with jitter, and
+// an endpoint's attempts are only counted while no bytes arrive
+// (RetryPolicy). unauthorized and not_found are never retried. A cancelled
+// or killed pull leaves its partial file; the next pull re-hashes it and
+// continues with a ranged request.
+//
+// # Streaming
+//
+// Session.Layer and OpenLayer return readers that are verified as they
+// read — a mismatch is an error from Read before io.EOF — and that follow a
+// download in progress, reading what has reached the partial file. So the
+// apply stage can extract layer 1 as it arrives while layers 2..n download
+// into the store, and the bytes cross the network once.
+//
+// # Progress
+//
+// WithProgress receives Events (waiting, downloading, retrying, verifying,
+// done, cached, failed) one at a time, with byte progress throttled per
+// blob (WithProgressInterval).
+//
+// # Errors
+//
+// Errors carry errdefs kinds: digest_mismatch and size_mismatch for bad
+// content (after every endpoint was tried), not_found and unauthorized
+// from the source, network when retries ran out or the context ended
+// (errors.Is(err, context.DeadlineExceeded) still holds), invalid_argument
+// for bad digests and options, internal for the local filesystem.
+package fetch
+
+import (
+	// Digest algorithms must be linked in for go-digest to use them.
+	_ "crypto/sha256"
+	_ "crypto/sha512"
+)

@@ -1,0 +1,447 @@
+package fetch
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/resolve"
+)
+
+// privateDir holds what the store needs besides the OCI layout: partial
+// downloads, lock files and temporary files. It sits beside blobs/, never
+// inside it, so tools that read the layout (skopeo, umoci) and listings of
+// blobs/ only ever see complete, verified blobs; and it is on the same
+// filesystem, so a finished download is renamed into blobs/ atomically.
+const privateDir = ".ocifetch"
+
+// Annotations this package adds to the entries it writes in index.json.
+const (
+	// AnnotationIndexes lists, comma separated, the digests of the image
+	// indexes that led to the manifest. GC keeps those blobs, so the store
+	// still holds the documents the reference resolved through.
+	AnnotationIndexes = "com.github.ocifetch.indexes"
+	// AnnotationReference is the normalized reference the image was
+	// pulled from.
+	AnnotationReference = "com.github.ocifetch.reference"
+)
+
+// Store is a content store in the OCI image layout format (image-spec
+// image-layout.md): an oci-layout file, index.json and blobs/<alg>/<hex>,
+// readable as-is by skopeo ("oci:DIR:NAME"), umoci and crane. A blob
+// appears in blobs/ only once it is complete and verified.
+//
+// A Store may be shared by goroutines (they share one download per digest)
+// and by processes (they serialize on per-digest lock files); its methods
+// are safe for concurrent use.
+type Store struct {
+	dir string
+
+	mu       sync.Mutex
+	inflight map[digest.Digest]*transfer
+}
+
+// DefaultStoreDir returns $XDG_CACHE_HOME/ocifetch, or ~/.cache/ocifetch
+// when XDG_CACHE_HOME is unset or not absolute (the XDG base directory
+// rule). It does not create the directory.
+func DefaultStoreDir() (string, error) {
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "ocifetch"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", errdefs.Wrap(err, errdefs.ErrInvalidArgument, "no cache directory: set XDG_CACHE_HOME or HOME")
+	}
+	return filepath.Join(home, ".cache", "ocifetch"), nil
+}
+
+// OpenStore opens the store at dir, creating it (and an empty layout) if
+// needed. An existing directory must be an OCI image layout of version
+// 1.0.0 or empty.
+func OpenStore(dir string) (*Store, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "store directory %q", dir)
+	}
+	s := &Store{dir: abs, inflight: map[digest.Digest]*transfer{}}
+	for _, d := range []string{
+		filepath.Join(abs, ocispec.ImageBlobsDir, string(digest.SHA256)),
+		s.private("partial", string(digest.SHA256)), s.private("locks", string(digest.SHA256)), s.private("tmp"),
+	} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "creating store %s", abs)
+		}
+	}
+	if err := s.initLayout(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// initLayout writes oci-layout and an empty index.json if they are
+// missing, or checks the layout version if present.
+func (s *Store) initLayout() error {
+	layoutPath := filepath.Join(s.dir, ocispec.ImageLayoutFile)
+	data, err := os.ReadFile(layoutPath)
+	switch {
+	case err == nil:
+		var l ocispec.ImageLayout
+		if err := json.Unmarshal(data, &l); err != nil || l.Version != ocispec.ImageLayoutVersion {
+			return errdefs.New(errdefs.ErrInvalidArgument, "%s: not an OCI image layout of version %s", s.dir, ocispec.ImageLayoutVersion)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		b, _ := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
+		if err := s.writeFileAtomic(layoutPath, b); err != nil {
+			return err
+		}
+	default:
+		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "reading %s", layoutPath)
+	}
+	if _, err := os.Lstat(s.indexPath()); err == nil {
+		return nil
+	}
+	return s.updateIndex(context.Background(), func(*ocispec.Index) error { return nil })
+}
+
+// Dir is the store's absolute directory.
+func (s *Store) Dir() string { return s.dir }
+
+func (s *Store) private(elem ...string) string {
+	return filepath.Join(append([]string{s.dir, privateDir}, elem...)...)
+}
+
+func (s *Store) indexPath() string { return filepath.Join(s.dir, ocispec.ImageIndexFile) }
+
+// checkDigest parses and validates d before it is used in a path: a digest
+// from a manifest is attacker-controlled, and "sha256:../../x" must never
+// become a file name (CVE-2024-3727). After this, d.Encoded() is plain hex
+// of the right length for its algorithm.
+func checkDigest(d digest.Digest) error {
+	p, err := digest.Parse(string(d))
+	if err != nil {
+		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "invalid digest %q", string(d))
+	}
+	if !p.Algorithm().Available() {
+		return errdefs.New(errdefs.ErrInvalidArgument, "digest %q uses an unsupported algorithm", string(d))
+	}
+	return nil
+}
+
+// checkDescriptor validates what a download relies on: the digest and a
+// non-negative size.
+func checkDescriptor(desc ocispec.Descriptor) error {
+	if err := checkDigest(desc.Digest); err != nil {
+		return err
+	}
+	if desc.Size < 0 {
+		return errdefs.New(errdefs.ErrInvalidArgument, "descriptor %s has negative size %d", desc.Digest, desc.Size)
+	}
+	return nil
+}
+
+// blobPath, partialPath and lockPath are only called with digests that
+// checkDigest accepted.
+func (s *Store) blobPath(d digest.Digest) string {
+	return filepath.Join(s.dir, ocispec.ImageBlobsDir, d.Algorithm().String(), d.Encoded())
+}
+
+func (s *Store) partialPath(d digest.Digest) string {
+	return s.private("partial", d.Algorithm().String(), d.Encoded())
+}
+
+func (s *Store) lockPath(d digest.Digest) string {
+	return s.private("locks", d.Algorithm().String(), d.Encoded()+".lock")
+}
+
+// BlobPath returns where the blob named by d lives (or would live) in the
+// store. The digest is validated first.
+func (s *Store) BlobPath(d digest.Digest) (string, error) {
+	if err := checkDigest(d); err != nil {
+		return "", err
+	}
+	return s.blobPath(d), nil
+}
+
+// Has reports whether the blob desc names is in the store with the size
+// desc gives. A file of another size is treated as absent (and replaced by
+// the next download).
+func (s *Store) Has(desc ocispec.Descriptor) (bool, error) {
+	if err := checkDescriptor(desc); err != nil {
+		return false, err
+	}
+	return s.has(desc), nil
+}
+
+func (s *Store) has(desc ocispec.Descriptor) bool {
+	fi, err := os.Lstat(s.blobPath(desc.Digest))
+	return err == nil && fi.Mode().IsRegular() && fi.Size() == desc.Size
+}
+
+// Open returns a reader of a blob in the store. The content is verified
+// again as it is read (size and digest, an error before io.EOF on a
+// mismatch): blobs were verified when they entered the store, but a disk or
+// a person can change them later, and hashing costs less than the
+// decompression every reader of a layer does anyway.
+func (s *Store) Open(desc ocispec.Descriptor) (io.ReadCloser, error) {
+	if err := checkDescriptor(desc); err != nil {
+		return nil, err
+	}
+	f, err := openRegular(s.blobPath(desc.Digest))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, errdefs.New(errdefs.ErrNotFound, "blob %s is not in the store", desc.Digest)
+		}
+		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "opening blob %s", desc.Digest)
+	}
+	return &verifyingReader{r: f, c: f, desc: desc, dg: desc.Digest.Algorithm().Digester()}, nil
+}
+
+// openRegular opens a file read-only without following a final symlink and
+// refuses anything but a regular file.
+func openRegular(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	return f, nil
+}
+
+// WriteBlob stores data as the blob desc names, after checking that data
+// has desc's size and digest. It is for the small documents resolving
+// already read and verified (indexes, manifests, configs): they are written
+// from memory, never fetched again. A blob already present is left alone.
+func (s *Store) WriteBlob(ctx context.Context, desc ocispec.Descriptor, data []byte) error {
+	if err := checkDescriptor(desc); err != nil {
+		return err
+	}
+	if int64(len(data)) != desc.Size {
+		return errdefs.New(errdefs.ErrSizeMismatch, "blob %s: have %d bytes, descriptor says %d", desc.Digest, len(data), desc.Size)
+	}
+	if got := desc.Digest.Algorithm().FromBytes(data); got != desc.Digest {
+		return errdefs.New(errdefs.ErrDigestMismatch, "blob %s: content hashes to %s", desc.Digest, got)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.has(desc) {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(s.blobPath(desc.Digest)), 0o755); err != nil {
+		return errdefs.Wrap(err, errdefs.ErrInternal, "creating blob directory")
+	}
+	return s.writeFileAtomic(s.blobPath(desc.Digest), data)
+}
+
+// writeFileAtomic writes data to a temporary file inside the store, fsyncs
+// it, renames it to path and fsyncs path's directory, so that path holds
+// either nothing, its old content, or all of data, even after a crash.
+func (s *Store) writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(s.private("tmp"), "write-*")
+	if err != nil {
+		return errdefs.Wrap(err, errdefs.ErrInternal, "creating temporary file in store")
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return errdefs.Wrap(err, errdefs.ErrInternal, "writing %s", path)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir fsyncs a directory so that a rename into it survives a crash.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return errdefs.Wrap(err, errdefs.ErrInternal, "opening %s", dir)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return errdefs.Wrap(err, errdefs.ErrInternal, "syncing %s", dir)
+	}
+	return nil
+}
+
+// Index returns the store's index.json.
+func (s *Store) Index() (ocispec.Index, error) {
+	var idx ocispec.Index
+	f, err := openRegular(s.indexPath())
+	if err != nil {
+		return idx, errdefs.Wrap(err, errdefs.ErrInternal, "opening index.json")
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, resolve.DefaultMaxDocumentSize+1))
+	if err != nil {
+		return idx, errdefs.Wrap(err, errdefs.ErrInternal, "reading index.json")
+	}
+	if len(data) > resolve.DefaultMaxDocumentSize {
+		return idx, errdefs.New(errdefs.ErrTooLarge, "index.json is over %d bytes", resolve.DefaultMaxDocumentSize)
+	}
+	if err := json.Unmarshal(data, &idx); err != nil {
+		return idx, errdefs.Wrap(err, errdefs.ErrManifestInvalid, "parsing index.json")
+	}
+	return idx, nil
+}
+
+// Lookup returns the index.json entry recorded under name (the
+// org.opencontainers.image.ref.name annotation).
+func (s *Store) Lookup(name string) (ocispec.Descriptor, error) {
+	idx, err := s.Index()
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	for _, m := range idx.Manifests {
+		if m.Annotations[ocispec.AnnotationRefName] == name {
+			return m, nil
+		}
+	}
+	return ocispec.Descriptor{}, errdefs.New(errdefs.ErrNotFound, "no image named %q in %s", name, s.dir)
+}
+
+// Tag records desc in index.json under name, replacing an entry of the
+// same name. With an empty name, desc is added unless an unnamed entry with
+// its digest is already there. The blob must be in the store.
+func (s *Store) Tag(ctx context.Context, name string, desc ocispec.Descriptor) error {
+	if err := checkDescriptor(desc); err != nil {
+		return err
+	}
+	if !s.has(desc) {
+		return errdefs.New(errdefs.ErrNotFound, "cannot record %s: blob is not in the store", desc.Digest)
+	}
+	desc.Annotations = cloneMap(desc.Annotations)
+	if name != "" {
+		if desc.Annotations == nil {
+			desc.Annotations = map[string]string{}
+		}
+		desc.Annotations[ocispec.AnnotationRefName] = name
+	}
+	return s.updateIndex(ctx, func(idx *ocispec.Index) error {
+		out := idx.Manifests[:0]
+		for _, m := range idx.Manifests {
+			n := m.Annotations[ocispec.AnnotationRefName]
+			if (name != "" && n == name) || (name == "" && n == "" && m.Digest == desc.Digest) {
+				continue
+			}
+			out = append(out, m)
+		}
+		idx.Manifests = append(out, desc)
+		return nil
+	})
+}
+
+// updateIndex applies edit to index.json under the store's index lock and
+// replaces the file atomically, so concurrent pulls (in any process) never
+// lose each other's entries and readers never see a half-written file.
+func (s *Store) updateIndex(ctx context.Context, edit func(*ocispec.Index) error) error {
+	l, err := lockFile(ctx, s.private("locks", "index.lock"), true)
+	if err != nil {
+		return err
+	}
+	defer l.unlock()
+	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex}
+	if _, err := os.Lstat(s.indexPath()); err == nil {
+		if idx, err = s.Index(); err != nil {
+			return err
+		}
+	}
+	if err := edit(&idx); err != nil {
+		return err
+	}
+	if idx.Manifests == nil {
+		idx.Manifests = []ocispec.Descriptor{}
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(idx); err != nil {
+		return errdefs.Wrap(err, errdefs.ErrInternal, "encoding index.json")
+	}
+	return s.writeFileAtomic(s.indexPath(), buf.Bytes())
+}
+
+func cloneMap(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// verifyingReader checks size and digest of what it reads and reports a
+// mismatch as an error from Read before it would return io.EOF, so a
+// consumer never sees a clean end of bad content.
+type verifyingReader struct {
+	r    io.Reader
+	c    io.Closer
+	desc ocispec.Descriptor
+	dg   digest.Digester
+	n    int64
+	err  error
+}
+
+func (v *verifyingReader) Read(p []byte) (int, error) {
+	if v.err != nil {
+		return 0, v.err
+	}
+	if rest := v.desc.Size - v.n + 1; int64(len(p)) > rest {
+		p = p[:rest] // read at most one byte past the size, to notice excess
+	}
+	n, err := v.r.Read(p)
+	if v.n+int64(n) > v.desc.Size {
+		n = int(v.desc.Size - v.n)
+		err = errdefs.New(errdefs.ErrSizeMismatch, "blob %s is longer than %d bytes", v.desc.Digest, v.desc.Size)
+	}
+	v.dg.Hash().Write(p[:n])
+	v.n += int64(n)
+	if errors.Is(err, io.EOF) {
+		switch {
+		case v.n != v.desc.Size:
+			err = errdefs.New(errdefs.ErrSizeMismatch, "blob %s has %d bytes, want %d", v.desc.Digest, v.n, v.desc.Size)
+		case v.dg.Digest() != v.desc.Digest:
+			err = errdefs.New(errdefs.ErrDigestMismatch, "blob %s: content hashes to %s", v.desc.Digest, v.dg.Digest())
+		}
+	}
+	if err != nil {
+		v.err = err
+	}
+	return n, err
+}
+
+func (v *verifyingReader) Close() error { return v.c.Close() }
