@@ -53,20 +53,6 @@ func lockFile(ctx context.Context, path string, exclusive bool) (*fileLock, erro
 	}
 }
 
-// tryLockFile takes an exclusive lock on an existing path without waiting.
-// It reports false when someone else holds it.
-func tryLockFile(path string) (*fileLock, bool) {
-	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, false
-	}
-	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
-		f.Close()
-		return nil, false
-	}
-	return &fileLock{f: f}, true
-}
-
 // unlock releases the lock. It is safe on a nil lock.
 func (l *fileLock) unlock() {
 	if l != nil && l.f != nil {
