@@ -55,6 +55,7 @@ func commands() []*command {
 		resolveCommand(),
 		inspectCommand(),
 		pullCommand(),
+		unpackCommand(),
 		gcCommand(),
 		validateCommand(),
 	}

@@ -1,0 +1,778 @@
+package apply
+
+import (
+	"context"
+	_ "crypto/sha256" // digest.SHA256
+	"errors"
+	"hash"
+	"hash/crc64"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/vbatts/tar-split/archive/tar"
+	"golang.org/x/sys/unix"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/fsroot"
+)
+
+const (
+	whiteoutPrefix = ".wh."
+	whiteoutMeta   = ".wh..wh."      // AUFS metadata, never content
+	opaqueMarker   = ".wh..wh..opq"  // the directory is opaque
+	implicitPerm   = 0755            // parents missing from the tar
+	maxID          = 1<<32 - 2       // (uid_t)-1 means "unchanged" to chown
+	bufSize        = 256 << 10       // payload copy buffer
+	xattrPrefix    = "SCHILY.xattr." // PAX records carrying xattrs
+	ctxCheckEvery  = 64              // payload reads between ctx checks
+	ownerRWX       = 0700            // what the owner needs to populate a directory
+	specialBits    = unix.S_ISUID | unix.S_ISGID
+	errTruncFormat = "entry %q: payload cut short after %d of %d bytes"
+)
+
+var crcTable = crc64.MakeTable(crc64.ISO)
+
+// applier applies layers to one root. It is used for one Apply call and
+// keeps what may be reused across entries and layers: the copy buffer and
+// the root's cached parent directory.
+type applier struct {
+	ctx  context.Context
+	root *fsroot.Root
+	o    *options
+	buf  []byte
+	euid int
+	egid int
+
+	// per layer
+	rep *LayerReport
+	// upper holds every name this layer wrote and all their parents: the
+	// layer's own entries, which its whiteouts must not remove whatever
+	// the order of the tar (as umoci's upperPaths).
+	upper map[string]struct{}
+	// dirs holds the final mode and times of the directories this layer
+	// touched, set once all their children are in (mode last, so that a
+	// mode-000 directory can be populated even when unprivileged).
+	dirs map[string]dirMeta
+	// opened holds the modes of lower directories that were opened up for
+	// their owner to write into them (not root), restored with dirs.
+	opened map[string]uint32
+
+	// skipped holds the device nodes DevicesSkip left out, in any layer,
+	// so that hard links to them are left out too rather than failing.
+	skipped map[string]struct{}
+}
+
+type dirMeta struct {
+	mode         uint32
+	atime, mtime time.Time
+}
+
+func newApplier(ctx context.Context, root *fsroot.Root, o *options) *applier {
+	return &applier{ctx: ctx, root: root, o: o, buf: make([]byte, bufSize), euid: os.Geteuid(), egid: os.Getegid(),
+		skipped: make(map[string]struct{})}
+}
+
+// applyTar applies one uncompressed tar stream, checking its digest
+// against diffID when given. The stream is parsed once, by tar-split's
+// reader with raw accounting, so that every byte reaches the recorder.
+func (a *applier) applyTar(r io.Reader, diffID digest.Digest) (LayerReport, error) {
+	a.rep = &LayerReport{}
+	a.upper = make(map[string]struct{})
+	a.dirs = make(map[string]dirMeta)
+	a.opened = make(map[string]uint32)
+	defer func() { a.rep, a.upper, a.dirs, a.opened = nil, nil, nil, nil }()
+
+	alg := digest.SHA256
+	if diffID != "" {
+		alg = diffID.Algorithm()
+	}
+	tr := &tarReader{r: r, h: alg.Hash()}
+	err := a.entries(tr)
+	if err == nil {
+		err = a.finishDirs()
+	}
+	rep := *a.rep
+	rep.TarBytes = tr.n
+	rep.DiffID = digest.NewDigest(alg, tr.h)
+	if err != nil {
+		return rep, err
+	}
+	if diffID != "" && rep.DiffID != diffID {
+		return rep, errdefs.New(errdefs.ErrDigestMismatch, "uncompressed layer digest is %s, want diffID %s", rep.DiffID, diffID)
+	}
+	return rep, a.o.rec.end()
+}
+
+// entries is the one loop over the tar stream.
+func (a *applier) entries(tr *tarReader) error {
+	rec := a.o.rec
+	var accounted int64 // bytes handed to rec
+	segment := func(b []byte) error {
+		accounted += int64(len(b))
+		return rec.segment(b)
+	}
+	var crc hash.Hash64
+	if rec.wantCRC() {
+		crc = crc64.New(crcTable)
+	}
+	t := tar.NewReader(tr)
+	t.RawAccounting = true
+	for {
+		if err := a.ctx.Err(); err != nil {
+			return errdefs.Wrap(err, errdefs.ErrInternal, "applying layer")
+		}
+		hdr, err := t.Next()
+		if err == io.EOF {
+			// A tar may end without its end-of-archive blocks or even
+			// without its last padding; both are accepted, as by Go's and
+			// GNU's readers.
+			if err := segment(t.RawBytes()); err != nil {
+				return err
+			}
+			break
+		}
+		if err != nil {
+			return errdefs.Wrap(err, errdefs.ErrLayerInvalid, "reading tar header after %d entries", a.rep.Entries)
+		}
+		if err := segment(t.RawBytes()); err != nil {
+			return err
+		}
+		a.rep.Entries++
+		p := payload{r: t, crc: crc}
+		if crc != nil {
+			crc.Reset()
+		}
+		if err := a.entry(hdr, &p); err != nil {
+			return err
+		}
+		// Whatever the entry did not read must still pass through the
+		// recorder (and must not be skipped by the tar reader, which would
+		// copy it into its raw buffer).
+		if err := p.drain(a); err != nil {
+			return errdefs.Wrap(err, errdefs.ErrLayerInvalid, errTruncFormat, hdr.Name, p.n, hdr.Size)
+		}
+		accounted += p.n
+		var sum []byte
+		if crc != nil {
+			sum = crc.Sum(nil)
+		}
+		if err := rec.file(hdr.Name, hdr.Size, sum); err != nil {
+			return err
+		}
+		if err := segment(t.RawBytes()); err != nil {
+			return err
+		}
+	}
+	// Bytes the tar reader consumed without reporting them.
+	if missing := tr.n - accounted; missing > 0 {
+		if missing > int64(len(tr.tail)) {
+			return errdefs.New(errdefs.ErrInternal, "tar reader consumed %d bytes it did not account for", missing)
+		}
+		if err := rec.segment(tr.last(missing)); err != nil {
+			return err
+		}
+	}
+	// Drain what follows the end-of-archive marker through the hasher:
+	// the diffID covers the whole stream, and so does the recorder.
+	for {
+		n, err := tr.Read(a.buf)
+		if n > 0 {
+			if err := rec.segment(a.buf[:n]); err != nil {
+				return err
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return errdefs.Wrap(err, errdefs.ErrLayerInvalid, "reading after the end of the tar")
+		}
+	}
+}
+
+// payload is the body of the current entry.
+type payload struct {
+	r     io.Reader
+	crc   hash.Hash64 // nil when no recorder wants it
+	n     int64
+	reads int
+}
+
+func (p *payload) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.n += int64(n)
+		if p.crc != nil {
+			p.crc.Write(b[:n])
+		}
+	}
+	return n, err
+}
+
+// copyTo streams the payload to w with the applier's buffer.
+func (p *payload) copyTo(a *applier, w io.Writer) (written int64, readErr, writeErr error) {
+	for {
+		n, err := p.Read(a.buf)
+		if n > 0 {
+			if _, werr := w.Write(a.buf[:n]); werr != nil {
+				return written, nil, werr
+			}
+			written += int64(n)
+		}
+		if err == io.EOF {
+			return written, nil, nil
+		}
+		if err != nil {
+			return written, err, nil
+		}
+		if p.reads++; p.reads%ctxCheckEvery == 0 {
+			if err := a.ctx.Err(); err != nil {
+				return written, nil, err
+			}
+		}
+	}
+}
+
+func (p *payload) drain(a *applier) error {
+	_, rerr, _ := p.copyTo(a, io.Discard)
+	return rerr
+}
+
+// entry applies one tar entry.
+func (a *applier) entry(hdr *tar.Header, p *payload) error {
+	if hdr.Typeflag == tar.TypeXGlobalHeader {
+		return nil // PAX global defaults; nothing to create
+	}
+	name, err := cleanName(hdr.Name)
+	if err != nil {
+		return err
+	}
+	dir, base := splitName(name)
+	if strings.HasPrefix(base, whiteoutPrefix) {
+		return a.whiteout(dir, base)
+	}
+	if strings.Contains("/"+dir, "/"+whiteoutMeta) {
+		// Inside an AUFS metadata directory such as .wh..wh.plnk.
+		a.rep.warn(name, WarnAUFSMetadata, "AUFS metadata entry ignored")
+		return nil
+	}
+	if hdr.Uid < 0 || int64(hdr.Uid) > maxID || hdr.Gid < 0 || int64(hdr.Gid) > maxID {
+		return errdefs.New(errdefs.ErrLayerInvalid, "entry %q: owner %d:%d out of range", hdr.Name, hdr.Uid, hdr.Gid)
+	}
+	if name == "" && hdr.Typeflag != tar.TypeDir {
+		// Replacing the root with a file or link would redirect every
+		// later entry (umoci CVE-2021-29136).
+		return errdefs.New(errdefs.ErrPathEscape, "entry %q (type %q) would replace the root", hdr.Name, hdr.Typeflag)
+	}
+	switch hdr.Typeflag {
+	case tar.TypeReg, tar.TypeRegA, tar.TypeCont, tar.TypeGNUSparse:
+		err = a.regular(name, hdr, p)
+	case tar.TypeDir:
+		err = a.directory(name, hdr)
+	case tar.TypeSymlink:
+		err = a.symlink(name, hdr)
+	case tar.TypeLink:
+		err = a.hardlink(name, hdr)
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		err = a.special(name, hdr)
+	default:
+		return errdefs.New(errdefs.ErrLayerInvalid, "entry %q: unsupported type %q", hdr.Name, hdr.Typeflag)
+	}
+	if err != nil {
+		return err
+	}
+	a.touch(name)
+	return nil
+}
+
+// touch records name and its parents as written by this layer.
+func (a *applier) touch(name string) {
+	for name != "" {
+		if _, ok := a.upper[name]; ok {
+			return
+		}
+		a.upper[name] = struct{}{}
+		name, _ = splitName(name)
+	}
+}
+
+func times(hdr *tar.Header) (atime, mtime time.Time) {
+	atime, mtime = hdr.AccessTime, hdr.ModTime
+	if atime.IsZero() {
+		atime = mtime
+	}
+	return atime, mtime
+}
+
+// regular writes a regular file: created with O_EXCL and its mode, filled,
+// then owner, mode (setuid and setgid survive only a chmod after chown and
+// after an unprivileged write), xattrs (a chown drops
+// security.capability) and times, all through the open descriptor.
+func (a *applier) regular(name string, hdr *tar.Header, p *payload) error {
+	mode := uint32(hdr.Mode) & 07777
+	var f *fsroot.File
+	_, err := a.create(name, false, func() error {
+		var err error
+		f, err = a.root.Create(name, mode)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	n, rerr, werr := p.copyTo(a, f)
+	if rerr != nil {
+		return errdefs.Wrap(rerr, errdefs.ErrLayerInvalid, errTruncFormat, hdr.Name, n, hdr.Size)
+	}
+	if werr != nil {
+		return fsError(werr, "writing %q", name)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return fsError(err, "%q", name)
+	}
+	chowned := false
+	if a.o.ownership != OwnershipCaller && (st.Uid != uint32(hdr.Uid) || st.Gid != uint32(hdr.Gid)) {
+		if err := a.chown(name, hdr, func() error { return f.Chown(hdr.Uid, hdr.Gid) }); err != nil {
+			return err
+		}
+		chowned = true
+	}
+	if st.Mode&07777 != mode || (chowned && mode&specialBits != 0) {
+		if err := f.Chmod(mode); err != nil {
+			return fsError(err, "%q", name)
+		}
+	}
+	if err := a.xattrs(name, hdr, f.Setxattr); err != nil {
+		return err
+	}
+	if err := f.SetTimes(times(hdr)); err != nil {
+		return fsError(err, "%q", name)
+	}
+	if err := f.Close(); err != nil {
+		return fsError(err, "%q", name)
+	}
+	a.rep.Files++
+	a.rep.Bytes += n
+	return nil
+}
+
+// directory applies a directory entry. A new directory is made with its
+// owner able to fill it; an existing one keeps its children. Owner and
+// xattrs are set now, mode and times when the layer ends.
+func (a *applier) directory(name string, hdr *tar.Header) error {
+	mode := uint32(hdr.Mode) & 07777
+	if name != "" {
+		existing, err := a.create(name, true, func() error { return a.root.Mkdir(name, mode|ownerRWX) })
+		if err != nil {
+			return err
+		}
+		if existing != nil && existing.Mode&ownerRWX != ownerRWX && a.euid != 0 {
+			if err := a.root.Lchmod(name, existing.Mode&07777|ownerRWX); err != nil {
+				return fsError(err, "%q", name)
+			}
+		}
+	}
+	if a.o.ownership != OwnershipCaller {
+		if err := a.chown(name, hdr, func() error { return a.root.Lchown(name, hdr.Uid, hdr.Gid) }); err != nil {
+			return err
+		}
+	}
+	if err := a.xattrs(name, hdr, a.lsetxattr(name)); err != nil {
+		return err
+	}
+	atime, mtime := times(hdr)
+	a.dirs[name] = dirMeta{mode: mode, atime: atime, mtime: mtime}
+	delete(a.opened, name)
+	a.rep.Dirs++
+	return nil
+}
+
+func (a *applier) symlink(name string, hdr *tar.Header) error {
+	if _, err := a.create(name, false, func() error { return a.root.Symlink(hdr.Linkname, name) }); err != nil {
+		return err
+	}
+	if err := a.metadata(name, hdr, false); err != nil {
+		return err
+	}
+	a.rep.Symlinks++
+	return nil
+}
+
+// hardlink links name to an entry already in the tree, from this layer or
+// a lower one. The target is resolved inside the root like any name (a
+// symlinked parent is followed but confined); a target that climbs above
+// the root is refused, and a symbolic link as target is linked itself. The
+// link shares its target's inode, so the header's metadata is not applied:
+// it belongs to the target's own entry.
+func (a *applier) hardlink(name string, hdr *tar.Header) error {
+	target, err := cleanName(hdr.Linkname)
+	if err != nil {
+		return errdefs.Wrap(err, errdefs.ErrPathEscape, "hard link %q", hdr.Name)
+	}
+	if target == "" {
+		return errdefs.New(errdefs.ErrPathEscape, "hard link %q to the root", hdr.Name)
+	}
+	if target == name {
+		return nil
+	}
+	if _, ok := a.skipped[target]; ok {
+		a.rep.warn(name, WarnDeviceSkipped, "hard link to device node "+target+" not created")
+		a.skipped[name] = struct{}{}
+		return nil
+	}
+	st, err := a.root.Lstat(target)
+	if err != nil && a.openUp(target, err) {
+		st, err = a.root.Lstat(target)
+	}
+	if err != nil {
+		return errdefs.Wrap(err, errdefs.ErrLayerInvalid, "hard link %q to %q", hdr.Name, hdr.Linkname)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return errdefs.New(errdefs.ErrLayerInvalid, "hard link %q to directory %q", hdr.Name, hdr.Linkname)
+	}
+	if _, err := a.create(name, false, func() error { return a.root.Link(target, name) }); err != nil {
+		return err
+	}
+	a.rep.Hardlinks++
+	return nil
+}
+
+// special creates a device node or FIFO.
+func (a *applier) special(name string, hdr *tar.Header) error {
+	mode := uint32(hdr.Mode) & 07777
+	if hdr.Typeflag == tar.TypeFifo {
+		mode |= unix.S_IFIFO
+	} else {
+		if hdr.Devmajor < 0 || hdr.Devmajor > fsroot.MaxDevMajor || hdr.Devminor < 0 || hdr.Devminor > fsroot.MaxDevMinor {
+			return errdefs.New(errdefs.ErrLayerInvalid, "entry %q: device %d:%d does not fit the kernel's device numbers", hdr.Name, hdr.Devmajor, hdr.Devminor)
+		}
+		switch a.o.devices {
+		case DevicesSkip:
+			a.rep.warn(name, WarnDeviceSkipped, "device node not created")
+			a.skipped[name] = struct{}{}
+			return nil
+		case DevicesFail:
+			return errdefs.New(errdefs.ErrInternal, "entry %q is a device node and devices are not allowed", hdr.Name)
+		}
+		mode |= unix.S_IFCHR
+		if hdr.Typeflag == tar.TypeBlock {
+			mode = mode&^unix.S_IFMT | unix.S_IFBLK
+		}
+	}
+	if _, err := a.create(name, false, func() error { return a.root.Mknod(name, mode, hdr.Devmajor, hdr.Devminor) }); err != nil {
+		return err
+	}
+	if err := a.metadata(name, hdr, true); err != nil {
+		return err
+	}
+	a.rep.Specials++
+	return nil
+}
+
+// metadata sets owner, mode (unless a symlink), xattrs and times of name
+// by name, never following a final symlink.
+func (a *applier) metadata(name string, hdr *tar.Header, chmod bool) error {
+	if a.o.ownership != OwnershipCaller && (hdr.Uid != a.euid || hdr.Gid != a.egid) {
+		if err := a.chown(name, hdr, func() error { return a.root.Lchown(name, hdr.Uid, hdr.Gid) }); err != nil {
+			return err
+		}
+	}
+	if chmod {
+		if err := a.root.Lchmod(name, uint32(hdr.Mode)); err != nil {
+			return fsError(err, "%q", name)
+		}
+	}
+	if err := a.xattrs(name, hdr, a.lsetxattr(name)); err != nil {
+		return err
+	}
+	atime, mtime := times(hdr)
+	return fsError(a.root.Lutimes(name, atime, mtime), "%q", name)
+}
+
+// chown runs do, which changes the owner of name, under the ownership
+// policy.
+func (a *applier) chown(name string, hdr *tar.Header, do func() error) error {
+	err := do()
+	if err == nil {
+		return nil
+	}
+	if (errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL)) && a.o.ownership == OwnershipPreserve {
+		a.rep.warn(name, WarnOwnerKept, "owner "+itoa(hdr.Uid)+":"+itoa(hdr.Gid)+" not set: "+err.Error())
+		return nil
+	}
+	return errdefs.Wrap(err, errdefs.ErrInternal, "cannot give %q its owner %d:%d", name, hdr.Uid, hdr.Gid)
+}
+
+func (a *applier) lsetxattr(name string) func(string, []byte) error {
+	return func(attr string, value []byte) error { return a.root.Lsetxattr(name, attr, value) }
+}
+
+// xattrs sets the PAX SCHILY.xattr.* records of hdr. An attribute the
+// kernel or file system refuses (security.* or trusted.* when not root, no
+// xattr support) is left out with a warning.
+func (a *applier) xattrs(name string, hdr *tar.Header, set func(string, []byte) error) error {
+	for k, v := range hdr.PAXRecords {
+		attr, ok := strings.CutPrefix(k, xattrPrefix)
+		if !ok {
+			continue
+		}
+		err := set(attr, []byte(v))
+		switch {
+		case err == nil:
+		case errors.Is(err, unix.EPERM), errors.Is(err, unix.ENOTSUP), errors.Is(err, unix.EACCES), errors.Is(err, unix.EINVAL):
+			a.rep.warn(name, WarnXattrSkipped, "xattr "+attr+" not set: "+err.Error())
+		default:
+			return fsError(err, "xattr %s of %q", attr, name)
+		}
+	}
+	return nil
+}
+
+// create runs mk, which creates name, and deals with what stands in the
+// way: an existing entry is removed first (a directory with everything
+// below it; a symbolic link itself, never its target), missing parents are
+// created, and a lower directory that denies its owner access is opened
+// up. When dir is set and a directory already exists, it is kept and its
+// status returned.
+func (a *applier) create(name string, dir bool, mk func() error) (existing *unix.Stat_t, err error) {
+	for attempt := 0; ; attempt++ {
+		err := mk()
+		if err == nil {
+			return nil, nil
+		}
+		if attempt == 3 {
+			return nil, fsError(err, "creating %q", name)
+		}
+		switch {
+		case errors.Is(err, unix.EEXIST):
+			st, lerr := a.root.Lstat(name)
+			if lerr != nil {
+				return nil, fsError(lerr, "%q", name)
+			}
+			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				if dir {
+					return &st, nil
+				}
+				err = a.root.RemoveAll(name)
+				a.forgetDirs(name)
+			} else {
+				err = a.root.Remove(name)
+			}
+			if err != nil && !a.openUp(name, err) {
+				return nil, fsError(err, "replacing %q", name)
+			}
+		case errors.Is(err, unix.ENOENT):
+			parent, _ := splitName(name)
+			if err := a.root.MkdirAll(parent, implicitPerm); err != nil && !a.openUp(parent, err) {
+				return nil, fsError(err, "creating the parents of %q", name)
+			}
+		case a.openUp(name, err):
+		default:
+			return nil, fsError(err, "creating %q", name)
+		}
+	}
+}
+
+// forgetDirs drops the pending metadata of name and of everything below
+// it, which were just removed.
+func (a *applier) forgetDirs(name string) {
+	prefix := name + "/"
+	for d := range a.dirs {
+		if d == name || strings.HasPrefix(d, prefix) {
+			delete(a.dirs, d)
+		}
+	}
+	for d := range a.opened {
+		if d == name || strings.HasPrefix(d, prefix) {
+			delete(a.opened, d)
+		}
+	}
+}
+
+// openUp handles err, the failure of an operation on name: when it is
+// EACCES and this process is not root, the directories leading to name
+// that belong to the caller but deny it access (a lower layer's mode-000
+// or 0555 directory) get rwx for their owner until the end of the layer.
+// It reports whether anything changed, that is whether a retry may help.
+func (a *applier) openUp(name string, err error) bool {
+	if a.euid == 0 || !errors.Is(err, unix.EACCES) {
+		return false
+	}
+	parent, _ := splitName(name)
+	changed := false
+	prefix := ""
+	rest := parent
+	for {
+		st, err := a.root.Lstat(prefix)
+		if err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return changed
+		}
+		if int(st.Uid) == a.euid && st.Mode&ownerRWX != ownerRWX {
+			if a.root.Lchmod(prefix, st.Mode&07777|ownerRWX) != nil {
+				return changed
+			}
+			if _, pending := a.dirs[prefix]; !pending {
+				if _, seen := a.opened[prefix]; !seen {
+					a.opened[prefix] = st.Mode & 07777
+				}
+			}
+			changed = true
+		}
+		if rest == "" {
+			return changed
+		}
+		var comp string
+		comp, rest, _ = strings.Cut(rest, "/")
+		prefix = joinName(prefix, comp)
+	}
+}
+
+// whiteout applies DIR/.wh.NAME (remove NAME of the lower layers) and
+// DIR/.wh..wh..opq (remove every child of DIR of the lower layers).
+func (a *applier) whiteout(dir, base string) error {
+	a.rep.Whiteouts++
+	if base == opaqueMarker {
+		a.touch(dir)
+		return a.removeLowerChildren(dir)
+	}
+	if strings.HasPrefix(base, whiteoutMeta) {
+		a.rep.Whiteouts--
+		a.rep.warn(joinName(dir, base), WarnAUFSMetadata, "AUFS metadata entry ignored")
+		return nil
+	}
+	victim := base[len(whiteoutPrefix):]
+	switch victim {
+	case "":
+		return errdefs.New(errdefs.ErrLayerInvalid, "whiteout %q names nothing", joinName(dir, base))
+	case ".", "..":
+		// Not a single path element: it would remove DIR itself or its parent.
+		return errdefs.New(errdefs.ErrPathEscape, "whiteout %q names %q, not an entry of its directory", joinName(dir, base), victim)
+	}
+	return a.removeLower(joinName(dir, victim))
+}
+
+// removeLower removes name as far as it comes from lower layers: what this
+// layer wrote stays, and a directory this layer wrote into keeps those
+// entries while losing the rest.
+func (a *applier) removeLower(name string) error {
+	if _, mine := a.upper[name]; !mine {
+		err := a.root.RemoveAll(name)
+		if err != nil && a.openUp(name, err) {
+			err = a.root.RemoveAll(name)
+		}
+		a.forgetDirs(name)
+		return fsError(err, "whiteout of %q", name)
+	}
+	st, err := a.root.Lstat(name)
+	if errors.Is(err, unix.ENOENT) {
+		return nil // this layer wrote it and then replaced a parent
+	}
+	if err != nil {
+		return fsError(err, "whiteout of %q", name)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil
+	}
+	return a.removeLowerChildren(name)
+}
+
+func (a *applier) removeLowerChildren(dir string) error {
+	names, err := a.root.ReadDirNames(dir)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return nil // nothing below to hide
+	}
+	if err != nil && a.openUp(joinName(dir, "x"), err) {
+		names, err = a.root.ReadDirNames(dir)
+	}
+	if err != nil {
+		return fsError(err, "opaque directory %q", dir)
+	}
+	for _, n := range names {
+		if err := a.removeLower(joinName(dir, n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finishDirs sets the mode and times of the directories this layer
+// touched and restores those opened up, deepest first: a parent's final
+// mode may deny the access its children's updates need, and setting a
+// child's times or mode never changes its parent's.
+func (a *applier) finishDirs() error {
+	type fix struct {
+		name string
+		meta dirMeta
+		only bool // restore the mode only
+	}
+	fixes := make([]fix, 0, len(a.dirs)+len(a.opened))
+	for n, m := range a.dirs {
+		fixes = append(fixes, fix{name: n, meta: m})
+	}
+	for n, mode := range a.opened {
+		fixes = append(fixes, fix{name: n, meta: dirMeta{mode: mode}, only: true})
+	}
+	sort.Slice(fixes, func(i, j int) bool {
+		di, dj := depth(fixes[i].name), depth(fixes[j].name)
+		if di != dj {
+			return di > dj
+		}
+		return fixes[i].name < fixes[j].name
+	})
+	for _, f := range fixes {
+		if err := a.root.Lchmod(f.name, f.meta.mode); err != nil {
+			return fsError(err, "directory %q", f.name)
+		}
+		if f.only {
+			continue
+		}
+		if err := a.root.Lutimes(f.name, f.meta.atime, f.meta.mtime); err != nil {
+			return fsError(err, "directory %q", f.name)
+		}
+	}
+	return nil
+}
+
+// fsError classifies a failed filesystem operation: errors that already
+// have a kind keep it; errors the layer's content causes (a file where a
+// directory is needed, a loop of links, a name too long, a missing hard
+// link target) are layer_invalid; the rest (no space, I/O, permissions)
+// internal.
+func fsError(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	if hasKind(err) {
+		return errdefs.Wrap(err, errdefs.KindOf(err), format, args...)
+	}
+	for _, e := range []error{unix.ENOTDIR, unix.ELOOP, unix.ENAMETOOLONG, unix.EEXIST, unix.ENOENT, unix.EINVAL, unix.ERANGE, unix.EMLINK, unix.EISDIR, unix.ENOTEMPTY, unix.EXDEV} {
+		if errors.Is(err, e) {
+			return errdefs.Wrap(err, errdefs.ErrLayerInvalid, format, args...)
+		}
+	}
+	return errdefs.Wrap(err, errdefs.ErrInternal, format, args...)
+}
+
+// hasKind reports whether err carries an errdefs kind.
+func hasKind(err error) bool {
+	var e *errdefs.Error
+	return errors.As(err, &e)
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	for ; n > 0; n /= 10 {
+		i--
+		b[i] = byte('0' + n%10)
+	}
+	return string(b[i:])
+}

@@ -1,0 +1,285 @@
+package apply
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"hash"
+	"io"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/fsroot"
+)
+
+// Layer is one layer to apply.
+type Layer struct {
+	// MediaType decides decompression: the OCI layer types (tar, tar+gzip,
+	// tar+zstd, and their deprecated non-distributable variants) and
+	// Docker's rootfs.diff.tar.gzip and rootfs.foreign.diff.tar.gzip.
+	MediaType string
+	// Digest of the blob as stored (compressed); verified when set.
+	Digest digest.Digest
+	// Size of the blob as stored; verified when > 0.
+	Size int64
+	// DiffID is the digest of the uncompressed tar; required, verified.
+	DiffID digest.Digest
+	// Open returns the blob's content. It is called once, when the layer's
+	// turn comes, and the reader is closed before the next layer starts.
+	Open func(ctx context.Context) (io.ReadCloser, error)
+}
+
+type compression int
+
+const (
+	plain compression = iota
+	gzipped
+	zstded
+)
+
+func (c compression) String() string {
+	return [...]string{"an uncompressed tar", "gzip", "zstd"}[c]
+}
+
+// compressionOf maps a layer media type to its compression.
+func compressionOf(mediaType string) (compression, bool) {
+	switch mediaType {
+	case ocispec.MediaTypeImageLayer,
+		"application/vnd.oci.image.layer.nondistributable.v1.tar",
+		"application/vnd.docker.image.rootfs.diff.tar": // produced by some tools for uncompressed Docker layers
+		return plain, true
+	case ocispec.MediaTypeImageLayerGzip,
+		"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+		"application/vnd.docker.image.rootfs.diff.tar.gzip",
+		"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip":
+		return gzipped, true
+	case ocispec.MediaTypeImageLayerZstd,
+		"application/vnd.oci.image.layer.nondistributable.v1.tar+zstd":
+		return zstded, true
+	}
+	return 0, false
+}
+
+// sniff tells the compression from the first bytes of a stream.
+func sniff(b []byte) compression {
+	switch {
+	case bytes.HasPrefix(b, []byte{0x1f, 0x8b}):
+		return gzipped
+	case bytes.HasPrefix(b, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		return zstded
+	}
+	return plain
+}
+
+// Apply applies layers, lowest first, to the directory target, which must
+// exist. Each layer is opened, verified and applied in one pass; a layer
+// that fails verification has already been partly applied, so on any error
+// the tree must be thrown away. The report covers the layers applied and
+// the one that failed.
+func Apply(ctx context.Context, target string, layers []Layer, opts ...Option) (*Report, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	// Check every descriptor before touching the tree.
+	for i, l := range layers {
+		if _, ok := compressionOf(l.MediaType); !ok {
+			return nil, errdefs.New(errdefs.ErrUnsupportedMediaType, "layer %d: media type %q is not a layer type this program applies", i, l.MediaType)
+		}
+		if err := l.DiffID.Validate(); err != nil {
+			return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "layer %d: diffID %q", i, l.DiffID)
+		}
+		if l.Digest != "" {
+			if err := l.Digest.Validate(); err != nil {
+				return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "layer %d: digest %q", i, l.Digest)
+			}
+		}
+		if l.Open == nil {
+			return nil, errdefs.New(errdefs.ErrInvalidArgument, "layer %d: no Open function", i)
+		}
+	}
+	root, err := openRoot(target, o)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	a := newApplier(ctx, root, o)
+	rep := &Report{}
+	for i, l := range layers {
+		lr, err := a.applyBlob(l)
+		rep.Layers = append(rep.Layers, lr)
+		if err != nil {
+			return rep, fmt.Errorf("layer %d (%s): %w", i, l.DiffID, err)
+		}
+	}
+	return rep, nil
+}
+
+// ApplyLayer applies one uncompressed tar stream to the directory target.
+// Nothing is verified: the report carries the stream's sha256, its diffID.
+func ApplyLayer(ctx context.Context, target string, tarStream io.Reader, opts ...Option) (*LayerReport, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	root, err := openRoot(target, o)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	a := newApplier(ctx, root, o)
+	lr, err := a.applyTar(tarStream, "")
+	return &lr, err
+}
+
+func openRoot(target string, o *options) (*fsroot.Root, error) {
+	root, err := fsroot.Open(target, o.rootOpts...)
+	if err != nil {
+		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "target directory")
+	}
+	return root, nil
+}
+
+// applyBlob verifies and decompresses one blob and applies the tar inside.
+func (a *applier) applyBlob(l Layer) (LayerReport, error) {
+	want, _ := compressionOf(l.MediaType)
+	rc, err := l.Open(a.ctx)
+	if err != nil {
+		return LayerReport{}, keepKind(err, "opening the blob")
+	}
+	defer rc.Close()
+	src := newBlobReader(rc, l.Digest)
+	br := bufio.NewReaderSize(src, 64<<10)
+	magic, err := br.Peek(4)
+	if err != nil && err != io.EOF {
+		return LayerReport{}, src.fail(err, "reading the blob")
+	}
+	if got := sniff(magic); got != want {
+		return LayerReport{}, errdefs.New(errdefs.ErrLayerInvalid, "media type %s says %s, but the content is %s", l.MediaType, want, got)
+	}
+	var tarStream io.Reader = br
+	switch want {
+	case gzipped:
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return LayerReport{}, src.fail(err, "gzip")
+		}
+		defer zr.Close()
+		tarStream = zr
+	case zstded:
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(2))
+		if err != nil {
+			return LayerReport{}, src.fail(err, "zstd")
+		}
+		defer zr.Close()
+		tarStream = zr
+	}
+	lr, err := a.applyTar(tarStream, l.DiffID)
+	if err != nil {
+		return lr, src.fail(err, "")
+	}
+	// The decompressor stopped at the end of its stream; whatever follows
+	// in the blob still belongs to the digest and size.
+	if _, err := io.CopyBuffer(io.Discard, br, a.buf); err != nil {
+		return lr, src.fail(err, "reading the blob")
+	}
+	if l.Size > 0 && src.n != l.Size {
+		return lr, errdefs.New(errdefs.ErrSizeMismatch, "blob is %d bytes, its descriptor says %d", src.n, l.Size)
+	}
+	if l.Digest != "" {
+		if got := digest.NewDigest(l.Digest.Algorithm(), src.h); got != l.Digest {
+			return lr, errdefs.New(errdefs.ErrDigestMismatch, "blob digest is %s, want %s", got, l.Digest)
+		}
+	}
+	return lr, nil
+}
+
+// keepKind adds context to err without hiding the kind it already has;
+// an error without one becomes internal.
+func keepKind(err error, msg string) error {
+	if hasKind(err) {
+		return fmt.Errorf("%s: %w", msg, err)
+	}
+	return errdefs.Wrap(err, errdefs.ErrInternal, "%s", msg)
+}
+
+// blobReader hashes and counts the compressed blob and remembers an error
+// of the source itself, so that a network failure reported through the
+// decompressor and the tar reader is not mistaken for a malformed layer.
+type blobReader struct {
+	r   io.Reader
+	h   hash.Hash // nil when there is no digest to check
+	n   int64
+	err error
+}
+
+func newBlobReader(r io.Reader, d digest.Digest) *blobReader {
+	b := &blobReader{r: r}
+	if d != "" && d.Algorithm().Available() {
+		b.h = d.Algorithm().Hash()
+	}
+	return b
+}
+
+func (b *blobReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if n > 0 {
+		b.n += int64(n)
+		if b.h != nil {
+			b.h.Write(p[:n])
+		}
+	}
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}
+
+// fail classifies err: the source's own error keeps its kind; anything
+// else that has no kind yet is a malformed layer (bad compression, bad tar).
+func (b *blobReader) fail(err error, msg string) error {
+	if b.err != nil {
+		return keepKind(b.err, "reading the blob")
+	}
+	if hasKind(err) {
+		if msg == "" {
+			return err
+		}
+		return fmt.Errorf("%s: %w", msg, err)
+	}
+	return errdefs.Wrap(err, errdefs.ErrLayerInvalid, "%s", msg)
+}
+
+// tarReader hashes and counts the uncompressed stream and keeps its last
+// bytes: the tar reader consumes a final padding cut short by the end of
+// the stream without reporting it as raw bytes, and a recorder must still
+// see every byte.
+type tarReader struct {
+	r    io.Reader
+	h    hash.Hash
+	n    int64
+	tail [1024]byte
+}
+
+func (t *tarReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n > 0 {
+		t.n += int64(n)
+		t.h.Write(p[:n])
+		if n >= len(t.tail) {
+			copy(t.tail[:], p[n-len(t.tail):n])
+		} else {
+			copy(t.tail[:], t.tail[n:])
+			copy(t.tail[len(t.tail)-n:], p[:n])
+		}
+	}
+	return n, err
+}
+
+// last returns the last n bytes read, n <= len(tail).
+func (t *tarReader) last(n int64) []byte { return t.tail[int64(len(t.tail))-n:] }

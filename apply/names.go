@@ -1,0 +1,87 @@
+package apply
+
+import (
+	"strings"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+)
+
+// cleanName turns an entry name into a clean slash-separated name relative
+// to the root ("" is the root itself). A leading "/" is dropped: absolute
+// names are read relative to the target, as every tar implementation does.
+// "." components vanish and ".." ones are resolved lexically; a ".." that
+// would climb above the root is refused, not clamped: no honest layer
+// contains one, and the moby breakouts (CVE-2014-6407 and kin) did.
+func cleanName(name string) (string, error) {
+	for {
+		switch {
+		case strings.HasPrefix(name, "/"):
+			name = name[1:]
+		case strings.HasPrefix(name, "./"):
+			name = name[2:]
+		default:
+			goto trimmed
+		}
+	}
+trimmed:
+	name = strings.TrimSuffix(name, "/")
+	if isClean(name) {
+		return name, nil
+	}
+	var out []string
+	for _, c := range strings.Split(name, "/") {
+		switch c {
+		case "", ".":
+		case "..":
+			if len(out) == 0 {
+				return "", errdefs.New(errdefs.ErrPathEscape, "entry %q climbs above the root", name)
+			}
+			out = out[:len(out)-1]
+		default:
+			out = append(out, c)
+		}
+	}
+	return strings.Join(out, "/"), nil
+}
+
+// isClean reports whether name has no empty, "." or ".." component.
+func isClean(name string) bool {
+	if name == "" {
+		return true
+	}
+	start := 0
+	for i := 0; i <= len(name); i++ {
+		if i == len(name) || name[i] == '/' {
+			switch name[start:i] {
+			case "", ".", "..":
+				return false
+			}
+			start = i + 1
+		}
+	}
+	return true
+}
+
+// splitName splits a clean name into its directory and final component.
+func splitName(name string) (dir, base string) {
+	i := strings.LastIndexByte(name, '/')
+	if i < 0 {
+		return "", name
+	}
+	return name[:i], name[i+1:]
+}
+
+func joinName(dir, base string) string {
+	if dir == "" {
+		return base
+	}
+	return dir + "/" + base
+}
+
+// depth counts the components of a clean name.
+func depth(name string) int {
+	if name == "" {
+		return 0
+	}
+	return strings.Count(name, "/") + 1
+}

@@ -1,0 +1,163 @@
+package apply
+
+import (
+	gotar "archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+)
+
+const (
+	childEnv = "OCIFETCH_APPLY_UNPRIVILEGED_CHILD"
+	nobody   = 65534
+)
+
+// TestUnprivilegedChild is the body of TestUnprivileged, run in a child
+// process as uid/gid 65534. It applies the layers named in the environment
+// and prints the report, or the error's kind and message, as JSON.
+func TestUnprivilegedChild(t *testing.T) {
+	if os.Getenv(childEnv) == "" {
+		t.Skip("runs as a child of TestUnprivileged")
+	}
+	var opts []Option
+	if os.Getenv("FALLBACK") == "1" {
+		opts = append(opts, withFallback())
+	}
+	if os.Getenv("OWNERSHIP") == "fail" {
+		opts = append(opts, WithOwnership(OwnershipFail))
+	}
+	var ls []Layer
+	for _, p := range strings.Fields(os.Getenv("LAYERS")) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, rawBlob(mtTar, b, sha(b)))
+	}
+	rep, err := Apply(context.Background(), os.Getenv("TARGET"), ls, opts...)
+	out := map[string]any{"report": rep}
+	if err != nil {
+		out["kind"], out["error"] = errdefs.KindOf(err), err.Error()
+	}
+	json.NewEncoder(os.Stdout).Encode(out)
+}
+
+// An unprivileged apply of layers with root-owned entries, mode-000 files
+// and directories, and a device: it succeeds, everything belongs to the
+// caller, the device is left out with a warning, and directories of a lower
+// layer that deny their owner access are opened up and restored. With
+// OwnershipFail the same layer fails.
+func TestUnprivileged(t *testing.T) {
+	requireRoot(t)
+	// A world-readable copy of the test binary and the layers.
+	dir, err := os.MkdirTemp("", "apply-unpriv-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0755)
+	exe := filepath.Join(dir, "apply.test")
+	copyFile(t, os.Args[0], exe, 0755)
+	l1 := tarOf(t,
+		D("etc", 0755), F("etc/shadow", "secret", 0).owner(0, 42), F("etc/suid", "", 04755),
+		D("locked", 0), F("locked/f", "x", 0644), D("locked/sub", 0555), F("locked/sub/g", "", 0644),
+		D("gone", 0), D("gone/deeper", 0), F("gone/deeper/c", "", 0),
+		Dev(gotar.TypeChar, "dev/null", 0666, 1, 3), H("dev/null2", "dev/null"), Fifo("p", 0600),
+		F("attrs", "", 0644).xattr("user.a", "1").xattr("trusted.t", "2"),
+	)
+	l2 := tarOf(t, F("locked/new", "n", 0644), H("hl", "locked/f"), W("locked/sub", "g"), F("gone", "file", 0644), D("etc", 0555))
+	var paths []string
+	for i, b := range [][]byte{l1, l2} {
+		p := filepath.Join(dir, fmt.Sprintf("layer%d.tar", i))
+		if err := os.WriteFile(p, b, 0644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	run := func(t *testing.T, env ...string) (map[string]any, string) {
+		target := filepath.Join(dir, "rootfs-"+strings.ReplaceAll(t.Name(), "/", "-"))
+		if err := os.Mkdir(target, 0755); err != nil {
+			t.Fatal(err)
+		}
+		os.Chown(target, nobody, nobody)
+		cmd := exec.Command(exe, "-test.run=^TestUnprivilegedChild$")
+		cmd.Env = append(os.Environ(), append(env, childEnv+"=1", "TARGET="+target)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("child: %v\n%s%s", err, stdout.String(), stderr.String())
+		}
+		var out map[string]any
+		line, _, _ := strings.Cut(stdout.String(), "\n")
+		if err := json.Unmarshal([]byte(line), &out); err != nil {
+			t.Fatalf("child output %q: %v", stdout.String(), err)
+		}
+		return out, target
+	}
+	for _, fallback := range []string{"0", "1"} {
+		t.Run("fallback="+fallback, func(t *testing.T) {
+			t.Run("caller owns everything", func(t *testing.T) {
+				out, target := run(t, "FALLBACK="+fallback, "LAYERS="+strings.Join(paths, " "))
+				if out["error"] != nil {
+					t.Fatalf("apply failed: %v", out["error"])
+				}
+				rep, _ := json.Marshal(out["report"])
+				for _, w := range []string{`"Kind":"device_skipped"`, `"Path":"dev/null"`, `"Kind":"xattr_skipped"`} {
+					if !bytes.Contains(rep, []byte(w)) {
+						t.Errorf("report lacks %s: %s", w, rep)
+					}
+				}
+				got := treecmpWalk(t, target)
+				want := `
+					dir etc 0555 owner=65534:65534
+					file etc/shadow 0000 content=secret
+					file etc/suid 04755
+					dir locked 0000
+					file hl 0644 content=x
+					file locked/f 0644 content=x link=hl
+					file locked/new 0644 content=n
+					dir locked/sub 0555
+					file gone 0644 content=file
+					fifo p 0600
+					file attrs xattr.user.a=1
+				`
+				diffTree(t, got, want, [2]uint32{nobody, nobody})
+			})
+			t.Run("OwnershipFail refuses root-owned entries", func(t *testing.T) {
+				out, _ := run(t, "FALLBACK="+fallback, "OWNERSHIP=fail", "LAYERS="+paths[0])
+				if out["kind"] != string(errdefs.ErrInternal) || !strings.Contains(fmt.Sprint(out["error"]), "owner 0:0") {
+					t.Errorf("got %v", out)
+				}
+			})
+		})
+	}
+}
+
+func copyFile(t *testing.T, from, to string, mode os.FileMode) {
+	src, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/ocifetch/ocifetch"
+	"github.com/ocifetch/ocifetch/apply"
+)
+
+// unpackOutput is "pull --json" plus the target and what was applied.
+type unpackOutput struct {
+	pullOutput
+	Target   string          `json:"target"`
+	Applied  []layerApplied  `json:"applied"`
+	Warnings []apply.Warning `json:"warnings"`
+}
+
+type layerApplied struct {
+	DiffID  string `json:"diffID"`
+	Entries int    `json:"entries"`
+	Files   int    `json:"files"`
+	Bytes   int64  `json:"bytes"`
+}
+
+func unpackCommand() *command {
+	return &command{
+		name:    "unpack",
+		summary: "Resolve REF, fetch it into the store and apply its layers to DIR, which becomes the image's root filesystem.",
+		usage:   "unpack [--platform OS/ARCH[/VARIANT]] [--store DIR] [--jobs N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-foreign-host HOST]... REF DIR",
+		example: prog + " unpack --platform linux/amd64 docker.io/library/alpine:3.20 ./rootfs",
+		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+			var rf registryFlags
+			var sf storeFlags
+			rf.register(fs)
+			sf.register(fs)
+			return func(ctx context.Context, e *env, args []string) error {
+				if len(args) != 2 {
+					return usagef("unpack takes a reference and a directory, got %d arguments", len(args))
+				}
+				ropts, err := rf.options()
+				if err != nil {
+					return err
+				}
+				start := time.Now()
+				p := newProgress(e.stderr, sf.quiet || rf.json)
+				opts := []ocifetch.Option{
+					ocifetch.WithResolveOptions(ropts...),
+					ocifetch.WithFetchOptions(sf.options(p)...),
+				}
+				if sf.store != "" {
+					opts = append(opts, ocifetch.WithStore(sf.store))
+				}
+				res, err := ocifetch.Unpack(ctx, args[0], args[1], opts...)
+				p.finish()
+				if err != nil {
+					return err
+				}
+				if rf.json {
+					out := unpackOutput{
+						pullOutput: pullOutput{resolveOutput: resolvedJSON(res.Resolved), Store: res.Store.Dir(), Name: res.Pull.Name, Downloaded: res.Pull.Downloaded},
+						Target:     args[1], Applied: []layerApplied{}, Warnings: []apply.Warning{},
+					}
+					for _, l := range res.Apply.Layers {
+						out.Applied = append(out.Applied, layerApplied{DiffID: l.DiffID.String(), Entries: l.Entries, Files: l.Files, Bytes: l.Bytes})
+						out.Warnings = append(out.Warnings, l.Warnings...)
+					}
+					return writeJSON(e, out)
+				}
+				var files int
+				var bytes int64
+				for _, l := range res.Apply.Layers {
+					files += l.Files
+					bytes += l.Bytes
+					for _, w := range l.Warnings {
+						fmt.Fprintf(e.stderr, "warning: %s: %s\n", w.Path, w.Message)
+					}
+				}
+				if !sf.quiet {
+					fmt.Fprintf(e.stderr, "unpacked %s (%s): %d layers, %d files, %s in %s into %s\n",
+						res.Resolved.Reference, res.Resolved.Manifest.Descriptor.Digest, len(res.Apply.Layers), files,
+						humanBytes(bytes), time.Since(start).Round(time.Millisecond), args[1])
+				}
+				fmt.Fprintln(e.stdout, res.Resolved.Manifest.Descriptor.Digest)
+				return nil
+			}
+		},
+	}
+}
+

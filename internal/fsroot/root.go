@@ -1,0 +1,392 @@
+// Package fsroot confines filesystem operations to one directory tree.
+//
+// A Root holds an O_PATH file descriptor of a directory and performs every
+// operation relative to it. Names are slash-separated and relative to the
+// root; a leading "/" is ignored and "." and ".." are cleaned lexically
+// first, so ".." can never climb above the root. The directories leading to
+// a name's final component are then resolved with the root as "/":
+// symbolic links among them are followed, but an absolute link target, or a
+// ".." reaching the top, lands at the root, never above it (the semantics of
+// openat2(2) RESOLVE_IN_ROOT). The final component is never followed: every
+// operation uses the *at form of its system call relative to the resolved
+// parent directory, with AT_SYMLINK_NOFOLLOW, O_NOFOLLOW or O_EXCL, so a
+// symbolic link planted at the final name is acted on itself (removed,
+// replaced, relinked) and never written through.
+//
+// Resolution uses openat2(2) with RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS where
+// the kernel offers it. Elsewhere (Linux before 5.6, or a seccomp filter that
+// answers ENOSYS or EPERM) it falls back to a walk, one component at a time,
+// with openat(O_PATH|O_NOFOLLOW|O_DIRECTORY) from the descriptor of the
+// previous component; links are read with readlinkat and expanded lexically
+// inside the root, at most 255 of them per resolution (ELOOP beyond). A
+// checked path is never looked up again by its string: everything that
+// follows goes through the descriptor the walk produced. WithFallback
+// selects the walk explicitly, which is how the tests exercise both.
+//
+// The root itself can be inspected and its metadata changed, but it can
+// never be removed, renamed or replaced; such requests fail with an error of
+// kind errdefs.ErrPathEscape.
+//
+// A Root is not safe for concurrent use: it caches the descriptor of the
+// last parent directory it resolved. Open one Root per goroutine.
+package fsroot
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+)
+
+// maxSymlinks bounds how many symbolic links one resolution by the fallback
+// walk may expand before it fails with ELOOP. openat2 has its own (40).
+const maxSymlinks = 255
+
+// Option configures Open.
+type Option func(*config)
+
+type config struct {
+	fallback bool
+}
+
+// WithFallback makes the Root behave as on a kernel without openat2(2) and
+// fchmodat2(2): names are resolved by the component-by-component walk and
+// modes of non-directories are changed through /proc/self/fd. The result is
+// the same; only the system calls differ.
+func WithFallback() Option { return func(c *config) { c.fallback = true } }
+
+// Root is a directory within which all operations are confined.
+type Root struct {
+	fd   int    // O_PATH|O_DIRECTORY descriptor of the root
+	path string // for messages only
+
+	openat2   bool // resolve with openat2(RESOLVE_IN_ROOT)
+	fchmodat2 bool // chmod with fchmodat2(AT_SYMLINK_NOFOLLOW)
+
+	// A one-entry cache of the last parent directory resolved: applying a
+	// layer mostly creates runs of entries in the same directory. The
+	// descriptor stays valid for as long as nothing that could change how
+	// cacheDir resolves has happened: any Remove, RemoveAll or Rename drops
+	// it. Creating an entry never does, because it only succeeds where no
+	// entry existed, so no cached path can run through it.
+	cacheDir string
+	cacheFD  int
+}
+
+// Open opens the directory dir as a Root. dir itself is resolved normally
+// (the caller chose it); everything below it is confined.
+func Open(dir string, opts ...Option) (*Root, error) {
+	var c config
+	for _, o := range opts {
+		o(&c)
+	}
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: dir, Err: err}
+	}
+	r := &Root{fd: fd, path: dir, cacheFD: -1, openat2: !c.fallback, fchmodat2: !c.fallback}
+	if r.openat2 && !openat2Works(fd) {
+		r.openat2 = false
+	}
+	return r, nil
+}
+
+// openat2Works probes whether openat2 with the flags this package needs is
+// usable: it is missing before Linux 5.6 (ENOSYS), and seccomp profiles of
+// container runtimes have answered EPERM or ENOSYS for it.
+func openat2Works(dirfd int) bool {
+	fd, err := unix.Openat2(dirfd, ".", &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return false
+	}
+	unix.Close(fd)
+	return true
+}
+
+// Close releases the root's descriptors.
+func (r *Root) Close() error {
+	r.dropCache()
+	if r.fd < 0 {
+		return nil
+	}
+	err := unix.Close(r.fd)
+	r.fd = -1
+	return err
+}
+
+// Path returns the path the Root was opened with.
+func (r *Root) Path() string { return r.path }
+
+// UsesOpenat2 reports whether names are resolved with openat2(2) rather than
+// the fallback walk.
+func (r *Root) UsesOpenat2() bool { return r.openat2 }
+
+// ErrRoot is the cause of every refusal to remove, rename or replace the
+// root itself (umoci CVE-2021-29136: an entry that turned the root into a
+// symlink redirected every later entry).
+var ErrRoot = errors.New("operation would remove or replace the root")
+
+func rootErr(op, name string) error {
+	return errdefs.Wrap(ErrRoot, errdefs.ErrPathEscape, "%s %q", op, name)
+}
+
+// split cleans name and returns the directory holding its final component
+// ("" for the root) and that component ("" when name is the root itself).
+// The result never contains "." or ".." components.
+func split(name string) (dir, base string) {
+	c := clean(name)
+	if c == "" {
+		return "", ""
+	}
+	i := strings.LastIndexByte(c, '/')
+	if i < 0 {
+		return "", c
+	}
+	return c[:i], c[i+1:]
+}
+
+// clean returns name without leading, trailing or repeated slashes and
+// with "." and ".." resolved lexically, ".." stopping at the root. The root
+// is "". It allocates only when name is not already clean.
+func clean(name string) string {
+	if isClean(name) {
+		return name
+	}
+	var out []string
+	for _, c := range strings.Split(name, "/") {
+		switch c {
+		case "", ".":
+		case "..":
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+		default:
+			out = append(out, c)
+		}
+	}
+	return strings.Join(out, "/")
+}
+
+func isClean(name string) bool {
+	if name == "" {
+		return true
+	}
+	if name[0] == '/' || name[len(name)-1] == '/' {
+		return false
+	}
+	start := 0
+	for i := 0; i <= len(name); i++ {
+		if i == len(name) || name[i] == '/' {
+			switch name[start:i] {
+			case "", ".", "..":
+				return false
+			}
+			start = i + 1
+		}
+	}
+	return true
+}
+
+// parent returns a descriptor of the directory dir (a cleaned name),
+// resolved inside the root. The descriptor belongs to the Root: the caller
+// must not close it and must not use it after the next operation.
+func (r *Root) parent(dir string) (int, error) {
+	if dir == "" {
+		return r.fd, nil
+	}
+	if r.cacheFD >= 0 && r.cacheDir == dir {
+		return r.cacheFD, nil
+	}
+	fd, err := r.openDir(dir)
+	if err != nil {
+		return -1, err
+	}
+	r.dropCache()
+	r.cacheDir, r.cacheFD = dir, fd
+	return fd, nil
+}
+
+// parentUncached is parent for a second directory in the same operation
+// (Link, Rename); owned tells whether the caller must close fd.
+func (r *Root) parentUncached(dir string) (fd int, owned bool, err error) {
+	if dir == "" {
+		return r.fd, false, nil
+	}
+	if r.cacheFD >= 0 && r.cacheDir == dir {
+		return r.cacheFD, false, nil
+	}
+	fd, err = r.openDir(dir)
+	return fd, err == nil, err
+}
+
+func (r *Root) dropCache() {
+	if r.cacheFD >= 0 {
+		unix.Close(r.cacheFD)
+	}
+	r.cacheFD, r.cacheDir = -1, ""
+}
+
+// openDir resolves the cleaned, non-empty name dir inside the root, every
+// component followed, and returns a new O_PATH descriptor of the directory.
+func (r *Root) openDir(dir string) (int, error) {
+	if r.openat2 {
+		fd, err := openat2InRoot(r.fd, dir, unix.O_PATH|unix.O_DIRECTORY)
+		if err != unix.ENOSYS && err != unix.EPERM {
+			return fd, err
+		}
+		// A seccomp filter installed after Open; stay on the walk from now on.
+		r.openat2 = false
+	}
+	return r.walk(dir, false, 0)
+}
+
+func openat2InRoot(dirfd int, name string, flags uint64) (int, error) {
+	how := unix.OpenHow{
+		Flags:   flags | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	}
+	for i := 0; ; i++ {
+		fd, err := unix.Openat2(dirfd, name, &how)
+		// EAGAIN: a rename or mount raced with RESOLVE_IN_ROOT's checks.
+		if (err == unix.EAGAIN || err == unix.EINTR) && i < 64 {
+			continue
+		}
+		return fd, err
+	}
+}
+
+// walk is the fallback resolver: it opens dir (a cleaned name) one
+// component at a time from the root, never following a link in the kernel.
+// A link met on the way is read and its target spliced in front of the
+// remaining components; an absolute target restarts from the root, and
+// ".." pops the stack of directories walked, never below the root. With
+// create set, missing components are created as directories with perm.
+// It returns a new O_PATH descriptor of the directory reached.
+func (r *Root) walk(dir string, create bool, perm uint32) (fd int, err error) {
+	stack := make([]int, 1, 8)
+	stack[0] = r.fd
+	defer func() {
+		for _, d := range stack[1:] {
+			unix.Close(d)
+		}
+	}()
+	var linkbuf []byte
+	links, creates := 0, 0
+	rest := dir
+	for rest != "" {
+		var comp string
+		comp, rest, _ = strings.Cut(rest, "/")
+		switch comp {
+		case "", ".":
+			continue
+		case "..":
+			if len(stack) > 1 {
+				unix.Close(stack[len(stack)-1])
+				stack = stack[:len(stack)-1]
+			}
+			continue
+		}
+		cur := stack[len(stack)-1]
+		next, err := unix.Openat(cur, comp, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == nil {
+			stack = append(stack, next)
+			continue
+		}
+		if err == unix.ENOENT && create {
+			if err := unix.Mkdirat(cur, comp, perm); err != nil && err != unix.EEXIST {
+				return -1, err
+			}
+			if creates++; creates > unix.PathMax {
+				return -1, unix.ELOOP // something keeps removing what we create
+			}
+			rest = joinRest(comp, rest) // open what now exists
+			continue
+		}
+		if err != unix.ENOTDIR {
+			return -1, err
+		}
+		// Not a directory: a symbolic link to expand, or a real ENOTDIR.
+		if linkbuf == nil {
+			linkbuf = make([]byte, unix.PathMax)
+		}
+		n, err := unix.Readlinkat(cur, comp, linkbuf)
+		if err == unix.EINVAL {
+			return -1, unix.ENOTDIR
+		}
+		if err != nil {
+			return -1, err
+		}
+		if n == len(linkbuf) {
+			return -1, unix.ENAMETOOLONG
+		}
+		if links++; links > maxSymlinks {
+			return -1, unix.ELOOP
+		}
+		target := string(linkbuf[:n])
+		if strings.HasPrefix(target, "/") {
+			for _, d := range stack[1:] {
+				unix.Close(d)
+			}
+			stack = stack[:1]
+		}
+		rest = joinRest(target, rest)
+	}
+	top := stack[len(stack)-1]
+	if len(stack) == 1 {
+		// The walk ended at the root; hand out a descriptor of our own.
+		return unix.FcntlInt(uintptr(top), unix.F_DUPFD_CLOEXEC, 0)
+	}
+	stack = stack[:len(stack)-1] // keep top open past the deferred close
+	return top, nil
+}
+
+func joinRest(first, rest string) string {
+	if rest == "" {
+		return first
+	}
+	return first + "/" + rest
+}
+
+// pathErr wraps a system call failure the way package os does.
+func pathErr(op, name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &fs.PathError{Op: op, Path: name, Err: err}
+}
+
+// procFD names the magic link of descriptor fd.
+func procFD(fd int) string {
+	return "/proc/self/fd/" + itoa(fd)
+}
+
+func itoa(n int) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			break
+		}
+	}
+	return string(b[i:])
+}
+
+// rootFile opens the root for reading, for the metadata calls that need a
+// real descriptor (fchmod, futimens, fsetxattr do not accept O_PATH ones).
+func (r *Root) rootFile() (*os.File, error) {
+	fd, err := unix.Openat(r.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, pathErr("open", "/", err)
+	}
+	return os.NewFile(uintptr(fd), r.path), nil
+}

@@ -1,0 +1,429 @@
+package fsroot
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+)
+
+// modes runs f once with openat2 and once with the fallback walk.
+func modes(t *testing.T, f func(t *testing.T, opts []Option)) {
+	t.Run("openat2", func(t *testing.T) {
+		if !openat2Works(unix.AT_FDCWD) {
+			t.Skip("openat2 unavailable")
+		}
+		f(t, nil)
+	})
+	t.Run("fallback", func(t *testing.T) { f(t, []Option{WithFallback()}) })
+}
+
+// fixture makes a root directory and, beside it, an outside directory with
+// a sentinel file, and returns both paths.
+func fixture(t *testing.T) (root, outside string) {
+	t.Helper()
+	base := t.TempDir()
+	root = filepath.Join(base, "root")
+	outside = filepath.Join(base, "outside")
+	for _, d := range []string{root, outside} {
+		if err := os.Mkdir(d, 0755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(outside, "sentinel"), []byte("keep"), 0640); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Unix(1000000000, 0)
+	if err := os.Chtimes(filepath.Join(outside, "sentinel"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	return root, outside
+}
+
+// checkOutside fails when the sentinel changed or anything else appeared
+// outside the root.
+func checkOutside(t *testing.T, outside string) {
+	t.Helper()
+	ents, err := os.ReadDir(outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 1 || ents[0].Name() != "sentinel" {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("outside directory now holds %v", names)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(outside, "sentinel"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode&07777 != 0640 || st.Mtim.Sec != 1000000000 || st.Uid != uint32(os.Getuid()) || st.Size != 4 {
+		t.Errorf("sentinel changed: mode %o mtime %d uid %d size %d", st.Mode&07777, st.Mtim.Sec, st.Uid, st.Size)
+	}
+	if b, _ := os.ReadFile(filepath.Join(outside, "sentinel")); string(b) != "keep" {
+		t.Errorf("sentinel content %q", b)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(outside)); len(ents) != 2 {
+		t.Errorf("%d entries beside root and outside", len(ents)-2)
+	}
+}
+
+func open(t *testing.T, dir string, opts []Option) *Root {
+	t.Helper()
+	r, err := Open(dir, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func TestConfinedResolution(t *testing.T) {
+	modes(t, func(t *testing.T, opts []Option) {
+		cases := []struct {
+			name   string
+			setup  func(root, outside string) error
+			create string // file created through the Root
+			want   string // where it must land, relative to root
+		}{
+			{"dotdot climbs stop at root", nil, "../../x", "x"},
+			{"absolute name is relative", nil, "/abs/../x", "x"},
+			{"symlink to slash", func(root, _ string) error { return os.Symlink("/", filepath.Join(root, "a")) }, "a/x", "x"},
+			{"symlink with dotdots", func(root, _ string) error { return os.Symlink("../../..", filepath.Join(root, "a")) }, "a/x", "x"},
+			{"symlink to outside absolute path", func(root, outside string) error {
+				if err := os.MkdirAll(filepath.Join(root, outside), 0755); err != nil {
+					return err
+				}
+				return os.Symlink(outside, filepath.Join(root, "a"))
+			}, "a/sentinel", "$OUT/sentinel"},
+			{"relative symlink to outside", func(root, outside string) error {
+				if err := os.Mkdir(filepath.Join(root, "outside"), 0755); err != nil {
+					return err
+				}
+				return os.Symlink("../outside", filepath.Join(root, "a"))
+			}, "a/sentinel", "outside/sentinel"},
+			{"chain of links", func(root, _ string) error {
+				if err := os.MkdirAll(filepath.Join(root, "usr/lib"), 0755); err != nil {
+					return err
+				}
+				if err := os.Symlink("/usr/lib", filepath.Join(root, "lib")); err != nil {
+					return err
+				}
+				return os.Symlink("lib/../../../lib", filepath.Join(root, "l2"))
+			}, "l2/x", "usr/lib/x"},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				root, outside := fixture(t)
+				if c.setup != nil {
+					if err := c.setup(root, outside); err != nil {
+						t.Fatal(err)
+					}
+				}
+				r := open(t, root, opts)
+				f, err := r.Create(c.create, 0644)
+				if err != nil {
+					t.Fatalf("create: %v", err)
+				}
+				f.Write([]byte("new"))
+				f.Close()
+				want := strings.ReplaceAll(c.want, "$OUT", outside[1:])
+				b, err := os.ReadFile(filepath.Join(root, want))
+				if err != nil || string(b) != "new" {
+					t.Errorf("%s: %q %v", want, b, err)
+				}
+				checkOutside(t, outside)
+			})
+		}
+	})
+}
+
+func TestRootIsNeverReplaced(t *testing.T) {
+	modes(t, func(t *testing.T, opts []Option) {
+		root, outside := fixture(t)
+		r := open(t, root, opts)
+		for _, name := range []string{"", ".", "/", "./", "a/..", "../.."} {
+			checks := map[string]error{
+				"remove":    r.Remove(name),
+				"removeall": r.RemoveAll(name),
+				"rename":    r.Rename(name, "x"),
+				"renameTo":  r.Rename("x", name),
+				"symlink":   r.Symlink("/", name),
+				"link":      r.Link("x", name),
+				"mknod":     r.Mknod(name, unix.S_IFIFO|0644, 0, 0),
+			}
+			_, checks["create"] = r.Create(name, 0644)
+			for op, err := range checks {
+				if !errors.Is(err, errdefs.ErrPathEscape) {
+					t.Errorf("%s %q: %v, want path_escape", op, name, err)
+				}
+			}
+		}
+		if _, err := os.Stat(root); err != nil {
+			t.Fatal(err)
+		}
+		checkOutside(t, outside)
+	})
+}
+
+func TestMetadataCallsDoNotFollowSymlinks(t *testing.T) {
+	// containerd CVE-2021-32760: a chmod through a symlink changed a host
+	// file's mode.
+	modes(t, func(t *testing.T, opts []Option) {
+		root, outside := fixture(t)
+		sentinel := filepath.Join(outside, "sentinel")
+		if err := os.Symlink(sentinel, filepath.Join(root, "link")); err != nil {
+			t.Fatal(err)
+		}
+		r := open(t, root, opts)
+		if err := r.Lchmod("link", 04777); err != nil {
+			t.Errorf("chmod: %v", err)
+		}
+		if err := r.Lchown("link", 12345, 12345); err != nil {
+			t.Errorf("chown: %v", err)
+		}
+		if err := r.Lutimes("link", time.Unix(5, 0), time.Unix(7, 0)); err != nil {
+			t.Errorf("utimes: %v", err)
+		}
+		// user.* attributes are not allowed on links: the call must fail
+		// rather than set it on the target.
+		if err := r.Lsetxattr("link", "user.x", []byte("y")); err == nil {
+			t.Errorf("setxattr on a link succeeded")
+		}
+		var st unix.Stat_t
+		unix.Lstat(filepath.Join(root, "link"), &st)
+		if st.Uid != 12345 || st.Mtim.Sec != 7 {
+			t.Errorf("link itself not changed: uid %d mtime %d", st.Uid, st.Mtim.Sec)
+		}
+		checkOutside(t, outside)
+	})
+}
+
+func TestCreateNeverWritesThroughALink(t *testing.T) {
+	modes(t, func(t *testing.T, opts []Option) {
+		root, outside := fixture(t)
+		os.Symlink(filepath.Join(outside, "sentinel"), filepath.Join(root, "f"))
+		r := open(t, root, opts)
+		if _, err := r.Create("f", 0644); !errors.Is(err, unix.EEXIST) {
+			t.Errorf("create over link: %v, want EEXIST", err)
+		}
+		if err := r.Remove("f"); err != nil {
+			t.Fatal(err)
+		}
+		f, err := r.Create("f", 0644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		checkOutside(t, outside)
+	})
+}
+
+func TestRemoveAllNeverFollows(t *testing.T) {
+	modes(t, func(t *testing.T, opts []Option) {
+		root, outside := fixture(t)
+		os.MkdirAll(filepath.Join(root, "d/sub"), 0755)
+		os.Symlink(outside, filepath.Join(root, "d/sub/out"))
+		os.Symlink(outside, filepath.Join(root, "top"))
+		os.MkdirAll(filepath.Join(root, "d/locked/inner"), 0755)
+		os.WriteFile(filepath.Join(root, "d/locked/inner/f"), nil, 0)
+		os.Chmod(filepath.Join(root, "d/locked/inner"), 0)
+		os.Chmod(filepath.Join(root, "d/locked"), 0)
+		r := open(t, root, opts)
+		if err := r.RemoveAll("top"); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.RemoveAll("d"); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.RemoveAll("missing/x"); err != nil {
+			t.Errorf("missing: %v", err)
+		}
+		if ents, _ := os.ReadDir(root); len(ents) != 0 {
+			t.Errorf("root not empty: %v", ents)
+		}
+		checkOutside(t, outside)
+	})
+}
+
+func TestLinkLinksTheSymlinkItself(t *testing.T) {
+	modes(t, func(t *testing.T, opts []Option) {
+		root, outside := fixture(t)
+		os.Symlink(filepath.Join(outside, "sentinel"), filepath.Join(root, "s"))
+		r := open(t, root, opts)
+		if err := r.Link("s", "h"); err != nil {
+			t.Fatal(err)
+		}
+		var a, b unix.Stat_t
+		unix.Lstat(filepath.Join(root, "s"), &a)
+		unix.Lstat(filepath.Join(root, "h"), &b)
+		if a.Ino != b.Ino || b.Mode&unix.S_IFMT != unix.S_IFLNK {
+			t.Errorf("h is not a hard link of the symlink s")
+		}
+		// A link through a symlinked directory lands inside the root.
+		os.Mkdir(filepath.Join(root, "real"), 0755)
+		os.WriteFile(filepath.Join(root, "real/f"), []byte("in"), 0644)
+		os.Symlink("/real", filepath.Join(root, "viaabs"))
+		if err := r.Link("viaabs/f", "h2"); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(filepath.Join(root, "h2")); string(b) != "in" {
+			t.Errorf("h2 = %q", b)
+		}
+		checkOutside(t, outside)
+	})
+}
+
+func TestOpenFileRefusesNonRegular(t *testing.T) {
+	modes(t, func(t *testing.T, opts []Option) {
+		root, outside := fixture(t)
+		os.WriteFile(filepath.Join(root, "passwd"), []byte("root:x:0:0"), 0644)
+		os.Symlink(filepath.Join(outside, "sentinel"), filepath.Join(root, "link"))
+		unix.Mkfifo(filepath.Join(root, "fifo"), 0644)
+		os.Mkdir(filepath.Join(root, "dir"), 0755)
+		r := open(t, root, opts)
+		f, err := r.OpenFile("/passwd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(f)
+		f.Close()
+		if string(b) != "root:x:0:0" {
+			t.Errorf("read %q", b)
+		}
+		for _, name := range []string{"fifo", "dir", ""} {
+			if _, err := r.OpenFile(name); !errors.Is(err, ErrNotRegular) {
+				t.Errorf("%q: %v, want ErrNotRegular", name, err)
+			}
+		}
+		if _, err := r.OpenFile("link"); !errors.Is(err, unix.ELOOP) && !errors.Is(err, ErrNotRegular) {
+			t.Errorf("link: %v", err)
+		}
+	})
+}
+
+func TestMknodRefusesOversizedDevices(t *testing.T) {
+	modes(t, func(t *testing.T, opts []Option) {
+		root, _ := fixture(t)
+		r := open(t, root, opts)
+		for _, d := range [][2]int64{{1 << 12, 0}, {0, 1 << 20}, {-1, 0}, {1 << 32, 1}} {
+			if err := r.Mknod("dev", unix.S_IFCHR|0600, d[0], d[1]); !errors.Is(err, unix.ERANGE) {
+				t.Errorf("%v: %v, want ERANGE", d, err)
+			}
+		}
+	})
+}
+
+func TestMkdirAllThroughDanglingLink(t *testing.T) {
+	modes(t, func(t *testing.T, opts []Option) {
+		root, outside := fixture(t)
+		os.Symlink(outside+"/made", filepath.Join(root, "d"))
+		r := open(t, root, opts)
+		if err := r.MkdirAll("d/x/y", 0755); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := os.Stat(filepath.Join(root, outside, "made/x/y")); err != nil || !st.IsDir() {
+			t.Errorf("not created inside the root: %v", err)
+		}
+		os.WriteFile(filepath.Join(root, "file"), nil, 0644)
+		if err := r.MkdirAll("file/x", 0755); !errors.Is(err, unix.ENOTDIR) {
+			t.Errorf("through a file: %v, want ENOTDIR", err)
+		}
+		checkOutside(t, outside)
+	})
+}
+
+func TestSymlinkLoop(t *testing.T) {
+	modes(t, func(t *testing.T, opts []Option) {
+		root, _ := fixture(t)
+		os.Symlink("l2", filepath.Join(root, "l1"))
+		os.Symlink("/l1", filepath.Join(root, "l2"))
+		r := open(t, root, opts)
+		if _, err := r.Create("l1/x", 0644); !errors.Is(err, unix.ELOOP) {
+			t.Errorf("create: %v, want ELOOP", err)
+		}
+	})
+}
+
+func TestParentCacheFollowsReplacement(t *testing.T) {
+	modes(t, func(t *testing.T, opts []Option) {
+		root, _ := fixture(t)
+		r := open(t, root, opts)
+		for _, step := range []func() error{
+			func() error { return r.Mkdir("a", 0755) },
+			func() error { f, err := r.Create("a/f1", 0644); f.Close(); return err },
+			func() error { return r.RemoveAll("a") },
+			func() error { return r.Mkdir("b", 0755) },
+			func() error { return r.Symlink("b", "a") },
+			func() error { f, err := r.Create("a/f2", 0644); f.Close(); return err },
+		} {
+			if err := step(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := os.Lstat(filepath.Join(root, "b/f2")); err != nil {
+			t.Errorf("a/f2 did not go through the new link: %v", err)
+		}
+	})
+}
+
+func TestChmodKeepsSpecialBits(t *testing.T) {
+	modes(t, func(t *testing.T, opts []Option) {
+		root, _ := fixture(t)
+		r := open(t, root, opts)
+		r.Mkdir("d", 0755)
+		f, _ := r.Create("d/f", 0644)
+		f.Close()
+		for name, mode := range map[string]uint32{"d": 01777, "d/f": 06755, "": 0750} {
+			if err := r.Lchmod(name, mode); err != nil {
+				t.Fatal(err)
+			}
+			st, err := r.Lstat(name)
+			if err != nil || st.Mode&07777 != mode {
+				t.Errorf("%q: mode %o, want %o (%v)", name, st.Mode&07777, mode, err)
+			}
+		}
+	})
+}
+
+func TestFallbackMatchesOpenat2(t *testing.T) {
+	if !openat2Works(unix.AT_FDCWD) {
+		t.Skip("openat2 unavailable")
+	}
+	root, _ := fixture(t)
+	for _, d := range []string{"usr/lib/x", "etc", "a/b/c"} {
+		os.MkdirAll(filepath.Join(root, d), 0755)
+	}
+	for l, target := range map[string]string{
+		"lib": "/usr/lib", "rel": "usr/../etc", "up": "../../../..", "abs": "/a/b/../b/c",
+		"chain": "lib/x/../../../etc", "self": ".", "deep": "a/b/c/../../../lib/x",
+	} {
+		os.Symlink(target, filepath.Join(root, l))
+	}
+	a, b := open(t, root, nil), open(t, root, []Option{WithFallback()})
+	for _, name := range []string{"lib", "rel", "up", "abs", "chain", "self", "deep", "lib/x", "up/usr/lib", "self/self/lib"} {
+		fa, erra := a.openDir(name)
+		fb, errb := b.openDir(name)
+		if erra != nil || errb != nil {
+			t.Errorf("%s: %v / %v", name, erra, errb)
+			continue
+		}
+		var sa, sb unix.Stat_t
+		unix.Fstat(fa, &sa)
+		unix.Fstat(fb, &sb)
+		unix.Close(fa)
+		unix.Close(fb)
+		if sa.Ino != sb.Ino {
+			t.Errorf("%s: openat2 and the walk reach different directories", name)
+		}
+	}
+}

@@ -1,0 +1,185 @@
+// Package ocifetch gets container images from a registry onto disk in one
+// call, composed from the three stages: resolve (reference → verified
+// manifest for one platform), fetch (blobs, verified, into an OCI-layout
+// store) and apply (layers into a directory, confined to it).
+//
+//	res, err := ocifetch.Unpack(ctx, "docker.io/library/alpine:3.20", "/var/lib/engine/rootfs/abc",
+//		ocifetch.WithResolveOptions(resolve.WithPlatform(p)),
+//		ocifetch.WithStore("/var/cache/engine/blobs"))
+//
+// Each stage is also usable alone; see the packages resolve, fetch and
+// apply. Errors carry errdefs kinds.
+package ocifetch
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+
+	"github.com/ocifetch/ocifetch/apply"
+	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/fetch"
+	"github.com/ocifetch/ocifetch/resolve"
+)
+
+// Option configures Pull and Unpack.
+type Option func(*options)
+
+type options struct {
+	store    string
+	resolve  []resolve.Option
+	fetch    []fetch.Option
+	apply    []apply.Option
+	resolved func(*resolve.Resolved)
+}
+
+// WithStore sets the store directory (default fetch.DefaultStoreDir()).
+func WithStore(dir string) Option { return func(o *options) { o.store = dir } }
+
+// WithResolveOptions passes options to resolving (platform, credentials,
+// mirrors, ...).
+func WithResolveOptions(opts ...resolve.Option) Option {
+	return func(o *options) { o.resolve = append(o.resolve, opts...) }
+}
+
+// WithFetchOptions passes options to fetching (jobs, progress, ...).
+func WithFetchOptions(opts ...fetch.Option) Option {
+	return func(o *options) { o.fetch = append(o.fetch, opts...) }
+}
+
+// WithApplyOptions passes options to applying (ownership and device
+// policies, ...).
+func WithApplyOptions(opts ...apply.Option) Option {
+	return func(o *options) { o.apply = append(o.apply, opts...) }
+}
+
+// WithResolved is called with the resolved image before anything is
+// downloaded, e.g. to show what is about to be pulled.
+func WithResolved(fn func(*resolve.Resolved)) Option {
+	return func(o *options) { o.resolved = fn }
+}
+
+func makeOptions(opts []Option) *options {
+	o := &options{}
+	for _, opt := range opts {
+		opt(o)
+	}
+	return o
+}
+
+func (o *options) openStore() (*fetch.Store, error) {
+	dir := o.store
+	if dir == "" {
+		d, err := fetch.DefaultStoreDir()
+		if err != nil {
+			return nil, err
+		}
+		dir = d
+	}
+	return fetch.OpenStore(dir)
+}
+
+// Result is what Pull and Unpack did.
+type Result struct {
+	Resolved *resolve.Resolved
+	Store    *fetch.Store
+	Pull     *fetch.Result
+	Apply    *apply.Report // nil for Pull
+}
+
+// Pull resolves ref and fetches its config and layers into the store.
+func Pull(ctx context.Context, ref string, opts ...Option) (*Result, error) {
+	o := makeOptions(opts)
+	store, err := o.openStore()
+	if err != nil {
+		return nil, err
+	}
+	res, err := resolve.Resolve(ctx, ref, o.resolve...)
+	if err != nil {
+		return nil, err
+	}
+	if o.resolved != nil {
+		o.resolved(res)
+	}
+	pr, err := fetch.Pull(ctx, res, store, o.fetch...)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Resolved: res, Store: store, Pull: pr}, nil
+}
+
+// Unpack resolves ref, fetches it into the store and applies its layers to
+// dir, which must be empty or not exist. Layer 1 is applied as it arrives
+// while the later layers download; every byte is verified (each blob
+// against its digest as it streams, each uncompressed layer against its
+// diffID).
+func Unpack(ctx context.Context, ref, dir string, opts ...Option) (*Result, error) {
+	o := makeOptions(opts)
+	if err := checkEmptyTarget(dir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "creating target")
+	}
+	store, err := o.openStore()
+	if err != nil {
+		return nil, err
+	}
+	res, err := resolve.Resolve(ctx, ref, o.resolve...)
+	if err != nil {
+		return nil, err
+	}
+	if o.resolved != nil {
+		o.resolved(res)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sess, err := fetch.Start(ctx, res, store, o.fetch...)
+	if err != nil {
+		return nil, err
+	}
+	layers := make([]apply.Layer, len(res.Layers))
+	for i, l := range res.Layers {
+		i := i
+		// The session's stream is verified against the blob digest as it
+		// is read, so apply only checks the diffID.
+		layers[i] = apply.Layer{
+			MediaType: l.MediaType,
+			DiffID:    l.DiffID,
+			Open:      func(ctx context.Context) (io.ReadCloser, error) { return sess.Layer(ctx, i) },
+		}
+	}
+	rep, aerr := apply.Apply(ctx, dir, layers, o.apply...)
+	if aerr != nil {
+		cancel()
+		sess.Wait()
+		return nil, aerr
+	}
+	pr, err := sess.Wait()
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Resolved: res, Store: store, Pull: pr, Apply: rep}, nil
+}
+
+// checkEmptyTarget refuses to apply over something that is already there:
+// layers on top of an unknown tree would not make the image.
+func checkEmptyTarget(dir string) error {
+	f, err := os.Open(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "target %s", dir)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if err != nil && err != io.EOF {
+		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "target %s", dir)
+	}
+	if len(names) > 0 {
+		return errdefs.New(errdefs.ErrInvalidArgument, "target %s is not empty", dir)
+	}
+	return nil
+}
