@@ -89,4 +89,3 @@ func unpackCommand() *command {
 		},
 	}
 }
-
