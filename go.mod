@@ -9,6 +9,8 @@ require (
 	github.com/klauspost/compress v1.20.4
 	github.com/opencontainers/go-digest v1.0.0
 	github.com/opencontainers/image-spec v1.1.1
+	github.com/opencontainers/runtime-spec v1.3.0
+	github.com/santhosh-tekuri/jsonschema/v5 v5.3.1
 	github.com/vbatts/tar-split v0.12.3
 	golang.org/x/crypto v0.57.0
 	golang.org/x/sync v0.25.0
@@ -18,7 +20,6 @@ require (
 
 require (
 	github.com/docker/docker-credential-helpers v0.9.3 // indirect
-	github.com/santhosh-tekuri/jsonschema/v5 v5.3.1 // indirect
 	github.com/sirupsen/logrus v1.9.4 // indirect
 	gotest.tools/v3 v3.5.2 // indirect
 )

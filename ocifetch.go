@@ -12,8 +12,11 @@
 package ocifetch
 
 import (
+	"path/filepath"
+
 	"context"
 	"errors"
+	"github.com/ocifetch/ocifetch/bundle"
 	"io"
 	"os"
 
@@ -182,4 +185,26 @@ func checkEmptyTarget(dir string) error {
 		return errdefs.New(errdefs.ErrInvalidArgument, "target %s is not empty", dir)
 	}
 	return nil
+}
+
+// Bundle makes an OCI runtime bundle in dir (empty or missing): the image
+// unpacked into dir/rootfs, and dir/config.json converted from the image
+// config as image-spec conversion.md says (see package bundle).
+func Bundle(ctx context.Context, ref, dir string, opts ...Option) (*Result, error) {
+	if err := checkEmptyTarget(dir); err != nil {
+		return nil, err
+	}
+	rootfs := filepath.Join(dir, "rootfs")
+	res, err := Unpack(ctx, ref, rootfs, opts...)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := bundle.Spec(ctx, res.Resolved.Image, rootfs)
+	if err != nil {
+		return nil, err
+	}
+	if err := bundle.Write(dir, spec); err != nil {
+		return nil, err
+	}
+	return res, nil
 }

@@ -56,6 +56,7 @@ func commands() []*command {
 		inspectCommand(),
 		pullCommand(),
 		unpackCommand(),
+		bundleCommand(),
 		gcCommand(),
 		validateCommand(),
 	}

@@ -89,3 +89,36 @@ func TestUnpackLayout(t *testing.T) {
 		t.Fatalf("unpack over a populated dir: exit %d %s", code, stdout)
 	}
 }
+
+func TestBundleLayout(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "bundle")
+	code, stdout, stderr := cli(t, "bundle", "--quiet", "--store", t.TempDir(), "--platform", "linux/arm/v7", layout, dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s %s", code, stdout, stderr)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec struct {
+		Root    struct{ Path string }
+		Process struct {
+			Args []string
+			Cwd  string
+			User struct{ UID, GID uint32 }
+		}
+		Annotations map[string]string
+	}
+	if err := json.Unmarshal(data, &spec); err != nil {
+		t.Fatal(err)
+	}
+	if spec.Root.Path != "rootfs" || strings.Join(spec.Process.Args, " ") != "/bin/hello" || spec.Process.Cwd != "/" ||
+		spec.Process.User.UID != 1000 || spec.Process.User.GID != 1000 ||
+		spec.Annotations["org.opencontainers.image.architecture"] != "arm" || spec.Annotations["org.opencontainers.image.variant"] != "v7" {
+		t.Fatalf("config.json: %s", data)
+	}
+	motd, _ := os.ReadFile(filepath.Join(dir, "rootfs/etc/motd"))
+	if string(motd) != "built for arm\n" {
+		t.Fatalf("rootfs/etc/motd = %q", motd)
+	}
+}

@@ -1,0 +1,246 @@
+package bundle_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	rspec "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/santhosh-tekuri/jsonschema/v5"
+
+	"github.com/ocifetch/ocifetch/bundle"
+	"github.com/ocifetch/ocifetch/errdefs"
+)
+
+const passwd = `root:x:0:0:root:/root:/bin/sh
+daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
+demo:x:1000:1000::/home/demo:/bin/sh
+`
+
+const group = `root:x:0:
+wheel:x:10:demo,root
+audio:x:29:demo
+demo:x:1000:
+`
+
+// rootfs makes a root filesystem with the given /etc files.
+func rootfs(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestUserResolution(t *testing.T) {
+	dir := rootfs(t, map[string]string{"etc/passwd": passwd, "etc/group": group})
+	tests := []struct {
+		user     string
+		uid, gid uint32
+		extra    []uint32
+		kind     errdefs.Kind
+	}{
+		{user: "", uid: 0, gid: 0, extra: []uint32{10}},
+		{user: "root", uid: 0, gid: 0, extra: []uint32{10}},
+		{user: "demo", uid: 1000, gid: 1000, extra: []uint32{10, 29}},
+		{user: "1000", uid: 1000, gid: 1000, extra: []uint32{10, 29}},
+		{user: "demo:audio", uid: 1000, gid: 29},
+		{user: "demo:0", uid: 1000, gid: 0},
+		{user: "1000:10", uid: 1000, gid: 10},
+		{user: "4242", uid: 4242, gid: 0},
+		{user: "4242:4343", uid: 4242, gid: 4343},
+		{user: "nobody", kind: errdefs.ErrNotFound},
+		{user: "demo:nogroup", kind: errdefs.ErrNotFound},
+		{user: ":", kind: errdefs.ErrManifestInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.user, func(t *testing.T) {
+			img := ocispec.Image{Config: ocispec.ImageConfig{User: tt.user}}
+			s, err := bundle.Spec(context.Background(), img, dir)
+			if tt.kind != "" {
+				if errdefs.KindOf(err) != tt.kind {
+					t.Fatalf("error %v, want kind %s", err, tt.kind)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			u := s.Process.User
+			if u.UID != tt.uid || u.GID != tt.gid || !equalGids(u.AdditionalGids, tt.extra) {
+				t.Fatalf("user %+v, want uid %d gid %d extra %v", u, tt.uid, tt.gid, tt.extra)
+			}
+		})
+	}
+}
+
+func equalGids(a, b []uint32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestConversion(t *testing.T) {
+	dir := rootfs(t, map[string]string{"etc/passwd": passwd, "etc/group": group})
+	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	img := ocispec.Image{
+		Created: &created, Author: "someone",
+		Platform: ocispec.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"},
+		Config: ocispec.ImageConfig{
+			User: "demo", Entrypoint: []string{"/bin/entry", "-x"}, Cmd: []string{"serve"},
+			Env: []string{"A=1", "PATH=/bin"}, WorkingDir: "/srv", StopSignal: "SIGQUIT",
+			ExposedPorts: map[string]struct{}{"80/tcp": {}, "443/tcp": {}},
+			Labels:       map[string]string{"com.example": "x", "org.opencontainers.image.os": "lies"},
+		},
+	}
+	s, err := bundle.Spec(context.Background(), img, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(s.Process.Args, " ") != "/bin/entry -x serve" || s.Process.Cwd != "/srv" ||
+		strings.Join(s.Process.Env, ",") != "A=1,PATH=/bin" || s.Root.Path != "rootfs" {
+		t.Fatalf("process %+v root %+v", s.Process, s.Root)
+	}
+	want := map[string]string{
+		"com.example":                           "x",
+		"org.opencontainers.image.os":           "linux", // the field wins over the label
+		"org.opencontainers.image.architecture": "arm64",
+		"org.opencontainers.image.variant":      "v8",
+		"org.opencontainers.image.author":       "someone",
+		"org.opencontainers.image.created":      "2026-01-02T03:04:05Z",
+		"org.opencontainers.image.stopSignal":   "SIGQUIT",
+		"org.opencontainers.image.exposedPorts": "443/tcp,80/tcp",
+	}
+	if len(s.Annotations) != len(want) {
+		t.Fatalf("annotations %v, want %v", s.Annotations, want)
+	}
+	for k, v := range want {
+		if s.Annotations[k] != v {
+			t.Fatalf("annotation %s = %q, want %q", k, s.Annotations[k], v)
+		}
+	}
+	// Cmd alone when there is no entrypoint; cwd defaults to /.
+	s, _ = bundle.Spec(context.Background(), ocispec.Image{Config: ocispec.ImageConfig{Cmd: []string{"sh"}}}, dir)
+	if strings.Join(s.Process.Args, " ") != "sh" || s.Process.Cwd != "/" {
+		t.Fatalf("args %v cwd %q", s.Process.Args, s.Process.Cwd)
+	}
+}
+
+// The image's /etc/passwd is read confined: a symlink to a host file is not
+// followed, a FIFO is not opened (it would hang).
+func TestUserLookupIsConfined(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "host-passwd")
+	os.WriteFile(secret, []byte("demo:x:7:7::/:/bin/sh\n"), 0o644)
+
+	link := rootfs(t, nil)
+	if err := os.Symlink(secret, filepath.Join(link, "etc/passwd")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := bundle.Spec(context.Background(), ocispec.Image{Config: ocispec.ImageConfig{User: "demo"}}, link)
+	if errdefs.KindOf(err) != errdefs.ErrPathEscape {
+		t.Fatalf("symlinked passwd: %v", err)
+	}
+
+	fifo := rootfs(t, nil)
+	if err := syscall.Mkfifo(filepath.Join(fifo, "etc/passwd"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := bundle.Spec(context.Background(), ocispec.Image{Config: ocispec.ImageConfig{User: "demo"}}, fifo)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if errdefs.KindOf(err) != errdefs.ErrPathEscape {
+			t.Fatalf("FIFO passwd: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("reading a FIFO /etc/passwd hung")
+	}
+}
+
+// The config.json written validates against the runtime-spec JSON schema.
+func TestConfigValidatesAgainstRuntimeSpecSchema(t *testing.T) {
+	dir := rootfs(t, map[string]string{"etc/passwd": passwd, "etc/group": group})
+	s, err := bundle.Spec(context.Background(), ocispec.Image{Config: ocispec.ImageConfig{User: "demo", Cmd: []string{"sh"}}}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if err := bundle.Write(out, s); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(filepath.Join(out, "config.json"))
+	if err := validateConfig(t, data); err != nil {
+		t.Fatalf("config.json does not validate: %v", err)
+	}
+	// The check can fail: a config with a malformed process does not pass.
+	bad := strings.Replace(string(data), `"cwd": "/"`, `"cwd": 42`, 1)
+	if bad == string(data) || validateConfig(t, []byte(bad)) == nil {
+		t.Fatal("a malformed config.json validated")
+	}
+	var back rspec.Spec
+	if err := json.Unmarshal(data, &back); err != nil || back.Process.User.UID != 1000 {
+		t.Fatalf("round trip: %v %+v", err, back.Process)
+	}
+}
+
+// validateConfig checks a config.json against the schema shipped in the
+// runtime-spec module this project builds with.
+func validateConfig(t *testing.T, data []byte) error {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/opencontainers/runtime-spec").Output()
+	if err != nil {
+		t.Fatalf("locating runtime-spec: %v", err)
+	}
+	// Some $refs say "defs.json#definitions/x", a pointer without its
+	// leading slash that gojsonschema (runtime-spec's own validator)
+	// tolerates and a strict one does not; copy the schema and fix them.
+	src := filepath.Join(strings.TrimSpace(string(out)), "schema")
+	tmp := t.TempDir()
+	files, _ := filepath.Glob(filepath.Join(src, "*.json"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = []byte(strings.ReplaceAll(string(b), `#definitions/`, `#/definitions/`))
+		if err := os.WriteFile(filepath.Join(tmp, filepath.Base(f)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	schemaPath := filepath.Join(tmp, "config-schema.json")
+	// The schema files are draft-04; some of them do not say so, and
+	// draft-04 is what runtime-spec's own validator uses.
+	c := jsonschema.NewCompiler()
+	c.Draft = jsonschema.Draft4
+	sch, err := c.Compile(schemaPath)
+	if err != nil {
+		t.Fatalf("compiling %s: %v", schemaPath, err)
+	}
+	var doc any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	return sch.Validate(doc)
+}
