@@ -52,6 +52,7 @@ const prog = "oci-image-docker-registry-fetch"
 
 func commands() []*command {
 	return []*command{
+		demoCommand(),
 		resolveCommand(),
 		inspectCommand(),
 		pullCommand(),

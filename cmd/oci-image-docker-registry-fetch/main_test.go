@@ -281,3 +281,23 @@ func TestValidate(t *testing.T) {
 		t.Fatalf("bad layout, plain: exit %d\n%s", code, stdout)
 	}
 }
+
+func TestDemo(t *testing.T) {
+	keep := t.TempDir()
+	code, stdout, stderr := cli(t, "demo", "--platform", "linux/arm64", "--keep", keep)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"1. serving", "2. resolved for linux/arm64/v8", "3. pulled", "built for arm64", "done:"} {
+		if !strings.Contains(stdout, want) {
+			t.Fatalf("demo output lacks %q:\n%s", want, stdout)
+		}
+	}
+	motd, err := os.ReadFile(filepath.Join(keep, "rootfs/etc/motd"))
+	if err != nil || string(motd) != "built for arm64\n" {
+		t.Fatalf("kept rootfs: %q %v", motd, err)
+	}
+	if _, err := os.Stat(filepath.Join(keep, "store/index.json")); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,24 +1,20 @@
 // Command mklayout writes the small multi-platform OCI image layout kept in
-// testdata/layouts/multiarch, used by the README's first command and by
-// tests that need a fixed image. Run from the repository root:
+// testdata/layouts/multiarch (package internal/demoimage builds it), used by
+// the README's first command and by tests that need a fixed image. Run from
+// the repository root:
 //
 //	go run ./internal/testimage/mklayout testdata/layouts/multiarch
 package main
 
 import (
-	"archive/tar"
-	"bytes"
 	"fmt"
 	"os"
-	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocifetch/ocifetch/internal/demoimage"
 )
 
 func main() {
@@ -32,95 +28,10 @@ func main() {
 	}
 }
 
-type file struct {
-	name, body, link string
-	typ              byte
-	mode             int64
-}
-
-// layerOf builds a deterministic tar layer.
-func layerOf(files []file) (v1.Layer, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	mtime := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	for _, f := range files {
-		typ := f.typ
-		if typ == 0 {
-			typ = tar.TypeReg
-		}
-		h := &tar.Header{Name: f.name, Typeflag: typ, Mode: f.mode, ModTime: mtime, Linkname: f.link, Format: tar.FormatPAX}
-		if typ == tar.TypeReg {
-			h.Size = int64(len(f.body))
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return nil, err
-		}
-		if _, err := tw.Write([]byte(f.body)); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	data := buf.Bytes()
-	return tarball.LayerFromOpener(func() (ioReadCloser, error) { return nopCloser{bytes.NewReader(data)}, nil },
-		tarball.WithMediaType(types.OCILayer))
-}
-
-func image(arch, variant string) (v1.Image, error) {
-	base, err := layerOf([]file{
-		{name: "etc/", typ: tar.TypeDir, mode: 0o755},
-		{name: "etc/os-release", body: "NAME=ocifetch-demo\nID=demo\n", mode: 0o644},
-		{name: "etc/passwd", body: "root:x:0:0:root:/root:/bin/sh\ndemo:x:1000:1000::/home/demo:/bin/sh\n", mode: 0o644},
-		{name: "etc/group", body: "root:x:0:\ndemo:x:1000:\n", mode: 0o644},
-		{name: "bin/", typ: tar.TypeDir, mode: 0o755},
-		{name: "bin/hello", body: "#!/bin/sh\necho hello from " + arch + "\n", mode: 0o755},
-		{name: "bin/hi", typ: tar.TypeSymlink, link: "hello", mode: 0o777},
-		{name: "usr/share/doc/demo/README", body: "This file is replaced by the upper layer.\n", mode: 0o644},
-		{name: "var/cache/junk", body: "deleted by a whiteout in the upper layer\n", mode: 0o644},
-	})
-	if err != nil {
-		return nil, err
-	}
-	upper, err := layerOf([]file{
-		{name: "usr/share/doc/demo/README", body: "Rewritten by layer 2.\n", mode: 0o644},
-		{name: "var/cache/.wh.junk", mode: 0o644},
-		{name: "etc/motd", body: "built for " + arch + "\n", mode: 0o644},
-	})
-	if err != nil {
-		return nil, err
-	}
-	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), base, upper)
-	if err != nil {
-		return nil, err
-	}
-	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture, cf.Variant = "linux", arch, variant
-	cf.Created = v1.Time{Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	cf.Config.Cmd = []string{"/bin/hello"}
-	cf.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-	cf.Config.User = "demo"
-	cf.Config.WorkingDir = "/"
-	cf.Config.Labels = map[string]string{"org.opencontainers.image.title": "ocifetch demo"}
-	return mutate.ConfigFile(img, cf)
-}
-
 func run(dir string) error {
-	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
-	for _, p := range []struct{ arch, variant string }{{"amd64", ""}, {"arm64", "v8"}, {"arm", "v7"}} {
-		img, err := image(p.arch, p.variant)
-		if err != nil {
-			return err
-		}
-		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
-			Add:        img,
-			Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: p.arch, Variant: p.variant}},
-		})
+	idx, err := demoimage.Index()
+	if err != nil {
+		return err
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return err
