@@ -1,0 +1,56 @@
+// Package examples holds runnable programs that embed ocifetch; this test
+// builds each and runs it against a real registry, as a user would.
+package examples
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ocifetch/ocifetch/internal/testimage"
+	"github.com/ocifetch/ocifetch/internal/testregistry"
+)
+
+func build(t *testing.T, pkg string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	if out, err := exec.Command("go", "build", "-o", bin, "./"+pkg).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
+
+func TestEmbedPull(t *testing.T) {
+	reg := testregistry.Start(t)
+	idx, _ := testimage.Index(t,
+		testimage.Platform{OS: "linux", Arch: "amd64"},
+		testimage.Platform{OS: "linux", Arch: "arm64", Variant: "v8"})
+	testimage.PushIndex(t, reg.Host+"/examples/app:1", idx)
+	bin := build(t, "embed-pull")
+
+	dir := filepath.Join(t.TempDir(), "rootfs")
+	cmd := exec.Command(bin, "-platform", "linux/arm64", "-store", t.TempDir(), reg.Host+"/examples/app:1", dir)
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("embed-pull: %v\n%s", err, out)
+	}
+	for _, want := range []string{"resolved ", "linux/arm64/v8", "layer 1:", "layer 2:", "rootfs ready"} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) == 0 {
+		t.Fatalf("rootfs is empty: %v", err)
+	}
+
+	// A platform the image lacks: the example's own exit status.
+	cmd = exec.Command(bin, "-platform", "linux/s390x", "-store", t.TempDir(), reg.Host+"/examples/app:1", filepath.Join(t.TempDir(), "x"))
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+t.TempDir())
+	out, err = cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 || !strings.Contains(string(out), "linux/arm64/v8") {
+		t.Fatalf("s390x: %v\n%s", err, out)
+	}
+}
