@@ -354,4 +354,3 @@ func (db *userDB) groupsOf(user string, primary uint32) ([]uint32, error) {
 	}
 	return out, nil
 }
-
