@@ -35,11 +35,14 @@
 //
 // Where the bytes come from: the Source's endpoints in order when it is
 // resolve.Mirrored (mirrors, then the registry), else the Source. A digest
-// or size mismatch from one endpoint discards the bytes and moves to the
-// next; an endpoint that fails for other reasons after delivering part of
-// the blob leaves that part for the next endpoint to continue from (and if
-// the finished blob then mismatches, the bytes of unknown origin are
-// dropped and that endpoint starts again from zero). Foreign layers (descriptor urls) are asked of the
+// mismatch, or more bytes than the size, from one endpoint discards the
+// bytes and moves to the next; an endpoint whose content ends early (a
+// short body, or nothing past the offset asked for) or that fails for
+// other reasons after delivering part of the blob leaves that part for the
+// next endpoint to continue from (and if the finished blob then
+// mismatches, the bytes of unknown origin are dropped and that endpoint
+// starts again from zero). An endpoint that refuses connections is left
+// at once when another follows. Foreign layers (descriptor urls) are asked of the
 // registry first, then of the URLs whose hosts WithAllowedURLHosts allows,
 // over plain HTTPS without credentials.
 //

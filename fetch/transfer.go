@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -202,7 +203,7 @@ func (t *transfer) download(ctx context.Context, eps []resolve.Source, o *option
 	mixed := off > 0
 	var lastErr error
 	for i := 0; i < len(eps); {
-		err := t.fromEndpoint(ctx, eps[i], dg, &off, o, rep)
+		err := t.fromEndpoint(ctx, eps[i], dg, &off, o, rep, i+1 < len(eps))
 		if err == nil {
 			return t.commit(rep)
 		}
@@ -210,7 +211,7 @@ func (t *transfer) download(ctx context.Context, eps []resolve.Source, o *option
 			return contextError(ctx, d, err)
 		}
 		lastErr = err
-		if errors.Is(err, errdefs.ErrDigestMismatch) || (errors.Is(err, errdefs.ErrSizeMismatch) && !errors.Is(err, errShortBody)) {
+		if errors.Is(err, errdefs.ErrDigestMismatch) || (errors.Is(err, errdefs.ErrSizeMismatch) && !endedEarly(err)) {
 			// Bad bytes: throw them away, so nothing that claims to be
 			// part of the blob survives.
 			if terr := t.truncate(); terr != nil {
@@ -233,6 +234,15 @@ func (t *transfer) download(ctx context.Context, eps []resolve.Source, o *option
 	return lastErr
 }
 
+// endedEarly reports a size mismatch that only says the content ended
+// before the descriptor's size: a short body, or a source that has nothing
+// past the offset it was asked for (the registry source's 416, whose cause
+// is io.ErrUnexpectedEOF). The bytes so far may be good, so they stay for
+// the next endpoint to continue from; the final digest check decides.
+func endedEarly(err error) bool {
+	return errors.Is(err, errShortBody) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
 // contextError reports a cancelled or expired download. The cause stays
 // reachable (errors.Is(err, context.DeadlineExceeded)); the partial file is
 // kept for the next run to resume.
@@ -249,8 +259,11 @@ func contextError(ctx context.Context, d digest.Digest, err error) error {
 
 // fromEndpoint fetches the rest of the blob from src, resuming on broken
 // connections, until the file holds size bytes that hash to the digest. It
-// returns nil on success, or the error that made it give up on src.
-func (t *transfer) fromEndpoint(ctx context.Context, src resolve.Source, dg digest.Digester, off *int64, o *options, rep *blobReport) error {
+// returns nil on success, or the error that made it give up on src. When
+// another endpoint follows (more), a refused connection gives up at once:
+// the host is down (a mirror, typically), retrying it would only delay
+// the fallback, and the resolve stage skips such hosts the same way.
+func (t *transfer) fromEndpoint(ctx context.Context, src resolve.Source, dg digest.Digester, off *int64, o *options, rep *blobReport, more bool) error {
 	r := newRetrier(o.retry)
 	size := t.desc.Size
 	for {
@@ -287,7 +300,7 @@ func (t *transfer) fromEndpoint(ctx context.Context, src resolve.Source, dg dige
 			}
 			err = cerr
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || (more && errors.Is(err, syscall.ECONNREFUSED)) {
 			return err
 		}
 		if _, ok := Retryable(err); ok {

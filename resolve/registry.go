@@ -568,6 +568,20 @@ func (e *endpoint) do(ctx context.Context, method, u, accept string, off, size i
 	switch resp.StatusCode {
 	case http.StatusOK, http.StatusPartialContent:
 		return resp, nil
+	case http.StatusRequestedRangeNotSatisfiable:
+		if off > 0 {
+			// The content ends before off: shorter than its descriptor
+			// says, which asking again will not change. It is the same
+			// finding as a body that ends early, so it has the same
+			// cause, io.ErrUnexpectedEOF: the fetch stage keeps the bytes
+			// so far for the next host to continue from, and the final
+			// digest check decides. The body is not read: registry 2.8
+			// sends this answer with the blob's Content-Length and a
+			// short error text, which read as a broken connection.
+			resp.Body.Close()
+			return nil, errdefs.Wrap(io.ErrUnexpectedEOF, errdefs.ErrSizeMismatch, "%s: %s %s has nothing from byte %d on (416): the content is shorter than its descriptor says",
+				e.host, method, redactURL(u), off)
+		}
 	}
 	defer resp.Body.Close()
 	herr := transport.CheckError(resp, http.StatusOK)
