@@ -61,6 +61,10 @@ type applier struct {
 	// their owner to write into them (not root), restored with dirs.
 	opened map[string]uint32
 
+	// st records tar-split metadata, the shadow store and the tree's
+	// manifest into a state directory; nil without WithStateDir.
+	st *stateRec
+
 	// skipped holds the device nodes DevicesSkip left out, in any layer,
 	// so that hard links to them are left out too rather than failing.
 	skipped map[string]struct{}
@@ -77,25 +81,33 @@ func newApplier(ctx context.Context, root *fsroot.Root, o *options) *applier {
 }
 
 // applyTar applies one uncompressed tar stream, checking its digest
-// against diffID when given. The stream is parsed once, by tar-split's
-// reader with raw accounting, so that every byte reaches the recorder.
-func (a *applier) applyTar(r io.Reader, diffID digest.Digest) (LayerReport, error) {
+// against diffID when given. On failure it aborts the recorder. The stream is parsed once, by tar-split's
+// reader; tarReader sorts every byte for the recorder (see tarReader).
+func (a *applier) applyTar(r io.Reader, diffID digest.Digest) (rep LayerReport, err error) {
 	a.rep = &LayerReport{}
 	a.upper = make(map[string]struct{})
 	a.dirs = make(map[string]dirMeta)
 	a.opened = make(map[string]uint32)
 	defer func() { a.rep, a.upper, a.dirs, a.opened = nil, nil, nil, nil }()
+	defer func() {
+		if err != nil {
+			a.o.rec.abort()
+		}
+	}()
 
 	alg := digest.SHA256
 	if diffID != "" {
 		alg = diffID.Algorithm()
 	}
-	tr := &tarReader{r: r, h: alg.Hash()}
-	err := a.entries(tr)
+	tr := &tarReader{r: r, h: alg.Hash(), capture: true}
+	if _, nop := a.o.rec.(nopRecorder); !nop {
+		tr.sink = a.o.rec.segment
+	}
+	err = a.entries(tr)
 	if err == nil {
 		err = a.finishDirs()
 	}
-	rep := *a.rep
+	rep = *a.rep
 	rep.TarBytes = tr.n
 	rep.DiffID = digest.NewDigest(alg, tr.h)
 	if err != nil {
@@ -104,23 +116,31 @@ func (a *applier) applyTar(r io.Reader, diffID digest.Digest) (LayerReport, erro
 	if diffID != "" && rep.DiffID != diffID {
 		return rep, errdefs.New(errdefs.ErrDigestMismatch, "uncompressed layer digest is %s, want diffID %s", rep.DiffID, diffID)
 	}
-	return rep, a.o.rec.end()
+	// The caller ends the recording (rec.end) once everything else about
+	// the layer was verified too, or aborts it.
+	return rep, nil
 }
+
+// emptyCRC is the CRC-64 of no bytes, recorded for entries whose payload,
+// if any, went into a segment.
+var emptyCRC = crc64.New(crcTable).Sum(nil)
 
 // entries is the one loop over the tar stream.
 func (a *applier) entries(tr *tarReader) error {
 	rec := a.o.rec
-	var accounted int64 // bytes handed to rec
-	segment := func(b []byte) error {
-		accounted += int64(len(b))
-		return rec.segment(b)
-	}
 	var crc hash.Hash64
 	if rec.wantCRC() {
 		crc = crc64.New(crcTable)
 	}
+	// fail prefers the recorder's own error (a full disk under the state
+	// directory) to what the tar reader made of it.
+	fail := func(err error) error {
+		if tr.err != nil {
+			return tr.err
+		}
+		return err
+	}
 	t := tar.NewReader(tr)
-	t.RawAccounting = true
 	for {
 		if err := a.ctx.Err(); err != nil {
 			return errdefs.Wrap(err, errdefs.ErrInternal, "applying layer")
@@ -129,67 +149,62 @@ func (a *applier) entries(tr *tarReader) error {
 		if err == io.EOF {
 			// A tar may end without its end-of-archive blocks or even
 			// without its last padding; both are accepted, as by Go's and
-			// GNU's readers.
-			if err := segment(t.RawBytes()); err != nil {
-				return err
-			}
+			// GNU's readers. What was read is pending.
 			break
 		}
 		if err != nil {
-			return errdefs.Wrap(err, errdefs.ErrLayerInvalid, "reading tar header after %d entries", a.rep.Entries)
+			return fail(errdefs.Wrap(err, errdefs.ErrLayerInvalid, "reading tar header after %d entries", a.rep.Entries))
 		}
-		if err := segment(t.RawBytes()); err != nil {
+		if err := tr.flush(); err != nil {
 			return err
 		}
 		a.rep.Entries++
-		p := payload{r: t, crc: crc}
+		p := payload{r: t, crc: crc, tr: tr}
 		if crc != nil {
 			crc.Reset()
 		}
 		if err := a.entry(hdr, &p); err != nil {
-			return err
+			return fail(err)
 		}
 		// Whatever the entry did not read must still pass through the
-		// recorder (and must not be skipped by the tar reader, which would
-		// copy it into its raw buffer).
+		// recorder (and must not be skipped by the tar reader).
 		if err := p.drain(a); err != nil {
-			return errdefs.Wrap(err, errdefs.ErrLayerInvalid, errTruncFormat, hdr.Name, p.n, hdr.Size)
+			return fail(errdefs.Wrap(err, errdefs.ErrLayerInvalid, errTruncFormat, hdr.Name, p.n, hdr.Size))
 		}
-		accounted += p.n
-		var sum []byte
+		tr.capture = true
+		if err := tr.flush(); err != nil {
+			return err
+		}
+		var size int64
+		sum := []byte(nil)
 		if crc != nil {
-			sum = crc.Sum(nil)
+			sum = emptyCRC
 		}
-		if err := rec.file(hdr.Name, hdr.Size, sum); err != nil {
+		if p.tree {
+			if read := tr.n - p.start; read != p.n {
+				return errdefs.New(errdefs.ErrInternal, "entry %q: %d payload bytes came from %d bytes of the stream", hdr.Name, p.n, read)
+			}
+			size = p.n
+			if crc != nil {
+				sum = crc.Sum(nil)
+			}
+		}
+		if err := rec.file(hdr.Name, size, sum); err != nil {
 			return err
 		}
-		if err := segment(t.RawBytes()); err != nil {
-			return err
-		}
-	}
-	// Bytes the tar reader consumed without reporting them.
-	if missing := tr.n - accounted; missing > 0 {
-		if missing > int64(len(tr.tail)) {
-			return errdefs.New(errdefs.ErrInternal, "tar reader consumed %d bytes it did not account for", missing)
-		}
-		if err := rec.segment(tr.last(missing)); err != nil {
-			return err
+		if p.tree && a.st != nil {
+			a.st.recorded(p.name)
 		}
 	}
 	// Drain what follows the end-of-archive marker through the hasher:
 	// the diffID covers the whole stream, and so does the recorder.
 	for {
-		n, err := tr.Read(a.buf)
-		if n > 0 {
-			if err := rec.segment(a.buf[:n]); err != nil {
-				return err
-			}
-		}
+		_, err := tr.Read(a.buf)
 		if err == io.EOF {
-			return nil
+			return tr.flush()
 		}
 		if err != nil {
-			return errdefs.Wrap(err, errdefs.ErrLayerInvalid, "reading after the end of the tar")
+			return fail(errdefs.Wrap(err, errdefs.ErrLayerInvalid, "reading after the end of the tar"))
 		}
 	}
 }
@@ -200,6 +215,20 @@ type payload struct {
 	crc   hash.Hash64 // nil when no recorder wants it
 	n     int64
 	reads int
+	tr    *tarReader
+	// tree is set when the payload becomes the content of the regular file
+	// name in the tree, which rebuild reads back; start is where it began
+	// in the stream.
+	tree  bool
+	name  string
+	start int64
+}
+
+// toTree marks the payload, not yet read, as the content of the regular
+// file name: the recorder gets its size and CRC instead of its bytes.
+func (p *payload) toTree(name string) {
+	p.tree, p.name, p.start = true, name, p.tr.n
+	p.tr.capture = false
 }
 
 func (p *payload) Read(b []byte) (int, error) {
@@ -324,6 +353,11 @@ func (a *applier) regular(name string, hdr *tar.Header, p *payload) error {
 		return err
 	}
 	defer f.Close()
+	if !isSparse(hdr) {
+		// A sparse entry's payload as archived differs from the file's
+		// content: it stays verbatim in the recorder's segments.
+		p.toTree(name)
+	}
 	n, rerr, werr := p.copyTo(a, f)
 	if rerr != nil {
 		return errdefs.Wrap(rerr, errdefs.ErrLayerInvalid, errTruncFormat, hdr.Name, n, hdr.Size)
@@ -334,6 +368,9 @@ func (a *applier) regular(name string, hdr *tar.Header, p *payload) error {
 	st, err := f.Stat()
 	if err != nil {
 		return fsError(err, "%q", name)
+	}
+	if a.st != nil && p.crc != nil {
+		a.st.content(st.Dev, st.Ino, p.crc.Sum64())
 	}
 	chowned := false
 	if a.o.ownership != OwnershipCaller && (st.Uid != uint32(hdr.Uid) || st.Gid != uint32(hdr.Gid)) {
@@ -558,10 +595,21 @@ func (a *applier) create(name string, dir bool, mk func() error) (existing *unix
 				if dir {
 					return &st, nil
 				}
+				if err := a.displaceTree(name); err != nil {
+					return nil, err
+				}
 				err = a.root.RemoveAll(name)
 				a.forgetDirs(name)
 			} else {
-				err = a.root.Remove(name)
+				moved, derr := a.displace(name, &st)
+				if derr != nil {
+					return nil, derr
+				}
+				if !moved {
+					err = a.root.Remove(name)
+				} else {
+					err = nil
+				}
 			}
 			if err != nil && !a.openUp(name, err) {
 				return nil, fsError(err, "replacing %q", name)
@@ -661,6 +709,9 @@ func (a *applier) whiteout(dir, base string) error {
 // entries while losing the rest.
 func (a *applier) removeLower(name string) error {
 	if _, mine := a.upper[name]; !mine {
+		if err := a.displaceTree(name); err != nil {
+			return err
+		}
 		err := a.root.RemoveAll(name)
 		if err != nil && a.openUp(name, err) {
 			err = a.root.RemoveAll(name)

@@ -39,7 +39,11 @@ func benchLayer(b *testing.B, dir string, write func(tw *gotar.Writer) error) La
 	}
 }
 
-func runApplyBench(b *testing.B, l Layer, files int) {
+func runApplyBench(b *testing.B, l Layer, files int) { runApplyBenchOpts(b, l, files, false) }
+
+// runApplyBenchOpts measures Apply; with record, into a state directory
+// beside each target (tar-split, manifest, state.json).
+func runApplyBenchOpts(b *testing.B, l Layer, files int, record bool) {
 	b.SetBytes(l.Size)
 	base := b.TempDir()
 	if d := os.Getenv("OCIFETCH_BENCH_DIR"); d != "" {
@@ -58,12 +62,17 @@ func runApplyBench(b *testing.B, l Layer, files int) {
 		if err := os.Mkdir(target, 0755); err != nil {
 			b.Fatal(err)
 		}
+		var opts []Option
+		if record {
+			opts = append(opts, WithStateDir(DefaultStateDir(target)))
+		}
 		b.StartTimer()
-		if _, err := Apply(context.Background(), target, []Layer{l}); err != nil {
+		if _, err := Apply(context.Background(), target, []Layer{l}, opts...); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
 		os.RemoveAll(target)
+		os.RemoveAll(DefaultStateDir(target))
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(files*b.N)/b.Elapsed().Seconds(), "files/s")
@@ -71,7 +80,17 @@ func runApplyBench(b *testing.B, l Layer, files int) {
 
 // 5000 small files in 50 directories, as in a distribution's /usr.
 func BenchmarkApplySmallFiles(b *testing.B) {
-	l := benchLayer(b, b.TempDir(), func(tw *gotar.Writer) error {
+	runApplyBench(b, smallFilesLayer(b), 5000)
+}
+
+// BenchmarkApplySmallFiles with tar-split recording: the overhead of a
+// state directory.
+func BenchmarkApplySmallFilesRecording(b *testing.B) {
+	runApplyBenchOpts(b, smallFilesLayer(b), 5000, true)
+}
+
+func smallFilesLayer(b *testing.B) Layer {
+	return benchLayer(b, b.TempDir(), func(tw *gotar.Writer) error {
 		body := make([]byte, 2048)
 		for d := 0; d < 50; d++ {
 			dir := fmt.Sprintf("usr/share/d%02d", d)
@@ -90,13 +109,21 @@ func BenchmarkApplySmallFiles(b *testing.B) {
 		}
 		return nil
 	})
-	runApplyBench(b, l, 5000)
 }
 
 // One 256 MiB file of pseudo-random bytes.
 func BenchmarkApplyLargeFile(b *testing.B) {
+	runApplyBench(b, largeFileLayer(b), 1)
+}
+
+// BenchmarkApplyLargeFile with tar-split recording.
+func BenchmarkApplyLargeFileRecording(b *testing.B) {
+	runApplyBenchOpts(b, largeFileLayer(b), 1, true)
+}
+
+func largeFileLayer(b *testing.B) Layer {
 	const size = 256 << 20
-	l := benchLayer(b, b.TempDir(), func(tw *gotar.Writer) error {
+	return benchLayer(b, b.TempDir(), func(tw *gotar.Writer) error {
 		if err := tw.WriteHeader(&gotar.Header{Typeflag: gotar.TypeReg, Name: "big", Mode: 0644, Size: size}); err != nil {
 			return err
 		}
@@ -104,5 +131,36 @@ func BenchmarkApplyLargeFile(b *testing.B) {
 		_, err := io.CopyN(tw, rng, size)
 		return err
 	})
-	runApplyBench(b, l, 1)
 }
+
+// runRebuildBench applies l once with a state directory and measures
+// Rebuild of it into io.Discard.
+func runRebuildBench(b *testing.B, l Layer, files int) {
+	base := b.TempDir()
+	if d := os.Getenv("OCIFETCH_BENCH_DIR"); d != "" {
+		var err error
+		if base, err = os.MkdirTemp(d, "bench-"); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { os.RemoveAll(base) })
+	}
+	target := filepath.Join(base, "rootfs")
+	if err := os.Mkdir(target, 0755); err != nil {
+		b.Fatal(err)
+	}
+	state := DefaultStateDir(target)
+	if _, err := Apply(context.Background(), target, []Layer{l}, WithStateDir(state)); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(l.Size)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := Rebuild(context.Background(), state, target, l.DiffID, io.Discard); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(files*b.N)/b.Elapsed().Seconds(), "files/s")
+}
+
+func BenchmarkRebuildSmallFiles(b *testing.B) { runRebuildBench(b, smallFilesLayer(b), 5000) }
+func BenchmarkRebuildLargeFile(b *testing.B)  { runRebuildBench(b, largeFileLayer(b), 1) }

@@ -18,7 +18,8 @@
 // blocks, or even without the padding of its last entry, is accepted as Go
 // and GNU tar accept it. Payloads are streamed through one reused buffer:
 // memory does not grow with file sizes. A failed Apply leaves a partly
-// applied tree, which the caller must discard.
+// applied tree, which the caller must discard (with a state directory,
+// its state.json says "applying").
 //
 // # Layer semantics (image-spec layer.md)
 //
@@ -71,6 +72,101 @@
 //     applies its metadata to the target;
 //   - device numbers that do not fit the kernel's dev_t are refused
 //     (layer_invalid), never truncated.
+//
+// # Recording, rebuild and verify
+//
+// With WithStateDir, Apply records into a state directory what it takes to
+// give every layer back bit for bit from the tree alone (Rebuild,
+// RebuildAll, Check) and to tell whether the tree still is as applied
+// (Verify). The state directory lies outside the tree, on the same file
+// system: DefaultStateDir(target) is the sibling <parent>/.<base>.ocifetch.
+// Its layout (version 1):
+//
+//	state.json                    what was applied and whether it completed
+//	tarsplit/<alg>-<hex>.json.zst one per layer diffID (layers with the same
+//	                              diffID share it): tar-split metadata
+//	shadow/<alg>-<hex>/<pos>      payload of entry <pos> of that layer, moved
+//	                              aside when a later entry replaced it
+//	shadow/<alg>-<hex>/<pos>.dropped
+//	                              the same, given up (WithoutShadow)
+//	tree.json.zst                 manifest of the tree when Apply completed
+//
+// state.json holds version (1), status ("applying", then "complete"),
+// reference and manifest (WithImage), layers (diffID, digest, mediaType
+// and tarSplit, the metadata's path, lowest first), ownership and devices
+// (the policies used: "preserve", "caller", "fail"; "create", "skip",
+// "fail"), uid and gid (the applying process's), shadow (whether replaced
+// payloads were kept), started and completed (RFC 3339). It is written
+// with status "applying" before the first layer and replaced, atomically
+// (temporary file, fsync, rename, fsync of the directory), with
+// "complete" after the last one and the manifest. A crash or error in
+// between leaves "applying" (or no state.json at all): Status reports it,
+// Rebuild and Verify refuse it, and the rule for a caller is to wipe the
+// tree and its state directory and apply again whenever Status is not
+// "complete". Apply itself empties a state directory that holds a previous
+// state and refuses one that holds anything else.
+//
+// A tar-split file is a zstd stream of JSON lines in tar-split's own
+// format (github.com/vbatts/tar-split/tar/storage.Entry, one per line):
+// {"type":2,"payload":BASE64,"position":N} is a segment, bytes of the
+// stream given verbatim; {"type":1,"name":NAME,"name_raw":BASE64,
+// "size":N,"payload":CRC,"position":N} is the payload of the entry whose
+// header carried NAME (name_raw instead when it is not UTF-8), size bytes
+// with the big-endian CRC-64/ISO payload. Concatenating the segments and,
+// for each file entry of size > 0, its payload gives the stream back, all
+// of it: headers, padding, the end-of-archive blocks and whatever follows
+// them, or their absence. Positions count segments and files together from
+// 0. Only the payloads of entries that the applier wrote as regular files
+// have size > 0; everything else (the payloads of whiteouts, of AUFS
+// metadata, of header-only types, and the data of sparse entries as
+// archived, sparse map included: old GNU 'S' and PAX 0.0, 0.1 and 1.0) is
+// in the segments, verbatim, with a file entry of size 0. Sparse entries
+// are rare and their archived data, unlike the expanded file, is what the
+// stream holds. The metadata is written to a temporary file and renamed
+// into place, synced, only once the layer's diffID, blob digest and size
+// matched; a failed layer leaves none. Unlike stock tar-split, a layer may
+// name the same path any number of times: payloads are looked up by
+// position, never by name.
+//
+// Payloads are read back through the confined root handle: by the
+// entry's cleaned name, never through a final symbolic link, regular files
+// only. Before the applier removes or replaces a regular file that holds a
+// recorded payload (an overwrite by a later layer or by a later entry of
+// the same layer, a whiteout, an opaque directory, a type change, the
+// removal of a directory above it), it moves that file by rename(2) into
+// shadow/<layer>/<position> (a copy when the state directory is on another
+// file system); an in-memory index of which (layer, position) each path
+// holds makes this a map lookup. Other hard links to the same inode are
+// unaffected, and need not be: an entry's payload is read through the name
+// that entry wrote, or from its shadow copy. Rebuild checks each payload's
+// size and CRC-64 (a *PayloadError: digest_mismatch "changed" naming the
+// file, not_found "missing", or not_found "not kept" under WithoutShadow),
+// hashes the stream as it writes it and withholds its last 1024 bytes until
+// the digest equals the diffID (digest_mismatch otherwise): a wrong rebuild
+// always ends in an error, never in a clean EOF. Limitation: the index
+// knows paths by the names the layers used; a payload written through a
+// symbolic link among its parents (a/x with a -> b) and later replaced
+// through its real name (b/x), or the reverse, is not moved aside, and
+// rebuilding its layer fails with an error naming it.
+//
+// tree.json.zst is a zstd stream of JSON lines, one per object of the tree
+// (the root excluded), in walk order (depth first, each directory's entries
+// sorted by name, a directory before them): {"path", "path_raw" (not
+// UTF-8), "type" (file, dir, symlink, fifo, char, block, socket), "mode"
+// (permissions with setuid, setgid, sticky), "uid", "gid", and by type
+// "size", "crc" (CRC-64/ISO of the content, taken while the file was
+// written), "mtime" (ns), "target"/"target_raw", "rdev"}. Verify walks the
+// tree in the same order beside it and reports each path that changed
+// (and what: type, mode, owner, size, content, mtime, target, device),
+// disappeared or appeared. Directory times are not compared.
+//
+// Reading a tree unprivileged: root reads everything. A caller that is not
+// root can rebuild and verify trees it owns (an unprivileged apply makes
+// everything the caller's) even with mode-000 files and directories: the
+// owner's read (and, for directories, search) permission is added for as
+// long as one open(2) or one directory walk takes and restored at once, in
+// a defer; the ctime of those inodes changes, nothing else. Files of other
+// owners that deny reading cannot be rebuilt unprivileged.
 //
 // # Privileges
 //

@@ -109,12 +109,30 @@ func Apply(ctx context.Context, target string, layers []Layer, opts ...Option) (
 	}
 	defer root.Close()
 	a := newApplier(ctx, root, o)
+	if o.stateDir != "" {
+		st, err := openState(target, layers, o)
+		if err != nil {
+			return nil, err
+		}
+		defer st.close()
+		a.st, o.rec = st, st
+	}
 	rep := &Report{}
 	for i, l := range layers {
+		if a.st != nil {
+			if err := a.st.beginLayer(i); err != nil {
+				return rep, err
+			}
+		}
 		lr, err := a.applyBlob(l)
 		rep.Layers = append(rep.Layers, lr)
 		if err != nil {
 			return rep, fmt.Errorf("layer %d (%s): %w", i, l.DiffID, err)
+		}
+	}
+	if a.st != nil {
+		if err := a.st.complete(ctx, target); err != nil {
+			return rep, err
 		}
 	}
 	return rep, nil
@@ -127,6 +145,9 @@ func ApplyLayer(ctx context.Context, target string, tarStream io.Reader, opts ..
 	if err != nil {
 		return nil, err
 	}
+	if o.stateDir != "" {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "ApplyLayer records no state: use Apply")
+	}
 	root, err := openRoot(target, o)
 	if err != nil {
 		return nil, err
@@ -134,6 +155,9 @@ func ApplyLayer(ctx context.Context, target string, tarStream io.Reader, opts ..
 	defer root.Close()
 	a := newApplier(ctx, root, o)
 	lr, err := a.applyTar(tarStream, "")
+	if err == nil {
+		err = o.rec.end(lr.DiffID)
+	}
 	return &lr, err
 }
 
@@ -146,7 +170,18 @@ func openRoot(target string, o *options) (*fsroot.Root, error) {
 }
 
 // applyBlob verifies and decompresses one blob and applies the tar inside.
-func (a *applier) applyBlob(l Layer) (LayerReport, error) {
+//
+// The recorder publishes the layer's metadata only once both digests and
+// the size matched; on any failure it drops it.
+func (a *applier) applyBlob(l Layer) (lr LayerReport, err error) {
+	defer func() {
+		if err == nil {
+			err = a.o.rec.end(lr.DiffID)
+		}
+		if err != nil {
+			a.o.rec.abort()
+		}
+	}()
 	want, _ := compressionOf(l.MediaType)
 	rc, err := l.Open(a.ctx)
 	if err != nil {
@@ -179,7 +214,7 @@ func (a *applier) applyBlob(l Layer) (LayerReport, error) {
 		defer zr.Close()
 		tarStream = zr
 	}
-	lr, err := a.applyTar(tarStream, l.DiffID)
+	lr, err = a.applyTar(tarStream, l.DiffID)
 	if err != nil {
 		return lr, src.fail(err, "")
 	}
@@ -255,31 +290,55 @@ func (b *blobReader) fail(err error, msg string) error {
 	return errdefs.Wrap(err, errdefs.ErrLayerInvalid, "%s", msg)
 }
 
-// tarReader hashes and counts the uncompressed stream and keeps its last
-// bytes: the tar reader consumes a final padding cut short by the end of
-// the stream without reporting it as raw bytes, and a recorder must still
-// see every byte.
+// tarReader hashes and counts the uncompressed stream and, for a
+// recorder, sorts every byte it yields into one of two kinds: payload of a
+// regular file the applier writes to the tree (capture off: the recorder
+// gets its size and CRC, rebuild reads it back from the tree), or anything
+// else (capture on: headers, padding, the payloads of entries that leave no
+// regular file, sparse entries' data as archived, the end-of-archive blocks
+// and whatever follows them), kept verbatim in pending and handed to the
+// recorder as segments. The stream itself is the ground truth: nothing
+// depends on what the tar reader chooses to report as raw bytes.
 type tarReader struct {
-	r    io.Reader
-	h    hash.Hash
-	n    int64
-	tail [1024]byte
+	r       io.Reader
+	h       hash.Hash
+	n       int64
+	capture bool               // bytes read are segment bytes
+	pending []byte             // segment bytes not yet flushed
+	sink    func([]byte) error // the recorder's segment, nil when nothing records
+	err     error              // the first error of sink
 }
+
+// pendingMax bounds pending: segment bytes are flushed once this many
+// accumulate (a large sparse or AUFS payload), keeping memory flat.
+const pendingMax = 1 << 20
 
 func (t *tarReader) Read(p []byte) (int, error) {
 	n, err := t.r.Read(p)
 	if n > 0 {
 		t.n += int64(n)
 		t.h.Write(p[:n])
-		if n >= len(t.tail) {
-			copy(t.tail[:], p[n-len(t.tail):n])
-		} else {
-			copy(t.tail[:], t.tail[n:])
-			copy(t.tail[len(t.tail)-n:], p[:n])
+		if t.capture && t.sink != nil {
+			t.pending = append(t.pending, p[:n]...)
+			if len(t.pending) >= pendingMax {
+				if ferr := t.flush(); ferr != nil {
+					return n, ferr
+				}
+			}
 		}
 	}
 	return n, err
 }
 
-// last returns the last n bytes read, n <= len(tail).
-func (t *tarReader) last(n int64) []byte { return t.tail[int64(len(t.tail))-n:] }
+// flush hands the pending segment bytes to the sink.
+func (t *tarReader) flush() error {
+	if t.err != nil {
+		return t.err
+	}
+	if len(t.pending) == 0 || t.sink == nil {
+		return nil
+	}
+	t.err = t.sink(t.pending)
+	t.pending = t.pending[:0]
+	return t.err
+}

@@ -3,6 +3,8 @@ package apply
 import (
 	"os"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/fsroot"
 )
@@ -47,6 +49,79 @@ type options struct {
 	devices   Devices
 	rootOpts  []fsroot.Option
 	rec       entryRecorder
+
+	stateDir string        // WithStateDir
+	noShadow bool          // WithoutShadow
+	imageRef string        // WithImage
+	manifest digest.Digest // WithImage
+}
+
+// WithStateDir makes Apply record, in the directory dir, what Rebuild,
+// Check and Verify need: each layer's tar-split metadata, the shadow store
+// of payloads later layers replaced, the manifest of the final tree, and
+// state.json, which says whether the apply completed. dir must lie outside
+// the target, on the same file system (DefaultStateDir is such a place); it
+// is created if missing, and a previous state found there is replaced. It
+// must be empty or hold a previous state: anything else is refused. Only
+// Apply records; ApplyLayer refuses this option.
+func WithStateDir(dir string) Option {
+	return func(opts *options) error {
+		if dir == "" {
+			return errdefs.New(errdefs.ErrInvalidArgument, "empty state directory")
+		}
+		opts.stateDir = dir
+		return nil
+	}
+}
+
+// WithoutShadow keeps no shadow store: a payload that a later layer
+// replaces or removes is deleted as without a state directory, and
+// rebuilding its layer then fails with a not_found error naming the file.
+func WithoutShadow() Option {
+	return func(opts *options) error {
+		opts.noShadow = true
+		return nil
+	}
+}
+
+// WithImage records the image's reference and manifest digest in
+// state.json; both are informational.
+func WithImage(reference string, manifest digest.Digest) Option {
+	return func(opts *options) error {
+		if manifest != "" {
+			if err := manifest.Validate(); err != nil {
+				return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "manifest digest %q", manifest)
+			}
+		}
+		opts.imageRef, opts.manifest = reference, manifest
+		return nil
+	}
+}
+
+// String returns the policy's name as state.json records it.
+func (o Ownership) String() string {
+	switch o {
+	case OwnershipPreserve:
+		return "preserve"
+	case OwnershipCaller:
+		return "caller"
+	case OwnershipFail:
+		return "fail"
+	}
+	return "unknown"
+}
+
+// String returns the policy's name as state.json records it.
+func (d Devices) String() string {
+	switch d {
+	case DevicesCreate:
+		return "create"
+	case DevicesSkip:
+		return "skip"
+	case DevicesFail:
+		return "fail"
+	}
+	return "unknown"
 }
 
 // WithOwnership sets the ownership policy.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
@@ -158,8 +159,9 @@ func (r *testRecorder) file(name string, size int64, crc []byte) error {
 	r.items = append(r.items, recItem{name: name, size: size, crc: crc})
 	return nil
 }
-func (r *testRecorder) wantCRC() bool { return true }
-func (r *testRecorder) end() error    { r.ended = true; return nil }
+func (r *testRecorder) wantCRC() bool           { return true }
+func (r *testRecorder) end(digest.Digest) error { r.ended = true; return nil }
+func (r *testRecorder) abort()                  {}
 
 // check rebuilds the stream from the records and the payloads by name.
 func (r *testRecorder) check(t *testing.T, stream []byte, payloads map[string]string) {

@@ -161,3 +161,132 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 		t.Fatal(err)
 	}
 }
+
+const rebuildChildEnv = "OCIFETCH_APPLY_UNPRIVILEGED_REBUILD_CHILD"
+
+// TestUnprivilegedRebuildChild is the body of TestUnprivilegedRebuild, run
+// as uid/gid 65534: apply with a state directory, rebuild every layer,
+// verify, and print the outcome as JSON.
+func TestUnprivilegedRebuildChild(t *testing.T) {
+	if os.Getenv(rebuildChildEnv) == "" {
+		t.Skip("runs as a child of TestUnprivilegedRebuild")
+	}
+	var ls []Layer
+	var tars [][]byte
+	for _, p := range strings.Fields(os.Getenv("LAYERS")) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tars = append(tars, b)
+		ls = append(ls, rawBlob(mtTar, b, sha(b)))
+	}
+	target, state := os.Getenv("TARGET"), os.Getenv("STATE")
+	out := map[string]any{}
+	defer func() { json.NewEncoder(os.Stdout).Encode(out) }()
+	if _, err := Apply(context.Background(), target, ls, WithStateDir(state)); err != nil {
+		out["apply"] = err.Error()
+		return
+	}
+	var rebuilt []string
+	for i, want := range tars {
+		var b bytes.Buffer
+		err := Rebuild(context.Background(), state, target, sha(want), &b)
+		switch {
+		case err != nil:
+			rebuilt = append(rebuilt, fmt.Sprintf("layer %d: %v", i, err))
+		case !bytes.Equal(b.Bytes(), want):
+			rebuilt = append(rebuilt, fmt.Sprintf("layer %d: different bytes", i))
+		default:
+			rebuilt = append(rebuilt, "ok")
+		}
+	}
+	out["rebuilt"] = rebuilt
+	drift, err := Verify(context.Background(), state, target)
+	out["drift"], out["verify"] = drift, fmt.Sprint(err)
+	// A change to a mode-000 file is found.
+	if err := os.Chmod(filepath.Join(target, "locked"), 0700); err == nil {
+		f := filepath.Join(target, "locked/f")
+		os.Chmod(f, 0600)
+		os.WriteFile(f, []byte("X"), 0)
+		os.Chmod(f, 0)
+		os.Chmod(filepath.Join(target, "locked"), 0)
+	}
+	drift, _ = Verify(context.Background(), state, target)
+	out["drift after change"] = drift
+	out["rebuild after change"] = fmt.Sprint(Rebuild(context.Background(), state, target, sha(tars[0]), io.Discard))
+}
+
+// Unprivileged, a tree with mode-000 files and directories applies,
+// rebuilds bit for bit and verifies, and reading it leaves every mode as
+// it was.
+func TestUnprivilegedRebuild(t *testing.T) {
+	requireRoot(t)
+	dir, err := os.MkdirTemp("", "apply-unpriv-rebuild-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0755)
+	exe := filepath.Join(dir, "apply.test")
+	copyFile(t, os.Args[0], exe, 0755)
+	l0 := tarOf(t,
+		D("etc", 0755), F("etc/shadow", "secret", 0).owner(0, 42), F("etc/passwd", "root", 0644),
+		D("locked", 0), F("locked/f", "x", 0), F("locked/g", "g", 0644), D("locked/sub", 0), F("locked/sub/h", "h", 0),
+		F("over", "lower", 0),
+	)
+	l1 := tarOf(t, F("locked/g", "g2", 0644), W("locked/sub", "h"), F("over", "upper", 0), F("etc/passwd", "root2", 0600))
+	var paths []string
+	for i, b := range [][]byte{l0, l1} {
+		p := filepath.Join(dir, fmt.Sprintf("layer%d.tar", i))
+		if err := os.WriteFile(p, b, 0644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	work := filepath.Join(dir, "work")
+	target := filepath.Join(work, "rootfs")
+	for _, d := range []string{work, target} {
+		os.Mkdir(d, 0755)
+		os.Chown(d, nobody, nobody)
+	}
+	cmd := exec.Command(exe, "-test.run=^TestUnprivilegedRebuildChild$")
+	cmd.Env = append(os.Environ(), rebuildChildEnv+"=1", "TARGET="+target, "STATE="+DefaultStateDir(target), "LAYERS="+strings.Join(paths, " "))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("child: %v\n%s%s", err, stdout.String(), stderr.String())
+	}
+	line, _, _ := strings.Cut(stdout.String(), "\n")
+	var out map[string]any
+	if err := json.Unmarshal([]byte(line), &out); err != nil {
+		t.Fatalf("child output %q: %v", stdout.String(), err)
+	}
+	if out["apply"] != nil {
+		t.Fatalf("apply: %v", out["apply"])
+	}
+	if got := fmt.Sprint(out["rebuilt"]); got != "[ok ok]" {
+		t.Errorf("rebuilt: %s", got)
+	}
+	if out["drift"] != nil || out["verify"] != "<nil>" {
+		t.Errorf("verify: %v %v", out["drift"], out["verify"])
+	}
+	if got := fmt.Sprint(out["drift after change"]); got != "[map[changes:[content mtime] kind:changed path:locked/f]]" {
+		t.Errorf("drift after change: %s", got)
+	}
+	if got := fmt.Sprint(out["rebuild after change"]); !strings.Contains(got, `file "locked/f" changed`) {
+		t.Errorf("rebuild after change: %s", got)
+	}
+	// The modes are as the layers left them.
+	diffTree(t, treecmpWalk(t, target), `
+		dir etc 0755
+		file etc/shadow 0000 content=secret
+		file etc/passwd 0600 content=root2
+		dir locked 0000
+		file locked/f 0000 content=X
+		file locked/g 0644 content=g2
+		dir locked/sub 0000
+		file over 0000 content=upper
+	`, [2]uint32{nobody, nobody})
+}

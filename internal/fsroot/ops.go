@@ -410,3 +410,21 @@ func (r *Root) ReadDirNames(name string) ([]string, error) {
 	defer f.Close()
 	return f.Readdirnames(-1)
 }
+
+// MoveOut renames name, whose final component is never followed, to
+// newname in the directory open as dirfd, which may lie outside the root.
+// Both must be on the same file system (EXDEV otherwise). The root itself
+// cannot be moved.
+func (r *Root) MoveOut(name string, dirfd int, newname string) error {
+	dir, base := split(name)
+	if base == "" {
+		return rootErr("rename", name)
+	}
+	pfd, err := r.parent(dir)
+	if err != nil {
+		return pathErr("rename", name, err)
+	}
+	err = unix.Renameat(pfd, base, dirfd, newname)
+	r.dropCache()
+	return pathErr("rename", name, err)
+}

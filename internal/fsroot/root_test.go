@@ -427,3 +427,52 @@ func TestFallbackMatchesOpenat2(t *testing.T) {
 		}
 	}
 }
+
+// MoveOut moves the final component itself, never what a symbolic link
+// there points to, out of the root.
+func TestMoveOut(t *testing.T) {
+	for _, fallback := range []bool{false, true} {
+		base := t.TempDir()
+		root, out := filepath.Join(base, "root"), filepath.Join(base, "out")
+		os.MkdirAll(filepath.Join(root, "d"), 0755)
+		os.Mkdir(out, 0755)
+		os.WriteFile(filepath.Join(root, "d/f"), []byte("f"), 0644)
+		os.WriteFile(filepath.Join(base, "victim"), []byte("v"), 0644)
+		os.Symlink("../../victim", filepath.Join(root, "d/l"))
+		var opts []Option
+		if fallback {
+			opts = append(opts, WithFallback())
+		}
+		r, err := Open(root, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dfd, err := os.Open(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.MoveOut("d/f", int(dfd.Fd()), "1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.MoveOut("/d/l", int(dfd.Fd()), "2"); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.MoveOut("/", int(dfd.Fd()), "3"); !errors.Is(err, ErrRoot) {
+			t.Errorf("moving the root: %v", err)
+		}
+		if b, _ := os.ReadFile(filepath.Join(out, "1")); string(b) != "f" {
+			t.Errorf("moved file holds %q", b)
+		}
+		if l, _ := os.Readlink(filepath.Join(out, "2")); l != "../../victim" {
+			t.Errorf("moved link points to %q", l)
+		}
+		if b, _ := os.ReadFile(filepath.Join(base, "victim")); string(b) != "v" {
+			t.Error("the link's target was touched")
+		}
+		if ents, _ := os.ReadDir(filepath.Join(root, "d")); len(ents) != 0 {
+			t.Errorf("left in the root: %v", ents)
+		}
+		dfd.Close()
+		r.Close()
+	}
+}

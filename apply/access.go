@@ -1,0 +1,227 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/fsroot"
+)
+
+// Reading a tree that has mode-000 files and directories.
+//
+// As root nothing is needed: the capability to override file permissions
+// reads everything. A caller that is not root reads what it owns (an
+// unprivileged apply leaves everything owned by the caller) by giving the
+// owner read (files) or read and search (directories) permission for as
+// long as it takes to open the file or to walk the directory, and restoring
+// the mode right after, in a defer. Opening a file needs the permission
+// only for the instant of open(2): the descriptor stays readable. The
+// mode is back when the call returns; only the inode's ctime shows it was
+// touched. An O_PATH descriptor and a reopen through /proc do not help:
+// the reopen checks permissions like any open. Files and directories the
+// caller does not own and cannot read stay unreadable, and the operation
+// fails with a permission error naming them.
+
+// openTreeFile opens the regular file name of the tree for reading,
+// confined by root: a final symbolic link is refused, never followed.
+func openTreeFile(root *fsroot.Root, name string) (*os.File, error) {
+	f, err := root.OpenFile(name)
+	euid := os.Geteuid()
+	if err == nil || !errors.Is(err, unix.EACCES) || euid == 0 {
+		return f, err
+	}
+	var restore []func()
+	defer func() {
+		for i := len(restore) - 1; i >= 0; i-- {
+			restore[i]()
+		}
+	}()
+	unlock := func(name string, need uint32, dirOnly bool) bool {
+		st, err := root.Lstat(name)
+		if err != nil || int(st.Uid) != euid || st.Mode&need == need {
+			return false
+		}
+		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+		if dirOnly != isDir || (!isDir && st.Mode&unix.S_IFMT != unix.S_IFREG) {
+			return false
+		}
+		mode := st.Mode & 07777
+		if root.Lchmod(name, mode|need) != nil {
+			return false
+		}
+		restore = append(restore, func() { root.Lchmod(name, mode) })
+		return true
+	}
+	dir, _ := splitName(name)
+	prefix := ""
+	for _, c := range strings.Split(dir, "/") {
+		if c == "" {
+			continue
+		}
+		prefix = joinName(prefix, c)
+		unlock(prefix, 0100, true)
+	}
+	f, err = root.OpenFile(name)
+	if err == nil || !errors.Is(err, unix.EACCES) {
+		return f, err
+	}
+	if unlock(name, 0400, false) {
+		f, err = root.OpenFile(name)
+	}
+	return f, err
+}
+
+// openAtOwner opens the regular file base in the directory dirfd for
+// reading, never following a final symbolic link, with the owner's
+// temporary read permission when needed.
+func openAtOwner(dirfd int, base string) (*os.File, error) {
+	fd, err := unix.Openat(dirfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err == unix.EACCES && os.Geteuid() != 0 {
+		if pfd, perr := unix.Openat(dirfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); perr == nil {
+			var st unix.Stat_t
+			if unix.Fstat(pfd, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && int(st.Uid) == os.Geteuid() {
+				mode := st.Mode & 07777
+				if unix.Chmod(procPath(pfd), mode|0400) == nil {
+					fd, err = unix.Open(procPath(pfd), unix.O_RDONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+					unix.Chmod(procPath(pfd), mode)
+				}
+			}
+			unix.Close(pfd)
+		}
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: base, Err: err}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		if err == nil {
+			err = fsroot.ErrNotRegular
+		}
+		return nil, &fs.PathError{Op: "open", Path: base, Err: err}
+	}
+	return os.NewFile(uintptr(fd), base), nil
+}
+
+// openDirOwner opens the directory base in dirfd, whose status is st, for
+// listing and lookups, never following a symbolic link. restore puts back
+// a mode that had to be opened up; call it once done with the directory.
+func openDirOwner(dirfd int, base string, st *unix.Stat_t) (fd int, restore func(), err error) {
+	restore = func() {}
+	euid := os.Geteuid()
+	if euid != 0 && int(st.Uid) == euid && st.Mode&0500 != 0500 {
+		pfd, err := unix.Openat(dirfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return -1, restore, err
+		}
+		mode := st.Mode & 07777
+		if err := unix.Chmod(procPath(pfd), mode|0500); err != nil {
+			unix.Close(pfd)
+			return -1, restore, err
+		}
+		restore = func() {
+			unix.Chmod(procPath(pfd), mode)
+			unix.Close(pfd)
+		}
+	}
+	fd, err = unix.Openat(dirfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		restore()
+		return -1, func() {}, err
+	}
+	return fd, restore, nil
+}
+
+func procPath(fd int) string { return "/proc/self/fd/" + itoa(fd) }
+
+// walkFunc is called for each entry of a tree walk: path is relative to
+// the root, st its status (not following a symbolic link), and base the
+// entry's name in the directory dirfd, valid during the call.
+type walkFunc func(path string, st *unix.Stat_t, dirfd int, base string) error
+
+// walkTree visits everything below the directory target, depth first,
+// each directory's entries sorted by name, a directory before its
+// entries: the order pathLess defines. It never follows a symbolic link:
+// every step is relative to the descriptor of the directory walked.
+func walkTree(ctx context.Context, target string, fn walkFunc) error {
+	fd, err := unix.Open(target, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return errdefs.Wrap(&fs.PathError{Op: "open", Path: target, Err: err}, errdefs.ErrInvalidArgument, "target directory")
+	}
+	defer unix.Close(fd)
+	return walkDir(ctx, fd, "", fn)
+}
+
+func walkDir(ctx context.Context, dfd int, dir string, fn walkFunc) error {
+	if err := ctx.Err(); err != nil {
+		return errdefs.Wrap(err, errdefs.ErrInternal, "walking the tree")
+	}
+	lfd, err := unix.Openat(dfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return walkErr(err, dir)
+	}
+	d := os.NewFile(uintptr(lfd), dir)
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return walkErr(err, dir)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		var st unix.Stat_t
+		if err := unix.Fstatat(dfd, n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			if err == unix.ENOENT {
+				continue
+			}
+			return walkErr(err, joinName(dir, n))
+		}
+		p := joinName(dir, n)
+		if err := fn(p, &st, dfd, n); err != nil {
+			return err
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			continue
+		}
+		cfd, restore, err := openDirOwner(dfd, n, &st)
+		if err != nil {
+			return walkErr(err, p)
+		}
+		err = walkDir(ctx, cfd, p, fn)
+		unix.Close(cfd)
+		restore()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func walkErr(err error, path string) error {
+	if path == "" {
+		path = "."
+	}
+	return errdefs.Wrap(err, errdefs.ErrInternal, "reading %q", path)
+}
+
+// pathLess orders paths as walkTree visits them: component by component,
+// so that a directory's entries come right after it ("a", "a/b", "a.b").
+func pathLess(a, b string) bool {
+	for {
+		ac, arest, amore := strings.Cut(a, "/")
+		bc, brest, bmore := strings.Cut(b, "/")
+		if ac != bc {
+			return ac < bc
+		}
+		if !amore || !bmore {
+			return !amore && bmore
+		}
+		a, b = arest, brest
+	}
+}

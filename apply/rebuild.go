@@ -1,0 +1,374 @@
+package apply
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc64"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+	"github.com/vbatts/tar-split/tar/storage"
+	"golang.org/x/sys/unix"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/fsroot"
+)
+
+// PayloadError is the cause of a Rebuild that cannot reproduce the payload
+// of one entry. It is wrapped in an error of kind not_found (Reason
+// "missing" or "not kept") or digest_mismatch (Reason "changed"); errors.As
+// finds it.
+type PayloadError struct {
+	Layer    digest.Digest // diffID of the layer being rebuilt
+	Path     string        // the entry's name, cleaned, as in the tree
+	Position int           // the entry's position in the layer's tar-split
+	Reason   string        // "missing", "not kept", "changed"
+	Detail   string        // what exactly, for people
+}
+
+func (e *PayloadError) Error() string {
+	msg := fmt.Sprintf("file %q %s", e.Path, e.Reason)
+	if e.Detail != "" {
+		msg += ": " + e.Detail
+	}
+	return msg
+}
+
+// The reasons of a PayloadError.
+const (
+	ReasonMissing = "missing"  // the path no longer holds a regular file
+	ReasonNotKept = "not kept" // a later layer replaced it and WithoutShadow dropped it
+	ReasonChanged = "changed"  // its size or content differs from the recorded CRC-64
+)
+
+// holdBack is how many bytes of a rebuilt stream are withheld until the
+// stream's digest was checked: a writer cannot take bytes back, so a wrong
+// rebuild must end before its last bytes (the end-of-archive blocks of a
+// normal tar) with an error rather than with a clean EOF.
+const holdBack = 1024
+
+// holdWriter hashes everything written to it and passes it on to w, all
+// but the last holdBack bytes, which finish releases.
+type holdWriter struct {
+	w       io.Writer
+	h       hash.Hash
+	pending []byte
+	n       int64 // bytes written to holdWriter
+	err     error
+}
+
+func (hw *holdWriter) Write(p []byte) (int, error) {
+	if hw.err != nil {
+		return 0, hw.err
+	}
+	hw.h.Write(p)
+	hw.n += int64(len(p))
+	total := len(p)
+	if over := len(hw.pending) + len(p) - holdBack; over > 0 {
+		// Pass on the oldest over bytes: from pending first, then from p.
+		fromPending := min(over, len(hw.pending))
+		if fromPending > 0 {
+			if _, err := hw.w.Write(hw.pending[:fromPending]); err != nil {
+				hw.err = err
+				return 0, err
+			}
+			hw.pending = append(hw.pending[:0], hw.pending[fromPending:]...)
+		}
+		if fromP := over - fromPending; fromP > 0 {
+			if _, err := hw.w.Write(p[:fromP]); err != nil {
+				hw.err = err
+				return 0, err
+			}
+			p = p[fromP:]
+		}
+	}
+	hw.pending = append(hw.pending, p...)
+	return total, nil
+}
+
+func (hw *holdWriter) finish() error {
+	if hw.err != nil {
+		return hw.err
+	}
+	_, err := hw.w.Write(hw.pending)
+	hw.pending = hw.pending[:0]
+	return err
+}
+
+// Rebuild writes to w the uncompressed tar of the layer diffID of the tree
+// at rootfs, as Apply recorded it in stateDir, bit for bit: the tar-split
+// metadata gives every header, padding and non-file byte, and each file's
+// payload is read from the tree, through the confined root (never through
+// a final symbolic link, regular files only), or from the shadow store when
+// a later layer (or a later entry of the same layer) replaced it. Nothing
+// else is needed: the image's blobs may be gone.
+//
+// Each payload's size and CRC-64 are checked, and the stream is hashed as
+// it is written; the last bytes are withheld until the hash equals diffID.
+// So a tree that changed since apply makes Rebuild fail, never end
+// cleanly: with a *PayloadError of kind digest_mismatch naming the file
+// that changed, of kind not_found naming a file gone or not kept, or
+// digest_mismatch for the stream as a whole. A diffID that is not one of
+// the target's layers is not_found; a state that is not complete is
+// invalid_argument.
+func Rebuild(ctx context.Context, stateDir, rootfs string, diffID digest.Digest, w io.Writer) error {
+	st, err := Status(stateDir)
+	if err != nil {
+		return err
+	}
+	if err := diffID.Validate(); err != nil {
+		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "diffID %q", diffID)
+	}
+	found := false
+	for _, l := range st.Layers {
+		found = found || l.DiffID == diffID
+	}
+	if !found {
+		return errdefs.New(errdefs.ErrNotFound, "layer %s is not a layer of the tree in %s", diffID, rootfs)
+	}
+	rb, err := newRebuilder(stateDir, rootfs, st)
+	if err != nil {
+		return err
+	}
+	defer rb.close()
+	_, err = rb.layer(ctx, diffID, w)
+	return err
+}
+
+// LayerCheck is the result of rebuilding one layer.
+type LayerCheck struct {
+	Index  int           // in the image, lowest first
+	DiffID digest.Digest //
+	Bytes  int64         // length of the rebuilt stream
+	Err    error         // nil when the layer was rebuilt bit for bit
+}
+
+// RebuildAll rebuilds every layer of the tree, lowest first, each into the
+// writer open returns for it (closed after the layer, whatever the
+// outcome), and reports one LayerCheck per layer: a layer that fails does
+// not stop the others. The error is for what prevents rebuilding at all
+// (no complete state, a failing open).
+func RebuildAll(ctx context.Context, stateDir, rootfs string, open func(index int, diffID digest.Digest) (io.WriteCloser, error)) ([]LayerCheck, error) {
+	st, err := Status(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	rb, err := newRebuilder(stateDir, rootfs, st)
+	if err != nil {
+		return nil, err
+	}
+	defer rb.close()
+	var res []LayerCheck
+	for i, l := range st.Layers {
+		w, err := open(i, l.DiffID)
+		if err != nil {
+			return res, err
+		}
+		n, err := rb.layer(ctx, l.DiffID, w)
+		if cerr := w.Close(); err == nil && cerr != nil {
+			err = errdefs.Wrap(cerr, errdefs.ErrInternal, "layer %d", i)
+		}
+		res = append(res, LayerCheck{Index: i, DiffID: l.DiffID, Bytes: n, Err: err})
+		if ctx.Err() != nil {
+			return res, errdefs.Wrap(ctx.Err(), errdefs.ErrInternal, "rebuilding")
+		}
+	}
+	return res, nil
+}
+
+// Check rebuilds every layer and discards the streams: RebuildAll for
+// "does the tree still reproduce every layer".
+func Check(ctx context.Context, stateDir, rootfs string) ([]LayerCheck, error) {
+	return RebuildAll(ctx, stateDir, rootfs, func(int, digest.Digest) (io.WriteCloser, error) {
+		return nopWriteCloser{io.Discard}, nil
+	})
+}
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
+
+type rebuilder struct {
+	stateDir string
+	st       *State
+	root     *fsroot.Root
+	buf      []byte
+	zr       *zstd.Decoder
+}
+
+func newRebuilder(stateDir, rootfs string, st *State) (*rebuilder, error) {
+	if st.Status != StatusComplete {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "the apply into %s did not complete (status %q): its layers cannot be rebuilt", rootfs, st.Status)
+	}
+	root, err := fsroot.Open(rootfs)
+	if err != nil {
+		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "target directory")
+	}
+	zr, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+	if err != nil {
+		root.Close()
+		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "zstd")
+	}
+	return &rebuilder{stateDir: stateDir, st: st, root: root, buf: make([]byte, bufSize), zr: zr}, nil
+}
+
+func (rb *rebuilder) close() {
+	rb.root.Close()
+	rb.zr.Close()
+}
+
+// shadowed lists the shadow store of a layer: position -> kept (a file)
+// or not (a .dropped marker).
+func (rb *rebuilder) shadowed(key string) (map[int]bool, error) {
+	ents, err := os.ReadDir(filepath.Join(rb.stateDir, shadowDir, key))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "shadow store")
+	}
+	m := make(map[int]bool, len(ents))
+	for _, e := range ents {
+		n, dropped := strings.CutSuffix(e.Name(), droppedExt)
+		pos, err := strconv.Atoi(n)
+		if err != nil {
+			continue // a temporary file
+		}
+		if !dropped || !m[pos] {
+			m[pos] = !dropped
+		}
+	}
+	return m, nil
+}
+
+// layer rebuilds one layer into w and returns the bytes written.
+func (rb *rebuilder) layer(ctx context.Context, diffID digest.Digest, w io.Writer) (int64, error) {
+	key := layerKey(diffID)
+	f, err := os.Open(filepath.Join(rb.stateDir, tarsplitName(diffID)))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return 0, errdefs.Wrap(err, errdefs.ErrNotFound, "no tar-split metadata for layer %s", diffID)
+		}
+		return 0, errdefs.Wrap(err, errdefs.ErrInternal, "tar-split metadata of layer %s", diffID)
+	}
+	defer f.Close()
+	shadow, err := rb.shadowed(key)
+	if err != nil {
+		return 0, err
+	}
+	if err := rb.zr.Reset(bufio.NewReaderSize(f, 64<<10)); err != nil {
+		return 0, errdefs.Wrap(err, errdefs.ErrInternal, "tar-split metadata of layer %s", diffID)
+	}
+	dec := json.NewDecoder(rb.zr)
+	hw := &holdWriter{w: w, h: diffID.Algorithm().Hash()}
+	for i := 0; ; i++ {
+		if i%ctxCheckEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return hw.n, errdefs.Wrap(err, errdefs.ErrInternal, "rebuilding layer %s", diffID)
+			}
+		}
+		var e storage.Entry
+		if err := dec.Decode(&e); err == io.EOF {
+			break
+		} else if err != nil {
+			return hw.n, errdefs.Wrap(err, errdefs.ErrInternal, "tar-split metadata of layer %s is corrupt", diffID)
+		}
+		switch e.Type {
+		case storage.SegmentType:
+			if _, err := hw.Write(e.Payload); err != nil {
+				return hw.n, writeErr(err, diffID)
+			}
+		case storage.FileType:
+			if e.Size == 0 {
+				continue
+			}
+			if err := rb.payload(diffID, key, &e, shadow, hw); err != nil {
+				return hw.n, err
+			}
+		default:
+			return hw.n, errdefs.New(errdefs.ErrInternal, "tar-split metadata of layer %s: entry type %d", diffID, e.Type)
+		}
+	}
+	if got := digest.NewDigest(diffID.Algorithm(), hw.h); got != diffID {
+		return hw.n, errdefs.New(errdefs.ErrDigestMismatch, "rebuilt layer %s hashes to %s", diffID, got)
+	}
+	if err := hw.finish(); err != nil {
+		return hw.n, writeErr(err, diffID)
+	}
+	return hw.n, nil
+}
+
+func writeErr(err error, diffID digest.Digest) error {
+	if hasKind(err) {
+		return err
+	}
+	return errdefs.Wrap(err, errdefs.ErrInternal, "writing the rebuilt layer %s", diffID)
+}
+
+// payload writes the payload of file entry e.
+func (rb *rebuilder) payload(diffID digest.Digest, key string, e *storage.Entry, shadow map[int]bool, hw *holdWriter) error {
+	name, err := cleanName(e.GetName())
+	if err != nil {
+		return errdefs.Wrap(err, errdefs.ErrInternal, "tar-split metadata of layer %s", diffID)
+	}
+	perr := func(kind errdefs.Kind, reason, detail string) error {
+		return errdefs.Wrap(&PayloadError{Layer: diffID, Path: name, Position: e.Position, Reason: reason, Detail: detail}, kind, "rebuilding layer %s", diffID)
+	}
+	var f *os.File
+	kept, inShadow := shadow[e.Position]
+	switch {
+	case inShadow && !kept:
+		return perr(errdefs.ErrNotFound, ReasonNotKept, "a later layer replaced it and its shadow copy was not kept")
+	case inShadow:
+		dfd, err := unix.Open(filepath.Join(rb.stateDir, shadowDir, key), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			f, err = openAtOwner(dfd, strconv.Itoa(e.Position))
+			unix.Close(dfd)
+		}
+		if err != nil {
+			return perr(errdefs.ErrNotFound, ReasonMissing, "shadow copy: "+err.Error())
+		}
+	default:
+		f, err = openTreeFile(rb.root, name)
+		if err != nil {
+			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, fsroot.ErrNotRegular) || errors.Is(err, unix.ELOOP) {
+				return perr(errdefs.ErrNotFound, ReasonMissing, err.Error())
+			}
+			return errdefs.Wrap(err, errdefs.ErrInternal, "rebuilding layer %s: reading %q", diffID, name)
+		}
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return errdefs.Wrap(err, errdefs.ErrInternal, "rebuilding layer %s: %q", diffID, name)
+	}
+	if st.Size != e.Size {
+		return perr(errdefs.ErrDigestMismatch, ReasonChanged, fmt.Sprintf("%d bytes, recorded %d", st.Size, e.Size))
+	}
+	crc := crc64.New(crcTable)
+	n, err := io.CopyBuffer(io.MultiWriter(hw, crc), io.LimitReader(f, e.Size), rb.buf)
+	if hw.err != nil {
+		return writeErr(hw.err, diffID)
+	}
+	if err != nil {
+		return errdefs.Wrap(err, errdefs.ErrInternal, "rebuilding layer %s: reading %q", diffID, name)
+	}
+	if n != e.Size {
+		return perr(errdefs.ErrDigestMismatch, ReasonChanged, fmt.Sprintf("shrank to %d bytes while read, recorded %d", n, e.Size))
+	}
+	if sum := crc.Sum(nil); !bytes.Equal(sum, e.Payload) {
+		return perr(errdefs.ErrDigestMismatch, ReasonChanged, fmt.Sprintf("CRC-64 %x, recorded %x", sum, e.Payload))
+	}
+	return nil
+}

@@ -1,0 +1,490 @@
+package apply
+
+import (
+	gotar "archive/tar"
+	"bytes"
+	"compress/bzip2"
+	"context"
+	"encoding/base64"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+)
+
+// applied is a tree applied with a state directory.
+type applied struct {
+	target, state string
+	tars          [][]byte
+}
+
+// applyRecorded applies the tar streams as layers into a fresh target with
+// its default state directory.
+func applyRecorded(t testing.TB, tars [][]byte, opts ...Option) (applied, error) {
+	t.Helper()
+	base := t.TempDir()
+	a := applied{target: filepath.Join(base, "rootfs"), tars: tars}
+	a.state = DefaultStateDir(a.target)
+	if err := os.Mkdir(a.target, 0755); err != nil {
+		t.Fatal(err)
+	}
+	var ls []Layer
+	for _, b := range tars {
+		ls = append(ls, rawBlob(mtTar, b, sha(b)))
+	}
+	_, err := Apply(context.Background(), a.target, ls, append([]Option{WithStateDir(a.state)}, opts...)...)
+	return a, err
+}
+
+func mustApplyRecorded(t testing.TB, tars [][]byte, opts ...Option) applied {
+	t.Helper()
+	a, err := applyRecorded(t, tars, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func (a applied) rebuild(t testing.TB, i int) ([]byte, error) {
+	t.Helper()
+	var out bytes.Buffer
+	err := Rebuild(context.Background(), a.state, a.target, sha(a.tars[i]), &out)
+	return out.Bytes(), err
+}
+
+// checkRebuilds rebuilds every layer and compares it with the original.
+func (a applied) checkRebuilds(t testing.TB) {
+	t.Helper()
+	for i, want := range a.tars {
+		got, err := a.rebuild(t, i)
+		if err != nil {
+			t.Errorf("layer %d: %v", i, err)
+			continue
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("layer %d: rebuilt %d bytes (%s), want %d (%s)", i, len(got), sha(got), len(want), sha(want))
+		}
+	}
+	res, err := Check(context.Background(), a.state, a.target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != len(a.tars) {
+		t.Fatalf("Check: %d results for %d layers", len(res), len(a.tars))
+	}
+	for i, r := range res {
+		if r.Err != nil || r.Index != i || r.DiffID != sha(a.tars[i]) || r.Bytes != int64(len(a.tars[i])) {
+			t.Errorf("Check layer %d: %+v", i, r)
+		}
+	}
+}
+
+func (a applied) noDrift(t testing.TB) {
+	t.Helper()
+	d, err := Verify(context.Background(), a.state, a.target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range d {
+		t.Errorf("drift right after apply: %+v", x)
+	}
+}
+
+// Upper layers modify, delete (whiteouts), make opaque and change the type
+// of the base layer's files; a layer names the same path twice; hard links
+// cross layers. Every layer, the base first, rebuilds bit for bit from the
+// tree and the state directory alone.
+func TestRebuildLayers(t *testing.T) {
+	big := strings.Repeat("0123456789abcdef", 70000)
+	base := tarOf(t,
+		D("etc", 0755), F("etc/passwd", "root:x:0:0", 0644), F("etc/shadow", "secret", 0),
+		F("etc/hostname", "base", 0644), D("usr", 0755), D("usr/bin", 0755),
+		F("usr/bin/a", "aaa", 0755), F("usr/bin/b", "bbb", 0755), F("usr/bin/su", "su", 04755),
+		D("gone", 0755), D("gone/sub", 0755), F("gone/sub/f", "deep", 0644), F("gone/g", "g", 0644),
+		D("opq", 0755), F("opq/lower", "lower", 0644), D("opq/d", 0755), F("opq/d/x", "x", 0644),
+		F("f2dir", "file then dir", 0644), D("dir2file", 0755), F("dir2file/inner", "inner", 0644),
+		F("f2link", "file then link", 0644), F("big", big, 0644),
+		S("lnk", "etc/passwd"), H("etc/passwd-hard", "etc/passwd"), F("empty", "", 0644),
+	)
+	mid := tarOf(t,
+		F("etc/passwd", "root:x:0:0:changed", 0644), W("usr/bin", "a"), W("", "gone"),
+		O("opq"), F("opq/upper", "upper", 0644), D("f2dir", 0755), F("f2dir/x", "now a dir", 0644),
+		F("dir2file", "now a file", 0644), S("f2link", "etc/hostname"),
+		H("usr/bin/b-link", "usr/bin/b"), H("big-link", "big"),
+		// The same path twice in one layer, and a type change inside it.
+		F("dup", "first", 0644), F("dup", "second, longer", 0600), F("dup2", "file", 0644), D("dup2", 0755), F("dup2/y", "y", 0644),
+	)
+	top := tarOf(t,
+		F("usr/bin/b", "bbb v2", 0755), F("big", "small now", 0644), F("dup", "third", 0644),
+		W("etc", "hostname"), F("etc/shadow", "new secret", 0),
+	)
+	a := mustApplyRecorded(t, [][]byte{base, mid, top})
+	st, err := Status(a.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != StatusComplete || len(st.Layers) != 3 || st.Layers[0].DiffID != sha(base) || !st.Shadow {
+		t.Errorf("state %+v", st)
+	}
+	a.noDrift(t)
+	a.checkRebuilds(t)
+	// Nothing of the state shows in the tree, and the tree still reads as
+	// the layers made it.
+	checkTree(t, a.target, `
+		dir etc 0755
+		file etc/passwd 0644 content=root:x:0:0:changed
+		file etc/passwd-hard 0644 content=root:x:0:0
+		file etc/shadow 0000 content="new secret"
+		dir usr 0755
+		dir usr/bin 0755
+		file usr/bin/b 0755 content="bbb v2"
+		file usr/bin/b-link 0755 content=bbb
+		file usr/bin/su 04755 content=su
+		dir opq 0755
+		file opq/upper content=upper
+		dir f2dir 0755
+		file f2dir/x content="now a dir"
+		file dir2file content="now a file"
+		symlink f2link target=etc/hostname
+		file big content="small now"
+		file big-link size=1120000
+		symlink lnk target=etc/passwd
+		file empty
+		file dup 0644 content=third
+		dir dup2 0755
+		file dup2/y content=y
+	`)
+}
+
+// The shadow store moves files; a state directory on another file system
+// (here: the tree on a tmpfs is not available, so the fallback is
+// exercised by the helper directly) copies them.
+func TestShadowCopyFallback(t *testing.T) {
+	dir := t.TempDir()
+	fd, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.Close()
+	if err := copyInto(int(fd.Fd()), "7", strings.NewReader("payload")); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "7")); string(b) != "payload" {
+		t.Errorf("copied %q", b)
+	}
+}
+
+// A layer that writes the same regular file many times, with hard links to
+// each version, rebuilds by position, not by name.
+func TestRebuildDuplicateNames(t *testing.T) {
+	var es []e
+	for i := 0; i < 5; i++ {
+		es = append(es, F("x", strings.Repeat(string(rune('a'+i)), 10+i), 0644), H("x"+string(rune('0'+i)), "x"))
+	}
+	l := tarOf(t, es...)
+	a := mustApplyRecorded(t, [][]byte{l})
+	a.checkRebuilds(t)
+	a.noDrift(t)
+}
+
+// Tars cut short, or with something after the end, rebuild to the same
+// bytes.
+func TestRebuildTarWithoutEnd(t *testing.T) {
+	full := tarOf(t, F("a", "aaa", 0644), F("b", strings.Repeat("b", 100), 0600))
+	cases := map[string][]byte{
+		"no end-of-archive blocks":   full[:len(full)-1024],
+		"one end-of-archive block":   full[:len(full)-512],
+		"no padding after last file": full[:len(full)-1024-412],
+		"part of the padding":        full[:len(full)-1024-400],
+		"extra zeros after the end":  append(append([]byte{}, full...), make([]byte, 10240)...),
+		"garbage after the end":      append(append([]byte{}, full...), "trailing garbage"...),
+		"only end-of-archive blocks": make([]byte, 1024),
+		"empty stream":               {},
+	}
+	for name, b := range cases {
+		t.Run(name, func(t *testing.T) {
+			mustApplyRecorded(t, [][]byte{b}).checkRebuilds(t)
+		})
+	}
+}
+
+// testTars returns the tar streams of a testdata directory: *.tar, and
+// *.tar.gz, *.tar.bz2, *.tar.base64 decoded, plus files without extension
+// that are gzip.
+func testTars(t *testing.T, dir string) map[string][]byte {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Skip(err)
+	}
+	out := map[string][]byte{}
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b []byte
+		switch {
+		case strings.HasSuffix(p, ".tar"):
+			b = raw
+		case strings.HasSuffix(p, ".tar.base64"):
+			b, err = base64.StdEncoding.DecodeString(string(raw))
+		case strings.HasSuffix(p, ".tar.bz2"):
+			b, err = io.ReadAll(bzip2.NewReader(bytes.NewReader(raw)))
+		case strings.HasSuffix(p, ".gz") || bytes.HasPrefix(raw, []byte{0x1f, 0x8b}):
+			var zr *gzip.Reader
+			if zr, err = gzip.NewReader(bytes.NewReader(raw)); err == nil {
+				b, err = io.ReadAll(zr)
+			}
+		default:
+			continue
+		}
+		if err != nil {
+			t.Logf("%s: not decoded: %v", e.Name(), err)
+			continue
+		}
+		out[e.Name()] = b
+	}
+	return out
+}
+
+// goAccepts reads b with Go's archive/tar, payloads included, and says why
+// it is not a candidate when it is not.
+func goAccepts(b []byte) (reason string) {
+	tr := gotar.NewReader(bytes.NewReader(b))
+	var total int64
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return ""
+		}
+		if err != nil {
+			return "Go's reader refuses it: " + err.Error()
+		}
+		if total += h.Size; total > 64<<20 {
+			return "expands to more than 64 MiB"
+		}
+		if _, err := io.Copy(io.Discard, tr); err != nil {
+			return "Go's reader refuses its payload: " + err.Error()
+		}
+	}
+}
+
+// Every tar of Go's and tar-split's testdata that Go's reader accepts is
+// applied as a layer and rebuilt bit for bit: GNU, PAX, old GNU and PAX
+// 0.0, 0.1 and 1.0 sparse files, star, v7, xattrs, long names and links,
+// non-UTF-8 names, missing and extra end-of-archive blocks.
+func TestRebuildTestdata(t *testing.T) {
+	goroot := runtime()
+	dirs := map[string]string{
+		"go":            filepath.Join(goroot, "src/archive/tar/testdata"),
+		"tar-split":     tarsplitDir0() + "/archive/tar/testdata",
+		"tar-split-asm": tarsplitDir0() + "/tar/asm/testdata",
+	}
+	applied, skipped := 0, 0
+	var reasons []string
+	skip := func(t *testing.T, why string) {
+		skipped++
+		reasons = append(reasons, t.Name()+": "+why)
+		t.Skip(why)
+	}
+	for label, dir := range dirs {
+		for name, b := range testTars(t, dir) {
+			t.Run(label+"/"+name, func(t *testing.T) {
+				if why := goAccepts(b); why != "" {
+					skip(t, why)
+				}
+				a, err := applyRecorded(t, [][]byte{b})
+				if err != nil {
+					// Refusals the applier must make.
+					switch errdefs.KindOf(err) {
+					case errdefs.ErrPathEscape, errdefs.ErrLayerInvalid:
+						skip(t, "refused by the applier: "+err.Error())
+					}
+					t.Fatal(err)
+				}
+				applied++
+				a.checkRebuilds(t)
+				a.noDrift(t)
+			})
+		}
+	}
+	t.Logf("%d archives applied and rebuilt, %d skipped:\n%s", applied, skipped, strings.Join(reasons, "\n"))
+	if applied < 40 {
+		t.Errorf("only %d archives applied", applied)
+	}
+}
+
+func runtime() string {
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		return "/usr/local/go"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// tarsplitDir0 finds tar-split's module directory.
+func tarsplitDir0() string {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/vbatts/tar-split").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// A file changed in the tree (same size, one byte) makes Rebuild fail with
+// an error naming it, before the stream's last bytes: the writer never sees
+// a complete stream.
+func TestRebuildDetectsChanges(t *testing.T) {
+	l0 := tarOf(t, F("etc/passwd", strings.Repeat("root:x:0:0\n", 10), 0644), F("last", "z", 0644))
+	l1 := tarOf(t, F("x", "x", 0644))
+	cases := []struct {
+		name   string
+		mutate func(t *testing.T, target string)
+		kind   errdefs.Kind
+		reason string
+	}{
+		{"one byte changed", func(t *testing.T, target string) {
+			p := filepath.Join(target, "etc/passwd")
+			b, _ := os.ReadFile(p)
+			b[3] = 'T'
+			os.WriteFile(p, b, 0644)
+		}, errdefs.ErrDigestMismatch, ReasonChanged},
+		{"last file changed", func(t *testing.T, target string) {
+			os.WriteFile(filepath.Join(target, "last"), []byte("y"), 0644)
+		}, errdefs.ErrDigestMismatch, ReasonChanged},
+		{"size changed", func(t *testing.T, target string) {
+			os.WriteFile(filepath.Join(target, "etc/passwd"), []byte("short"), 0644)
+		}, errdefs.ErrDigestMismatch, ReasonChanged},
+		{"removed", func(t *testing.T, target string) {
+			os.Remove(filepath.Join(target, "etc/passwd"))
+		}, errdefs.ErrNotFound, ReasonMissing},
+		{"replaced by a symlink to an identical copy", func(t *testing.T, target string) {
+			p := filepath.Join(target, "etc/passwd")
+			b, _ := os.ReadFile(p)
+			os.WriteFile(filepath.Join(target, "copy"), b, 0644)
+			os.Remove(p)
+			os.Symlink("../copy", p)
+		}, errdefs.ErrNotFound, ReasonMissing},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			a := mustApplyRecorded(t, [][]byte{l0, l1})
+			c.mutate(t, a.target)
+			got, err := a.rebuild(t, 0)
+			wantKind(t, err, c.kind)
+			var pe *PayloadError
+			if !errors.As(err, &pe) || pe.Reason != c.reason || pe.Layer != sha(l0) {
+				t.Fatalf("error %v (%#v), want a PayloadError %q", err, pe, c.reason)
+			}
+			if !strings.Contains(err.Error(), `"etc/passwd"`) && !strings.Contains(err.Error(), `"last"`) {
+				t.Errorf("error %q names no file", err)
+			}
+			if len(got) > len(l0)-holdBack {
+				t.Errorf("%d of %d bytes written before the error", len(got), len(l0))
+			}
+			// The other layer still rebuilds.
+			if b, err := a.rebuild(t, 1); err != nil || !bytes.Equal(b, l1) {
+				t.Errorf("layer 1: %v", err)
+			}
+			res, err := Check(context.Background(), a.state, a.target)
+			if err != nil || len(res) != 2 || res[0].Err == nil || res[1].Err != nil {
+				t.Errorf("Check: %+v, %v", res, err)
+			}
+		})
+	}
+}
+
+// A change that keeps every payload's size and CRC but not the stream
+// (here: the metadata itself altered) fails on the digest, before the end.
+func TestRebuildDigestHeldBack(t *testing.T) {
+	l := tarOf(t, F("a", "aaa", 0644))
+	hw := &holdWriter{w: &bytes.Buffer{}, h: digest.SHA256.Hash()}
+	hw.Write(l[:700])
+	hw.Write(l[700:701])
+	hw.Write(l[701:])
+	if got := hw.w.(*bytes.Buffer).Len(); got != len(l)-holdBack {
+		t.Fatalf("%d bytes passed on before finish, want %d", got, len(l)-holdBack)
+	}
+	if err := hw.finish(); err != nil || !bytes.Equal(hw.w.(*bytes.Buffer).Bytes(), l) {
+		t.Fatalf("finish: %v", err)
+	}
+	a := mustApplyRecorded(t, [][]byte{l})
+	// Rebuild a diffID whose metadata is another layer's.
+	other := tarOf(t, F("a", "aaa", 0600))
+	st, _ := Status(a.state)
+	os.Rename(filepath.Join(a.state, tarsplitName(sha(l))), filepath.Join(a.state, tarsplitName(sha(other))))
+	st.Layers[0].DiffID = sha(other)
+	rec := &stateRec{dir: a.state, state: *st}
+	if err := rec.writeState(); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	err := Rebuild(context.Background(), a.state, a.target, sha(other), &out)
+	wantKind(t, err, errdefs.ErrDigestMismatch)
+	if out.Len() >= len(l) {
+		t.Errorf("%d bytes written", out.Len())
+	}
+}
+
+// Without the shadow store, a base file a later layer replaced cannot be
+// rebuilt: the error names it.
+func TestRebuildWithoutShadow(t *testing.T) {
+	l0 := tarOf(t, F("keep", "k", 0644), F("etc/os-release", "v1", 0644), F("gone", "g", 0644))
+	l1 := tarOf(t, F("etc/os-release", "v2", 0644), W("", "gone"))
+	a := mustApplyRecorded(t, [][]byte{l0, l1}, WithoutShadow())
+	if st, _ := Status(a.state); st.Shadow {
+		t.Error("state says shadow")
+	}
+	_, err := a.rebuild(t, 0)
+	wantKind(t, err, errdefs.ErrNotFound)
+	var pe *PayloadError
+	if !errors.As(err, &pe) || pe.Reason != ReasonNotKept || pe.Path != "etc/os-release" {
+		t.Fatalf("error %v, want not kept etc/os-release", err)
+	}
+	if b, err := a.rebuild(t, 1); err != nil || !bytes.Equal(b, l1) {
+		t.Errorf("top layer: %v", err)
+	}
+	// With the shadow store, both rebuild.
+	mustApplyRecorded(t, [][]byte{l0, l1}).checkRebuilds(t)
+}
+
+func TestRebuildArguments(t *testing.T) {
+	l := tarOf(t, F("a", "a", 0644))
+	a := mustApplyRecorded(t, [][]byte{l})
+	err := Rebuild(context.Background(), a.state, a.target, sha([]byte("no such layer")), io.Discard)
+	wantKind(t, err, errdefs.ErrNotFound)
+	err = Rebuild(context.Background(), a.state, a.target, "sha256:../../x", io.Discard)
+	wantKind(t, err, errdefs.ErrInvalidArgument)
+	err = Rebuild(context.Background(), filepath.Join(t.TempDir(), "none"), a.target, sha(l), io.Discard)
+	wantKind(t, err, errdefs.ErrNotFound)
+}
+
+// The documented limitation: a payload written through a symlinked parent
+// and replaced through its real name is not moved aside; rebuilding its
+// layer fails naming it, and never yields wrong bytes.
+func TestRebuildSymlinkAliasFailsSafely(t *testing.T) {
+	l0 := tarOf(t, D("usr", 0755), D("usr/lib", 0755), S("lib", "usr/lib"), F("lib/x", "v1", 0644))
+	l1 := tarOf(t, F("usr/lib/x", "v2", 0644))
+	a := mustApplyRecorded(t, [][]byte{l0, l1})
+	got, err := a.rebuild(t, 0)
+	wantKind(t, err, errdefs.ErrDigestMismatch)
+	var pe *PayloadError
+	if !errors.As(err, &pe) || pe.Path != "lib/x" || pe.Reason != ReasonChanged {
+		t.Errorf("error %v", err)
+	}
+	if bytes.Equal(got, l0) {
+		t.Error("complete stream written")
+	}
+	if b, err := a.rebuild(t, 1); err != nil || !bytes.Equal(b, l1) {
+		t.Errorf("layer 1: %v", err)
+	}
+}
