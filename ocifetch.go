@@ -31,6 +31,7 @@ type Option func(*options)
 
 type options struct {
 	store    string
+	stateDir string
 	resolve  []resolve.Option
 	fetch    []fetch.Option
 	apply    []apply.Option
@@ -39,6 +40,12 @@ type options struct {
 
 // WithStore sets the store directory (default fetch.DefaultStoreDir()).
 func WithStore(dir string) Option { return func(o *options) { o.store = dir } }
+
+// WithStateDir sets where Unpack keeps the tar-split metadata, the shadow
+// store and the state of the root filesystem (default
+// apply.DefaultStateDir(dir), a hidden sibling of dir). It must be outside
+// dir, on the same file system.
+func WithStateDir(dir string) Option { return func(o *options) { o.stateDir = dir } }
 
 // WithResolveOptions passes options to resolving (platform, credentials,
 // mirrors, ...).
@@ -116,10 +123,19 @@ func Pull(ctx context.Context, ref string, opts ...Option) (*Result, error) {
 // dir, which must be empty or not exist. Layer 1 is applied as it arrives
 // while the later layers download; every byte is verified (each blob
 // against its digest as it streams, each uncompressed layer against its
-// diffID).
+// diffID). Each layer's tar-split metadata is recorded in the state
+// directory (WithStateDir), so that apply.Rebuild can reproduce it later.
+//
+// A dir left incomplete by an earlier Unpack that crashed or failed (its
+// state says "applying") is wiped and unpacked again; a complete one is
+// refused, as is any other non-empty dir.
 func Unpack(ctx context.Context, ref, dir string, opts ...Option) (*Result, error) {
 	o := makeOptions(opts)
-	if err := checkEmptyTarget(dir); err != nil {
+	stateDir := o.stateDir
+	if stateDir == "" {
+		stateDir = apply.DefaultStateDir(dir)
+	}
+	if err := prepareTarget(dir, stateDir); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -153,7 +169,11 @@ func Unpack(ctx context.Context, ref, dir string, opts ...Option) (*Result, erro
 			Open:      func(ctx context.Context) (io.ReadCloser, error) { return sess.Layer(ctx, i) },
 		}
 	}
-	rep, aerr := apply.Apply(ctx, dir, layers, o.apply...)
+	aopts := append([]apply.Option{
+		apply.WithStateDir(stateDir),
+		apply.WithImage(res.Reference, res.Manifest.Descriptor.Digest),
+	}, o.apply...)
+	rep, aerr := apply.Apply(ctx, dir, layers, aopts...)
 	if aerr != nil {
 		cancel()
 		sess.Wait()
@@ -164,6 +184,46 @@ func Unpack(ctx context.Context, ref, dir string, opts ...Option) (*Result, erro
 		return nil, err
 	}
 	return &Result{Resolved: res, Store: store, Pull: pr, Apply: rep}, nil
+}
+
+// prepareTarget makes dir ready for a fresh apply. A tree whose state says
+// an earlier apply did not finish is ours and incomplete: it is removed
+// with its state. Anything else already there is refused, since layers on
+// top of an unknown tree would not make the image.
+func prepareTarget(dir, stateDir string) error {
+	st, err := apply.Status(stateDir)
+	switch {
+	case err == nil && st.Status == apply.StatusComplete:
+		if empty, _ := isEmptyDir(dir); !empty {
+			return errdefs.New(errdefs.ErrInvalidArgument, "%s already holds a complete unpack of %s; remove it (and %s) first", dir, st.Reference, stateDir)
+		}
+	case err == nil:
+		// Interrupted: repair by starting over.
+		if err := os.RemoveAll(dir); err != nil {
+			return errdefs.Wrap(err, errdefs.ErrInternal, "removing the incomplete tree %s", dir)
+		}
+		if err := os.RemoveAll(stateDir); err != nil {
+			return errdefs.Wrap(err, errdefs.ErrInternal, "removing the incomplete state %s", stateDir)
+		}
+		return nil
+	}
+	return checkEmptyTarget(dir)
+}
+
+func isEmptyDir(dir string) (bool, error) {
+	f, err := os.Open(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if err != nil && err != io.EOF {
+		return false, err
+	}
+	return len(names) == 0, nil
 }
 
 // checkEmptyTarget refuses to apply over something that is already there:

@@ -54,3 +54,43 @@ func TestEmbedPull(t *testing.T) {
 		t.Fatalf("s390x: %v\n%s", err, out)
 	}
 }
+
+func TestRebuildLayer(t *testing.T) {
+	reg := testregistry.Start(t)
+	idx, _ := testimage.Index(t, testimage.Platform{OS: "linux", Arch: "amd64"})
+	testimage.PushIndex(t, reg.Host+"/examples/repro:1", idx)
+	pull, rebuild := build(t, "embed-pull"), build(t, "rebuild-layer")
+
+	work := t.TempDir()
+	rootfs, store := filepath.Join(work, "rootfs"), filepath.Join(work, "store")
+	cmd := exec.Command(pull, "-platform", "linux/amd64", "-store", store, reg.Host+"/examples/repro:1", rootfs)
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+t.TempDir())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("embed-pull: %v\n%s", err, out)
+	}
+	os.RemoveAll(store) // rebuilding needs only the tree and its metadata
+
+	out, err := exec.Command(rebuild, rootfs).CombinedOutput()
+	if err != nil || strings.Count(string(out), "reproducible, sha256:") != 2 {
+		t.Fatalf("rebuild-layer: %v\n%s", err, out)
+	}
+
+	// Change one file: the tool reports it and fails.
+	var victim string
+	filepath.WalkDir(rootfs, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && victim == "" {
+			victim = p
+		}
+		return nil
+	})
+	if victim == "" {
+		t.Fatal("no regular file in the rootfs")
+	}
+	if err := os.WriteFile(victim, []byte("tampered"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(rebuild, rootfs).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "NOT reproducible") || !strings.Contains(string(out), "drift: changed") {
+		t.Fatalf("after tampering: %v\n%s", err, out)
+	}
+}

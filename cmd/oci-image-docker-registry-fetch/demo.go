@@ -19,6 +19,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch"
+	"github.com/ocifetch/ocifetch/apply"
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/demoimage"
 	"github.com/ocifetch/ocifetch/resolve"
@@ -27,7 +28,7 @@ import (
 func demoCommand() *command {
 	return &command{
 		name:    "demo",
-		summary: "Run the whole job offline: serve a built-in multi-platform image from a registry on loopback, resolve, pull, unpack, and check it.",
+		summary: "Run the whole job offline: serve a built-in multi-platform image from a registry on loopback, resolve, pull, unpack, then rebuild every layer and check it.",
 		usage:   "demo [--platform OS/ARCH[/VARIANT]] [--keep DIR]",
 		example: prog + " demo --keep ./demo",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
@@ -130,7 +131,24 @@ func runDemo(ctx context.Context, e *env, platform, keep string) error {
 	}
 	say("     /etc/motd says %q; /var/cache/junk was whited out by layer 2", string(motd[:len(motd)-1]))
 
-	say("done: %s, %d layers, %d files, %s, all verified", res.Manifest.Descriptor.Digest, len(res.Layers), files, humanBytes(bytes))
+	// 4. Rebuild every layer from the tree and the tar-split metadata
+	// alone, after deleting the store, and check each against its diffID.
+	if err := os.RemoveAll(store); err != nil {
+		return errdefs.Wrap(err, errdefs.ErrInternal, "removing the store")
+	}
+	checks, err := apply.Check(ctx, apply.DefaultStateDir(rootfs), rootfs)
+	if err != nil {
+		return err
+	}
+	say("4. deleted the store, then rebuilt each layer's tar from the rootfs and its tar-split metadata:")
+	for _, c := range checks {
+		if c.Err != nil {
+			return c.Err
+		}
+		say("     layer %d  %d bytes, sha256 equals the diffID %s", c.Index+1, c.Bytes, c.DiffID)
+	}
+
+	say("done: %s, %d layers, %d files, %s, all verified and reproducible", res.Manifest.Descriptor.Digest, len(res.Layers), files, humanBytes(bytes))
 	if keep == "" {
 		say("(temporary files removed; run with --keep DIR to look at them)")
 	}

@@ -58,6 +58,8 @@ func commands() []*command {
 		pullCommand(),
 		unpackCommand(),
 		bundleCommand(),
+		rebuildCommand(),
+		verifyCommand(),
 		gcCommand(),
 		validateCommand(),
 	}
@@ -103,7 +105,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err := runCmd(ctx, e, pos); err != nil {
 		var inv errInvalid
-		if errors.As(err, &inv) {
+		var failed errFailed
+		if errors.As(err, &inv) || errors.As(err, &failed) {
 			// The problems are the output; only the status is left to give.
 			if !e.json {
 				fmt.Fprintf(stderr, "%s %s: %v\n", prog, c.name, err)

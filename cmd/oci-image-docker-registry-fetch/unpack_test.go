@@ -1,7 +1,10 @@
 package main
 
 import (
+	"strconv"
+
 	"encoding/json"
+	"github.com/opencontainers/go-digest"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -120,5 +123,111 @@ func TestBundleLayout(t *testing.T) {
 	motd, _ := os.ReadFile(filepath.Join(dir, "rootfs/etc/motd"))
 	if string(motd) != "built for arm\n" {
 		t.Fatalf("rootfs/etc/motd = %q", motd)
+	}
+}
+
+func TestRebuildAndVerify(t *testing.T) {
+	work := t.TempDir()
+	rootfs, store := filepath.Join(work, "rootfs"), filepath.Join(work, "store")
+	if code, _, stderr := cli(t, "unpack", "--quiet", "--store", store, "--platform", "linux/arm64", layout, rootfs); code != 0 {
+		t.Fatalf("unpack: %s", stderr)
+	}
+	var res resolveOutput
+	_, stdout, _ := cli(t, "resolve", "--json", "--platform", "linux/arm64", layout)
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatal(err)
+	}
+	// The store's blobs are not needed to rebuild.
+	if err := os.RemoveAll(store); err != nil {
+		t.Fatal(err)
+	}
+
+	code, stdout, stderr := cli(t, "rebuild", "--all", "--check", rootfs)
+	if code != 0 || strings.Count(stdout, " ok ") != 2 {
+		t.Fatalf("rebuild --all --check: exit %d\n%s%s", code, stdout, stderr)
+	}
+	for i, l := range res.Layers {
+		out := filepath.Join(work, "layer.tar")
+		for _, sel := range []string{strconv.Itoa(i + 1), l.DiffID} {
+			if code, _, stderr := cli(t, "rebuild", "--layer", sel, "-o", out, rootfs); code != 0 {
+				t.Fatalf("rebuild --layer %s: %s", sel, stderr)
+			}
+			b, _ := os.ReadFile(out)
+			if got := digest.FromBytes(b).String(); got != l.DiffID {
+				t.Fatalf("layer %s rebuilt to %s, diffID %s", sel, got, l.DiffID)
+			}
+		}
+	}
+	if code, stdout, _ := cli(t, "verify", rootfs); code != 0 || stdout != "" {
+		t.Fatalf("verify of an untouched tree: exit %d %q", code, stdout)
+	}
+
+	// Drift: a changed file, a removed one, a new one.
+	os.WriteFile(filepath.Join(rootfs, "etc/motd"), []byte("built for ARM64\n"), 0o644)
+	os.Remove(filepath.Join(rootfs, "bin/hi"))
+	os.Remove(filepath.Join(rootfs, "etc/os-release"))
+	os.WriteFile(filepath.Join(rootfs, "etc/new"), nil, 0o644)
+	code, stdout, _ = cli(t, "verify", rootfs)
+	want := []string{"appeared etc/new", "changed etc/motd", "disappeared bin/hi", "disappeared etc/os-release"}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	sort.Strings(lines)
+	for i := range lines {
+		lines[i], _, _ = strings.Cut(lines[i], " (")
+	}
+	if code != exitVerification || strings.Join(lines, "|") != strings.Join(want, "|") {
+		t.Fatalf("verify: exit %d\n%s", code, stdout)
+	}
+	code, stdout, _ = cli(t, "rebuild", "--all", "--check", "--json", rootfs)
+	var check struct {
+		OK     bool
+		Layers []struct {
+			Layer int
+			OK    bool
+			Kind  string
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &check); err != nil {
+		t.Fatal(err)
+	}
+	// Layer 1 wrote etc/os-release, layer 2 etc/motd: neither rebuilds
+	// now. (bin/hi, a symlink, is all in its header: no payload to miss.)
+	if code != exitVerification || check.OK || len(check.Layers) != 2 {
+		t.Fatalf("rebuild --check after drift: exit %d %s", code, stdout)
+	}
+	for _, l := range check.Layers {
+		if l.OK || l.Kind == "" {
+			t.Fatalf("layer %d: ok %v kind %q", l.Layer, l.OK, l.Kind)
+		}
+	}
+	code, _, _ = cli(t, "rebuild", "--layer", "2", "-o", filepath.Join(work, "bad.tar"), rootfs)
+	if _, err := os.Stat(filepath.Join(work, "bad.tar")); code != exitVerification || err == nil {
+		t.Fatalf("a failed rebuild: exit %d, file left: %v", code, err == nil)
+	}
+}
+
+// An unpack that did not finish is detected and redone; a finished one is
+// not overwritten.
+func TestUnpackRepairsAnInterruptedTree(t *testing.T) {
+	work := t.TempDir()
+	rootfs, store := filepath.Join(work, "rootfs"), filepath.Join(work, "store")
+	if code, _, stderr := cli(t, "unpack", "--quiet", "--store", store, layout, rootfs); code != 0 {
+		t.Fatal(stderr)
+	}
+	statePath := filepath.Join(work, ".rootfs.ocifetch", "state.json")
+	b, err := os.ReadFile(statePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Pretend the apply was cut short after writing a stray file.
+	os.WriteFile(statePath, []byte(strings.Replace(string(b), `"complete"`, `"applying"`, 1)), 0o644)
+	os.WriteFile(filepath.Join(rootfs, "half-written"), []byte("x"), 0o644)
+	if code, _, stderr := cli(t, "unpack", "--quiet", "--store", store, layout, rootfs); code != 0 {
+		t.Fatalf("repairing unpack: %s", stderr)
+	}
+	if _, err := os.Stat(filepath.Join(rootfs, "half-written")); err == nil {
+		t.Fatal("the incomplete tree was not wiped")
+	}
+	if code, _, _ := cli(t, "rebuild", "--all", "--check", rootfs); code != 0 {
+		t.Fatal("the repaired tree does not rebuild")
 	}
 }

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ocifetch/ocifetch/apply"
+	"github.com/ocifetch/ocifetch/errdefs"
+)
+
+// stateFlags locate the metadata of a materialized root filesystem.
+type stateFlags struct {
+	store string
+	state string
+	json  bool
+}
+
+func (s *stateFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&s.store, "store", "", "the blob store `DIR` (accepted for symmetry; rebuilding needs only the tree and its metadata)")
+	fs.StringVar(&s.state, "state", "", "the state `DIR` unpack recorded (default: .ROOTFS.ocifetch beside ROOTFS)")
+	fs.BoolVar(&s.json, "json", false, "print one JSON object")
+}
+
+func (s *stateFlags) dir(rootfs string) string {
+	if s.state != "" {
+		return s.state
+	}
+	return apply.DefaultStateDir(rootfs)
+}
+
+// errFailed ends a command with the verification exit status after its
+// own output said what failed.
+type errFailed struct{ msg string }
+
+func (e errFailed) Error() string { return e.msg }
+
+func rebuildCommand() *command {
+	return &command{
+		name:    "rebuild",
+		summary: "Rebuild a layer's tar bit-for-bit from an unpacked root filesystem and its tar-split metadata, or check every layer.",
+		usage:   "rebuild [--store DIR] [--state DIR] [--layer N|DIFFID] [--all] [--check] [-o FILE|DIR] [--json] ROOTFS",
+		example: prog + " rebuild --layer 1 -o layer1.tar ./rootfs && " + prog + " rebuild --all --check ./rootfs",
+		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+			var sf stateFlags
+			var layer, out string
+			var all, check bool
+			sf.register(fs)
+			fs.StringVar(&layer, "layer", "", "the layer to rebuild: its position `N` (1 is the lowest) or its diffID")
+			fs.BoolVar(&all, "all", false, "rebuild every layer")
+			fs.BoolVar(&check, "check", false, "with --all: check each rebuilt layer against its diffID, one line per layer, and write nothing")
+			fs.StringVar(&out, "o", "", "write the tar to `FILE` (default: standard output); with --all, into DIR as <diffID>.tar")
+			return func(ctx context.Context, e *env, args []string) error {
+				if len(args) != 1 {
+					return usagef("rebuild takes one root filesystem directory, got %d arguments", len(args))
+				}
+				rootfs := args[0]
+				state := sf.dir(rootfs)
+				switch {
+				case all && layer != "":
+					return usagef("--layer and --all exclude each other")
+				case all && !check && out == "":
+					return usagef("--all needs --check, or -o DIR to write the layers")
+				case !all && layer == "":
+					return usagef("name a layer with --layer N|DIFFID, or use --all")
+				case check && !all:
+					return usagef("--check goes with --all")
+				}
+				if all {
+					return rebuildAll(ctx, e, state, rootfs, out, check, sf.json)
+				}
+				st, err := apply.Status(state)
+				if err != nil {
+					return err
+				}
+				d, err := pickLayer(st, layer)
+				if err != nil {
+					return err
+				}
+				return rebuildOne(ctx, e, state, rootfs, d, out)
+			}
+		},
+	}
+}
+
+// pickLayer maps "N" (1-based) or a diffID to a layer's diffID.
+func pickLayer(st *apply.State, s string) (digest.Digest, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n < 1 || n > len(st.Layers) {
+			return "", errdefs.New(errdefs.ErrNotFound, "there is no layer %d: the image has %d layers", n, len(st.Layers))
+		}
+		return st.Layers[n-1].DiffID, nil
+	}
+	d, err := digest.Parse(s)
+	if err != nil {
+		return "", errdefs.Wrap(err, errdefs.ErrInvalidArgument, "--layer %q is neither a position nor a diffID", s)
+	}
+	return d, nil
+}
+
+// rebuildOne writes one layer to out (a temp file renamed into place on
+// success, so a failed rebuild leaves no file) or to standard output.
+func rebuildOne(ctx context.Context, e *env, state, rootfs string, d digest.Digest, out string) error {
+	if out == "" || out == "-" {
+		return apply.Rebuild(ctx, state, rootfs, d, e.stdout)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*")
+	if err != nil {
+		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "-o %s", out)
+	}
+	defer os.Remove(tmp.Name())
+	if err := apply.Rebuild(ctx, state, rootfs, d, tmp); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return errdefs.Wrap(err, errdefs.ErrInternal, "writing %s", out)
+	}
+	if err := os.Rename(tmp.Name(), out); err != nil {
+		return errdefs.Wrap(err, errdefs.ErrInternal, "writing %s", out)
+	}
+	return nil
+}
+
+type layerCheckJSON struct {
+	Layer  int    `json:"layer"`
+	DiffID string `json:"diffID"`
+	Bytes  int64  `json:"bytes"`
+	OK     bool   `json:"ok"`
+	Kind   string `json:"kind,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+func rebuildAll(ctx context.Context, e *env, state, rootfs, outDir string, check, asJSON bool) error {
+	var res []apply.LayerCheck
+	var err error
+	if check {
+		res, err = apply.Check(ctx, state, rootfs)
+	} else {
+		if err := os.MkdirAll(outDir, 0o755); err != nil {
+			return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "-o %s", outDir)
+		}
+		res, err = apply.RebuildAll(ctx, state, rootfs, func(i int, d digest.Digest) (io.WriteCloser, error) {
+			f, err := os.Create(filepath.Join(outDir, d.Encoded()+".tar"))
+			if err != nil {
+				return nil, errdefs.Wrap(err, errdefs.ErrInternal, "writing layer %d", i+1)
+			}
+			return f, nil
+		})
+	}
+	if err != nil {
+		return err
+	}
+	failed := 0
+	var rows []layerCheckJSON
+	for _, c := range res {
+		row := layerCheckJSON{Layer: c.Index + 1, DiffID: c.DiffID.String(), Bytes: c.Bytes, OK: c.Err == nil}
+		if c.Err != nil {
+			failed++
+			row.Kind, row.Error = string(errdefs.KindOf(c.Err)), oneLine(c.Err.Error())
+			if !check {
+				os.Remove(filepath.Join(outDir, c.DiffID.Encoded()+".tar"))
+			}
+		}
+		rows = append(rows, row)
+		if !asJSON {
+			if c.Err == nil {
+				fmt.Fprintf(e.stdout, "layer %d %s ok %d bytes\n", c.Index+1, c.DiffID, c.Bytes)
+			} else {
+				fmt.Fprintf(e.stdout, "layer %d %s FAILED %s: %s\n", c.Index+1, c.DiffID, row.Kind, row.Error)
+			}
+		}
+	}
+	if asJSON {
+		if err := writeJSON(e, map[string]any{"rootfs": rootfs, "layers": rows, "ok": failed == 0}); err != nil {
+			return err
+		}
+	}
+	if failed > 0 {
+		return errFailed{fmt.Sprintf("%d of %d layers did not rebuild to their diffID", failed, len(res))}
+	}
+	return nil
+}
+
+func verifyCommand() *command {
+	return &command{
+		name:    "verify",
+		summary: "Compare an unpacked root filesystem with what unpack left, and print each path that changed, disappeared or appeared.",
+		usage:   "verify [--store DIR] [--state DIR] [--json] ROOTFS",
+		example: prog + " verify ./rootfs",
+		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+			var sf stateFlags
+			sf.register(fs)
+			return func(ctx context.Context, e *env, args []string) error {
+				if len(args) != 1 {
+					return usagef("verify takes one root filesystem directory, got %d arguments", len(args))
+				}
+				drift, err := apply.Verify(ctx, sf.dir(args[0]), args[0])
+				if err != nil {
+					return err
+				}
+				if sf.json {
+					if drift == nil {
+						drift = []apply.Drift{}
+					}
+					if err := writeJSON(e, map[string]any{"rootfs": args[0], "clean": len(drift) == 0, "drift": drift}); err != nil {
+						return err
+					}
+				} else {
+					for _, d := range drift {
+						line := string(d.Kind) + " " + d.Path
+						if len(d.Changes) > 0 {
+							line += " (" + strings.Join(d.Changes, ", ") + ")"
+						}
+						fmt.Fprintln(e.stdout, line)
+					}
+				}
+				if len(drift) > 0 {
+					return errFailed{fmt.Sprintf("%d paths differ from what was unpacked", len(drift))}
+				}
+				return nil
+			}
+		},
+	}
+}
