@@ -96,6 +96,9 @@ type Result struct {
 	Store    *fetch.Store
 	Pull     *fetch.Result
 	Apply    *apply.Report // nil for Pull
+	// StateDir holds the tar-split metadata and apply state (Unpack and
+	// Bundle); apply.Rebuild and apply.Verify read it.
+	StateDir string
 }
 
 // Pull resolves ref and fetches its config and layers into the store.
@@ -183,7 +186,7 @@ func Unpack(ctx context.Context, ref, dir string, opts ...Option) (*Result, erro
 	if err != nil {
 		return nil, err
 	}
-	return &Result{Resolved: res, Store: store, Pull: pr, Apply: rep}, nil
+	return &Result{Resolved: res, Store: store, Pull: pr, Apply: rep, StateDir: stateDir}, nil
 }
 
 // prepareTarget makes dir ready for a fresh apply. A tree whose state says
@@ -251,10 +254,14 @@ func checkEmptyTarget(dir string) error {
 // unpacked into dir/rootfs, and dir/config.json converted from the image
 // config as image-spec conversion.md says (see package bundle).
 func Bundle(ctx context.Context, ref, dir string, opts ...Option) (*Result, error) {
-	if err := checkEmptyTarget(dir); err != nil {
-		return nil, err
-	}
 	rootfs := filepath.Join(dir, "rootfs")
+	// A bundle whose unpack was interrupted holds its rootfs and state:
+	// Unpack repairs it. Otherwise the directory must be empty.
+	if _, err := apply.Status(apply.DefaultStateDir(rootfs)); err != nil {
+		if err := checkEmptyTarget(dir); err != nil {
+			return nil, err
+		}
+	}
 	res, err := Unpack(ctx, ref, rootfs, opts...)
 	if err != nil {
 		return nil, err

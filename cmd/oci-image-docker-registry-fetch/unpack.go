@@ -14,6 +14,7 @@ import (
 type unpackOutput struct {
 	pullOutput
 	Target   string          `json:"target"`
+	State    string          `json:"state"`
 	Applied  []layerApplied  `json:"applied"`
 	Warnings []apply.Warning `json:"warnings"`
 }
@@ -61,7 +62,7 @@ func unpackCommand() *command {
 				if rf.json {
 					out := unpackOutput{
 						pullOutput: pullOutput{resolveOutput: resolvedJSON(res.Resolved), Store: res.Store.Dir(), Name: res.Pull.Name, Downloaded: res.Pull.Downloaded},
-						Target:     args[1], Applied: []layerApplied{}, Warnings: []apply.Warning{},
+						Target:     args[1], State: res.StateDir, Applied: []layerApplied{}, Warnings: []apply.Warning{},
 					}
 					for _, l := range res.Apply.Layers {
 						out.Applied = append(out.Applied, layerApplied{DiffID: l.DiffID.String(), Entries: l.Entries, Files: l.Files, Bytes: l.Bytes})

@@ -231,3 +231,26 @@ func TestUnpackRepairsAnInterruptedTree(t *testing.T) {
 		t.Fatal("the repaired tree does not rebuild")
 	}
 }
+
+// A bundle cut short is finished by running bundle again.
+func TestBundleRepairsAnInterruptedBundle(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "b")
+	store := t.TempDir()
+	if code, _, stderr := cli(t, "bundle", "--quiet", "--store", store, layout, dir); code != 0 {
+		t.Fatal(stderr)
+	}
+	statePath := filepath.Join(dir, ".rootfs.ocifetch", "state.json")
+	b, _ := os.ReadFile(statePath)
+	os.WriteFile(statePath, []byte(strings.Replace(string(b), `"complete"`, `"applying"`, 1)), 0o644)
+	os.Remove(filepath.Join(dir, "config.json"))
+	if code, _, stderr := cli(t, "bundle", "--quiet", "--store", store, layout, dir); code != 0 {
+		t.Fatalf("second bundle: %s", stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil {
+		t.Fatal(err)
+	}
+	// A complete bundle is not overwritten.
+	if code, _, _ := cli(t, "bundle", "--quiet", "--store", store, layout, dir); code != exitUsage {
+		t.Fatalf("bundle over a complete bundle: exit %d", code)
+	}
+}
