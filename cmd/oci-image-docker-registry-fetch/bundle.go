@@ -17,36 +17,29 @@ func bundleCommand() *command {
 		usage:   "bundle [--platform OS/ARCH[/VARIANT]] [--store DIR] [--jobs N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-foreign-host HOST]... REF DIR",
 		example: prog + " bundle --platform linux/amd64 docker.io/library/alpine:3.20 ./alpine-bundle && runc run -b ./alpine-bundle demo",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
-			var rf registryFlags
-			var sf storeFlags
-			rf.register(fs)
-			sf.register(fs)
+			var pf pipelineFlags
+			pf.register(fs)
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) != 2 {
 					return usagef("bundle takes a reference and a directory, got %d arguments", len(args))
 				}
-				ropts, err := rf.options()
+				opts, p, err := pf.options(e)
 				if err != nil {
 					return err
 				}
 				start := time.Now()
-				p := newProgress(e.stderr, sf.quiet || rf.json)
-				opts := []ocifetch.Option{ocifetch.WithResolveOptions(ropts...), ocifetch.WithFetchOptions(sf.options(p)...)}
-				if sf.store != "" {
-					opts = append(opts, ocifetch.WithStore(sf.store))
-				}
 				res, err := ocifetch.Bundle(ctx, args[0], args[1], opts...)
 				p.finish()
 				if err != nil {
 					return err
 				}
-				if rf.json {
+				if pf.json {
 					return writeJSON(e, map[string]any{
 						"reference": res.Resolved.Reference, "manifest": toDesc(res.Resolved.Manifest.Descriptor),
 						"bundle": args[1], "rootfs": filepath.Join(args[1], "rootfs"), "config": filepath.Join(args[1], "config.json"),
 					})
 				}
-				if !sf.quiet {
+				if !pf.quiet {
 					fmt.Fprintf(e.stderr, "bundle %s ready in %s (%s)\n", args[1], time.Since(start).Round(time.Millisecond), res.Resolved.Reference)
 				}
 				fmt.Fprintln(e.stdout, res.Resolved.Manifest.Descriptor.Digest)

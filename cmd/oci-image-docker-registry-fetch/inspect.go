@@ -24,14 +24,7 @@ func inspectCommand() *command {
 			var rf registryFlags
 			rf.register(fs)
 			return func(ctx context.Context, e *env, args []string) error {
-				if len(args) != 1 {
-					return usagef("inspect takes exactly one reference, got %d arguments", len(args))
-				}
-				opts, err := rf.options()
-				if err != nil {
-					return err
-				}
-				res, err := resolve.Resolve(ctx, args[0], opts...)
+				res, err := rf.resolveArg(ctx, "inspect", args)
 				if err != nil {
 					return err
 				}

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ocifetch/ocifetch"
 	"github.com/ocifetch/ocifetch/fetch"
-	"github.com/ocifetch/ocifetch/resolve"
 )
 
 // storeFlags are the flags of commands that use the store.
@@ -45,6 +45,36 @@ func (s *storeFlags) options(p *progress) []fetch.Option {
 	return opts
 }
 
+// pipelineFlags are the flags of the commands that run the pipeline (pull,
+// unpack, bundle): where to resolve from and how to fetch.
+type pipelineFlags struct {
+	registryFlags
+	storeFlags
+}
+
+func (f *pipelineFlags) register(fs *flag.FlagSet) {
+	f.registryFlags.register(fs)
+	f.storeFlags.register(fs)
+}
+
+// options turns the flags into library options and starts the progress
+// display, which the caller finishes.
+func (f *pipelineFlags) options(e *env) ([]ocifetch.Option, *progress, error) {
+	ropts, err := f.registryFlags.options()
+	if err != nil {
+		return nil, nil, err
+	}
+	if f.jobs < 1 {
+		return nil, nil, usagef("--jobs must be at least 1")
+	}
+	p := newProgress(e.stderr, f.quiet || f.json)
+	opts := []ocifetch.Option{ocifetch.WithResolveOptions(ropts...), ocifetch.WithFetchOptions(f.storeFlags.options(p)...)}
+	if f.store != "" {
+		opts = append(opts, ocifetch.WithStore(f.store))
+	}
+	return opts, p, nil
+}
+
 // pullOutput is "resolve --json" plus where the image now is.
 type pullOutput struct {
 	resolveOutput
@@ -60,48 +90,34 @@ func pullCommand() *command {
 		usage:   "pull [--store DIR] [--platform OS/ARCH[/VARIANT]] [--jobs N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-foreign-host HOST]... REF",
 		example: prog + " pull --store ./store --platform linux/amd64 docker.io/library/alpine:3.20",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
-			var rf registryFlags
-			var sf storeFlags
-			rf.register(fs)
-			sf.register(fs)
+			var pf pipelineFlags
+			pf.register(fs)
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) != 1 {
 					return usagef("pull takes exactly one reference, got %d arguments", len(args))
 				}
-				if sf.jobs < 1 {
-					return usagef("--jobs must be at least 1")
-				}
-				opts, err := rf.options()
-				if err != nil {
-					return err
-				}
-				store, err := sf.open()
+				opts, p, err := pf.options(e)
 				if err != nil {
 					return err
 				}
 				start := time.Now()
-				res, err := resolve.Resolve(ctx, args[0], opts...)
-				if err != nil {
-					return err
-				}
-				p := newProgress(e.stderr, sf.quiet || rf.json)
-				out, err := fetch.Pull(ctx, res, store, sf.options(p)...)
+				res, err := ocifetch.Pull(ctx, args[0], opts...)
 				p.finish()
 				if err != nil {
 					return err
 				}
-				if rf.json {
-					return writeJSON(e, pullOutput{resolveOutput: resolvedJSON(res), Store: store.Dir(), Name: out.Name, Downloaded: out.Downloaded})
+				if pf.json {
+					return writeJSON(e, pullOutput{resolveOutput: resolvedJSON(res.Resolved), Store: res.Store.Dir(), Name: res.Pull.Name, Downloaded: res.Pull.Downloaded})
 				}
-				if !sf.quiet {
+				if !pf.quiet {
 					var total int64
-					for _, l := range out.Layers {
+					for _, l := range res.Pull.Layers {
 						total += l.Size
 					}
-					fmt.Fprintf(e.stderr, "pulled %s: %d layers, %s, %s downloaded in %s into %s\n", res.Reference, len(out.Layers),
-						humanBytes(total), humanBytes(out.Downloaded), time.Since(start).Round(time.Millisecond), store.Dir())
+					fmt.Fprintf(e.stderr, "pulled %s: %d layers, %s, %s downloaded in %s into %s\n", res.Resolved.Reference, len(res.Pull.Layers),
+						humanBytes(total), humanBytes(res.Pull.Downloaded), time.Since(start).Round(time.Millisecond), res.Store.Dir())
 				}
-				fmt.Fprintln(e.stdout, res.Manifest.Descriptor.Digest)
+				fmt.Fprintln(e.stdout, res.Resolved.Manifest.Descriptor.Digest)
 				return nil
 			}
 		},

@@ -50,6 +50,18 @@ func (r *registryFlags) options() ([]resolve.Option, error) {
 	return opts, nil
 }
 
+// resolveArg resolves the one reference a command takes.
+func (r *registryFlags) resolveArg(ctx context.Context, cmd string, args []string) (*resolve.Resolved, error) {
+	if len(args) != 1 {
+		return nil, usagef("%s takes exactly one reference, got %d arguments", cmd, len(args))
+	}
+	opts, err := r.options()
+	if err != nil {
+		return nil, err
+	}
+	return resolve.Resolve(ctx, args[0], opts...)
+}
+
 func resolveCommand() *command {
 	return &command{
 		name:    "resolve",
@@ -60,14 +72,7 @@ func resolveCommand() *command {
 			var rf registryFlags
 			rf.register(fs)
 			return func(ctx context.Context, e *env, args []string) error {
-				if len(args) != 1 {
-					return usagef("resolve takes exactly one reference, got %d arguments", len(args))
-				}
-				opts, err := rf.options()
-				if err != nil {
-					return err
-				}
-				res, err := resolve.Resolve(ctx, args[0], opts...)
+				res, err := rf.resolveArg(ctx, "resolve", args)
 				if err != nil {
 					return err
 				}

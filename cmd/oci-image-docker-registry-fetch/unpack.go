@@ -33,33 +33,23 @@ func unpackCommand() *command {
 		usage:   "unpack [--platform OS/ARCH[/VARIANT]] [--store DIR] [--jobs N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-foreign-host HOST]... REF DIR",
 		example: prog + " unpack --platform linux/amd64 docker.io/library/alpine:3.20 ./rootfs",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
-			var rf registryFlags
-			var sf storeFlags
-			rf.register(fs)
-			sf.register(fs)
+			var pf pipelineFlags
+			pf.register(fs)
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) != 2 {
 					return usagef("unpack takes a reference and a directory, got %d arguments", len(args))
 				}
-				ropts, err := rf.options()
+				opts, p, err := pf.options(e)
 				if err != nil {
 					return err
 				}
 				start := time.Now()
-				p := newProgress(e.stderr, sf.quiet || rf.json)
-				opts := []ocifetch.Option{
-					ocifetch.WithResolveOptions(ropts...),
-					ocifetch.WithFetchOptions(sf.options(p)...),
-				}
-				if sf.store != "" {
-					opts = append(opts, ocifetch.WithStore(sf.store))
-				}
 				res, err := ocifetch.Unpack(ctx, args[0], args[1], opts...)
 				p.finish()
 				if err != nil {
 					return err
 				}
-				if rf.json {
+				if pf.json {
 					out := unpackOutput{
 						pullOutput: pullOutput{resolveOutput: resolvedJSON(res.Resolved), Store: res.Store.Dir(), Name: res.Pull.Name, Downloaded: res.Pull.Downloaded},
 						Target:     args[1], State: res.StateDir, Applied: []layerApplied{}, Warnings: []apply.Warning{},
@@ -79,7 +69,7 @@ func unpackCommand() *command {
 						fmt.Fprintf(e.stderr, "warning: %s: %s\n", w.Path, w.Message)
 					}
 				}
-				if !sf.quiet {
+				if !pf.quiet {
 					fmt.Fprintf(e.stderr, "unpacked %s (%s): %d layers, %d files, %s in %s into %s\n",
 						res.Resolved.Reference, res.Resolved.Manifest.Descriptor.Digest, len(res.Apply.Layers), files,
 						humanBytes(bytes), time.Since(start).Round(time.Millisecond), args[1])
