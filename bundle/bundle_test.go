@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -13,10 +12,10 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
-	"github.com/santhosh-tekuri/jsonschema/v5"
 
 	"github.com/ocifetch/ocifetch/bundle"
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/specschema"
 )
 
 const passwd = `root:x:0:0:root:/root:/bin/sh
@@ -205,42 +204,7 @@ func TestConfigValidatesAgainstRuntimeSpecSchema(t *testing.T) {
 	}
 }
 
-// validateConfig checks a config.json against the schema shipped in the
-// runtime-spec module this project builds with.
 func validateConfig(t *testing.T, data []byte) error {
 	t.Helper()
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/opencontainers/runtime-spec").Output()
-	if err != nil {
-		t.Fatalf("locating runtime-spec: %v", err)
-	}
-	// Some $refs say "defs.json#definitions/x", a pointer without its
-	// leading slash that gojsonschema (runtime-spec's own validator)
-	// tolerates and a strict one does not; copy the schema and fix them.
-	src := filepath.Join(strings.TrimSpace(string(out)), "schema")
-	tmp := t.TempDir()
-	files, _ := filepath.Glob(filepath.Join(src, "*.json"))
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b = []byte(strings.ReplaceAll(string(b), `#definitions/`, `#/definitions/`))
-		if err := os.WriteFile(filepath.Join(tmp, filepath.Base(f)), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	schemaPath := filepath.Join(tmp, "config-schema.json")
-	// The schema files are draft-04; some of them do not say so, and
-	// draft-04 is what runtime-spec's own validator uses.
-	c := jsonschema.NewCompiler()
-	c.Draft = jsonschema.Draft4
-	sch, err := c.Compile(schemaPath)
-	if err != nil {
-		t.Fatalf("compiling %s: %v", schemaPath, err)
-	}
-	var doc any
-	if err := json.Unmarshal(data, &doc); err != nil {
-		t.Fatal(err)
-	}
-	return sch.Validate(doc)
+	return specschema.ValidateRuntimeConfig(data)
 }

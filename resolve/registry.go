@@ -276,7 +276,13 @@ func (e *endpoint) dial(ctx context.Context) (*http.Client, error) {
 		}
 		a, err := authn.Resolve(ctx, kc, e.auth)
 		if err != nil {
-			return nil, errdefs.Wrap(err, errdefs.ErrUnauthorized, "reading credentials for %s", e.host)
+			// A missing or malformed auth file is the caller's mistake,
+			// not the registry's refusal.
+			kind := errdefs.ErrUnauthorized
+			if errdefs.KindOf(err) == errdefs.ErrInvalidArgument {
+				kind = errdefs.ErrInvalidArgument
+			}
+			return nil, errdefs.Wrap(err, kind, "reading credentials for %s", e.host)
 		}
 		auth = a
 	}

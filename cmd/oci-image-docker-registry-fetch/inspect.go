@@ -65,7 +65,7 @@ type inspectOutput struct {
 	Available        []platformEntry   `json:"available"`
 	CompressedSize   int64             `json:"compressedSize"`
 	ConfigSummary    configSummary     `json:"configSummary"`
-	ManifestAnnotate map[string]string `json:"annotations,omitempty"`
+	ManifestAnnotate map[string]string `json:"annotations"`
 }
 
 func inspectJSON(r *resolve.Resolved) inspectOutput {
@@ -103,6 +103,9 @@ func inspectJSON(r *resolve.Resolved) inspectOutput {
 	sort.Strings(s.Volumes)
 	out.ConfigSummary = s
 	out.ManifestAnnotate = r.ImageManifest.Annotations
+	if out.ManifestAnnotate == nil {
+		out.ManifestAnnotate = map[string]string{}
+	}
 	return out
 }
 

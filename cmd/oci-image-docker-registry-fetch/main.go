@@ -159,9 +159,6 @@ func report(e *env, c *command, err error) int {
 		_ = enc.Encode(out)
 	} else {
 		fmt.Fprintf(e.stderr, "%s %s: %s\n", prog, c.name, msg)
-		if ue != nil {
-			fmt.Fprintf(e.stderr, "usage: %s %s\n", prog, c.usage)
-		}
 	}
 	if ue != nil {
 		return exitUsage

@@ -1,9 +1,16 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"context"
 	"flag"
 	"fmt"
+	"github.com/ocifetch/ocifetch/errdefs"
 	"time"
 
 	"github.com/ocifetch/ocifetch"
@@ -23,18 +30,6 @@ func (s *storeFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&s.jobs, "jobs", fetch.DefaultJobs, "download at most `N` blobs at once")
 	fs.BoolVar(&s.quiet, "quiet", false, "print no progress")
 	fs.Var(&s.allow, "allow-foreign-host", "fetch foreign layers from URLs on this `HOST` (repeatable; off by default)")
-}
-
-func (s *storeFlags) open() (*fetch.Store, error) {
-	dir := s.store
-	if dir == "" {
-		d, err := fetch.DefaultStoreDir()
-		if err != nil {
-			return nil, err
-		}
-		dir = d
-	}
-	return fetch.OpenStore(dir)
 }
 
 func (s *storeFlags) options(p *progress) []fetch.Option {
@@ -139,7 +134,20 @@ func gcCommand() *command {
 				if len(args) != 0 {
 					return usagef("gc takes no arguments")
 				}
-				store, err := sf.open()
+				// gc never creates a store: a mistyped --store must not
+				// leave an empty one somewhere and report success.
+				dir := sf.store
+				if dir == "" {
+					d, err := fetch.DefaultStoreDir()
+					if err != nil {
+						return err
+					}
+					dir = d
+				}
+				if _, err := os.Stat(filepath.Join(dir, ocispec.ImageLayoutFile)); err != nil {
+					return errdefs.New(errdefs.ErrNotFound, "%s is not a store (no %s)", dir, ocispec.ImageLayoutFile)
+				}
+				store, err := fetch.OpenStore(dir)
 				if err != nil {
 					return err
 				}
@@ -148,7 +156,14 @@ func gcCommand() *command {
 					return err
 				}
 				if asJSON {
-					return writeJSON(e, map[string]any{"store": store.Dir(), "removed": res.Blobs, "partials": res.Partials, "bytes": res.Bytes})
+					removed, partials := res.Blobs, res.Partials
+					if removed == nil {
+						removed = []digest.Digest{}
+					}
+					if partials == nil {
+						partials = []digest.Digest{}
+					}
+					return writeJSON(e, map[string]any{"store": store.Dir(), "removed": removed, "partials": partials, "bytes": res.Bytes})
 				}
 				for _, d := range res.Blobs {
 					fmt.Fprintln(e.stdout, d)
