@@ -99,7 +99,9 @@ func (a *applier) applyTar(r io.Reader, diffID digest.Digest) (rep LayerReport, 
 	if diffID != "" {
 		alg = diffID.Algorithm()
 	}
-	tr := &tarReader{r: r, h: alg.Hash(), capture: true}
+	h := newAsyncHash(alg.Hash())
+	defer h.close()
+	tr := &tarReader{r: r, h: h, capture: true, max: a.o.maxLayerBytes}
 	if _, nop := a.o.rec.(nopRecorder); !nop {
 		tr.sink = a.o.rec.segment
 	}
@@ -159,7 +161,10 @@ func (a *applier) entries(tr *tarReader) error {
 			return err
 		}
 		a.rep.Entries++
-		p := payload{r: t, crc: crc, tr: tr}
+		if max := a.o.maxEntries; max > 0 && int64(a.rep.Entries) > max {
+			return errdefs.New(errdefs.ErrTooLarge, "layer has more than the limit of %d entries", max)
+		}
+		p := payload{r: t, t: t, crc: crc, tr: tr}
 		if crc != nil {
 			crc.Reset()
 		}
@@ -212,13 +217,14 @@ func (a *applier) entries(tr *tarReader) error {
 // payload is the body of the current entry.
 type payload struct {
 	r     io.Reader
+	t     *tar.Reader // r itself, for sparse entries
 	crc   hash.Hash64 // nil when no recorder wants it
 	n     int64
 	reads int
 	tr    *tarReader
 	// tree is set when the payload becomes the content of the regular file
-	// name in the tree, which rebuild reads back; start is where it began
-	// in the stream.
+	// name (canonical, the shadow index's key) in the tree, which rebuild
+	// reads back; start is where it began in the stream.
 	tree  bool
 	name  string
 	start int64
@@ -314,11 +320,24 @@ func (a *applier) entry(hdr *tar.Header, p *payload) error {
 	if err != nil {
 		return err
 	}
-	a.touch(name)
+	a.touch(a.canon(name))
 	return nil
 }
 
-// touch records name and its parents as written by this layer.
+// canon returns the key of name in upper and in the shadow index: the
+// name with the symbolic links among its parents resolved (a/x with
+// a -> b is b/x), so that a path is recognised whichever way an entry
+// reaches it; the name itself when that cannot be told (a parent missing,
+// no /proc), consistently for a whole apply when /proc is missing.
+func (a *applier) canon(name string) string {
+	if c, ok := a.root.Canonical(name); ok {
+		return c
+	}
+	return name
+}
+
+// touch records name, a canonical name, and its parents as written by
+// this layer.
 func (a *applier) touch(name string) {
 	for name != "" {
 		if _, ok := a.upper[name]; ok {
@@ -353,12 +372,23 @@ func (a *applier) regular(name string, hdr *tar.Header, p *payload) error {
 		return err
 	}
 	defer f.Close()
-	if !isSparse(hdr) {
+	var (
+		n          int64
+		sum        uint64 // the content's CRC-64, when p.crc != nil
+		rerr, werr error
+	)
+	if isSparse(hdr) {
 		// A sparse entry's payload as archived differs from the file's
-		// content: it stays verbatim in the recorder's segments.
-		p.toTree(name)
+		// content: it stays verbatim in the recorder's segments, and the
+		// file is written with its holes as holes.
+		n, sum, rerr, werr = a.writeSparse(f, p)
+	} else {
+		p.toTree(a.canon(name))
+		n, rerr, werr = p.copyTo(a, f)
+		if p.crc != nil {
+			sum = p.crc.Sum64()
+		}
 	}
-	n, rerr, werr := p.copyTo(a, f)
 	if rerr != nil {
 		return errdefs.Wrap(rerr, errdefs.ErrLayerInvalid, errTruncFormat, hdr.Name, n, hdr.Size)
 	}
@@ -370,7 +400,7 @@ func (a *applier) regular(name string, hdr *tar.Header, p *payload) error {
 		return fsError(err, "%q", name)
 	}
 	if a.st != nil && p.crc != nil {
-		a.st.content(st.Dev, st.Ino, p.crc.Sum64())
+		a.st.content(st.Dev, st.Ino, sum)
 	}
 	chowned := false
 	if a.o.ownership != OwnershipCaller && (st.Uid != uint32(hdr.Uid) || st.Gid != uint32(hdr.Gid)) {
@@ -460,7 +490,7 @@ func (a *applier) hardlink(name string, hdr *tar.Header) error {
 	if _, ok := a.skipped[target]; ok {
 		a.rep.warn(name, WarnDeviceSkipped, "hard link to device node "+target+" not created")
 		a.skipped[name] = struct{}{}
-		return nil
+		return a.clear(name)
 	}
 	st, err := a.root.Lstat(target)
 	if err != nil && a.openUp(target, err) {
@@ -492,7 +522,7 @@ func (a *applier) special(name string, hdr *tar.Header) error {
 		case DevicesSkip:
 			a.rep.warn(name, WarnDeviceSkipped, "device node not created")
 			a.skipped[name] = struct{}{}
-			return nil
+			return a.clear(name)
 		case DevicesFail:
 			return errdefs.New(errdefs.ErrInternal, "entry %q is a device node and devices are not allowed", hdr.Name)
 		}
@@ -512,9 +542,11 @@ func (a *applier) special(name string, hdr *tar.Header) error {
 }
 
 // metadata sets owner, mode (unless a symlink), xattrs and times of name
-// by name, never following a final symlink.
+// by name, never following a final symlink. The owner is set even when
+// the header names the caller: a new entry takes the group of a setgid
+// parent, not the caller's.
 func (a *applier) metadata(name string, hdr *tar.Header, chmod bool) error {
-	if a.o.ownership != OwnershipCaller && (hdr.Uid != a.euid || hdr.Gid != a.egid) {
+	if a.o.ownership != OwnershipCaller {
 		if err := a.chown(name, hdr, func() error { return a.root.Lchown(name, hdr.Uid, hdr.Gid) }); err != nil {
 			return err
 		}
@@ -626,6 +658,26 @@ func (a *applier) create(name string, dir bool, mk func() error) (existing *unix
 	}
 }
 
+// clear makes way for an entry that is left out (a device node under
+// DevicesSkip, a hard link to one): the layer still replaces what lower
+// layers left at name, so that is removed as create would remove it (its
+// recorded payload displaced), and missing parents are created; nothing
+// new is made at name.
+func (a *applier) clear(name string) error {
+	_, err := a.create(name, false, func() error {
+		_, err := a.root.Lstat(name)
+		switch {
+		case err == nil:
+			return unix.EEXIST // removed by create, then checked again
+		case errors.Is(err, unix.ENOENT):
+			parent, _ := splitName(name)
+			_, err = a.root.Lstat(parent) // ENOENT: create makes the parents
+		}
+		return err
+	})
+	return err
+}
+
 // forgetDirs drops the pending metadata of name and of everything below
 // it, which were just removed.
 func (a *applier) forgetDirs(name string) {
@@ -685,7 +737,11 @@ func (a *applier) openUp(name string, err error) bool {
 func (a *applier) whiteout(dir, base string) error {
 	a.rep.Whiteouts++
 	if base == opaqueMarker {
-		a.touch(dir)
+		if c, ok := a.root.CanonicalDir(dir); ok {
+			a.touch(c)
+		} else {
+			a.touch(dir)
+		}
 		return a.removeLowerChildren(dir)
 	}
 	if strings.HasPrefix(base, whiteoutMeta) {
@@ -708,7 +764,7 @@ func (a *applier) whiteout(dir, base string) error {
 // layer wrote stays, and a directory this layer wrote into keeps those
 // entries while losing the rest.
 func (a *applier) removeLower(name string) error {
-	if _, mine := a.upper[name]; !mine {
+	if _, mine := a.upper[a.canon(name)]; !mine {
 		if err := a.displaceTree(name); err != nil {
 			return err
 		}

@@ -13,13 +13,28 @@
 // and names both. While the layer is applied, in one pass, the blob is
 // hashed and counted for its digest and size, and the uncompressed stream,
 // everything after the tar's end-of-archive marker included, for its
-// diffID (digest_mismatch, size_mismatch). A payload shorter than its
-// header says is layer_invalid; a tar that ends without its end-of-archive
-// blocks, or even without the padding of its last entry, is accepted as Go
-// and GNU tar accept it. Payloads are streamed through one reused buffer:
-// memory does not grow with file sizes. A failed Apply leaves a partly
-// applied tree, which the caller must discard (with a state directory,
-// its state.json says "applying").
+// diffID (digest_mismatch, size_mismatch). Past its first 4 MiB, the
+// uncompressed stream is hashed in a goroutine of its own, fed in 256 KiB
+// chunks, so that hashing overlaps with decompressing and writing files
+// (Rebuild does the same for the stream it writes). A payload shorter
+// than its header says is layer_invalid; a tar that ends without its
+// end-of-archive blocks, or even without the padding of its last entry, is
+// accepted as Go and GNU tar accept it. Payloads are streamed through one
+// reused buffer: memory does not grow with file sizes. A failed Apply
+// leaves a partly applied tree, which the caller must discard (with a
+// state directory, its state.json says "applying").
+//
+// Limits: WithMaxLayerBytes bounds the uncompressed stream (everything the
+// diffID covers) and WithMaxEntries the number of tar entries of a layer;
+// past either, the layer fails with too_large as soon as the byte or entry
+// over the limit is read, having written nothing beyond it. Both default
+// to no limit: an OCI descriptor gives only the compressed size, so there
+// is no claimed uncompressed size to hold the stream to, and legitimate
+// layers are many GiB uncompressed. A payload longer than the stream
+// holds fails as truncated once the stream ends, without a limit too;
+// memory never depends on sizes or entry counts, except the per-layer
+// sets of names written and directories touched, which grow with the
+// entries (WithMaxEntries bounds them).
 //
 // # Layer semantics (image-spec layer.md)
 //
@@ -27,8 +42,11 @@
 //     layers left it; DIR/.wh..wh..opq removes every child of DIR the lower
 //     layers left. Entries of the same layer stay, before or after the
 //     marker in the tar: the applier records what the layer wrote (as umoci
-//     does). Whiteout files never appear in the tree; other .wh..wh.*
-//     entries are AUFS metadata, ignored with a warning.
+//     does), by canonical path, the symbolic links among the parents
+//     resolved inside the root (a/x written with a -> b is b/x to a
+//     whiteout b/.wh.x, and the reverse). Whiteout files never appear in
+//     the tree; other .wh..wh.* entries are AUFS metadata, ignored with a
+//     warning.
 //   - A non-directory replacing a directory, or the reverse, removes the
 //     old entry (with everything below it) first; a directory over a
 //     directory keeps the children and takes the new metadata. Any other
@@ -37,6 +55,15 @@
 //   - Hard links refer to an entry of this or a lower layer. Symbolic links
 //     are created as they are and never followed while extracting.
 //   - Parents missing from the tar are created (0755, owned by the caller).
+//   - Sparse entries (old GNU 'S', PAX GNU.sparse 0.0, 0.1 and 1.0) are
+//     written sparsely: each data fragment at its offset (pwrite), the
+//     holes skipped, the size set by ftruncate, so a layer of a few KiB
+//     holding a 60 GB sparse file leaves a 60 GB file of a few blocks, on
+//     file systems with holes. The sparse map is the tar reader's, reached
+//     through its hole-skipping writer (an unexported field, by
+//     reflection); were that ever out of reach, the entry would be written
+//     densely, zeros included. Only sparse entries are treated so: regular
+//     files are never scanned for zeros.
 //   - Mode bits (setuid, setgid, sticky included), owners, PAX
 //     SCHILY.xattr.* attributes, device nodes, FIFOs, and access and
 //     modification times to the nanosecond. Directory modes and times are
@@ -136,18 +163,23 @@
 // removal of a directory above it), it moves that file by rename(2) into
 // shadow/<layer>/<position> (a copy when the state directory is on another
 // file system); an in-memory index of which (layer, position) each path
-// holds makes this a map lookup. Other hard links to the same inode are
-// unaffected, and need not be: an entry's payload is read through the name
-// that entry wrote, or from its shadow copy. Rebuild checks each payload's
+// holds makes this a map lookup. The index knows paths by canonical name
+// (symbolic links among the parents resolved, by reading
+// /proc/self/fd/N of the parent directory the root handle resolved; by the
+// names as written when /proc is missing), so a payload written as a/x
+// with a -> b and replaced as b/x, or the reverse, is moved aside. Other
+// hard links to the same inode are unaffected, and need not be: an
+// entry's payload is read through the name that entry wrote, or from its
+// shadow copy. Rebuild checks each payload's
 // size and CRC-64 (a *PayloadError: digest_mismatch "changed" naming the
 // file, not_found "missing", or not_found "not kept" under WithoutShadow),
 // hashes the stream as it writes it and withholds its last 1024 bytes until
 // the digest equals the diffID (digest_mismatch otherwise): a wrong rebuild
-// always ends in an error, never in a clean EOF. Limitation: the index
-// knows paths by the names the layers used; a payload written through a
-// symbolic link among its parents (a/x with a -> b) and later replaced
-// through its real name (b/x), or the reverse, is not moved aside, and
-// rebuilding its layer fails with an error naming it.
+// always ends in an error, never in a clean EOF. Limitation: a payload is
+// read back by its entry's name; when a symbolic link among that name's
+// parents was itself replaced later (a/x written with a -> b, then a
+// replaced by a directory), the payload is not found there, and rebuilding
+// its layer fails with an error naming it.
 //
 // tree.json.zst is a zstd stream of JSON lines, one per object of the tree
 // (the root excluded), in walk order (depth first, each directory's entries
@@ -155,10 +187,13 @@
 // UTF-8), "type" (file, dir, symlink, fifo, char, block, socket), "mode"
 // (permissions with setuid, setgid, sticky), "uid", "gid", and by type
 // "size", "crc" (CRC-64/ISO of the content, taken while the file was
-// written), "mtime" (ns), "target"/"target_raw", "rdev"}. Verify walks the
-// tree in the same order beside it and reports each path that changed
-// (and what: type, mode, owner, size, content, mtime, target, device),
-// disappeared or appeared. Directory times are not compared.
+// written; holes count as zeros without being read), "mtime" (ns),
+// "target"/"target_raw", "rdev"}. Verify walks the tree in the same
+// order beside it and reports each path that changed (and what: type,
+// mode, owner, size, content, mtime, target, device), disappeared or
+// appeared. Directory times are not compared. A file that
+// takes less space than its size (st_blocks) is read by its data regions
+// (SEEK_DATA, SEEK_HOLE), its holes accounted for without reading them.
 //
 // Reading a tree unprivileged: root reads everything. A caller that is not
 // root can rebuild and verify trees it owns (an unprivileged apply makes
@@ -173,7 +208,12 @@
 // As root, owners are preserved and device nodes created. Otherwise the
 // defaults are OwnershipCaller (everything owned by the caller) and
 // DevicesSkip (device nodes left out, each with a warning); OwnershipFail
-// and DevicesFail make those cases errors instead. Attributes the file
-// system or the kernel refuses (security.*, trusted.* when unprivileged)
-// are left out with a warning.
+// and DevicesFail make those cases errors instead. A device node left out
+// (or a hard link to one) still replaces what the lower layers had at its
+// path: that entry is removed and missing parents are created, as if the
+// node had been made. When owners are preserved, every entry gets its
+// header's owner even when it names the caller: an entry created in a
+// setgid directory does not keep the directory's group. Attributes the
+// file system or the kernel refuses (security.*, trusted.* when
+// unprivileged) are left out with a warning.
 package apply

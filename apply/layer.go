@@ -89,18 +89,18 @@ func Apply(ctx context.Context, target string, layers []Layer, opts ...Option) (
 	// Check every descriptor before touching the tree.
 	for i, l := range layers {
 		if _, ok := compressionOf(l.MediaType); !ok {
-			return nil, errdefs.New(errdefs.ErrUnsupportedMediaType, "layer %d: media type %q is not a layer type this program applies", i, l.MediaType)
+			return nil, errdefs.New(errdefs.ErrUnsupportedMediaType, "layer %d: media type %q is not a layer type this program applies", i+1, l.MediaType)
 		}
 		if err := l.DiffID.Validate(); err != nil {
-			return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "layer %d: diffID %q", i, l.DiffID)
+			return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "layer %d: diffID %q", i+1, l.DiffID)
 		}
 		if l.Digest != "" {
 			if err := l.Digest.Validate(); err != nil {
-				return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "layer %d: digest %q", i, l.Digest)
+				return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "layer %d: digest %q", i+1, l.Digest)
 			}
 		}
 		if l.Open == nil {
-			return nil, errdefs.New(errdefs.ErrInvalidArgument, "layer %d: no Open function", i)
+			return nil, errdefs.New(errdefs.ErrInvalidArgument, "layer %d: no Open function", i+1)
 		}
 	}
 	root, err := openRoot(target, o)
@@ -127,7 +127,7 @@ func Apply(ctx context.Context, target string, layers []Layer, opts ...Option) (
 		lr, err := a.applyBlob(l)
 		rep.Layers = append(rep.Layers, lr)
 		if err != nil {
-			return rep, fmt.Errorf("layer %d (%s): %w", i, l.DiffID, err)
+			return rep, fmt.Errorf("layer %d (%s): %w", i+1, l.DiffID, err)
 		}
 	}
 	if a.st != nil {
@@ -306,7 +306,9 @@ type tarReader struct {
 	capture bool               // bytes read are segment bytes
 	pending []byte             // segment bytes not yet flushed
 	sink    func([]byte) error // the recorder's segment, nil when nothing records
-	err     error              // the first error of sink
+	err     error              // the first error of sink, or the limit exceeded
+	max     int64              // WithMaxLayerBytes, 0 for none
+	over    bool               // the stream exceeded max
 }
 
 // pendingMax bounds pending: segment bytes are flushed once this many
@@ -314,9 +316,24 @@ type tarReader struct {
 const pendingMax = 1 << 20
 
 func (t *tarReader) Read(p []byte) (int, error) {
+	if t.max > 0 {
+		if t.over {
+			return 0, t.tooLarge()
+		}
+		// Read at most one byte past the limit: enough to tell the stream
+		// exceeds it, and nothing beyond is ever handed on.
+		if left := t.max - t.n + 1; int64(len(p)) > left {
+			p = p[:left]
+		}
+	}
 	n, err := t.r.Read(p)
 	if n > 0 {
 		t.n += int64(n)
+		if t.max > 0 && t.n > t.max {
+			// The byte past the limit is neither hashed nor recorded.
+			t.n, t.over = t.max, true
+			return n - 1, t.tooLarge()
+		}
 		t.h.Write(p[:n])
 		if t.capture && t.sink != nil {
 			t.pending = append(t.pending, p[:n]...)
@@ -328,6 +345,16 @@ func (t *tarReader) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// tooLarge records and returns the error of a stream past its limit: kept
+// in err, it is what the layer fails with, however the tar reader reports
+// the failed read.
+func (t *tarReader) tooLarge() error {
+	if t.err == nil {
+		t.err = errdefs.New(errdefs.ErrTooLarge, "uncompressed layer exceeds the limit of %d bytes", t.max)
+	}
+	return t.err
 }
 
 // flush hands the pending segment bytes to the sink.

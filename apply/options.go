@@ -50,6 +50,9 @@ type options struct {
 	rootOpts  []fsroot.Option
 	rec       entryRecorder
 
+	maxLayerBytes int64 // WithMaxLayerBytes, 0 for no limit
+	maxEntries    int64 // WithMaxEntries, 0 for no limit
+
 	stateDir string        // WithStateDir
 	noShadow bool          // WithoutShadow
 	imageRef string        // WithImage
@@ -70,6 +73,44 @@ func WithStateDir(dir string) Option {
 			return errdefs.New(errdefs.ErrInvalidArgument, "empty state directory")
 		}
 		opts.stateDir = dir
+		return nil
+	}
+}
+
+// WithMaxLayerBytes fails a layer whose uncompressed stream exceeds n
+// bytes, with an error of kind too_large, as soon as byte n+1 is read:
+// nothing past the limit is written. It is checked while streaming,
+// against the tar as decompressed (headers, padding and whatever follows
+// the end-of-archive blocks included, sparse entries as archived), so a
+// small blob that decompresses to far more cannot fill the disk or run
+// for hours. n = 0, the default, means no limit, for two reasons: an OCI
+// descriptor gives the compressed size only, so there is no claimed
+// uncompressed size to hold the stream to (the diffID is checked, but only
+// at the end), and legitimate layers (CUDA, model weights, game assets)
+// are many GiB uncompressed, so any fixed default would refuse real
+// images. Callers that apply untrusted images should set one.
+func WithMaxLayerBytes(n int64) Option {
+	return func(opts *options) error {
+		if n < 0 {
+			return errdefs.New(errdefs.ErrInvalidArgument, "negative layer size limit %d", n)
+		}
+		opts.maxLayerBytes = n
+		return nil
+	}
+}
+
+// WithMaxEntries fails a layer of more than n tar entries (each header
+// Next returns: files, directories, links, whiteouts, PAX global headers;
+// a PAX or GNU long-name header counts with the entry it belongs to) with
+// an error of kind too_large, when entry n+1 is read. It bounds the time
+// and inodes a layer of millions of tiny entries costs. n = 0, the
+// default, means no limit.
+func WithMaxEntries(n int64) Option {
+	return func(opts *options) error {
+		if n < 0 {
+			return errdefs.New(errdefs.ErrInvalidArgument, "negative entry limit %d", n)
+		}
+		opts.maxEntries = n
 		return nil
 	}
 }

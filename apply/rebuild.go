@@ -177,7 +177,7 @@ func RebuildAll(ctx context.Context, stateDir, rootfs string, open func(index in
 		}
 		n, err := rb.layer(ctx, l.DiffID, w)
 		if cerr := w.Close(); err == nil && cerr != nil {
-			err = errdefs.Wrap(cerr, errdefs.ErrInternal, "layer %d", i)
+			err = errdefs.Wrap(cerr, errdefs.ErrInternal, "layer %d", i+1)
 		}
 		res = append(res, LayerCheck{Index: i, DiffID: l.DiffID, Bytes: n, Err: err})
 		if ctx.Err() != nil {
@@ -271,7 +271,9 @@ func (rb *rebuilder) layer(ctx context.Context, diffID digest.Digest, w io.Write
 		return 0, errdefs.Wrap(err, errdefs.ErrInternal, "tar-split metadata of layer %s", diffID)
 	}
 	dec := json.NewDecoder(rb.zr)
-	hw := &holdWriter{w: w, h: diffID.Algorithm().Hash()}
+	h := newAsyncHash(diffID.Algorithm().Hash())
+	defer h.close()
+	hw := &holdWriter{w: w, h: h}
 	for i := 0; ; i++ {
 		if i%ctxCheckEvery == 0 {
 			if err := ctx.Err(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
 
 	"github.com/ocifetch/ocifetch/errdefs"
 )
@@ -226,25 +228,8 @@ func testTars(t *testing.T, dir string) map[string][]byte {
 	}
 	out := map[string][]byte{}
 	for _, e := range ents {
-		p := filepath.Join(dir, e.Name())
-		raw, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var b []byte
-		switch {
-		case strings.HasSuffix(p, ".tar"):
-			b = raw
-		case strings.HasSuffix(p, ".tar.base64"):
-			b, err = base64.StdEncoding.DecodeString(string(raw))
-		case strings.HasSuffix(p, ".tar.bz2"):
-			b, err = io.ReadAll(bzip2.NewReader(bytes.NewReader(raw)))
-		case strings.HasSuffix(p, ".gz") || bytes.HasPrefix(raw, []byte{0x1f, 0x8b}):
-			var zr *gzip.Reader
-			if zr, err = gzip.NewReader(bytes.NewReader(raw)); err == nil {
-				b, err = io.ReadAll(zr)
-			}
-		default:
+		b, ok, err := decodeTar(filepath.Join(dir, e.Name()))
+		if !ok {
 			continue
 		}
 		if err != nil {
@@ -254,6 +239,31 @@ func testTars(t *testing.T, dir string) map[string][]byte {
 		out[e.Name()] = b
 	}
 	return out
+}
+
+// decodeTar reads the tar stream of the testdata file p; ok is false for a
+// file that is not a tar.
+func decodeTar(p string) (b []byte, ok bool, err error) {
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		return nil, true, err
+	}
+	switch {
+	case strings.HasSuffix(p, ".tar"):
+		b = raw
+	case strings.HasSuffix(p, ".tar.base64"):
+		b, err = base64.StdEncoding.DecodeString(string(raw))
+	case strings.HasSuffix(p, ".tar.bz2"):
+		b, err = io.ReadAll(bzip2.NewReader(bytes.NewReader(raw)))
+	case strings.HasSuffix(p, ".gz") || bytes.HasPrefix(raw, []byte{0x1f, 0x8b}):
+		var zr *gzip.Reader
+		if zr, err = gzip.NewReader(bytes.NewReader(raw)); err == nil {
+			b, err = io.ReadAll(zr)
+		}
+	default:
+		return nil, false, nil
+	}
+	return b, true, err
 }
 
 // goAccepts reads b with Go's archive/tar, payloads included, and says why
@@ -268,6 +278,11 @@ func goAccepts(b []byte) (reason string) {
 		}
 		if err != nil {
 			return "Go's reader refuses it: " + err.Error()
+		}
+		if isSparseGo(h) && h.Size > 64<<20 {
+			// The applier writes sparse files as holes: their size costs
+			// nothing, and expanding it here could take minutes.
+			continue
 		}
 		if total += h.Size; total > 64<<20 {
 			return "expands to more than 64 MiB"
@@ -312,6 +327,7 @@ func TestRebuildTestdata(t *testing.T) {
 					t.Fatal(err)
 				}
 				applied++
+				sparseOnDisk(t, a.target)
 				a.checkRebuilds(t)
 				a.noDrift(t)
 			})
@@ -320,6 +336,29 @@ func TestRebuildTestdata(t *testing.T) {
 	t.Logf("%d archives applied and rebuilt, %d skipped:\n%s", applied, skipped, strings.Join(reasons, "\n"))
 	if applied < 40 {
 		t.Errorf("only %d archives applied", applied)
+	}
+}
+
+// sparseOnDisk fails when a file of the tree larger than 64 MiB (only a
+// sparse entry can make one here) takes more than a thousandth of its size
+// on disk.
+func sparseOnDisk(t *testing.T, dir string) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		if st.Size > 64<<20 && st.Blocks*512 > st.Size/1000 {
+			t.Errorf("%s: %d bytes on disk for a sparse file of %d", p, st.Blocks*512, st.Size)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -468,17 +507,23 @@ func TestRebuildArguments(t *testing.T) {
 	wantKind(t, err, errdefs.ErrNotFound)
 }
 
-// The documented limitation: a payload written through a symlinked parent
-// and replaced through its real name is not moved aside; rebuilding its
-// layer fails naming it, and never yields wrong bytes.
-func TestRebuildSymlinkAliasFailsSafely(t *testing.T) {
-	l0 := tarOf(t, D("usr", 0755), D("usr/lib", 0755), S("lib", "usr/lib"), F("lib/x", "v1", 0644))
-	l1 := tarOf(t, F("usr/lib/x", "v2", 0644))
+// A payload written through a symlinked parent and replaced through its
+// real name (or the reverse) is moved aside like any other: the shadow
+// index knows paths by their canonical names. What remains: the payload is
+// read back by the entry's name, so a layer whose symbolic link among the
+// parents was itself replaced later fails to rebuild, naming the file, and
+// never yields wrong bytes.
+func TestRebuildSymlinkAlias(t *testing.T) {
+	l0 := tarOf(t, D("usr", 0755), D("usr/lib", 0755), S("lib", "usr/lib"), F("lib/x", "v1", 0644), F("usr/lib/y", "v1", 0644))
+	l1 := tarOf(t, F("usr/lib/x", "v2", 0644), F("lib/y", "v2", 0644))
+	mustApplyRecorded(t, [][]byte{l0, l1}).checkRebuilds(t)
+
+	l1 = tarOf(t, D("lib", 0755))
 	a := mustApplyRecorded(t, [][]byte{l0, l1})
 	got, err := a.rebuild(t, 0)
-	wantKind(t, err, errdefs.ErrDigestMismatch)
+	wantKind(t, err, errdefs.ErrNotFound)
 	var pe *PayloadError
-	if !errors.As(err, &pe) || pe.Path != "lib/x" || pe.Reason != ReasonChanged {
+	if !errors.As(err, &pe) || pe.Path != "lib/x" || pe.Reason != ReasonMissing {
 		t.Errorf("error %v", err)
 	}
 	if bytes.Equal(got, l0) {

@@ -14,7 +14,7 @@ type LayerReport struct {
 	TarBytes  int64         // length of the uncompressed stream
 	Entries   int           // tar entries read, whiteouts included
 	Files     int           // regular files written
-	Bytes     int64         // bytes written to regular files
+	Bytes     int64         // content of regular files written (sparse files: holes included)
 	Dirs      int           // directory entries applied
 	Symlinks  int           // symbolic links created
 	Hardlinks int           // hard links created

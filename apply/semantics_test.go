@@ -188,6 +188,17 @@ func TestLayerSemantics(t *testing.T) {
 			symlink home/u/l target=f owner=1000:1000
 			fifo home/u/p owner=7:8
 		`},
+		{"entries in a setgid directory get the header's group, not the directory's", [][]e{
+			{D("g", 02775).owner(0, 42)},
+			{F("g/f", "", 0644), S("g/l", "f"), Fifo("g/p", 0600), Dev(gotar.TypeChar, "g/c", 0600, 1, 3), D("g/d", 0755)},
+		}, `
+			dir g 02775 owner=0:42
+			file g/f 0644 owner=0:0
+			symlink g/l target=f owner=0:0
+			fifo g/p 0600 owner=0:0
+			char g/c 0600 dev=1:3 owner=0:0
+			dir g/d 0755 owner=0:0
+		`},
 		{"mode-000 directory with children", [][]e{{
 			D("locked", 0), F("locked/f", "x", 0), D("locked/sub", 0), F("locked/sub/g", "", 0644),
 		}}, `

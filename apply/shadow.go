@@ -21,11 +21,12 @@ func (a *applier) displace(name string, st *unix.Stat_t) (moved bool, err error)
 	if a.st == nil {
 		return false, nil
 	}
-	ref, ok := a.st.index[name]
+	ikey := a.canon(name)
+	ref, ok := a.st.index[ikey]
 	if !ok {
 		return false, nil
 	}
-	delete(a.st.index, name)
+	delete(a.st.index, ikey)
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return false, nil // cannot be: the index holds regular files only
 	}

@@ -131,6 +131,7 @@ func TestUnprivileged(t *testing.T) {
 					file gone 0644 content=file
 					fifo p 0600
 					file attrs xattr.user.a=1
+					dir dev 0755
 				`
 				diffTree(t, got, want, [2]uint32{nobody, nobody})
 			})

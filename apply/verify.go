@@ -124,6 +124,18 @@ func fileCRC(dirfd int, base, path string, buf []byte) (uint64, error) {
 		return 0, walkErr(err, path)
 	}
 	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return 0, walkErr(err, path)
+	}
+	if st.Blocks*512 < st.Size {
+		// Holes (or compression): read the data regions only.
+		c, err := sparseCRC(f, st.Size, buf)
+		if err != nil {
+			return 0, walkErr(err, path)
+		}
+		return c, nil
+	}
 	h := crc64.New(crcTable)
 	if _, err := io.CopyBuffer(h, f, buf); err != nil {
 		return 0, walkErr(err, path)
@@ -210,7 +222,8 @@ type Drift struct {
 // stateDir when it completed: the final state after all layers, for each
 // path its type, mode (setuid, setgid, sticky included), owner (as the
 // ownership policy in state.json applied it), and, by kind, a file's size,
-// content (CRC-64, every file is read) and modification time, a link's
+// content (CRC-64, every file is read; a file with holes by its
+// data regions only) and modification time, a link's
 // target, a device's numbers. It returns one Drift per path that changed,
 // disappeared or appeared, in walk order (each directory's entries sorted,
 // after it); nil when the tree is as applied. Directory times are not

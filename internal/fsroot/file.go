@@ -35,6 +35,35 @@ func (f *File) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// WriteAt writes p in full at offset off, leaving the file offset alone
+// (pwrite(2)). Writing past the end extends the file; what lies between
+// the old end and off is a hole, which reads as zeros and takes no space
+// where the file system supports holes.
+func (f *File) WriteAt(p []byte, off int64) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := unix.Pwrite(f.fd, p[n:], off+int64(n))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, pathErr("pwrite", f.name, err)
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// Truncate sets the file's size (ftruncate(2)): growing it adds a hole.
+func (f *File) Truncate(size int64) error {
+	for {
+		err := unix.Ftruncate(f.fd, size)
+		if err != unix.EINTR {
+			return pathErr("truncate", f.name, err)
+		}
+	}
+}
+
 // Stat returns the file's status.
 func (f *File) Stat() (unix.Stat_t, error) {
 	var st unix.Stat_t

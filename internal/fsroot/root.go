@@ -75,6 +75,17 @@ type Root struct {
 	// entry existed, so no cached path can run through it.
 	cacheDir string
 	cacheFD  int
+	// cacheCanon is the canonical name of cacheDir (cacheCanonOK: known),
+	// once Canonical asked for it (cacheCanonSet).
+	cacheCanon    string
+	cacheCanonOK  bool
+	cacheCanonSet bool
+	procBuf       []byte // for readlink of /proc/self/fd
+
+	// rootAbs is the root's own path as /proc/self/fd shows it, once
+	// Canonical needed it (rootAbsSet); "" when that is not available.
+	rootAbs    string
+	rootAbsSet bool
 }
 
 // Open opens the directory dir as a Root. dir itself is resolved normally
@@ -231,6 +242,93 @@ func (r *Root) dropCache() {
 		unix.Close(r.cacheFD)
 	}
 	r.cacheFD, r.cacheDir = -1, ""
+	r.cacheCanon, r.cacheCanonOK, r.cacheCanonSet = "", false, false
+}
+
+// Canonical returns the name, relative to the root and clean, that the
+// entry name stands for once the symbolic links among its parent
+// directories are resolved (confined, as every operation resolves them);
+// the final component is not followed. a/x with a -> b gives b/x. ok is
+// false when that cannot be told: a parent is missing or not a directory,
+// or /proc is not mounted. It costs a readlink of /proc/self/fd per parent
+// directory resolved, which the one-entry parent cache shares with the
+// operations on the same directory.
+func (r *Root) Canonical(name string) (canon string, ok bool) {
+	name = clean(name)
+	if name == "" {
+		return "", true
+	}
+	dir, base := split(name)
+	cdir, ok := r.CanonicalDir(dir)
+	if !ok {
+		return "", false
+	}
+	if cdir == "" {
+		return base, true
+	}
+	return cdir + "/" + base, true
+}
+
+// CanonicalDir is Canonical for a name used as a directory: every
+// component is followed, the last one too.
+func (r *Root) CanonicalDir(dir string) (canon string, ok bool) {
+	dir = clean(dir)
+	if dir == "" {
+		return "", true
+	}
+	fd, err := r.parent(dir)
+	if err != nil {
+		return "", false
+	}
+	if r.cacheFD == fd && r.cacheCanonSet {
+		return r.cacheCanon, r.cacheCanonOK
+	}
+	canon, ok = r.relative(fd)
+	if r.cacheFD == fd {
+		r.cacheCanon, r.cacheCanonOK, r.cacheCanonSet = canon, ok, true
+	}
+	return canon, ok
+}
+
+// relative tells the path of directory descriptor fd relative to the root.
+func (r *Root) relative(fd int) (string, bool) {
+	if !r.rootAbsSet {
+		r.rootAbs, _ = r.fdPath(r.fd)
+		r.rootAbsSet = true
+	}
+	if r.rootAbs == "" {
+		return "", false
+	}
+	p, ok := r.fdPath(fd)
+	switch {
+	case !ok:
+		return "", false
+	case p == r.rootAbs:
+		return "", true
+	case r.rootAbs == "/":
+		return p[1:], true
+	case strings.HasPrefix(p, r.rootAbs+"/"):
+		return p[len(r.rootAbs)+1:], true
+	}
+	return "", false
+}
+
+// fdPath reads the path of a descriptor from /proc/self/fd; ok is false
+// without /proc, or for a directory removed since it was opened.
+func (r *Root) fdPath(fd int) (string, bool) {
+	if r.procBuf == nil {
+		r.procBuf = make([]byte, unix.PathMax)
+	}
+	buf := r.procBuf
+	n, err := unix.Readlink(procFD(fd), buf)
+	if err != nil || n == len(buf) || n == 0 || buf[0] != '/' {
+		return "", false
+	}
+	p := string(buf[:n])
+	if strings.HasSuffix(p, " (deleted)") {
+		return "", false
+	}
+	return p, true
 }
 
 // openDir resolves the cleaned, non-empty name dir inside the root, every

@@ -476,3 +476,82 @@ func TestMoveOut(t *testing.T) {
 		r.Close()
 	}
 }
+
+// WriteAt past the end and Truncate leave holes: the file has its logical
+// size and content, and takes a few blocks, not its size.
+func TestWriteAtLeavesHoles(t *testing.T) {
+	root := t.TempDir()
+	r := open(t, root, nil)
+	f, err := r.Create("sparse", 0644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const gib = 1 << 30
+	if _, err := f.WriteAt([]byte("middle"), gib); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(4 * gib); err != nil {
+		t.Fatal(err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size != 4*gib {
+		t.Errorf("size %d, want %d", st.Size, 4*gib)
+	}
+	if used := st.Blocks * 512; used > 1<<20 {
+		t.Errorf("%d bytes on disk for a file of one written block", used)
+	}
+	g, err := os.Open(filepath.Join(root, "sparse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	b := make([]byte, 8)
+	if _, err := g.ReadAt(b, gib-1); err != nil || string(b) != "\x00middle\x00" {
+		t.Errorf("content around the write: %q, %v", b, err)
+	}
+}
+
+func TestCanonical(t *testing.T) {
+	modes(t, func(t *testing.T, opts []Option) {
+		root, _ := fixture(t)
+		os.MkdirAll(filepath.Join(root, "b/c"), 0755)
+		os.Symlink("b", filepath.Join(root, "a"))
+		os.Symlink("/b/c", filepath.Join(root, "abs"))
+		os.Symlink("../../../b", filepath.Join(root, "b/c/up"))
+		os.Symlink("/", filepath.Join(root, "top"))
+		os.WriteFile(filepath.Join(root, "file"), nil, 0644)
+		r := open(t, root, opts)
+		for _, c := range []struct {
+			name, want string
+			dir, ok    bool
+		}{
+			{"x", "x", false, true},
+			{"", "", false, true},
+			{"a", "a", false, true},
+			{"a/x", "b/x", false, true},
+			{"/a/./c/x", "b/c/x", false, true},
+			{"abs/x", "b/c/x", false, true},
+			{"b/c/up/x", "b/x", false, true},
+			{"top/a/x", "b/x", false, true},
+			{"top/x", "x", false, true},
+			{"a", "b", true, true},
+			{"abs", "b/c", true, true},
+			{"top", "", true, true},
+			{"missing/x", "", false, false},
+			{"file/x", "", false, false},
+			{"a/x", "b/x", false, true}, // again, from the cache
+		} {
+			got, ok := r.Canonical(c.name)
+			if c.dir {
+				got, ok = r.CanonicalDir(c.name)
+			}
+			if got != c.want || ok != c.ok {
+				t.Errorf("Canonical(%q, dir %v) = %q, %v; want %q, %v", c.name, c.dir, got, ok, c.want, c.ok)
+			}
+		}
+	})
+}

@@ -1,0 +1,52 @@
+package apply
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"math/rand/v2"
+	"testing"
+)
+
+// asyncHash gives the hash of what was written, in place for small
+// streams and from its goroutine past asyncAfter, whatever the sizes of
+// the writes, and Sum can be taken any time.
+func TestAsyncHash(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	data := make([]byte, asyncAfter+3*asyncChunk+12345)
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	for _, size := range []int{1, 511, 4096, asyncChunk, asyncChunk + 1, 1 << 20} {
+		a := newAsyncHash(sha256.New())
+		want := sha256.New()
+		for off := 0; off < len(data); {
+			n := min(1+rng.IntN(size), len(data)-off)
+			a.Write(data[off : off+n])
+			want.Write(data[off : off+n])
+			off += n
+			if rng.IntN(50) == 0 {
+				if got := a.Sum(nil); !bytes.Equal(got, want.Sum(nil)) {
+					t.Fatalf("writes of up to %d: sum at %d differs", size, off)
+				}
+			}
+		}
+		if got := a.Sum(nil); !bytes.Equal(got, want.Sum(nil)) {
+			t.Errorf("writes of up to %d: sum differs", size)
+		}
+		if !a.started {
+			t.Errorf("writes of up to %d: %d bytes hashed in place", size, len(data))
+		}
+		a.Reset()
+		a.Write([]byte("x"))
+		if got, want := a.Sum(nil), sha256.Sum256([]byte("x")); !bytes.Equal(got, want[:]) {
+			t.Errorf("after Reset: %x", got)
+		}
+		a.close()
+	}
+	a := newAsyncHash(sha256.New())
+	a.Write([]byte("small"))
+	if a.started {
+		t.Error("a goroutine for 5 bytes")
+	}
+	a.close()
+}

@@ -1,0 +1,105 @@
+package apply
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+)
+
+func TestMaxLayerBytes(t *testing.T) {
+	tb := tarOf(t, D("d", 0755), F("d/f", strings.Repeat("x", 1<<20), 0644))
+	// 16 MiB of zeros: a gzip blob of about 16 KiB.
+	bomb := tarOf(t, F("zeros", string(make([]byte, 16<<20)), 0644))
+	trailing := append(append([]byte{}, tb...), make([]byte, 4096)...)
+	cases := []struct {
+		name  string
+		layer Layer
+		limit int64
+		kind  errdefs.Kind // "" for success
+	}{
+		{"no limit", blob(t, mtGzip, tb), 0, ""},
+		{"exactly the limit", blob(t, mtGzip, tb), int64(len(tb)), ""},
+		{"one byte over", blob(t, mtGzip, tb), int64(len(tb)) - 1, errdefs.ErrTooLarge},
+		{"decompression bomb", blob(t, mtGzip, bomb), 1 << 20, errdefs.ErrTooLarge},
+		{"zstd bomb", blob(t, mtZstd, bomb), 1 << 20, errdefs.ErrTooLarge},
+		{"past the end-of-archive blocks", blob(t, mtTar, trailing), int64(len(tb)), errdefs.ErrTooLarge},
+		{"in a header", blob(t, mtTar, tb), 100, errdefs.ErrTooLarge},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			target := filepath.Join(dir, "rootfs")
+			os.Mkdir(target, 0755)
+			state := filepath.Join(dir, "state")
+			rep, err := Apply(context.Background(), target, []Layer{c.layer}, WithMaxLayerBytes(c.limit), WithStateDir(state))
+			if c.kind == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			wantKind(t, err, c.kind)
+			if !strings.Contains(err.Error(), "limit of") {
+				t.Errorf("error %q does not name the limit", err)
+			}
+			if got := rep.Layers[0].TarBytes; got > c.limit {
+				t.Errorf("%d bytes read, limit %d", got, c.limit)
+			}
+			// Nothing past the limit reached the tree.
+			var total int64
+			filepath.Walk(target, func(_ string, fi os.FileInfo, err error) error {
+				if err == nil && fi.Mode().IsRegular() {
+					total += fi.Size()
+				}
+				return nil
+			})
+			if total > c.limit {
+				t.Errorf("%d bytes of files written, limit %d", total, c.limit)
+			}
+			if st, err := Status(state); err != nil || st.Status != StatusApplying {
+				t.Errorf("state %+v, %v", st, err)
+			}
+			if ents, _ := os.ReadDir(filepath.Join(state, tarsplitDir)); len(ents) != 0 {
+				t.Errorf("tar-split left behind: %v", ents)
+			}
+		})
+	}
+	t.Run("ApplyLayer", func(t *testing.T) {
+		_, err := ApplyLayer(context.Background(), t.TempDir(), bytes.NewReader(bomb), WithMaxLayerBytes(1<<20))
+		wantKind(t, err, errdefs.ErrTooLarge)
+	})
+	t.Run("negative", func(t *testing.T) {
+		_, err := Apply(context.Background(), t.TempDir(), nil, WithMaxLayerBytes(-1))
+		wantKind(t, err, errdefs.ErrInvalidArgument)
+	})
+}
+
+func TestMaxEntries(t *testing.T) {
+	tb := tarOf(t, D("d", 0755), F("d/f", "f", 0644), S("d/l", "f"), W("", "gone"))
+	for _, c := range []struct {
+		limit int64
+		kind  errdefs.Kind
+	}{{0, ""}, {4, ""}, {100, ""}, {3, errdefs.ErrTooLarge}, {1, errdefs.ErrTooLarge}} {
+		rep, err := ApplyLayer(context.Background(), t.TempDir(), bytes.NewReader(tb), WithMaxEntries(c.limit))
+		if c.kind == "" {
+			if err != nil || rep.Entries != 4 {
+				t.Errorf("limit %d: %v, %+v", c.limit, err, rep)
+			}
+			continue
+		}
+		wantKind(t, err, c.kind)
+		if !strings.Contains(err.Error(), "limit of") {
+			t.Errorf("error %q does not name the limit", err)
+		}
+		if rep.Entries != int(c.limit)+1 {
+			t.Errorf("limit %d: stopped after %d entries", c.limit, rep.Entries)
+		}
+	}
+	_, err := ApplyLayer(context.Background(), t.TempDir(), bytes.NewReader(tb), WithMaxEntries(-1))
+	wantKind(t, err, errdefs.ErrInvalidArgument)
+}
