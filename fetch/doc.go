@@ -66,6 +66,30 @@
 // apply stage can extract layer 1 as it arrives while layers 2..n download
 // into the store, and the bytes cross the network once.
 //
+// The bytes are hashed once. A reader following a download of this
+// process does not hash what it returns: the download hashes every byte it
+// writes, and the reader, at the blob's size, waits for its verdict and
+// returns io.EOF only once the blob is verified and renamed into blobs/,
+// the download's error (digest_mismatch, ...) otherwise. If the download
+// restarts from zero (bad content from a mirror, a host that ignores
+// ranges) after the reader returned bytes of the discarded attempt, the
+// verdict no longer covers them: the reader is then given the hash of what
+// it returned, read from the partial file before it is truncated, hashes
+// from there on and checks its own digest at the end, so that bytes which
+// differ from the rewrite are a digest_mismatch before io.EOF. A download
+// by another process is never followed (this process waits on the lock and
+// then finds the blob in blobs/), and a partial file left by an earlier run
+// is re-hashed by the download before readers see it. A blob that the
+// download of this process has just put into blobs/ is read as it is.
+//
+// A blob that was already in blobs/ when asked for (Store.Open, and
+// Session.Layer or OpenLayer of such a blob) is hashed again as it is read.
+// blobs/ only ever receives verified content, but a disk or a person can
+// change a file later, and nothing else in this package would notice.
+// (The apply stage would: its diffID check covers the uncompressed
+// content.) Hashing there costs less than the decompression every reader
+// of a layer does anyway; it is only paid by warm unpacks.
+//
 // # Progress
 //
 // WithProgress receives Events (waiting, downloading, retrying, verifying,

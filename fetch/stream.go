@@ -20,18 +20,31 @@ import (
 // download and a download that resumes or switches mirror needs nothing
 // from the reader.
 //
-// The reader hashes what it returns and, at the blob's size, compares with
-// the digest before it returns io.EOF; a mismatch is returned instead of
-// io.EOF. That check covers the bytes this reader actually handed out, even
-// if the download restarted underneath it: a restart from zero rewrites
-// the same bytes when the host is honest, and the reader simply waits until
-// the rewrite passes its offset again.
+// The download hashes every byte it writes, so a reader following it does
+// not hash them again: at the blob's size it waits for the download's
+// verdict and returns io.EOF only once the blob is verified and in blobs/,
+// the download's error (digest_mismatch, ...) otherwise. That verdict is
+// about the bytes of the download's last attempt; a restart from zero
+// (bad content from a mirror, a host that ignores ranges) discards bytes a
+// reader may already have returned. So truncate gives every reader that
+// returned bytes the hash of those bytes, read from the file before it is
+// truncated, and the reader hashes from then on and checks its own digest
+// at the end, as if it had hashed all along: it waits until the rewrite
+// passes its offset again, and a rewrite with other bytes is a mismatch
+// before io.EOF. A reader of a blob the transfer found already in blobs/
+// (put there by another process, whose download this one never follows)
+// hashes too, as Store.Open does.
 type streamReader struct {
 	ctx   context.Context
 	store *Store
 	t     *transfer
 	desc  ocispec.Descriptor
 	dg    digest.Digester
+
+	// off, hashing and hashErr change under t.rw: the reader's own
+	// changes hold it shared, the transfer's (truncate) exclusively.
+	hashing bool  // dg covers what was returned; false while following a download's verdict
+	hashErr error // catching up with the hash after a restart failed
 
 	f        *os.File      // the transfer's file, once acquired
 	fallback io.ReadCloser // a store reader, when the transfer ended before we joined it
@@ -44,7 +57,7 @@ type streamReader struct {
 }
 
 func newStreamReader(ctx context.Context, s *Store, t *transfer, desc ocispec.Descriptor, onClose func(bool) error) *streamReader {
-	return &streamReader{ctx: ctx, store: s, t: t, desc: desc, dg: desc.Digest.Algorithm().Digester(), onClose: onClose}
+	return &streamReader{ctx: ctx, store: s, t: t, desc: desc, dg: desc.Digest.Algorithm().Digester(), hashing: true, onClose: onClose}
 }
 
 func (r *streamReader) Read(p []byte) (int, error) {
@@ -64,15 +77,10 @@ func (r *streamReader) Read(p []byte) (int, error) {
 	}
 	for {
 		if r.off == r.desc.Size {
-			if got := r.dg.Digest(); got != r.desc.Digest {
-				r.err = errdefs.New(errdefs.ErrDigestMismatch, "blob %s: streamed content hashes to %s", r.desc.Digest, got)
-			} else {
-				r.err, r.verified = io.EOF, true
-			}
-			return 0, r.err
+			return 0, r.atEnd()
 		}
 		if r.f == nil {
-			f, ok, finished, wait := r.t.acquire()
+			f, ok, finished, wait := r.t.acquire(r)
 			switch {
 			case ok:
 				r.f = f
@@ -99,6 +107,53 @@ func (r *streamReader) Read(p []byte) (int, error) {
 	}
 }
 
+// atEnd decides what the reader returns at the blob's size: io.EOF when
+// the content is verified, an error otherwise. A reader that hashes
+// compares its digest; a follower waits for the download's verdict.
+func (r *streamReader) atEnd() error {
+	for {
+		r.t.rw.RLock()
+		hashing, herr := r.hashing, r.hashErr
+		var got digest.Digest
+		if hashing && herr == nil {
+			got = r.dg.Digest()
+		}
+		r.t.rw.RUnlock()
+		switch {
+		case herr != nil:
+			r.err = herr
+			return r.err
+		case hashing && got != r.desc.Digest:
+			r.err = errdefs.New(errdefs.ErrDigestMismatch, "blob %s: streamed content hashes to %s", r.desc.Digest, got)
+			return r.err
+		case hashing:
+			r.err, r.verified = io.EOF, true
+			return r.err
+		}
+		v := r.t.view()
+		if v.done {
+			if v.err != nil {
+				r.err = v.err
+				return r.err
+			}
+			// Verified and stored. A restart may have made this reader
+			// hash before the download finished: check again (nothing
+			// changes it any more).
+			r.t.rw.RLock()
+			hashing = r.hashing
+			r.t.rw.RUnlock()
+			if hashing {
+				continue
+			}
+			r.err, r.verified = io.EOF, true
+			return r.err
+		}
+		if err := r.wait(v.changed); err != nil {
+			return err
+		}
+	}
+}
+
 // readAvailable reads what the download has written past the reader's
 // offset, holding the transfer's read lock so that a truncation cannot slip
 // between learning how much is written and reading it.
@@ -111,7 +166,13 @@ func (r *streamReader) readAvailable(p []byte) (int, transferView, error) {
 	}
 	n := int(min(int64(len(p)), v.written-r.off))
 	n, err := r.f.ReadAt(p[:n], r.off)
-	r.dg.Hash().Write(p[:n])
+	if r.hashErr != nil {
+		r.err = r.hashErr
+		return 0, v, r.err
+	}
+	if r.hashing {
+		r.dg.Hash().Write(p[:n])
+	}
 	r.off += int64(n)
 	if err != nil && err != io.EOF {
 		r.err = errdefs.Wrap(err, errdefs.ErrInternal, "reading blob %s", r.desc.Digest)
@@ -122,11 +183,27 @@ func (r *streamReader) readAvailable(p []byte) (int, transferView, error) {
 
 // finishedWithoutFile handles a transfer that ended before this reader
 // joined it: on success the blob is in the store and is read from there.
+// A blob this transfer downloaded (not one it found present) was hashed by
+// it on the way into blobs/, moments ago, so it is read as it is, like the
+// partial file a follower reads; a blob that was already there is read
+// through Store.Open, which hashes it again.
 func (r *streamReader) finishedWithoutFile(p []byte) (int, error) {
 	v := r.t.view()
 	if v.err != nil {
 		r.err = v.err
 		return 0, r.err
+	}
+	r.t.mu.Lock()
+	downloaded := !r.t.cached && r.t.desc.Size == r.desc.Size
+	r.t.mu.Unlock()
+	if downloaded {
+		if f, err := openRegular(r.store.blobPath(r.desc.Digest)); err == nil {
+			if fi, err := f.Stat(); err == nil && fi.Size() == r.desc.Size {
+				r.fallback = f
+				return r.Read(p)
+			}
+			f.Close()
+		}
 	}
 	rc, err := r.store.Open(r.desc)
 	if err != nil {
@@ -153,7 +230,7 @@ func (r *streamReader) Close() error {
 	var err error
 	r.closeOnce.Do(func() {
 		if r.f != nil {
-			r.t.release()
+			r.t.release(r)
 		}
 		if r.fallback != nil {
 			r.fallback.Close()
@@ -168,7 +245,9 @@ func (r *streamReader) Close() error {
 // OpenLayer returns a reader of the blob desc names, verified as it is
 // read: a size or digest mismatch is returned by Read before io.EOF would
 // be. A blob already in the store is read from it (and hashed again while
-// read; see Store.Open). Otherwise the blob is downloaded into the store
+// read; see Store.Open). A download is hashed once, by the download; the
+// reader returns io.EOF after its verdict (see the package documentation,
+// Streaming). Otherwise the blob is downloaded into the store
 // while the reader follows the download, so the bytes cross the network
 // once, land in the store, and reach the caller as they arrive; Read
 // blocks while it waits for more. Retries, resumes and mirror fallback

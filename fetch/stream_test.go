@@ -7,12 +7,16 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/fetch"
 	"github.com/ocifetch/ocifetch/internal/faultproxy"
+	"github.com/ocifetch/ocifetch/resolve"
 )
 
 // The apply stage reads layer 1 as it arrives while layers 2..n download
@@ -202,5 +206,211 @@ func TestStreamReaderHonoursItsContext(t *testing.T) {
 	rc.Close()
 	if ok, _ := s.Has(layerDesc(blob)); ok {
 		t.Fatal("blob visible")
+	}
+}
+
+// gatedSource serves body (which need not be the blob) from the offset it
+// is asked for, or from 0 when ignoreRange is set, and holds the response
+// at byte holdAt until gate is closed; then the first response fails with
+// failAfterHold (if set), the others go on to the end. It lets a test read from a stream before the download finds
+// out what it is about to.
+type gatedSource struct {
+	*memSource
+	body          []byte
+	holdAt        int64
+	gate          chan struct{}
+	failAfterHold error
+	ignoreRange   bool
+}
+
+func (g *gatedSource) FetchAt(ctx context.Context, desc ocispec.Descriptor, off int64) (io.ReadCloser, int64, error) {
+	failure := g.failAfterHold
+	if g.calls.Add(1) > 1 {
+		failure = nil // only the first response breaks
+	}
+	if g.ignoreRange {
+		off = 0
+	}
+	if off >= g.holdAt {
+		return io.NopCloser(bytes.NewReader(g.body[off:])), off, nil
+	}
+	return io.NopCloser(io.MultiReader(
+		bytes.NewReader(g.body[off:g.holdAt]),
+		&gateReader{ctx: ctx, gate: g.gate, rest: bytes.NewReader(g.body[g.holdAt:]), err: failure},
+	)), off, nil
+}
+
+type gateReader struct {
+	ctx  context.Context
+	gate chan struct{}
+	rest io.Reader
+	err  error
+}
+
+func (r *gateReader) Read(p []byte) (int, error) {
+	select {
+	case <-r.gate:
+	case <-r.ctx.Done():
+		return 0, r.ctx.Err()
+	}
+	if r.err != nil {
+		return 0, r.err
+	}
+	return r.rest.Read(p)
+}
+
+// A stream that follows a download of this process does not hash the
+// bytes again: it returns io.EOF once the download has verified the blob
+// and put it in blobs/.
+func TestStreamFollowingADownloadUsesItsVerdict(t *testing.T) {
+	blob := randomBytes(1<<20, 34)
+	srv := newBlobServer(t, blob)
+	p := faultproxy.New(t, srv.URL)
+	p.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.Trickle(64<<10, 2*time.Millisecond)}})
+	s := openStore(t)
+	r := testImage(t, newHTTPSource(p.URL), blob)
+	sess, err := fetch.Start(context.Background(), r, s, quickRetries())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := sess.Layer(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, blob) {
+		t.Fatal("streamed bytes differ from the layer")
+	}
+	if fetch.StreamHashes(rc) {
+		t.Error("the stream hashed bytes the download already hashes")
+	}
+	// io.EOF came after the verdict: the blob is in the store already.
+	if ok, _ := s.Has(r.Layers[0].Descriptor); !ok {
+		t.Error("io.EOF before the blob was stored")
+	}
+	must(t, rc.Close())
+	if _, err := sess.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A follower whose bytes came from an attempt the download then discarded
+// (a mirror with bad content, before the registry's good one) must not
+// end cleanly although the download itself succeeds: it read the bad
+// bytes.
+func TestStreamNoticesARestartWithOtherBytes(t *testing.T) {
+	blob := randomBytes(1<<20, 35)
+	bad := bytes.Clone(blob)
+	bad[100_000] ^= 0xff
+	mirror := &gatedSource{memSource: newMemSource(), body: bad, holdAt: int64(len(bad)) - 1, gate: make(chan struct{})}
+	upstream := newMemSource(blob)
+	src := &mirrored{httpSource: newHTTPSource("http://unused.invalid"), eps: []resolve.Source{mirror, upstream}}
+	s := openStore(t)
+	r := testImage(t, src, blob)
+	sess, err := fetch.Start(context.Background(), r, s, quickRetries())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := sess.Layer(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	first := make([]byte, 200_000)
+	if _, err := io.ReadFull(rc, first); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(first, bad[:200_000]) {
+		t.Fatal("the stream did not return the mirror's bytes")
+	}
+	close(mirror.gate) // the mirror's digest mismatch now restarts from zero
+	_, err = io.ReadAll(rc)
+	if !errdefs.Is(err, errdefs.ErrDigestMismatch) {
+		t.Fatalf("reading on after a restart with other bytes: err = %v, want a digest mismatch", err)
+	}
+	if _, err := sess.Wait(); err != nil {
+		t.Fatalf("the download itself should succeed from upstream: %v", err)
+	}
+	assertBlob(t, s, blob)
+	if upstream.calls.Load() == 0 {
+		t.Error("upstream was never asked")
+	}
+}
+
+// A host that ignores ranges makes the download restart from zero after a
+// broken connection; a follower that already returned bytes keeps reading
+// and ends cleanly, since the rewrite has the same bytes.
+func TestStreamSurvivesAnHonestRestart(t *testing.T) {
+	blob := randomBytes(1<<20, 36)
+	src := &gatedSource{memSource: newMemSource(), body: blob, holdAt: 500_000, gate: make(chan struct{}),
+		failAfterHold: syscall.ECONNRESET, ignoreRange: true}
+	s := openStore(t)
+	r := testImage(t, src, blob)
+	sess, err := fetch.Start(context.Background(), r, s, quickRetries())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := sess.Layer(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make([]byte, 300_000)
+	if _, err := io.ReadFull(rc, first); err != nil {
+		t.Fatal(err)
+	}
+	close(src.gate) // the connection breaks; the retry gets the whole body
+	rest, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(append(first, rest...), blob) {
+		t.Fatal("streamed bytes differ from the layer")
+	}
+	if !fetch.StreamHashes(rc) {
+		t.Error("after a restart under it, the stream should check what it returned itself")
+	}
+	must(t, rc.Close())
+	if _, err := sess.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	assertBlob(t, s, blob)
+	if n := src.calls.Load(); n < 2 {
+		t.Errorf("%d requests: no restart happened", n)
+	}
+}
+
+// A layer the session downloaded before the stream was opened is read from
+// blobs/ without hashing it again (the download just did); one that was
+// in the store before the pull is hashed as it is read (Store.Open).
+func TestStreamOfAFinishedDownloadReadsTheStoredBlob(t *testing.T) {
+	blob := randomBytes(1<<20, 37)
+	s := openStore(t)
+	r := testImage(t, newMemSource(blob), blob)
+	for _, fresh := range []bool{true, false} {
+		sess, err := fetch.Start(context.Background(), r, s, quickRetries())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sess.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		rc, err := sess.Layer(context.Background(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, blob) {
+			t.Fatal("read other bytes")
+		}
+		if hashed := fetch.StreamHashes(rc); hashed == fresh {
+			t.Errorf("downloaded by this pull %v: hashed again %v", fresh, hashed)
+		}
+		must(t, rc.Close())
 	}
 }

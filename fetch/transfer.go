@@ -52,6 +52,10 @@ type transfer struct {
 	changed   chan struct{} // closed and replaced when written or done changes
 	chanTaken bool
 	finished  chan struct{}
+
+	// followers are the stream readers that rely on this download's
+	// verdict instead of hashing what they read (see streamReader).
+	followers map[*streamReader]struct{}
 }
 
 // join returns the download of desc in progress, or a new one that the
@@ -151,7 +155,7 @@ func (t *transfer) run(ctx context.Context, eps []resolve.Source, o *options, re
 	t.notifyLocked()
 	close(t.finished)
 	t.mu.Unlock()
-	t.release()
+	t.release(nil)
 }
 
 func (t *transfer) download(ctx context.Context, eps []resolve.Source, o *options, rep *blobReport) error {
@@ -455,15 +459,29 @@ func (t *transfer) setFile(f *os.File, written int64, cached bool) {
 	t.notifyLocked()
 }
 
-// acquire takes a reader's reference to the file. It reports ok when the
-// file can be read, or finished when the transfer ended without one being
+// acquire takes r's reference to the file. It reports ok when the file
+// can be read, or finished when the transfer ended without one being
 // available (never opened, or closed after everyone let go); otherwise the
-// caller waits on the returned channel.
-func (t *transfer) acquire() (f *os.File, ok, finished bool, wait <-chan struct{}) {
+// caller waits on the returned channel. A reader that acquires the partial
+// file of a download becomes a follower: it stops hashing and relies on
+// the download's verdict, unless a restart makes truncate hand it the hash
+// of what it already read. A reader of a blob the transfer found in the
+// store keeps hashing, as Store.Open does.
+func (t *transfer) acquire(r *streamReader) (f *os.File, ok, finished bool, wait <-chan struct{}) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.file != nil && t.refs > 0 {
 		t.refs++
+		// Only a reader of exactly this download's blob may rely on its
+		// verdict: a descriptor with the same digest and another size
+		// must still fail its own check.
+		if !t.cached && r.off == 0 && r.desc.Size == t.desc.Size {
+			if t.followers == nil {
+				t.followers = map[*streamReader]struct{}{}
+			}
+			r.hashing = false
+			t.followers[r] = struct{}{}
+		}
 		return t.file, true, false, nil
 	}
 	if t.done {
@@ -473,10 +491,14 @@ func (t *transfer) acquire() (f *os.File, ok, finished bool, wait <-chan struct{
 	return nil, false, false, t.changed
 }
 
-// release drops a reference; the last one closes the file.
-func (t *transfer) release() {
+// release drops a reference; the last one closes the file. r is the
+// reader letting go, or nil for the owner.
+func (t *transfer) release(r *streamReader) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if r != nil {
+		delete(t.followers, r)
+	}
 	if t.refs == 0 {
 		return
 	}
@@ -507,9 +529,37 @@ func (t *transfer) advance(off int64) {
 	t.mu.Unlock()
 }
 
+// truncate throws away the bytes of the current attempt. Followers that
+// already returned some of them can no longer rely on the verdict, which
+// will be about other bytes: each gets the hash of what it read, taken
+// from the file before it is truncated, and hashes from then on, so that
+// its own digest check covers exactly the bytes it handed out (as if it
+// had hashed all along). Restarts are rare; this costs one read of the
+// bytes a follower has returned.
 func (t *transfer) truncate() error {
 	t.rw.Lock()
 	defer t.rw.Unlock()
+	t.mu.Lock()
+	var catchUp []*streamReader
+	for r := range t.followers {
+		catchUp = append(catchUp, r)
+		delete(t.followers, r)
+	}
+	t.mu.Unlock()
+	for _, r := range catchUp {
+		// Readers change off and hashing only under rw shared; the
+		// exclusive lock makes both safe to use here.
+		r.hashing = true
+		if r.off == 0 {
+			continue
+		}
+		bp := bufPool.Get().(*[]byte)
+		_, err := io.CopyBuffer(r.dg.Hash(), io.NewSectionReader(t.file, 0, r.off), *bp)
+		bufPool.Put(bp)
+		if err != nil {
+			r.hashErr = errdefs.Wrap(err, errdefs.ErrInternal, "re-reading partial file for %s after a restart", t.desc.Digest)
+		}
+	}
 	if err := t.file.Truncate(0); err != nil {
 		return errdefs.Wrap(err, errdefs.ErrInternal, "truncating partial file for %s", t.desc.Digest)
 	}

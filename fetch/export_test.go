@@ -1,0 +1,23 @@
+package fetch
+
+import (
+	"io"
+	"os"
+)
+
+// StreamHashes reports whether rc, a reader from Session.Layer or
+// OpenLayer, hashes what it returns itself (true) or relies on the verdict
+// of the download it follows or followed (false). Readers of other kinds
+// hash.
+func StreamHashes(rc io.ReadCloser) bool {
+	r, ok := rc.(*streamReader)
+	if !ok {
+		return true
+	}
+	if _, raw := r.fallback.(*os.File); raw {
+		return false
+	}
+	r.t.rw.RLock()
+	defer r.t.rw.RUnlock()
+	return r.hashing
+}
