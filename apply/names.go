@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/fsroot"
 )
 
 // cleanName turns an entry name into a clean slash-separated name relative
@@ -25,7 +26,7 @@ func cleanName(name string) (string, error) {
 	}
 trimmed:
 	name = strings.TrimSuffix(name, "/")
-	if isClean(name) {
+	if fsroot.IsClean(name) {
 		return name, nil
 	}
 	var out []string
@@ -42,24 +43,6 @@ trimmed:
 		}
 	}
 	return strings.Join(out, "/"), nil
-}
-
-// isClean reports whether name has no empty, "." or ".." component.
-func isClean(name string) bool {
-	if name == "" {
-		return true
-	}
-	start := 0
-	for i := 0; i <= len(name); i++ {
-		if i == len(name) || name[i] == '/' {
-			switch name[start:i] {
-			case "", ".", "..":
-				return false
-			}
-			start = i + 1
-		}
-	}
-	return true
 }
 
 // splitName splits a clean name into its directory and final component.

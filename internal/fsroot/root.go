@@ -167,7 +167,7 @@ func split(name string) (dir, base string) {
 // with "." and ".." resolved lexically, ".." stopping at the root. The root
 // is "". It allocates only when name is not already clean.
 func clean(name string) string {
-	if isClean(name) {
+	if IsClean(name) {
 		return name
 	}
 	var out []string
@@ -185,7 +185,10 @@ func clean(name string) string {
 	return strings.Join(out, "/")
 }
 
-func isClean(name string) bool {
+// IsClean reports whether name is already in the form clean returns: no
+// leading or trailing slash, no empty, "." or ".." component. The root is
+// "".
+func IsClean(name string) bool {
 	if name == "" {
 		return true
 	}
