@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -17,6 +16,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/httpx"
 	"github.com/ocifetch/ocifetch/resolve"
 )
 
@@ -111,18 +111,10 @@ func checkForeignURL(u *url.URL) error {
 	switch {
 	case u.Scheme == "https":
 		return nil
-	case u.Scheme == "http" && isLoopbackHost(u.Hostname()):
+	case u.Scheme == "http" && httpx.IsLoopback(u.Hostname()):
 		return nil
 	}
 	return errdefs.New(errdefs.ErrInvalidArgument, "foreign layer URL %s must use https", redact(u))
-}
-
-func isLoopbackHost(h string) bool {
-	if h == "localhost" {
-		return true
-	}
-	a, err := netip.ParseAddr(h)
-	return err == nil && a.IsLoopback()
 }
 
 func redact(u *url.URL) string {
@@ -181,7 +173,7 @@ func httpGetRange(ctx context.Context, c *http.Client, u, name string, desc ocis
 	case http.StatusOK:
 		return resp.Body, 0, nil
 	case http.StatusPartialContent:
-		start, err := contentRangeStart(resp.Header.Get("Content-Range"))
+		start, err := httpx.ContentRangeStart(resp.Header.Get("Content-Range"))
 		if err != nil || start != off {
 			resp.Body.Close()
 			return nil, 0, errdefs.New(errdefs.ErrNetwork, "%s answered range %d- with Content-Range %q", name, off, resp.Header.Get("Content-Range"))
@@ -190,18 +182,6 @@ func httpGetRange(ctx context.Context, c *http.Client, u, name string, desc ocis
 	}
 	resp.Body.Close()
 	return nil, 0, StatusError(resp, name)
-}
-
-func contentRangeStart(h string) (int64, error) {
-	rest, ok := strings.CutPrefix(h, "bytes ")
-	if !ok {
-		return 0, fmt.Errorf("bad Content-Range %q", h)
-	}
-	s, _, ok := strings.Cut(rest, "-")
-	if !ok {
-		return 0, fmt.Errorf("bad Content-Range %q", h)
-	}
-	return strconv.ParseInt(s, 10, 64)
 }
 
 // HTTPError is an HTTP failure status. It carries the server's
@@ -224,7 +204,7 @@ func (e *HTTPError) RetryHint() (time.Duration, bool) {
 // HTTPError cause that says whether to retry). name says what was asked
 // for, for the message.
 func StatusError(resp *http.Response, name string) error {
-	he := &HTTPError{Code: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	he := &HTTPError{Code: resp.StatusCode, RetryAfter: httpx.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	kind := errdefs.ErrNetwork
 	switch resp.StatusCode {
 	case http.StatusUnauthorized, http.StatusForbidden:
@@ -233,18 +213,4 @@ func StatusError(resp *http.Response, name string) error {
 		kind = errdefs.ErrNotFound
 	}
 	return errdefs.Wrap(he, kind, "GET %s", name)
-}
-
-func parseRetryAfter(h string, now time.Time) time.Duration {
-	h = strings.TrimSpace(h)
-	if h == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(h); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(h); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }

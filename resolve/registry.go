@@ -9,12 +9,9 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,6 +24,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/httpx"
 )
 
 // manifestAccept lists every manifest type this program reads, plus Docker
@@ -109,7 +107,7 @@ func openRegistry(s string, o *options) (*registrySource, error) {
 	}
 	mirrors = append(mirrors, o.mirrors[upstream]...)
 	upHost := hostOf(server.URL)
-	if isLoopback(upHost) || o.insecure[upHost] || o.insecure[upstream] {
+	if httpx.IsLoopback(upHost) || o.insecure[upHost] || o.insecure[upstream] {
 		server.URL = "http" + strings.TrimPrefix(server.URL, "https")
 	}
 	for _, m := range mirrors {
@@ -157,20 +155,6 @@ func hostOf(rawURL string) string {
 		return ""
 	}
 	return u.Host
-}
-
-// isLoopback reports whether host[:port] names this machine, where plain
-// HTTP is customary (REFERENCE: localhost and 127.0.0.0/8).
-func isLoopback(hostport string) bool {
-	h := hostport
-	if host, _, err := net.SplitHostPort(hostport); err == nil {
-		h = host
-	}
-	if h == "localhost" {
-		return true
-	}
-	a, err := netip.ParseAddr(strings.Trim(h, "[]"))
-	return err == nil && a.IsLoopback()
 }
 
 func (s *registrySource) Reference() string { return s.ref }
@@ -336,7 +320,7 @@ func (e *endpoint) baseTransport() (http.RoundTripper, error) {
 		rt = t
 	}
 	return &guardTransport{inner: rt, host: e.host, header: e.mirror.Header,
-		plainOK: strings.HasPrefix(e.mirror.URL, "http://") || isLoopback(e.host) || e.opts.insecure[e.host]}, nil
+		plainOK: strings.HasPrefix(e.mirror.URL, "http://") || httpx.IsLoopback(e.host) || e.opts.insecure[e.host]}, nil
 }
 
 // guardTransport refuses plain HTTP to the registry host unless it was
@@ -523,7 +507,7 @@ func (e *endpoint) FetchAt(ctx context.Context, desc ocispec.Descriptor, off int
 		return nil, 0, err
 	}
 	if resp.StatusCode == http.StatusPartialContent {
-		start, err := contentRangeStart(resp.Header.Get("Content-Range"))
+		start, err := httpx.ContentRangeStart(resp.Header.Get("Content-Range"))
 		if err != nil || start != off {
 			resp.Body.Close()
 			return nil, 0, errdefs.New(errdefs.ErrNetwork, "%s answered range %d- with Content-Range %q", e.host, off, resp.Header.Get("Content-Range"))
@@ -531,19 +515,6 @@ func (e *endpoint) FetchAt(ctx context.Context, desc ocispec.Descriptor, off int
 		return resp.Body, off, nil
 	}
 	return resp.Body, 0, nil
-}
-
-func contentRangeStart(h string) (int64, error) {
-	// "bytes START-END/TOTAL"
-	rest, ok := strings.CutPrefix(h, "bytes ")
-	if !ok {
-		return 0, fmt.Errorf("bad Content-Range %q", h)
-	}
-	s, _, ok := strings.Cut(rest, "-")
-	if !ok {
-		return 0, fmt.Errorf("bad Content-Range %q", h)
-	}
-	return strconv.ParseInt(s, 10, 64)
 }
 
 // do sends one request and turns a failure status into a typed error. off
@@ -659,22 +630,9 @@ func (s *statusError) Error() string { return fmt.Sprintf("HTTP %d", s.code) }
 func withRetryAfter(err error, resp *http.Response) error {
 	var se *statusError
 	if errors.As(err, &se) {
-		se.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		se.retryAfter = httpx.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
 	return err
-}
-
-func parseRetryAfter(h string, now time.Time) time.Duration {
-	if h == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(strings.TrimSpace(h)); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(h); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }
 
 // RetryAfter reports whether err is worth retrying and how long the server
