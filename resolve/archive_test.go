@@ -1,10 +1,8 @@
 package resolve_test
 
 import (
-	"archive/tar"
 	"context"
 	"io"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -18,47 +16,6 @@ import (
 	"github.com/ocifetch/ocifetch/resolve"
 )
 
-// tarDir writes the files under dir into a tar archive at out.
-func tarDir(t *testing.T, dir, out string) {
-	t.Helper()
-	f, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tw := tar.NewWriter(f)
-	err = filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		h, err := tar.FileInfoHeader(info, "")
-		if err != nil {
-			return err
-		}
-		h.Name = "./" + filepath.ToSlash(rel)
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if info.Mode().IsRegular() {
-			src, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer src.Close()
-			_, err = io.Copy(tw, src)
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestResolveOCIArchive(t *testing.T) {
 	dir := t.TempDir()
 	idx, imgs := testimage.Index(t,
@@ -66,7 +23,7 @@ func TestResolveOCIArchive(t *testing.T) {
 		testimage.Platform{OS: "linux", Arch: "arm64", Variant: "v8"})
 	testimage.WriteLayout(t, dir, map[string]v1.ImageIndex{"v1": idx})
 	archive := filepath.Join(t.TempDir(), "image.tar")
-	tarDir(t, dir, archive)
+	testimage.TarDir(t, dir, archive, "./")
 
 	res := mustResolve(t, "oci-archive:"+archive+":v1", resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "arm64"}))
 	checkImage(t, res, imgs[1])

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"archive/tar"
-	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,7 +35,7 @@ func TestCLIE2EEverySourceKind(t *testing.T) {
 	testimage.WriteLayout(t, layoutDir, map[string]v1.ImageIndex{"v1": demo.index})
 	// oci-archive:FILE of that layout, tarred here.
 	ociTar := filepath.Join(work, "layout.tar")
-	tarDir(t, layoutDir, ociTar)
+	testimage.TarDir(t, layoutDir, ociTar, "")
 
 	// docker-archive:FILE:NAME:TAG of a two-image archive written by
 	// go-containerregistry (gzip layers, unlike skopeo's).
@@ -139,55 +136,5 @@ func TestCLIE2EEverySourceKind(t *testing.T) {
 				t.Errorf("rebuild --all --check of the tree from %s: exit %d\n%s%s", s.ref, r.code, r.stdout, r.stderr)
 			}
 		})
-	}
-}
-
-// tarDir writes the files under dir into a tar at file, as "tar -C dir -cf
-// file ." would.
-func tarDir(t *testing.T, dir, file string) {
-	t.Helper()
-	f, err := os.Create(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tw := tar.NewWriter(f)
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		h, err := tar.FileInfoHeader(info, "")
-		if err != nil {
-			return err
-		}
-		h.Name = filepath.ToSlash(rel)
-		if d.IsDir() {
-			h.Name += "/"
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if d.Type().IsRegular() {
-			src, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer src.Close()
-			if _, err := io.Copy(tw, src); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
 	}
 }
