@@ -23,7 +23,7 @@ func TestSameTreeAsUmoci(t *testing.T) {
 	requireRoot(t)
 	umoci, err := exec.LookPath("umoci")
 	if err != nil {
-		t.Skip("umoci not installed")
+		missing(t, "umoci not installed")
 	}
 	ns := time.Unix(1600000000, 123456789)
 	ls := [][]e{
