@@ -65,6 +65,10 @@ type applier struct {
 	// manifest into a state directory; nil without WithStateDir.
 	st *stateRec
 
+	// readFailed tells whether the last applyTar saw its source fail (see
+	// readAhead.failed).
+	readFailed bool
+
 	// skipped holds the device nodes DevicesSkip left out, in any layer,
 	// so that hard links to them are left out too rather than failing.
 	skipped map[string]struct{}
@@ -81,9 +85,12 @@ func newApplier(ctx context.Context, root *fsroot.Root, o *options) *applier {
 }
 
 // applyTar applies one uncompressed tar stream, checking its digest
-// against diffID when given. On failure it aborts the recorder. The stream is parsed once, by tar-split's
-// reader; tarReader sorts every byte for the recorder (see tarReader).
-func (a *applier) applyTar(r io.Reader, diffID digest.Digest) (rep LayerReport, err error) {
+// against diffID when given. On failure it aborts the recorder. The stream
+// is read ahead and hashed in a goroutine of its own (see readAhead) and
+// parsed once, by tar-split's reader; tarReader sorts every byte for the
+// recorder (see tarReader). stopSource, when not nil, unblocks a read of r
+// in progress; it is called when the layer fails before r is used up.
+func (a *applier) applyTar(r io.Reader, diffID digest.Digest, stopSource func()) (rep LayerReport, err error) {
 	a.rep = &LayerReport{}
 	a.upper = make(map[string]struct{})
 	a.dirs = make(map[string]dirMeta)
@@ -99,9 +106,9 @@ func (a *applier) applyTar(r io.Reader, diffID digest.Digest) (rep LayerReport, 
 	if diffID != "" {
 		alg = diffID.Algorithm()
 	}
-	h := newAsyncHash(alg.Hash())
-	defer h.close()
-	tr := &tarReader{r: r, h: h, capture: true, max: a.o.maxLayerBytes}
+	h := alg.Hash()
+	ra := startReadAhead(r, h)
+	tr := &tarReader{r: ra, capture: true, max: a.o.maxLayerBytes}
 	if _, nop := a.o.rec.(nopRecorder); !nop {
 		tr.sink = a.o.rec.segment
 	}
@@ -109,9 +116,16 @@ func (a *applier) applyTar(r io.Reader, diffID digest.Digest) (rep LayerReport, 
 	if err == nil {
 		err = a.finishDirs()
 	}
+	if err != nil && stopSource != nil {
+		stopSource()
+	}
+	// On success the goroutine already read to the end; on failure this
+	// waits for its read in progress, after which r is the caller's again.
+	ra.close()
+	a.readFailed = ra.failed
 	rep = *a.rep
 	rep.TarBytes = tr.n
-	rep.DiffID = digest.NewDigest(alg, tr.h)
+	rep.DiffID = digest.NewDigest(alg, h)
 	if err != nil {
 		return rep, err
 	}

@@ -154,7 +154,7 @@ func ApplyLayer(ctx context.Context, target string, tarStream io.Reader, opts ..
 	}
 	defer root.Close()
 	a := newApplier(ctx, root, o)
-	lr, err := a.applyTar(tarStream, "")
+	lr, err := a.applyTar(tarStream, "", nil)
 	if err == nil {
 		err = o.rec.end(lr.DiffID)
 	}
@@ -183,7 +183,11 @@ func (a *applier) applyBlob(l Layer) (lr LayerReport, err error) {
 		}
 	}()
 	want, _ := compressionOf(l.MediaType)
-	rc, err := l.Open(a.ctx)
+	// Cancelling the blob's context unblocks the read-ahead goroutine when
+	// the layer fails while the blob is still arriving.
+	bctx, cancel := context.WithCancel(a.ctx)
+	defer cancel()
+	rc, err := l.Open(bctx)
 	if err != nil {
 		return LayerReport{}, keepKind(err, "opening the blob")
 	}
@@ -214,8 +218,13 @@ func (a *applier) applyBlob(l Layer) (lr LayerReport, err error) {
 		defer zr.Close()
 		tarStream = zr
 	}
-	lr, err = a.applyTar(tarStream, l.DiffID)
+	lr, err = a.applyTar(tarStream, l.DiffID, cancel)
 	if err != nil {
+		if !a.readFailed {
+			// The layer failed for a reason of its own; the blob's
+			// error, if any, came from the cancel above.
+			return lr, classify(err, "")
+		}
 		return lr, src.fail(err, "")
 	}
 	// The decompressor stopped at the end of its stream; whatever follows
@@ -281,6 +290,12 @@ func (b *blobReader) fail(err error, msg string) error {
 	if b.err != nil {
 		return keepKind(b.err, "reading the blob")
 	}
+	return classify(err, msg)
+}
+
+// classify adds msg to err, which keeps its kind; an error without one
+// is a malformed layer.
+func classify(err error, msg string) error {
 	if hasKind(err) {
 		if msg == "" {
 			return err
@@ -290,7 +305,7 @@ func (b *blobReader) fail(err error, msg string) error {
 	return errdefs.Wrap(err, errdefs.ErrLayerInvalid, "%s", msg)
 }
 
-// tarReader hashes and counts the uncompressed stream and, for a
+// tarReader counts the uncompressed stream and, for a
 // recorder, sorts every byte it yields into one of two kinds: payload of a
 // regular file the applier writes to the tree (capture off: the recorder
 // gets its size and CRC, rebuild reads it back from the tree), or anything
@@ -301,7 +316,6 @@ func (b *blobReader) fail(err error, msg string) error {
 // depends on what the tar reader chooses to report as raw bytes.
 type tarReader struct {
 	r       io.Reader
-	h       hash.Hash
 	n       int64
 	capture bool               // bytes read are segment bytes
 	pending []byte             // segment bytes not yet flushed
@@ -330,11 +344,10 @@ func (t *tarReader) Read(p []byte) (int, error) {
 	if n > 0 {
 		t.n += int64(n)
 		if t.max > 0 && t.n > t.max {
-			// The byte past the limit is neither hashed nor recorded.
+			// The byte past the limit is not recorded.
 			t.n, t.over = t.max, true
 			return n - 1, t.tooLarge()
 		}
-		t.h.Write(p[:n])
 		if t.capture && t.sink != nil {
 			t.pending = append(t.pending, p[:n]...)
 			if len(t.pending) >= pendingMax {
