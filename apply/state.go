@@ -140,7 +140,7 @@ type stateRec struct {
 	tmp  *os.File
 	bw   *bufio.Writer
 	zw   *zstd.Encoder
-	enc  *json.Encoder
+	out  []byte // entries encoded, not yet written to zw
 	pos  int
 	last int // position of the last file entry
 
@@ -178,7 +178,9 @@ func openState(target string, layers []Layer, o *options) (*stateRec, error) {
 	for _, l := range layers {
 		s.state.Layers = append(s.state.Layers, StateLayer{DiffID: l.DiffID, Digest: l.Digest, MediaType: l.MediaType, TarSplit: tarsplitName(l.DiffID)})
 	}
-	s.zw, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+	// Concurrency 2 compresses the metadata in the encoder's own goroutine,
+	// off the applier's.
+	s.zw, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(2), zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		s.close()
 		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "zstd")
@@ -318,7 +320,7 @@ func (s *stateRec) beginLayer(i int) error {
 		s.bw.Reset(f)
 	}
 	s.zw.Reset(s.bw)
-	s.enc = json.NewEncoder(s.zw)
+	s.out = s.out[:0]
 	s.pos, s.last = 0, -1
 	return nil
 }
@@ -331,21 +333,34 @@ func (s *stateRec) segment(b []byte) error {
 	if len(b) == 0 {
 		return nil
 	}
-	if err := s.enc.Encode(&storage.Entry{Type: storage.SegmentType, Payload: b, Position: s.pos}); err != nil {
+	s.out = appendEntry(s.out, &storage.Entry{Type: storage.SegmentType, Payload: b, Position: s.pos})
+	s.pos++
+	if err := s.writeOut(false); err != nil {
 		return s.recErr(err)
 	}
-	s.pos++
 	return nil
+}
+
+// writeOut hands the encoded entries to the compressor once enough
+// accumulated, or all of them when final.
+func (s *stateRec) writeOut(final bool) error {
+	if len(s.out) == 0 || !final && len(s.out) < 64<<10 {
+		return nil
+	}
+	_, err := s.zw.Write(s.out)
+	s.out = s.out[:0]
+	return err
 }
 
 func (s *stateRec) file(name string, size int64, crc []byte) error {
 	e := storage.Entry{Type: storage.FileType, Size: size, Payload: crc, Position: s.pos}
 	e.SetName(name)
-	if err := s.enc.Encode(&e); err != nil {
-		return s.recErr(err)
-	}
+	s.out = appendEntry(s.out, &e)
 	s.last = s.pos
 	s.pos++
+	if err := s.writeOut(false); err != nil {
+		return s.recErr(err)
+	}
 	return nil
 }
 
@@ -356,7 +371,10 @@ func (s *stateRec) end(diffID digest.Digest) error {
 	if diffID != s.state.Layers[s.layer].DiffID {
 		return errdefs.New(errdefs.ErrInternal, "layer %d ended with diffID %s, recording %s", s.layer, diffID, s.state.Layers[s.layer].DiffID)
 	}
-	err := s.zw.Close()
+	err := s.writeOut(true)
+	if err == nil {
+		err = s.zw.Close()
+	}
 	if err == nil {
 		err = s.bw.Flush()
 	}
