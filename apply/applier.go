@@ -5,7 +5,6 @@ import (
 	_ "crypto/sha256" // digest.SHA256
 	"errors"
 	"hash"
-	"hash/crc64"
 	"io"
 	"os"
 	"sort"
@@ -34,7 +33,7 @@ const (
 	errTruncFormat = "entry %q: payload cut short after %d of %d bytes"
 )
 
-var crcTable = crc64.MakeTable(crc64.ISO)
+
 
 // applier applies layers to one root. It is used for one Apply call and
 // keeps what may be reused across entries and layers: the copy buffer and
@@ -139,14 +138,14 @@ func (a *applier) applyTar(r io.Reader, diffID digest.Digest, stopSource func())
 
 // emptyCRC is the CRC-64 of no bytes, recorded for entries whose payload,
 // if any, went into a segment.
-var emptyCRC = crc64.New(crcTable).Sum(nil)
+var emptyCRC = newCRC().Sum(nil)
 
 // entries is the one loop over the tar stream.
 func (a *applier) entries(tr *tarReader) error {
 	rec := a.o.rec
 	var crc hash.Hash64
 	if rec.wantCRC() {
-		crc = crc64.New(crcTable)
+		crc = newCRC()
 	}
 	// fail prefers the recorder's own error (a full disk under the state
 	// directory) to what the tar reader made of it.

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"hash/crc64"
 	"io"
 	"io/fs"
 	"os"
@@ -358,7 +357,7 @@ func (rb *rebuilder) payload(diffID digest.Digest, key string, e *storage.Entry,
 	if st.Size != e.Size {
 		return perr(errdefs.ErrDigestMismatch, ReasonChanged, fmt.Sprintf("%d bytes, recorded %d", st.Size, e.Size))
 	}
-	crc := crc64.New(crcTable)
+	crc := newCRC()
 	n, err := io.CopyBuffer(io.MultiWriter(hw, crc), io.LimitReader(f, e.Size), rb.buf)
 	if hw.err != nil {
 		return writeErr(hw.err, diffID)

@@ -2,7 +2,6 @@ package apply
 
 import (
 	"errors"
-	"hash/crc64"
 	"io"
 	"os"
 	"reflect"
@@ -68,7 +67,7 @@ func (w *sparseWriter) Write(b []byte) (int, error) {
 	}
 	n, err := w.f.WriteAt(b, w.off)
 	if w.sum {
-		w.crc = crc64.Update(w.crc, crcTable, b[:n])
+		w.crc = crcUpdate(w.crc, b[:n])
 	}
 	w.off += int64(n)
 	if err != nil {
@@ -226,7 +225,7 @@ func sparseCRC(f *os.File, size int64, buf []byte) (uint64, error) {
 		hole = min(hole, size)
 		for off < hole {
 			m, err := f.ReadAt(buf[:min(int64(len(buf)), hole-off)], off)
-			crc = crc64.Update(crc, crcTable, buf[:m])
+			crc = crcUpdate(crc, buf[:m])
 			off += int64(m)
 			if err == io.EOF {
 				return crc, nil // shrunk while read, as a dense read sees it

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"hash/crc64"
 	"io"
 	"io/fs"
 	"os"
@@ -136,7 +135,7 @@ func fileCRC(dirfd int, base, path string, buf []byte) (uint64, error) {
 		}
 		return c, nil
 	}
-	h := crc64.New(crcTable)
+	h := newCRC()
 	if _, err := io.CopyBuffer(h, f, buf); err != nil {
 		return 0, walkErr(err, path)
 	}
