@@ -1,8 +1,11 @@
 package apply
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"strconv"
 	"unicode/utf8"
 
@@ -62,4 +65,166 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	b = append(b, s...)
 	return append(b, '"')
+}
+
+// entryReader reads the entries appendEntry wrote, one per line, without
+// reflection. A line in any other shape (other key order, escapes in a
+// name, spacing) is handed to encoding/json, so any JSON that tar-split's
+// unpacker would take line by line is read the same.
+type entryReader struct {
+	r    *bufio.Reader
+	line []byte
+}
+
+func newEntryReader(r io.Reader) *entryReader {
+	return &entryReader{r: bufio.NewReaderSize(r, 64<<10)}
+}
+
+// next reads the next entry into e, reusing e.Payload's and e.NameRaw's
+// storage; it returns io.EOF after the last.
+func (er *entryReader) next(e *storage.Entry) error {
+	for {
+		line, err := er.readLine()
+		if len(bytes.TrimSpace(line)) == 0 {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil && err != io.EOF {
+			return err
+		}
+		if parseEntry(line, e) {
+			return nil
+		}
+		*e = storage.Entry{}
+		return json.Unmarshal(line, e)
+	}
+}
+
+// readLine returns the next line without its newline; it is valid until
+// the next call.
+func (er *entryReader) readLine() ([]byte, error) {
+	line, err := er.r.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		er.line = append(er.line[:0], line...)
+		for err == bufio.ErrBufferFull {
+			line, err = er.r.ReadSlice('\n')
+			er.line = append(er.line, line...)
+		}
+		line = er.line
+	}
+	return bytes.TrimSuffix(line, []byte("\n")), err
+}
+
+// parseEntry parses line in exactly the shape appendEntry writes and
+// reports whether it could.
+func parseEntry(line []byte, e *storage.Entry) bool {
+	p := entryParser{b: line}
+	if !p.lit(`{"type":`) {
+		return false
+	}
+	typ, ok := p.int()
+	if !ok {
+		return false
+	}
+	e.Type, e.Name, e.NameRaw, e.Size = storage.Type(typ), "", e.NameRaw[:0], 0
+	if p.lit(`,"name":"`) {
+		i := bytes.IndexByte(p.b, '"')
+		if i < 0 {
+			return false
+		}
+		name := p.b[:i]
+		for _, c := range name {
+			if c == '\\' || c < 0x20 {
+				return false
+			}
+		}
+		if !utf8.Valid(name) {
+			return false
+		}
+		e.Name, p.b = string(name), p.b[i+1:]
+	}
+	if p.lit(`,"name_raw":"`) {
+		if e.NameRaw, ok = p.base64(e.NameRaw[:0]); !ok {
+			return false
+		}
+	}
+	if len(e.NameRaw) == 0 {
+		e.NameRaw = nil
+	}
+	if p.lit(`,"size":`) {
+		if e.Size, ok = p.int(); !ok {
+			return false
+		}
+	}
+	switch {
+	case p.lit(`,"payload":null`):
+		e.Payload = nil
+	case p.lit(`,"payload":"`):
+		if e.Payload, ok = p.base64(e.Payload[:0]); !ok {
+			return false
+		}
+	default:
+		return false
+	}
+	if !p.lit(`,"position":`) {
+		return false
+	}
+	pos, ok := p.int()
+	if !ok || !p.lit("}") || len(p.b) != 0 {
+		return false
+	}
+	e.Position = int(pos)
+	return true
+}
+
+type entryParser struct{ b []byte }
+
+func (p *entryParser) lit(s string) bool {
+	if !bytes.HasPrefix(p.b, []byte(s)) {
+		return false
+	}
+	p.b = p.b[len(s):]
+	return true
+}
+
+// int parses a JSON integer that fits an int64 and, like encoding/json
+// into an int, refuses fractions and exponents (they end the number here
+// and then fail the next literal).
+func (p *entryParser) int() (int64, bool) {
+	i := 0
+	if i < len(p.b) && p.b[i] == '-' {
+		i++
+	}
+	start := i
+	for i < len(p.b) && p.b[i] >= '0' && p.b[i] <= '9' {
+		i++
+	}
+	if i == start || i-start > 1 && p.b[start] == '0' {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(p.b[:i]), 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	p.b = p.b[i:]
+	return n, true
+}
+
+// base64 decodes up to the closing quote into dst.
+func (p *entryParser) base64(dst []byte) ([]byte, bool) {
+	i := bytes.IndexByte(p.b, '"')
+	if i < 0 {
+		return nil, false
+	}
+	out, err := base64.StdEncoding.AppendDecode(dst, p.b[:i])
+	if err != nil {
+		return nil, false
+	}
+	if out == nil {
+		out = []byte{} // "" is an empty payload, not null
+	}
+	p.b = p.b[i+1:]
+	return out, true
 }

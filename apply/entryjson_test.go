@@ -3,6 +3,7 @@ package apply
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"math/rand/v2"
 	"testing"
 
@@ -12,6 +13,69 @@ import (
 // appendEntry must write exactly what json.Encoder writes, so that the
 // metadata reads back the same with tar-split's own unpacker.
 func TestAppendEntryMatchesEncodingJSON(t *testing.T) {
+	entries := awkwardEntries()
+	var want bytes.Buffer
+	enc := json.NewEncoder(&want)
+	var got []byte
+	for i := range entries {
+		if err := enc.Encode(&entries[i]); err != nil {
+			t.Fatal(err)
+		}
+		got = appendEntry(got, &entries[i])
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		gl, wl := bytes.Split(got, []byte("\n")), bytes.Split(want.Bytes(), []byte("\n"))
+		for i := range min(len(gl), len(wl)) {
+			if !bytes.Equal(gl[i], wl[i]) {
+				t.Fatalf("line %d:\n got %s\nwant %s", i, gl[i], wl[i])
+			}
+		}
+		t.Fatalf("got %d lines, want %d", len(gl), len(wl))
+	}
+}
+
+// entryReader reads back what appendEntry wrote, and anything else
+// json.Decoder reads line by line, as json.Decoder does.
+func TestEntryReaderMatchesEncodingJSON(t *testing.T) {
+	entries := awkwardEntries()
+	var fast []byte
+	for i := range entries {
+		fast = appendEntry(fast, &entries[i])
+	}
+	// Other shapes a packer could have written: keys in another order,
+	// escapes where appendEntry writes bytes, spaces, no final newline.
+	other := []byte(`{"position":3,"payload":"AAE=","size":7,"name":"x\/y","type":1}` + "\n" +
+		`{ "type": 2, "payload": "aGk=", "position": 4 }` + "\n" +
+		`{"type":1,"name":"caf\u00e9","size":2,"payload":null,"position":5}` + "\n" +
+		`{"type":2,"payload":"","position":6}`)
+	for _, stream := range [][]byte{fast, other} {
+		want := json.NewDecoder(bytes.NewReader(stream))
+		got := newEntryReader(bytes.NewReader(stream))
+		var g storage.Entry
+		for i := 0; ; i++ {
+			var w storage.Entry
+			werr := want.Decode(&w)
+			gerr := got.next(&g)
+			if werr == io.EOF || gerr == io.EOF {
+				if werr != gerr {
+					t.Fatalf("entry %d: json says %v, entryReader %v", i, werr, gerr)
+				}
+				break
+			}
+			if werr != nil || gerr != nil {
+				t.Fatalf("entry %d: %v, %v", i, werr, gerr)
+			}
+			if g.Type != w.Type || g.Name != w.Name || !bytes.Equal(g.NameRaw, w.NameRaw) || g.Size != w.Size ||
+				!bytes.Equal(g.Payload, w.Payload) || (g.Payload == nil) != (w.Payload == nil) || g.Position != w.Position {
+				t.Fatalf("entry %d: got %+v, want %+v", i, g, w)
+			}
+		}
+	}
+}
+
+// awkwardEntries are tar-split entries with names that need escaping or
+// are not UTF-8, empty payloads and large positions.
+func awkwardEntries() []storage.Entry {
 	names := []string{
 		"usr/bin/env", "a b", "quote\"d", `back\slash`, "<html>&amp;", "tab\there", "nl\nx",
 		"ctl\x01\x1f", "del\x7f", "é-ü", "日本語", "\u2028line\u2029sep", "bad\xffutf8", "\xc3", "",
@@ -33,22 +97,5 @@ func TestAppendEntryMatchesEncodingJSON(t *testing.T) {
 			storage.Entry{Type: storage.FileType, Name: n, Position: 1 << 30},
 			storage.Entry{Type: storage.SegmentType, Payload: []byte{}, Position: 0})
 	}
-	var want bytes.Buffer
-	enc := json.NewEncoder(&want)
-	var got []byte
-	for i := range entries {
-		if err := enc.Encode(&entries[i]); err != nil {
-			t.Fatal(err)
-		}
-		got = appendEntry(got, &entries[i])
-	}
-	if !bytes.Equal(got, want.Bytes()) {
-		gl, wl := bytes.Split(got, []byte("\n")), bytes.Split(want.Bytes(), []byte("\n"))
-		for i := range min(len(gl), len(wl)) {
-			if !bytes.Equal(gl[i], wl[i]) {
-				t.Fatalf("line %d:\n got %s\nwant %s", i, gl[i], wl[i])
-			}
-		}
-		t.Fatalf("got %d lines, want %d", len(gl), len(wl))
-	}
+	return entries
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -12,8 +11,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
@@ -187,16 +188,52 @@ func RebuildAll(ctx context.Context, stateDir, rootfs string, open func(index in
 }
 
 // Check rebuilds every layer and discards the streams: RebuildAll for
-// "does the tree still reproduce every layer".
+// "does the tree still reproduce every layer". Layers are checked side by
+// side, as many at once as there are CPUs: each one is independent of
+// the others, and a check is bound by reading files and hashing them.
 func Check(ctx context.Context, stateDir, rootfs string) ([]LayerCheck, error) {
-	return RebuildAll(ctx, stateDir, rootfs, func(int, digest.Digest) (io.WriteCloser, error) {
-		return nopWriteCloser{io.Discard}, nil
-	})
+	st, err := Status(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(st.Layers))
+	rbs := make([]*rebuilder, workers)
+	for i := range rbs {
+		if rbs[i], err = newRebuilder(stateDir, rootfs, st); err != nil {
+			for _, rb := range rbs[:i] {
+				rb.close()
+			}
+			return nil, err
+		}
+	}
+	res := make([]LayerCheck, len(st.Layers))
+	next := make(chan int, len(st.Layers))
+	for i := range st.Layers {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for _, rb := range rbs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer rb.close()
+			for i := range next {
+				if ctx.Err() != nil {
+					return
+				}
+				d := st.Layers[i].DiffID
+				n, err := rb.layer(ctx, d, io.Discard)
+				res[i] = LayerCheck{Index: i, DiffID: d, Bytes: n, Err: err}
+			}
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil, errdefs.Wrap(ctx.Err(), errdefs.ErrInternal, "rebuilding")
+	}
+	return res, nil
 }
-
-type nopWriteCloser struct{ io.Writer }
-
-func (nopWriteCloser) Close() error { return nil }
 
 type rebuilder struct {
 	stateDir string
@@ -269,18 +306,18 @@ func (rb *rebuilder) layer(ctx context.Context, diffID digest.Digest, w io.Write
 	if err := rb.zr.Reset(bufio.NewReaderSize(f, 64<<10)); err != nil {
 		return 0, errdefs.Wrap(err, errdefs.ErrInternal, "tar-split metadata of layer %s", diffID)
 	}
-	dec := json.NewDecoder(rb.zr)
+	dec := newEntryReader(rb.zr)
 	h := newAsyncHash(diffID.Algorithm().Hash())
 	defer h.close()
 	hw := &holdWriter{w: w, h: h}
+	var e storage.Entry // reused: nothing keeps its payload
 	for i := 0; ; i++ {
 		if i%ctxCheckEvery == 0 {
 			if err := ctx.Err(); err != nil {
 				return hw.n, errdefs.Wrap(err, errdefs.ErrInternal, "rebuilding layer %s", diffID)
 			}
 		}
-		var e storage.Entry
-		if err := dec.Decode(&e); err == io.EOF {
+		if err := dec.next(&e); err == io.EOF {
 			break
 		} else if err != nil {
 			return hw.n, errdefs.Wrap(err, errdefs.ErrInternal, "tar-split metadata of layer %s is corrupt", diffID)

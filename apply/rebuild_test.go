@@ -298,9 +298,9 @@ func goAccepts(b []byte) (reason string) {
 // 0.0, 0.1 and 1.0 sparse files, star, v7, xattrs, long names and links,
 // non-UTF-8 names, missing and extra end-of-archive blocks.
 func TestRebuildTestdata(t *testing.T) {
-	goroot := runtime()
+	gr := goroot()
 	dirs := map[string]string{
-		"go":            filepath.Join(goroot, "src/archive/tar/testdata"),
+		"go":            filepath.Join(gr, "src/archive/tar/testdata"),
 		"tar-split":     tarsplitDir0() + "/archive/tar/testdata",
 		"tar-split-asm": tarsplitDir0() + "/tar/asm/testdata",
 	}
@@ -362,7 +362,7 @@ func sparseOnDisk(t *testing.T, dir string) {
 	}
 }
 
-func runtime() string {
+func goroot() string {
 	out, err := exec.Command("go", "env", "GOROOT").Output()
 	if err != nil {
 		return "/usr/local/go"

@@ -31,7 +31,7 @@ func TestCRCZeros(t *testing.T) {
 // testdataTar reads one of Go's archive/tar test archives.
 func testdataTar(t *testing.T, name string) []byte {
 	t.Helper()
-	b, _, err := decodeTar(filepath.Join(runtime(), "src/archive/tar/testdata", name))
+	b, _, err := decodeTar(filepath.Join(goroot(), "src/archive/tar/testdata", name))
 	if err != nil {
 		missing(t, err)
 	}
