@@ -228,3 +228,53 @@ func (p *entryParser) base64(dst []byte) ([]byte, bool) {
 	p.b = p.b[i+1:]
 	return out, true
 }
+
+// appendTreeEntry appends e as one line of JSON, the bytes json.Encoder
+// writes for it: the tree manifest has a line per path of the tree, and
+// it is written while the unpack waits.
+func appendTreeEntry(b []byte, e *treeEntry) []byte {
+	b = append(b, '{')
+	if e.Path != "" {
+		b = append(b, `"path":`...)
+		b = appendJSONString(b, e.Path)
+		b = append(b, ',')
+	}
+	if len(e.PathRaw) > 0 {
+		b = append(b, `"path_raw":`...)
+		b = appendBase64(b, e.PathRaw)
+		b = append(b, ',')
+	}
+	b = append(b, `"type":`...)
+	b = appendJSONString(b, e.Type)
+	b = append(b, `,"mode":`...)
+	b = strconv.AppendUint(b, uint64(e.Mode), 10)
+	b = append(b, `,"uid":`...)
+	b = strconv.AppendUint(b, uint64(e.UID), 10)
+	b = append(b, `,"gid":`...)
+	b = strconv.AppendUint(b, uint64(e.GID), 10)
+	if e.Size != 0 {
+		b = append(b, `,"size":`...)
+		b = strconv.AppendInt(b, e.Size, 10)
+	}
+	if e.CRC != 0 {
+		b = append(b, `,"crc":`...)
+		b = strconv.AppendUint(b, e.CRC, 10)
+	}
+	if e.Mtime != 0 {
+		b = append(b, `,"mtime":`...)
+		b = strconv.AppendInt(b, e.Mtime, 10)
+	}
+	if e.Target != "" {
+		b = append(b, `,"target":`...)
+		b = appendJSONString(b, e.Target)
+	}
+	if len(e.TargetRaw) > 0 {
+		b = append(b, `,"target_raw":`...)
+		b = appendBase64(b, e.TargetRaw)
+	}
+	if e.Rdev != 0 {
+		b = append(b, `,"rdev":`...)
+		b = strconv.AppendUint(b, e.Rdev, 10)
+	}
+	return append(b, "}\n"...)
+}

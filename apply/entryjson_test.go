@@ -99,3 +99,46 @@ func awkwardEntries() []storage.Entry {
 	}
 	return entries
 }
+
+func TestAppendTreeEntryMatchesEncodingJSON(t *testing.T) {
+	var entries []treeEntry
+	for i, se := range awkwardEntries() {
+		n := se.GetName()
+		e := treeEntry{Type: []string{"file", "dir", "symlink", "char"}[i%4], Mode: uint32(i % 07777), UID: uint32(i * 7), GID: uint32(i % 3)}
+		if i%5 == 0 {
+			e.PathRaw = []byte(n)
+		} else {
+			e.Path = n
+		}
+		switch e.Type {
+		case "file":
+			e.Size, e.CRC, e.Mtime = int64(i*100), uint64(i)*0x9e3779b97f4a7c15, int64(i)*1_000_000_007-5e17
+		case "symlink":
+			e.Target = n + "/../t"
+			if i%3 == 0 {
+				e.Target, e.TargetRaw = "", []byte(n+"\xff")
+			}
+		case "char":
+			e.Rdev = uint64(i) << 8
+		}
+		entries = append(entries, e)
+	}
+	var want bytes.Buffer
+	enc := json.NewEncoder(&want)
+	var got []byte
+	for i := range entries {
+		if err := enc.Encode(&entries[i]); err != nil {
+			t.Fatal(err)
+		}
+		got = appendTreeEntry(got, &entries[i])
+	}
+	gl, wl := bytes.Split(got, []byte("\n")), bytes.Split(want.Bytes(), []byte("\n"))
+	for i := range min(len(gl), len(wl)) {
+		if !bytes.Equal(gl[i], wl[i]) {
+			t.Fatalf("line %d:\n got %s\nwant %s", i, gl[i], wl[i])
+		}
+	}
+	if len(gl) != len(wl) {
+		t.Fatalf("got %d lines, want %d", len(gl), len(wl))
+	}
+}

@@ -159,7 +159,7 @@ func (s *stateRec) writeManifest(ctx context.Context, target string) error {
 	}()
 	bw := bufio.NewWriterSize(f, 64<<10)
 	s.zw.Reset(bw)
-	enc := json.NewEncoder(s.zw)
+	var out []byte
 	buf := make([]byte, 64<<10)
 	err = walkTree(ctx, target, func(path string, st *unix.Stat_t, dirfd int, base string) error {
 		e, err := entryOf(path, st, dirfd, base, func() (uint64, error) {
@@ -171,8 +171,15 @@ func (s *stateRec) writeManifest(ctx context.Context, target string) error {
 		if err != nil {
 			return err
 		}
-		return enc.Encode(&e)
+		if out = appendTreeEntry(out, &e); len(out) >= 64<<10 {
+			_, err = s.zw.Write(out)
+			out = out[:0]
+		}
+		return err
 	})
+	if err == nil {
+		_, err = s.zw.Write(out)
+	}
 	if err == nil {
 		err = s.zw.Close()
 	}
