@@ -238,7 +238,7 @@ NEED=0
 for img in $IMAGES; do
 	n=$(awk -F'\t' -v ct="$(selected containerd && echo 1 || echo 0)" '
 		{ c += $3; u += $5; cum += $5; snaps += cum }
-		END { m = u; if (ct && snaps > m) m = snaps; printf "%d", c + m + 512 * 1048576 }' "${LAYOUT[$img]}/layers.tsv")
+		END { m = u; if (ct && snaps > m) m = snaps; printf "%.0f", c + m + 512 * 1048576 }' "${LAYOUT[$img]}/layers.tsv")
 	((n > NEED)) && NEED=$n
 done
 NEED_MIB=$((NEED / 1048576))
