@@ -211,7 +211,7 @@ func (a *applier) applyBlob(l Layer) (lr LayerReport, err error) {
 		defer zr.Close()
 		tarStream = zr
 	case zstded:
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(2))
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
 		if err != nil {
 			return LayerReport{}, src.fail(err, "zstd")
 		}

@@ -27,8 +27,11 @@ type readAhead struct {
 	h    hash.Hash // nil: no hasher, the applier follows the reader
 	done chan struct{}
 
-	mu   sync.Mutex
-	cond sync.Cond
+	mu sync.Mutex
+	// One condition per party, so that each wakes only who can go on.
+	space   sync.Cond // the reader: readAheadLow bytes are free
+	toHash  sync.Cond // the hasher: bytes were read
+	toApply sync.Cond // the applier: bytes are ready
 	// Bytes read from the source, hashed and taken by the applier, since
 	// the start; positions in buf are these modulo its length.
 	in, hashed, out int64
@@ -43,14 +46,21 @@ type readAhead struct {
 	failed bool
 }
 
-const readAheadSize = 1 << 20
+const (
+	readAheadSize = 1 << 20
+	// readAheadLow is the least free space the reader reads into; it waits
+	// for that much. Without it, each small read of the applier (a 512-byte header)
+	// would wake the reader for a read as small: on a layer of small files
+	// that ping-pong cost more in futex calls than the reads themselves.
+	readAheadLow = 128 << 10
+)
 
 // startReadAhead starts reading r. h, when not nil, is written every byte
 // read, in a goroutine of its own so that the decompressor, the slowest
 // stage, does nothing else; h is the caller's again after close.
 func startReadAhead(r io.Reader, h hash.Hash) *readAhead {
 	ra := &readAhead{buf: make([]byte, readAheadSize), h: h, done: make(chan struct{})}
-	ra.cond.L = &ra.mu
+	ra.space.L, ra.toHash.L, ra.toApply.L = &ra.mu, &ra.mu, &ra.mu
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -76,8 +86,8 @@ func (ra *readAhead) read(r io.Reader) {
 	size := int64(len(ra.buf))
 	for {
 		ra.mu.Lock()
-		for !ra.stopped && ra.in-ra.out == size {
-			ra.cond.Wait()
+		for !ra.stopped && size-(ra.in-ra.out) < readAheadLow {
+			ra.space.Wait()
 		}
 		if ra.stopped {
 			ra.mu.Unlock()
@@ -94,7 +104,7 @@ func (ra *readAhead) read(r io.Reader) {
 		if err != nil {
 			ra.end, ra.err = true, err
 		}
-		ra.cond.Broadcast()
+		ra.readySignal()
 		ra.mu.Unlock()
 		if err != nil {
 			return
@@ -108,7 +118,7 @@ func (ra *readAhead) hash() {
 	for {
 		ra.mu.Lock()
 		for !ra.stopped && ra.hashed == ra.in && !ra.end {
-			ra.cond.Wait()
+			ra.toHash.Wait()
 		}
 		if ra.stopped {
 			ra.mu.Unlock()
@@ -116,7 +126,7 @@ func (ra *readAhead) hash() {
 		}
 		if ra.hashed == ra.in { // and the reader ended
 			ra.hashEnd = true
-			ra.cond.Broadcast()
+			ra.toApply.Signal()
 			ra.mu.Unlock()
 			return
 		}
@@ -128,8 +138,17 @@ func (ra *readAhead) hash() {
 
 		ra.mu.Lock()
 		ra.hashed += n
-		ra.cond.Broadcast()
+		ra.toApply.Signal()
 		ra.mu.Unlock()
+	}
+}
+
+// readySignal wakes whoever follows the reader. mu must be held.
+func (ra *readAhead) readySignal() {
+	if ra.h != nil {
+		ra.toHash.Signal()
+	} else {
+		ra.toApply.Signal()
 	}
 }
 
@@ -150,7 +169,7 @@ func (ra *readAhead) Read(p []byte) (int, error) {
 	ra.mu.Lock()
 	limit, ended := ra.ready()
 	for limit == ra.out && !ended {
-		ra.cond.Wait()
+		ra.toApply.Wait()
 		limit, ended = ra.ready()
 	}
 	if limit == ra.out {
@@ -169,7 +188,9 @@ func (ra *readAhead) Read(p []byte) (int, error) {
 
 	ra.mu.Lock()
 	ra.out += n
-	ra.cond.Broadcast()
+	if size-(ra.in-ra.out) >= readAheadLow {
+		ra.space.Signal()
+	}
 	ra.mu.Unlock()
 	return int(n), nil
 }
@@ -181,7 +202,9 @@ func (ra *readAhead) Read(p []byte) (int, error) {
 func (ra *readAhead) close() int64 {
 	ra.mu.Lock()
 	ra.stopped = true
-	ra.cond.Broadcast()
+	ra.space.Broadcast()
+	ra.toHash.Broadcast()
+	ra.toApply.Broadcast()
 	ra.mu.Unlock()
 	<-ra.done
 	return ra.in
