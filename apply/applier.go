@@ -33,8 +33,6 @@ const (
 	errTruncFormat = "entry %q: payload cut short after %d of %d bytes"
 )
 
-
-
 // applier applies layers to one root. It is used for one Apply call and
 // keeps what may be reused across entries and layers: the copy buffer and
 // the root's cached parent directory.
