@@ -41,6 +41,7 @@ type applier struct {
 	root *fsroot.Root
 	o    *options
 	buf  []byte
+	ring []byte // the read-ahead's buffer, kept for the next layer
 	euid int
 	egid int
 
@@ -104,7 +105,8 @@ func (a *applier) applyTar(r io.Reader, diffID digest.Digest, stopSource func())
 		alg = diffID.Algorithm()
 	}
 	h := alg.Hash()
-	ra := startReadAhead(r, h)
+	ra := startReadAhead(r, h, a.ring)
+	a.ring = ra.buf
 	tr := &tarReader{r: ra, capture: true, max: a.o.maxLayerBytes}
 	if _, nop := a.o.rec.(nopRecorder); !nop {
 		tr.sink = a.o.rec.segment

@@ -55,11 +55,16 @@ const (
 	readAheadLow = 128 << 10
 )
 
-// startReadAhead starts reading r. h, when not nil, is written every byte
-// read, in a goroutine of its own so that the decompressor, the slowest
-// stage, does nothing else; h is the caller's again after close.
-func startReadAhead(r io.Reader, h hash.Hash) *readAhead {
-	ra := &readAhead{buf: make([]byte, readAheadSize), h: h, done: make(chan struct{})}
+// startReadAhead starts reading r into ring, a buffer of readAheadSize
+// bytes (a new one when nil; it is the caller's again after close). h,
+// when not nil, is written every byte read, in a goroutine of its own so
+// that the decompressor, the slowest stage, does nothing else; h is the
+// caller's again after close.
+func startReadAhead(r io.Reader, h hash.Hash, ring []byte) *readAhead {
+	if len(ring) != readAheadSize {
+		ring = make([]byte, readAheadSize)
+	}
+	ra := &readAhead{buf: ring, h: h, done: make(chan struct{})}
 	ra.space.L, ra.toHash.L, ra.toApply.L = &ra.mu, &ra.mu, &ra.mu
 	var wg sync.WaitGroup
 	wg.Add(1)

@@ -49,7 +49,7 @@ func TestReadAheadDeliversEveryByteInOrder(t *testing.T) {
 		if !withHash {
 			hh = nil
 		}
-		ra := startReadAhead(&choppy{data: data, rng: rand.New(rand.NewPCG(5, 6)), err: io.EOF}, hh)
+		ra := startReadAhead(&choppy{data: data, rng: rand.New(rand.NewPCG(5, 6)), err: io.EOF}, hh, nil)
 		// Read in sizes of our own, unrelated to the chunks.
 		var got []byte
 		buf := make([]byte, 7777)
@@ -81,7 +81,7 @@ func TestReadAheadDeliversEveryByteInOrder(t *testing.T) {
 func TestReadAheadErrorComesAfterTheBytes(t *testing.T) {
 	data := randomBytes(readAheadSize + 100)
 	boom := errors.New("boom")
-	ra := startReadAhead(&choppy{data: data, rng: rand.New(rand.NewPCG(7, 8)), err: boom}, sha256.New())
+	ra := startReadAhead(&choppy{data: data, rng: rand.New(rand.NewPCG(7, 8)), err: boom}, sha256.New(), nil)
 	got, err := io.ReadAll(ra)
 	if !errors.Is(err, boom) {
 		t.Fatalf("error %v, want boom", err)
@@ -107,7 +107,7 @@ func (e *endless) Read(p []byte) (int, error) {
 // than the chunks it has room for.
 func TestReadAheadCloseStopsReading(t *testing.T) {
 	src := &endless{}
-	ra := startReadAhead(src, sha256.New())
+	ra := startReadAhead(src, sha256.New(), nil)
 	if _, err := io.ReadFull(ra, make([]byte, 1000)); err != nil {
 		t.Fatal(err)
 	}
