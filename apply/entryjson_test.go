@@ -13,7 +13,13 @@ import (
 // appendEntry must write exactly what json.Encoder writes, so that the
 // metadata reads back the same with tar-split's own unpacker.
 func TestAppendEntryMatchesEncodingJSON(t *testing.T) {
-	entries := awkwardEntries()
+	sameAsEncoder(t, awkwardEntries(), appendEntry)
+}
+
+// sameAsEncoder checks that appending each entry with appendFn gives the
+// bytes json.Encoder writes for it.
+func sameAsEncoder[T any](t *testing.T, entries []T, appendFn func([]byte, *T) []byte) {
+	t.Helper()
 	var want bytes.Buffer
 	enc := json.NewEncoder(&want)
 	var got []byte
@@ -21,15 +27,15 @@ func TestAppendEntryMatchesEncodingJSON(t *testing.T) {
 		if err := enc.Encode(&entries[i]); err != nil {
 			t.Fatal(err)
 		}
-		got = appendEntry(got, &entries[i])
+		got = appendFn(got, &entries[i])
 	}
-	if !bytes.Equal(got, want.Bytes()) {
-		gl, wl := bytes.Split(got, []byte("\n")), bytes.Split(want.Bytes(), []byte("\n"))
-		for i := range min(len(gl), len(wl)) {
-			if !bytes.Equal(gl[i], wl[i]) {
-				t.Fatalf("line %d:\n got %s\nwant %s", i, gl[i], wl[i])
-			}
+	gl, wl := bytes.Split(got, []byte("\n")), bytes.Split(want.Bytes(), []byte("\n"))
+	for i := range min(len(gl), len(wl)) {
+		if !bytes.Equal(gl[i], wl[i]) {
+			t.Fatalf("line %d:\n got %s\nwant %s", i, gl[i], wl[i])
 		}
+	}
+	if len(gl) != len(wl) {
 		t.Fatalf("got %d lines, want %d", len(gl), len(wl))
 	}
 }
@@ -123,22 +129,5 @@ func TestAppendTreeEntryMatchesEncodingJSON(t *testing.T) {
 		}
 		entries = append(entries, e)
 	}
-	var want bytes.Buffer
-	enc := json.NewEncoder(&want)
-	var got []byte
-	for i := range entries {
-		if err := enc.Encode(&entries[i]); err != nil {
-			t.Fatal(err)
-		}
-		got = appendTreeEntry(got, &entries[i])
-	}
-	gl, wl := bytes.Split(got, []byte("\n")), bytes.Split(want.Bytes(), []byte("\n"))
-	for i := range min(len(gl), len(wl)) {
-		if !bytes.Equal(gl[i], wl[i]) {
-			t.Fatalf("line %d:\n got %s\nwant %s", i, gl[i], wl[i])
-		}
-	}
-	if len(gl) != len(wl) {
-		t.Fatalf("got %d lines, want %d", len(gl), len(wl))
-	}
+	sameAsEncoder(t, entries, appendTreeEntry)
 }
