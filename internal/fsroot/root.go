@@ -67,20 +67,15 @@ type Root struct {
 	openat2   bool // resolve with openat2(RESOLVE_IN_ROOT)
 	fchmodat2 bool // chmod with fchmodat2(AT_SYMLINK_NOFOLLOW)
 
-	// A one-entry cache of the last parent directory resolved: applying a
-	// layer mostly creates runs of entries in the same directory. The
+	// A small cache of the parent directories last resolved, most recent
+	// first: applying a layer creates runs of entries in a directory and
+	// comes back to a directory after each of its subdirectories. A
 	// descriptor stays valid for as long as nothing that could change how
-	// cacheDir resolves has happened: any Remove, RemoveAll or Rename drops
-	// it. Creating an entry never does, because it only succeeds where no
-	// entry existed, so no cached path can run through it.
-	cacheDir string
-	cacheFD  int
-	// cacheCanon is the canonical name of cacheDir (cacheCanonOK: known),
-	// once Canonical asked for it (cacheCanonSet).
-	cacheCanon    string
-	cacheCanonOK  bool
-	cacheCanonSet bool
-	procBuf       []byte // for readlink of /proc/self/fd
+	// its directory resolves has happened: any Remove, RemoveAll, Rename or
+	// MoveOut drops them all. Creating an entry never does, because it only
+	// succeeds where no entry existed, so no cached path can run through it.
+	cache   []cachedDir
+	procBuf []byte // for readlink of /proc/self/fd
 
 	// rootAbs is the root's own path as /proc/self/fd shows it, once
 	// Canonical needed it (rootAbsSet); "" when that is not available.
@@ -99,7 +94,7 @@ func Open(dir string, opts ...Option) (*Root, error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: dir, Err: err}
 	}
-	r := &Root{fd: fd, path: dir, cacheFD: -1, openat2: !c.fallback, fchmodat2: !c.fallback}
+	r := &Root{fd: fd, path: dir, openat2: !c.fallback, fchmodat2: !c.fallback}
 	if r.openat2 && !openat2Works(fd) {
 		r.openat2 = false
 	}
@@ -208,44 +203,70 @@ func IsClean(name string) bool {
 	return true
 }
 
+// cachedDir is a directory descriptor of the cache, and its canonical
+// name (canonOK: known) once Canonical asked for it (canonSet).
+type cachedDir struct {
+	dir               string
+	fd                int
+	canon             string
+	canonOK, canonSet bool
+}
+
+// dirCacheSize bounds the descriptors the cache holds open: enough for a
+// tar's walk down and back up a deep tree.
+const dirCacheSize = 16
+
 // parent returns a descriptor of the directory dir (a cleaned name),
 // resolved inside the root. The descriptor belongs to the Root: the caller
-// must not close it and must not use it after the next operation.
+// must not close it and must not use it after the next operation. A
+// directory resolved this way is cache[0] afterwards.
 func (r *Root) parent(dir string) (int, error) {
 	if dir == "" {
 		return r.fd, nil
 	}
-	if r.cacheFD >= 0 && r.cacheDir == dir {
-		return r.cacheFD, nil
+	for i := range r.cache {
+		if r.cache[i].dir == dir {
+			e := r.cache[i]
+			copy(r.cache[1:i+1], r.cache[:i])
+			r.cache[0] = e
+			return e.fd, nil
+		}
 	}
 	fd, err := r.openDir(dir)
 	if err != nil {
 		return -1, err
 	}
-	r.dropCache()
-	r.cacheDir, r.cacheFD = dir, fd
+	if len(r.cache) == dirCacheSize {
+		unix.Close(r.cache[dirCacheSize-1].fd)
+		r.cache = r.cache[:dirCacheSize-1]
+	}
+	r.cache = append(r.cache, cachedDir{})
+	copy(r.cache[1:], r.cache)
+	r.cache[0] = cachedDir{dir: dir, fd: fd}
 	return fd, nil
 }
 
 // parentUncached is parent for a second directory in the same operation
-// (Link, Rename); owned tells whether the caller must close fd.
+// (Link, Rename): it leaves the cache as it is, so that the descriptor
+// parent returned stays open; owned tells whether the caller must close fd.
 func (r *Root) parentUncached(dir string) (fd int, owned bool, err error) {
 	if dir == "" {
 		return r.fd, false, nil
 	}
-	if r.cacheFD >= 0 && r.cacheDir == dir {
-		return r.cacheFD, false, nil
+	for i := range r.cache {
+		if r.cache[i].dir == dir {
+			return r.cache[i].fd, false, nil
+		}
 	}
 	fd, err = r.openDir(dir)
 	return fd, err == nil, err
 }
 
 func (r *Root) dropCache() {
-	if r.cacheFD >= 0 {
-		unix.Close(r.cacheFD)
+	for _, e := range r.cache {
+		unix.Close(e.fd)
 	}
-	r.cacheFD, r.cacheDir = -1, ""
-	r.cacheCanon, r.cacheCanonOK, r.cacheCanonSet = "", false, false
+	r.cache = r.cache[:0]
 }
 
 // Canonical returns the name, relative to the root and clean, that the
@@ -254,8 +275,8 @@ func (r *Root) dropCache() {
 // the final component is not followed. a/x with a -> b gives b/x. ok is
 // false when that cannot be told: a parent is missing or not a directory,
 // or /proc is not mounted. It costs a readlink of /proc/self/fd per parent
-// directory resolved, which the one-entry parent cache shares with the
-// operations on the same directory.
+// directory resolved, which the parent cache shares with the operations on
+// the same directory.
 func (r *Root) Canonical(name string) (canon string, ok bool) {
 	name = clean(name)
 	if name == "" {
@@ -283,14 +304,12 @@ func (r *Root) CanonicalDir(dir string) (canon string, ok bool) {
 	if err != nil {
 		return "", false
 	}
-	if r.cacheFD == fd && r.cacheCanonSet {
-		return r.cacheCanon, r.cacheCanonOK
+	e := &r.cache[0] // parent put dir there
+	if !e.canonSet {
+		e.canon, e.canonOK = r.relative(fd)
+		e.canonSet = true
 	}
-	canon, ok = r.relative(fd)
-	if r.cacheFD == fd {
-		r.cacheCanon, r.cacheCanonOK, r.cacheCanonSet = canon, ok, true
-	}
-	return canon, ok
+	return e.canon, e.canonOK
 }
 
 // relative tells the path of directory descriptor fd relative to the root.
