@@ -446,8 +446,10 @@ func (a *applier) regular(name string, hdr *tar.Header, p *payload) error {
 // xattrs are set now, mode and times when the layer ends.
 func (a *applier) directory(name string, hdr *tar.Header) error {
 	mode := uint32(hdr.Mode) & 07777
+	var existing *unix.Stat_t
 	if name != "" {
-		existing, err := a.create(name, true, func() error { return a.root.Mkdir(name, mode|ownerRWX) })
+		var err error
+		existing, err = a.create(name, true, func() error { return a.root.Mkdir(name, mode|ownerRWX) })
 		if err != nil {
 			return err
 		}
@@ -457,7 +459,11 @@ func (a *applier) directory(name string, hdr *tar.Header) error {
 			}
 		}
 	}
-	if a.o.ownership != OwnershipCaller {
+	// A directory an earlier layer made already has its owner more often
+	// than not; a new one is chowned whatever its owner, since a setgid
+	// parent may have given it another group.
+	owned := existing != nil && existing.Uid == uint32(hdr.Uid) && existing.Gid == uint32(hdr.Gid)
+	if a.o.ownership != OwnershipCaller && !owned {
 		if err := a.chown(name, hdr, func() error { return a.root.Lchown(name, hdr.Uid, hdr.Gid) }); err != nil {
 			return err
 		}
