@@ -22,6 +22,15 @@ func TestAliasedPaths(t *testing.T) {
 			file b/lower content=v0
 			file b/old content=old
 		`},
+		{"whiteout by the real name of a file written through a hard link to a link", [][]e{
+			append(append([]e{}, base...), H("h", "a")),
+			{F("h/x", "mine", 0644), W("b", "x")},
+		}, `
+			symlink h target=b link=a
+			file b/x content=mine
+			file b/lower content=v0
+			file b/old content=old
+		`},
 		{"whiteout through a link of a file written by its real name", [][]e{base,
 			{F("b/y", "mine", 0644), W("a", "y")},
 		}, `
