@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 	"github.com/vbatts/tar-split/archive/tar"
 	"golang.org/x/sys/unix"
@@ -41,7 +42,8 @@ type applier struct {
 	root *fsroot.Root
 	o    *options
 	buf  []byte
-	ring []byte // the read-ahead's buffer, kept for the next layer
+	ring []byte        // the read-ahead's buffer, kept for the next layer
+	zr   *zstd.Decoder // for zstd layers, made by the first
 	euid int
 	egid int
 
@@ -90,6 +92,13 @@ func newApplier(ctx context.Context, root *fsroot.Root, o *options) *applier {
 	names, err := root.ReadDirNames("")
 	a.ownTree = err == nil && len(names) == 0
 	return a
+}
+
+// close releases what the applier kept across layers.
+func (a *applier) close() {
+	if a.zr != nil {
+		a.zr.Close()
+	}
 }
 
 // applyTar applies one uncompressed tar stream, checking its digest

@@ -109,6 +109,7 @@ func Apply(ctx context.Context, target string, layers []Layer, opts ...Option) (
 	}
 	defer root.Close()
 	a := newApplier(ctx, root, o)
+	defer a.close()
 	if o.stateDir != "" {
 		st, err := openState(target, layers, o)
 		if err != nil {
@@ -211,12 +212,18 @@ func (a *applier) applyBlob(l Layer) (lr LayerReport, err error) {
 		defer zr.Close()
 		tarStream = zr
 	case zstded:
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
-		if err != nil {
+		// One decoder serves every zstd layer: its window buffers are the
+		// largest allocation of an apply, and a new one per layer left
+		// the garbage collector tens of MiB behind.
+		if a.zr == nil {
+			if a.zr, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1)); err != nil {
+				return LayerReport{}, errdefs.Wrap(err, errdefs.ErrInternal, "zstd")
+			}
+		}
+		if err := a.zr.Reset(br); err != nil {
 			return LayerReport{}, src.fail(err, "zstd")
 		}
-		defer zr.Close()
-		tarStream = zr
+		tarStream = a.zr
 	}
 	lr, err = a.applyTar(tarStream, l.DiffID, cancel)
 	if err != nil {
