@@ -170,6 +170,12 @@ func openRoot(target string, o *options) (*fsroot.Root, error) {
 	return root, nil
 }
 
+// zstdMaxWindow is the largest zstd window a layer may ask for, the
+// limit of the zstd command line tool (window log 27): the decoder
+// allocates the window, and its library default of 512 MiB would let one
+// crafted frame header claim that much memory.
+const zstdMaxWindow = 128 << 20
+
 // applyBlob verifies and decompresses one blob and applies the tar inside.
 //
 // The recorder publishes the layer's metadata only once both digests and
@@ -216,7 +222,7 @@ func (a *applier) applyBlob(l Layer) (lr LayerReport, err error) {
 		// largest allocation of an apply, and a new one per layer left
 		// the garbage collector tens of MiB behind.
 		if a.zr == nil {
-			if a.zr, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1)); err != nil {
+			if a.zr, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(zstdMaxWindow)); err != nil {
 				return LayerReport{}, errdefs.Wrap(err, errdefs.ErrInternal, "zstd")
 			}
 		}

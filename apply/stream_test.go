@@ -239,3 +239,21 @@ func TestInvalidArguments(t *testing.T) {
 		t.Errorf("bad option: %v", err)
 	}
 }
+
+// A zstd frame that asks for a window larger than zstdMaxWindow is a
+// malformed layer, refused before the decoder allocates it.
+func TestZstdWindowLimit(t *testing.T) {
+	// Frame header: magic, descriptor 0 (no single segment, no checksum,
+	// no content size), window descriptor for 256 MiB (window log 28:
+	// exponent 18, mantissa 0; the library alone would allow it), then a
+	// last raw block of no bytes.
+	frame := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 18 << 3, 0x01, 0x00, 0x00}
+	_, err := Apply(context.Background(), t.TempDir(), []Layer{rawBlob(mtZstd, frame, sha(nil))})
+	wantKind(t, err, errdefs.ErrLayerInvalid)
+	// The same frame with a 64 MiB window (log 26) is within the limit.
+	frame[5] = 16 << 3
+	_, err = Apply(context.Background(), t.TempDir(), []Layer{rawBlob(mtZstd, frame, sha(nil))})
+	if err != nil {
+		t.Fatalf("a 64 MiB window is refused: %v", err)
+	}
+}
