@@ -555,3 +555,99 @@ func TestCanonical(t *testing.T) {
 		}
 	})
 }
+
+// The parent cache holds several directories: entries land in the right
+// one however the names alternate, a directory replaced while it is not
+// the most recent one is not used through its old descriptor, and the
+// cache leaks no descriptor.
+func TestParentCacheManyDirectories(t *testing.T) {
+	modes(t, func(t *testing.T, opts []Option) {
+		root, outside := fixture(t)
+		before := openFDs(t)
+		r, err := Open(root, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n = 3 * dirCacheSize
+		dir := func(i int) string { return "d" + strings.Repeat("x", i%3) + "/" + string(rune('a'+i%26)) + itoa(i) }
+		for i := range n {
+			if err := r.MkdirAll(dir(i), 0755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Two passes in different orders: the second comes back to
+		// directories long evicted.
+		for pass, step := range []int{1, 7} {
+			for k := range n {
+				i := k * step % n
+				f, err := r.Create(dir(i)+"/f"+itoa(pass), 0644)
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.Write([]byte(dir(i)))
+				f.Close()
+			}
+		}
+		for i := range n {
+			for pass := range 2 {
+				b, err := os.ReadFile(filepath.Join(root, dir(i), "f"+itoa(pass)))
+				if err != nil || string(b) != dir(i) {
+					t.Fatalf("%s/f%d: %q, %v", dir(i), pass, b, err)
+				}
+			}
+		}
+		create := func(name string) func() error {
+			return func() error {
+				f, err := r.Create(name, 0644)
+				if err != nil {
+					return err
+				}
+				return f.Close()
+			}
+		}
+		// Replace x while y is the most recent parent, then write through
+		// the new x.
+		for _, step := range []func() error{
+			func() error { return r.MkdirAll("x/in", 0755) },
+			func() error { return r.Mkdir("y", 0755) },
+			create("x/in/old"),
+			create("y/f"),
+			func() error { return r.RemoveAll("x") },
+			func() error { return r.MkdirAll("z/in", 0755) },
+			func() error { return r.Symlink("z", "x") },
+			create("x/in/new"),
+			create("y/g"),
+			func() error { return r.Rename("y", "w") },
+			func() error { return r.Mkdir("y", 0755) },
+			create("y/h"),
+		} {
+			if err := step(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, p := range []string{"z/in/new", "w/f", "w/g", "y/h"} {
+			if _, err := os.Lstat(filepath.Join(root, p)); err != nil {
+				t.Errorf("%s: %v", p, err)
+			}
+		}
+		if _, err := os.Lstat(filepath.Join(root, "y/g")); err == nil {
+			t.Error("y/g exists: written through a stale descriptor")
+		}
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if after := openFDs(t); after != before {
+			t.Errorf("%d descriptors open before, %d after Close", before, after)
+		}
+		checkOutside(t, outside)
+	})
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(ents)
+}
