@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/asynchash"
 	"github.com/ocifetch/ocifetch/internal/fsroot"
 )
 
@@ -307,8 +308,8 @@ func (rb *rebuilder) layer(ctx context.Context, diffID digest.Digest, w io.Write
 		return 0, errdefs.Wrap(err, errdefs.ErrInternal, "tar-split metadata of layer %s", diffID)
 	}
 	dec := newEntryReader(rb.zr)
-	h := newAsyncHash(diffID.Algorithm().Hash())
-	defer h.close()
+	h := asynchash.New(diffID.Algorithm().Hash())
+	defer h.Close()
 	hw := &holdWriter{w: w, h: h}
 	var e storage.Entry // reused: nothing keeps its payload
 	for i := 0; ; i++ {

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/asynchash"
 	"github.com/ocifetch/ocifetch/resolve"
 )
 
@@ -206,7 +207,7 @@ func (s *Store) Open(desc ocispec.Descriptor) (io.ReadCloser, error) {
 		}
 		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "opening blob %s", desc.Digest)
 	}
-	return &verifyingReader{r: f, c: f, desc: desc, dg: desc.Digest.Algorithm().Digester()}, nil
+	return &verifyingReader{r: f, c: f, desc: desc, h: asynchash.New(desc.Digest.Algorithm().Hash())}, nil
 }
 
 // openRegular opens a file read-only without following a final symlink and
@@ -411,9 +412,12 @@ type verifyingReader struct {
 	r    io.Reader
 	c    io.Closer
 	desc ocispec.Descriptor
-	dg   digest.Digester
-	n    int64
-	err  error
+	// h hashes a large blob in a goroutine of its own: the reader is
+	// typically a decompressor's source, and its hashing would otherwise
+	// hold up the decompression on a warm unpack.
+	h   *asynchash.Hash
+	n   int64
+	err error
 }
 
 func (v *verifyingReader) Read(p []byte) (int, error) {
@@ -428,14 +432,15 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 		n = int(v.desc.Size - v.n)
 		err = errdefs.New(errdefs.ErrSizeMismatch, "blob %s is longer than %d bytes", v.desc.Digest, v.desc.Size)
 	}
-	v.dg.Hash().Write(p[:n])
+	v.h.Write(p[:n])
 	v.n += int64(n)
 	if errors.Is(err, io.EOF) {
+		got := digest.NewDigest(v.desc.Digest.Algorithm(), v.h)
 		switch {
 		case v.n != v.desc.Size:
 			err = errdefs.New(errdefs.ErrSizeMismatch, "blob %s has %d bytes, want %d", v.desc.Digest, v.n, v.desc.Size)
-		case v.dg.Digest() != v.desc.Digest:
-			err = errdefs.New(errdefs.ErrDigestMismatch, "blob %s: content hashes to %s", v.desc.Digest, v.dg.Digest())
+		case got != v.desc.Digest:
+			err = errdefs.New(errdefs.ErrDigestMismatch, "blob %s: content hashes to %s", v.desc.Digest, got)
 		}
 	}
 	if err != nil {
@@ -444,4 +449,7 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (v *verifyingReader) Close() error { return v.c.Close() }
+func (v *verifyingReader) Close() error {
+	v.h.Close()
+	return v.c.Close()
+}

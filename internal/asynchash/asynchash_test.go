@@ -1,4 +1,4 @@
-package apply
+package asynchash
 
 import (
 	"bytes"
@@ -7,17 +7,17 @@ import (
 	"testing"
 )
 
-// asyncHash gives the hash of what was written, in place for small
+// Hash gives the hash of what was written, in place for small
 // streams and from its goroutine past asyncAfter, whatever the sizes of
 // the writes, and Sum can be taken any time.
-func TestAsyncHash(t *testing.T) {
+func TestHash(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	data := make([]byte, asyncAfter+3*asyncChunk+12345)
 	for i := range data {
 		data[i] = byte(rng.Uint32())
 	}
 	for _, size := range []int{1, 511, 4096, asyncChunk, asyncChunk + 1, 1 << 20} {
-		a := newAsyncHash(sha256.New())
+		a := New(sha256.New())
 		want := sha256.New()
 		for off := 0; off < len(data); {
 			n := min(1+rng.IntN(size), len(data)-off)
@@ -41,12 +41,12 @@ func TestAsyncHash(t *testing.T) {
 		if got, want := a.Sum(nil), sha256.Sum256([]byte("x")); !bytes.Equal(got, want[:]) {
 			t.Errorf("after Reset: %x", got)
 		}
-		a.close()
+		a.Close()
 	}
-	a := newAsyncHash(sha256.New())
+	a := New(sha256.New())
 	a.Write([]byte("small"))
 	if a.started {
 		t.Error("a goroutine for 5 bytes")
 	}
-	a.close()
+	a.Close()
 }

@@ -1,16 +1,19 @@
-package apply
+// Package asynchash hashes a stream in a goroutine of its own once the
+// stream has proved large, so that hashing overlaps with whatever the
+// writer does with the same bytes.
+package asynchash
 
 import "hash"
 
-// asyncHash is a hash.Hash that, once a stream has proved large, hashes in
+// Hash is a hash.Hash that, once a stream has proved large, hashes in
 // a goroutine of its own: hashing the layer (sha256, the most expensive
 // thing done per byte) then overlaps with what the caller does with the
 // same bytes (decompressing, CRCs, writing files). Write copies into one
 // of a few chunk buffers and hands full ones over; Sum and Reset wait for
 // everything written so far. The first asyncAfter bytes are hashed in
-// place: a small layer costs no goroutine and no buffers. close must be
+// place: a small layer costs no goroutine and no buffers. Close must be
 // called once the hash is no longer written to.
-type asyncHash struct {
+type Hash struct {
 	h       hash.Hash
 	written int64
 
@@ -27,9 +30,10 @@ const (
 	asyncChunks = 3         // chunk buffers: one filling, two in flight
 )
 
-func newAsyncHash(h hash.Hash) *asyncHash { return &asyncHash{h: h} }
+// New returns a Hash around h, which it writes to and sums.
+func New(h hash.Hash) *Hash { return &Hash{h: h} }
 
-func (a *asyncHash) start() {
+func (a *Hash) start() {
 	a.started = true
 	a.work = make(chan []byte, asyncChunks)
 	a.free = make(chan []byte, asyncChunks)
@@ -50,7 +54,7 @@ func (a *asyncHash) start() {
 	}(a.h, a.work, a.free, a.synced)
 }
 
-func (a *asyncHash) Write(p []byte) (int, error) {
+func (a *Hash) Write(p []byte) (int, error) {
 	n := len(p)
 	if !a.started {
 		if a.written+int64(n) <= asyncAfter {
@@ -72,7 +76,7 @@ func (a *asyncHash) Write(p []byte) (int, error) {
 }
 
 // sync waits until everything written was hashed.
-func (a *asyncHash) sync() {
+func (a *Hash) sync() {
 	if !a.started {
 		return
 	}
@@ -84,13 +88,13 @@ func (a *asyncHash) sync() {
 	<-a.synced
 }
 
-func (a *asyncHash) Sum(b []byte) []byte { a.sync(); return a.h.Sum(b) }
-func (a *asyncHash) Reset()              { a.sync(); a.h.Reset(); a.written = 0 }
-func (a *asyncHash) Size() int           { return a.h.Size() }
-func (a *asyncHash) BlockSize() int      { return a.h.BlockSize() }
+func (a *Hash) Sum(b []byte) []byte { a.sync(); return a.h.Sum(b) }
+func (a *Hash) Reset()              { a.sync(); a.h.Reset(); a.written = 0 }
+func (a *Hash) Size() int           { return a.h.Size() }
+func (a *Hash) BlockSize() int      { return a.h.BlockSize() }
 
-// close ends the goroutine, if any; the hash must not be used afterwards.
-func (a *asyncHash) close() {
+// Close ends the goroutine, if any; the hash must not be used afterwards.
+func (a *Hash) Close() {
 	if a.started {
 		close(a.work)
 		a.started = false
