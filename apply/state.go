@@ -140,7 +140,7 @@ type stateRec struct {
 	tmp  *os.File
 	bw   *bufio.Writer
 	zw   *zstd.Encoder
-	out  []byte // entries encoded, not yet written to zw
+	out  []byte // entries encoded, not yet written to zw (tar-split or manifest)
 	pos  int
 	last int // position of the last file entry
 

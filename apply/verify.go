@@ -159,7 +159,7 @@ func (s *stateRec) writeManifest(ctx context.Context, target string) error {
 	}()
 	bw := bufio.NewWriterSize(f, 64<<10)
 	s.zw.Reset(bw)
-	var out []byte
+	s.out = s.out[:0]
 	buf := make([]byte, 64<<10)
 	err = walkTree(ctx, target, func(path string, st *unix.Stat_t, dirfd int, base string) error {
 		e, err := entryOf(path, st, dirfd, base, func() (uint64, error) {
@@ -171,14 +171,11 @@ func (s *stateRec) writeManifest(ctx context.Context, target string) error {
 		if err != nil {
 			return err
 		}
-		if out = appendTreeEntry(out, &e); len(out) >= 64<<10 {
-			_, err = s.zw.Write(out)
-			out = out[:0]
-		}
-		return err
+		s.out = appendTreeEntry(s.out, &e)
+		return s.writeOut(false)
 	})
 	if err == nil {
-		_, err = s.zw.Write(out)
+		err = s.writeOut(true)
 	}
 	if err == nil {
 		err = s.zw.Close()

@@ -436,6 +436,7 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 	v.n += int64(n)
 	if errors.Is(err, io.EOF) {
 		got := digest.NewDigest(v.desc.Digest.Algorithm(), v.h)
+		v.h.Close() // the verdict is in: no goroutine waits for Close
 		switch {
 		case v.n != v.desc.Size:
 			err = errdefs.New(errdefs.ErrSizeMismatch, "blob %s has %d bytes, want %d", v.desc.Digest, v.n, v.desc.Size)
