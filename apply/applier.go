@@ -65,10 +65,6 @@ type applier struct {
 	// manifest into a state directory; nil without WithStateDir.
 	st *stateRec
 
-	// readFailed tells whether the last applyTar saw its source fail (see
-	// readAhead.failed).
-	readFailed bool
-
 	// ownTree is set when the target was empty as the apply began: every
 	// symbolic link in it is then one the apply made. links holds the
 	// canonical names of those links (and of hard links to them); names
@@ -107,7 +103,9 @@ func (a *applier) close() {
 // parsed once, by tar-split's reader; tarReader sorts every byte for the
 // recorder (see tarReader). stopSource, when not nil, unblocks a read of r
 // in progress; it is called when the layer fails before r is used up.
-func (a *applier) applyTar(r io.Reader, diffID digest.Digest, stopSource func()) (rep LayerReport, err error) {
+// readFailed tells whether r itself failed (see readAhead.failed), so
+// that the caller can tell a broken source from a broken layer.
+func (a *applier) applyTar(r io.Reader, diffID digest.Digest, stopSource func()) (rep LayerReport, readFailed bool, err error) {
 	a.rep = &LayerReport{}
 	a.upper = make(map[string]struct{})
 	a.dirs = make(map[string]dirMeta)
@@ -140,19 +138,19 @@ func (a *applier) applyTar(r io.Reader, diffID digest.Digest, stopSource func())
 	// On success the goroutine already read to the end; on failure this
 	// waits for its read in progress, after which r is the caller's again.
 	ra.close()
-	a.readFailed = ra.failed
+	readFailed = ra.failed
 	rep = *a.rep
 	rep.TarBytes = tr.n
 	rep.DiffID = digest.NewDigest(alg, h)
 	if err != nil {
-		return rep, err
+		return rep, readFailed, err
 	}
 	if diffID != "" && rep.DiffID != diffID {
-		return rep, errdefs.New(errdefs.ErrDigestMismatch, "uncompressed layer digest is %s, want diffID %s", rep.DiffID, diffID)
+		return rep, readFailed, errdefs.New(errdefs.ErrDigestMismatch, "uncompressed layer digest is %s, want diffID %s", rep.DiffID, diffID)
 	}
 	// The caller ends the recording (rec.end) once everything else about
 	// the layer was verified too, or aborts it.
-	return rep, nil
+	return rep, readFailed, nil
 }
 
 // emptyCRC is the CRC-64 of no bytes, recorded for entries whose payload,

@@ -155,7 +155,7 @@ func ApplyLayer(ctx context.Context, target string, tarStream io.Reader, opts ..
 	}
 	defer root.Close()
 	a := newApplier(ctx, root, o)
-	lr, err := a.applyTar(tarStream, "", nil)
+	lr, _, err := a.applyTar(tarStream, "", nil)
 	if err == nil {
 		err = o.rec.end(lr.DiffID)
 	}
@@ -231,9 +231,9 @@ func (a *applier) applyBlob(l Layer) (lr LayerReport, err error) {
 		}
 		tarStream = a.zr
 	}
-	lr, err = a.applyTar(tarStream, l.DiffID, cancel)
+	lr, readFailed, err := a.applyTar(tarStream, l.DiffID, cancel)
 	if err != nil {
-		if !a.readFailed {
+		if !readFailed {
 			// The layer failed for a reason of its own; the blob's
 			// error, if any, came from the cancel above.
 			return lr, classify(err, "")
