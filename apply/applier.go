@@ -35,8 +35,9 @@ const (
 )
 
 // applier applies layers to one root. It is used for one Apply call and
-// keeps what may be reused across entries and layers: the copy buffer and
-// the root's cached parent directory.
+// keeps what may be reused across entries and layers: the copy buffer,
+// the read-ahead ring, the zstd decoder and the root's cached parent
+// directories.
 type applier struct {
 	ctx  context.Context
 	root *fsroot.Root
