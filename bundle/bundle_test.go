@@ -15,7 +15,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/bundle"
 	"github.com/ocifetch/ocifetch/errdefs"
-	"github.com/ocifetch/ocifetch/internal/specschema"
+	"github.com/ocifetch/ocifetch/internal/testutil/specschema"
 )
 
 const passwd = `root:x:0:0:root:/root:/bin/sh

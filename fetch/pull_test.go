@@ -18,7 +18,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/fetch"
-	"github.com/ocifetch/ocifetch/internal/faultproxy"
+	"github.com/ocifetch/ocifetch/internal/testutil/faultproxy"
 	"github.com/ocifetch/ocifetch/resolve"
 )
 

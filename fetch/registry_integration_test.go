@@ -1,7 +1,7 @@
 package fetch_test
 
 // Integration tests of the fetch stage against a real registry process
-// (Docker distribution, started by internal/testregistry), with the fault
+// (Docker distribution, started by internal/testutil/testregistry), with the fault
 // proxy between client and registry where a test needs faults or counts.
 // The resolve stage opens the registry as any user would, by reference, so
 // auth, ranges, redirects and mirrors are the real thing end to end.
@@ -36,9 +36,9 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/fetch"
-	"github.com/ocifetch/ocifetch/internal/faultproxy"
-	"github.com/ocifetch/ocifetch/internal/testimage"
-	"github.com/ocifetch/ocifetch/internal/testregistry"
+	"github.com/ocifetch/ocifetch/internal/testutil/faultproxy"
+	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
+	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 	"github.com/ocifetch/ocifetch/resolve"
 )
 

@@ -10,8 +10,8 @@ import (
 
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/ocifetch/ocifetch/internal/specschema"
-	"github.com/ocifetch/ocifetch/internal/testregistry"
+	"github.com/ocifetch/ocifetch/internal/testutil/specschema"
+	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 )
 
 // "bundle" from a real registry: DIR/config.json validates against the

@@ -15,7 +15,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/ocifetch/ocifetch/internal/testregistry"
+	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 )
 
 // "resolve" and "inspect" from a real registry, through a counting proxy:

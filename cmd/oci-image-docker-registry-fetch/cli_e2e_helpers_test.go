@@ -31,7 +31,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/internal/demoimage"
-	"github.com/ocifetch/ocifetch/internal/testimage"
+	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 )
 
 // demoPush is the demo image as pushed: its index and, per platform

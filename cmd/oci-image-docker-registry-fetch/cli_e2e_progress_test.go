@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ocifetch/ocifetch/internal/testregistry"
+	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 )
 
 // Off a terminal, "unpack" and "bundle" report progress as plain lines on

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ocifetch/ocifetch/internal/testimage"
-	"github.com/ocifetch/ocifetch/internal/testregistry"
+	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
+	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 )
 
 // buildCLI builds the binary once per test run, as a user would run it.

@@ -37,9 +37,9 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/ocifetch/ocifetch/internal/faultproxy"
-	"github.com/ocifetch/ocifetch/internal/testimage"
-	"github.com/ocifetch/ocifetch/internal/testregistry"
+	"github.com/ocifetch/ocifetch/internal/testutil/faultproxy"
+	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
+	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 )
 
 // sharedCLI is the binary the tests of this file run, built once for the

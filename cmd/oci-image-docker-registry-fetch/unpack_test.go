@@ -62,7 +62,7 @@ func TestUnpackLayout(t *testing.T) {
 	if len(out.Applied) != 2 || out.Store != store || out.Target != dir || out.Platform != "linux/amd64" {
 		t.Fatalf("unexpected output %s", stdout)
 	}
-	// The image written by internal/testimage/mklayout, with layer 2's
+	// The image written by internal/testutil/testimage/mklayout, with layer 2's
 	// rewrite and whiteout applied.
 	want := []string{
 		"bin drwxr-xr-x",

@@ -3,7 +3,7 @@
 // the README's first command and by tests that need a fixed image. Run from
 // the repository root:
 //
-//	go run ./internal/testimage/mklayout testdata/layouts/multiarch
+//	go run ./internal/testutil/testimage/mklayout testdata/layouts/multiarch
 package main
 
 import (

@@ -3,7 +3,7 @@
 // is the rule the layout must be reported for. Run from the repository
 // root:
 //
-//	go run ./internal/testimage/mkbad testdata/validate
+//	go run ./internal/testutil/testimage/mkbad testdata/validate
 package main
 
 import (

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ocifetch/ocifetch/internal/specschema"
+	"github.com/ocifetch/ocifetch/internal/testutil/specschema"
 )
 
 // A small config that runtime-spec's schema accepts, touching the parts

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ocifetch/ocifetch/internal/faultproxy"
+	"github.com/ocifetch/ocifetch/internal/testutil/faultproxy"
 )
 
 const blobPath = "/v2/test/blobs/sha256:0123"
