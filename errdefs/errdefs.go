@@ -1,4 +1,5 @@
-// Package errdefs defines the error kinds shared by every stage of ocifetch.
+// Package errdefs defines the error kinds shared by every stage of ocifetch
+// and the exit status the CLI gives for each.
 //
 // Each failure returned by the resolve, fetch and apply packages wraps one of
 // the sentinel errors below, so a caller can test it with errors.Is:
@@ -9,27 +10,17 @@
 //
 //	errdefs.KindOf(err) // "not_found"
 //
-// The kinds and their names are a contract: the CLI prints them in its JSON
-// error output and maps them to exit codes, and scripts match on them.
-//
-//	not_found               the name, tag, manifest or blob does not exist
-//	unauthorized            credentials are missing, wrong, or lack permission
-//	digest_mismatch         content does not hash to the digest that named it
-//	size_mismatch           content length differs from its descriptor
-//	platform_not_found      no manifest for the requested platform
-//	unsupported_media_type  a media type this program does not handle
-//	manifest_invalid        an index, manifest or config that is malformed or ambiguous
-//	too_large               a document or stream exceeds a safety limit
-//	network                 the registry could not be reached or kept failing
-//	layer_invalid           a layer stream is malformed, truncated or mislabelled
-//	path_escape             a layer entry tried to reach outside the target
-//	invalid_argument        the caller's input (reference, platform, option) is malformed
-//	internal                anything else
+// The kinds, their names and their exit codes are a contract: the CLI prints
+// the names in its JSON error output and exits with ExitCode, and scripts
+// match on both. Table lists them; docs/cli.md prints the same table.
 package errdefs
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"syscall"
 )
 
 // Kind is the stable name of a class of failure. A Kind is itself an error
@@ -54,19 +45,89 @@ const (
 	ErrLayerInvalid         Kind = "layer_invalid"
 	ErrPathEscape           Kind = "path_escape"
 	ErrInvalidArgument      Kind = "invalid_argument"
+	ErrNotReproducible      Kind = "not_reproducible"
+	ErrBusy                 Kind = "busy"
+	ErrUntrusted            Kind = "untrusted"
+	ErrCanceled             Kind = "canceled"
+	ErrNoSpace              Kind = "no_space"
+	ErrPermissionDenied     Kind = "permission_denied"
 	ErrInternal             Kind = "internal"
 )
 
-// kinds lists every kind in the order KindOf tries them.
-var kinds = []Kind{
-	ErrNotFound, ErrUnauthorized, ErrDigestMismatch, ErrSizeMismatch,
-	ErrPlatformNotFound, ErrUnsupportedMediaType, ErrManifestInvalid,
-	ErrTooLarge, ErrNetwork, ErrLayerInvalid, ErrPathEscape,
-	ErrInvalidArgument, ErrInternal,
+// Exit statuses of the CLI. Codes 0 to 6 are the original contract; the
+// later ones were added without moving any of them.
+const (
+	ExitOK           = 0
+	ExitFailure      = 1 // internal, no_space, permission_denied: the machine, not the image
+	ExitUsage        = 2 // the caller's input is malformed
+	ExitNotFound     = 3 // nothing to fetch for this reference, or no right to it
+	ExitVerification = 4 // content failed verification, is malformed or cannot be reproduced
+	ExitUnsafe       = 5 // content tried to escape the target
+	ExitNetwork      = 6 // the registry could not be reached or kept failing
+	ExitBusy         = 7 // another process holds the target
+	ExitUntrusted    = 8 // a trust policy refused the image
+	ExitSIGINT       = 130
+	ExitSIGTERM      = 143
+)
+
+// KindInfo is one row of Table: a kind, what it means to a person, and the
+// status the CLI exits with.
+type KindInfo struct {
+	Kind     Kind
+	Meaning  string
+	ExitCode int
 }
 
+// table is the single source of the kinds, in the order KindOf tries the
+// sentinels and docs/cli.md lists them. Canceled's exit code is the one
+// for SIGINT; the CLI gives 143 when SIGTERM canceled the work.
+var table = []KindInfo{
+	{ErrInvalidArgument, "bad flag, argument, reference, platform or option", ExitUsage},
+	{ErrNotFound, "no such repository, tag, manifest, blob or file", ExitNotFound},
+	{ErrUnauthorized, "credentials missing or refused", ExitNotFound},
+	{ErrPlatformNotFound, "no image for the platform; the message lists those available", ExitNotFound},
+	{ErrDigestMismatch, "content does not hash to the digest that names it", ExitVerification},
+	{ErrSizeMismatch, "content length differs from its descriptor", ExitVerification},
+	{ErrManifestInvalid, "malformed, ambiguous, mislabelled or too deeply nested document", ExitVerification},
+	{ErrUnsupportedMediaType, "Docker schema 1, an artifact, an unknown document or layer type", ExitVerification},
+	{ErrTooLarge, "a document, layer or store past a size or entry limit", ExitVerification},
+	{ErrLayerInvalid, "a layer stream is malformed, truncated or mislabelled", ExitVerification},
+	{ErrNotReproducible, "a layer or blob cannot be rebuilt exactly from what is kept", ExitVerification},
+	{ErrPathEscape, "a layer entry tried to reach outside the target", ExitUnsafe},
+	{ErrNetwork, "the registry could not be reached or kept failing", ExitNetwork},
+	{ErrBusy, "another process is unpacking into the same target", ExitBusy},
+	{ErrUntrusted, "the trust policy refused the image", ExitUntrusted},
+	{ErrCanceled, "interrupted: canceled by the caller or a signal (SIGTERM exits 143)", ExitSIGINT},
+	{ErrNoSpace, "the disk or quota is full", ExitFailure},
+	{ErrPermissionDenied, "the operating system refused access to a file or directory", ExitFailure},
+	{ErrInternal, "anything else", ExitFailure},
+}
+
+// Table returns every kind with its meaning and exit code.
+func Table() []KindInfo { return append([]KindInfo(nil), table...) }
+
 // Kinds returns every kind this package defines.
-func Kinds() []Kind { return append([]Kind(nil), kinds...) }
+func Kinds() []Kind {
+	ks := make([]Kind, len(table))
+	for i, r := range table {
+		ks[i] = r.Kind
+	}
+	return ks
+}
+
+// ExitCode is the CLI's exit status for a failure of kind k: ExitOK for
+// the empty kind (no error), ExitFailure for a kind it does not know.
+func ExitCode(k Kind) int {
+	if k == "" {
+		return ExitOK
+	}
+	for _, r := range table {
+		if r.Kind == k {
+			return r.ExitCode
+		}
+	}
+	return ExitFailure
+}
 
 // Error is a failure of a known kind with a message for people. Its cause,
 // if any, stays reachable through errors.Is and errors.As.
@@ -110,20 +171,36 @@ func Wrap(err error, k Kind, format string, args ...any) error {
 	return &Error{Kind: k, Message: fmt.Sprintf(format, args...), Cause: err}
 }
 
-// KindOf reports the kind of err: the outermost *Error's kind if there is
-// one, else the first sentinel err matches, else ErrInternal. A nil error has
-// no kind and yields "".
+// KindOf reports the kind of err. A nil error has no kind and yields "".
+//
+// Causes that come from the caller or the machine rather than the image
+// win over whatever kind a stage wrapped them in, so that a caller never
+// retries a cancellation as a network error or reports a full disk as a
+// bad layer: context.Canceled anywhere in the chain is canceled, ENOSPC
+// and EDQUOT are no_space. Otherwise the outermost *Error's kind counts;
+// where that is internal (or there is none) a permission error from the
+// operating system is permission_denied, then the first sentinel err
+// matches, then internal.
 func KindOf(err error) Kind {
 	if err == nil {
 		return ""
 	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, ErrCanceled) {
+		return ErrCanceled
+	}
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, ErrNoSpace) {
+		return ErrNoSpace
+	}
 	var e *Error
-	if errors.As(err, &e) {
+	if errors.As(err, &e) && e.Kind != ErrInternal {
 		return e.Kind
 	}
-	for _, k := range kinds {
-		if errors.Is(err, k) {
-			return k
+	if errors.Is(err, fs.ErrPermission) {
+		return ErrPermissionDenied
+	}
+	for _, r := range table {
+		if errors.Is(err, r.Kind) {
+			return r.Kind
 		}
 	}
 	return ErrInternal

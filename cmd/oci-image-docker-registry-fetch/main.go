@@ -15,20 +15,19 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/ocifetch/ocifetch/errdefs"
 )
 
-// Exit codes. Scripts rely on them; docs/cli.md lists them.
+// Exit codes. Scripts rely on them; errdefs holds the table and
+// docs/cli.md prints it.
 const (
-	exitOK           = 0
-	exitFailure      = 1 // anything not listed below
-	exitUsage        = 2 // bad flags, arguments or references
-	exitNotFound     = 3 // not found, unauthorized, no such platform
-	exitVerification = 4 // content failed verification or is malformed
-	exitUnsafe       = 5 // content tried to escape the target
-	exitNetwork      = 6 // the registry could not be reached or kept failing
+	exitOK           = errdefs.ExitOK
+	exitUsage        = errdefs.ExitUsage
+	exitNotFound     = errdefs.ExitNotFound
+	exitVerification = errdefs.ExitVerification
 )
 
 // command is one verb of the CLI.
@@ -66,10 +65,46 @@ func commands() []*command {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, sig, stop := notifyContext(context.Background())
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	if n := sig(); n != 0 && code != exitOK {
+		// Whatever the failure looked like on its way out, it is the
+		// signal's doing: 128 + its number, as shells report it.
+		code = 128 + n
+	}
 	os.Exit(code)
+}
+
+// notifyContext cancels its context on the first SIGINT or SIGTERM, so
+// that the command removes what it had not finished and returns; a second
+// signal exits at once with the signal's status. sig reports the number of
+// the first signal received (0 for none).
+func notifyContext(parent context.Context) (ctx context.Context, sig func() int, stop func()) {
+	ctx, cancel := context.WithCancel(parent)
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	var first atomic.Int32
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-ch:
+				n := int32(s.(syscall.Signal))
+				if !first.CompareAndSwap(0, n) {
+					os.Exit(128 + int(n))
+				}
+				cancel()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return ctx, func() int { return int(first.Load()) }, func() {
+		signal.Stop(ch)
+		close(done)
+		cancel()
+	}
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -163,24 +198,7 @@ func report(e *env, c *command, err error) int {
 	if ue != nil {
 		return exitUsage
 	}
-	return exitCode(kind)
-}
-
-func exitCode(k errdefs.Kind) int {
-	switch k {
-	case errdefs.ErrInvalidArgument:
-		return exitUsage
-	case errdefs.ErrNotFound, errdefs.ErrUnauthorized, errdefs.ErrPlatformNotFound:
-		return exitNotFound
-	case errdefs.ErrDigestMismatch, errdefs.ErrSizeMismatch, errdefs.ErrManifestInvalid,
-		errdefs.ErrUnsupportedMediaType, errdefs.ErrTooLarge, errdefs.ErrLayerInvalid:
-		return exitVerification
-	case errdefs.ErrPathEscape:
-		return exitUnsafe
-	case errdefs.ErrNetwork:
-		return exitNetwork
-	}
-	return exitFailure
+	return errdefs.ExitCode(kind)
 }
 
 func oneLine(s string) string {
@@ -199,13 +217,17 @@ func printOverview(w io.Writer) {
 
 const exitCodesHelp = `
 Exit status:
-  0  success
-  1  other failure
-  2  usage error: bad flag, argument, reference or platform
-  3  not found, unauthorized, or no image for the platform
-  4  verification failed: digest or size mismatch, invalid or unsupported content
-  5  unsafe content: a layer tried to reach outside the target
-  6  network: the registry could not be reached or kept failing
+  0    success
+  1    other failure: the disk is full, permission denied, an internal error
+  2    usage error: bad flag, argument, reference or platform
+  3    not found, unauthorized, or no image for the platform
+  4    verification failed: digest or size mismatch, invalid, unsupported
+       or not reproducible content
+  5    unsafe content: a layer tried to reach outside the target
+  6    network: the registry could not be reached or kept failing
+  7    busy: another unpack holds the target
+  8    untrusted: the trust policy refused the image
+  130  interrupted by SIGINT; 143 by SIGTERM
 `
 
 func printUsage(w io.Writer, c *command, fs *flag.FlagSet) {

@@ -1,0 +1,275 @@
+// Package hostile is an in-process registry for fault tests: it serves the
+// distribution API's read side (ping, manifests by tag and digest, blobs
+// with Range, referrers, tags) from memory, and lets a test take over any
+// request to misbehave in ways a real registry process never would: lying
+// sizes, trickled or stalled bodies, redirects, wrong headers.
+//
+//	reg := hostile.New(t)
+//	ref := reg.PutImage(t, "app", "v1", testimage.Image(t, 2, "linux", "amd64", ""))
+//	reg.Intercept(func(w http.ResponseWriter, r *http.Request, q hostile.Request) bool {
+//		if q.Kind == hostile.Blob { /* stall */ <-r.Context().Done(); return true }
+//		return false
+//	})
+//
+// It listens on 127.0.0.1 only and stops with the test.
+package hostile
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/opencontainers/go-digest"
+)
+
+// Kind is what a request asks for.
+type Kind string
+
+// The kinds of request the registry tells apart.
+const (
+	Ping      Kind = "ping"
+	Manifest  Kind = "manifest"
+	Blob      Kind = "blob"
+	Referrers Kind = "referrers"
+	Tags      Kind = "tags"
+	Other     Kind = "other"
+)
+
+// Request is a parsed request, as handed to an interceptor and logged.
+type Request struct {
+	Method string
+	Kind   Kind
+	Repo   string // "" for Ping
+	Ref    string // tag or digest for Manifest and Referrers, digest for Blob
+	Header http.Header
+}
+
+// Interceptor may answer a request itself (returning true) or leave it to
+// the registry's normal handling (false).
+type Interceptor func(w http.ResponseWriter, r *http.Request, q Request) bool
+
+type content struct {
+	mediaType string
+	body      []byte
+}
+
+// Registry is the in-process registry. Its methods are safe for
+// concurrent use.
+type Registry struct {
+	// Host is "127.0.0.1:PORT".
+	Host string
+	// URL is "http://127.0.0.1:PORT".
+	URL string
+
+	srv *httptest.Server
+
+	mu          sync.Mutex
+	manifests   map[string]content // "repo@ref" → document
+	blobs       map[string]content // "repo@digest" → blob
+	interceptor Interceptor
+	log         []Request
+}
+
+// New starts a registry on a free loopback port, stopped when the test
+// ends.
+func New(t testing.TB) *Registry {
+	t.Helper()
+	r := &Registry{manifests: map[string]content{}, blobs: map[string]content{}}
+	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+	r.URL = r.srv.URL
+	r.Host = strings.TrimPrefix(r.srv.URL, "http://")
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+// Close stops the server before the test ends (a registry that went away).
+func (r *Registry) Close() { r.srv.Close() }
+
+// Intercept sets the interceptor (nil removes it).
+func (r *Registry) Intercept(fn Interceptor) {
+	r.mu.Lock()
+	r.interceptor = fn
+	r.mu.Unlock()
+}
+
+// Requests returns the requests served so far, in order.
+func (r *Registry) Requests() []Request {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Request(nil), r.log...)
+}
+
+// Count returns how many requests of kind k for ref ("" for any) were made.
+func (r *Registry) Count(k Kind, ref string) int {
+	n := 0
+	for _, q := range r.Requests() {
+		if q.Kind == k && (ref == "" || q.Ref == ref) {
+			n++
+		}
+	}
+	return n
+}
+
+// PutBlob stores data as a blob of repo and returns its digest.
+func (r *Registry) PutBlob(repo string, data []byte) digest.Digest {
+	d := digest.FromBytes(data)
+	r.mu.Lock()
+	r.blobs[repo+"@"+d.String()] = content{body: data}
+	r.mu.Unlock()
+	return d
+}
+
+// PutManifest stores a document of repo under its digest and, when tag is
+// not empty, under tag, and returns its digest.
+func (r *Registry) PutManifest(repo, tag, mediaType string, body []byte) digest.Digest {
+	d := digest.FromBytes(body)
+	c := content{mediaType: mediaType, body: body}
+	r.mu.Lock()
+	r.manifests[repo+"@"+d.String()] = c
+	if tag != "" {
+		r.manifests[repo+"@"+tag] = c
+	}
+	r.mu.Unlock()
+	return d
+}
+
+// PutImage stores img (manifest, config and layers) as repo:tag and
+// returns the reference "HOST/repo:tag".
+func (r *Registry) PutImage(t testing.TB, repo, tag string, img v1.Image) string {
+	t.Helper()
+	raw, err := img.RawManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, err := img.MediaType()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := img.RawConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.PutBlob(repo, cfg)
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range layers {
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if _, err := buf.ReadFrom(rc); err != nil {
+			t.Fatal(err)
+		}
+		rc.Close()
+		r.PutBlob(repo, buf.Bytes())
+	}
+	r.PutManifest(repo, tag, string(mt), raw)
+	return r.Host + "/" + repo + ":" + tag
+}
+
+// Blob returns a stored blob's bytes.
+func (r *Registry) Blob(repo string, d digest.Digest) []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.blobs[repo+"@"+d.String()].body
+}
+
+// parse splits a /v2/ path into its request kind, repository and reference.
+func parse(method, path string) Request {
+	q := Request{Method: method, Kind: Other}
+	if path == "/v2/" || path == "/v2" {
+		q.Kind = Ping
+		return q
+	}
+	p := strings.TrimPrefix(path, "/v2/")
+	for _, k := range []struct {
+		sep  string
+		kind Kind
+	}{{"/manifests/", Manifest}, {"/blobs/", Blob}, {"/referrers/", Referrers}} {
+		if i := strings.LastIndex(p, k.sep); i > 0 {
+			q.Kind, q.Repo, q.Ref = k.kind, p[:i], p[i+len(k.sep):]
+			return q
+		}
+	}
+	if strings.HasSuffix(p, "/tags/list") {
+		q.Kind, q.Repo = Tags, strings.TrimSuffix(p, "/tags/list")
+	}
+	return q
+}
+
+func (r *Registry) serve(w http.ResponseWriter, req *http.Request) {
+	q := parse(req.Method, req.URL.Path)
+	q.Header = req.Header.Clone()
+	r.mu.Lock()
+	r.log = append(r.log, q)
+	fn := r.interceptor
+	r.mu.Unlock()
+	if fn != nil && fn(w, req, q) {
+		return
+	}
+	r.ServeDefault(w, req, q)
+}
+
+// ServeDefault answers q as an honest registry would; interceptors call it
+// to pass a request through after looking at it or changing w.
+func (r *Registry) ServeDefault(w http.ResponseWriter, req *http.Request, q Request) {
+	switch q.Kind {
+	case Ping:
+		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+		w.WriteHeader(http.StatusOK)
+	case Manifest:
+		r.mu.Lock()
+		c, ok := r.manifests[q.Repo+"@"+q.Ref]
+		r.mu.Unlock()
+		if !ok {
+			notFound(w, "MANIFEST_UNKNOWN")
+			return
+		}
+		w.Header().Set("Content-Type", c.mediaType)
+		w.Header().Set("Docker-Content-Digest", digest.FromBytes(c.body).String())
+		http.ServeContent(w, req, "", time.Time{}, bytes.NewReader(c.body))
+	case Blob:
+		r.mu.Lock()
+		c, ok := r.blobs[q.Repo+"@"+q.Ref]
+		r.mu.Unlock()
+		if !ok {
+			notFound(w, "BLOB_UNKNOWN")
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Docker-Content-Digest", q.Ref)
+		http.ServeContent(w, req, "", time.Time{}, bytes.NewReader(c.body))
+	case Referrers:
+		w.Header().Set("Content-Type", "application/vnd.oci.image.index.v1+json")
+		fmt.Fprint(w, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`)
+	case Tags:
+		var tags []string
+		r.mu.Lock()
+		for k := range r.manifests {
+			if repo, ref, _ := strings.Cut(k, "@"); repo == q.Repo && !strings.Contains(ref, ":") {
+				tags = append(tags, ref)
+			}
+		}
+		r.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"name": q.Repo, "tags": tags})
+	default:
+		notFound(w, "UNSUPPORTED")
+	}
+}
+
+func notFound(w http.ResponseWriter, code string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusNotFound)
+	fmt.Fprintf(w, `{"errors":[{"code":%q,"message":"not here"}]}`, code)
+}
