@@ -9,7 +9,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch"
-	"github.com/ocifetch/ocifetch/resolve"
 )
 
 // Unpack an image into a directory in one call. A registry name works the
@@ -21,7 +20,7 @@ func ExampleUnpack() {
 
 	res, err := ocifetch.Unpack(context.Background(), "oci:testdata/layouts/multiarch:latest", filepath.Join(work, "rootfs"),
 		ocifetch.WithStore(filepath.Join(work, "store")),
-		ocifetch.WithResolveOptions(resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "arm", Variant: "v7"})))
+		ocifetch.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "arm", Variant: "v7"}))
 	if err != nil {
 		fmt.Println(err)
 		return

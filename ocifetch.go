@@ -12,22 +12,25 @@
 package ocifetch
 
 import (
-	"path/filepath"
-
 	"context"
 	"errors"
-	"github.com/ocifetch/ocifetch/bundle"
 	"io"
 	"os"
+	"path/filepath"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/apply"
+	"github.com/ocifetch/ocifetch/bundle"
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/fetch"
 	"github.com/ocifetch/ocifetch/resolve"
 )
 
-// Option configures Pull and Unpack.
-type Option func(*options)
+// Option configures Pull, Unpack and Bundle. Every option of this module
+// has this shape: a bad value makes the call fail with kind
+// invalid_argument before it does anything.
+type Option func(*options) error
 
 type options struct {
 	store    string
@@ -39,43 +42,80 @@ type options struct {
 }
 
 // WithStore sets the store directory (default fetch.DefaultStoreDir()).
-func WithStore(dir string) Option { return func(o *options) { o.store = dir } }
+func WithStore(dir string) Option {
+	return func(o *options) error {
+		if dir == "" {
+			return errdefs.New(errdefs.ErrInvalidArgument, "empty store directory")
+		}
+		o.store = dir
+		return nil
+	}
+}
 
 // WithStateDir sets where Unpack keeps the tar-split metadata, the shadow
 // store and the state of the root filesystem (default
 // apply.DefaultStateDir(dir), a hidden sibling of dir). It must be outside
 // dir, on the same file system.
-func WithStateDir(dir string) Option { return func(o *options) { o.stateDir = dir } }
+func WithStateDir(dir string) Option {
+	return func(o *options) error {
+		if dir == "" {
+			return errdefs.New(errdefs.ErrInvalidArgument, "empty state directory")
+		}
+		o.stateDir = dir
+		return nil
+	}
+}
+
+// WithPlatform selects the platform to resolve an index to (default: the
+// host's). It is resolve.WithPlatform, at the top level where containerd
+// and go-containerregistry users look for it.
+func WithPlatform(p ocispec.Platform) Option {
+	return WithResolveOptions(resolve.WithPlatform(p))
+}
 
 // WithResolveOptions passes options to resolving (platform, credentials,
 // mirrors, ...).
 func WithResolveOptions(opts ...resolve.Option) Option {
-	return func(o *options) { o.resolve = append(o.resolve, opts...) }
+	return func(o *options) error {
+		o.resolve = append(o.resolve, opts...)
+		return nil
+	}
 }
 
 // WithFetchOptions passes options to fetching (jobs, progress, ...).
 func WithFetchOptions(opts ...fetch.Option) Option {
-	return func(o *options) { o.fetch = append(o.fetch, opts...) }
+	return func(o *options) error {
+		o.fetch = append(o.fetch, opts...)
+		return nil
+	}
 }
 
 // WithApplyOptions passes options to applying (ownership and device
 // policies, ...).
 func WithApplyOptions(opts ...apply.Option) Option {
-	return func(o *options) { o.apply = append(o.apply, opts...) }
+	return func(o *options) error {
+		o.apply = append(o.apply, opts...)
+		return nil
+	}
 }
 
 // WithResolved is called with the resolved image before anything is
 // downloaded, e.g. to show what is about to be pulled.
 func WithResolved(fn func(*resolve.Resolved)) Option {
-	return func(o *options) { o.resolved = fn }
+	return func(o *options) error {
+		o.resolved = fn
+		return nil
+	}
 }
 
-func makeOptions(opts []Option) *options {
+func makeOptions(opts []Option) (*options, error) {
 	o := &options{}
 	for _, opt := range opts {
-		opt(o)
+		if err := opt(o); err != nil {
+			return nil, err
+		}
 	}
-	return o
+	return o, nil
 }
 
 func (o *options) openStore() (*fetch.Store, error) {
@@ -103,7 +143,10 @@ type Result struct {
 
 // Pull resolves ref and fetches its config and layers into the store.
 func Pull(ctx context.Context, ref string, opts ...Option) (*Result, error) {
-	o := makeOptions(opts)
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
 	store, err := o.openStore()
 	if err != nil {
 		return nil, err
@@ -133,7 +176,10 @@ func Pull(ctx context.Context, ref string, opts ...Option) (*Result, error) {
 // state says "applying") is wiped and unpacked again; a complete one is
 // refused, as is any other non-empty dir.
 func Unpack(ctx context.Context, ref, dir string, opts ...Option) (*Result, error) {
-	o := makeOptions(opts)
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
 	stateDir := o.stateDir
 	if stateDir == "" {
 		stateDir = apply.DefaultStateDir(dir)

@@ -35,7 +35,7 @@ import (
 const maxDBSize = 4 << 20
 
 // Option configures Spec.
-type Option func(*options)
+type Option func(*options) error
 
 type options struct {
 	rootPath string
@@ -45,20 +45,40 @@ type options struct {
 
 // WithRootPath sets root.path in config.json (default "rootfs", relative
 // to the bundle directory).
-func WithRootPath(p string) Option { return func(o *options) { o.rootPath = p } }
+func WithRootPath(p string) Option {
+	return func(o *options) error {
+		if p == "" {
+			return errdefs.New(errdefs.ErrInvalidArgument, "empty root path")
+		}
+		o.rootPath = p
+		return nil
+	}
+}
 
 // WithTerminal sets process.terminal.
-func WithTerminal(t bool) Option { return func(o *options) { o.terminal = t } }
+func WithTerminal(t bool) Option {
+	return func(o *options) error {
+		o.terminal = t
+		return nil
+	}
+}
 
 // WithHostname sets hostname.
-func WithHostname(h string) Option { return func(o *options) { o.hostname = h } }
+func WithHostname(h string) Option {
+	return func(o *options) error {
+		o.hostname = h
+		return nil
+	}
+}
 
 // Spec builds the runtime configuration for img, whose root filesystem is
 // at rootfs (already unpacked; used to resolve the user).
 func Spec(ctx context.Context, img ocispec.Image, rootfs string, opts ...Option) (*rspec.Spec, error) {
 	o := &options{rootPath: "rootfs", hostname: "ocifetch"}
 	for _, opt := range opts {
-		opt(o)
+		if err := opt(o); err != nil {
+			return nil, err
+		}
 	}
 	s := defaultSpec()
 	s.Root = &rspec.Root{Path: o.rootPath}

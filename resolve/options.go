@@ -3,6 +3,8 @@ package resolve
 import (
 	"net/http"
 
+	"github.com/ocifetch/ocifetch/errdefs"
+
 	"github.com/google/go-containerregistry/pkg/authn"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -16,8 +18,9 @@ const DefaultMaxDocumentSize = 4 << 20
 // or three levels.
 const DefaultMaxDepth = 8
 
-// Option configures Open and Resolve.
-type Option func(*options)
+// Option configures Open, Resolve and Validate. An option that is given
+// a bad value makes those fail with kind invalid_argument.
+type Option func(*options) error
 
 type options struct {
 	platform        *ocispec.Platform
@@ -32,7 +35,7 @@ type options struct {
 	maxDepth        int
 }
 
-func makeOptions(opts []Option) *options {
+func makeOptions(opts []Option) (*options, error) {
 	o := &options{
 		keychain:        authn.DefaultKeychain,
 		insecure:        map[string]bool{},
@@ -42,18 +45,24 @@ func makeOptions(opts []Option) *options {
 		userAgent:       "ocifetch",
 	}
 	for _, opt := range opts {
-		opt(o)
+		if err := opt(o); err != nil {
+			return nil, err
+		}
 	}
-	return o
+	return o, nil
 }
 
 // WithPlatform selects the platform to resolve an index to. Without it the
 // host's platform is used, and a reference that names a single manifest is
 // accepted whatever its platform; with it, such a manifest must match.
 func WithPlatform(p ocispec.Platform) Option {
-	return func(o *options) {
+	return func(o *options) error {
+		if p.OS == "" || p.Architecture == "" {
+			return errdefs.New(errdefs.ErrInvalidArgument, "platform %q has no OS or architecture", FormatPlatform(p))
+		}
 		n := Normalize(p)
 		o.platform = &n
+		return nil
 	}
 }
 
@@ -63,24 +72,31 @@ func WithPlatform(p ocispec.Platform) Option {
 // Credentials are looked up per host: a mirror never receives the
 // upstream's credentials.
 func WithKeychain(kc authn.Keychain) Option {
-	return func(o *options) { o.keychain = kc }
+	return func(o *options) error {
+		o.keychain = kc
+		return nil
+	}
 }
 
 // WithAuthfile reads credentials from a Docker-config-format file (the
 // format of ~/.docker/config.json and Podman's auth.json) instead of the
 // default locations.
 func WithAuthfile(path string) Option {
-	return func(o *options) { o.authfile = path }
+	return func(o *options) error {
+		o.authfile = path
+		return nil
+	}
 }
 
 // WithInsecureRegistry allows plain HTTP to a host ("host" or "host:port").
 // Loopback registries are always allowed plain HTTP; everything else needs
 // this opt-in.
 func WithInsecureRegistry(hosts ...string) Option {
-	return func(o *options) {
+	return func(o *options) error {
 		for _, h := range hosts {
 			o.insecure[h] = true
 		}
+		return nil
 	}
 }
 
@@ -88,14 +104,21 @@ func WithInsecureRegistry(hosts ...string) Option {
 // directory (DIR/HOST/hosts.toml, e.g. /etc/containerd/certs.d). See
 // docs/mirrors.md.
 func WithHostsDir(dir string) Option {
-	return func(o *options) { o.hostsDir = dir }
+	return func(o *options) error {
+		o.hostsDir = dir
+		return nil
+	}
 }
 
 // WithMirrors adds mirrors for a registry host ("docker.io",
 // "example.com:5000"), tried in order before the upstream.
 func WithMirrors(registry string, mirrors ...Mirror) Option {
-	return func(o *options) {
+	return func(o *options) error {
+		if registry == "" {
+			return errdefs.New(errdefs.ErrInvalidArgument, "mirrors for an empty registry name")
+		}
 		o.mirrors[canonicalHost(registry)] = append(o.mirrors[canonicalHost(registry)], mirrors...)
+		return nil
 	}
 }
 
@@ -103,16 +126,28 @@ func WithMirrors(registry string, mirrors ...Mirror) Option {
 // http.DefaultTransport with more idle connections per host, since blobs
 // are fetched concurrently.
 func WithTransport(rt http.RoundTripper) Option {
-	return func(o *options) { o.transport = rt }
+	return func(o *options) error {
+		o.transport = rt
+		return nil
+	}
 }
 
 // WithUserAgent sets the User-Agent sent to registries.
 func WithUserAgent(ua string) Option {
-	return func(o *options) { o.userAgent = ua }
+	return func(o *options) error {
+		o.userAgent = ua
+		return nil
+	}
 }
 
 // WithMaxDocumentSize changes the size limit for indexes, manifests and
 // configs (default DefaultMaxDocumentSize).
 func WithMaxDocumentSize(n int64) Option {
-	return func(o *options) { o.maxDocumentSize = n }
+	return func(o *options) error {
+		if n <= 0 {
+			return errdefs.New(errdefs.ErrInvalidArgument, "document size limit must be positive, not %d", n)
+		}
+		o.maxDocumentSize = n
+		return nil
+	}
 }

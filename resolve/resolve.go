@@ -21,7 +21,10 @@ import (
 //
 // Opening does no I/O for registries; the first request authenticates.
 func Open(ctx context.Context, ref string, opts ...Option) (Source, error) {
-	o := makeOptions(opts)
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
 	return open(ref, o)
 }
 
@@ -44,7 +47,10 @@ func open(ref string, o *options) (Source, error) {
 // Resolve opens ref and resolves it to one platform's manifest, config and
 // layers, verifying every document on the way.
 func Resolve(ctx context.Context, ref string, opts ...Option) (*Resolved, error) {
-	o := makeOptions(opts)
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
 	src, err := open(ref, o)
 	if err != nil {
 		return nil, err
@@ -54,7 +60,11 @@ func Resolve(ctx context.Context, ref string, opts ...Option) (*Resolved, error)
 
 // ResolveSource resolves what src's reference names.
 func ResolveSource(ctx context.Context, src Source, opts ...Option) (*Resolved, error) {
-	return resolveSource(ctx, src, makeOptions(opts))
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	return resolveSource(ctx, src, o)
 }
 
 func resolveSource(ctx context.Context, src Source, o *options) (*Resolved, error) {

@@ -35,7 +35,10 @@ func (p Problem) String() string { return p.Where + ": " + p.Rule + ": " + p.Mes
 // agree, platforms present in indexes). It returns every problem found; an
 // error only when the root itself cannot be read.
 func Validate(ctx context.Context, src Source, opts ...Option) ([]Problem, error) {
-	o := makeOptions(opts)
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
 	root, err := src.Root(ctx)
 	if err != nil {
 		return nil, err
