@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/atomicfile"
 )
 
 // Names inside a state directory.
@@ -137,7 +138,7 @@ type stateRec struct {
 	layer int    // current layer
 	key   string // its layerKey
 	// tar-split of the current layer, written to tmp
-	tmp  *os.File
+	tmp  *atomicfile.File
 	bw   *bufio.Writer
 	zw   *zstd.Encoder
 	out  []byte // entries encoded, not yet written to zw (tar-split or manifest)
@@ -251,43 +252,7 @@ func (s *stateRec) writeState() error {
 	if err != nil {
 		return errdefs.Wrap(err, errdefs.ErrInternal, "apply state")
 	}
-	return writeFileAtomic(s.dir, stateFile, append(b, '\n'))
-}
-
-// writeFileAtomic writes dir/name by a synced temporary file renamed over
-// it, then syncs dir.
-func writeFileAtomic(dir, name string, b []byte) error {
-	f, err := os.CreateTemp(dir, ".tmp-"+name+"-*")
-	if err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInternal, "writing %s", name)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), filepath.Join(dir, name))
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return errdefs.Wrap(err, errdefs.ErrInternal, "writing %s", name)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInternal, "syncing %s", dir)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInternal, "syncing %s", dir)
-	}
-	return nil
+	return atomicfile.WriteFile(filepath.Join(s.dir, stateFile), append(b, '\n'), 0o644)
 }
 
 func (s *stateRec) close() {
@@ -309,7 +274,7 @@ func (s *stateRec) close() {
 func (s *stateRec) beginLayer(i int) error {
 	s.abort()
 	s.layer, s.key = i, layerKey(s.state.Layers[i].DiffID)
-	f, err := os.CreateTemp(filepath.Join(s.dir, tarsplitDir), ".tmp-"+s.key+"-*")
+	f, err := atomicfile.Create(filepath.Join(s.dir, tarsplitName(s.state.Layers[i].DiffID)), 0o644)
 	if err != nil {
 		return errdefs.Wrap(err, errdefs.ErrInternal, "recording tar-split")
 	}
@@ -379,28 +344,20 @@ func (s *stateRec) end(diffID digest.Digest) error {
 		err = s.bw.Flush()
 	}
 	if err == nil {
-		err = s.tmp.Sync()
+		err = s.tmp.Commit()
 	}
-	if cerr := s.tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(s.tmp.Name(), filepath.Join(s.dir, tarsplitName(diffID)))
-	}
+	s.tmp.Abort()
+	s.tmp = nil
 	if err != nil {
-		os.Remove(s.tmp.Name())
-		s.tmp = nil
 		return s.recErr(err)
 	}
-	s.tmp = nil
 	return nil
 }
 
 // abort drops the tar-split being recorded.
 func (s *stateRec) abort() {
 	if s.tmp != nil {
-		s.tmp.Close()
-		os.Remove(s.tmp.Name())
+		s.tmp.Abort()
 		s.tmp = nil
 	}
 }
@@ -421,10 +378,7 @@ func (s *stateRec) complete(ctx context.Context, target string) error {
 	if err := s.writeManifest(ctx, target); err != nil {
 		return err
 	}
-	if err := syncDir(filepath.Join(s.dir, tarsplitDir)); err != nil {
-		return err
-	}
-	if err := syncDir(filepath.Join(s.dir, shadowDir)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Join(s.dir, shadowDir)); err != nil {
 		return err
 	}
 	now := time.Now().UTC()

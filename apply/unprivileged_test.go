@@ -137,7 +137,7 @@ func TestUnprivileged(t *testing.T) {
 			})
 			t.Run("OwnershipFail refuses root-owned entries", func(t *testing.T) {
 				out, _ := run(t, "FALLBACK="+fallback, "OWNERSHIP=fail", "LAYERS="+paths[0])
-				if out["kind"] != string(errdefs.ErrInternal) || !strings.Contains(fmt.Sprint(out["error"]), "owner 0:0") {
+				if out["kind"] != string(errdefs.ErrPermissionDenied) || !strings.Contains(fmt.Sprint(out["error"]), "owner 0:0") {
 					t.Errorf("got %v", out)
 				}
 			})

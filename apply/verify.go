@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/atomicfile"
 )
 
 // treeEntry is one line of tree.json.zst, the manifest of the tree as
@@ -147,16 +148,11 @@ func fileCRC(dirfd int, base, path string, buf []byte) (uint64, error) {
 // while writing it (found by inode, so hard links share it); only files
 // the layers did not write (the target was not empty) are read.
 func (s *stateRec) writeManifest(ctx context.Context, target string) error {
-	f, err := os.CreateTemp(s.dir, ".tmp-"+treeFile+"-*")
+	f, err := atomicfile.Create(filepath.Join(s.dir, treeFile), 0o644)
 	if err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInternal, "writing the tree manifest")
+		return err
 	}
-	defer func() {
-		if f != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
+	defer f.Abort()
 	bw := bufio.NewWriterSize(f, 64<<10)
 	s.zw.Reset(bw)
 	s.out = s.out[:0]
@@ -184,13 +180,7 @@ func (s *stateRec) writeManifest(ctx context.Context, target string) error {
 		err = bw.Flush()
 	}
 	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), filepath.Join(s.dir, treeFile))
+		err = f.Commit()
 	}
 	if err != nil {
 		if hasKind(err) {
@@ -198,7 +188,6 @@ func (s *stateRec) writeManifest(ctx context.Context, target string) error {
 		}
 		return errdefs.Wrap(err, errdefs.ErrInternal, "writing the tree manifest")
 	}
-	f = nil
 	return nil
 }
 

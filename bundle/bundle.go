@@ -18,7 +18,6 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -28,6 +27,7 @@ import (
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/atomicfile"
 	"github.com/ocifetch/ocifetch/internal/fsroot"
 )
 
@@ -103,36 +103,14 @@ func Spec(ctx context.Context, img ocispec.Image, rootfs string, opts ...Option)
 	return s, nil
 }
 
-// Write writes config.json into the bundle directory atomically.
+// Write writes config.json into the bundle directory, atomically and
+// durably.
 func Write(dir string, s *rspec.Spec) error {
 	data, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return errdefs.Wrap(err, errdefs.ErrInternal, "encoding config.json")
 	}
-	tmp, err := os.CreateTemp(dir, ".config.json.*")
-	if err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInternal, "writing config.json")
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return errdefs.Wrap(err, errdefs.ErrInternal, "writing config.json")
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return errdefs.Wrap(err, errdefs.ErrInternal, "writing config.json")
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return errdefs.Wrap(err, errdefs.ErrInternal, "writing config.json")
-	}
-	if err := tmp.Close(); err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInternal, "writing config.json")
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, "config.json")); err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInternal, "writing config.json")
-	}
-	return nil
+	return atomicfile.WriteFile(filepath.Join(dir, "config.json"), append(data, '\n'), 0o644)
 }
 
 // annotations maps labels and the config fields conversion.md names. The

@@ -12,6 +12,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/atomicfile"
 	"github.com/ocifetch/ocifetch/resolve"
 )
 
@@ -103,7 +104,7 @@ func (s *Store) GC(ctx context.Context) (*GCResult, error) {
 		}
 	}
 	if len(res.Blobs) > 0 {
-		if err := syncDir(filepath.Join(blobsDir, string(digest.SHA256))); err != nil {
+		if err := atomicfile.SyncDir(filepath.Join(blobsDir, string(digest.SHA256))); err != nil {
 			return nil, err
 		}
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/asynchash"
+	"github.com/ocifetch/ocifetch/internal/atomicfile"
 	"github.com/ocifetch/ocifetch/resolve"
 )
 
@@ -105,7 +106,7 @@ func (s *Store) initLayout() error {
 		}
 	case errors.Is(err, fs.ErrNotExist):
 		b, _ := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
-		if err := s.writeFileAtomic(layoutPath, b); err != nil {
+		if err := atomicfile.WriteFile(layoutPath, b, 0o644); err != nil {
 			return err
 		}
 	default:
@@ -252,49 +253,7 @@ func (s *Store) WriteBlob(ctx context.Context, desc ocispec.Descriptor, data []b
 	if err := os.MkdirAll(filepath.Dir(s.blobPath(desc.Digest)), 0o755); err != nil {
 		return errdefs.Wrap(err, errdefs.ErrInternal, "creating blob directory")
 	}
-	return s.writeFileAtomic(s.blobPath(desc.Digest), data)
-}
-
-// writeFileAtomic writes data to a temporary file inside the store, fsyncs
-// it, renames it to path and fsyncs path's directory, so that path holds
-// either nothing, its old content, or all of data, even after a crash.
-func (s *Store) writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(s.private("tmp"), "write-*")
-	if err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInternal, "creating temporary file in store")
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return errdefs.Wrap(err, errdefs.ErrInternal, "writing %s", path)
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// syncDir fsyncs a directory so that a rename into it survives a crash.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInternal, "opening %s", dir)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInternal, "syncing %s", dir)
-	}
-	return nil
+	return atomicfile.WriteFile(s.blobPath(desc.Digest), data, 0o644)
 }
 
 // Index returns the store's index.json.
@@ -391,7 +350,7 @@ func (s *Store) updateIndex(ctx context.Context, edit func(*ocispec.Index) error
 	if err := enc.Encode(idx); err != nil {
 		return errdefs.Wrap(err, errdefs.ErrInternal, "encoding index.json")
 	}
-	return s.writeFileAtomic(s.indexPath(), buf.Bytes())
+	return atomicfile.WriteFile(s.indexPath(), buf.Bytes(), 0o644)
 }
 
 func cloneMap(m map[string]string) map[string]string {

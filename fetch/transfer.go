@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/atomicfile"
 	"github.com/ocifetch/ocifetch/resolve"
 )
 
@@ -442,7 +443,7 @@ func (t *transfer) commit(rep *blobReport) error {
 	if err := os.Rename(t.s.partialPath(d), t.s.blobPath(d)); err != nil {
 		return errdefs.Wrap(err, errdefs.ErrInternal, "storing blob %s", d)
 	}
-	if err := syncDir(filepath.Dir(t.s.blobPath(d))); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(t.s.blobPath(d))); err != nil {
 		return err
 	}
 	rep.set(StateDone, t.desc.Size, nil)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/apply"
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/atomicfile"
 )
 
 // stateFlags locate the metadata of a materialized root filesystem.
@@ -105,28 +106,21 @@ func pickLayer(st *apply.State, s string) (digest.Digest, error) {
 	return d, nil
 }
 
-// rebuildOne writes one layer to out (a temp file renamed into place on
-// success, so a failed rebuild leaves no file) or to standard output.
+// rebuildOne writes one layer to out (published whole on success, so a
+// failed rebuild leaves no file) or to standard output.
 func rebuildOne(ctx context.Context, e *env, state, rootfs string, d digest.Digest, out string) error {
 	if out == "" || out == "-" {
 		return apply.Rebuild(ctx, state, rootfs, d, e.stdout)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*")
+	tmp, err := atomicfile.Create(out, 0o644)
 	if err != nil {
 		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "-o %s", out)
 	}
-	defer os.Remove(tmp.Name())
+	defer tmp.Abort()
 	if err := apply.Rebuild(ctx, state, rootfs, d, tmp); err != nil {
-		tmp.Close()
 		return err
 	}
-	if err := tmp.Close(); err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInternal, "writing %s", out)
-	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInternal, "writing %s", out)
-	}
-	return nil
+	return tmp.Commit()
 }
 
 type layerCheckJSON struct {

@@ -1,0 +1,152 @@
+package atomicfile
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// both runs f with O_TMPFILE and with named temporaries.
+func both(t *testing.T, f func(t *testing.T)) {
+	for _, named := range []bool{false, true} {
+		name := "tmpfile"
+		if named {
+			name = "named"
+		}
+		t.Run(name, func(t *testing.T) {
+			noTmpfile = named
+			defer func() { noTmpfile = false }()
+			f(t)
+		})
+	}
+}
+
+func listDir(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// TestReplacesPlantedSymlink: a symlink at the final name is replaced,
+// never followed (a rebuild run as root overwrote a file through one).
+func TestReplacesPlantedSymlink(t *testing.T) {
+	both(t, func(t *testing.T) {
+		dir, outside := t.TempDir(), t.TempDir()
+		victim := filepath.Join(outside, "victim")
+		if err := os.WriteFile(victim, []byte("keep"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, "layer.tar")
+		if err := os.Symlink(victim, out); err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteFile(out, []byte("new"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(victim); string(b) != "keep" {
+			t.Fatalf("the symlink's target was written: %q", b)
+		}
+		fi, err := os.Lstat(out)
+		if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o644 {
+			t.Fatalf("out is %v (%v), want a regular file 0644", fi.Mode(), err)
+		}
+		if b, _ := os.ReadFile(out); string(b) != "new" {
+			t.Fatalf("out = %q", b)
+		}
+		if names := listDir(t, dir); len(names) != 1 {
+			t.Fatalf("dir holds %v, want only layer.tar", names)
+		}
+	})
+}
+
+// TestAbortPublishesNothing: an aborted file leaves the directory as it
+// was, old content included.
+func TestAbortPublishesNothing(t *testing.T) {
+	both(t, func(t *testing.T) {
+		dir := t.TempDir()
+		out := filepath.Join(dir, "f")
+		os.WriteFile(out, []byte("old"), 0o644)
+		f, err := Create(out, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write([]byte("partial"))
+		f.Abort()
+		f.Abort()
+		if b, _ := os.ReadFile(out); string(b) != "old" {
+			t.Fatalf("out = %q after Abort", b)
+		}
+		if names := listDir(t, dir); len(names) != 1 {
+			t.Fatalf("dir holds %v", names)
+		}
+		if err := f.Commit(); err == nil {
+			t.Fatal("Commit after Abort succeeded")
+		}
+	})
+}
+
+// TestKillLeavesNoPartialFile: a writer killed mid-write leaves nothing
+// under the final name; with named temporaries, Clean removes what it left.
+func TestKillLeavesNoPartialFile(t *testing.T) {
+	if os.Getenv("ATOMICFILE_CHILD") != "" {
+		noTmpfile = os.Getenv("ATOMICFILE_NAMED") != ""
+		f, err := Create(os.Getenv("ATOMICFILE_CHILD"), 0o644)
+		if err != nil {
+			os.Exit(3)
+		}
+		os.Stdout.WriteString("writing\n")
+		for {
+			f.Write(bytes.Repeat([]byte("x"), 4096))
+			time.Sleep(time.Millisecond)
+		}
+	}
+	both(t, func(t *testing.T) {
+		dir := t.TempDir()
+		out := filepath.Join(dir, "layer.tar")
+		cmd := exec.Command(os.Args[0], "-test.run=^TestKillLeavesNoPartialFile$")
+		cmd.Env = append(os.Environ(), "ATOMICFILE_CHILD="+out)
+		if noTmpfile {
+			cmd.Env = append(cmd.Env, "ATOMICFILE_NAMED=1")
+		}
+		stdout, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 8)
+		if _, err := stdout.Read(buf); err != nil || !strings.HasPrefix(string(buf), "writing") {
+			t.Fatalf("child did not start writing: %q %v", buf, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		if _, err := os.Lstat(out); !os.IsNotExist(err) {
+			t.Fatalf("a killed writer left %s (%v)", out, err)
+		}
+		if err := Clean(dir); err != nil {
+			t.Fatal(err)
+		}
+		if names := listDir(t, dir); len(names) != 0 {
+			t.Fatalf("after Clean dir holds %v", names)
+		}
+	})
+}
+
+func TestCreateRefusesDirectoryNames(t *testing.T) {
+	for _, p := range []string{"", "/tmp/", "."} {
+		if _, err := Create(p, 0o644); err == nil {
+			t.Errorf("Create(%q) succeeded", p)
+		}
+	}
+}
