@@ -11,6 +11,7 @@ require (
 	github.com/opencontainers/image-spec v1.1.1
 	github.com/opencontainers/runtime-spec v1.3.0
 	github.com/santhosh-tekuri/jsonschema/v5 v5.3.1
+	github.com/spf13/pflag v1.0.10
 	github.com/vbatts/tar-split v0.12.3
 	golang.org/x/crypto v0.57.0
 	golang.org/x/sync v0.25.0

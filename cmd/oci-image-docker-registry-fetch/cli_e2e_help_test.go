@@ -1,9 +1,10 @@
 package main
 
 import (
-	"flag"
 	"strings"
 	"testing"
+
+	flag "github.com/spf13/pflag"
 )
 
 // Help, from the binary: every command's --help, -h and "help COMMAND"
@@ -45,8 +46,8 @@ func TestCLIE2EHelp(t *testing.T) {
 				t.Errorf("%v: no usage line, example or exit codes:\n%s", args, out)
 			}
 			for _, f := range flags {
-				if !strings.Contains(out, "  -"+f+" ") && !strings.Contains(out, "  -"+f+"\n") {
-					t.Errorf("%v: flag -%s is not listed:\n%s", args, f, out)
+				if !strings.Contains(out, "--"+f+" ") && !strings.Contains(out, "--"+f+"\n") {
+					t.Errorf("%v: flag --%s is not listed:\n%s", args, f, out)
 				}
 			}
 			if first == "" {
@@ -54,6 +55,19 @@ func TestCLIE2EHelp(t *testing.T) {
 			} else if out != first {
 				t.Errorf("%v prints other help than %s --help", args, c.name)
 			}
+		}
+	}
+
+	// Help and errors spell flags as the user types them: --flag, never
+	// the single-dash form Go's flag package prints.
+	for _, c := range commands() {
+		r := runBuilt(t, env, c.name, "--help")
+		if strings.Contains(r.stdout, "\n  -json") || strings.Contains(r.stdout, "  -store") {
+			t.Errorf("%s --help lists single-dash long flags:\n%s", c.name, r.stdout)
+		}
+		r = runBuilt(t, env, c.name, "--bogus")
+		if r.code != exitUsage || !strings.Contains(r.stderr, "--bogus") || strings.Contains(r.stderr, " -bogus") {
+			t.Errorf("%s --bogus: exit %d, stderr %q; want exit 2 naming --bogus", c.name, r.code, r.stderr)
 		}
 	}
 

@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,6 +16,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+
+	flag "github.com/spf13/pflag"
 
 	"github.com/ocifetch/ocifetch/errdefs"
 )
@@ -123,6 +124,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
+	fs.SortFlags = false
 	runCmd := c.setup(fs)
 	pos, err := parseInterleaved(fs, args[1:])
 	if f := fs.Lookup("json"); f != nil && f.Value.String() == "true" {
@@ -232,9 +234,7 @@ Exit status:
 
 func printUsage(w io.Writer, c *command, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "Usage: %s %s\n\n%s\n\nFlags:\n", prog, c.usage, c.summary)
-	fs.SetOutput(w)
-	fs.PrintDefaults()
-	fs.SetOutput(io.Discard)
+	fmt.Fprint(w, fs.FlagUsages())
 	if c.example != "" {
 		fmt.Fprintf(w, "\nExample:\n  %s\n", c.example)
 	}
@@ -244,21 +244,10 @@ func printUsage(w io.Writer, c *command, fs *flag.FlagSet) {
 // parseInterleaved parses flags that may come before or after positional
 // arguments ("CMD --json REF" and "CMD REF --json" alike); "--" ends flags.
 func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		if len(args) > 0 && len(rest) < len(args) && args[len(args)-len(rest)-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
+	if err := fs.Parse(args); err != nil {
+		return nil, err
 	}
+	return fs.Args(), nil
 }
 
 // multiFlag collects a repeatable string flag.
@@ -266,3 +255,4 @@ type multiFlag []string
 
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+func (m *multiFlag) Type() string       { return "strings" }

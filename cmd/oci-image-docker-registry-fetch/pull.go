@@ -8,10 +8,12 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"context"
-	"flag"
 	"fmt"
-	"github.com/ocifetch/ocifetch/errdefs"
 	"time"
+
+	flag "github.com/spf13/pflag"
+
+	"github.com/ocifetch/ocifetch/errdefs"
 
 	"github.com/ocifetch/ocifetch"
 	"github.com/ocifetch/ocifetch/fetch"

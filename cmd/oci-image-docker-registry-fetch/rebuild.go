@@ -2,13 +2,14 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	flag "github.com/spf13/pflag"
 
 	"github.com/opencontainers/go-digest"
 
@@ -57,7 +58,7 @@ func rebuildCommand() *command {
 			fs.StringVar(&layer, "layer", "", "the layer to rebuild: its position `N` (1 is the lowest) or its diffID")
 			fs.BoolVar(&all, "all", false, "rebuild every layer")
 			fs.BoolVar(&check, "check", false, "with --all: check each rebuilt layer against its diffID, one line per layer, and write nothing")
-			fs.StringVar(&out, "o", "", "write the tar to `FILE` (default: standard output); with --all, into DIR as <diffID>.tar")
+			fs.StringVarP(&out, "output", "o", "", "write the tar to `FILE` (default: standard output); with --all, into DIR as <diffID>.tar")
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) != 1 {
 					return usagef("rebuild takes one root filesystem directory, got %d arguments", len(args))

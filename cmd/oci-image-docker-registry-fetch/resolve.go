@@ -3,9 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"text/tabwriter"
+
+	flag "github.com/spf13/pflag"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 

@@ -2,9 +2,10 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"time"
+
+	flag "github.com/spf13/pflag"
 
 	"github.com/ocifetch/ocifetch"
 	"github.com/ocifetch/ocifetch/apply"

@@ -4,13 +4,14 @@ import (
 	"strconv"
 
 	"encoding/json"
-	"github.com/opencontainers/go-digest"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
 )
 
 // treeOf lists a directory as "path type mode [content|target]" lines.
