@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 
+	"github.com/containerd/platforms"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -129,7 +130,10 @@ func (w *walker) walk(ctx context.Context, desc ocispec.Descriptor, platform *oc
 		}
 	}()
 
-	best, bestScore := -1, 0
+	// The best entry for the wanted platform by containerd's order; an
+	// entry without a platform fits anything, but least well.
+	match := platforms.Only(w.want)
+	best, bestHasPlatform := -1, false
 	var nested []int
 	for i, m := range idx.Manifests {
 		if _, err := parseDigest(m.Digest.String()); err != nil {
@@ -141,18 +145,18 @@ func (w *walker) walk(ctx context.Context, desc ocispec.Descriptor, platform *oc
 		}
 		switch {
 		case isManifestType(m.MediaType):
-			score := 1 // an entry without a platform fits anything, but least well
-			if m.Platform != nil {
-				score = MatchScore(w.want, *m.Platform)
-				if score > 0 && m.Platform.Variant != "" {
-					score++ // an entry that names the variant beats one that leaves it implied
+			switch {
+			case m.Platform == nil:
+				if best < 0 {
+					best = i
+				}
+			case match.Match(*m.Platform):
+				if !bestHasPlatform || better(match, *m.Platform, *idx.Manifests[best].Platform) {
+					best, bestHasPlatform = i, true
 				}
 			}
-			if score > bestScore {
-				best, bestScore = i, score
-			}
 		case isIndexType(m.MediaType):
-			if m.Platform == nil || MatchScore(w.want, *m.Platform) > 0 {
+			if m.Platform == nil || match.Match(*m.Platform) {
 				nested = append(nested, i)
 			}
 		}
@@ -234,7 +238,7 @@ func (w *walker) manifest(ctx context.Context, desc ocispec.Descriptor, data []b
 	if platform == nil {
 		// A manifest named directly: with an explicit platform it must
 		// fit; by default any platform is accepted, as other tools do.
-		if w.o.platform != nil && MatchScore(*w.o.platform, cfgPlatform) == 0 {
+		if w.o.platform != nil && !Matches(*w.o.platform, cfgPlatform) {
 			return errdefs.New(errdefs.ErrPlatformNotFound, "%s is an image for %s, not %s",
 				w.src.Reference(), FormatPlatform(Normalize(cfgPlatform)), FormatPlatform(*w.o.platform))
 		}

@@ -117,7 +117,9 @@ func TestResolveErrors(t *testing.T) {
 		kind errdefs.Kind
 		exit int
 	}{
-		{"bad platform", []string{"--platform", "linux"}, errdefs.ErrInvalidArgument, exitUsage},
+		{"bad platform", []string{"--platform", "linux", layout}, errdefs.ErrInvalidArgument, exitUsage},
+		{"platform with os version", []string{"--platform", "linux/amd64:10.0", layout}, errdefs.ErrInvalidArgument, exitUsage},
+		{"platform list", []string{"--platform", "linux/arm64,linux/amd64", layout}, errdefs.ErrInvalidArgument, exitUsage},
 		{"missing tag", []string{"oci:../../testdata/layouts/multiarch:nope"}, errdefs.ErrNotFound, exitNotFound},
 		{"no such platform", []string{"--platform", "linux/s390x", layout}, errdefs.ErrPlatformNotFound, exitNotFound},
 		{"corrupt blob", []string{"--platform", "linux/amd64", "oci:" + broken + ":latest"}, errdefs.ErrDigestMismatch, exitVerification},
@@ -128,9 +130,6 @@ func TestResolveErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]string{"resolve", "--json"}, tt.args...)
-			if tt.name == "bad platform" {
-				args = append(args, layout)
-			}
 			code, stdout, _ := cli(t, args...)
 			kind, _ := jsonError(t, stdout)
 			if kind != string(tt.kind) || code != tt.exit {
