@@ -173,7 +173,7 @@ func TestCLIE2EErrorKinds(t *testing.T) {
 			// may come first; then the error, on one line.
 			var ls []string
 			for _, l := range lines(r.stderr) {
-				if len(ls) == 0 && progressLine.MatchString(l) {
+				if len(ls) == 0 && (progressLine.MatchString(l) || progressExtra.MatchString(l)) {
 					continue
 				}
 				ls = append(ls, l)

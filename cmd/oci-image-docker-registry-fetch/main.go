@@ -62,6 +62,7 @@ func commands() []*command {
 		verifyCommand(),
 		gcCommand(),
 		validateCommand(),
+		versionCommand(),
 	}
 }
 
@@ -110,6 +111,9 @@ func notifyContext(parent context.Context) (ctx context.Context, sig func() int,
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	e := &env{stdout: stdout, stderr: stderr}
+	if len(args) == 1 && args[0] == "--version" {
+		args = []string{"version"}
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || (args[0] == "help" && len(args) == 1) {
 		printOverview(stdout)
 		return exitOK

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -298,5 +299,25 @@ func TestDemo(t *testing.T) {
 	}
 	if strings.Count(stdout, "sha256 equals the diffID") != 2 {
 		t.Fatalf("not every layer was rebuilt:\n%s", stdout)
+	}
+}
+
+// TestVersion: "version" and "--version" name the program, its version
+// and the Go release; --json gives the same as one object.
+func TestVersion(t *testing.T) {
+	code, out, errOut := cli(t, "version")
+	if code != 0 || errOut != "" || !strings.HasPrefix(out, prog+" ") || !strings.Contains(out, runtime.Version()) {
+		t.Fatalf("version: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if code, out2, _ := cli(t, "--version"); code != 0 || out2 != out {
+		t.Fatalf("--version: exit %d, %q; want what version prints", code, out2)
+	}
+	code, out, _ = cli(t, "version", "--json")
+	var v versionOutput
+	if err := json.Unmarshal([]byte(out), &v); code != 0 || err != nil || v.Version == "" || v.Go != runtime.Version() || v.Platform != runtime.GOOS+"/"+runtime.GOARCH {
+		t.Fatalf("version --json: exit %d, %v, %+v", code, err, v)
+	}
+	if code, _, _ := cli(t, "version", "extra"); code != exitUsage {
+		t.Fatalf("version with an argument: exit %d, want 2", code)
 	}
 }

@@ -30,7 +30,7 @@ type storeFlags struct {
 func (s *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.store, "store", "", "the blob store, an OCI image layout `DIR` (default: $XDG_CACHE_HOME/ocifetch or ~/.cache/ocifetch)")
 	fs.IntVar(&s.jobs, "jobs", fetch.DefaultJobs, "download at most `N` blobs at once")
-	fs.BoolVar(&s.quiet, "quiet", false, "print no progress")
+	fs.BoolVarP(&s.quiet, "quiet", "q", false, "print no progress")
 	fs.Var(&s.allow, "allow-foreign-host", "fetch foreign layers from URLs on this `HOST` (repeatable; off by default)")
 }
 

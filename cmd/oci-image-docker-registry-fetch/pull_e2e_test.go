@@ -639,6 +639,11 @@ func TestE2ETwoProcessesPullOneStore(t *testing.T) {
 }
 
 // progressLine is one plain progress line: short digest, state, bytes.
+// progressExtra matches the other plain progress lines: the summary
+// printed every five seconds while transfers run, and one line per layer
+// applied.
+var progressExtra = regexp.MustCompile(`^(progress: .+|layer \d+/\d+ applied: \d+ entries, .+)$`)
+
 var progressLine = regexp.MustCompile(`^([0-9a-f]{12}) (waiting|downloading|retrying|verifying|done|cached|failed) (\d+(?:\.\d)? (?:B|[KMGTPE]iB))/(\d+(?:\.\d)? (?:B|[KMGTPE]iB))(: .+)?$`)
 
 // Off a terminal, progress is plain lines on stderr, one per state
@@ -662,6 +667,9 @@ func TestE2EPullProgressOutput(t *testing.T) {
 		}
 		states := map[string][]string{}
 		for _, line := range lines[:len(lines)-1] {
+			if progressExtra.MatchString(line) {
+				continue
+			}
 			m := progressLine.FindStringSubmatch(line)
 			if m == nil {
 				t.Fatalf("not a progress line: %q\n%s", line, stderr)
