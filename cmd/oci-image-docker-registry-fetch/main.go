@@ -197,6 +197,7 @@ func report(e *env, c *command, err error) int {
 	if e.json {
 		out := map[string]any{"error": map[string]string{"kind": string(kind), "message": msg}}
 		enc := json.NewEncoder(e.stdout)
+		enc.SetEscapeHTML(false)
 		_ = enc.Encode(out)
 	} else {
 		fmt.Fprintf(e.stderr, "%s %s: %s\n", prog, c.name, msg)

@@ -321,3 +321,12 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("version with an argument: exit %d, want 2", code)
 	}
 }
+
+// TestJSONNotHTMLEscaped: JSON output is for programs, so '>', '<' and
+// '&' stay as they are ("validate --json" printed \u003e).
+func TestJSONNotHTMLEscaped(t *testing.T) {
+	_, stdout, _ := cli(t, "resolve", "--json", "--platform", "linux/a>b&c", "oci:../../testdata/layouts/multiarch")
+	if strings.Contains(stdout, `\u003e`) || strings.Contains(stdout, `\u0026`) || !strings.Contains(stdout, "a>b&c") {
+		t.Fatalf("stdout %q: want the platform quoted as typed", stdout)
+	}
+}
