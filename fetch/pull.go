@@ -67,7 +67,7 @@ type Session struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	gc     *fileLock
+	gc     *gcHold
 	slots  []*slot
 
 	downloaded atomic.Int64

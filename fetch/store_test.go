@@ -175,13 +175,13 @@ func TestTagReplacesTheEntryOfTheSameName(t *testing.T) {
 	if len(idx.Manifests) != 2 {
 		t.Fatalf("%d entries, want 2: %+v", len(idx.Manifests), idx.Manifests)
 	}
-	if d, err := s.Lookup("app:1"); err != nil || d.Digest != descs[1].Digest {
+	if d, err := s.Lookup("app:1", nil); err != nil || d.Digest != descs[1].Digest {
 		t.Errorf("app:1 -> %v, %v", d.Digest, err)
 	}
-	if d, err := s.Lookup("app:2"); err != nil || d.Digest != descs[0].Digest {
+	if d, err := s.Lookup("app:2", nil); err != nil || d.Digest != descs[0].Digest {
 		t.Errorf("app:2 -> %v, %v", d.Digest, err)
 	}
-	if _, err := s.Lookup("nope"); !errdefs.Is(err, errdefs.ErrNotFound) {
+	if _, err := s.Lookup("nope", nil); !errdefs.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("Lookup(nope): %v", err)
 	}
 	// A blob that is not in the store cannot be recorded.

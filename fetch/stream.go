@@ -268,7 +268,9 @@ func OpenLayer(ctx context.Context, src resolve.Source, store *Store, desc ocisp
 	if src == nil {
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "no source")
 	}
-	if store.has(desc) {
+	if st, err := store.present(ctx, desc); err != nil {
+		return nil, err
+	} else if st == blobPresent {
 		return store.Open(desc)
 	}
 	gc, err := store.lockGC(ctx, false)

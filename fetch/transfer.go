@@ -84,15 +84,23 @@ func (s *Store) ensure(ctx context.Context, desc ocispec.Descriptor, eps []resol
 	if err := checkDescriptor(desc); err != nil {
 		return nil, false, err
 	}
+	corrupt := false
 	for {
 		// Blobs enter blobs/ only verified, so one that is there with the
-		// right size needs neither a lock nor a download.
-		if s.has(desc) {
+		// right size, unchanged since it was stored, needs neither a lock
+		// nor a download; a changed one is hashed again, and removed if
+		// it is corrupt.
+		switch st, err := s.present(ctx, desc); {
+		case err != nil:
+			return nil, false, err
+		case st == blobPresent:
 			if onStart != nil {
 				onStart(nil)
 			}
 			rep.set(StateCached, desc.Size, nil)
 			return nil, false, nil
+		case st == blobCorrupt:
+			corrupt = true
 		}
 		t, owner := s.join(desc)
 		if onStart != nil {
@@ -128,6 +136,9 @@ func (s *Store) ensure(ctx context.Context, desc ocispec.Descriptor, eps []resol
 		default:
 			if !owner {
 				rep.set(StateFailed, 0, err)
+			}
+			if corrupt {
+				err = s.corruptError(desc.Digest, err)
 			}
 			return t, owner, err
 		}
@@ -445,6 +456,9 @@ func (t *transfer) commit(rep *blobReport) error {
 	}
 	if err := atomicfile.SyncDir(filepath.Dir(t.s.blobPath(d))); err != nil {
 		return err
+	}
+	if fi, err := t.file.Stat(); err == nil {
+		t.s.writeStamp(d, fi)
 	}
 	rep.set(StateDone, t.desc.Size, nil)
 	return nil
