@@ -115,6 +115,15 @@
 // or killed pull leaves its partial file; the next pull re-hashes it and
 // continues with a ranged request.
 //
+// # Shared downloads
+//
+// A download shared by several callers of this process (pulls, sessions,
+// FetchBlob, OpenLayer) runs in a goroutine of its own, for as long as any
+// of them wants the blob: a caller that is cancelled leaves, and returns
+// at once, while the others and the readers following the download carry
+// on. The last caller to leave stops the download, and returns once it
+// has stopped, its partial file kept for a later resume.
+//
 // # Streaming
 //
 // Session.Layer and OpenLayer return readers that are verified as they

@@ -76,19 +76,39 @@ type Session struct {
 	err        error
 }
 
-// slot is one layer's download as Layer sees it.
+// slot is one blob's download as readers see it: which transfer to follow,
+// and how the download ended.
 type slot struct {
-	ready  chan struct{} // closed once t is known (or the layer ended first)
-	once   sync.Once
-	mu     sync.Mutex
-	t      *transfer // nil when the blob was already in the store
-	cached bool
-	err    error
+	ready   chan struct{} // closed once t is known (or the download ended first)
+	once    sync.Once
+	mu      sync.Mutex
+	t       *transfer // nil when the blob was already in the store
+	cached  bool
+	err     error
+	ended   bool
+	changed chan struct{} // closed and replaced when t changes or the download ends
 }
 
+func newSlot() *slot { return &slot{ready: make(chan struct{}), changed: make(chan struct{})} }
+
+// start is ensure's onStart: the transfer to follow now.
 func (sl *slot) start(t *transfer) {
 	sl.mu.Lock()
 	sl.t = t
+	close(sl.changed)
+	sl.changed = make(chan struct{})
+	sl.mu.Unlock()
+	sl.once.Do(func() { close(sl.ready) })
+}
+
+// end records how the download ended; an error already recorded stays.
+func (sl *slot) end(cached bool, err error) {
+	sl.mu.Lock()
+	if !sl.ended {
+		sl.cached, sl.err, sl.ended = cached, err, true
+		close(sl.changed)
+		sl.changed = make(chan struct{})
+	}
 	sl.mu.Unlock()
 	sl.once.Do(func() { close(sl.ready) })
 }
@@ -135,7 +155,7 @@ func Start(ctx context.Context, r *resolve.Resolved, store *Store, opts ...Optio
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	s.slots = make([]*slot, len(r.Layers))
 	for i := range s.slots {
-		s.slots[i] = &slot{ready: make(chan struct{})}
+		s.slots[i] = newSlot()
 	}
 	go s.run()
 	return s, nil
@@ -184,12 +204,7 @@ func (s *Session) run() {
 	}
 	err := g.Wait()
 	for _, sl := range s.slots { // layers that never started
-		sl.mu.Lock()
-		if sl.err == nil && err != nil {
-			sl.err = err
-		}
-		sl.mu.Unlock()
-		sl.once.Do(func() { close(sl.ready) })
+		sl.end(false, err)
 	}
 	if err != nil {
 		s.err = err
@@ -208,10 +223,7 @@ func (s *Session) fetchLayer(ctx context.Context, i int) error {
 		s.downloaded.Add(t.received.Load())
 	}
 	err = foreignHint(err, desc, blocked)
-	sl.mu.Lock()
-	sl.cached, sl.err = !downloaded, err
-	sl.mu.Unlock()
-	sl.once.Do(func() { close(sl.ready) })
+	sl.end(!downloaded, err)
 	return err
 }
 
@@ -271,7 +283,9 @@ func (s *Session) Downloaded() int64 { return s.downloaded.Load() }
 // read: a mismatch is an error from Read before io.EOF. If the layer is
 // still downloading, the reader follows the download and blocks for bytes
 // that have not arrived; the download runs in the session either way, so
-// closing the reader early does not stop it. ctx bounds the reader's
+// closing the reader early does not stop it. A download this session
+// shares with another goes on while either wants it, so cancelling the
+// other session does not stop this reader. ctx bounds the reader's
 // waiting.
 func (s *Session) Layer(ctx context.Context, i int) (io.ReadCloser, error) {
 	if i < 0 || i >= len(s.slots) {

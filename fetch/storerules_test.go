@@ -19,6 +19,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/fetch"
+	"github.com/ocifetch/ocifetch/internal/testutil/faultproxy"
 	"github.com/ocifetch/ocifetch/resolve"
 )
 
@@ -543,4 +545,109 @@ func TestRemoveByNameOrDigest(t *testing.T) {
 	if err != nil || len(res.Blobs) != len(allBlobs(a))+len(allBlobs(b)) {
 		t.Fatalf("GC after Remove: %+v, %v", res, err)
 	}
+}
+
+// A reader of Session.Layer that follows a download another session
+// started used to die with "context canceled" when that session was
+// cancelled. The download now goes on while any session wants it.
+func TestSharedDownloadSurvivesTheCancelOfItsStarter(t *testing.T) {
+	blob := randomBytes(2<<20, 71)
+	srv := newBlobServer(t, blob)
+	p := faultproxy.New(t, srv.URL)
+	p.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.Trickle(64<<10, 5*time.Millisecond)}})
+	r := testImage(t, newHTTPSource(p.URL), blob)
+	s := openStore(t)
+
+	actx, cancelA := context.WithCancel(context.Background())
+	defer cancelA()
+	a, err := fetch.Start(actx, r, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra, err := a.Layer(actx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(ra, make([]byte, 100_000)); err != nil {
+		t.Fatal(err) // a's download is under way
+	}
+	b, err := fetch.Start(context.Background(), r, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := b.Layer(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := make([]byte, 200_000)
+	if _, err := io.ReadFull(rb, head); err != nil {
+		t.Fatal(err)
+	}
+	if fetch.StreamHashes(rb) {
+		t.Fatal("b's reader does not follow a's download")
+	}
+	cancelA()
+	if _, err := a.Wait(); errdefs.KindOf(err) != errdefs.ErrCanceled {
+		t.Errorf("the cancelled session: %v (kind %s)", err, errdefs.KindOf(err))
+	}
+	ra.Close()
+	rest, err := io.ReadAll(rb)
+	if err != nil {
+		t.Fatalf("the follower: %v", err)
+	}
+	must(t, rb.Close())
+	if !bytes.Equal(append(head, rest...), blob) {
+		t.Fatal("the follower read other bytes")
+	}
+	if _, err := b.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	assertBlob(t, s, blob)
+	if got := p.BytesSent(); got > int64(len(blob))+int64(len(blob))/2 {
+		t.Errorf("%d bytes sent for a %d-byte blob: the download started over", got, len(blob))
+	}
+}
+
+// When every session that wants a download is cancelled, the download
+// stops, and has stopped when the last of them returns.
+func TestDownloadStopsWithItsLastSession(t *testing.T) {
+	blob := randomBytes(2<<20, 72)
+	srv := newBlobServer(t, blob)
+	p := faultproxy.New(t, srv.URL)
+	p.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.Trickle(32<<10, 5*time.Millisecond)}})
+	r := testImage(t, newHTTPSource(p.URL), blob)
+	s := openStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	sessions := make([]*fetch.Session, 2)
+	for i := range sessions {
+		var err error
+		if sessions[i], err = fetch.Start(ctx, r, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	for _, sess := range sessions {
+		if _, err := sess.Wait(); errdefs.KindOf(err) != errdefs.ErrCanceled {
+			t.Errorf("Wait: %v", err)
+		}
+	}
+	// Stopped: the partial file stays (for a resume) and no longer grows.
+	partial := filepath.Join(s.Dir(), ".ocifetch", "partial", "sha256", r.Layers[0].Digest.Encoded())
+	fi, err := os.Stat(partial)
+	if err != nil || fi.Size() == 0 || fi.Size() >= int64(len(blob)) {
+		t.Fatalf("partial file after the cancel: %v, %v", fi, err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if fi2, err := os.Stat(partial); err != nil || fi2.Size() != fi.Size() {
+		t.Fatalf("the partial file changed after every session returned: %d -> %v (%v)", fi.Size(), fi2, err)
+	}
+	if p, _ := s.BlobPath(r.Layers[0].Digest); fileExists(p) {
+		t.Fatal("the blob was stored after every session was cancelled")
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
 }

@@ -254,8 +254,8 @@ func (r *streamReader) Close() error {
 // happen underneath as in Pull.
 //
 // Close reports whether the blob made it into the store when the reader
-// was read to the end; closing early cancels the download (its partial
-// file stays for a later resume). To stream layers of a whole image while
+// was read to the end; closing early cancels the download unless another
+// caller shares it (its partial file stays for a later resume). To stream layers of a whole image while
 // later layers download concurrently, use Start and Session.Layer instead.
 func OpenLayer(ctx context.Context, src resolve.Source, store *Store, desc ocispec.Descriptor, opts ...Option) (io.ReadCloser, error) {
 	o, err := makeOptions(opts)
