@@ -211,6 +211,13 @@ func TestDefaultRefName(t *testing.T) {
 		"oci-archive:/tmp/image.tar":        "",
 		"quay.io/a/b@sha256:" + hex64Digest: "quay.io/a/b@sha256:" + hex64Digest,
 		"oci:/dir@sha256:" + hex64Digest:    "sha256:" + hex64Digest,
+		// The name inside a layout, as the store writes it.
+		"oci:/store:127.0.0.1:5000/a/b:t":                       "127.0.0.1:5000/a/b:t",
+		"oci:/store:127.0.0.1:5000/a/b:t@sha256:" + hex64Digest: "127.0.0.1:5000/a/b:t",
+		"oci-archive:/x.tar:app:1":                              "app:1",
+		"docker-archive:/x.tar:example.com/demo:v1":             "example.com/demo:v1",
+		"docker-archive:/x.tar:@1":                              "",
+		"oci:/store:bad name":                                   "",
 	}
 	for in, want := range tests {
 		if got := fetch.DefaultRefName(in); got != want {
