@@ -9,8 +9,8 @@
 // oci-layout, index.json, blobs/<alg>/<hex> — that skopeo ("oci:DIR:NAME"),
 // umoci and crane read as-is. Beside it, in the private folder .ocifetch/,
 // are partial downloads (partial/<alg>/<hex>, keyed by digest, so an
-// interrupted pull resumes where it stopped), lock files, stamps and
-// temporary files. Nothing there is visible under blobs/.
+// interrupted pull resumes where it stopped), lock files (which hold the
+// stamps of stored blobs) and temporary files. Nothing there is visible under blobs/.
 //
 // A blob enters blobs/ only complete and verified: its bytes are written to
 // the partial file while its digest and size are computed, then it is
@@ -22,8 +22,8 @@
 // flock on a per-digest lock file, after which the second finds the blob
 // present.
 //
-// A blob that the store wrote is stamped (.ocifetch/stamps/<alg>/<hex>:
-// its size, mtime, ctime and inode). A pull trusts a stored blob as cached
+// A blob that a download stored is stamped (its size, mtime, ctime and
+// inode, written into its lock file). A pull trusts a stored blob as cached
 // only while its file matches its stamp; a file changed since (by a
 // person, a tool, a restore) is hashed again, stamped anew when it is
 // right, and removed and fetched again when it is not: the error of a
@@ -71,7 +71,7 @@
 // subject field names a kept manifest (a signature of an SBOM of an image
 // is kept too). Referrer entries whose subject is gone are dropped from
 // index.json. GC also removes partial downloads and what crashed writers
-// left (temporary files, lock files, stamps of removed blobs).
+// left (temporary files, the lock files of removed blobs).
 //
 // Every writer of the store holds the store-wide lock shared — pulls,
 // FetchBlob, OpenLayer, the downloads they start, WriteBlob, Tag,

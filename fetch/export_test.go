@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"context"
 	"io"
 	"os"
 
@@ -27,4 +28,4 @@ func StreamHashes(rc io.ReadCloser) bool {
 // Restamp records a stored blob's file as it is now, as if the store had
 // written it: a test's stand-in for a change that leaves a file's size,
 // times and inode alone (bit rot).
-func Restamp(s *Store, d digest.Digest) { s.stampBlob(d) }
+func Restamp(s *Store, d digest.Digest) { s.stampBlob(context.Background(), d) }

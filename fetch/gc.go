@@ -199,7 +199,6 @@ func (s *Store) GC(ctx context.Context, opts ...GCOption) (*GCResult, error) {
 		if err := os.Remove(blobs[d].path); err != nil {
 			return nil, errdefs.Wrap(err, errdefs.ErrInternal, "removing blob %s", d)
 		}
-		os.Remove(s.stampPath(d))
 		res.Blobs = append(res.Blobs, d)
 		res.Bytes += blobs[d].size
 	}
@@ -216,12 +215,9 @@ func (s *Store) GC(ctx context.Context, opts ...GCOption) (*GCResult, error) {
 	}
 	// Nobody holds a per-digest lock or writes a temporary file while GC
 	// holds the store lock, so their files can go too: they are leftovers
-	// of killed processes. Stamps of blobs that are gone go with them.
-	eachDigestFile(s.private("locks"), ".lock", func(_ digest.Digest, path string, _ int64) error {
-		os.Remove(path)
-		return nil
-	})
-	eachDigestFile(s.private("stamps"), "", func(d digest.Digest, path string, _ int64) error {
+	// of killed processes. The lock files of kept blobs stay: they hold
+	// their stamps.
+	eachDigestFile(s.private("locks"), ".lock", func(d digest.Digest, path string, _ int64) error {
 		if _, ok := blobs[d]; !ok || !keep[d] {
 			os.Remove(path)
 		}
@@ -261,22 +257,17 @@ func (s *Store) verifyBlob(ctx context.Context, d digest.Digest) (bool, error) {
 		return true, nil // not a regular file: not a blob, left alone
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return false, errdefs.Wrap(err, errdefs.ErrInternal, "reading blob %s", d)
-	}
 	ok, err := hashFile(ctx, f, d)
 	if err != nil {
 		return false, err
 	}
 	if ok {
-		s.writeStamp(d, fi)
+		s.stampBlob(ctx, d)
 		return true, nil
 	}
 	if err := os.Remove(s.blobPath(d)); err != nil {
 		return false, errdefs.Wrap(err, errdefs.ErrInternal, "removing corrupt blob %s", d)
 	}
-	os.Remove(s.stampPath(d))
 	return false, nil
 }
 

@@ -2,7 +2,6 @@ package fetch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 
 	"github.com/ocifetch/ocifetch/errdefs"
 )
@@ -26,8 +26,13 @@ import (
 // still caught by the hash every reader of a stored blob computes (see
 // Store.Open), which then removes the blob.
 //
-// Stamps live in .ocifetch/stamps/<alg>/<hex>. They are written without
-// fsync: a stamp lost in a crash only costs one extra hash of its blob.
+// A stamp is the content of the blob's lock file
+// (.ocifetch/locks/<alg>/<hex>.lock), which every download creates and
+// holds anyway, written under that lock: creating a file of its own per
+// blob cost about 0.5 ms on ext4, writing into the open lock file 25 µs.
+// Stamps are not fsynced: one lost in a crash costs one more hash of its
+// blob. Documents written from memory (WriteBlob) are not stamped: they
+// are compared byte for byte, which costs what reading a stamp does.
 type stamp struct {
 	size, mtime, ctime int64
 	ino                uint64
@@ -46,32 +51,42 @@ func (st stamp) String() string {
 	return fmt.Sprintf("%d %d %d %d\n", st.size, st.mtime, st.ctime, st.ino)
 }
 
-// stampPath is only called with digests that checkDigest accepted.
-func (s *Store) stampPath(d digest.Digest) string {
-	return s.private("stamps", d.Algorithm().String(), d.Encoded())
-}
-
-// writeStamp records the blob file as it is now. Failing to write a stamp
-// is not an error: the blob is only hashed again next time.
-func (s *Store) writeStamp(d digest.Digest, fi fs.FileInfo) {
-	p := s.stampPath(d)
-	if err := os.WriteFile(p, []byte(stampOf(fi).String()), 0o644); errors.Is(err, fs.ErrNotExist) {
-		if os.MkdirAll(filepath.Dir(p), 0o755) == nil {
-			os.WriteFile(p, []byte(stampOf(fi).String()), 0o644)
-		}
+// writeStamp records the blob file as it is now in its lock file, which
+// the caller holds. Failing to write a stamp is not an error: the blob is
+// only hashed again next time.
+func (l *fileLock) writeStamp(fi fs.FileInfo) {
+	b := []byte(stampOf(fi).String())
+	if _, err := l.f.WriteAt(b, 0); err == nil {
+		l.f.Truncate(int64(len(b)))
 	}
 }
 
-// stampBlob stamps the blob file of d as it is now.
-func (s *Store) stampBlob(d digest.Digest) {
+// stampBlob stamps the blob file of d as it is now, taking its lock.
+func (s *Store) stampBlob(ctx context.Context, d digest.Digest) {
+	if os.MkdirAll(filepath.Dir(s.lockPath(d)), 0o755) != nil {
+		return
+	}
+	lk, err := lockFile(ctx, s.lockPath(d), true)
+	if err != nil {
+		return
+	}
+	defer lk.unlock()
 	if fi, err := os.Lstat(s.blobPath(d)); err == nil {
-		s.writeStamp(d, fi)
+		lk.writeStamp(fi)
 	}
 }
 
+// stampMatches reads the stamp with plain system calls: it is on the path
+// of every cached blob, and os.ReadFile costs twice the calls.
 func (s *Store) stampMatches(d digest.Digest, fi fs.FileInfo) bool {
-	b, err := os.ReadFile(s.stampPath(d))
-	return err == nil && string(b) == stampOf(fi).String()
+	fd, err := unix.Open(s.lockPath(d), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	var buf [128]byte
+	n, err := unix.Read(fd, buf[:])
+	return err == nil && n > 0 && string(buf[:n]) == stampOf(fi).String()
 }
 
 // presence is what present found.
@@ -130,7 +145,7 @@ func (s *Store) reverify(ctx context.Context, desc ocispec.Descriptor) (presence
 	}
 	if ok {
 		if after, err := f.Stat(); err == nil && stampOf(after) == stampOf(before) {
-			s.writeStamp(d, before)
+			lk.writeStamp(before)
 		}
 		return blobPresent, nil
 	}
@@ -152,19 +167,15 @@ func hashFile(ctx context.Context, f *os.File, d digest.Digest) (bool, error) {
 	return dg.Digest() == d, nil
 }
 
-// removeIfSame removes the blob file of d and its stamp if the file is
-// still the one fi describes: a corrupt blob goes, a good one that a
-// download renamed over it in the meantime stays.
+// removeIfSame removes the blob file of d if the file is still the one fi
+// describes: a corrupt blob goes, a good one that a download renamed over
+// it in the meantime stays. (Its stamp no longer matches anything.)
 func (s *Store) removeIfSame(d digest.Digest, fi fs.FileInfo) bool {
 	now, err := os.Lstat(s.blobPath(d))
 	if err != nil || !os.SameFile(now, fi) {
 		return false
 	}
-	if err := os.Remove(s.blobPath(d)); err != nil {
-		return false
-	}
-	os.Remove(s.stampPath(d))
-	return true
+	return os.Remove(s.blobPath(d)) == nil
 }
 
 // corruptError says that a stored blob was corrupt, and what became of it.

@@ -92,7 +92,7 @@ func OpenStore(dir string) (*Store, error) {
 	for _, d := range []string{
 		filepath.Join(abs, ocispec.ImageBlobsDir, string(digest.SHA256)),
 		s.private("partial", string(digest.SHA256)), s.private("locks", string(digest.SHA256)),
-		s.private("stamps", string(digest.SHA256)), s.private("tmp"),
+		s.private("tmp"),
 	} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "creating store %s", abs)
@@ -306,15 +306,12 @@ func (s *Store) WriteBlob(ctx context.Context, desc ocispec.Descriptor, data []b
 	if err := os.MkdirAll(filepath.Dir(s.blobPath(desc.Digest)), 0o755); err != nil {
 		return errdefs.Wrap(err, errdefs.ErrInternal, "creating blob directory")
 	}
-	if err := atomicfile.WriteFile(s.blobPath(desc.Digest), data, 0o644); err != nil {
-		return err
-	}
-	s.stampBlob(desc.Digest)
-	return nil
+	return atomicfile.WriteFile(s.blobPath(desc.Digest), data, 0o644)
 }
 
-// holds reports whether the blob file of d holds data: by its stamp, or,
-// for a file changed since, by comparing the bytes (documents are small).
+// holds reports whether the blob file of d holds data. Documents are
+// small: comparing their bytes costs what reading a stamp would, so they
+// are not stamped.
 func (s *Store) holds(d digest.Digest, data []byte) bool {
 	f, err := openRegular(s.blobPath(d))
 	if err != nil {
@@ -325,16 +322,9 @@ func (s *Store) holds(d digest.Digest, data []byte) bool {
 	if err != nil || fi.Size() != int64(len(data)) {
 		return false
 	}
-	if s.stampMatches(d, fi) {
-		return true
-	}
 	have := make([]byte, len(data)+1)
 	n, _ := io.ReadFull(f, have)
-	if n != len(data) || !bytes.Equal(have[:n], data) {
-		return false
-	}
-	s.writeStamp(d, fi)
-	return true
+	return n == len(data) && bytes.Equal(have[:n], data)
 }
 
 // Index returns the store's index.json.

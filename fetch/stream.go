@@ -268,14 +268,18 @@ func OpenLayer(ctx context.Context, src resolve.Source, store *Store, desc ocisp
 	if src == nil {
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "no source")
 	}
-	if st, err := store.present(ctx, desc); err != nil {
-		return nil, err
-	} else if st == blobPresent {
-		return store.Open(desc)
-	}
+	// The store lock first: checking a changed blob takes its lock file,
+	// which GC may remove while it holds the store lock.
 	gc, err := store.lockGC(ctx, false)
 	if err != nil {
 		return nil, err
+	}
+	if st, err := store.present(ctx, desc); err != nil || st == blobPresent {
+		gc.unlock()
+		if err != nil {
+			return nil, err
+		}
+		return store.Open(desc)
 	}
 	eps, blocked := endpointsFor(src, desc, o)
 	tctx, cancel := context.WithCancel(ctx)

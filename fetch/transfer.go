@@ -273,7 +273,7 @@ func (t *transfer) download(ctx context.Context, eps []resolve.Source, o *option
 	for i := 0; i < len(eps); {
 		err := t.fromEndpoint(ctx, eps[i], dg, &off, o, rep, i+1 < len(eps))
 		if err == nil {
-			return t.commit(rep)
+			return t.commit(rep, lk)
 		}
 		if ctx.Err() != nil {
 			return contextError(ctx, d, err)
@@ -497,7 +497,7 @@ func (c ctxReaderAt) ReadAt(p []byte, off int64) (int, error) {
 // commit makes the complete, verified partial file a blob: fsync, rename
 // into blobs/, fsync the directory. Until the rename nothing in blobs/
 // refers to it.
-func (t *transfer) commit(rep *blobReport) error {
+func (t *transfer) commit(rep *blobReport, lk *fileLock) error {
 	d := t.desc.Digest
 	rep.set(StateVerifying, t.desc.Size, nil)
 	if err := t.file.Sync(); err != nil {
@@ -510,7 +510,7 @@ func (t *transfer) commit(rep *blobReport) error {
 		return err
 	}
 	if fi, err := t.file.Stat(); err == nil {
-		t.s.writeStamp(d, fi)
+		lk.writeStamp(fi)
 	}
 	rep.set(StateDone, t.desc.Size, nil)
 	return nil
