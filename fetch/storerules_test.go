@@ -348,6 +348,18 @@ func TestPullReverifiesAChangedCachedBlob(t *testing.T) {
 	if res, err = fetch.Pull(ctx, r, s); err != nil || !res.Layers[0].Cached || src.calls.Load() != calls {
 		t.Fatalf("second pull: %v cached=%v", err, res.Layers[0].Cached)
 	}
+	// Changed again, and the source no longer has it: the error says
+	// what happened and names the file.
+	must(t, os.WriteFile(p, bad, 0o644))
+	delete(src.blobs, r.Layers[0].Digest)
+	_, err = fetch.Pull(ctx, r, s)
+	if !errdefs.Is(err, errdefs.ErrNotFound) || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("pull of a corrupt blob the source lacks: %v", err)
+	}
+	if fileExists(p) {
+		t.Fatal("the corrupt blob is still in the store")
+	}
+	src.blobs[r.Layers[0].Digest] = layer
 	// A manifest changed behind its stamp is rewritten from memory.
 	mp, _ := s.BlobPath(r.Manifest.Descriptor.Digest)
 	must(t, os.WriteFile(mp, bytes.Repeat([]byte("x"), len(r.Manifest.Data)), 0o644))
