@@ -16,9 +16,13 @@ import (
 //
 //	alpine, docker.io/library/alpine:3.20, host:5000/a/b@sha256:...   a registry
 //	docker://NAME                                                     the same, skopeo-style
-//	oci:DIR, oci:DIR:TAG, oci:DIR@DIGEST                              an OCI image layout
-//	oci-archive:FILE[:TAG|@DIGEST]                                    a tar of an OCI image layout
-//	docker-archive:FILE[:NAME:TAG|@INDEX]                             the format of "docker save"
+//	oci:DIR, oci:DIR:NAME, oci:DIR@DIGEST                             an OCI image layout
+//	oci-archive:FILE[:NAME][@DIGEST]                                  a tar of an OCI image layout
+//	docker-archive:FILE[:NAME:TAG|:@INDEX]                            the format of "docker save"
+//
+// For oci: and oci-archive:, as in skopeo, a trailing @ALG:HEX is a
+// digest and the first ':' ends the path, so a name may hold colons
+// ("oci:STORE:127.0.0.1:5000/repo:tag") and a path may not.
 //
 // Opening does no I/O for registries; the first request authenticates.
 func Open(ctx context.Context, ref string, opts ...Option) (Source, error) {
@@ -32,11 +36,11 @@ func Open(ctx context.Context, ref string, opts ...Option) (Source, error) {
 func open(ref string, o *options) (Source, error) {
 	switch {
 	case strings.HasPrefix(ref, "oci:"):
-		return openLayout(strings.TrimPrefix(ref, "oci:"))
+		return openLayout(strings.TrimPrefix(ref, "oci:"), o)
 	case strings.HasPrefix(ref, "docker://"):
 		return openRegistry(strings.TrimPrefix(ref, "docker://"), o)
 	case strings.HasPrefix(ref, "oci-archive:"):
-		return openOCIArchive(strings.TrimPrefix(ref, "oci-archive:"))
+		return openOCIArchive(strings.TrimPrefix(ref, "oci-archive:"), o)
 	case strings.HasPrefix(ref, "docker-archive:"):
 		return openDockerArchive(strings.TrimPrefix(ref, "docker-archive:"))
 	case ref == "":

@@ -242,26 +242,34 @@ func TestCLIE2EPullGC(t *testing.T) {
 		t.Errorf("gc of a store whose blobs are all named: %+v", g)
 	}
 
-	// The arm64 image pulled under the same name replaces the amd64 one
-	// in index.json; gc then removes the amd64 manifest, config and
-	// layers, and only them.
+	// The arm64 image pulled under the same name is recorded beside the
+	// amd64 one (one index.json entry per name and platform); gc keeps
+	// both. Removing the amd64 entry by digest lets gc remove the amd64
+	// manifest, config and layers, and only them.
 	arm := demo.facts(t, "linux/arm64/v8")
 	mustRun(t, env, "pull", "--quiet", "--platform", "linux/arm64", demo.ref)
 	st = checkStoreValid(t, store)
-	if namedManifest(st, demo.ref) != arm.manifest {
-		t.Fatalf("after pulling arm64, the store names %s %s, want %s", demo.ref, namedManifest(st, demo.ref), arm.manifest)
+	if namedManifest(st, demo.ref) != amd.manifest || len(st.index.Manifests) != 2 {
+		t.Fatalf("after pulling arm64, index.json: %+v", st.index.Manifests)
 	}
+	if g := runGC(t, env, store); len(g.Removed) != 0 {
+		t.Errorf("gc after a second platform removed %v", g.Removed)
+	}
+	mustRun(t, env, "rm", amd.manifest.String())
 	g := runGC(t, env, store)
 	if want := digestSet(append([]digest.Digest{amd.manifest, amd.config}, amd.layers...)...); !slices.Equal(g.Removed, want) {
 		t.Errorf("gc removed %v, want the amd64 image's %v", g.Removed, want)
 	}
 	r = mustRun(t, env, "gc", "--json")
-	checkKeys(t, "gc --json", r.stdout, []string{"store", "removed", "partials", "bytes"})
+	checkKeys(t, "gc --json", r.stdout, []string{"store", "removed", "corrupt", "partials", "pruned", "bytes"})
 	var again gcOutput
 	if err := json.Unmarshal([]byte(r.stdout), &again); err != nil || again.Store != store || len(again.Removed) != 0 {
 		t.Errorf("gc --json (default store) after gc: %v %s", err, r.stdout)
 	}
 	st = checkStoreValid(t, store)
+	if namedManifest(st, demo.ref) != arm.manifest {
+		t.Errorf("after rm and gc the store names %s %s, want %s", demo.ref, namedManifest(st, demo.ref), arm.manifest)
+	}
 	for _, d := range append([]digest.Digest{arm.manifest, arm.config}, arm.layers...) {
 		if !st.blobs[d] {
 			t.Errorf("gc removed %s, which the arm64 image needs", d)

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -34,6 +35,7 @@ const (
 // command is one verb of the CLI.
 type command struct {
 	name    string
+	aliases []string
 	summary string
 	usage   string // the line after the program name, flags before positional arguments
 	example string
@@ -61,6 +63,8 @@ func commands() []*command {
 		rebuildCommand(),
 		verifyCommand(),
 		gcCommand(),
+		imagesCommand(),
+		rmCommand(),
 		validateCommand(),
 		versionCommand(),
 	}
@@ -172,7 +176,7 @@ func containsFlag(args []string, name string) bool {
 
 func lookup(name string) *command {
 	for _, c := range commands() {
-		if c.name == name {
+		if c.name == name || slices.Contains(c.aliases, name) {
 			return c
 		}
 	}
