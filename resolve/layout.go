@@ -273,22 +273,13 @@ func (s *layoutSource) choose(entries []ocispec.Descriptor, what string) (ocispe
 	if s.platform != nil {
 		want = *s.platform
 	}
-	best, bestScore := -1, 0
 	var offered []ocispec.Platform
-	for i, m := range entries {
-		if m.Platform == nil || isIndexType(m.MediaType) {
-			continue
-		}
-		offered = append(offered, *m.Platform)
-		score := MatchScore(want, *m.Platform)
-		if score > 0 && m.Platform.Variant != "" {
-			score++
-		}
-		if score > bestScore {
-			best, bestScore = i, score
+	for _, m := range entries {
+		if m.Platform != nil && !isIndexType(m.MediaType) {
+			offered = append(offered, *m.Platform)
 		}
 	}
-	if best >= 0 {
+	if best := bestMatch(want, entries, func(m ocispec.Descriptor) bool { return !isIndexType(m.MediaType) }); best >= 0 {
 		return entries[best], nil
 	}
 	for _, m := range entries {

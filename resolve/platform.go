@@ -70,6 +70,23 @@ func Matches(want, have ocispec.Platform) bool {
 	return platforms.Only(want).Match(have)
 }
 
+// bestMatch returns the position of the entry of entries that best suits
+// want (see better), among those with a platform that consider accepts,
+// or -1 when none runs on want.
+func bestMatch(want ocispec.Platform, entries []ocispec.Descriptor, consider func(ocispec.Descriptor) bool) int {
+	m := platforms.Only(want)
+	best := -1
+	for i, e := range entries {
+		if e.Platform == nil || !consider(e) || !m.Match(*e.Platform) {
+			continue
+		}
+		if best < 0 || better(m, *e.Platform, *entries[best].Platform) {
+			best = i
+		}
+	}
+	return best
+}
+
 // better reports whether index entry a suits want better than entry b
 // (both match): containerd's preference order first (the closest variant,
 // native before fallback architectures), then an entry that names its

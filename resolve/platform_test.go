@@ -3,7 +3,6 @@ package resolve
 import (
 	"testing"
 
-	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
@@ -100,16 +99,11 @@ func TestBestMatchWins(t *testing.T) {
 		{p("amd64", "v3"), []ocispec.Platform{p("amd64", ""), p("amd64", "v2"), p("amd64", "v4")}, 1},
 	}
 	for _, tt := range tests {
-		m := platforms.Only(tt.want)
-		best := -1
-		for i, c := range tt.candidates {
-			if !m.Match(c) {
-				continue
-			}
-			if best < 0 || better(m, c, tt.candidates[best]) {
-				best = i
-			}
+		var entries []ocispec.Descriptor
+		for _, c := range tt.candidates {
+			entries = append(entries, ocispec.Descriptor{Platform: &c})
 		}
+		best := bestMatch(tt.want, entries, func(ocispec.Descriptor) bool { return true })
 		if best != tt.best {
 			t.Errorf("want %v among %v: picked %d, want %d", tt.want, tt.candidates, best, tt.best)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"io"
 	"log"
 	"net/http"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"

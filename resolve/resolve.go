@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"strings"
 
-	"github.com/containerd/platforms"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -134,11 +133,8 @@ func (w *walker) walk(ctx context.Context, desc ocispec.Descriptor, platform *oc
 		}
 	}()
 
-	// The best entry for the wanted platform by containerd's order; an
-	// entry without a platform fits anything, but least well.
-	match := platforms.Only(w.want)
-	best, bestHasPlatform := -1, false
 	var nested []int
+	firstUnplatformed := -1
 	for i, m := range idx.Manifests {
 		if _, err := parseDigest(m.Digest.String()); err != nil {
 			return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "index %s entry %d", desc.Digest, i)
@@ -148,22 +144,19 @@ func (w *walker) walk(ctx context.Context, desc ocispec.Descriptor, platform *oc
 			res.Platforms = append(res.Platforms, *m.Platform)
 		}
 		switch {
-		case isManifestType(m.MediaType):
-			switch {
-			case m.Platform == nil:
-				if best < 0 {
-					best = i
-				}
-			case match.Match(*m.Platform):
-				if !bestHasPlatform || better(match, *m.Platform, *idx.Manifests[best].Platform) {
-					best, bestHasPlatform = i, true
-				}
-			}
+		case isManifestType(m.MediaType) && m.Platform == nil && firstUnplatformed < 0:
+			firstUnplatformed = i
 		case isIndexType(m.MediaType):
-			if m.Platform == nil || match.Match(*m.Platform) {
+			if m.Platform == nil || Matches(w.want, *m.Platform) {
 				nested = append(nested, i)
 			}
 		}
+	}
+	// The best manifest for the wanted platform by containerd's order; an
+	// entry without a platform fits anything, but least well.
+	best := bestMatch(w.want, idx.Manifests, func(m ocispec.Descriptor) bool { return isManifestType(m.MediaType) })
+	if best < 0 {
+		best = firstUnplatformed
 	}
 	if best >= 0 {
 		m := idx.Manifests[best]
