@@ -371,6 +371,12 @@ func (e *endpoint) Root(ctx context.Context) (ocispec.Descriptor, error) {
 	if e.src.pinned != "" {
 		ref = e.src.pinned.String()
 	}
+	return e.lookup(ctx, ref, e.src.pinned)
+}
+
+// lookup learns the descriptor of a tag or digest (ref) of the repository;
+// pinned, when set, is the digest the answer must have.
+func (e *endpoint) lookup(ctx context.Context, ref string, pinned digest.Digest) (ocispec.Descriptor, error) {
 	var desc ocispec.Descriptor
 	err := retry(ctx, func() error {
 		resp, err := e.do(ctx, http.MethodHead, e.url("manifests", ref), manifestAccept, 0, 0)
@@ -378,7 +384,7 @@ func (e *endpoint) Root(ctx context.Context) (ocispec.Descriptor, error) {
 			return err
 		}
 		resp.Body.Close()
-		d, derr := descriptorFromHeaders(resp, e.src.pinned)
+		d, derr := descriptorFromHeaders(resp, pinned)
 		if derr != nil {
 			return derr
 		}
@@ -420,8 +426,8 @@ func (e *endpoint) Root(ctx context.Context) (ocispec.Descriptor, error) {
 	if h := resp.Header.Get("Docker-Content-Digest"); h != "" && h != desc.Digest.String() {
 		return desc, errdefs.New(errdefs.ErrDigestMismatch, "%s: registry says manifest digest %s but the bytes hash to %s", e.host, h, desc.Digest)
 	}
-	if e.src.pinned != "" && e.src.pinned != desc.Digest {
-		return desc, errdefs.New(errdefs.ErrDigestMismatch, "%s: manifest %s hashes to %s", e.host, e.src.pinned, desc.Digest)
+	if pinned != "" && pinned != desc.Digest {
+		return desc, errdefs.New(errdefs.ErrDigestMismatch, "%s: manifest %s hashes to %s", e.host, pinned, desc.Digest)
 	}
 	e.mu.Lock()
 	e.prefetched[desc.Digest] = body
