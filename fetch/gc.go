@@ -53,7 +53,12 @@ func (s *Store) GC(ctx context.Context) (*GCResult, error) {
 		return nil, err
 	}
 	keep := map[digest.Digest]bool{}
+	var sigs []ocispec.Descriptor
 	for _, m := range idx.Manifests {
+		if m.Annotations[AnnotationSignatureOf] != "" {
+			sigs = append(sigs, m) // kept below, with the image they sign
+			continue
+		}
 		if err := s.mark(ctx, m, keep, 0); err != nil {
 			return nil, err
 		}
@@ -62,6 +67,10 @@ func (s *Store) GC(ctx context.Context) (*GCResult, error) {
 				keep[digest.Digest(d)] = true
 			}
 		}
+	}
+
+	if err := s.keepSignatures(ctx, sigs, keep); err != nil {
+		return nil, err
 	}
 
 	res := &GCResult{}
@@ -109,6 +118,35 @@ func (s *Store) GC(ctx context.Context) (*GCResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// keepSignatures keeps the signature entries whose image is kept, and
+// drops the others from index.json: a signature outlives neither the image
+// it signs nor, through its subject, keeps that image alive.
+func (s *Store) keepSignatures(ctx context.Context, sigs []ocispec.Descriptor, keep map[digest.Digest]bool) error {
+	drop := map[digest.Digest]bool{}
+	for _, m := range sigs {
+		if keep[digest.Digest(m.Annotations[AnnotationSignatureOf])] {
+			if err := s.mark(ctx, m, keep, 0); err != nil {
+				return err
+			}
+		} else {
+			drop[m.Digest] = true
+		}
+	}
+	if len(drop) == 0 {
+		return nil
+	}
+	return s.updateIndex(ctx, func(idx *ocispec.Index) error {
+		out := idx.Manifests[:0]
+		for _, m := range idx.Manifests {
+			if m.Annotations[AnnotationSignatureOf] == "" || !drop[m.Digest] || keep[digest.Digest(m.Annotations[AnnotationSignatureOf])] {
+				out = append(out, m)
+			}
+		}
+		idx.Manifests = out
+		return nil
+	})
 }
 
 // maxWalkDepth bounds how deep GC follows indexes: real images nest two or
