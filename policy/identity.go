@@ -3,15 +3,11 @@ package policy
 import (
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/opencontainers/go-digest"
 )
-
-// tagRE is the distribution spec's grammar for tags.
-var tagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 
 // dockerRef is a Docker reference in its fully expanded form:
 // "docker.io/library/alpine", with an optional tag and digest.
@@ -49,7 +45,7 @@ func parseDockerRef(s string) (dockerRef, error) {
 		r.digest, rest = d.String(), rest[:i]
 	}
 	if i := strings.LastIndex(rest, ":"); i >= 0 && !strings.Contains(rest[i+1:], "/") {
-		if !tagRE.MatchString(rest[i+1:]) {
+		if !validTag(rest[i+1:]) {
 			return r, fmt.Errorf("%q has an invalid tag", s)
 		}
 		r.tag, rest = rest[i+1:], rest[:i]
@@ -64,6 +60,20 @@ func parseDockerRef(s string) (dockerRef, error) {
 	}
 	r.name = canonicalHost(repo.RegistryStr()) + "/" + repo.RepositoryStr()
 	return r, nil
+}
+
+// validTag checks the distribution spec's grammar for tags,
+// [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}.
+func validTag(tag string) bool {
+	if len(tag) == 0 || len(tag) > 128 {
+		return false
+	}
+	for i, c := range tag {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || i > 0 && (c == '.' || c == '-')) {
+			return false
+		}
+	}
+	return true
 }
 
 // canonicalHost maps the names Docker Hub goes by to docker.io, as

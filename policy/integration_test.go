@@ -229,6 +229,15 @@ func TestRefusedBeforeAnyLayer(t *testing.T) {
 			copyManifest(t, f.host+"/"+repo+":sha256-"+hexOf(signed.digest), f.host+"/"+repo+":sha256-"+hexOf(img.digest))
 			return img
 		}, "does not name sha256:"},
+		{"only an attestation, signed with the key", func(t *testing.T, repo string) pushed {
+			img := f.push(t, repo+":v1")
+			pred := filepath.Join(t.TempDir(), "predicate.json")
+			if err := os.WriteFile(pred, []byte(`{"builder": "ci"}`), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			f.cosign.Attest(t, f.key, img.byDigest(), pred)
+			return img
+		}, "is an attestation"},
 	} {
 		repo := fmt.Sprintf("refused-%d", i)
 		t.Run(tc.name, func(t *testing.T) {

@@ -13,9 +13,10 @@
 //     the image's digest, found through the registry's referrers API or
 //     its fallback tag "sha256-<hex>".
 //
-// Verification is offline: the cryptography and the bundle format are
-// sigstore's own libraries (github.com/sigstore/sigstore and
-// github.com/sigstore/sigstore-go); no transparency log is asked. Every
+// Verification is offline and uses sigstore's own libraries: the bundle
+// format is sigstore's protobuf schema (github.com/sigstore/protobuf-specs),
+// keys, signatures and DSSE envelopes are github.com/sigstore/sigstore's;
+// no transparency log is asked. Every
 // document read is checked against its digest and read with a size cap,
 // and at most MaxSignatures documents are examined for an image.
 package sigstore
@@ -31,8 +32,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	sgbundle "github.com/sigstore/sigstore-go/pkg/bundle"
+	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/resolve"
@@ -98,7 +100,7 @@ type Signature struct {
 	sig         []byte
 	cert, chain []byte
 	rekorBundle []byte
-	bundle      *sgbundle.Bundle // FormatBundle
+	bundle      *protobundle.Bundle // FormatBundle
 
 	// Problem is set when the document could not be read as a signature
 	// (a malformed payload or bundle, a referrer of another subject); such
@@ -372,9 +374,13 @@ func parseReferrer(ctx context.Context, read reader, doc resolve.Blob, m ocispec
 		return s, err
 	}
 	s.Blobs = append(s.Blobs, b)
-	var bundle sgbundle.Bundle
-	if err := bundle.UnmarshalJSON(b.Data); err != nil {
-		s.Problem = fmt.Errorf("%s: %v", where, err)
+	var bundle protobundle.Bundle
+	if err := protojson.Unmarshal(b.Data, &bundle); err != nil {
+		s.Problem = fmt.Errorf("%s: not a sigstore bundle: %v", where, err)
+		return s, nil
+	}
+	if bundle.GetMediaType() != MediaTypeBundle {
+		s.Problem = fmt.Errorf("%s: bundle media type %q is not %s, the version this verifier reads", where, bundle.GetMediaType(), MediaTypeBundle)
 		return s, nil
 	}
 	s.bundle = &bundle
@@ -476,7 +482,7 @@ func (s Signature) Claim() (identity, signed string) {
 		if json.Unmarshal(s.payload, &p) == nil {
 			return p.Critical.Identity.DockerReference, p.Critical.Image.DockerManifestDigest
 		}
-	case s.bundle != nil && s.bundle.GetDsseEnvelope() != nil:
+	case s.bundle.GetDsseEnvelope() != nil:
 		var st struct {
 			Subject []struct {
 				Digest map[string]string `json:"digest"`
@@ -497,5 +503,5 @@ func (s Signature) KeyHint() string {
 	if s.bundle == nil {
 		return ""
 	}
-	return s.bundle.VerificationMaterial.GetPublicKey().GetHint()
+	return s.bundle.GetVerificationMaterial().GetPublicKey().GetHint()
 }

@@ -6,17 +6,14 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
-	"github.com/sigstore/sigstore-go/pkg/root"
-	"github.com/sigstore/sigstore-go/pkg/verify"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/sigstore/sigstore/pkg/signature/dsse"
 )
 
 // simpleSigningType is the only "critical.type" a cosign payload has.
@@ -133,44 +130,83 @@ func (s *Signature) checkPayload() (string, error) {
 	return p.Critical.Identity.DockerReference, nil
 }
 
-// verifyBundle checks a bundle with sigstore-go: the DSSE envelope signed
-// by k, an in-toto statement naming the subject, and cosign's signature
-// predicate. No timestamp or log entry is required for a key: there is no
-// certificate whose validity they would prove.
+// verifyBundle checks a bundle: a DSSE envelope signed by k (sigstore's
+// DSSE verifier, which checks the signature over the envelope's
+// pre-authentication encoding), holding an in-toto statement of cosign's
+// signature predicate that names the subject. No timestamp or log entry is
+// required for a key: there is no certificate whose validity they would
+// prove.
 func (s *Signature) verifyBundle(k *Key) error {
-	if s.bundle.VerificationMaterial.GetPublicKey() == nil {
-		return errors.New("bundle is signed with a certificate (keyless), not a key")
+	vm := s.bundle.GetVerificationMaterial()
+	if vm.GetPublicKey() == nil {
+		return errors.New("bundle is signed with a certificate (keyless signing), which ocifetch does not verify; sign with a key")
 	}
-	if s.bundle.GetDsseEnvelope() == nil {
+	env := s.bundle.GetDsseEnvelope()
+	if env == nil {
 		return errors.New("bundle holds a message signature, not a signed statement about an image")
 	}
-	tm := root.NewTrustedPublicKeyMaterial(func(string) (root.TimeConstrainedVerifier, error) {
-		return root.NewExpiringKey(multiVerifier(k.verifiers), time.Time{}, time.Time{}), nil
-	})
-	v, err := verify.NewVerifier(tm, verify.WithNoObserverTimestamps())
+	// The envelope as DSSE's JSON form: base64 payload and signatures.
+	type sigJSON struct {
+		KeyID string `json:"keyid"`
+		Sig   []byte `json:"sig"`
+	}
+	envJSON := struct {
+		PayloadType string    `json:"payloadType"`
+		Payload     []byte    `json:"payload"`
+		Signatures  []sigJSON `json:"signatures"`
+	}{PayloadType: env.GetPayloadType(), Payload: env.GetPayload()}
+	for _, sg := range env.GetSignatures() {
+		envJSON.Signatures = append(envJSON.Signatures, sigJSON{KeyID: sg.GetKeyid(), Sig: sg.GetSig()})
+	}
+	if len(envJSON.Signatures) == 0 {
+		return errors.New("bundle's envelope has no signature")
+	}
+	data, err := json.Marshal(envJSON)
 	if err != nil {
 		return err
 	}
-	sum, err := hex.DecodeString(s.Subject.Encoded())
-	if err != nil {
-		return err
-	}
-	res, err := v.Verify(s.bundle, verify.NewPolicy(verify.WithArtifactDigest(s.Subject.Algorithm().String(), sum), verify.WithKey()))
-	if err != nil {
+	var payload []byte
+	v := dsse.WrapVerifier(multiVerifier(k.verifiers), dsse.WithExpectedPayloadType(payloadTypeInToto), dsse.WithDecodedPayload(&payload))
+	if err := v.VerifySignature(bytes.NewReader(data), nil); err != nil {
 		// The hint is not signed; it only makes the message clearer.
-		if h := s.bundle.VerificationMaterial.GetPublicKey().GetHint(); h != "" && h != k.Hint {
+		if h := vm.GetPublicKey().GetHint(); h != "" && h != k.Hint {
 			return ErrOtherKey
 		}
 		return fmt.Errorf("bundle does not verify with this key: %w", err)
 	}
-	if res.Statement == nil || res.Statement.PredicateType != PredicateTypeSign {
-		pt := ""
-		if res.Statement != nil {
-			pt = res.Statement.PredicateType
-		}
-		return fmt.Errorf("bundle is an attestation (predicate %q), not a cosign signature", pt)
+	return s.checkStatement(payload)
+}
+
+// payloadTypeInToto is the DSSE payload type of an in-toto statement.
+const payloadTypeInToto = "application/vnd.in-toto+json"
+
+// checkStatement checks the signed in-toto statement: version 1, cosign's
+// signature predicate (an attestation such as SLSA provenance, signed by
+// the same key, is not a signature of the image), and a subject digest
+// equal to the image's.
+func (s *Signature) checkStatement(payload []byte) error {
+	var st struct {
+		Type    string `json:"_type"`
+		Subject []struct {
+			Digest map[string]string `json:"digest"`
+		} `json:"subject"`
+		PredicateType string `json:"predicateType"`
 	}
-	return nil
+	if err := json.Unmarshal(payload, &st); err != nil {
+		return fmt.Errorf("signed payload is not an in-toto statement: %w", err)
+	}
+	switch {
+	case st.Type != "https://in-toto.io/Statement/v1" && st.Type != "https://in-toto.io/Statement/v0.1":
+		return fmt.Errorf("signed payload is not an in-toto statement (type %q)", st.Type)
+	case st.PredicateType != PredicateTypeSign:
+		return fmt.Errorf("bundle is an attestation (predicate %q), not a cosign signature", st.PredicateType)
+	}
+	for _, sub := range st.Subject {
+		if sub.Digest[s.Subject.Algorithm().String()] == s.Subject.Encoded() {
+			return nil
+		}
+	}
+	return fmt.Errorf("the signed statement does not name %s", s.Subject)
 }
 
 // multiVerifier accepts a signature any of its verifiers accepts.

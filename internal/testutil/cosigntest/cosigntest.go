@@ -118,6 +118,14 @@ func (c *Cosign) Sign(t testing.TB, key Key, ref string, extra ...string) {
 	c.Run(t, "", append(args, ref)...)
 }
 
+// Attest attaches an in-toto attestation of a custom predicate (the JSON
+// document predicate) to ref, signed with key, as a bundle referrer.
+func (c *Cosign) Attest(t testing.TB, key Key, ref, predicate string) {
+	t.Helper()
+	c.Run(t, "", "attest", "--key", key.Private, "--type", "custom", "--predicate", predicate,
+		"--new-bundle-format", "--tlog-upload=false", "--allow-http-registry", "--yes", ref)
+}
+
 // Run runs cosign with args in dir ("" for the home directory) and fails t
 // when it fails. It returns stdout.
 func (c *Cosign) Run(t testing.TB, dir string, args ...string) string {
