@@ -21,7 +21,9 @@ type ReferrersSource interface {
 	Source
 
 	// Tag returns the descriptor that tag names in the source's
-	// repository, kind not_found when there is no such tag.
+	// repository, kind not_found when there is no such tag. A registry
+	// source reads the document at once and serves the Fetch of it that
+	// follows from memory.
 	Tag(ctx context.Context, tag string) (ocispec.Descriptor, error)
 
 	// Referrers lists the manifests whose subject is d: the registry's
@@ -43,7 +45,7 @@ func (s *registrySource) Tag(ctx context.Context, tag string) (ocispec.Descripto
 		if !e.mirror.can("resolve") {
 			continue
 		}
-		d, err := e.lookup(ctx, tag, "")
+		d, err := e.lookup(ctx, tag, "", false)
 		if err == nil {
 			return d, nil
 		}
@@ -102,7 +104,7 @@ func (e *endpoint) referrers(ctx context.Context, d digest.Digest) ([]ocispec.De
 		return err
 	})
 	if errdefs.Is(err, errdefs.ErrNotFound) {
-		desc, terr := e.lookup(ctx, d.Algorithm().String()+"-"+d.Encoded(), "")
+		desc, terr := e.lookup(ctx, d.Algorithm().String()+"-"+d.Encoded(), "", false)
 		if errdefs.Is(terr, errdefs.ErrNotFound) {
 			return nil, nil
 		}

@@ -159,25 +159,27 @@ func Find(ctx context.Context, src resolve.Source, subject digest.Digest) ([]Sig
 		if err != nil {
 			return err
 		}
-		n := 0
+		var cands []ocispec.Descriptor
 		for _, d := range list {
-			if !maybeBundle(d) {
-				continue
+			if maybeBundle(d) && len(cands) < MaxSignatures {
+				cands = append(cands, d)
 			}
-			if n++; n > MaxSignatures {
-				break
-			}
-			where := "referrer " + d.Digest.String()
-			s, err := readReferrer(gctx, read, d, subject, where)
-			if unreadable(err) {
-				s, err = Signature{Format: FormatBundle, Subject: subject, Location: where, Problem: err}, nil
-			}
-			if err != nil {
-				return err
-			}
-			bundles = append(bundles, s)
 		}
-		return nil
+		bundles = make([]Signature, len(cands))
+		rg, rctx := errgroup.WithContext(gctx)
+		rg.SetLimit(4)
+		for i, d := range cands {
+			rg.Go(func() error {
+				where := "referrer " + d.Digest.String()
+				s, err := readReferrer(rctx, read, d, subject, where)
+				if unreadable(err) {
+					s, err = Signature{Format: FormatBundle, Subject: subject, Location: where, Problem: err}, nil
+				}
+				bundles[i] = s
+				return err
+			})
+		}
+		return rg.Wait()
 	})
 	if err := g.Wait(); err != nil {
 		return nil, err
@@ -284,29 +286,31 @@ func readSignatureImage(ctx context.Context, read reader, desc ocispec.Descripto
 }
 
 func parseSignatureImage(ctx context.Context, read reader, doc resolve.Blob, m ocispec.Manifest, subject digest.Digest, where string) ([]Signature, error) {
-	var blobs []resolve.Blob
+	// The config (kept with the signature so the store stays a complete
+	// layout) and the payloads are read side by side.
+	var want []ocispec.Descriptor
 	if m.Config.Digest != "" {
-		cfg, err := readBlob(ctx, read, m.Config)
-		if err != nil {
-			return nil, err
-		}
-		blobs = append(blobs, cfg)
+		want = append(want, m.Config)
 	}
-	var out []Signature
+	var layers []int
 	for i, l := range m.Layers {
 		if i == MaxSignatures {
 			break
 		}
-		s := Signature{Format: FormatSimpleSigning, Subject: subject, Location: where, Manifest: doc, Layer: i}
-		if l.MediaType != MediaTypeSimpleSigning {
-			continue
+		if l.MediaType == MediaTypeSimpleSigning {
+			want = append(want, l)
+			layers = append(layers, i)
 		}
-		b, err := readBlob(ctx, read, l)
-		if err != nil {
-			return nil, err
-		}
-		blobs = append(blobs, b)
-		s.payload = b.Data
+	}
+	blobs, err := readBlobs(ctx, read, want)
+	if err != nil {
+		return nil, err
+	}
+	payloads := blobs[len(blobs)-len(layers):]
+	var out []Signature
+	for j, i := range layers {
+		l := m.Layers[i]
+		s := Signature{Format: FormatSimpleSigning, Subject: subject, Location: where, Manifest: doc, Layer: i, Blobs: blobs, payload: payloads[j].Data}
 		if s.sig, err = base64.StdEncoding.DecodeString(l.Annotations[AnnotationSignature]); err != nil || len(s.sig) == 0 {
 			s.Problem = fmt.Errorf("layer %d has no valid %s annotation", i, AnnotationSignature)
 		}
@@ -315,14 +319,27 @@ func parseSignatureImage(ctx context.Context, read reader, doc resolve.Blob, m o
 		s.rekorBundle = []byte(l.Annotations[AnnotationRekorBundle])
 		out = append(out, s)
 	}
-	for i := range out {
-		out[i].Blobs = blobs
-	}
 	if len(out) == 0 {
 		out = append(out, Signature{Format: FormatSimpleSigning, Subject: subject, Location: where, Manifest: doc,
 			Problem: fmt.Errorf("%s has no simple-signing layer", where)})
 	}
 	return out, nil
+}
+
+// readBlobs reads descs, a few at a time, in their order: each is a round
+// trip to the registry, and the verification waits for all of them.
+func readBlobs(ctx context.Context, read reader, descs []ocispec.Descriptor) ([]resolve.Blob, error) {
+	out := make([]resolve.Blob, len(descs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for i, d := range descs {
+		g.Go(func() error {
+			b, err := readBlob(gctx, read, d)
+			out[i] = b
+			return err
+		})
+	}
+	return out, g.Wait()
 }
 
 // readReferrer reads one referrer that may hold a sigstore bundle.
@@ -351,13 +368,6 @@ func parseReferrer(ctx context.Context, read reader, doc resolve.Blob, m ocispec
 		s.Problem = fmt.Errorf("%s does not name %s as its subject", where, subject)
 		return s, nil
 	}
-	if m.Config.Digest != "" {
-		cfg, err := readBlob(ctx, read, m.Config)
-		if err != nil {
-			return s, err
-		}
-		s.Blobs = append(s.Blobs, cfg)
-	}
 	var layer *ocispec.Descriptor
 	for i := range m.Layers {
 		if m.Layers[i].MediaType == MediaTypeBundle {
@@ -369,11 +379,16 @@ func parseReferrer(ctx context.Context, read reader, doc resolve.Blob, m ocispec
 		s.Problem = fmt.Errorf("%s has no %s layer", where, MediaTypeBundle)
 		return s, nil
 	}
-	b, err := readBlob(ctx, read, *layer)
+	want := []ocispec.Descriptor{*layer}
+	if m.Config.Digest != "" {
+		want = append(want, m.Config)
+	}
+	blobs, err := readBlobs(ctx, read, want)
 	if err != nil {
 		return s, err
 	}
-	s.Blobs = append(s.Blobs, b)
+	b := blobs[0]
+	s.Blobs = blobs
 	var bundle protobundle.Bundle
 	if err := protojson.Unmarshal(b.Data, &bundle); err != nil {
 		s.Problem = fmt.Errorf("%s: not a sigstore bundle: %v", where, err)
