@@ -123,18 +123,19 @@ type evaluation struct {
 	fetched       bool
 }
 
-// sigstoreSigned looks for a signature that one of r's keys made and
-// whose identity r accepts: first among those kept in the store, then
-// among the registry's. It returns why none did when none did.
+// sigstoreSigned looks for a signature that r's keys (or r's Fulcio CA
+// and Rekor keys) verify and whose identity r accepts: first among those
+// kept in the store, then among the registry's. It returns why none did
+// when none did.
 func (e *evaluation) sigstoreSigned(ctx context.Context, r requirement) (*Acceptance, string, error) {
-	keys, err := r.loadKeys()
+	t, err := r.load()
 	if err != nil {
 		return nil, err.Error(), nil
 	}
 	var problems []string
 	try := func(sigs []sigstore.Signature) *Acceptance {
 		for _, s := range sigs {
-			acc, why := e.check(s, keys, r.identity)
+			acc, why := e.check(s, t, r.identity)
 			if acc != nil {
 				return acc
 			}
@@ -180,44 +181,99 @@ func (e *evaluation) sigstoreSigned(ctx context.Context, r requirement) (*Accept
 	return nil, fmt.Sprintf("no signature is acceptable: %s", msg), nil
 }
 
-// check tries s with every key, then its identity.
-func (e *evaluation) check(s sigstore.Signature, keys []*sigstore.Key, id identityRequirement) (*Acceptance, string) {
+// trustMaterial is what a sigstoreSigned requirement trusts, loaded.
+type trustMaterial struct {
+	keys   []*sigstore.Key
+	fulcio *sigstore.Fulcio
+	rekor  []*sigstore.Key
+}
+
+// check tries s with t, then its identity.
+func (e *evaluation) check(s sigstore.Signature, t *trustMaterial, id identityRequirement) (*Acceptance, string) {
+	claimed, signer, why := verify(s, t)
+	if why != "" {
+		return nil, why
+	}
+	if s.Format == sigstore.FormatBundle {
+		// A bundle signs the digest only. The identity it is checked
+		// as is the repository it is attached to, which no one
+		// signed: see docs/signatures.md.
+		if e.img.docker == nil {
+			return nil, "a bundle names no identity, and this source has no Docker reference to take one from"
+		}
+		claimed = e.img.docker.name
+	}
+	if ok, why := id.matches(e.img.docker, claimed); !ok {
+		return nil, fmt.Sprintf("verified with %s, but its identity does not match %s: %s", signer, id, why)
+	}
+	return &Acceptance{Signature: s, Key: signer, Identity: claimed}, ""
+}
+
+// verify checks the cryptography of s with t: which identity it claims,
+// who signed it, or why it does not verify.
+func verify(s sigstore.Signature, t *trustMaterial) (claimed, signer, why string) {
+	if t.fulcio != nil {
+		claimed, err := s.VerifyFulcio(t.fulcio, t.rekor)
+		if err != nil {
+			return "", "", err.Error()
+		}
+		return claimed, fmt.Sprintf("a Fulcio certificate for %s from %s", t.fulcio.SubjectEmail, t.fulcio.OIDCIssuer), ""
+	}
 	var last error
-	for _, k := range keys {
+	for _, k := range t.keys {
 		claimed, err := s.VerifyKey(k)
 		if err != nil {
 			last = err
 			continue
 		}
-		if s.Format == sigstore.FormatBundle {
-			// A bundle signs the digest only. The identity it is checked
-			// as is the repository it is attached to, which no one
-			// signed: see docs/signatures.md.
-			if e.img.docker == nil {
-				return nil, "a bundle names no identity, and this source has no Docker reference to take one from"
+		if len(t.rekor) > 0 {
+			if err := s.CheckRekor(k, t.rekor); err != nil {
+				return "", "", fmt.Sprintf("verified with %s, but %v", k.Name, err)
 			}
-			claimed = e.img.docker.name
 		}
-		if ok, why := id.matches(e.img.docker, claimed); !ok {
-			return nil, fmt.Sprintf("verified with %s, but its identity does not match %s: %s", k.Name, id, why)
-		}
-		return &Acceptance{Signature: s, Key: k.Name, Identity: claimed}, ""
+		return claimed, k.Name, ""
 	}
 	if errors.Is(last, sigstore.ErrOtherKey) {
-		if len(keys) == 1 {
-			return nil, "signed by another key than " + keys[0].Name
+		if len(t.keys) == 1 {
+			return "", "", "signed by another key than " + t.keys[0].Name
 		}
-		return nil, "signed by none of the policy's keys"
+		return "", "", "signed by none of the policy's keys"
 	}
-	return nil, last.Error()
+	return "", "", last.Error()
 }
 
-// loadKeys reads the requirement's keys. They are read when a scope that
-// uses them decides, never at load: a policy naming key files for other
-// registries that this machine lacks must not stop this pull.
-func (r requirement) loadKeys() ([]*sigstore.Key, error) {
+// load reads what the requirement trusts. Files are read when a scope
+// that names them decides, never at load: a policy naming key files for
+// other registries that this machine lacks must not stop this pull.
+func (r requirement) load() (*trustMaterial, error) {
+	t := &trustMaterial{}
+	var err error
+	if t.keys, err = loadKeys(r.keyPaths, r.keyData, "keyData"); err != nil {
+		return nil, err
+	}
+	if t.rekor, err = loadKeys(r.rekorPaths, r.rekorData, "rekorPublicKeyData"); err != nil {
+		return nil, err
+	}
+	if f := r.fulcio; f != nil {
+		data, name := f.caData, "caData"
+		if f.caPath != "" {
+			if data, err = os.ReadFile(f.caPath); err != nil {
+				return nil, fmt.Errorf("cannot read the Fulcio CA %s: %v", f.caPath, err)
+			}
+			name = f.caPath
+		}
+		roots, err := sigstore.ParseCAs(name, data)
+		if err != nil {
+			return nil, err
+		}
+		t.fulcio = &sigstore.Fulcio{Roots: roots, OIDCIssuer: f.oidcIssuer, SubjectEmail: f.subjectEmail}
+	}
+	return t, nil
+}
+
+func loadKeys(paths []string, datas [][]byte, dataName string) ([]*sigstore.Key, error) {
 	var keys []*sigstore.Key
-	for _, p := range r.keyPaths {
+	for _, p := range paths {
 		data, err := os.ReadFile(p)
 		if err != nil {
 			return nil, fmt.Errorf("cannot read key %s: %v", p, err)
@@ -228,8 +284,8 @@ func (r requirement) loadKeys() ([]*sigstore.Key, error) {
 		}
 		keys = append(keys, k)
 	}
-	for i, data := range r.keyData {
-		k, err := sigstore.ParseKey(fmt.Sprintf("keyData[%d]", i), data)
+	for i, data := range datas {
+		k, err := sigstore.ParseKey(fmt.Sprintf("%s[%d]", dataName, i), data)
 		if err != nil {
 			return nil, err
 		}
@@ -238,25 +294,35 @@ func (r requirement) loadKeys() ([]*sigstore.Key, error) {
 	return keys, nil
 }
 
-// Keys returns the keys of the sigstoreSigned requirements that apply to
-// ref, for tools that show which key made a signature (inspect). The
-// scope is named as in Decision.Scope.
-func (p *Policy) Keys(ref string) ([]*sigstore.Key, string, error) {
+// Signer says who, among those the policy trusts for ref, made s: a key's
+// name, or the Fulcio identity. Only the cryptography is checked, not the
+// identity s claims: it is for tools that show signatures (inspect). It
+// returns "" and no error when the scope that decides ref asks for no
+// signature.
+func (p *Policy) Signer(ref string, s sigstore.Signature) (string, error) {
 	img, err := imageOf(ref)
 	if err != nil {
-		return nil, "", errdefs.Wrap(err, errdefs.ErrInvalidArgument, "reference %s", ref)
+		return "", errdefs.Wrap(err, errdefs.ErrInvalidArgument, "reference %s", ref)
 	}
-	reqs, scope := p.lookup(img)
-	var keys []*sigstore.Key
+	reqs, _ := p.lookup(img)
+	var whys []string
 	for _, r := range reqs {
 		if r.typ != typeSigstoreSigned || r.unusable != "" {
 			continue
 		}
-		ks, err := r.loadKeys()
+		t, err := r.load()
 		if err != nil {
-			return nil, scope, errdefs.New(errdefs.ErrInvalidArgument, "trust policy %s, scope %s: %v", p.name, scope, err)
+			whys = append(whys, err.Error())
+			continue
 		}
-		keys = append(keys, ks...)
+		_, signer, why := verify(s, t)
+		if why == "" {
+			return signer, nil
+		}
+		whys = append(whys, why)
 	}
-	return keys, scope, nil
+	if len(whys) == 0 {
+		return "", nil
+	}
+	return "", errors.New(strings.Join(whys, "; "))
 }

@@ -12,11 +12,13 @@
 // What is implemented: the transports "docker" (registries), "oci",
 // "oci-archive" and "docker-archive"; the requirement types
 // insecureAcceptAnything, reject and sigstoreSigned with keyPath, keyPaths,
-// keyData or keyDatas; every signedIdentity type (matchExact,
+// keyData or keyDatas, or keyless with fulcio (caPath or caData,
+// oidcIssuer, subjectEmail) and a Rekor key, optionally with
+// rekorPublicKey* for keys too; every signedIdentity type (matchExact,
 // matchRepoDigestOrExact, matchRepository, exactReference, exactRepository,
 // remapIdentity). What is not (signedBy, which is GPG simple signing;
-// sigstoreSigned with fulcio, rekorPublicKey* or pki, which is keyless
-// signing; signedBaseLayer; any type or field this package does not know)
+// sigstoreSigned with pki; signedBaseLayer; any type or field this package
+// does not know)
 // is refused, with a message that says so, when the scope that matches the
 // image uses it: never ignored, and never in the way of images that other
 // scopes decide. A policy whose structure is broken (not JSON, no
@@ -35,6 +37,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -217,10 +220,14 @@ type requirement struct {
 	typ      string
 	unusable string // why this requirement cannot be enforced, "" if it can
 
-	// sigstoreSigned
-	keyPaths []string
-	keyData  [][]byte
-	identity identityRequirement
+	// sigstoreSigned: keys, or a Fulcio CA and identity; Rekor keys
+	// (required with fulcio, optional with keys)
+	keyPaths   []string
+	keyData    [][]byte
+	fulcio     *fulcioRequirement
+	rekorPaths []string
+	rekorData  [][]byte
+	identity   identityRequirement
 }
 
 // Requirement types.
@@ -268,66 +275,148 @@ func parseRequirement(typ string, obj map[string]json.RawMessage) requirement {
 	return r
 }
 
-// keylessFields are sigstoreSigned's fields for certificates and
-// transparency logs: keyless signing, which this package does not do.
-var keylessFields = []string{"fulcio", "rekorPublicKeyPath", "rekorPublicKeyPaths", "rekorPublicKeyData", "rekorPublicKeyDatas", "pki"}
+// fulcioRequirement is a sigstoreSigned requirement's "fulcio" object:
+// keyless signing, a certificate from this CA for this identity.
+type fulcioRequirement struct {
+	caPath       string
+	caData       []byte
+	oidcIssuer   string
+	subjectEmail string
+}
 
 func (r *requirement) parseSigstoreSigned(obj map[string]json.RawMessage) {
-	known := append([]string{"type", "keyPath", "keyPaths", "keyData", "keyDatas", "signedIdentity"}, keylessFields...)
-	if f := unknownFields(obj, known...); f != "" {
+	if f := unknownFields(obj, "type", "keyPath", "keyPaths", "keyData", "keyDatas", "fulcio",
+		"rekorPublicKeyPath", "rekorPublicKeyPaths", "rekorPublicKeyData", "rekorPublicKeyDatas", "pki", "signedIdentity"); f != "" {
 		r.unusable = fmt.Sprintf("sigstoreSigned field %q is not known to ocifetch", f)
 		return
 	}
-	for _, f := range keylessFields {
-		if _, ok := obj[f]; ok {
-			r.unusable = fmt.Sprintf("sigstoreSigned with %q (keyless signing: Fulcio certificates and Rekor) is not supported by ocifetch; use keyPath, keyPaths or keyData", f)
-			return
-		}
-	}
-	n := 0
-	for _, f := range []string{"keyPath", "keyPaths", "keyData", "keyDatas"} {
-		if _, ok := obj[f]; ok {
-			n++
-		}
-	}
-	if n != 1 {
-		r.unusable = "sigstoreSigned needs exactly one of keyPath, keyPaths, keyData and keyDatas"
+	if _, ok := obj["pki"]; ok {
+		r.unusable = "sigstoreSigned with \"pki\" (certificates from a private PKI without Rekor) is not supported by ocifetch; use keys, or fulcio with a Rekor key"
 		return
 	}
 	var err error
+	keys := countFields(obj, "keyPath", "keyPaths", "keyData", "keyDatas")
+	_, keyless := obj["fulcio"]
 	switch {
-	case obj["keyPath"] != nil:
-		var p string
-		if err = json.Unmarshal(obj["keyPath"], &p); err == nil && p != "" {
-			r.keyPaths = []string{p}
+	case keys+boolInt(keyless) != 1:
+		r.unusable = "sigstoreSigned needs exactly one of keyPath, keyPaths, keyData, keyDatas and fulcio"
+		return
+	case keyless:
+		if r.fulcio, err = parseFulcio(obj["fulcio"]); err != nil {
+			r.unusable = "fulcio: " + err.Error()
+			return
 		}
-	case obj["keyPaths"] != nil:
-		var ps []string
-		if err = json.Unmarshal(obj["keyPaths"], &ps); err == nil {
-			for _, p := range ps {
-				if p == "" {
-					ps = nil
-					break
-				}
-			}
-			r.keyPaths = ps
+	default:
+		if r.keyPaths, r.keyData, err = parseKeyFields(obj, "keyPath", "keyPaths", "keyData", "keyDatas"); err != nil {
+			r.unusable = "sigstoreSigned: " + err.Error()
+			return
 		}
-	case obj["keyData"] != nil:
-		var d []byte // base64 in JSON
-		if err = json.Unmarshal(obj["keyData"], &d); err == nil && len(d) > 0 {
-			r.keyData = [][]byte{d}
-		}
-	case obj["keyDatas"] != nil:
-		err = json.Unmarshal(obj["keyDatas"], &r.keyData)
 	}
-	if err != nil || (len(r.keyPaths) == 0 && len(r.keyData) == 0) {
-		r.unusable = "sigstoreSigned has an empty or malformed key field (keyPath is a string, keyPaths a list of strings, keyData base64)"
+	switch countFields(obj, "rekorPublicKeyPath", "rekorPublicKeyPaths", "rekorPublicKeyData", "rekorPublicKeyDatas") {
+	case 0:
+		if keyless {
+			r.unusable = "sigstoreSigned with fulcio needs a Rekor key (rekorPublicKeyPath, rekorPublicKeyPaths, rekorPublicKeyData or rekorPublicKeyDatas): a keyless signature is only as good as its log entry"
+			return
+		}
+	case 1:
+		if r.rekorPaths, r.rekorData, err = parseKeyFields(obj, "rekorPublicKeyPath", "rekorPublicKeyPaths", "rekorPublicKeyData", "rekorPublicKeyDatas"); err != nil {
+			r.unusable = "sigstoreSigned: " + err.Error()
+			return
+		}
+	default:
+		r.unusable = "sigstoreSigned needs at most one of rekorPublicKeyPath, rekorPublicKeyPaths, rekorPublicKeyData and rekorPublicKeyDatas"
 		return
 	}
 	r.identity, err = parseIdentity(obj["signedIdentity"])
 	if err != nil {
 		r.unusable = "signedIdentity: " + err.Error()
 	}
+}
+
+func countFields(obj map[string]json.RawMessage, names ...string) int {
+	n := 0
+	for _, f := range names {
+		if _, ok := obj[f]; ok {
+			n++
+		}
+	}
+	return n
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// parseKeyFields reads the one key field present among a path, a list of
+// paths, base64 data and a list of base64 data.
+func parseKeyFields(obj map[string]json.RawMessage, path, paths, data, datas string) ([]string, [][]byte, error) {
+	bad := fmt.Errorf("%s is empty or malformed (%s is a string, %s a list of strings, %s base64)", firstPresent(obj, path, paths, data, datas), path, paths, data)
+	switch {
+	case obj[path] != nil:
+		var p string
+		if json.Unmarshal(obj[path], &p) != nil || p == "" {
+			return nil, nil, bad
+		}
+		return []string{p}, nil, nil
+	case obj[paths] != nil:
+		var ps []string
+		if json.Unmarshal(obj[paths], &ps) != nil || len(ps) == 0 || slices.Contains(ps, "") {
+			return nil, nil, bad
+		}
+		return ps, nil, nil
+	case obj[data] != nil:
+		var d []byte // base64 in JSON
+		if json.Unmarshal(obj[data], &d) != nil || len(d) == 0 {
+			return nil, nil, bad
+		}
+		return nil, [][]byte{d}, nil
+	default:
+		var ds [][]byte
+		if json.Unmarshal(obj[datas], &ds) != nil || len(ds) == 0 || slices.ContainsFunc(ds, func(d []byte) bool { return len(d) == 0 }) {
+			return nil, nil, bad
+		}
+		return nil, ds, nil
+	}
+}
+
+func firstPresent(obj map[string]json.RawMessage, names ...string) string {
+	for _, n := range names {
+		if _, ok := obj[n]; ok {
+			return n
+		}
+	}
+	return names[0]
+}
+
+func parseFulcio(raw json.RawMessage) (*fulcioRequirement, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return nil, errors.New("not a JSON object")
+	}
+	if f := unknownFields(obj, "caPath", "caData", "oidcIssuer", "subjectEmail"); f != "" {
+		return nil, fmt.Errorf("field %q is not known to ocifetch", f)
+	}
+	f := &fulcioRequirement{}
+	if countFields(obj, "caPath", "caData") != 1 {
+		return nil, errors.New("needs exactly one of caPath and caData")
+	}
+	if obj["caPath"] != nil {
+		if json.Unmarshal(obj["caPath"], &f.caPath) != nil || f.caPath == "" {
+			return nil, errors.New("caPath must be a file name")
+		}
+	} else if json.Unmarshal(obj["caData"], &f.caData) != nil || len(f.caData) == 0 {
+		return nil, errors.New("caData must be base64 of PEM certificates")
+	}
+	if json.Unmarshal(obj["oidcIssuer"], &f.oidcIssuer) != nil || f.oidcIssuer == "" {
+		return nil, errors.New("oidcIssuer, the identity provider the signer must have used, is mandatory")
+	}
+	if json.Unmarshal(obj["subjectEmail"], &f.subjectEmail) != nil || f.subjectEmail == "" {
+		return nil, errors.New("subjectEmail, the signer's identity, is mandatory")
+	}
+	return f, nil
 }
 
 // unknownFields returns a field of obj not in known, "" if none (the
@@ -361,6 +450,9 @@ func (r requirement) describe() string {
 	names := append([]string(nil), r.keyPaths...)
 	for i := range r.keyData {
 		names = append(names, fmt.Sprintf("keyData[%d]", i))
+	}
+	if r.fulcio != nil {
+		names = []string{fmt.Sprintf("fulcio %s from %s", r.fulcio.subjectEmail, r.fulcio.oidcIssuer)}
 	}
 	return fmt.Sprintf("sigstoreSigned (%s, %s)", strings.Join(names, ", "), r.identity)
 }

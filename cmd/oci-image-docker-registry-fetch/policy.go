@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -123,11 +122,13 @@ type signatureJSON struct {
 	// Identity is the image identity the signature claims (a bundle
 	// claims none). It is only vouched for when Key is set.
 	Identity string `json:"identity,omitempty"`
-	// Key is the policy key that verified the signature, "" when none of
-	// the policy's keys (or no policy) did; KeyHint is the unsigned hint a
-	// bundle gives of its key.
-	Key     string `json:"key,omitempty"`
-	KeyHint string `json:"keyHint,omitempty"`
+	// Key names what of the policy verified the signature (a key's file,
+	// or the Fulcio identity), "" when nothing (or no policy) did;
+	// KeyHint is the unsigned hint a bundle gives of its key, Certificate
+	// the unverified identity in a keyless signature's certificate.
+	Key         string `json:"key,omitempty"`
+	KeyHint     string `json:"keyHint,omitempty"`
+	Certificate string `json:"certificate,omitempty"`
 	// Problem says why the signature could not be read or verified.
 	Problem string `json:"problem,omitempty"`
 }
@@ -146,14 +147,9 @@ func inspectSignatures(ctx context.Context, e *env, pf *policyFlags, res *resolv
 		}
 		return out, printable(err.Error()), nil
 	}
-	var keys []*sigstore.Key
-	var keyErr string
-	if pol, err := pf.load(e, nil); err != nil {
+	pol, err := pf.load(e, nil)
+	if err != nil {
 		return nil, "", err
-	} else if pol != nil {
-		if keys, _, err = pol.Keys(res.Reference); err != nil {
-			keyErr = err.Error()
-		}
 	}
 	for _, s := range sigs {
 		j := signatureJSON{Format: string(s.Format), Location: s.Location, Signs: subject.String(), KeyHint: s.KeyHint()}
@@ -161,23 +157,20 @@ func inspectSignatures(ctx context.Context, e *env, pf *policyFlags, res *resolv
 			j.Document = s.Manifest.Descriptor.Digest.String()
 		}
 		j.Identity, _ = s.Claim()
+		if emails, issuer := s.CertificateIdentity(); len(emails) > 0 || issuer != "" {
+			j.Certificate = strings.Join(emails, ", ") + " from " + issuer
+		}
 		var problems []string
 		if s.Problem != nil {
 			problems = append(problems, s.Problem.Error())
-		}
-		for _, k := range keys {
-			if _, err := s.VerifyKey(k); err == nil {
-				j.Key = k.Name
-				problems = nil
-				break
-			} else if s.Problem == nil && !errors.Is(err, sigstore.ErrOtherKey) {
+		} else if pol != nil {
+			signer, err := pol.Signer(res.Reference, s)
+			if err != nil {
 				problems = append(problems, err.Error())
 			}
+			j.Key = signer
 		}
-		if j.Key == "" && keyErr != "" {
-			problems = append(problems, keyErr)
-		}
-		j.Identity, j.Key, j.KeyHint = printable(j.Identity), printable(j.Key), printable(j.KeyHint)
+		j.Identity, j.Key, j.KeyHint, j.Certificate = printable(j.Identity), printable(j.Key), printable(j.KeyHint), printable(j.Certificate)
 		j.Problem = printable(strings.Join(problems, "; "))
 		out = append(out, j)
 	}
@@ -201,6 +194,8 @@ func printSignatures(w io.Writer, o inspectOutput) {
 		switch {
 		case s.Key != "":
 			line += "\tverified with " + s.Key
+		case s.Certificate != "":
+			line += "\tcertificate " + s.Certificate
 		case s.KeyHint != "":
 			line += "\tkey hint " + s.KeyHint
 		}

@@ -16,7 +16,10 @@
 // Verification is offline and uses sigstore's own libraries: the bundle
 // format is sigstore's protobuf schema (github.com/sigstore/protobuf-specs),
 // keys, signatures and DSSE envelopes are github.com/sigstore/sigstore's;
-// no transparency log is asked. Every
+// no transparency log is asked. Key-based signatures are verified in both
+// layouts (VerifyKey); keyless ones (a Fulcio certificate and a Rekor
+// entry) in the classic layout, against a CA and a Rekor key the caller
+// trusts (VerifyFulcio). Every
 // document read is checked against its digest and read with a size cap,
 // and at most MaxSignatures documents are examined for an image.
 package sigstore

@@ -139,7 +139,7 @@ func (s *Signature) checkPayload() (string, error) {
 func (s *Signature) verifyBundle(k *Key) error {
 	vm := s.bundle.GetVerificationMaterial()
 	if vm.GetPublicKey() == nil {
-		return errors.New("bundle is signed with a certificate (keyless signing), which ocifetch does not verify; sign with a key")
+		return errors.New("bundle is signed with a certificate (keyless signing), not a key")
 	}
 	env := s.bundle.GetDsseEnvelope()
 	if env == nil {
