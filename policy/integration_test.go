@@ -530,3 +530,40 @@ func TestKeyDataAndKeyPaths(t *testing.T) {
 		}
 	}
 }
+
+// A stored signature that was damaged since condemns only itself: the
+// registry's copy admits the image.
+func TestDamagedStoredSignatureFallsBackToTheRegistry(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	img := f.push(t, "damaged:v1")
+	f.sign(t, f.key, img)
+	u := unpack(t, img.ref, scoped(f.host+"/damaged", f.key.Public, matchRepository))
+	if u.err != nil {
+		t.Fatal(u.err)
+	}
+	stored, err := u.store.Signatures(img.digest)
+	if err != nil || len(stored) != 1 {
+		t.Fatalf("stored %v %v", stored, err)
+	}
+	// Damage the stored signature image's payload.
+	for _, b := range u.d.Accepted[0].Signature.Blobs {
+		if b.Descriptor.MediaType == sigstore.MediaTypeSimpleSigning {
+			p, err := u.store.BlobPath(b.Descriptor.Digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(strings.Repeat("x", len(b.Data))), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var d policy.Decision
+	pol := policyFile(t, scoped(f.host+"/damaged", f.key.Public, matchRepository), u.store, policy.WithReport(func(x policy.Decision) { d = x }))
+	if _, err := ocifetch.Pull(context.Background(), img.ref, ocifetch.WithStore(u.store.Dir()), ocifetch.WithVerifier(pol)); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Accepted) != 1 || !strings.HasPrefix(d.Accepted[0].Signature.Location, "tag ") {
+		t.Fatalf("admitted by %+v, want the registry's signature", d.Accepted)
+	}
+}

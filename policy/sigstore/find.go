@@ -29,6 +29,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -215,30 +216,35 @@ func FromStore(ctx context.Context, st Store, subject digest.Digest) ([]Signatur
 		if i == MaxSignatures {
 			break
 		}
-		data, err := read(ctx, d, resolve.DefaultMaxDocumentSize)
+		sigs, err := fromStore(ctx, read, d, subject)
+		if unreadable(err) {
+			// A damaged copy condemns itself, not the verification: the
+			// registry may still have the signature.
+			sigs, err = []Signature{{Subject: subject, Location: "store", Problem: fmt.Errorf("stored signature %s: %w", d.Digest, err)}}, nil
+		}
 		if err != nil {
 			return nil, err
-		}
-		var m ocispec.Manifest
-		if err := json.Unmarshal(data, &m); err != nil {
-			return nil, errdefs.Wrap(err, errdefs.ErrManifestInvalid, "stored signature %s", d.Digest)
-		}
-		var sigs []Signature
-		if isBundleManifest(m) {
-			s, err := parseReferrer(ctx, read, resolve.Blob{Descriptor: d, Data: data}, m, subject, "store")
-			if err != nil {
-				return nil, err
-			}
-			sigs = []Signature{s}
-		} else {
-			sigs, err = parseSignatureImage(ctx, read, resolve.Blob{Descriptor: d, Data: data}, m, subject, "store")
-			if err != nil {
-				return nil, err
-			}
 		}
 		out = append(out, sigs...)
 	}
 	return out, nil
+}
+
+func fromStore(ctx context.Context, read reader, d ocispec.Descriptor, subject digest.Digest) ([]Signature, error) {
+	data, err := read(ctx, d, resolve.DefaultMaxDocumentSize)
+	if err != nil {
+		return nil, err
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, errdefs.Wrap(err, errdefs.ErrManifestInvalid, "not a manifest")
+	}
+	doc := resolve.Blob{Descriptor: d, Data: data}
+	if isBundleManifest(m) {
+		s, err := parseReferrer(ctx, read, doc, m, subject, "store")
+		return []Signature{s}, err
+	}
+	return parseSignatureImage(ctx, read, doc, m, subject, "store")
 }
 
 // Keep stores in st the documents of sigs that came from a registry, each
@@ -461,6 +467,10 @@ func readChecked(r io.Reader, desc ocispec.Descriptor) ([]byte, error) {
 	var buf bytes.Buffer
 	n, err := io.Copy(&buf, io.LimitReader(r, desc.Size+1))
 	if err != nil {
+		var kinded *errdefs.Error
+		if errors.As(err, &kinded) {
+			return nil, err // e.g. the store's own digest check
+		}
 		return nil, errdefs.Wrap(err, errdefs.ErrNetwork, "reading %s", desc.Digest)
 	}
 	if n != desc.Size {
