@@ -40,6 +40,7 @@ type options struct {
 	apply    []apply.Option
 	resolved func(*resolve.Resolved)
 	pull     PullPolicy
+	verifier Verifier
 }
 
 // WithStore sets the store directory (default fetch.DefaultStoreDir()).
@@ -109,6 +110,35 @@ func WithResolved(fn func(*resolve.Resolved)) Option {
 	}
 }
 
+// Verifier admits or refuses an image after it is resolved and before any
+// layer is fetched or applied. It sees the resolved chain (res.Chain():
+// the index the reference named, if any, then the manifest) and can read
+// what the registry attaches to the image, such as signatures, through src
+// (see resolve.ReferrersSource). A refusal should be an error of kind
+// errdefs.ErrUntrusted. policy.Policy, a containers-policy.json trust
+// policy checking cosign signatures, is one.
+type Verifier interface {
+	Verify(ctx context.Context, src resolve.Source, res *resolve.Resolved) error
+}
+
+// WithVerifier makes Pull, Unpack and Bundle ask v about every image
+// before fetching its layers; a refusal fails the call, leaving the target
+// directory as it was (documents resolving read may stay in the store).
+func WithVerifier(v Verifier) Option {
+	return func(o *options) error {
+		o.verifier = v
+		return nil
+	}
+}
+
+// verify runs the verifier, if any, on what resolve found.
+func (o *options) verify(ctx context.Context, res *resolve.Resolved) error {
+	if o.verifier == nil {
+		return nil
+	}
+	return o.verifier.Verify(ctx, res.Source, res)
+}
+
 func makeOptions(opts []Option) (*options, error) {
 	o := &options{}
 	for _, opt := range opts {
@@ -156,6 +186,9 @@ func Pull(ctx context.Context, ref string, opts ...Option) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := o.verify(ctx, res); err != nil {
+		return nil, err
+	}
 	if o.resolved != nil {
 		o.resolved(res)
 	}
@@ -185,12 +218,6 @@ func Unpack(ctx context.Context, ref, dir string, opts ...Option) (*Result, erro
 	if stateDir == "" {
 		stateDir = apply.DefaultStateDir(dir)
 	}
-	if err := prepareTarget(dir, stateDir); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "creating target")
-	}
 	store, err := o.openStore()
 	if err != nil {
 		return nil, err
@@ -198,6 +225,17 @@ func Unpack(ctx context.Context, ref, dir string, opts ...Option) (*Result, erro
 	res, err := o.resolveRef(ctx, store, ref)
 	if err != nil {
 		return nil, err
+	}
+	// The verifier decides before the target is touched: a refused image
+	// leaves it as it was.
+	if err := o.verify(ctx, res); err != nil {
+		return nil, err
+	}
+	if err := prepareTarget(dir, stateDir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "creating target")
 	}
 	if o.resolved != nil {
 		o.resolved(res)

@@ -2,9 +2,14 @@ package ocifetch
 
 import (
 	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"slices"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/fetch"
@@ -161,6 +166,9 @@ func (o *options) fromStore(ctx context.Context, store *fetch.Store, ref string,
 		switch r := res.(type) {
 		case *resolve.Resolved:
 			r.Reference = normalized
+			if err := restoreChain(store, r); err != nil {
+				return nil, err
+			}
 		case *resolve.ResolvedAll:
 			r.Reference = normalized
 			for _, im := range r.Images {
@@ -182,6 +190,81 @@ func (o *options) fromStore(ctx context.Context, store *fetch.Store, ref string,
 		return nil, errdefs.Wrap(err, kind, "%s is not usable from the store %s", normalized, store.Dir())
 	}
 	return res, nil
+}
+
+// restoreChain puts back in front of a manifest resolved from the store
+// the indexes its reference resolved through when it was pulled (recorded
+// as fetch.AnnotationIndexes), so that the chain starts where the
+// registry's did: a signature names that first digest, and offline
+// verification must find it. Each index is read verified and must list
+// the next document of the chain.
+func restoreChain(store *fetch.Store, r *resolve.Resolved) error {
+	list := r.Manifest.Descriptor.Annotations[fetch.AnnotationIndexes]
+	if len(r.Indexes) > 0 || list == "" {
+		return nil
+	}
+	var chain []resolve.Blob
+	for _, s := range strings.Split(list, ",") {
+		d, err := digest.Parse(s)
+		if err != nil {
+			return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "index digest %q recorded for %s", s, r.Manifest.Descriptor.Digest)
+		}
+		b, err := readStoredIndex(store, d)
+		if err != nil {
+			return err
+		}
+		chain = append(chain, b)
+	}
+	for i, b := range chain {
+		next := r.Manifest.Descriptor.Digest
+		if i+1 < len(chain) {
+			next = chain[i+1].Descriptor.Digest
+		}
+		var idx ocispec.Index
+		if err := json.Unmarshal(b.Data, &idx); err != nil {
+			return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "stored index %s", b.Descriptor.Digest)
+		}
+		if !slices.ContainsFunc(idx.Manifests, func(m ocispec.Descriptor) bool { return m.Digest == next }) {
+			return errdefs.New(errdefs.ErrManifestInvalid, "stored index %s does not list %s, which it was recorded as leading to", b.Descriptor.Digest, next)
+		}
+	}
+	r.Indexes = chain
+	return nil
+}
+
+// readStoredIndex reads an index blob of the store, verified, capped as
+// every document is.
+func readStoredIndex(store *fetch.Store, d digest.Digest) (resolve.Blob, error) {
+	path, err := store.BlobPath(d)
+	if err != nil {
+		return resolve.Blob{}, err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return resolve.Blob{}, errdefs.Wrap(err, errdefs.ErrNotFound, "index %s is not in the store", d)
+	}
+	if fi.Size() > resolve.DefaultMaxDocumentSize {
+		return resolve.Blob{}, errdefs.New(errdefs.ErrTooLarge, "stored index %s is %d bytes", d, fi.Size())
+	}
+	desc := ocispec.Descriptor{Digest: d, Size: fi.Size()}
+	rc, err := store.Open(desc)
+	if err != nil {
+		return resolve.Blob{}, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		return resolve.Blob{}, err
+	}
+	var probe struct {
+		MediaType string `json:"mediaType"`
+	}
+	_ = json.Unmarshal(data, &probe)
+	desc.MediaType = probe.MediaType
+	if desc.MediaType == "" {
+		desc.MediaType = ocispec.MediaTypeImageIndex
+	}
+	return resolve.Blob{Descriptor: desc, Data: data}, nil
 }
 
 // AllResult is what PullAll did.
@@ -208,6 +291,13 @@ func PullAll(ctx context.Context, ref string, opts ...Option) (*AllResult, error
 	ra, err := o.resolveAllRef(ctx, store, ref)
 	if err != nil {
 		return nil, err
+	}
+	// Every image of the index shares its root, which is what a signature
+	// names: one verdict covers them all.
+	if len(ra.Images) > 0 {
+		if err := o.verify(ctx, ra.Images[0]); err != nil {
+			return nil, err
+		}
 	}
 	pr, err := fetch.PullAll(ctx, ra, store, o.fetch...)
 	if err != nil {

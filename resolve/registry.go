@@ -371,20 +371,32 @@ func (e *endpoint) Root(ctx context.Context) (ocispec.Descriptor, error) {
 	if e.src.pinned != "" {
 		ref = e.src.pinned.String()
 	}
+	return e.lookup(ctx, ref, e.src.pinned, true)
+}
+
+// lookup learns the descriptor of a tag or digest (ref) of the repository;
+// pinned, when set, is the digest the answer must have. With head, HEAD
+// is asked first; without, the document is read at once and kept for the
+// Fetch that follows, which saves a round trip when the caller reads it
+// anyway.
+func (e *endpoint) lookup(ctx context.Context, ref string, pinned digest.Digest, head bool) (ocispec.Descriptor, error) {
 	var desc ocispec.Descriptor
-	err := retry(ctx, func() error {
-		resp, err := e.do(ctx, http.MethodHead, e.url("manifests", ref), manifestAccept, 0, 0)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		d, derr := descriptorFromHeaders(resp, e.src.pinned)
-		if derr != nil {
-			return derr
-		}
-		desc = d
-		return nil
-	})
+	err := errdefs.New(errdefs.ErrNetwork, "HEAD not asked")
+	if head {
+		err = retry(ctx, func() error {
+			resp, err := e.do(ctx, http.MethodHead, e.url("manifests", ref), manifestAccept, 0, 0)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			d, derr := descriptorFromHeaders(resp, pinned)
+			if derr != nil {
+				return derr
+			}
+			desc = d
+			return nil
+		})
+	}
 	if err == nil {
 		if desc.Size > e.opts.maxDocumentSize {
 			return desc, errdefs.New(errdefs.ErrTooLarge, "manifest %s is %d bytes, over the %d byte limit", desc.Digest, desc.Size, e.opts.maxDocumentSize)
@@ -420,8 +432,8 @@ func (e *endpoint) Root(ctx context.Context) (ocispec.Descriptor, error) {
 	if h := resp.Header.Get("Docker-Content-Digest"); h != "" && h != desc.Digest.String() {
 		return desc, errdefs.New(errdefs.ErrDigestMismatch, "%s: registry says manifest digest %s but the bytes hash to %s", e.host, h, desc.Digest)
 	}
-	if e.src.pinned != "" && e.src.pinned != desc.Digest {
-		return desc, errdefs.New(errdefs.ErrDigestMismatch, "%s: manifest %s hashes to %s", e.host, e.src.pinned, desc.Digest)
+	if pinned != "" && pinned != desc.Digest {
+		return desc, errdefs.New(errdefs.ErrDigestMismatch, "%s: manifest %s hashes to %s", e.host, pinned, desc.Digest)
 	}
 	e.mu.Lock()
 	e.prefetched[desc.Digest] = body

@@ -15,7 +15,7 @@ func bundleCommand() *command {
 	return &command{
 		name:    "bundle",
 		summary: "Make an OCI runtime bundle in DIR: the image unpacked into DIR/rootfs and DIR/config.json from its config.",
-		usage:   "bundle [--platform OS/ARCH[/VARIANT]] [--store DIR] [--pull always|missing|never] [--jobs N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-foreign-host HOST]... REF DIR",
+		usage:   "bundle [--platform OS/ARCH[/VARIANT]] [--store DIR] [--pull always|missing|never] [--jobs N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-foreign-host HOST]... [--policy FILE | --insecure-policy] REF DIR",
 		example: prog + " bundle --platform linux/amd64 docker.io/library/alpine:3.20 ./alpine-bundle && runc run -b ./alpine-bundle demo",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var pf pipelineFlags
@@ -35,11 +35,16 @@ func bundleCommand() *command {
 					return err
 				}
 				if pf.json {
-					return writeJSON(e, map[string]any{
+					out := map[string]any{
 						"reference": res.Resolved.Reference, "manifest": toDesc(res.Resolved.Manifest.Descriptor),
 						"bundle": args[1], "rootfs": filepath.Join(args[1], "rootfs"), "config": filepath.Join(args[1], "config.json"),
-					})
+					}
+					if t := pf.trust.trust(); t != nil {
+						out["trust"] = t
+					}
+					return writeJSON(e, out)
 				}
+				pf.trust.say(e, pf.quiet)
 				if !pf.quiet {
 					fmt.Fprintf(e.stderr, "bundle %s ready in %s (%s)\n", args[1], time.Since(start).Round(time.Millisecond), res.Resolved.Reference)
 				}

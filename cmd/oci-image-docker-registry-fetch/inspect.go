@@ -18,18 +18,23 @@ import (
 func inspectCommand() *command {
 	return &command{
 		name:    "inspect",
-		summary: "Show what an image is (platforms, layers, sizes, config) without downloading its layers.",
-		usage:   "inspect [--platform OS/ARCH[/VARIANT]] [--json] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] REF",
+		summary: "Show what an image is (platforms, layers, sizes, config, signatures) without downloading its layers.",
+		usage:   "inspect [--platform OS/ARCH[/VARIANT]] [--json] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--policy FILE | --insecure-policy] REF",
 		example: prog + " inspect --platform linux/amd64 docker.io/library/debian:bookworm",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var rf registryFlags
+			var pf policyFlags
 			rf.register(fs)
+			pf.register(fs)
 			return func(ctx context.Context, e *env, args []string) error {
 				res, err := rf.resolveArg(ctx, "inspect", args)
 				if err != nil {
 					return err
 				}
 				out := inspectJSON(res)
+				if out.Signatures, out.SignatureError, err = inspectSignatures(ctx, e, &pf, res); err != nil {
+					return err
+				}
 				if rf.json {
 					return writeJSON(e, out)
 				}
@@ -67,6 +72,11 @@ type inspectOutput struct {
 	CompressedSize   int64             `json:"compressedSize"`
 	ConfigSummary    configSummary     `json:"configSummary"`
 	ManifestAnnotate map[string]string `json:"annotations"`
+	// Signatures are those the registry holds for the digest the
+	// reference resolved to; SignatureError says why they could not be
+	// listed.
+	Signatures     []signatureJSON `json:"signatures"`
+	SignatureError string          `json:"signatureError,omitempty"`
 }
 
 func inspectJSON(r *resolve.Resolved) inspectOutput {
@@ -159,6 +169,7 @@ func printInspect(e *env, o inspectOutput) {
 		fmt.Fprintf(w, "layer %d\t%s\t%s\t%s\n", i+1, l.Digest, humanBytes(l.Size), l.MediaType)
 	}
 	fmt.Fprintf(w, "size\t%s compressed in %d layers\n", humanBytes(o.CompressedSize), len(o.Layers))
+	printSignatures(w, o)
 	w.Flush()
 }
 

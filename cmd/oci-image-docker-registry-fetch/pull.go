@@ -48,12 +48,14 @@ type pipelineFlags struct {
 	pull string
 	// allowAll: "--platform all" is allowed (pull); all: it was given.
 	allowAll, all bool
+	trust         policyFlags
 }
 
 func (f *pipelineFlags) register(fs *flag.FlagSet) {
 	f.registryFlags.register(fs)
 	f.storeFlags.register(fs)
 	fs.StringVar(&f.pull, "pull", string(ocifetch.PullAlways), "when to ask the registry: `always`, missing (use the store when it holds the image) or never (the store only)")
+	f.trust.register(fs)
 }
 
 // options turns the flags into library options and starts the progress
@@ -81,7 +83,37 @@ func (f *pipelineFlags) options(e *env) ([]ocifetch.Option, *progress, error) {
 	if f.store != "" {
 		opts = append(opts, ocifetch.WithStore(f.store))
 	}
-	return opts, p, nil
+	vopt, err := f.verifier(e)
+	if err != nil {
+		return nil, nil, err
+	}
+	return append(opts, vopt...), p, nil
+}
+
+// verifier loads the trust policy, which keeps the signatures it finds in
+// the store the image goes to.
+func (f *pipelineFlags) verifier(e *env) ([]ocifetch.Option, error) {
+	if f.trust.insecure {
+		_, err := f.trust.load(e, nil)
+		return nil, err
+	}
+	dir := f.store
+	if dir == "" {
+		d, err := fetch.DefaultStoreDir()
+		if err != nil {
+			return nil, err
+		}
+		dir = d
+	}
+	store, err := fetch.OpenStore(dir)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := f.trust.load(e, store)
+	if err != nil || pol == nil {
+		return nil, err
+	}
+	return []ocifetch.Option{ocifetch.WithVerifier(pol)}, nil
 }
 
 // pullOutput is "resolve --json" plus where the image now is.
@@ -135,7 +167,7 @@ func pullCommand() *command {
 	return &command{
 		name:    "pull",
 		summary: "Resolve REF and fetch its config and layers, verified, into the store; print the manifest digest.",
-		usage:   "pull [--store DIR] [--platform OS/ARCH[/VARIANT]|all] [--pull always|missing|never] [--jobs N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-foreign-host HOST]... REF",
+		usage:   "pull [--store DIR] [--platform OS/ARCH[/VARIANT]|all] [--pull always|missing|never] [--jobs N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-foreign-host HOST]... [--policy FILE | --insecure-policy] REF",
 		example: prog + " pull --store ./store --platform linux/amd64 docker.io/library/alpine:3.20",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			pf := pipelineFlags{allowAll: true}
@@ -172,8 +204,11 @@ func pullCommand() *command {
 					return err
 				}
 				if pf.json {
-					return writeJSON(e, pullOutput{resolveOutput: resolvedJSON(res.Resolved), Store: res.Store.Dir(), Name: res.Pull.Name, Downloaded: res.Pull.Downloaded})
+					out := pullOutput{resolveOutput: resolvedJSON(res.Resolved), Store: res.Store.Dir(), Name: res.Pull.Name, Downloaded: res.Pull.Downloaded}
+					out.Trust = pf.trust.trust()
+					return writeJSON(e, out)
 				}
+				pf.trust.say(e, pf.quiet)
 				if !pf.quiet {
 					var total int64
 					for _, l := range res.Pull.Layers {

@@ -67,19 +67,27 @@ func resolveCommand() *command {
 	return &command{
 		name:    "resolve",
 		summary: "Resolve a reference through its index to one platform's manifest, config and layers, verifying each.",
-		usage:   "resolve [--platform OS/ARCH[/VARIANT]] [--json] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] REF",
+		usage:   "resolve [--platform OS/ARCH[/VARIANT]] [--json] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--policy FILE | --insecure-policy] REF",
 		example: prog + " resolve --platform linux/arm64 --json docker.io/library/alpine:3.20",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var rf registryFlags
+			var pf policyFlags
 			rf.register(fs)
+			pf.register(fs)
 			return func(ctx context.Context, e *env, args []string) error {
 				res, err := rf.resolveArg(ctx, "resolve", args)
 				if err != nil {
 					return err
 				}
-				if rf.json {
-					return writeJSON(e, resolvedJSON(res))
+				if err := pf.verify(ctx, e, res); err != nil {
+					return err
 				}
+				if rf.json {
+					out := resolvedJSON(res)
+					out.Trust = pf.trust()
+					return writeJSON(e, out)
+				}
+				pf.say(e, false)
 				printResolved(e, res)
 				return nil
 			}
@@ -109,6 +117,7 @@ type resolveOutput struct {
 	Manifest  descJSON    `json:"manifest"`
 	Config    descJSON    `json:"config"`
 	Layers    []layerJSON `json:"layers"`
+	Trust     *trustJSON  `json:"trust,omitempty"`
 }
 
 func toDesc(d ocispec.Descriptor) descJSON {

@@ -31,7 +31,7 @@ func unpackCommand() *command {
 	return &command{
 		name:    "unpack",
 		summary: "Resolve REF, fetch it into the store and apply its layers to DIR, which becomes the image's root filesystem.",
-		usage:   "unpack [--platform OS/ARCH[/VARIANT]] [--store DIR] [--pull always|missing|never] [--jobs N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-foreign-host HOST]... REF DIR",
+		usage:   "unpack [--platform OS/ARCH[/VARIANT]] [--store DIR] [--pull always|missing|never] [--jobs N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-foreign-host HOST]... [--policy FILE | --insecure-policy] REF DIR",
 		example: prog + " unpack --platform linux/amd64 docker.io/library/alpine:3.20 ./rootfs",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var pf pipelineFlags
@@ -55,12 +55,14 @@ func unpackCommand() *command {
 						pullOutput: pullOutput{resolveOutput: resolvedJSON(res.Resolved), Store: res.Store.Dir(), Name: res.Pull.Name, Downloaded: res.Pull.Downloaded},
 						Target:     args[1], State: res.StateDir, Applied: []layerApplied{}, Warnings: []apply.Warning{},
 					}
+					out.Trust = pf.trust.trust()
 					for _, l := range res.Apply.Layers {
 						out.Applied = append(out.Applied, layerApplied{DiffID: l.DiffID.String(), Entries: l.Entries, Files: l.Files, Bytes: l.Bytes})
 						out.Warnings = append(out.Warnings, l.Warnings...)
 					}
 					return writeJSON(e, out)
 				}
+				pf.trust.say(e, pf.quiet)
 				var files int
 				var bytes int64
 				for _, l := range res.Apply.Layers {

@@ -6,6 +6,7 @@
 //	testimage     image builders: layers, layouts, archives, pushed images
 //	faultproxy    an HTTP proxy that cuts, stalls and corrupts responses
 //	specschema    the runtime-spec JSON schemas, for checking bundles
+//	cosigntest    the real cosign binary: key pairs and image signatures
 //
 // No production package may import them.
 package testutil

@@ -1,0 +1,184 @@
+package policy_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocifetch/ocifetch/internal/testutil/hostile"
+	"github.com/ocifetch/ocifetch/policy/sigstore"
+	"github.com/ocifetch/ocifetch/resolve"
+)
+
+// bundleCopy is an image and the bundle referrer cosign attached to it,
+// copied out of the real registry.
+type bundleCopy struct {
+	image, referrer []byte
+	imageType       string
+	blobs           [][]byte // the image's config and layers, the referrer's config and bundle
+	referrerDesc    ocispec.Descriptor
+}
+
+func copyBundle(t *testing.T, f *fixture, img pushed) bundleCopy {
+	t.Helper()
+	get := func(ref string) *remote.Descriptor {
+		r, err := name.ParseReference(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := remote.Get(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	blob := func(repo string, d digest.Digest) []byte {
+		r, err := name.NewDigest(repo + "@" + d.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := remote.Layer(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	repo, _, _ := strings.Cut(img.byDigest(), "@")
+	var c bundleCopy
+	id := get(img.byDigest())
+	c.image, c.imageType = id.Manifest, string(id.MediaType)
+	var m ocispec.Manifest
+	if err := json.Unmarshal(c.image, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range append([]ocispec.Descriptor{m.Config}, m.Layers...) {
+		c.blobs = append(c.blobs, blob(repo, d.Digest))
+	}
+	idx := get(repo + ":" + img.digest.Algorithm().String() + "-" + img.digest.Encoded())
+	var list ocispec.Index
+	if err := json.Unmarshal(idx.Manifest, &list); err != nil || len(list.Manifests) != 1 {
+		t.Fatalf("referrers index %s: %v", idx.Manifest, err)
+	}
+	c.referrerDesc = list.Manifests[0]
+	c.referrerDesc.ArtifactType = sigstore.MediaTypeBundle // as a registry with the API lists it
+	c.referrer = get(repo + "@" + c.referrerDesc.Digest.String()).Manifest
+	var rm ocispec.Manifest
+	if err := json.Unmarshal(c.referrer, &rm); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range append([]ocispec.Descriptor{rm.Config}, rm.Layers...) {
+		c.blobs = append(c.blobs, blob(repo, d.Digest))
+	}
+	return c
+}
+
+// serve puts the copy into a registry that has the referrers API, and
+// answers referrers requests for the image with list.
+func (c bundleCopy) serve(reg *hostile.Registry, repo string, list func(subject string) []ocispec.Descriptor) string {
+	for _, b := range c.blobs {
+		reg.PutBlob(repo, b)
+	}
+	reg.PutManifest(repo, "v1", c.imageType, c.image)
+	reg.PutManifest(repo, "", ocispec.MediaTypeImageManifest, c.referrer)
+	reg.Intercept(func(w http.ResponseWriter, r *http.Request, q hostile.Request) bool {
+		if q.Kind != hostile.Referrers {
+			return false
+		}
+		idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: list(q.Ref)}
+		if idx.Manifests == nil {
+			idx.Manifests = []ocispec.Descriptor{}
+		}
+		w.Header().Set("Content-Type", ocispec.MediaTypeImageIndex)
+		_ = json.NewEncoder(w).Encode(idx)
+		return true
+	})
+	return reg.Host + "/" + repo + ":v1"
+}
+
+// A bundle attached through the OCI 1.1 referrers API (which registry 2.8
+// lacks, so the documents cosign made are served by a registry that has
+// it) admits the image; the fallback tag is then not asked for. A listing
+// that names another image's referrer, or thousands of referrers, does
+// not admit it, and the lookup stops after MaxSignatures.
+func TestBundleThroughTheReferrersAPI(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	img := f.push(t, "api:v1")
+	f.sign(t, f.key, img, "--new-bundle-format")
+	c := copyBundle(t, f, img)
+	ctx := context.Background()
+
+	for _, tc := range []struct {
+		name string
+		list func(subject string) []ocispec.Descriptor
+		ok   bool
+		why  string
+	}{
+		{"listed", func(s string) []ocispec.Descriptor {
+			if s != img.digest.String() {
+				return nil
+			}
+			return []ocispec.Descriptor{c.referrerDesc}
+		}, true, ""},
+		{"none", func(string) []ocispec.Descriptor { return nil }, false, "no signature of"},
+		{"endless", func(string) []ocispec.Descriptor {
+			var out []ocispec.Descriptor
+			for i := range 5000 {
+				out = append(out, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: sigstore.MediaTypeBundle,
+					Digest: digest.FromString(fmt.Sprint(i)), Size: 500})
+			}
+			return out
+		}, false, "and 60 more"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := hostile.New(t)
+			ref := c.serve(reg, "api", tc.list)
+			res, err := resolve.Resolve(ctx, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The registry identity differs from where cosign signed, which
+			// a bundle does not record: matchRepository takes the
+			// repository the bundle is found in.
+			pol := policyFile(t, scoped(reg.Host+"/api", f.key.Public, matchRepository), nil)
+			err = pol.Verify(ctx, res.Source, res)
+			if tc.ok && err != nil {
+				t.Fatal(err)
+			}
+			if !tc.ok {
+				if err == nil {
+					t.Fatal("admitted")
+				}
+				checkRefused(t, err, tc.why)
+			}
+			if n := reg.Count(hostile.Referrers, img.digest.String()); n != 1 {
+				t.Errorf("%d referrers requests", n)
+			}
+			if n := reg.Count(hostile.Manifest, "sha256-"+img.digest.Encoded()); n != 0 {
+				t.Errorf("the fallback tag was asked for %d times though the registry has the API", n)
+			}
+			if n := reg.Count(hostile.Manifest, ""); n > 2+sigstore.MaxSignatures+2 {
+				t.Errorf("%d manifest requests: the referrers examined are not bounded", n)
+			}
+		})
+	}
+}
