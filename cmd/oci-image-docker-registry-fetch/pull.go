@@ -57,7 +57,7 @@ func (f *pipelineFlags) register(fs *flag.FlagSet) {
 // options turns the flags into library options and starts the progress
 // display, which the caller finishes.
 func (f *pipelineFlags) options(e *env) ([]ocifetch.Option, *progress, error) {
-	ropts, err := f.registryFlags.options()
+	ropts, err := f.registryFlags.options(e)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -84,7 +84,7 @@ func pullCommand() *command {
 	return &command{
 		name:    "pull",
 		summary: "Resolve REF and fetch its config and layers, verified, into the store; print the manifest digest.",
-		usage:   "pull [--store DIR] [--platform OS/ARCH[/VARIANT]] [--jobs N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-foreign-host HOST]... REF",
+		usage:   "pull [--store DIR] [--platform OS/ARCH[/VARIANT]] [--jobs N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--allow-foreign-host HOST]... REF",
 		example: prog + " pull --store ./store --platform linux/amd64 docker.io/library/alpine:3.20",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var pf pipelineFlags
