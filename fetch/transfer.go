@@ -17,6 +17,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/atomicfile"
+	"github.com/ocifetch/ocifetch/internal/safego"
 	"github.com/ocifetch/ocifetch/resolve"
 	"github.com/ocifetch/ocifetch/source"
 )
@@ -162,7 +163,7 @@ func (s stoppedError) Unwrap() []error { return []error{s.error, errStopped} }
 // run downloads the blob and publishes the outcome to everyone following
 // the transfer.
 func (t *transfer) run(ctx context.Context, eps []resolve.Source, o *options, rep *blobReport) {
-	err := t.download(ctx, eps, o, rep)
+	err := t.safeDownload(ctx, eps, o, rep)
 	if err != nil {
 		t.mu.Lock()
 		written := t.written
@@ -178,6 +179,13 @@ func (t *transfer) run(ctx context.Context, eps []resolve.Source, o *options, re
 	close(t.finished)
 	t.mu.Unlock()
 	t.release(nil)
+}
+
+// safeDownload is download with a panic turned into an error, so that the
+// transfer still ends and everyone following it learns the outcome.
+func (t *transfer) safeDownload(ctx context.Context, eps []resolve.Source, o *options, rep *blobReport) (err error) {
+	defer safego.Recover(&err, "fetching blob "+t.desc.Digest.String())
+	return t.download(ctx, eps, o, rep)
 }
 
 func (t *transfer) download(ctx context.Context, eps []resolve.Source, o *options, rep *blobReport) error {
@@ -240,7 +248,12 @@ func (t *transfer) download(ctx context.Context, eps []resolve.Source, o *option
 		}
 		if errors.Is(err, errDescriptorLies) {
 			// The content is complete and right; no host can serve a
-			// blob of the size the descriptor claims.
+			// blob of the size the descriptor claims. Nothing is kept
+			// under a descriptor that can never be satisfied.
+			if terr := t.truncate(); terr != nil {
+				return terr
+			}
+			os.Remove(partial)
 			return err
 		}
 		lastErr = err
