@@ -194,7 +194,7 @@ func parseHostsFile(data []byte, base string, warn func(string)) (*hostsConfig, 
 	}
 	sort.Strings(unknown)
 	for _, k := range unknown {
-		warn(fmt.Sprintf("unknown key %q ignored (not a containerd hosts.toml key)", k))
+		warn(fmt.Sprintf("unknown key %s ignored (not a containerd hosts.toml key)", printable(k, 200)))
 	}
 	cfg := &hostsConfig{}
 	// The order of [host."..."] tables is the order mirrors are tried, so

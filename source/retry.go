@@ -247,7 +247,7 @@ func ContextError(ctx context.Context, what string, last error) error {
 		if what == "" {
 			return cause
 		}
-		return errdefs.Wrap(cause, errdefs.KindOf(cause), "%sstopped", what)
+		return errdefs.Wrap(cause, errdefs.KindOf(cause), "%s stopped by another failure", what)
 	}
 }
 
