@@ -32,8 +32,9 @@ type Set struct {
 }
 
 // New makes a Set in dir. The server certificate names localhost,
-// 127.0.0.1 and ::1, and the extra IP addresses given.
-func New(t testing.TB, dir string, extraIPs ...net.IP) *Set {
+// 127.0.0.1 and ::1, and the extra names given (IP addresses or host
+// names).
+func New(t testing.TB, dir string, names ...string) *Set {
 	t.Helper()
 	caKey := key(t)
 	now := time.Now()
@@ -75,8 +76,16 @@ func New(t testing.TB, dir string, extraIPs ...net.IP) *Set {
 		}
 		return c, certPEM, keyPEM
 	}
-	ips := append([]net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, extraIPs...)
-	s.ServerCert, _, _ = leaf("server", x509.ExtKeyUsageServerAuth, ips, []string{"localhost"})
+	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	dns := []string{"localhost"}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			dns = append(dns, n)
+		}
+	}
+	s.ServerCert, _, _ = leaf("server", x509.ExtKeyUsageServerAuth, ips, dns)
 	var certPEM, keyPEM []byte
 	s.ClientCert, certPEM, keyPEM = leaf("client", x509.ExtKeyUsageClientAuth, nil, nil)
 	s.ClientCertFile, s.ClientKeyFile = filepath.Join(dir, "client.pem"), filepath.Join(dir, "client.key")
