@@ -66,6 +66,11 @@ func TestUserAgentOnEveryRequest(t *testing.T) {
 			if len(seen) > 0 {
 				t.Fatalf("User-Agent other than %q: %v", tc.want, seen)
 			}
+			// The realm is checked on the answer to the one ping, which
+			// go-containerregistry's handshake reuses: /v2/ is asked once.
+			if n := reg.Count(hostile.Ping, ""); n != 1 {
+				t.Fatalf("%d pings, want 1", n)
+			}
 		})
 	}
 }
