@@ -4,7 +4,12 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -119,5 +124,71 @@ func TestAddressRulesInANetworkNamespace(t *testing.T) {
 				t.Fatalf("the token server got credentials: %v", got)
 			}
 		})
+	}
+}
+
+// Behind HTTP_PROXY the proxy dials, so the rules apply to what the host
+// name resolves to here: a redirect to a private address is still refused
+// (before the proxy is asked), one to a public address goes through the
+// proxy, and the proxy's own private address is not held against it.
+func TestAddressRulesBehindAProxy(t *testing.T) {
+	if !netns.Run(t, map[string]string{"storage-private.test": netns.Private2, "storage-public.test": netns.Public2}) {
+		return
+	}
+	var mu sync.Mutex
+	var proxied []string
+	proxy := &http.Server{Handler: &httputil.ReverseProxy{
+		Transport: &http.Transport{}, // no proxy of its own: that would be itself
+		Rewrite: func(r *httputil.ProxyRequest) {
+			mu.Lock()
+			proxied = append(proxied, r.In.URL.Host)
+			mu.Unlock()
+			r.SetURL(&url.URL{Scheme: "http", Host: r.In.URL.Host})
+			r.Out.URL.Path, r.Out.URL.RawQuery = r.In.URL.Path, r.In.URL.RawQuery
+		},
+	}}
+	l, err := net.Listen("tcp", netns.Private1+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go proxy.Serve(l)
+	defer proxy.Close()
+	// ProxyFromEnvironment reads the environment once per process; this
+	// process runs only this test.
+	t.Setenv("HTTP_PROXY", "http://"+l.Addr().String())
+
+	reg := hostile.New(t, hostile.WithAddr(netns.Public1+":0"))
+	ref, img := image(t, reg, "px/app")
+	opts := append([]source.Option{source.WithInsecureRegistry(reg.Host)}, quick...)
+	for _, tc := range []struct {
+		storageAddr, name string
+		followed          bool
+	}{
+		{netns.Private2, "storage-private.test", false},
+		{netns.Public2, "storage-public.test", true},
+	} {
+		storage := hostile.New(t, hostile.WithAddr(tc.storageAddr+":0"))
+		storage.PutImage(t, "px/app", "v1", img)
+		_, port, _ := net.SplitHostPort(storage.Host)
+		redirectLayers(t, reg, img, "http://"+net.JoinHostPort(tc.name, port))
+		res := mustResolve(t, ref, opts...)
+		_, err := readLayer(t, res, 0)
+		if tc.followed {
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			continue
+		}
+		if !errors.Is(err, source.ErrRefused) || !strings.Contains(err.Error(), tc.storageAddr) {
+			t.Fatalf("%s: err = %v; want a refusal naming %s", tc.name, err, tc.storageAddr)
+		}
+		if n := len(storage.Requests()); n != 0 {
+			t.Fatalf("%s got %d requests", tc.name, n)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Contains(proxied, reg.Host) || slices.ContainsFunc(proxied, func(h string) bool { return strings.HasPrefix(h, "storage-private.test") }) {
+		t.Fatalf("requests through the proxy: %v", proxied)
 	}
 }

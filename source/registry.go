@@ -446,7 +446,9 @@ func (e *endpoint) url(kind, ref string) string {
 func (e *endpoint) request(ctx context.Context, method, u, accept string, off, size int64) (*http.Response, int64, error) {
 	c, err := e.clientFor(ctx)
 	if err != nil {
-		return nil, 0, err
+		// Connecting has retried already; the caller must not multiply
+		// those attempts by its own.
+		return nil, 0, final{err}
 	}
 	hdr := http.Header{}
 	if accept != "" {
