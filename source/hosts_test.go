@@ -2,6 +2,7 @@ package source_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net/http"
 	"os"
@@ -312,4 +313,39 @@ func TestHostsTLS(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
+}
+
+// skip_verify and client certificates stay with the host they were
+// configured for: the registry's token server is verified and gets no
+// client certificate.
+func TestTLSSettingsStayWithTheirHost(t *testing.T) {
+	certs := testcerts.New(t, t.TempDir())
+	reg := hostile.New(t, hostile.WithTLS(certs.ServerConfig(true)))
+	ref, _ := image(t, reg, "tlshost/app")
+	asking := certs.ServerConfig(false)
+	asking.ClientAuth = tls.RequestClientCert
+	tokens := hostile.NewTokenServer(t, hostile.WithTLS(asking))
+	reg.RequireToken(tokens.Realm("localhost"), tokens.Token)
+	hosts := t.TempDir()
+	client := "client = [[\"" + certs.ClientCertFile + "\", \"" + certs.ClientKeyFile + "\"]]\n"
+
+	writeHosts(t, hosts, reg.Host, "server = \"https://"+reg.Host+"\"\nca = \""+certs.CAFile+"\"\n"+client)
+	mustResolve(t, ref, source.WithHostsDir(hosts))
+	if !reg.Requests()[0].ClientCert {
+		t.Fatal("the registry got no client certificate: the test proves nothing")
+	}
+	for _, q := range tokens.Requests() {
+		if q.ClientCert {
+			t.Fatal("the token server got the registry's client certificate")
+		}
+	}
+
+	// With skip_verify and no ca, the registry's certificate is accepted
+	// but the token server's, from the same unknown CA, is not.
+	n := len(tokens.Requests())
+	writeHosts(t, hosts, reg.Host, "server = \"https://"+reg.Host+"\"\nskip_verify = true\n"+client)
+	_, err := resolveWith(context.Background(), ref, append(quick, source.WithHostsDir(hosts))...)
+	if err == nil || len(tokens.Requests()) != n {
+		t.Fatalf("err = %v, %d token requests: skip_verify reached the token server", err, len(tokens.Requests())-n)
+	}
 }

@@ -148,6 +148,15 @@ func newGuard(regURL *url.URL, m Mirror, plainOK bool, o *options) (*guard, erro
 	g.direct = mk(nil, true)
 	g.strict = mk(g.credentialRule, false)
 	g.foreign = mk(g.anonymousRule, false)
+	if tlsCfg != nil {
+		// skip_verify and client certificates are for the host they were
+		// configured for: another host (a token server, blob storage) is
+		// verified, against the system roots and the configured CAs, and
+		// gets no client certificate.
+		other := &tls.Config{RootCAs: tlsCfg.RootCAs}
+		g.strict.TLSClientConfig = other
+		g.foreign.TLSClientConfig = other.Clone()
+	}
 	return g, nil
 }
 

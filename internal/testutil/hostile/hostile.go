@@ -55,6 +55,8 @@ type Request struct {
 	Repo   string // "" for Ping
 	Ref    string // tag or digest for Manifest and Referrers, digest for Blob
 	Header http.Header
+	// ClientCert reports a TLS client certificate presented with it.
+	ClientCert bool
 }
 
 // Interceptor may answer a request itself (returning true) or leave it to
@@ -180,7 +182,8 @@ func NewTokenServer(t testing.TB, opts ...Option) *TokenServer {
 	ts := &TokenServer{Token: "hostile-token"}
 	ts.srv = startServer(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		ts.mu.Lock()
-		ts.log = append(ts.log, Request{Method: req.Method, Kind: Other, Header: req.Header.Clone()})
+		ts.log = append(ts.log, Request{Method: req.Method, Kind: Other, Header: req.Header.Clone(),
+			ClientCert: req.TLS != nil && len(req.TLS.PeerCertificates) > 0})
 		ts.mu.Unlock()
 		if req.URL.Path != "/token" {
 			http.NotFound(w, req)
@@ -332,6 +335,7 @@ func parse(method, path string) Request {
 func (r *Registry) serve(w http.ResponseWriter, req *http.Request) {
 	q := parse(req.Method, req.URL.Path)
 	q.Header = req.Header.Clone()
+	q.ClientCert = req.TLS != nil && len(req.TLS.PeerCertificates) > 0
 	r.mu.Lock()
 	r.log = append(r.log, q)
 	fn := r.interceptor
