@@ -39,6 +39,7 @@ type options struct {
 	fetch    []fetch.Option
 	apply    []apply.Option
 	resolved func(*resolve.Resolved)
+	pull     PullPolicy
 }
 
 // WithStore sets the store directory (default fetch.DefaultStoreDir()).
@@ -151,7 +152,7 @@ func Pull(ctx context.Context, ref string, opts ...Option) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := resolve.Resolve(ctx, ref, o.resolve...)
+	res, err := o.resolveRef(ctx, store, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +195,7 @@ func Unpack(ctx context.Context, ref, dir string, opts ...Option) (*Result, erro
 	if err != nil {
 		return nil, err
 	}
-	res, err := resolve.Resolve(ctx, ref, o.resolve...)
+	res, err := o.resolveRef(ctx, store, ref)
 	if err != nil {
 		return nil, err
 	}

@@ -9,8 +9,8 @@
 // oci-layout, index.json, blobs/<alg>/<hex> — that skopeo ("oci:DIR:NAME"),
 // umoci and crane read as-is. Beside it, in the private folder .ocifetch/,
 // are partial downloads (partial/<alg>/<hex>, keyed by digest, so an
-// interrupted pull resumes where it stopped), lock files and temporary
-// files. Nothing there is visible under blobs/.
+// interrupted pull resumes where it stopped), lock files (which hold the
+// stamps of stored blobs) and temporary files. Nothing there is visible under blobs/.
 //
 // A blob enters blobs/ only complete and verified: its bytes are written to
 // the partial file while its digest and size are computed, then it is
@@ -20,10 +20,67 @@
 // download: in one process through an in-flight table (a singleflight
 // group whose download readers can follow), across processes through an
 // flock on a per-digest lock file, after which the second finds the blob
-// present. index.json changes under its own lock and is replaced
-// atomically; an image is recorded with the
-// org.opencontainers.image.ref.name annotation, replacing an entry of the
-// same name. GC removes what index.json does not reach.
+// present.
+//
+// A blob that a download stored is stamped (its size, mtime, ctime and
+// inode, written into its lock file). A pull trusts a stored blob as cached
+// only while its file matches its stamp; a file changed since (by a
+// person, a tool, a restore) is hashed again, stamped anew when it is
+// right, and removed and fetched again when it is not: the error of a
+// failed fetch names the file. Every read of a stored blob (Store.Open,
+// and Session.Layer or OpenLayer of a cached layer) hashes it too, so a
+// change that leaves the stamp alone (bit rot) fails that read, naming the
+// file, and removes the blob, so that the next pull fetches it again.
+// GC with WithVerify hashes the whole store and removes what is corrupt.
+//
+// # index.json
+//
+// index.json changes under its own lock and is replaced atomically. An
+// image is recorded (Tag, or a pull's WithRefName) under the
+// org.opencontainers.image.ref.name annotation, the name skopeo looks up,
+// kept exactly as given. Every entry carries its document's media type,
+// and an image manifest its platform, read from the document and its
+// config where the descriptor lacks them. There is one entry per (name,
+// platform): pulling linux/arm64 of a tag after linux/amd64 adds an entry
+// beside the first, which keeps its place. A name with several entries is
+// resolved by platform as an index would be (Lookup, resolve.OpenLayout
+// and "oci:STORE:NAME"). An image index recorded under a name (a pull of
+// every platform) replaces every entry of that name, and a manifest it
+// lists is not recorded again beside it. Images lists the entries with
+// what they weigh and whether every blob is kept; Remove drops the
+// entries of a name or a digest, and the next GC their blobs.
+//
+// # Signatures and other referrers
+//
+// PutReferrer stores a document about an image manifest (a cosign
+// signature image, a sigstore bundle or another OCI 1.1 referrer), with
+// the blobs it refers to, and records it in index.json with the
+// AnnotationSubject annotation (and, if given, a name such as cosign's
+// "repo:sha256-<hex>.sig"). Referrers lists what is recorded for a
+// manifest. Such entries are not images: Images and "oci:STORE" without a
+// name leave them out.
+//
+// # GC and the store lock
+//
+// GC removes the blobs that nothing recorded in index.json reaches. It
+// marks through every stored blob that parses as an index or manifest,
+// whatever media type the descriptor that led to it gives, keeps the
+// indexes an image was resolved through (AnnotationIndexes), and keeps
+// referrers for as long as their subject is kept: entries recorded with
+// PutReferrer or named with cosign's tags, and stored manifests whose
+// subject field names a kept manifest (a signature of an SBOM of an image
+// is kept too). Referrer entries whose subject is gone are dropped from
+// index.json. GC also removes partial downloads and what crashed writers
+// left (temporary files, the lock files of removed blobs).
+//
+// Every writer of the store holds the store-wide lock shared — pulls,
+// FetchBlob, OpenLayer, the downloads they start, WriteBlob, Tag,
+// PutReferrer, Remove and OpenStore — and GC holds it exclusively, so it
+// never removes a blob between its write and its record, nor a temporary
+// file in use. A caller that writes blobs itself and records them later
+// holds the store across both with Hold. Writers that come while GC waits
+// wait for it, so a stream of pulls cannot keep GC out; GC's WithWaiting
+// says when it waits.
 //
 // # Pulling
 //
@@ -65,6 +122,15 @@
 // ranged request. Errors name the layer, counted from 1; a cancellation is
 // kind canceled. A panic in a download goroutine becomes an internal
 // error instead of ending the program.
+//
+// # Shared downloads
+//
+// A download shared by several callers of this process (pulls, sessions,
+// FetchBlob, OpenLayer) runs in a goroutine of its own, for as long as any
+// of them wants the blob: a caller that is cancelled leaves, and returns
+// at once, while the others and the readers following the download carry
+// on. The last caller to leave stops the download, and returns once it
+// has stopped, its partial file kept for a later resume.
 //
 // # Streaming
 //

@@ -22,8 +22,8 @@ func ExamplePull() {
 		fmt.Println(err)
 		return
 	}
-	res, err := resolve.Resolve(context.Background(), "oci:../testdata/layouts/multiarch:latest",
-		resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"}))
+	amd64 := ocispec.Platform{OS: "linux", Architecture: "amd64"}
+	res, err := resolve.Resolve(context.Background(), "oci:../testdata/layouts/multiarch:latest", resolve.WithPlatform(amd64))
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -33,7 +33,7 @@ func ExamplePull() {
 		fmt.Println(err)
 		return
 	}
-	desc, _ := store.Lookup("demo:latest")
+	desc, _ := store.Lookup("demo:latest", &amd64)
 	fmt.Println(len(out.Layers), "layers;", desc.Digest == res.Manifest.Descriptor.Digest)
 	// Output: 2 layers; true
 }

@@ -2,8 +2,6 @@ package fetch
 
 import (
 	"context"
-	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,47 +11,122 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/atomicfile"
-	"github.com/ocifetch/ocifetch/resolve"
 )
 
 // GCResult lists what GC removed.
 type GCResult struct {
 	// Blobs are the blobs no entry of index.json reaches.
 	Blobs []digest.Digest
+	// Corrupt are the blobs whose content did not hash to their name
+	// (WithVerify); they are removed whether reachable or not, and a
+	// later pull fetches them again.
+	Corrupt []digest.Digest
 	// Partials are the partial downloads that were removed.
 	Partials []digest.Digest
-	// Bytes is the space freed by both.
+	// Entries are the referrers (signatures, attestations) dropped from
+	// index.json because the image they refer to is no longer kept.
+	Entries []ocispec.Descriptor
+	// Bytes is the space freed by the blobs and partial downloads.
 	Bytes int64
 }
 
-// lockGC takes the store-wide lock: shared by every pull, FetchBlob and
-// OpenLayer for as long as they may write blobs that index.json does not
-// refer to yet, exclusive for GC.
-func (s *Store) lockGC(ctx context.Context, exclusive bool) (*fileLock, error) {
-	return lockFile(ctx, s.private("locks", "gc.lock"), exclusive)
+// GCOption configures GC. Options have the one shape of this module: a
+// bad value makes GC fail with invalid_argument before it does anything.
+type GCOption func(*gcOptions) error
+
+type gcOptions struct {
+	verify  bool
+	waiting func()
 }
 
-// GC removes the blobs that no entry of index.json reaches (walking
-// indexes and manifests to their configs, layers and subjects, and keeping
-// the indexes recorded in AnnotationIndexes), every partial download,
-// and leftover temporary files. It waits until no pull is running on the
-// store in any process, and pulls wait for it, so a pull's blobs are never
+// WithVerify makes GC hash every blob in the store first and remove those
+// whose content does not match their digest, reachable or not.
+func WithVerify() GCOption {
+	return func(o *gcOptions) error {
+		o.verify = true
+		return nil
+	}
+}
+
+// WithWaiting has GC call fn, once, when it has to wait for the store
+// lock because pulls or other writers are using the store (in any
+// process), so that a caller can say why nothing happens yet.
+func WithWaiting(fn func()) GCOption {
+	return func(o *gcOptions) error {
+		o.waiting = fn
+		return nil
+	}
+}
+
+// GC removes the blobs that no entry of index.json reaches, every partial
+// download, and leftover temporary files.
+//
+// What is kept: every entry of index.json and everything it reaches, read
+// from the documents themselves whatever media type a descriptor gives
+// (indexes, manifests, configs, layers, subjects), and the indexes an
+// entry was resolved through (AnnotationIndexes); then the referrers of
+// kept manifests: entries recorded with PutReferrer or named with
+// cosign's "sha256-<hex>.sig" tags, and stored OCI 1.1 manifests whose
+// subject is kept, with what they reach. Referrer entries whose subject
+// is gone are dropped from index.json.
+//
+// GC waits until nothing writes to the store in any process (pulls,
+// Tag, WriteBlob, Hold), and they wait for it, so a pull's blobs are never
 // removed between being written and being recorded; that also makes every
-// partial file it sees stale (a later pull of that blob starts from zero).
-// Blobs recorded under no name are kept as long as index.json lists them.
-func (s *Store) GC(ctx context.Context) (*GCResult, error) {
-	lk, err := s.lockGC(ctx, true)
+// partial file and temporary file it sees stale (a later pull of that blob
+// starts from zero).
+func (s *Store) GC(ctx context.Context, opts ...GCOption) (*GCResult, error) {
+	o := &gcOptions{}
+	for _, opt := range opts {
+		if err := opt(o); err != nil {
+			return nil, err
+		}
+	}
+	lk, err := s.lockGCNotify(ctx, true, o.waiting)
 	if err != nil {
 		return nil, err
 	}
 	defer lk.unlock()
+
+	res := &GCResult{}
+	blobsDir := filepath.Join(s.dir, ocispec.ImageBlobsDir)
+	type blobFile struct {
+		path string
+		size int64
+	}
+	blobs := map[digest.Digest]blobFile{}
+	err = eachDigestFile(blobsDir, "", func(d digest.Digest, path string, size int64) error {
+		blobs[d] = blobFile{path, size}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if o.verify {
+		for _, d := range sortedDigests(blobs) {
+			ok, err := s.verifyBlob(ctx, d)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				res.Corrupt = append(res.Corrupt, d)
+				res.Bytes += blobs[d].size
+				delete(blobs, d)
+			}
+		}
+	}
 
 	idx, err := s.Index()
 	if err != nil {
 		return nil, err
 	}
 	keep := map[digest.Digest]bool{}
+	var referrers []ocispec.Descriptor // index.json entries kept only with their subject
 	for _, m := range idx.Manifests {
+		if _, ok := referrerOf(m); ok {
+			referrers = append(referrers, m)
+			continue
+		}
 		if err := s.mark(ctx, m, keep, 0); err != nil {
 			return nil, err
 		}
@@ -63,22 +136,71 @@ func (s *Store) GC(ctx context.Context) (*GCResult, error) {
 			}
 		}
 	}
-
-	res := &GCResult{}
-	blobsDir := filepath.Join(s.dir, ocispec.ImageBlobsDir)
-	err = eachDigestFile(blobsDir, "", func(d digest.Digest, path string, size int64) error {
+	// Stored OCI 1.1 referrers that index.json does not list: documents
+	// with a subject, among the blobs not kept so far.
+	stored := map[digest.Digest]ocispec.Descriptor{}
+	for d := range blobs {
 		if keep[d] {
-			return nil
+			continue
 		}
-		if err := os.Remove(path); err != nil {
-			return errdefs.Wrap(err, errdefs.ErrInternal, "removing blob %s", d)
+		if doc, ok, _ := s.readDocument(d); ok && doc.Subject != nil {
+			stored[d] = ocispec.Descriptor{MediaType: doc.MediaType, Digest: d, Size: blobs[d].size,
+				Annotations: map[string]string{AnnotationSubject: doc.Subject.Digest.String()}}
+		}
+	}
+	// Referrers of referrers (a signature of an SBOM) need more rounds.
+	for changed := true; changed; {
+		changed = false
+		for i, m := range referrers {
+			if subject, _ := referrerOf(m); m.Digest != "" && keep[subject] {
+				if err := s.mark(ctx, m, keep, 0); err != nil {
+					return nil, err
+				}
+				referrers[i].Digest, changed = "", true
+			}
+		}
+		for d, m := range stored {
+			if subject, _ := referrerOf(m); keep[subject] {
+				if err := s.mark(ctx, m, keep, 0); err != nil {
+					return nil, err
+				}
+				delete(stored, d)
+				changed = true
+			}
+		}
+	}
+	drop := map[string]bool{}
+	for _, m := range idx.Manifests {
+		if subject, ok := referrerOf(m); ok && !keep[subject] {
+			drop[entryID(m)] = true
+			res.Entries = append(res.Entries, m)
+		}
+	}
+	if len(drop) > 0 {
+		err := s.updateIndexLocked(ctx, func(idx *ocispec.Index) error {
+			out := idx.Manifests[:0]
+			for _, m := range idx.Manifests {
+				if !drop[entryID(m)] {
+					out = append(out, m)
+				}
+			}
+			idx.Manifests = out
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	for _, d := range sortedDigests(blobs) {
+		if keep[d] {
+			continue
+		}
+		if err := os.Remove(blobs[d].path); err != nil {
+			return nil, errdefs.Wrap(err, errdefs.ErrInternal, "removing blob %s", d)
 		}
 		res.Blobs = append(res.Blobs, d)
-		res.Bytes += size
-		return nil
-	})
-	if err != nil {
-		return nil, err
+		res.Bytes += blobs[d].size
 	}
 	err = eachDigestFile(s.private("partial"), "", func(d digest.Digest, path string, size int64) error {
 		if err := os.Remove(path); err != nil {
@@ -91,11 +213,14 @@ func (s *Store) GC(ctx context.Context) (*GCResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Nobody holds a per-digest lock while GC holds the store lock, so
-	// their files can go too; temporary files are leftovers of killed
-	// processes.
-	eachDigestFile(s.private("locks"), ".lock", func(_ digest.Digest, path string, _ int64) error {
-		os.Remove(path)
+	// Nobody holds a per-digest lock or writes a temporary file while GC
+	// holds the store lock, so their files can go too: they are leftovers
+	// of killed processes. The lock files of kept blobs stay: they hold
+	// their stamps.
+	eachDigestFile(s.private("locks"), ".lock", func(d digest.Digest, path string, _ int64) error {
+		if _, ok := blobs[d]; !ok || !keep[d] {
+			os.Remove(path)
+		}
 		return nil
 	})
 	if ents, err := os.ReadDir(s.private("tmp")); err == nil {
@@ -103,7 +228,15 @@ func (s *Store) GC(ctx context.Context) (*GCResult, error) {
 			os.Remove(filepath.Join(s.private("tmp"), e.Name()))
 		}
 	}
-	if len(res.Blobs) > 0 {
+	atomicfile.Clean(s.dir)
+	if algs, err := os.ReadDir(blobsDir); err == nil {
+		for _, a := range algs {
+			if a.IsDir() {
+				atomicfile.Clean(filepath.Join(blobsDir, a.Name()))
+			}
+		}
+	}
+	if len(res.Blobs) > 0 || len(res.Corrupt) > 0 {
 		if err := atomicfile.SyncDir(filepath.Join(blobsDir, string(digest.SHA256))); err != nil {
 			return nil, err
 		}
@@ -111,12 +244,41 @@ func (s *Store) GC(ctx context.Context) (*GCResult, error) {
 	return res, nil
 }
 
+// entryID tells index.json entries apart for GC's pruning.
+func entryID(m ocispec.Descriptor) string {
+	return m.Digest.String() + "\x00" + m.Annotations[ocispec.AnnotationRefName] + "\x00" + m.Annotations[AnnotationSubject]
+}
+
+// verifyBlob hashes a stored blob (GC holds the store lock exclusively, so
+// nothing else writes it). A good one is stamped anew, a bad one removed.
+func (s *Store) verifyBlob(ctx context.Context, d digest.Digest) (bool, error) {
+	f, err := openRegular(s.blobPath(d))
+	if err != nil {
+		return true, nil // not a regular file: not a blob, left alone
+	}
+	defer f.Close()
+	ok, err := hashFile(ctx, f, d)
+	if err != nil {
+		return false, err
+	}
+	if ok {
+		s.stampBlob(ctx, d)
+		return true, nil
+	}
+	if err := os.Remove(s.blobPath(d)); err != nil {
+		return false, errdefs.Wrap(err, errdefs.ErrInternal, "removing corrupt blob %s", d)
+	}
+	return false, nil
+}
+
 // maxWalkDepth bounds how deep GC follows indexes: real images nest two or
 // three levels, and the keep map already stops cycles.
 const maxWalkDepth = 8
 
-// mark adds desc and, for indexes and manifests present in the store,
-// everything they refer to.
+// mark adds desc and everything it reaches. Any stored blob that parses
+// as an index or manifest is followed, whatever media type the descriptor
+// that led to it gives (the media type is optional in a descriptor, and a
+// wrong one must not make GC delete an image's blobs).
 func (s *Store) mark(ctx context.Context, desc ocispec.Descriptor, keep map[digest.Digest]bool, depth int) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -125,48 +287,19 @@ func (s *Store) mark(ctx context.Context, desc ocispec.Descriptor, keep map[dige
 		return nil
 	}
 	keep[desc.Digest] = true
-	if depth >= maxWalkDepth || !isDocument(desc.MediaType) {
+	if depth >= maxWalkDepth {
 		return nil
 	}
-	f, err := openRegular(s.blobPath(desc.Digest))
-	if err != nil {
-		return nil // missing children are not GC's business
+	doc, ok, _ := s.readDocument(desc.Digest)
+	if !ok {
+		return nil // a layer, a config, or missing: nothing to follow
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, resolve.DefaultMaxDocumentSize+1))
-	if err != nil || len(data) > resolve.DefaultMaxDocumentSize {
-		return nil
-	}
-	var doc struct {
-		Manifests []ocispec.Descriptor `json:"manifests"`
-		Config    *ocispec.Descriptor  `json:"config"`
-		Layers    []ocispec.Descriptor `json:"layers"`
-		Subject   *ocispec.Descriptor  `json:"subject"`
-	}
-	if json.Unmarshal(data, &doc) != nil {
-		return nil
-	}
-	children := append(doc.Manifests, doc.Layers...)
-	for _, p := range []*ocispec.Descriptor{doc.Config, doc.Subject} {
-		if p != nil {
-			children = append(children, *p)
-		}
-	}
-	for _, c := range children {
+	for _, c := range doc.children() {
 		if err := s.mark(ctx, c, keep, depth+1); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func isDocument(mt string) bool {
-	switch mt {
-	case ocispec.MediaTypeImageIndex, ocispec.MediaTypeImageManifest,
-		resolve.MediaTypeDockerManifestList, resolve.MediaTypeDockerManifest:
-		return true
-	}
-	return false
 }
 
 // eachDigestFile calls fn for every file dir/<alg>/<hex><suffix> whose

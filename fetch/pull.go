@@ -69,28 +69,49 @@ type Session struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	gc     *fileLock
+	gc     *gcHold
 	slots  []*slot
 
+	noRecord   bool
 	downloaded atomic.Int64
 	done       chan struct{}
 	res        *Result
 	err        error
 }
 
-// slot is one layer's download as Layer sees it.
+// slot is one blob's download as readers see it: which transfer to follow,
+// and how the download ended.
 type slot struct {
-	ready  chan struct{} // closed once t is known (or the layer ended first)
-	once   sync.Once
-	mu     sync.Mutex
-	t      *transfer // nil when the blob was already in the store
-	cached bool
-	err    error
+	ready   chan struct{} // closed once t is known (or the download ended first)
+	once    sync.Once
+	mu      sync.Mutex
+	t       *transfer // nil when the blob was already in the store
+	cached  bool
+	err     error
+	ended   bool
+	changed chan struct{} // closed and replaced when t changes or the download ends
 }
 
+func newSlot() *slot { return &slot{ready: make(chan struct{}), changed: make(chan struct{})} }
+
+// start is ensure's onStart: the transfer to follow now.
 func (sl *slot) start(t *transfer) {
 	sl.mu.Lock()
 	sl.t = t
+	close(sl.changed)
+	sl.changed = make(chan struct{})
+	sl.mu.Unlock()
+	sl.once.Do(func() { close(sl.ready) })
+}
+
+// end records how the download ended; an error already recorded stays.
+func (sl *slot) end(cached bool, err error) {
+	sl.mu.Lock()
+	if !sl.ended {
+		sl.cached, sl.err, sl.ended = cached, err, true
+		close(sl.changed)
+		sl.changed = make(chan struct{})
+	}
 	sl.mu.Unlock()
 	sl.once.Do(func() { close(sl.ready) })
 }
@@ -103,6 +124,12 @@ func Start(ctx context.Context, r *resolve.Resolved, store *Store, opts ...Optio
 	if err != nil {
 		return nil, err
 	}
+	return start(ctx, r, store, o, true)
+}
+
+// start is Start; record says whether the session records the image in
+// index.json when it is done (PullAll records the index instead).
+func start(ctx context.Context, r *resolve.Resolved, store *Store, o *options, record bool) (*Session, error) {
 	if err := checkResolved(r); err != nil {
 		return nil, err
 	}
@@ -116,7 +143,7 @@ func Start(ctx context.Context, r *resolve.Resolved, store *Store, opts ...Optio
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{r: r, store: store, o: o, rep: o.reporter(), gc: gc, done: make(chan struct{})}
+	s := &Session{r: r, store: store, o: o, rep: o.reporter(), gc: gc, done: make(chan struct{}), noRecord: !record}
 	docs := make([]resolve.Blob, 0, len(r.Indexes)+2)
 	docs = append(docs, r.Indexes...)
 	docs = append(docs, r.Manifest, r.Config)
@@ -137,7 +164,7 @@ func Start(ctx context.Context, r *resolve.Resolved, store *Store, opts ...Optio
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	s.slots = make([]*slot, len(r.Layers))
 	for i := range s.slots {
-		s.slots[i] = &slot{ready: make(chan struct{})}
+		s.slots[i] = newSlot()
 	}
 	go s.run()
 	return s, nil
@@ -190,15 +217,14 @@ func (s *Session) run() {
 	}
 	err := g.Wait()
 	for _, sl := range s.slots { // layers that never started
-		sl.mu.Lock()
-		if sl.err == nil && err != nil {
-			sl.err = err
-		}
-		sl.mu.Unlock()
-		sl.once.Do(func() { close(sl.ready) })
+		sl.end(false, err)
 	}
 	if err != nil {
 		s.err = err
+		return
+	}
+	if s.noRecord {
+		s.res = s.result("", s.r.Manifest.Descriptor)
 		return
 	}
 	s.res, s.err = s.record()
@@ -209,7 +235,7 @@ func (s *Session) fetchLayer(ctx context.Context, i int) error {
 	desc := s.r.Layers[i].Descriptor
 	eps, blocked := endpointsFor(s.r.Source, desc, s.o)
 	t, owned, err := s.store.ensure(ctx, desc, eps, s.o, s.rep.blob(desc), sl.start)
-	downloaded := owned && !t.cached
+	downloaded := err == nil && owned && !t.wasCached()
 	if owned {
 		s.downloaded.Add(t.received.Load())
 	}
@@ -218,10 +244,7 @@ func (s *Session) fetchLayer(ctx context.Context, i int) error {
 		// Layers are counted from 1, as the CLI shows them.
 		err = errdefs.Wrap(err, errdefs.KindOf(err), "layer %d", i+1)
 	}
-	sl.mu.Lock()
-	sl.cached, sl.err = !downloaded, err
-	sl.mu.Unlock()
-	sl.once.Do(func() { close(sl.ready) })
+	sl.end(!downloaded, err)
 	return err
 }
 
@@ -257,11 +280,129 @@ func (s *Session) record() (*Result, error) {
 	if name != "" {
 		desc.Annotations[ocispec.AnnotationRefName] = name
 	}
+	return s.result(name, desc), nil
+}
+
+// result describes the finished pull.
+func (s *Session) result(name string, desc ocispec.Descriptor) *Result {
+	r := s.r
 	res := &Result{Reference: r.Reference, Name: name, Manifest: desc, Config: r.Config.Descriptor, Downloaded: s.downloaded.Load()}
 	for i, l := range r.Layers {
 		res.Layers = append(res.Layers, LayerResult{Layer: l, Cached: s.slots[i].cached, Path: s.store.blobPath(l.Digest)})
 	}
-	return res, nil
+	return res
+}
+
+// wasCached reports whether the transfer found its blob in the store.
+func (t *transfer) wasCached() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.cached
+}
+
+// AllResult describes a pull of every platform (PullAll).
+type AllResult struct {
+	// Reference is the resolved reference; Name is what the index was
+	// recorded under in index.json.
+	Reference, Name string
+	// Entry is the index.json entry: the index, or for a single-platform
+	// image its manifest.
+	Entry ocispec.Descriptor
+	// Images are the pulls of each image, in index order; their Name is
+	// empty, since the image is recorded through the index.
+	Images []*Result
+	// Downloaded counts the bytes read from the network for the images'
+	// layers.
+	Downloaded int64
+}
+
+// PullAll stores everything r holds — every index, every image of every
+// platform, and the other manifests the index lists (attestations) with
+// their blobs — and records the index in index.json as one entry under
+// WithRefName (default: DefaultRefName of the reference), which covers
+// every platform and replaces the entries of that name. A single-platform
+// image is pulled as Pull pulls it.
+func PullAll(ctx context.Context, r *resolve.ResolvedAll, store *Store, opts ...Option) (*AllResult, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if r == nil || len(r.Images) == 0 || r.Source == nil || store == nil {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "nothing to pull: no resolved images, source or store")
+	}
+	name := DefaultRefName(r.Reference)
+	if o.refNameSet {
+		name = o.refName
+	}
+	out := &AllResult{Reference: r.Reference, Name: name}
+	if len(r.Indexes) == 0 {
+		res, err := Pull(ctx, r.Images[0], store, opts...)
+		if err != nil {
+			return nil, err
+		}
+		out.Name, out.Entry, out.Images, out.Downloaded = res.Name, res.Manifest, []*Result{res}, res.Downloaded
+		return out, nil
+	}
+	for _, b := range r.Indexes {
+		if err := checkDescriptor(b.Descriptor); err != nil {
+			return nil, err
+		}
+	}
+	gc, err := store.lockGC(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	defer gc.unlock()
+	for _, b := range r.Indexes {
+		if err := store.WriteBlob(ctx, b.Descriptor, b.Data); err != nil {
+			return nil, err
+		}
+	}
+	for _, im := range r.Images {
+		s, err := start(ctx, im, store, o, false)
+		if err != nil {
+			return nil, err
+		}
+		res, err := s.Wait()
+		if err != nil {
+			return nil, err
+		}
+		out.Images = append(out.Images, res)
+		out.Downloaded += res.Downloaded
+	}
+	for _, a := range r.Artifacts {
+		if err := checkDescriptor(a.Manifest.Descriptor); err != nil {
+			return nil, err
+		}
+		if a.Manifest.Data != nil {
+			err = store.WriteBlob(ctx, a.Manifest.Descriptor, a.Manifest.Data)
+		} else {
+			err = FetchBlob(ctx, r.Source, store, a.Manifest.Descriptor, opts...)
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range a.Blobs {
+			if err := FetchBlob(ctx, r.Source, store, b, opts...); err != nil {
+				return nil, err
+			}
+		}
+	}
+	entry := r.Root.Descriptor
+	entry.Annotations = cloneMap(entry.Annotations)
+	if entry.Annotations == nil {
+		entry.Annotations = map[string]string{}
+	}
+	entry.Annotations[AnnotationReference] = r.Reference
+	entry.Platform = nil
+	if err := store.Tag(ctx, name, entry); err != nil {
+		return nil, err
+	}
+	if name != "" {
+		entry.Annotations[ocispec.AnnotationRefName] = name
+	}
+	out.Entry = entry
+	return out, nil
 }
 
 // Wait waits for every layer and returns the result, or the first error.
@@ -281,7 +422,9 @@ func (s *Session) Downloaded() int64 { return s.downloaded.Load() }
 // read: a mismatch is an error from Read before io.EOF. If the layer is
 // still downloading, the reader follows the download and blocks for bytes
 // that have not arrived; the download runs in the session either way, so
-// closing the reader early does not stop it. ctx bounds the reader's
+// closing the reader early does not stop it. A download this session
+// shares with another goes on while either wants it, so cancelling the
+// other session does not stop this reader. ctx bounds the reader's
 // waiting.
 func (s *Session) Layer(ctx context.Context, i int) (io.ReadCloser, error) {
 	if i < 0 || i >= len(s.slots) {
@@ -338,12 +481,33 @@ var refNameRE = regexp.MustCompile(`^[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)
 
 // DefaultRefName is the name a pull records an image under when
 // WithRefName does not say: the reference itself
-// ("docker.io/library/alpine:3.20") when it is a valid ref.name, else the
-// tag or digest it ends with ("latest" for "oci:/some/dir:latest"), else
-// "" (recorded without a name).
+// ("docker.io/library/alpine:3.20") when it is a valid ref.name; for a
+// layout or archive reference the name it gives inside the layout
+// ("127.0.0.1:5000/repo:1" for "oci:/store:127.0.0.1:5000/repo:1", so that
+// unpacking an image of a store into that store records it under its own
+// name), else the digest it is pinned to; otherwise the tag or digest the
+// reference ends with ("latest" for "oci:/some/dir:latest"), else ""
+// (recorded without a name).
 func DefaultRefName(reference string) string {
 	if refNameRE.MatchString(reference) {
 		return reference
+	}
+	for _, scheme := range []string{"oci:", "oci-archive:", "docker-archive:"} {
+		rest, ok := strings.CutPrefix(reference, scheme)
+		if !ok {
+			continue
+		}
+		var pinned string
+		if i := strings.LastIndex(rest, "@"); i >= 0 && strings.Contains(rest[i+1:], ":") {
+			rest, pinned = rest[:i], rest[i+1:]
+		}
+		if _, name, ok := strings.Cut(rest, ":"); ok && refNameRE.MatchString(name) {
+			return name
+		}
+		if refNameRE.MatchString(pinned) {
+			return pinned
+		}
+		return ""
 	}
 	for _, sep := range []string{"@", ":"} {
 		if i := strings.LastIndex(reference, sep); i >= 0 {

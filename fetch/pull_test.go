@@ -51,7 +51,7 @@ func TestPullStoresTheImageAndRecordsIt(t *testing.T) {
 	if res.Downloaded != total || res.Name != "app:1" {
 		t.Errorf("Downloaded %d (want %d), Name %q", res.Downloaded, total, res.Name)
 	}
-	got, err := s.Lookup("app:1")
+	got, err := s.Lookup("app:1", nil)
 	if err != nil || got.Digest != r.Manifest.Descriptor.Digest || got.Platform == nil || got.Platform.Architecture != "amd64" ||
 		got.Annotations[fetch.AnnotationReference] != r.Reference {
 		t.Fatalf("index.json entry %+v, %v", got, err)
@@ -74,7 +74,7 @@ func TestPullStoresTheImageAndRecordsIt(t *testing.T) {
 			t.Errorf("layer %s not reported cached", l.Digest)
 		}
 	}
-	if _, err := s.Lookup(r.Reference); err != nil {
+	if _, err := s.Lookup(r.Reference, nil); err != nil {
 		t.Errorf("default name is the reference: %v", err)
 	}
 }
@@ -140,7 +140,7 @@ func TestCancelledPullResumesInTheNextRun(t *testing.T) {
 	if err != nil || fi.Size()*10 < int64(len(blob))*7 {
 		t.Fatalf("partial file: %v, %v", fi, err)
 	}
-	if _, err := s.Lookup(r.Reference); err == nil {
+	if _, err := s.Lookup(r.Reference, nil); err == nil {
 		t.Fatal("a cancelled pull was recorded in index.json")
 	}
 
@@ -179,7 +179,7 @@ func TestFlippedByteIsADigestMismatchAndLeavesNothing(t *testing.T) {
 		t.Fatalf("err = %v (kind %s), want digest_mismatch", err, errdefs.KindOf(err))
 	}
 	assertNoBlob(t, s, r.Layers[0].Digest)
-	if _, err := s.Lookup(r.Reference); err == nil {
+	if _, err := s.Lookup(r.Reference, nil); err == nil {
 		t.Fatal("image recorded despite a bad layer")
 	}
 	if len(failed) != 1 || !errdefs.Is(failed[0].Err, errdefs.ErrDigestMismatch) {
@@ -292,7 +292,7 @@ func TestSlowTrickleHitsTheDeadlineCleanly(t *testing.T) {
 	if ok, _ := s.Has(r.Layers[0].Descriptor); ok {
 		t.Fatal("blob visible after the deadline")
 	}
-	if _, err := s.Lookup(r.Reference); err == nil {
+	if _, err := s.Lookup(r.Reference, nil); err == nil {
 		t.Fatal("image recorded after the deadline")
 	}
 	for _, name := range listBlobs(t, s) {

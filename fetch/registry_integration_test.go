@@ -210,7 +210,7 @@ func assertStoreHoldsImage(t *testing.T, s *fetch.Store, img pushedImage, name s
 		assertBlob(t, s, b)
 	}
 	assertBlobsVerified(t, s)
-	got, err := s.Lookup(name)
+	got, err := s.Lookup(name, nil)
 	if err != nil {
 		t.Fatalf("index.json: %v", err)
 	}
@@ -573,7 +573,7 @@ func TestRegistryCorruptLayerIsADigestMismatch(t *testing.T) {
 				t.Fatal("the bad layer is in blobs/")
 			}
 			assertIndexEmpty(t, s)
-			if _, err := s.Lookup(rs.Ref); !errors.Is(err, errdefs.ErrNotFound) {
+			if _, err := s.Lookup(rs.Ref, nil); !errors.Is(err, errdefs.ErrNotFound) {
 				t.Fatalf("Lookup after a failed pull: %v", err)
 			}
 			// The registry served every byte of it exactly once: a

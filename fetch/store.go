@@ -39,6 +39,11 @@ const (
 	// AnnotationReference is the normalized reference the image was
 	// pulled from.
 	AnnotationReference = "com.github.ocifetch.reference"
+	// AnnotationSubject marks an entry recorded with PutReferrer: the
+	// digest of the manifest it refers to (a signature, an attestation,
+	// an SBOM). GC keeps such an entry, and what it reaches, exactly as
+	// long as it keeps that manifest.
+	AnnotationSubject = "com.github.ocifetch.subject"
 )
 
 // Store is a content store in the OCI image layout format (image-spec
@@ -54,6 +59,11 @@ type Store struct {
 
 	mu       sync.Mutex
 	inflight map[digest.Digest]*transfer
+
+	// The store-wide lock as this Store holds it shared (see lockGC).
+	gcMu     sync.Mutex
+	gcShared int
+	gcLock   *fileLock
 }
 
 // DefaultStoreDir returns $XDG_CACHE_HOME/ocifetch, or ~/.cache/ocifetch
@@ -81,7 +91,8 @@ func OpenStore(dir string) (*Store, error) {
 	s := &Store{dir: abs, inflight: map[digest.Digest]*transfer{}}
 	for _, d := range []string{
 		filepath.Join(abs, ocispec.ImageBlobsDir, string(digest.SHA256)),
-		s.private("partial", string(digest.SHA256)), s.private("locks", string(digest.SHA256)), s.private("tmp"),
+		s.private("partial", string(digest.SHA256)), s.private("locks", string(digest.SHA256)),
+		s.private("tmp"),
 	} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "creating store %s", abs)
@@ -94,8 +105,15 @@ func OpenStore(dir string) (*Store, error) {
 }
 
 // initLayout writes oci-layout and an empty index.json if they are
-// missing, or checks the layout version if present.
+// missing, or checks the layout version if present. It holds the store
+// lock shared, as every writer does: GC removes leftover temporary files
+// while it holds the lock exclusively.
 func (s *Store) initLayout() error {
+	gc, err := s.lockGC(context.Background(), false)
+	if err != nil {
+		return err
+	}
+	defer gc.unlock()
 	layoutPath := filepath.Join(s.dir, ocispec.ImageLayoutFile)
 	data, err := os.ReadFile(layoutPath)
 	switch {
@@ -115,7 +133,21 @@ func (s *Store) initLayout() error {
 	if _, err := os.Lstat(s.indexPath()); err == nil {
 		return nil
 	}
-	return s.updateIndex(context.Background(), func(*ocispec.Index) error { return nil })
+	return s.updateIndexLocked(context.Background(), func(*ocispec.Index) error { return nil })
+}
+
+// Hold keeps GC from running on the store (in any process) until release
+// is called, and waits for a GC that is running to finish. Blobs written
+// while holding (WriteBlob, FetchBlob) cannot be removed before they are
+// recorded (Tag, PutReferrer): hold across both when writing blobs that
+// index.json does not reach yet. Pulls hold the store for as long as they
+// run, by themselves.
+func (s *Store) Hold(ctx context.Context) (release func(), err error) {
+	l, err := s.lockGC(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	return l.unlock, nil
 }
 
 // Dir is the store's absolute directory.
@@ -179,7 +211,9 @@ func (s *Store) BlobPath(d digest.Digest) (string, error) {
 
 // Has reports whether the blob desc names is in the store with the size
 // desc gives. A file of another size is treated as absent (and replaced by
-// the next download).
+// the next download). Has does not read the blob; a pull also checks that
+// the file did not change since it was stored, and hashes it again if it
+// did (see the package documentation, The store).
 func (s *Store) Has(desc ocispec.Descriptor) (bool, error) {
 	if err := checkDescriptor(desc); err != nil {
 		return false, err
@@ -196,7 +230,9 @@ func (s *Store) has(desc ocispec.Descriptor) bool {
 // again as it is read (size and digest, an error before io.EOF on a
 // mismatch): blobs were verified when they entered the store, but a disk or
 // a person can change them later, and hashing costs less than the
-// decompression every reader of a layer does anyway.
+// decompression every reader of a layer does anyway. A blob found corrupt
+// this way is removed from the store, so that the next pull fetches it
+// again, and the error names its file.
 func (s *Store) Open(desc ocispec.Descriptor) (io.ReadCloser, error) {
 	if err := checkDescriptor(desc); err != nil {
 		return nil, err
@@ -208,7 +244,16 @@ func (s *Store) Open(desc ocispec.Descriptor) (io.ReadCloser, error) {
 		}
 		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "opening blob %s", desc.Digest)
 	}
-	return &verifyingReader{r: f, c: f, desc: desc, h: asynchash.New(desc.Digest.Algorithm().Hash())}, nil
+	v := &verifyingReader{r: f, c: f, desc: desc, h: asynchash.New(desc.Digest.Algorithm().Hash())}
+	if fi, err := f.Stat(); err == nil {
+		v.corrupt = func(err error) error {
+			if s.removeIfSame(desc.Digest, fi) {
+				return errdefs.Wrap(err, errdefs.KindOf(err), "blob %s in the store (%s) is corrupt and was removed; run again to fetch it anew", desc.Digest, s.blobPath(desc.Digest))
+			}
+			return errdefs.Wrap(err, errdefs.KindOf(err), "blob %s in the store (%s) is corrupt", desc.Digest, s.blobPath(desc.Digest))
+		}
+	}
+	return v, nil
 }
 
 // openRegular opens a file read-only without following a final symlink and
@@ -233,7 +278,10 @@ func openRegular(path string) (*os.File, error) {
 // WriteBlob stores data as the blob desc names, after checking that data
 // has desc's size and digest. It is for the small documents resolving
 // already read and verified (indexes, manifests, configs): they are written
-// from memory, never fetched again. A blob already present is left alone.
+// from memory, never fetched again. A blob already present is left alone,
+// unless its file changed since it was stored and no longer holds data.
+// Until something recorded in index.json reaches it, GC may remove the
+// blob: see Hold.
 func (s *Store) WriteBlob(ctx context.Context, desc ocispec.Descriptor, data []byte) error {
 	if err := checkDescriptor(desc); err != nil {
 		return err
@@ -247,13 +295,36 @@ func (s *Store) WriteBlob(ctx context.Context, desc ocispec.Descriptor, data []b
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if s.has(desc) {
+	gc, err := s.lockGC(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer gc.unlock()
+	if s.holds(desc.Digest, data) {
 		return nil
 	}
 	if err := os.MkdirAll(filepath.Dir(s.blobPath(desc.Digest)), 0o755); err != nil {
 		return errdefs.Wrap(err, errdefs.ErrInternal, "creating blob directory")
 	}
 	return atomicfile.WriteFile(s.blobPath(desc.Digest), data, 0o644)
+}
+
+// holds reports whether the blob file of d holds data. Documents are
+// small: comparing their bytes costs what reading a stamp would, so they
+// are not stamped.
+func (s *Store) holds(d digest.Digest, data []byte) bool {
+	f, err := openRegular(s.blobPath(d))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() != int64(len(data)) {
+		return false
+	}
+	have := make([]byte, len(data)+1)
+	n, _ := io.ReadFull(f, have)
+	return n == len(data) && bytes.Equal(have[:n], data)
 }
 
 // Index returns the store's index.json.
@@ -277,56 +348,22 @@ func (s *Store) Index() (ocispec.Index, error) {
 	return idx, nil
 }
 
-// Lookup returns the index.json entry recorded under name (the
-// org.opencontainers.image.ref.name annotation).
-func (s *Store) Lookup(name string) (ocispec.Descriptor, error) {
-	idx, err := s.Index()
-	if err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	for _, m := range idx.Manifests {
-		if m.Annotations[ocispec.AnnotationRefName] == name {
-			return m, nil
-		}
-	}
-	return ocispec.Descriptor{}, errdefs.New(errdefs.ErrNotFound, "no image named %q in %s", name, s.dir)
-}
-
-// Tag records desc in index.json under name, replacing an entry of the
-// same name. With an empty name, desc is added unless an unnamed entry with
-// its digest is already there. The blob must be in the store.
-func (s *Store) Tag(ctx context.Context, name string, desc ocispec.Descriptor) error {
-	if err := checkDescriptor(desc); err != nil {
-		return err
-	}
-	if !s.has(desc) {
-		return errdefs.New(errdefs.ErrNotFound, "cannot record %s: blob is not in the store", desc.Digest)
-	}
-	desc.Annotations = cloneMap(desc.Annotations)
-	if name != "" {
-		if desc.Annotations == nil {
-			desc.Annotations = map[string]string{}
-		}
-		desc.Annotations[ocispec.AnnotationRefName] = name
-	}
-	return s.updateIndex(ctx, func(idx *ocispec.Index) error {
-		out := idx.Manifests[:0]
-		for _, m := range idx.Manifests {
-			n := m.Annotations[ocispec.AnnotationRefName]
-			if (name != "" && n == name) || (name == "" && n == "" && m.Digest == desc.Digest) {
-				continue
-			}
-			out = append(out, m)
-		}
-		idx.Manifests = append(out, desc)
-		return nil
-	})
-}
-
 // updateIndex applies edit to index.json under the store's index lock and
 // replaces the file atomically, so concurrent pulls (in any process) never
-// lose each other's entries and readers never see a half-written file.
+// lose each other's entries and readers never see a half-written file. It
+// holds the store lock shared, as every writer does.
 func (s *Store) updateIndex(ctx context.Context, edit func(*ocispec.Index) error) error {
+	gc, err := s.lockGC(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer gc.unlock()
+	return s.updateIndexLocked(ctx, edit)
+}
+
+// updateIndexLocked is updateIndex for a caller that holds the store lock
+// (shared or, for GC, exclusive).
+func (s *Store) updateIndexLocked(ctx context.Context, edit func(*ocispec.Index) error) error {
 	l, err := lockFile(ctx, s.private("locks", "index.lock"), true)
 	if err != nil {
 		return err
@@ -377,6 +414,9 @@ type verifyingReader struct {
 	h   *asynchash.Hash
 	n   int64
 	err error
+	// corrupt, if set, is told of a mismatch and returns the error to
+	// report (Store.Open removes the blob there).
+	corrupt func(error) error
 }
 
 func (v *verifyingReader) Read(p []byte) (int, error) {
@@ -402,6 +442,11 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 		case got != v.desc.Digest:
 			err = errdefs.New(errdefs.ErrDigestMismatch, "blob %s: content hashes to %s", v.desc.Digest, got)
 		}
+		if err != io.EOF && v.corrupt != nil && (errdefs.Is(err, errdefs.ErrDigestMismatch) || errdefs.Is(err, errdefs.ErrSizeMismatch)) {
+			err = v.corrupt(err)
+		}
+	} else if err != nil && v.corrupt != nil && errdefs.Is(err, errdefs.ErrSizeMismatch) {
+		err = v.corrupt(err)
 	}
 	if err != nil {
 		v.err = err

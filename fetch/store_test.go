@@ -175,13 +175,13 @@ func TestTagReplacesTheEntryOfTheSameName(t *testing.T) {
 	if len(idx.Manifests) != 2 {
 		t.Fatalf("%d entries, want 2: %+v", len(idx.Manifests), idx.Manifests)
 	}
-	if d, err := s.Lookup("app:1"); err != nil || d.Digest != descs[1].Digest {
+	if d, err := s.Lookup("app:1", nil); err != nil || d.Digest != descs[1].Digest {
 		t.Errorf("app:1 -> %v, %v", d.Digest, err)
 	}
-	if d, err := s.Lookup("app:2"); err != nil || d.Digest != descs[0].Digest {
+	if d, err := s.Lookup("app:2", nil); err != nil || d.Digest != descs[0].Digest {
 		t.Errorf("app:2 -> %v, %v", d.Digest, err)
 	}
-	if _, err := s.Lookup("nope"); !errdefs.Is(err, errdefs.ErrNotFound) {
+	if _, err := s.Lookup("nope", nil); !errdefs.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("Lookup(nope): %v", err)
 	}
 	// A blob that is not in the store cannot be recorded.
@@ -211,6 +211,13 @@ func TestDefaultRefName(t *testing.T) {
 		"oci-archive:/tmp/image.tar":        "",
 		"quay.io/a/b@sha256:" + hex64Digest: "quay.io/a/b@sha256:" + hex64Digest,
 		"oci:/dir@sha256:" + hex64Digest:    "sha256:" + hex64Digest,
+		// The name inside a layout, as the store writes it.
+		"oci:/store:127.0.0.1:5000/a/b:t":                       "127.0.0.1:5000/a/b:t",
+		"oci:/store:127.0.0.1:5000/a/b:t@sha256:" + hex64Digest: "127.0.0.1:5000/a/b:t",
+		"oci-archive:/x.tar:app:1":                              "app:1",
+		"docker-archive:/x.tar:example.com/demo:v1":             "example.com/demo:v1",
+		"docker-archive:/x.tar:@1":                              "",
+		"oci:/store:bad name":                                   "",
 	}
 	for in, want := range tests {
 		if got := fetch.DefaultRefName(in); got != want {

@@ -255,8 +255,8 @@ func (r *streamReader) Close() error {
 // happen underneath as in Pull.
 //
 // Close reports whether the blob made it into the store when the reader
-// was read to the end; closing early cancels the download (its partial
-// file stays for a later resume). To stream layers of a whole image while
+// was read to the end; closing early cancels the download unless another
+// caller shares it (its partial file stays for a later resume). To stream layers of a whole image while
 // later layers download concurrently, use Start and Session.Layer instead.
 func OpenLayer(ctx context.Context, src resolve.Source, store *Store, desc ocispec.Descriptor, opts ...Option) (io.ReadCloser, error) {
 	o, err := makeOptions(opts)
@@ -269,12 +269,18 @@ func OpenLayer(ctx context.Context, src resolve.Source, store *Store, desc ocisp
 	if src == nil {
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "no source")
 	}
-	if store.has(desc) {
-		return store.Open(desc)
-	}
+	// The store lock first: checking a changed blob takes its lock file,
+	// which GC may remove while it holds the store lock.
 	gc, err := store.lockGC(ctx, false)
 	if err != nil {
 		return nil, err
+	}
+	if st, err := store.present(ctx, desc); err != nil || st == blobPresent {
+		gc.unlock()
+		if err != nil {
+			return nil, err
+		}
+		return store.Open(desc)
 	}
 	eps, blocked := endpointsFor(src, desc, o)
 	tctx, cancel := context.WithCancel(ctx)

@@ -32,9 +32,18 @@ import (
 // has reached, a restart (a host that ignores the range, bad content)
 // truncates the file and resets the hash. When the offset reaches the size
 // and the hash matches, the file is fsynced and renamed into blobs/.
+//
+// The download runs in a goroutine of its own, under a context that ends
+// only when every caller that wants the blob is gone (interest counts
+// them): cancelling one of several pulls that share a download leaves it
+// running for the others and their readers.
 type transfer struct {
 	s    *Store
 	desc ocispec.Descriptor
+
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	interest int // callers waiting for the download, under mu; 0 once cancelled
 
 	received atomic.Int64 // bytes read from sources, discarded ones included
 
@@ -65,17 +74,45 @@ type transfer struct {
 	followers map[*streamReader]struct{}
 }
 
-// join returns the download of desc in progress, or a new one that the
-// caller owns and must run.
-func (s *Store) join(desc ocispec.Descriptor) (t *transfer, owner bool) {
+// join returns the download of desc in progress, with the caller counted
+// as interested in it, or a new one that the caller owns and must start.
+// A download everyone lost interest in is stopping: it is not joined, and
+// the new one waits for its lock file.
+func (s *Store) join(ctx context.Context, desc ocispec.Descriptor) (t *transfer, owner bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t := s.inflight[desc.Digest]; t != nil {
-		return t, false
+		t.mu.Lock()
+		ok := t.interest > 0
+		if ok {
+			t.interest++
+		}
+		t.mu.Unlock()
+		if ok {
+			return t, false
+		}
 	}
-	t = &transfer{s: s, desc: desc, changed: make(chan struct{}), finished: make(chan struct{})}
+	t = &transfer{s: s, desc: desc, changed: make(chan struct{}), finished: make(chan struct{}), interest: 1}
+	// The download outlives the caller that started it when others want
+	// it too; it keeps the caller's values, not its cancellation.
+	t.ctx, t.cancel = context.WithCancelCause(context.WithoutCancel(ctx))
 	s.inflight[desc.Digest] = t
 	return t, true
+}
+
+// drop takes a caller's interest away; the last one cancels the download
+// with cause, why that caller stopped (a cancellation, or the failure of
+// another layer of its pull), which the download's error then reports.
+// It reports whether it cancelled.
+func (t *transfer) drop(cause error) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.interest--
+	if t.interest == 0 {
+		t.cancel(cause)
+		return true
+	}
+	return false
 }
 
 // ensure makes the blob desc names present in the store, downloading it
@@ -95,29 +132,42 @@ func (s *Store) ensure(ctx context.Context, desc ocispec.Descriptor, eps []resol
 	if err := source.CheckSize(desc.Size, source.MaxBlobSize, "blob "+desc.Digest.String()); err != nil {
 		return nil, false, err
 	}
+	corrupt := false
 	for {
 		// Blobs enter blobs/ only verified, so one that is there with the
-		// right size needs neither a lock nor a download.
-		if s.has(desc) {
+		// right size, unchanged since it was stored, needs neither a lock
+		// nor a download; a changed one is hashed again, and removed if
+		// it is corrupt.
+		switch st, err := s.present(ctx, desc); {
+		case err != nil:
+			return nil, false, err
+		case st == blobPresent:
 			if onStart != nil {
 				onStart(nil)
 			}
 			rep.set(StateCached, desc.Size, nil)
 			return nil, false, nil
+		case st == blobCorrupt:
+			corrupt = true
 		}
-		t, owner := s.join(desc)
+		t, owner := s.join(ctx, desc)
 		if onStart != nil {
 			onStart(t)
 		}
 		if owner {
-			t.run(ctx, eps, o, rep)
+			go t.run(eps, o, rep)
 		} else {
 			rep.set(StateWaiting, 0, nil)
-			select {
-			case <-t.finished:
-			case <-ctx.Done():
-				return t, false, ctx.Err()
+		}
+		select {
+		case <-t.finished:
+		case <-ctx.Done():
+			if t.drop(context.Cause(ctx)) {
+				// Nobody else wants it: the download stops, and is
+				// stopped when this returns, its partial file kept.
+				<-t.finished
 			}
+			return t, owner, stoppedError{source.ContextError(ctx, "fetching blob "+desc.Digest.String(), nil)}
 		}
 		t.mu.Lock()
 		err := t.err
@@ -140,6 +190,9 @@ func (s *Store) ensure(ctx context.Context, desc ocispec.Descriptor, eps []resol
 			if !owner {
 				rep.set(StateFailed, 0, err)
 			}
+			if corrupt {
+				err = s.corruptError(desc.Digest, err)
+			}
 			return t, owner, err
 		}
 	}
@@ -161,9 +214,19 @@ type stoppedError struct{ error }
 func (s stoppedError) Unwrap() []error { return []error{s.error, errStopped} }
 
 // run downloads the blob and publishes the outcome to everyone following
-// the transfer.
-func (t *transfer) run(ctx context.Context, eps []resolve.Source, o *options, rep *blobReport) {
-	err := t.safeDownload(ctx, eps, o, rep)
+// the transfer. It holds the store lock shared, as every writer does: the
+// caller that started it may be gone before it ends.
+func (t *transfer) run(eps []resolve.Source, o *options, rep *blobReport) {
+	defer t.cancel(nil)
+	ctx := t.ctx
+	err := func() error {
+		gc, err := t.s.lockGC(ctx, false)
+		if err != nil {
+			return err
+		}
+		defer gc.unlock()
+		return t.safeDownload(ctx, eps, o, rep)
+	}()
 	if err != nil {
 		t.mu.Lock()
 		written := t.written
@@ -171,7 +234,9 @@ func (t *transfer) run(ctx context.Context, eps []resolve.Source, o *options, re
 		rep.set(StateFailed, written, err)
 	}
 	t.s.mu.Lock()
-	delete(t.s.inflight, t.desc.Digest)
+	if t.s.inflight[t.desc.Digest] == t {
+		delete(t.s.inflight, t.desc.Digest)
+	}
 	t.s.mu.Unlock()
 	t.mu.Lock()
 	t.done, t.err = true, err
@@ -241,7 +306,7 @@ func (t *transfer) download(ctx context.Context, eps []resolve.Source, o *option
 	for i := 0; i < len(eps); {
 		err := t.fromEndpoint(ctx, eps[i], dg, &off, retry, deadlines, rep, i+1 < len(eps))
 		if err == nil {
-			return t.commit(rep)
+			return t.commit(rep, lk)
 		}
 		if ctx.Err() != nil {
 			return stoppedError{source.ContextError(ctx, "fetching blob "+d.String(), err)}
@@ -485,7 +550,7 @@ func (c ctxReaderAt) ReadAt(p []byte, off int64) (int, error) {
 // commit makes the complete, verified partial file a blob: fsync, rename
 // into blobs/, fsync the directory. Until the rename nothing in blobs/
 // refers to it.
-func (t *transfer) commit(rep *blobReport) error {
+func (t *transfer) commit(rep *blobReport, lk *fileLock) error {
 	d := t.desc.Digest
 	rep.set(StateVerifying, t.desc.Size, nil)
 	if err := t.file.Sync(); err != nil {
@@ -496,6 +561,9 @@ func (t *transfer) commit(rep *blobReport) error {
 	}
 	if err := atomicfile.SyncDir(filepath.Dir(t.s.blobPath(d))); err != nil {
 		return err
+	}
+	if fi, err := t.file.Stat(); err == nil {
+		lk.writeStamp(fi)
 	}
 	rep.set(StateDone, t.desc.Size, nil)
 	return nil

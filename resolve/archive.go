@@ -102,9 +102,10 @@ func (t *tarFiles) size(name string) (int64, error) {
 	return e.size, nil
 }
 
-// openOCIArchive reads "FILE[:TAG|@DIGEST]": a tar of an OCI image layout.
-func openOCIArchive(spec string) (*layoutSource, error) {
-	s, err := parseLayoutSpec(spec, "oci-archive")
+// openOCIArchive reads "FILE[:NAME][@DIGEST]": a tar of an OCI image
+// layout, its reference split as for "oci:".
+func openOCIArchive(spec string, o *options) (*layoutSource, error) {
+	s, err := parseLayoutSpec(spec, "oci-archive", o)
 	if err != nil {
 		return nil, err
 	}
@@ -134,17 +135,41 @@ type dockerArchiveEntry struct {
 	Layers   []string
 }
 
-// openDockerArchive reads "FILE[:NAME:TAG|@INDEX]", as skopeo names them.
+// openDockerArchive reads "FILE", "FILE:NAME:TAG" or "FILE:@INDEX", as
+// skopeo names them: the first ':' ends the path. "FILE@INDEX", this
+// program's older spelling, is still read.
 func openDockerArchive(spec string) (*dockerArchive, error) {
 	file, sel, index := spec, "", -1
-	if i := strings.LastIndex(spec, "@"); i >= 0 {
-		n, err := strconv.Atoi(spec[i+1:])
+	atIndex := func(s string) (int, error) {
+		n, err := strconv.Atoi(s)
 		if err != nil || n < 0 {
-			return nil, errdefs.New(errdefs.ErrInvalidArgument, "docker-archive:%s: @ must be followed by an image index", spec)
+			return 0, errdefs.New(errdefs.ErrInvalidArgument, "docker-archive:%s: @ must be followed by an image index (0, 1, ...)", spec)
+		}
+		return n, nil
+	}
+	if f, rest, ok := strings.Cut(spec, ":"); ok {
+		file = f
+		switch {
+		case rest == "":
+			return nil, errdefs.New(errdefs.ErrInvalidArgument, "docker-archive:%s: empty image name after the path", spec)
+		case strings.HasPrefix(rest, "@"):
+			n, err := atIndex(rest[1:])
+			if err != nil {
+				return nil, err
+			}
+			index = n
+		default:
+			sel = rest
+		}
+	} else if i := strings.LastIndex(spec, "@"); i >= 0 && !strings.Contains(spec[i+1:], "/") {
+		n, err := atIndex(spec[i+1:])
+		if err != nil {
+			return nil, err
 		}
 		file, index = spec[:i], n
-	} else if i := strings.Index(spec, ":"); i >= 0 {
-		file, sel = spec[:i], spec[i+1:]
+	}
+	if file == "" {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "docker-archive: reference needs a path")
 	}
 	abs, err := filepath.Abs(file)
 	if err != nil {
@@ -174,7 +199,7 @@ func openDockerArchive(spec string) (*dockerArchive, error) {
 	if sel != "" {
 		a.ref += ":" + sel
 	} else if index >= 0 {
-		a.ref += "@" + strconv.Itoa(index)
+		a.ref += ":@" + strconv.Itoa(index)
 	}
 	if err := a.build(entries[pick]); err != nil {
 		return nil, err
@@ -204,7 +229,7 @@ func pickDockerArchiveEntry(entries []dockerArchiveEntry, sel string, index int,
 		}
 		return 0, errdefs.New(errdefs.ErrNotFound, "%s has no image tagged %q (tags: %s)", file, sel, listOrNone(tags))
 	case len(entries) > 1:
-		return 0, errdefs.New(errdefs.ErrInvalidArgument, "%s holds %d images; name one as docker-archive:FILE:NAME:TAG or FILE@INDEX", file, len(entries))
+		return 0, errdefs.New(errdefs.ErrInvalidArgument, "%s holds %d images; name one as docker-archive:FILE:NAME:TAG or docker-archive:FILE:@INDEX", file, len(entries))
 	}
 	return 0, nil
 }

@@ -104,6 +104,15 @@ func TestResolveDockerArchive(t *testing.T) {
 	_, err := resolve.Resolve(context.Background(), "docker-archive:"+archive)
 	wantKind(t, err, errdefs.ErrInvalidArgument) // two images: which one?
 	mustResolve(t, "docker-archive:"+archive+"@1")
+	// skopeo's spelling of the index.
+	res := mustResolve(t, "docker-archive:"+archive+":@1")
+	if res.Reference != "docker-archive:"+archive+":@1" {
+		t.Errorf("reference %q", res.Reference)
+	}
+	for _, ref := range []string{"docker-archive:" + archive + ":@x", "docker-archive:" + archive + ":@-1", "docker-archive:" + archive + ":"} {
+		_, err := resolve.Resolve(context.Background(), ref)
+		wantKind(t, err, errdefs.ErrInvalidArgument)
+	}
 	_, err = resolve.Resolve(context.Background(), "docker-archive:"+archive+":example.com/app:c")
 	wantKind(t, err, errdefs.ErrNotFound)
 }

@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -21,10 +24,25 @@ import (
 type layoutSource struct {
 	dir    string // the directory or archive, for messages
 	files  files
-	tag    string
+	name   string // the org.opencontainers.image.ref.name asked for
 	pinned digest.Digest
 	ref    string
+	// platform is the platform asked for (nil: this machine's, by
+	// default), which picks among several entries of one name.
+	platform *ocispec.Platform
 }
+
+// Annotations the fetch stage's store writes (fetch.AnnotationIndexes and
+// fetch.AnnotationSubject): an entry chosen from an index, and an entry
+// that is a signature or other referrer rather than an image.
+const (
+	annotationIndexes = "com.github.ocifetch.indexes"
+	annotationSubject = "com.github.ocifetch.subject"
+)
+
+// cosignTagRE matches the tags cosign gives what it attaches to an image
+// (signatures, attestations, SBOMs): entries named so are not images.
+var cosignTagRE = regexp.MustCompile(`:(sha256|sha512)-[0-9a-f]{64,128}\.(sig|att|sbom)$`)
 
 // files is read access to the files of a layout, wherever they are kept:
 // a directory, or a tar archive of one.
@@ -65,11 +83,10 @@ func (d dirFiles) size(name string) (int64, error) {
 	return info.Size(), nil
 }
 
-// openLayout parses "DIR", "DIR:TAG" or "DIR@DIGEST" (after "oci:"). As in
-// skopeo, the last ":" separates the tag, so a directory name may contain
-// colons only when a tag or digest follows.
-func openLayout(spec string) (*layoutSource, error) {
-	s, err := parseLayoutSpec(spec, "oci")
+// openLayout parses "DIR", "DIR:NAME", "DIR@DIGEST" or
+// "DIR:NAME@DIGEST" (after "oci:").
+func openLayout(spec string, o *options) (*layoutSource, error) {
+	s, err := parseLayoutSpec(spec, "oci", o)
 	if err != nil {
 		return nil, err
 	}
@@ -77,38 +94,76 @@ func openLayout(spec string) (*layoutSource, error) {
 	return s, nil
 }
 
-func parseLayoutSpec(spec, scheme string) (*layoutSource, error) {
-	s := &layoutSource{}
-	if dir, d, ok := strings.Cut(spec, "@"); ok {
-		dg, err := parseDigest(d)
+// OpenLayout returns a Source for an image in the OCI image layout at dir:
+// the entry of index.json named name (its
+// org.opencontainers.image.ref.name), or the manifest or index pinned, or
+// with neither the only image the layout holds. Unlike "oci:DIR:NAME" it
+// takes dir as it is, so dir may contain ':'. When several entries share
+// the name (one per platform, as the fetch stage's store records them),
+// the platform of WithPlatform, else this machine's, picks one as an index
+// would; resolving then checks the rest as for any reference.
+func OpenLayout(dir, name string, pinned digest.Digest, opts ...Option) (Source, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if pinned != "" {
+		if pinned, err = parseDigest(pinned.String()); err != nil {
+			return nil, err
+		}
+	}
+	s := &layoutSource{dir: dir, name: name, pinned: pinned, platform: o.platform}
+	if err := s.finish("oci"); err != nil {
+		return nil, err
+	}
+	s.files = dirFiles{dir: s.dir}
+	return s, nil
+}
+
+// parseLayoutSpec splits what follows "oci:" or "oci-archive:" as skopeo
+// does: a trailing "@ALG:HEX" is a digest, then the first ":" ends the
+// path (a path cannot contain ':'), so that what follows may itself hold
+// colons: "oci:STORE:127.0.0.1:5000/repo:tag" names the image
+// "127.0.0.1:5000/repo:tag" in the layout STORE.
+func parseLayoutSpec(spec, scheme string, o *options) (*layoutSource, error) {
+	s := &layoutSource{platform: o.platform}
+	rest := spec
+	if i := strings.LastIndex(rest, "@"); i >= 0 && strings.Contains(rest[i+1:], ":") {
+		dg, err := parseDigest(rest[i+1:])
 		if err != nil {
 			return nil, err
 		}
-		s.dir, s.pinned = dir, dg
-	} else if i := strings.LastIndex(spec, ":"); i >= 0 && !strings.Contains(spec[i+1:], "/") {
-		s.dir, s.tag = spec[:i], spec[i+1:]
-		if s.tag == "" {
-			return nil, errdefs.New(errdefs.ErrInvalidArgument, "%s:%s: empty tag", scheme, spec)
-		}
-	} else {
-		s.dir = spec
+		s.pinned, rest = dg, rest[:i]
 	}
+	dir, name, named := strings.Cut(rest, ":")
+	if named && name == "" {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "%s:%s: empty image name after the path", scheme, spec)
+	}
+	s.dir, s.name = dir, name
+	if err := s.finish(scheme); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// finish makes the directory absolute and composes the reference.
+func (s *layoutSource) finish(scheme string) error {
 	if s.dir == "" {
-		return nil, errdefs.New(errdefs.ErrInvalidArgument, "%s: reference needs a path", scheme)
+		return errdefs.New(errdefs.ErrInvalidArgument, "%s: reference needs a path", scheme)
 	}
 	abs, err := filepath.Abs(s.dir)
 	if err != nil {
-		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "layout path %q", s.dir)
+		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "layout path %q", s.dir)
 	}
 	s.dir = abs
 	s.ref = scheme + ":" + abs
-	switch {
-	case s.pinned != "":
-		s.ref += "@" + s.pinned.String()
-	case s.tag != "":
-		s.ref += ":" + s.tag
+	if s.name != "" {
+		s.ref += ":" + s.name
 	}
-	return s, nil
+	if s.pinned != "" {
+		s.ref += "@" + s.pinned.String()
+	}
+	return nil
 }
 
 func (s *layoutSource) Reference() string { return s.ref }
@@ -116,8 +171,9 @@ func (s *layoutSource) Reference() string { return s.ref }
 func (s *layoutSource) String() string { return s.ref }
 
 // Root finds the reference in index.json: by digest, by the
-// org.opencontainers.image.ref.name annotation, or, without either, the
-// only image the layout holds.
+// org.opencontainers.image.ref.name annotation (choosing by platform among
+// several entries of the name), or, without either, the only image the
+// layout holds.
 func (s *layoutSource) Root(ctx context.Context) (ocispec.Descriptor, error) {
 	if err := s.checkLayoutVersion(); err != nil {
 		return ocispec.Descriptor{}, err
@@ -137,35 +193,107 @@ func (s *layoutSource) Root(ctx context.Context) (ocispec.Descriptor, error) {
 	}
 	var names []string
 	for _, m := range idx.Manifests {
-		refName := m.Annotations[ocispec.AnnotationRefName]
-		if refName != "" {
-			names = append(names, refName)
-		}
-		switch {
-		case s.pinned != "" && m.Digest == s.pinned:
-			return m, nil
-		case s.tag != "" && refName == s.tag:
-			return m, nil
+		if n := m.Annotations[ocispec.AnnotationRefName]; n != "" && !slices.Contains(names, n) {
+			names = append(names, n)
 		}
 	}
 	switch {
 	case s.pinned != "":
+		var found *ocispec.Descriptor
+		for i, m := range idx.Manifests {
+			if m.Digest == s.pinned && (found == nil || m.Annotations[ocispec.AnnotationRefName] == s.name) {
+				found = &idx.Manifests[i]
+			}
+		}
+		if found != nil {
+			return *found, nil
+		}
 		// Not listed in index.json, but perhaps present as a blob.
 		size, err := s.files.size(blobName(s.pinned))
 		if err != nil {
 			return ocispec.Descriptor{}, errdefs.New(errdefs.ErrNotFound, "%s: no manifest %s", s.ref, s.pinned)
 		}
 		return ocispec.Descriptor{Digest: s.pinned, Size: size}, nil
-	case s.tag != "":
-		return ocispec.Descriptor{}, errdefs.New(errdefs.ErrNotFound, "%s: no image named %q (names: %s)", s.dir, s.tag, listOrNone(names))
-	case len(idx.Manifests) == 1:
-		return idx.Manifests[0], nil
-	case len(idx.Manifests) == 0:
-		return ocispec.Descriptor{}, errdefs.New(errdefs.ErrNotFound, "%s: the layout holds no image", s.dir)
-	default:
-		return ocispec.Descriptor{}, errdefs.New(errdefs.ErrInvalidArgument,
-			"%s holds %d images; name one as oci:DIR:NAME (names: %s) or oci:DIR@DIGEST", s.dir, len(idx.Manifests), listOrNone(names))
+	case s.name != "":
+		var named []ocispec.Descriptor
+		for _, m := range idx.Manifests {
+			if m.Annotations[ocispec.AnnotationRefName] == s.name {
+				named = append(named, m)
+			}
+		}
+		if len(named) == 0 {
+			return ocispec.Descriptor{}, errdefs.New(errdefs.ErrNotFound, "%s: no image named %q (names: %s)", s.dir, s.name, listOrNone(names))
+		}
+		return s.choose(named, fmt.Sprintf("%s: image %q", s.dir, s.name))
 	}
+	var images []ocispec.Descriptor
+	for _, m := range idx.Manifests {
+		if !isReferrerEntry(m) {
+			images = append(images, m)
+		}
+	}
+	switch {
+	case len(images) == 0:
+		return ocispec.Descriptor{}, errdefs.New(errdefs.ErrNotFound, "%s: the layout holds no image", s.dir)
+	case len(images) == 1 || oneName(images):
+		return s.choose(images, s.dir)
+	}
+	return ocispec.Descriptor{}, errdefs.New(errdefs.ErrInvalidArgument,
+		"%s holds %d images; name one as oci:DIR:NAME (names: %s) or oci:DIR@DIGEST", s.dir, len(images), listOrNone(names))
+}
+
+// isReferrerEntry recognizes entries that are about an image rather than
+// images: signatures and other referrers the store recorded, and cosign's
+// "sha256-<hex>.sig" tags.
+func isReferrerEntry(m ocispec.Descriptor) bool {
+	return m.Annotations[annotationSubject] != "" || cosignTagRE.MatchString(m.Annotations[ocispec.AnnotationRefName])
+}
+
+func oneName(ms []ocispec.Descriptor) bool {
+	for _, m := range ms {
+		if m.Annotations[ocispec.AnnotationRefName] != ms[0].Annotations[ocispec.AnnotationRefName] {
+			return false
+		}
+	}
+	return true
+}
+
+// choose picks among the entries of one name as resolving an index picks
+// among its manifests: the image manifest that best fits the platform,
+// else an index (which resolving then descends into), else a manifest
+// that names no platform. A lone entry is taken as it is (resolving checks
+// an explicit platform against its config), unless the store chose it
+// from an index for one platform: then it must fit the platform asked
+// for, as the index entry it stands for would have had to.
+func (s *layoutSource) choose(entries []ocispec.Descriptor, what string) (ocispec.Descriptor, error) {
+	if len(entries) == 1 && (entries[0].Annotations[annotationIndexes] == "" || entries[0].Platform == nil) {
+		return entries[0], nil
+	}
+	want := HostPlatform()
+	if s.platform != nil {
+		want = *s.platform
+	}
+	var offered []ocispec.Platform
+	for _, m := range entries {
+		if m.Platform != nil && !isIndexType(m.MediaType) {
+			offered = append(offered, *m.Platform)
+		}
+	}
+	if best := bestMatch(want, entries, func(m ocispec.Descriptor) bool { return !isIndexType(m.MediaType) }); best >= 0 {
+		return entries[best], nil
+	}
+	for _, m := range entries {
+		if isIndexType(m.MediaType) || (m.MediaType == "" && m.Platform == nil) {
+			return m, nil
+		}
+	}
+	for _, m := range entries {
+		if m.Platform == nil {
+			return m, nil
+		}
+	}
+	return ocispec.Descriptor{}, errdefs.New(errdefs.ErrPlatformNotFound, "%s has no image for platform %s; available: %s",
+		what, FormatPlatform(want), platformList(offered))
 }
 
 func listOrNone(names []string) string {

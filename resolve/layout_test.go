@@ -4,9 +4,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
@@ -114,3 +117,85 @@ func TestOpenNormalizesNames(t *testing.T) {
 }
 
 const hex64 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+// References split as skopeo splits them: a trailing @ALG:HEX is a digest,
+// then the first ':' ends the path, so the names ocifetch's store writes
+// ("127.0.0.1:5000/repo:tag") can be addressed as oci:STORE:NAME.
+func TestLayoutReferencesSplitAtTheFirstColon(t *testing.T) {
+	dir := t.TempDir()
+	idx, imgs := testimage.Index(t, testimage.Platform{OS: "linux", Arch: "amd64"})
+	other, otherImgs := testimage.Index(t, testimage.Platform{OS: "linux", Arch: "amd64"})
+	const name = "127.0.0.1:5000/team/app:1.0"
+	testimage.WriteLayout(t, dir, map[string]v1.ImageIndex{name: idx, "127.0.0.1:5000/team/app@sha256:" + hex64: other})
+	amd64 := resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"})
+
+	res := mustResolve(t, "oci:"+dir+":"+name, amd64)
+	checkImage(t, res, imgs[0])
+	if res.Reference != "oci:"+dir+":"+name {
+		t.Errorf("reference %q", res.Reference)
+	}
+	// A name that ends in a digest is a name with a pinned digest: the
+	// digest decides.
+	d, _ := other.Digest()
+	checkImage(t, mustResolve(t, "oci:"+dir+":127.0.0.1:5000/team/app@"+d.String(), amd64), otherImgs[0])
+	d0, _ := idx.Digest()
+	checkImage(t, mustResolve(t, "oci:"+dir+":"+name+"@"+d0.String(), amd64), imgs[0])
+	// oci-archive: the same rule.
+	archive := filepath.Join(t.TempDir(), "image.tar")
+	testimage.TarDir(t, dir, archive, "./")
+	checkImage(t, mustResolve(t, "oci-archive:"+archive+":"+name, amd64), imgs[0])
+
+	ctx := context.Background()
+	for ref, kind := range map[string]errdefs.Kind{
+		"oci:" + dir + ":":                           errdefs.ErrInvalidArgument,
+		"oci:" + dir + ":127.0.0.1:5000/team/app:2":  errdefs.ErrNotFound,
+		"oci:" + dir + ":" + name + "@sha256:nothex": errdefs.ErrManifestInvalid,
+		// The path ends at the first colon: a directory with one cannot
+		// be named (as in skopeo); OpenLayout takes one as it is.
+		"oci:" + dir + "x:y:" + name: errdefs.ErrNotFound,
+	} {
+		if _, err := resolve.Resolve(ctx, ref, amd64); errdefs.KindOf(err) != kind {
+			t.Errorf("%s: %v, want %s", ref, err, kind)
+		}
+	}
+	colon := filepath.Join(t.TempDir(), "a:b")
+	testimage.WriteLayout(t, colon, map[string]v1.ImageIndex{name: idx})
+	src, err := resolve.OpenLayout(colon, name, "", amd64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = resolve.ResolveSource(ctx, src, amd64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkImage(t, res, imgs[0])
+}
+
+// Several entries of one name, one per platform, as the store records a
+// tag pulled for two platforms: chosen by platform, as an index would be.
+func TestLayoutNameWithSeveralEntriesResolvesByPlatform(t *testing.T) {
+	dir := t.TempDir()
+	_, imgs := testimage.Index(t,
+		testimage.Platform{OS: "linux", Arch: "amd64"},
+		testimage.Platform{OS: "linux", Arch: "arm64", Variant: "v8"})
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, plat := range []v1.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64", Variant: "v8"}} {
+		if err := p.AppendImage(imgs[i], layout.WithPlatform(plat),
+			layout.WithAnnotations(map[string]string{ocispec.AnnotationRefName: "app:1", "com.github.ocifetch.indexes": "sha256:" + hex64})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, plat := range []ocispec.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64"}} {
+		checkImage(t, mustResolve(t, "oci:"+dir+":app:1", resolve.WithPlatform(plat)), imgs[i])
+	}
+	// Without a name, the layout's one name is meant.
+	checkImage(t, mustResolve(t, "oci:"+dir, resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "arm64"})), imgs[1])
+	_, err = resolve.Resolve(context.Background(), "oci:"+dir+":app:1", resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "s390x"}))
+	wantKind(t, err, errdefs.ErrPlatformNotFound)
+	if err != nil && !strings.Contains(err.Error(), "linux/amd64") {
+		t.Errorf("the error does not list what is there: %v", err)
+	}
+}

@@ -1,17 +1,19 @@
 package resolve
 
 import (
-	"runtime"
 	"strings"
 
+	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
 )
 
 // ParsePlatform parses "os/arch[/variant]" (for example "linux/arm64/v8")
-// into a normalized platform. Common aliases are accepted: "x86_64" means
-// amd64, "aarch64" means arm64, "armhf" means arm/v7.
+// into a normalized platform, with containerd's parser and aliases
+// ("x86_64" is amd64, "aarch64" arm64, "armhf" arm/v7). Anything else,
+// such as "linux/amd64:10.0" or a list "linux/arm64,linux/amd64", is an
+// invalid_argument error.
 func ParsePlatform(s string) (ocispec.Platform, error) {
 	parts := strings.Split(strings.TrimSpace(s), "/")
 	if len(parts) < 2 || len(parts) > 3 {
@@ -24,16 +26,18 @@ func ParsePlatform(s string) (ocispec.Platform, error) {
 				"invalid platform %q: empty component", s)
 		}
 	}
-	p := ocispec.Platform{OS: parts[0], Architecture: parts[1]}
-	if len(parts) == 3 {
-		p.Variant = parts[2]
+	p, err := platforms.Parse(strings.TrimSpace(s))
+	if err != nil {
+		return ocispec.Platform{}, errdefs.New(errdefs.ErrInvalidArgument,
+			"invalid platform %q: want OS/ARCH or OS/ARCH/VARIANT of letters, digits, '.', '_' and '-', e.g. linux/arm64", s)
 	}
 	return Normalize(p), nil
 }
 
-// HostPlatform is the platform this program runs on.
+// HostPlatform is the platform this program runs on (on arm, with the
+// variant the CPU reports).
 func HostPlatform() ocispec.Platform {
-	return Normalize(ocispec.Platform{OS: runtime.GOOS, Architecture: runtime.GOARCH})
+	return Normalize(platforms.DefaultSpec())
 }
 
 // FormatPlatform renders p as "os/arch[/variant]".
@@ -45,111 +49,56 @@ func FormatPlatform(p ocispec.Platform) string {
 	return s
 }
 
-// Normalize lower-cases p, maps architecture aliases to their Go names and
-// gives the architecture's default variant explicitly (arm64 → v8, arm →
-// v7), so that "linux/arm64" and "linux/arm64/v8" compare equal.
+// Normalize is containerd's normalization (lower case, architecture
+// aliases, arm's default variant v7, amd64's v1 left unnamed), except that
+// arm64 names its default variant v8 explicitly, as Docker prints it, so
+// that "linux/arm64" and "linux/arm64/v8" both display as the latter.
 func Normalize(p ocispec.Platform) ocispec.Platform {
-	p.OS = strings.ToLower(p.OS)
-	if p.OS == "macos" {
-		p.OS = "darwin"
+	p = platforms.Normalize(p)
+	if p.Architecture == "arm64" && p.Variant == "" {
+		p.Variant = "v8"
 	}
-	arch, variant := strings.ToLower(p.Architecture), strings.ToLower(p.Variant)
-	switch arch {
-	case "x86_64", "x86-64", "x64":
-		arch = "amd64"
-	case "i386", "i686", "x86":
-		arch = "386"
-	case "aarch64", "arm64":
-		arch = "arm64"
-		if variant == "8" {
-			variant = "v8"
-		}
-	case "armhf":
-		arch, variant = "arm", "v7"
-	case "armel":
-		arch, variant = "arm", "v6"
-	case "amd64":
-		if variant == "v1" {
-			variant = "" // the baseline; images leave it unnamed
-		}
-	case "arm":
-		if len(variant) == 1 && variant[0] >= '5' && variant[0] <= '8' {
-			variant = "v" + variant
-		}
-	}
-	if variant == "" {
-		variant = defaultVariant(arch)
-	}
-	p.Architecture, p.Variant = arch, variant
 	return p
 }
 
-func defaultVariant(arch string) string {
-	switch arch {
-	case "arm64":
-		return "v8"
-	case "arm":
-		return "v7"
-	}
-	return ""
+// Matches reports whether an image of platform have runs on want, by
+// containerd's rules: older variants run on newer ones (arm/v7 runs v6 and
+// v5, amd64/v3 runs v2 and baseline, arm64/v9.x runs v8.x), amd64 runs
+// 386, arm64 runs arm up to v8, and Windows images need a compatible
+// os.version.
+func Matches(want, have ocispec.Platform) bool {
+	return platforms.Only(want).Match(have)
 }
 
-// fallbackVariants lists, best first, the variants a machine of the given
-// architecture and variant can run. An arm/v7 machine runs v6 and v5 code; an
-// amd64/v3 machine runs v2 and baseline code (whose variant is left empty).
-func fallbackVariants(arch, variant string) []string {
-	var ladder []string
-	switch arch {
-	case "arm":
-		ladder = []string{"v8", "v7", "v6", "v5"}
-	case "amd64":
-		ladder = []string{"v4", "v3", "v2", ""}
-	case "arm64":
-		ladder = []string{"v9", "v8"}
-	}
-	for i, v := range ladder {
-		if v == variant {
-			return ladder[i:]
+// bestMatch returns the position of the entry of entries that best suits
+// want (see better), among those with a platform that consider accepts,
+// or -1 when none runs on want.
+func bestMatch(want ocispec.Platform, entries []ocispec.Descriptor, consider func(ocispec.Descriptor) bool) int {
+	m := platforms.Only(want)
+	best := -1
+	for i, e := range entries {
+		if e.Platform == nil || !consider(e) || !m.Match(*e.Platform) {
+			continue
+		}
+		if best < 0 || better(m, *e.Platform, *entries[best].Platform) {
+			best = i
 		}
 	}
-	return []string{variant}
+	return best
 }
 
-// MatchScore reports how well an index entry's platform suits a wanted
-// platform: 0 when it cannot run there, higher is better. Both are
-// normalized first. os.version breaks ties for Windows images.
-func MatchScore(want, have ocispec.Platform) int {
-	want, have = Normalize(want), Normalize(have)
-	if want.OS != have.OS || want.Architecture != have.Architecture {
-		return 0
+// better reports whether index entry a suits want better than entry b
+// (both match): containerd's preference order first (the closest variant,
+// native before fallback architectures), then an entry that names its
+// variant over one that leaves it implied.
+func better(m platforms.MatchComparer, a, b ocispec.Platform) bool {
+	if m.Less(a, b) {
+		return true
 	}
-	ladder := fallbackVariants(want.Architecture, want.Variant)
-	score := 0
-	for i, v := range ladder {
-		if v == have.Variant {
-			score = 1000 - 10*i
-			break
-		}
+	if m.Less(b, a) {
+		return false
 	}
-	if score == 0 {
-		return 0
-	}
-	if want.OSVersion != "" && have.OSVersion != "" {
-		if want.OSVersion == have.OSVersion {
-			score += 5
-		} else if majorMinorBuild(want.OSVersion) == majorMinorBuild(have.OSVersion) {
-			score += 3
-		}
-	}
-	return score
-}
-
-func majorMinorBuild(v string) string {
-	parts := strings.SplitN(v, ".", 4)
-	if len(parts) > 3 {
-		parts = parts[:3]
-	}
-	return strings.Join(parts, ".")
+	return a.Variant != "" && b.Variant == ""
 }
 
 // platformList renders platforms for an error message, in their order,

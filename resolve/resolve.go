@@ -17,9 +17,13 @@ import (
 //
 //	alpine, docker.io/library/alpine:3.20, host:5000/a/b@sha256:...   a registry
 //	docker://NAME                                                     the same, skopeo-style
-//	oci:DIR, oci:DIR:TAG, oci:DIR@DIGEST                              an OCI image layout
-//	oci-archive:FILE[:TAG|@DIGEST]                                    a tar of an OCI image layout
-//	docker-archive:FILE[:NAME:TAG|@INDEX]                             the format of "docker save"
+//	oci:DIR, oci:DIR:NAME, oci:DIR@DIGEST                             an OCI image layout
+//	oci-archive:FILE[:NAME][@DIGEST]                                  a tar of an OCI image layout
+//	docker-archive:FILE[:NAME:TAG|:@INDEX]                            the format of "docker save"
+//
+// For oci: and oci-archive:, as in skopeo, a trailing @ALG:HEX is a
+// digest and the first ':' ends the path, so a name may hold colons
+// ("oci:STORE:127.0.0.1:5000/repo:tag") and a path may not.
 //
 // Opening does no I/O for registries; the first request authenticates.
 func Open(ctx context.Context, ref string, opts ...Option) (Source, error) {
@@ -33,11 +37,11 @@ func Open(ctx context.Context, ref string, opts ...Option) (Source, error) {
 func open(ref string, o *options) (Source, error) {
 	switch {
 	case strings.HasPrefix(ref, "oci:"):
-		return openLayout(strings.TrimPrefix(ref, "oci:"))
+		return openLayout(strings.TrimPrefix(ref, "oci:"), o)
 	case strings.HasPrefix(ref, "docker://"):
 		return source.OpenRegistry(strings.TrimPrefix(ref, "docker://"), o.source...)
 	case strings.HasPrefix(ref, "oci-archive:"):
-		return openOCIArchive(strings.TrimPrefix(ref, "oci-archive:"))
+		return openOCIArchive(strings.TrimPrefix(ref, "oci-archive:"), o)
 	case strings.HasPrefix(ref, "docker-archive:"):
 		return openDockerArchive(strings.TrimPrefix(ref, "docker-archive:"))
 	case ref == "":
@@ -131,8 +135,8 @@ func (w *walker) walk(ctx context.Context, desc ocispec.Descriptor, platform *oc
 		}
 	}()
 
-	best, bestScore := -1, 0
 	var nested []int
+	firstUnplatformed := -1
 	for i, m := range idx.Manifests {
 		if _, err := parseDigest(m.Digest.String()); err != nil {
 			return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "index %s entry %d", desc.Digest, i)
@@ -142,22 +146,19 @@ func (w *walker) walk(ctx context.Context, desc ocispec.Descriptor, platform *oc
 			res.Platforms = append(res.Platforms, *m.Platform)
 		}
 		switch {
-		case isManifestType(m.MediaType):
-			score := 1 // an entry without a platform fits anything, but least well
-			if m.Platform != nil {
-				score = MatchScore(w.want, *m.Platform)
-				if score > 0 && m.Platform.Variant != "" {
-					score++ // an entry that names the variant beats one that leaves it implied
-				}
-			}
-			if score > bestScore {
-				best, bestScore = i, score
-			}
+		case isManifestType(m.MediaType) && m.Platform == nil && firstUnplatformed < 0:
+			firstUnplatformed = i
 		case isIndexType(m.MediaType):
-			if m.Platform == nil || MatchScore(w.want, *m.Platform) > 0 {
+			if m.Platform == nil || Matches(w.want, *m.Platform) {
 				nested = append(nested, i)
 			}
 		}
+	}
+	// The best manifest for the wanted platform by containerd's order; an
+	// entry without a platform fits anything, but least well.
+	best := bestMatch(w.want, idx.Manifests, func(m ocispec.Descriptor) bool { return isManifestType(m.MediaType) })
+	if best < 0 {
+		best = firstUnplatformed
 	}
 	if best >= 0 {
 		m := idx.Manifests[best]
@@ -238,7 +239,7 @@ func (w *walker) manifest(ctx context.Context, desc ocispec.Descriptor, data []b
 	if platform == nil {
 		// A manifest named directly: with an explicit platform it must
 		// fit; by default any platform is accepted, as other tools do.
-		if w.o.platform != nil && MatchScore(*w.o.platform, cfgPlatform) == 0 {
+		if w.o.platform != nil && !Matches(*w.o.platform, cfgPlatform) {
 			return errdefs.New(errdefs.ErrPlatformNotFound, "%s is an image for %s, not %s",
 				w.src.Reference(), FormatPlatform(Normalize(cfgPlatform)), FormatPlatform(*w.o.platform))
 		}

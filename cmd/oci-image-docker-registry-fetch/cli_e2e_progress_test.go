@@ -1,11 +1,21 @@
 package main
 
 import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ocifetch/ocifetch/internal/testutil/hostile"
+	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 )
 
@@ -51,6 +61,9 @@ func TestCLIE2EUnpackBundleProgress(t *testing.T) {
 			}
 			states := map[string][]string{}
 			for _, l := range ls[:len(ls)-1] {
+				if progressExtra.MatchString(l) {
+					continue
+				}
 				m := progressLine.FindStringSubmatch(l)
 				if m == nil {
 					t.Errorf("%s: not a progress line: %q", tc.cmd, l)
@@ -84,3 +97,99 @@ func TestCLIE2EUnpackBundleProgress(t *testing.T) {
 		})
 	}
 }
+
+// TestCLIE2EProgressTerminal runs "pull" of 31 blobs in a real terminal
+// (tmux) at 80x24 and 200x50. The redraw must fit the screen: no line
+// longer than the terminal is wide (a wrapped line breaks the cursor
+// arithmetic and leaves copies behind), never more lines than rows, so
+// the scrollback stays under 60 lines; and the final screen shows the
+// total. Before, 3 blobs on 80 columns left 119 rows of scrollback and 31
+// blobs on 24 rows 546 lines.
+func TestCLIE2EProgressTerminal(t *testing.T) {
+	tmux, err := exec.LookPath("tmux")
+	if err != nil {
+		t.Fatal("tmux is needed to test the terminal progress display (apt-get install tmux)")
+	}
+	reg := hostile.New(t)
+	img := testimage.Image(t, 30, "linux", "amd64", "")
+	ref := reg.PutImage(t, "app", "v1", img)
+	// Each blob arrives in pieces over about a second, so the display
+	// redraws many times while all of them are in flight.
+	reg.Intercept(func(w http.ResponseWriter, r *http.Request, q hostile.Request) bool {
+		if q.Kind != hostile.Blob || r.Method != http.MethodGet {
+			return false
+		}
+		data := reg.Blob(q.Repo, digest.Digest(q.Ref))
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		w.WriteHeader(http.StatusOK)
+		for i := 0; i < len(data); i += 100 {
+			w.Write(data[i:min(i+100, len(data))])
+			w.(http.Flusher).Flush()
+			time.Sleep(80 * time.Millisecond)
+		}
+		return true
+	})
+	bin := builtCLI(t)
+	for _, size := range [][2]int{{80, 24}, {200, 50}} {
+		t.Run(fmt.Sprintf("%dx%d", size[0], size[1]), func(t *testing.T) {
+			work := t.TempDir()
+			sock := filepath.Join(work, "tmux.sock")
+			tm := func(args ...string) string {
+				out, err := exec.Command(tmux, append([]string{"-S", sock}, args...)...).CombinedOutput()
+				if err != nil {
+					t.Fatalf("tmux %v: %v\n%s", args, err, out)
+				}
+				return string(out)
+			}
+			script := filepath.Join(work, "run.sh")
+			var envs strings.Builder
+			for _, kv := range cliEnv(t) {
+				if k, _, _ := strings.Cut(kv, "="); k == "PATH" || strings.HasPrefix(k, "XDG_") || k == "DOCKER_CONFIG" || k == "HOME" {
+					fmt.Fprintf(&envs, "export %s\n", shellQuote(kv))
+				}
+			}
+			os.WriteFile(script, []byte("#!/bin/sh\n"+envs.String()+shellQuote(bin)+" pull --jobs 8 --store "+shellQuote(filepath.Join(work, "store"))+" "+ref+"\necho EXIT=$?\nsleep 60\n"), 0o755)
+			tm("new-session", "-d", "-x", strconv.Itoa(size[0]), "-y", strconv.Itoa(size[1]), "-s", "p", script)
+			defer exec.Command(tmux, "-S", sock, "kill-server").Run()
+			deadline := time.Now().Add(60 * time.Second)
+			var screen string
+			for {
+				screen = tm("capture-pane", "-p", "-t", "p")
+				if strings.Contains(screen, "EXIT=") || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			if !strings.Contains(screen, "EXIT=0") {
+				t.Fatalf("pull did not finish with status 0:\n%s", screen)
+			}
+			history, _ := strconv.Atoi(strings.TrimSpace(tm("display-message", "-p", "-t", "p", "#{history_size}")))
+			all := tm("capture-pane", "-p", "-t", "p", "-S", "-", "-E", "-")
+			used := len(lines(strings.TrimRight(all, "\n")))
+			if history+size[1] > 60+size[1] || used > 60 {
+				t.Errorf("%d lines of scrollback, %d lines in all; want under 60:\n%s", history, used, all)
+			}
+			if !strings.Contains(screen, "total 31/31 blobs") {
+				t.Errorf("the final screen has no total line for 31 blobs:\n%s", screen)
+			}
+			if size[1] >= 50 && strings.Count(screen, " done ") < 31 {
+				t.Errorf("on %d rows every blob should have its own line:\n%s", size[1], screen)
+			}
+			// The pane is as wide as the terminal: a line that wrapped
+			// would show up as a continuation, which tmux marks when
+			// asked to join (-J) wrapped lines.
+			// Only the progress display counts: the summary line after it
+			// names a path and may wrap like any message.
+			progressPart := func(s string) int {
+				s, _, _ = strings.Cut(s, "pulled ")
+				return len(lines(s))
+			}
+			joined := tm("capture-pane", "-p", "-J", "-t", "p", "-S", "-", "-E", "-")
+			if a, j := progressPart(all), progressPart(joined); a != j {
+				t.Errorf("%d progress lines wrapped at %d columns:\n%s", a-j, size[0], all)
+			}
+		})
+	}
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

@@ -164,7 +164,7 @@ func runDemo(ctx context.Context, e *env, platform, keep string) error {
 // demoHas reports whether the demo image has a build for p.
 func demoHas(p ocispec.Platform) bool {
 	for _, d := range demoimage.Platforms {
-		if resolve.MatchScore(p, ocispec.Platform{OS: d.OS, Architecture: d.Architecture, Variant: d.Variant}) > 0 {
+		if resolve.Matches(p, ocispec.Platform{OS: d.OS, Architecture: d.Architecture, Variant: d.Variant}) {
 			return true
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -34,6 +35,7 @@ const (
 // command is one verb of the CLI.
 type command struct {
 	name    string
+	aliases []string
 	summary string
 	usage   string // the line after the program name, flags before positional arguments
 	example string
@@ -61,7 +63,10 @@ func commands() []*command {
 		rebuildCommand(),
 		verifyCommand(),
 		gcCommand(),
+		imagesCommand(),
+		rmCommand(),
 		validateCommand(),
+		versionCommand(),
 	}
 }
 
@@ -110,6 +115,9 @@ func notifyContext(parent context.Context) (ctx context.Context, sig func() int,
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	e := &env{stdout: stdout, stderr: stderr}
+	if len(args) == 1 && args[0] == "--version" {
+		args = []string{"version"}
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || (args[0] == "help" && len(args) == 1) {
 		printOverview(stdout)
 		return exitOK
@@ -168,7 +176,7 @@ func containsFlag(args []string, name string) bool {
 
 func lookup(name string) *command {
 	for _, c := range commands() {
-		if c.name == name {
+		if c.name == name || slices.Contains(c.aliases, name) {
 			return c
 		}
 	}
@@ -193,6 +201,7 @@ func report(e *env, c *command, err error) int {
 	if e.json {
 		out := map[string]any{"error": map[string]string{"kind": string(kind), "message": msg}}
 		enc := json.NewEncoder(e.stdout)
+		enc.SetEscapeHTML(false)
 		_ = enc.Encode(out)
 	} else {
 		fmt.Fprintf(e.stderr, "%s %s: %s\n", prog, c.name, msg)

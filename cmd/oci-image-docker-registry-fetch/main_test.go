@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -117,7 +118,9 @@ func TestResolveErrors(t *testing.T) {
 		kind errdefs.Kind
 		exit int
 	}{
-		{"bad platform", []string{"--platform", "linux"}, errdefs.ErrInvalidArgument, exitUsage},
+		{"bad platform", []string{"--platform", "linux", layout}, errdefs.ErrInvalidArgument, exitUsage},
+		{"platform with os version", []string{"--platform", "linux/amd64:10.0", layout}, errdefs.ErrInvalidArgument, exitUsage},
+		{"platform list", []string{"--platform", "linux/arm64,linux/amd64", layout}, errdefs.ErrInvalidArgument, exitUsage},
 		{"missing tag", []string{"oci:../../testdata/layouts/multiarch:nope"}, errdefs.ErrNotFound, exitNotFound},
 		{"no such platform", []string{"--platform", "linux/s390x", layout}, errdefs.ErrPlatformNotFound, exitNotFound},
 		{"corrupt blob", []string{"--platform", "linux/amd64", "oci:" + broken + ":latest"}, errdefs.ErrDigestMismatch, exitVerification},
@@ -128,9 +131,6 @@ func TestResolveErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]string{"resolve", "--json"}, tt.args...)
-			if tt.name == "bad platform" {
-				args = append(args, layout)
-			}
 			code, stdout, _ := cli(t, args...)
 			kind, _ := jsonError(t, stdout)
 			if kind != string(tt.kind) || code != tt.exit {
@@ -299,5 +299,34 @@ func TestDemo(t *testing.T) {
 	}
 	if strings.Count(stdout, "sha256 equals the diffID") != 2 {
 		t.Fatalf("not every layer was rebuilt:\n%s", stdout)
+	}
+}
+
+// TestVersion: "version" and "--version" name the program, its version
+// and the Go release; --json gives the same as one object.
+func TestVersion(t *testing.T) {
+	code, out, errOut := cli(t, "version")
+	if code != 0 || errOut != "" || !strings.HasPrefix(out, prog+" ") || !strings.Contains(out, runtime.Version()) {
+		t.Fatalf("version: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if code, out2, _ := cli(t, "--version"); code != 0 || out2 != out {
+		t.Fatalf("--version: exit %d, %q; want what version prints", code, out2)
+	}
+	code, out, _ = cli(t, "version", "--json")
+	var v versionOutput
+	if err := json.Unmarshal([]byte(out), &v); code != 0 || err != nil || v.Version == "" || v.Go != runtime.Version() || v.Platform != runtime.GOOS+"/"+runtime.GOARCH {
+		t.Fatalf("version --json: exit %d, %v, %+v", code, err, v)
+	}
+	if code, _, _ := cli(t, "version", "extra"); code != exitUsage {
+		t.Fatalf("version with an argument: exit %d, want 2", code)
+	}
+}
+
+// TestJSONNotHTMLEscaped: JSON output is for programs, so '>', '<' and
+// '&' stay as they are ("validate --json" printed \u003e).
+func TestJSONNotHTMLEscaped(t *testing.T) {
+	_, stdout, _ := cli(t, "resolve", "--json", "--platform", "linux/a>b&c", "oci:../../testdata/layouts/multiarch")
+	if strings.Contains(stdout, `\u003e`) || strings.Contains(stdout, `\u0026`) || !strings.Contains(stdout, "a>b&c") {
+		t.Fatalf("stdout %q: want the platform quoted as typed", stdout)
 	}
 }

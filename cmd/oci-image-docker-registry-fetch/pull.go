@@ -1,22 +1,20 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-
-	"context"
-	"fmt"
-	"time"
-
 	flag "github.com/spf13/pflag"
 
-	"github.com/ocifetch/ocifetch/errdefs"
-
 	"github.com/ocifetch/ocifetch"
+	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/fetch"
+	"github.com/ocifetch/ocifetch/resolve"
 )
 
 // storeFlags are the flags of commands that use the store.
@@ -30,7 +28,7 @@ type storeFlags struct {
 func (s *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.store, "store", "", "the blob store, an OCI image layout `DIR` (default: $XDG_CACHE_HOME/ocifetch or ~/.cache/ocifetch)")
 	fs.IntVar(&s.jobs, "jobs", fetch.DefaultJobs, "download at most `N` blobs at once")
-	fs.BoolVar(&s.quiet, "quiet", false, "print no progress")
+	fs.BoolVarP(&s.quiet, "quiet", "q", false, "print no progress")
 	fs.Var(&s.allow, "allow-foreign-host", "fetch foreign layers from URLs on this `HOST` (repeatable; off by default)")
 }
 
@@ -47,16 +45,30 @@ func (s *storeFlags) options(p *progress) []fetch.Option {
 type pipelineFlags struct {
 	registryFlags
 	storeFlags
+	pull string
+	// allowAll: "--platform all" is allowed (pull); all: it was given.
+	allowAll, all bool
 }
 
 func (f *pipelineFlags) register(fs *flag.FlagSet) {
 	f.registryFlags.register(fs)
 	f.storeFlags.register(fs)
+	fs.StringVar(&f.pull, "pull", string(ocifetch.PullAlways), "when to ask the registry: `always`, missing (use the store when it holds the image) or never (the store only)")
 }
 
 // options turns the flags into library options and starts the progress
 // display, which the caller finishes.
 func (f *pipelineFlags) options(e *env) ([]ocifetch.Option, *progress, error) {
+	if f.platform == "all" {
+		if !f.allowAll {
+			return nil, nil, usagef("--platform all only applies to pull; name one platform, OS/ARCH[/VARIANT]")
+		}
+		f.all, f.platform = true, ""
+	}
+	policy, err := ocifetch.ParsePullPolicy(f.pull)
+	if err != nil {
+		return nil, nil, usagef("--pull %s: want always, missing or never", f.pull)
+	}
 	ropts, err := f.registryFlags.options(e)
 	if err != nil {
 		return nil, nil, err
@@ -65,7 +77,7 @@ func (f *pipelineFlags) options(e *env) ([]ocifetch.Option, *progress, error) {
 		return nil, nil, usagef("--jobs must be at least 1")
 	}
 	p := newProgress(e.stderr, f.quiet || f.json)
-	opts := []ocifetch.Option{ocifetch.WithResolveOptions(ropts...), ocifetch.WithFetchOptions(f.storeFlags.options(p)...)}
+	opts := []ocifetch.Option{ocifetch.WithResolveOptions(ropts...), ocifetch.WithFetchOptions(f.storeFlags.options(p)...), ocifetch.WithPullPolicy(policy)}
 	if f.store != "" {
 		opts = append(opts, ocifetch.WithStore(f.store))
 	}
@@ -80,14 +92,53 @@ type pullOutput struct {
 	Downloaded int64  `json:"downloaded"`
 }
 
+// pullAllOutput is "pull --platform all --json".
+type pullAllOutput struct {
+	Reference  string      `json:"reference"`
+	Store      string      `json:"store"`
+	Name       string      `json:"name"`
+	Index      descJSON    `json:"index"`
+	Platforms  []string    `json:"platforms"`
+	Images     []imageJSON `json:"images"`
+	Artifacts  []descJSON  `json:"artifacts"`
+	Downloaded int64       `json:"downloaded"`
+}
+
+// imageJSON is one platform's image in "pull --platform all --json".
+type imageJSON struct {
+	Platform string      `json:"platform"`
+	Manifest descJSON    `json:"manifest"`
+	Config   descJSON    `json:"config"`
+	Layers   []layerJSON `json:"layers"`
+}
+
+func pullAllJSON(res *ocifetch.AllResult) pullAllOutput {
+	ra := res.Resolved
+	out := pullAllOutput{Reference: ra.Reference, Store: res.Store.Dir(), Name: res.Pull.Name, Index: toDesc(res.Pull.Entry),
+		Platforms: []string{}, Images: []imageJSON{}, Artifacts: []descJSON{}, Downloaded: res.Pull.Downloaded}
+	for _, im := range ra.Images {
+		p := resolve.FormatPlatform(resolve.Normalize(im.Platform))
+		out.Platforms = append(out.Platforms, p)
+		ij := imageJSON{Platform: p, Manifest: toDesc(im.Manifest.Descriptor), Config: toDesc(im.Config.Descriptor), Layers: []layerJSON{}}
+		for _, l := range im.Layers {
+			ij.Layers = append(ij.Layers, layerJSON{descJSON: toDesc(l.Descriptor), DiffID: l.DiffID.String()})
+		}
+		out.Images = append(out.Images, ij)
+	}
+	for _, a := range ra.Artifacts {
+		out.Artifacts = append(out.Artifacts, toDesc(a.Manifest.Descriptor))
+	}
+	return out
+}
+
 func pullCommand() *command {
 	return &command{
 		name:    "pull",
 		summary: "Resolve REF and fetch its config and layers, verified, into the store; print the manifest digest.",
-		usage:   "pull [--store DIR] [--platform OS/ARCH[/VARIANT]] [--jobs N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--allow-foreign-host HOST]... REF",
+		usage:   "pull [--store DIR] [--platform OS/ARCH[/VARIANT]|all] [--pull always|missing|never] [--jobs N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--allow-foreign-host HOST]... REF",
 		example: prog + " pull --store ./store --platform linux/amd64 docker.io/library/alpine:3.20",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
-			var pf pipelineFlags
+			pf := pipelineFlags{allowAll: true}
 			pf.register(fs)
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) != 1 {
@@ -98,6 +149,23 @@ func pullCommand() *command {
 					return err
 				}
 				start := time.Now()
+				if pf.all {
+					res, err := ocifetch.PullAll(ctx, args[0], opts...)
+					p.finish()
+					if err != nil {
+						return err
+					}
+					if pf.json {
+						return writeJSON(e, pullAllJSON(res))
+					}
+					if !pf.quiet {
+						out := pullAllJSON(res)
+						fmt.Fprintf(e.stderr, "pulled %s: %d platforms (%s), %s downloaded in %s into %s\n", res.Resolved.Reference, len(out.Platforms),
+							joinOr(out.Platforms, "none"), humanBytes(res.Pull.Downloaded), time.Since(start).Round(time.Millisecond), res.Store.Dir())
+					}
+					fmt.Fprintln(e.stdout, res.Pull.Entry.Digest)
+					return nil
+				}
 				res, err := ocifetch.Pull(ctx, args[0], opts...)
 				p.finish()
 				if err != nil {
@@ -121,58 +189,94 @@ func pullCommand() *command {
 	}
 }
 
+// gcOutput is "gc --json".
+type gcJSON struct {
+	Store    string          `json:"store"`
+	Removed  []digest.Digest `json:"removed"`
+	Corrupt  []digest.Digest `json:"corrupt"`
+	Partials []digest.Digest `json:"partials"`
+	Pruned   []entryJSON     `json:"pruned"`
+	Bytes    int64           `json:"bytes"`
+}
+
 func gcCommand() *command {
 	return &command{
 		name:    "gc",
 		summary: "Remove blobs and partial downloads that no image recorded in the store's index.json reaches.",
-		usage:   "gc [--store DIR] [--json]",
-		example: prog + " gc --store ./store",
+		usage:   "gc [--store DIR] [--verify] [--json]",
+		example: prog + " gc --store ./store --verify",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var sf storeFlags
-			var asJSON bool
+			var asJSON, verify bool
 			fs.StringVar(&sf.store, "store", "", "the blob store `DIR` (default: $XDG_CACHE_HOME/ocifetch or ~/.cache/ocifetch)")
+			fs.BoolVar(&verify, "verify", false, "hash every blob first and remove those whose content does not match their digest")
 			fs.BoolVar(&asJSON, "json", false, "print one JSON object")
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) != 0 {
 					return usagef("gc takes no arguments")
 				}
-				// gc never creates a store: a mistyped --store must not
-				// leave an empty one somewhere and report success.
-				dir := sf.store
-				if dir == "" {
-					d, err := fetch.DefaultStoreDir()
-					if err != nil {
-						return err
-					}
-					dir = d
-				}
-				if _, err := os.Stat(filepath.Join(dir, ocispec.ImageLayoutFile)); err != nil {
-					return errdefs.New(errdefs.ErrNotFound, "%s is not a store (no %s)", dir, ocispec.ImageLayoutFile)
-				}
-				store, err := fetch.OpenStore(dir)
+				store, err := openExistingStore(sf.store)
 				if err != nil {
 					return err
 				}
-				res, err := store.GC(ctx)
+				opts := []fetch.GCOption{fetch.WithWaiting(func() {
+					fmt.Fprintf(e.stderr, "waiting for the pulls and other writers using %s to finish...\n", store.Dir())
+				})}
+				if verify {
+					opts = append(opts, fetch.WithVerify())
+				}
+				res, err := store.GC(ctx, opts...)
 				if err != nil {
 					return err
 				}
 				if asJSON {
-					removed, partials := res.Blobs, res.Partials
-					if removed == nil {
-						removed = []digest.Digest{}
+					out := gcJSON{Store: store.Dir(), Removed: orEmpty(res.Blobs), Corrupt: orEmpty(res.Corrupt), Partials: orEmpty(res.Partials),
+						Pruned: []entryJSON{}, Bytes: res.Bytes}
+					for _, m := range res.Entries {
+						out.Pruned = append(out.Pruned, toEntry(m))
 					}
-					if partials == nil {
-						partials = []digest.Digest{}
-					}
-					return writeJSON(e, map[string]any{"store": store.Dir(), "removed": removed, "partials": partials, "bytes": res.Bytes})
+					return writeJSON(e, out)
 				}
 				for _, d := range res.Blobs {
 					fmt.Fprintln(e.stdout, d)
 				}
-				fmt.Fprintf(e.stderr, "removed %d blobs and %d partial downloads, %s\n", len(res.Blobs), len(res.Partials), humanBytes(res.Bytes))
+				for _, d := range res.Corrupt {
+					fmt.Fprintf(e.stdout, "%s corrupt\n", d)
+				}
+				fmt.Fprintf(e.stderr, "removed %d blobs and %d partial downloads, %s", len(res.Blobs), len(res.Partials), humanBytes(res.Bytes))
+				if verify {
+					fmt.Fprintf(e.stderr, "; %d corrupt blobs", len(res.Corrupt))
+				}
+				if len(res.Entries) > 0 {
+					fmt.Fprintf(e.stderr, "; dropped %d signatures or other referrers of removed images", len(res.Entries))
+				}
+				fmt.Fprintln(e.stderr)
 				return nil
 			}
 		},
 	}
+}
+
+// openExistingStore opens the store at dir (default: the default store)
+// without creating one: a mistyped --store must not leave an empty store
+// somewhere and report success.
+func openExistingStore(dir string) (*fetch.Store, error) {
+	if dir == "" {
+		d, err := fetch.DefaultStoreDir()
+		if err != nil {
+			return nil, err
+		}
+		dir = d
+	}
+	if _, err := os.Stat(filepath.Join(dir, ocispec.ImageLayoutFile)); err != nil {
+		return nil, errdefs.New(errdefs.ErrNotFound, "%s is not a store (no %s)", dir, ocispec.ImageLayoutFile)
+	}
+	return fetch.OpenStore(dir)
+}
+
+func orEmpty(ds []digest.Digest) []digest.Digest {
+	if ds == nil {
+		return []digest.Digest{}
+	}
+	return ds
 }

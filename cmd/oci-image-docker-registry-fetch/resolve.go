@@ -153,6 +153,9 @@ func resolvedJSON(r *resolve.Resolved) resolveOutput {
 func writeJSON(e *env, v any) error {
 	enc := json.NewEncoder(e.stdout)
 	enc.SetIndent("", "  ")
+	// The output is read by programs, not embedded in HTML: "a > b" stays
+	// as it is rather than becoming "a \u003e b".
+	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
 }
 

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	flag "github.com/spf13/pflag"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/fetch"
+	"github.com/ocifetch/ocifetch/resolve"
+)
+
+// What a store keeps of an image, the "kept" field of "images".
+const (
+	// keptBlobs: every blob the entry reaches is in the store, so it
+	// unpacks without the network.
+	keptBlobs = "blobs"
+	// keptIncomplete: some blobs are missing (removed by hand, or a pull
+	// of an older version recorded only part of it).
+	keptIncomplete = "incomplete"
+)
+
+// imageEntryJSON is one image of "images --json".
+type imageEntryJSON struct {
+	Name      string   `json:"name"`
+	Platform  string   `json:"platform"`
+	Platforms []string `json:"platforms"`
+	Index     bool     `json:"index"`
+	Digest    string   `json:"digest"`
+	MediaType string   `json:"mediaType"`
+	Size      int64    `json:"size"`
+	Kept      string   `json:"kept"`
+}
+
+type imagesJSON struct {
+	Store  string           `json:"store"`
+	Images []imageEntryJSON `json:"images"`
+}
+
+// entryJSON names an index.json entry in "rm --json" and "gc --json".
+type entryJSON struct {
+	Name     string `json:"name"`
+	Platform string `json:"platform"`
+	Digest   string `json:"digest"`
+}
+
+func toEntry(m ocispec.Descriptor) entryJSON {
+	return entryJSON{Name: m.Annotations[ocispec.AnnotationRefName], Platform: platformOf(m.Platform), Digest: m.Digest.String()}
+}
+
+func platformOf(p *ocispec.Platform) string {
+	if p == nil {
+		return ""
+	}
+	return resolve.FormatPlatform(resolve.Normalize(*p))
+}
+
+func joinOr(ss []string, none string) string {
+	if len(ss) == 0 {
+		return none
+	}
+	return strings.Join(ss, ", ")
+}
+
+func imagesCommand() *command {
+	return &command{
+		name:    "images",
+		aliases: []string{"ls"},
+		summary: "List the images in the store (alias ls): name, platform, digest, size, and whether every blob is kept.",
+		usage:   "images [--store DIR] [--json]",
+		example: prog + " images --store ./store",
+		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+			var store string
+			var asJSON bool
+			fs.StringVar(&store, "store", "", "the blob store `DIR` (default: $XDG_CACHE_HOME/ocifetch or ~/.cache/ocifetch)")
+			fs.BoolVar(&asJSON, "json", false, "print one JSON object")
+			return func(ctx context.Context, e *env, args []string) error {
+				if len(args) != 0 {
+					return usagef("images takes no arguments")
+				}
+				s, err := openExistingStore(store)
+				if err != nil {
+					return err
+				}
+				images, err := s.Images(ctx)
+				if err != nil {
+					return err
+				}
+				out := imagesJSON{Store: s.Dir(), Images: []imageEntryJSON{}}
+				for _, im := range images {
+					j := imageEntryJSON{Name: im.Name, Platform: platformOf(im.Descriptor.Platform), Platforms: []string{},
+						Index:  im.Descriptor.Platform == nil && isIndex(im.Descriptor.MediaType),
+						Digest: im.Descriptor.Digest.String(), MediaType: im.Descriptor.MediaType, Size: im.Size, Kept: keptBlobs}
+					for _, p := range im.Platforms {
+						j.Platforms = append(j.Platforms, platformOf(&p))
+					}
+					if !im.Complete {
+						j.Kept = keptIncomplete
+					}
+					out.Images = append(out.Images, j)
+				}
+				if asJSON {
+					return writeJSON(e, out)
+				}
+				w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "NAME\tPLATFORM\tDIGEST\tSIZE\tKEPT")
+				for _, im := range out.Images {
+					name, plat := im.Name, im.Platform
+					if name == "" {
+						name = "<none>"
+					}
+					if im.Index {
+						plat = "all: " + joinOr(im.Platforms, "none")
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", safe(name), safe(plat), im.Digest, humanBytes(im.Size), im.Kept)
+				}
+				return w.Flush()
+			}
+		},
+	}
+}
+
+func isIndex(mt string) bool {
+	return mt == ocispec.MediaTypeImageIndex || mt == resolve.MediaTypeDockerManifestList
+}
+
+// safe keeps control characters a crafted index.json could carry off the
+// terminal.
+func safe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+func rmCommand() *command {
+	return &command{
+		name:    "rm",
+		summary: "Remove images from the store's index.json: a NAME (every platform of it) or a DIGEST. Their blobs go at the next gc.",
+		usage:   "rm [--store DIR] [--json] NAME|DIGEST...",
+		example: prog + " rm --store ./store docker.io/library/alpine:3.20 && " + prog + " gc --store ./store",
+		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+			var store string
+			var asJSON bool
+			fs.StringVar(&store, "store", "", "the blob store `DIR` (default: $XDG_CACHE_HOME/ocifetch or ~/.cache/ocifetch)")
+			fs.BoolVar(&asJSON, "json", false, "print one JSON object")
+			return func(ctx context.Context, e *env, args []string) error {
+				if len(args) == 0 {
+					return usagef("rm takes one or more names or digests")
+				}
+				s, err := openExistingStore(store)
+				if err != nil {
+					return err
+				}
+				out := struct {
+					Store   string      `json:"store"`
+					Removed []entryJSON `json:"removed"`
+				}{Store: s.Dir(), Removed: []entryJSON{}}
+				var missing []string
+				for _, arg := range args {
+					removed, err := removeImage(ctx, s, arg)
+					if errdefs.KindOf(err) == errdefs.ErrNotFound {
+						missing = append(missing, arg)
+						continue
+					}
+					if err != nil {
+						return err
+					}
+					for _, m := range removed {
+						out.Removed = append(out.Removed, toEntry(m))
+					}
+				}
+				if len(missing) == 0 && asJSON {
+					return writeJSON(e, out)
+				}
+				if !asJSON {
+					for _, r := range out.Removed {
+						fmt.Fprintf(e.stdout, "removed %s %s %s\n", safe(r.Name), safe(r.Platform), r.Digest)
+					}
+				}
+				if len(missing) > 0 {
+					return errdefs.New(errdefs.ErrNotFound, "no image named %s in %s (removed %d entries); see '%s images'", joinOr(quoteAll(missing), ""), s.Dir(), len(out.Removed), prog)
+				}
+				return nil
+			}
+		},
+	}
+}
+
+// removeImage removes what arg names: a digest, a name as recorded, or
+// a reference written the short way ("alpine" for
+// "docker.io/library/alpine:latest").
+func removeImage(ctx context.Context, s *fetch.Store, arg string) ([]ocispec.Descriptor, error) {
+	removed, err := s.Remove(ctx, arg)
+	if errdefs.KindOf(err) != errdefs.ErrNotFound || digest.Digest(arg).Validate() == nil {
+		return removed, err
+	}
+	src, oerr := resolve.Open(ctx, arg)
+	if oerr != nil {
+		return nil, err
+	}
+	if name := fetch.DefaultRefName(src.Reference()); name != "" && name != arg {
+		return s.Remove(ctx, name)
+	}
+	return nil, err
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = fmt.Sprintf("%q", s)
+	}
+	return out
+}

@@ -1,0 +1,217 @@
+package ocifetch
+
+import (
+	"context"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/fetch"
+	"github.com/ocifetch/ocifetch/resolve"
+)
+
+// PullPolicy says when Pull, PullAll, Unpack and Bundle ask the registry
+// and when they use what the store holds. The names are podman's.
+type PullPolicy string
+
+const (
+	// PullAlways resolves the reference through the registry every time
+	// (blobs already in the store are still not downloaded again). It is
+	// the default.
+	PullAlways PullPolicy = "always"
+	// PullMissing uses the image the store holds under the reference, for
+	// the platform asked for, when every blob of it is there; otherwise it
+	// pulls as PullAlways does.
+	PullMissing PullPolicy = "missing"
+	// PullNever never contacts a registry: the image must be in the
+	// store, or the call fails with not_found (platform_not_found when the
+	// store holds the reference for other platforms only).
+	PullNever PullPolicy = "never"
+)
+
+// ParsePullPolicy reads "always", "missing" or "never".
+func ParsePullPolicy(s string) (PullPolicy, error) {
+	switch p := PullPolicy(strings.ToLower(strings.TrimSpace(s))); p {
+	case PullAlways, PullMissing, PullNever:
+		return p, nil
+	}
+	return "", errdefs.New(errdefs.ErrInvalidArgument, "invalid pull policy %q: want always, missing or never", s)
+}
+
+// WithPullPolicy sets when to ask the registry (default PullAlways).
+// References to local layouts and archives (oci:, oci-archive:,
+// docker-archive:) never touch the network and are read as they are.
+func WithPullPolicy(p PullPolicy) Option {
+	return func(o *options) error {
+		if _, err := ParsePullPolicy(string(p)); err != nil {
+			return err
+		}
+		o.pull = p
+		return nil
+	}
+}
+
+// isLocalRef reports whether ref names a layout or archive on this
+// machine rather than a registry.
+func isLocalRef(ref string) bool {
+	for _, p := range []string{"oci:", "oci-archive:", "docker-archive:"} {
+		if strings.HasPrefix(ref, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// resolveRef resolves ref as the pull policy says: through the registry,
+// or from the store.
+func (o *options) resolveRef(ctx context.Context, store *fetch.Store, ref string) (*resolve.Resolved, error) {
+	if o.pull == "" || o.pull == PullAlways || isLocalRef(ref) {
+		return resolve.Resolve(ctx, ref, o.resolve...)
+	}
+	res, err := o.fromStore(ctx, store, ref, func(ctx context.Context, src resolve.Source) (any, error) {
+		res, err := resolve.ResolveSource(ctx, src, o.resolve...)
+		if err != nil {
+			return nil, err
+		}
+		for i, l := range res.Layers {
+			if ok, _ := store.Has(l.Descriptor); !ok {
+				return nil, errdefs.New(errdefs.ErrNotFound, "layer %d (%s) is not in the store", i+1, l.Digest)
+			}
+		}
+		return res, nil
+	})
+	switch {
+	case err == nil:
+		return res.(*resolve.Resolved), nil
+	case o.pull == PullNever || errdefs.KindOf(err) == errdefs.ErrCanceled:
+		return nil, err
+	}
+	return resolve.Resolve(ctx, ref, o.resolve...)
+}
+
+// resolveAllRef is resolveRef for every platform: from the store, the
+// reference must be recorded as a whole index (pull of every platform).
+func (o *options) resolveAllRef(ctx context.Context, store *fetch.Store, ref string) (*resolve.ResolvedAll, error) {
+	if o.pull == "" || o.pull == PullAlways || isLocalRef(ref) {
+		return resolve.ResolveAll(ctx, ref, o.resolve...)
+	}
+	res, err := o.fromStore(ctx, store, ref, func(ctx context.Context, src resolve.Source) (any, error) {
+		ra, err := resolve.ResolveAllSource(ctx, src, o.resolve...)
+		if err != nil {
+			return nil, err
+		}
+		if len(ra.Indexes) == 0 && ra.Root.Descriptor.Annotations[fetch.AnnotationIndexes] != "" {
+			return nil, errdefs.New(errdefs.ErrNotFound, "the store holds it for %s only, not as a whole index; pull it with --platform all",
+				resolve.FormatPlatform(ra.Images[0].Platform))
+		}
+		for _, im := range ra.Images {
+			for i, l := range im.Layers {
+				if ok, _ := store.Has(l.Descriptor); !ok {
+					return nil, errdefs.New(errdefs.ErrNotFound, "layer %d (%s) of %s is not in the store", i+1, l.Digest, resolve.FormatPlatform(im.Platform))
+				}
+			}
+		}
+		for _, a := range ra.Artifacts {
+			for _, b := range append(a.Blobs, a.Manifest.Descriptor) {
+				if ok, _ := store.Has(b); !ok {
+					return nil, errdefs.New(errdefs.ErrNotFound, "blob %s is not in the store", b.Digest)
+				}
+			}
+		}
+		return ra, nil
+	})
+	switch {
+	case err == nil:
+		return res.(*resolve.ResolvedAll), nil
+	case o.pull == PullNever || errdefs.KindOf(err) == errdefs.ErrCanceled:
+		return nil, err
+	}
+	return resolve.ResolveAll(ctx, ref, o.resolve...)
+}
+
+// fromStore resolves ref from what the store holds under the name a pull
+// of ref records (fetch.DefaultRefName of its normalized form) or, for a
+// reference pinned by digest, under that digest. Nothing goes to the
+// network: opening a registry reference does no I/O. The result keeps the
+// normalized registry reference, so that it is recorded under the same
+// name, and reads its layers from the store itself.
+func (o *options) fromStore(ctx context.Context, store *fetch.Store, ref string, resolveFrom func(context.Context, resolve.Source) (any, error)) (any, error) {
+	src, err := resolve.Open(ctx, ref, o.resolve...)
+	if err != nil {
+		return nil, err
+	}
+	normalized := src.Reference()
+	name := fetch.DefaultRefName(normalized)
+	var pinned digest.Digest
+	if i := strings.LastIndex(normalized, "@"); i >= 0 {
+		if d, err := digest.Parse(normalized[i+1:]); err == nil {
+			pinned = d
+		}
+	}
+	try := func(name string, pinned digest.Digest) (any, error) {
+		lsrc, err := resolve.OpenLayout(store.Dir(), name, pinned, o.resolve...)
+		if err != nil {
+			return nil, err
+		}
+		res, err := resolveFrom(ctx, lsrc)
+		if err != nil {
+			return nil, err
+		}
+		switch r := res.(type) {
+		case *resolve.Resolved:
+			r.Reference = normalized
+		case *resolve.ResolvedAll:
+			r.Reference = normalized
+			for _, im := range r.Images {
+				im.Reference = normalized
+			}
+		}
+		return res, nil
+	}
+	res, err := try(name, "")
+	if err != nil && pinned != "" && errdefs.KindOf(err) == errdefs.ErrNotFound {
+		// Content addressed: any copy of the digest in the store will do.
+		res, err = try("", pinned)
+	}
+	if err != nil {
+		kind := errdefs.KindOf(err)
+		if kind != errdefs.ErrNotFound && kind != errdefs.ErrPlatformNotFound && kind != errdefs.ErrCanceled {
+			kind = errdefs.ErrNotFound
+		}
+		return nil, errdefs.Wrap(err, kind, "%s is not usable from the store %s", normalized, store.Dir())
+	}
+	return res, nil
+}
+
+// AllResult is what PullAll did.
+type AllResult struct {
+	Resolved *resolve.ResolvedAll
+	Store    *fetch.Store
+	Pull     *fetch.AllResult
+}
+
+// PullAll resolves ref for every platform it offers and fetches all of it
+// into the store — the index, each platform's image, and the other
+// manifests the index lists, such as build attestations — recording the
+// index as one entry of the store's index.json. WithPlatform does not
+// apply; WithPullPolicy does.
+func PullAll(ctx context.Context, ref string, opts ...Option) (*AllResult, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	store, err := o.openStore()
+	if err != nil {
+		return nil, err
+	}
+	ra, err := o.resolveAllRef(ctx, store, ref)
+	if err != nil {
+		return nil, err
+	}
+	pr, err := fetch.PullAll(ctx, ra, store, o.fetch...)
+	if err != nil {
+		return nil, err
+	}
+	return &AllResult{Resolved: ra, Store: store, Pull: pr}, nil
+}

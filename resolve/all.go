@@ -1,0 +1,202 @@
+package resolve
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+)
+
+// ResolvedAll is a reference resolved for every platform it offers: the
+// index it names, every index nested in it, and each image it lists,
+// verified as Resolve verifies one.
+type ResolvedAll struct {
+	// Reference is the normalized reference; Source is where the bytes
+	// come from.
+	Reference string
+	Source    Source
+
+	// Root is the document the reference names: an index, or the
+	// manifest of a single-platform image.
+	Root Blob
+
+	// Indexes are the indexes walked, the root first (empty when the
+	// reference names a manifest).
+	Indexes []Blob
+
+	// Images are the runnable images, in index order, each with the
+	// indexes that led to it.
+	Images []*Resolved
+
+	// Artifacts are the other manifests the indexes list (build
+	// attestations, signatures, SBOMs): not platforms, but content of the
+	// index, kept with it.
+	Artifacts []Artifact
+}
+
+// Artifact is a manifest that is not a runnable image: its verified bytes
+// and the blobs it refers to.
+type Artifact struct {
+	Manifest Blob
+	Blobs    []ocispec.Descriptor
+}
+
+// Platforms lists the platforms of the images, in order.
+func (r *ResolvedAll) Platforms() []ocispec.Platform {
+	out := make([]ocispec.Platform, len(r.Images))
+	for i, im := range r.Images {
+		out[i] = im.Platform
+	}
+	return out
+}
+
+// ResolveAll opens ref and resolves every image its index lists (or the
+// one image it names), checking every document as Resolve does. Entries
+// that are not runnable images (buildx attestations with platform
+// unknown/unknown, artifacts whose config is not an image config) are
+// read and checked as documents and returned as Artifacts. WithPlatform
+// does not apply.
+func ResolveAll(ctx context.Context, ref string, opts ...Option) (*ResolvedAll, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	src, err := open(ref, o)
+	if err != nil {
+		return nil, err
+	}
+	return resolveAll(ctx, src, o)
+}
+
+// ResolveAllSource is ResolveAll of what src's reference names.
+func ResolveAllSource(ctx context.Context, src Source, opts ...Option) (*ResolvedAll, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	return resolveAll(ctx, src, o)
+}
+
+func resolveAll(ctx context.Context, src Source, o *options) (*ResolvedAll, error) {
+	root, err := src.Root(ctx)
+	if err != nil {
+		return nil, err
+	}
+	o.platform = nil
+	w := &walker{src: src, o: o, want: HostPlatform(), seen: map[digest.Digest]bool{}}
+	ra := &ResolvedAll{Reference: src.Reference(), Source: src}
+	if err := w.all(ctx, root, nil, nil, 0, ra); err != nil {
+		return nil, err
+	}
+	if len(ra.Images) == 0 {
+		return nil, errdefs.New(errdefs.ErrPlatformNotFound, "%s lists no runnable image", ra.Reference)
+	}
+	for _, im := range ra.Images {
+		im.Platforms = ra.Platforms()
+	}
+	return ra, nil
+}
+
+// all reads desc and, for an index, everything it lists. chain is the
+// indexes that led to desc.
+func (w *walker) all(ctx context.Context, desc ocispec.Descriptor, platform *ocispec.Platform, chain []Blob, depth int, ra *ResolvedAll) error {
+	if depth > w.o.maxDepth {
+		return errdefs.New(errdefs.ErrManifestInvalid, "indexes nest more than %d levels deep at %s", w.o.maxDepth, desc.Digest)
+	}
+	if w.seen[desc.Digest] {
+		return errdefs.New(errdefs.ErrManifestInvalid, "index %s refers to itself", desc.Digest)
+	}
+	w.seen[desc.Digest] = true
+	defer delete(w.seen, desc.Digest)
+
+	data, from, err := fetchDocument(ctx, w.src, desc, w.o.maxDocumentSize, "manifest")
+	if err != nil {
+		return err
+	}
+	kind, err := classifyDocument(desc, data)
+	if err != nil {
+		return err
+	}
+	if desc.MediaType == "" {
+		var h docHead
+		json.Unmarshal(data, &h)
+		desc.MediaType = h.MediaType
+	}
+	if depth == 0 {
+		ra.Root = Blob{Descriptor: desc, Data: data, From: from}
+	}
+	if kind == kindManifest {
+		if isAttestationEntry(desc) {
+			return w.artifact(desc, data, ra)
+		}
+		res := &Resolved{Reference: ra.Reference, Source: w.src, Indexes: append([]Blob(nil), chain...)}
+		if err := w.manifest(ctx, desc, data, from, platform, res); err != nil {
+			if depth > 0 && errdefs.Is(err, errdefs.ErrUnsupportedMediaType) {
+				// Listed in an index but not an image: an artifact.
+				return w.artifact(desc, data, ra)
+			}
+			return err
+		}
+		ra.Images = append(ra.Images, res)
+		return nil
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(data, &idx); err != nil {
+		return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "index %s", desc.Digest)
+	}
+	b := Blob{Descriptor: desc, Data: data, From: from}
+	ra.Indexes = append(ra.Indexes, b)
+	chain = append(append([]Blob(nil), chain...), b)
+	for i, m := range idx.Manifests {
+		if _, err := parseDigest(m.Digest.String()); err != nil {
+			return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "index %s entry %d", desc.Digest, i)
+		}
+		if m.MediaType != "" && !isIndexType(m.MediaType) && !isManifestType(m.MediaType) {
+			// Not a document this program reads (an artifact manifest
+			// of a withdrawn type, say): kept as a plain blob.
+			if m.Size < 0 || m.Size > w.o.maxDocumentSize {
+				return errdefs.New(errdefs.ErrManifestInvalid, "index %s entry %d has size %d", desc.Digest, i, m.Size)
+			}
+			ra.Artifacts = append(ra.Artifacts, Artifact{Manifest: Blob{Descriptor: m}})
+			continue
+		}
+		if err := w.all(ctx, m, m.Platform, chain, depth+1, ra); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// artifact records a manifest that is not a runnable image, with the
+// blobs it refers to (their digests checked, their sizes not negative).
+func (w *walker) artifact(desc ocispec.Descriptor, data []byte, ra *ResolvedAll) error {
+	var m ocispec.Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "manifest %s", desc.Digest)
+	}
+	a := Artifact{Manifest: Blob{Descriptor: desc, Data: data}}
+	for i, d := range append([]ocispec.Descriptor{m.Config}, m.Layers...) {
+		if _, err := parseDigest(d.Digest.String()); err != nil {
+			return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "manifest %s blob %d", desc.Digest, i)
+		}
+		if d.Size < 0 {
+			return errdefs.New(errdefs.ErrManifestInvalid, "manifest %s blob %d has a negative size", desc.Digest, i)
+		}
+		a.Blobs = append(a.Blobs, d)
+	}
+	ra.Artifacts = append(ra.Artifacts, a)
+	return nil
+}
+
+// isAttestationEntry recognizes the entries buildx adds to an index for its
+// attestations: platform unknown/unknown, or the annotation saying so.
+// They are valid OCI content, not platforms.
+func isAttestationEntry(d ocispec.Descriptor) bool {
+	if d.Annotations["vnd.docker.reference.type"] == "attestation-manifest" {
+		return true
+	}
+	return d.Platform != nil && d.Platform.OS == "unknown" && d.Platform.Architecture == "unknown"
+}
