@@ -98,22 +98,30 @@
 // other reasons after delivering part of the blob leaves that part for the
 // next endpoint to continue from (and if the finished blob then
 // mismatches, the bytes of unknown origin are dropped and that endpoint
-// starts again from zero). An endpoint that refuses connections is left
-// at once when another follows. Foreign layers (descriptor urls) are asked of the
-// registry first, then of the URLs whose hosts WithAllowedURLHosts allows,
-// over plain HTTPS without credentials.
+// starts again from zero). An endpoint that fails in any way is left at
+// once when another follows; only the last one gets the retry policy. A
+// blob whose bytes hash to the digest but end before the descriptor's size
+// is size_mismatch at once: the descriptor lies. Foreign layers
+// (descriptor urls) are asked of the registry first, then of the URLs
+// whose hosts WithAllowedURLHosts allows, over HTTPS without credentials
+// (source.URLClient).
 //
 // # Faults
 //
 // A broken connection resumes with Source.FetchAt from the offset the file
 // has reached; the hash state continues over the bytes written, so nothing
 // is read twice. A host that answers a range with the whole content
-// (start 0) restarts cleanly. 429 and 503 wait as long as Retry-After asks
-// (capped), other 5xx and resets back off exponentially with jitter, and
-// an endpoint's attempts are only counted while no bytes arrive
-// (RetryPolicy). unauthorized and not_found are never retried. A cancelled
-// or killed pull leaves its partial file; the next pull re-hashes it and
-// continues with a ranged request.
+// (start 0) restarts cleanly. Retries follow source.RetryPolicy (the
+// Source's, unless WithRetryPolicy says otherwise): 429 and 503 wait as
+// long as Retry-After asks (capped), other 5xx, resets and stalls back off
+// exponentially with jitter, and an endpoint's attempts are only counted
+// while no bytes arrive beyond the furthest offset the blob reached. An
+// attempt below the minimum rate of source.Deadlines is a stall.
+// unauthorized and not_found are never retried. A cancelled or killed pull
+// leaves its partial file; the next pull re-hashes it and continues with a
+// ranged request. Errors name the layer, counted from 1; a cancellation is
+// kind canceled. A panic in a download goroutine becomes an internal
+// error instead of ending the program.
 //
 // # Shared downloads
 //

@@ -2,6 +2,7 @@ package fetch_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/ocifetch/ocifetch/fetch"
 	"github.com/ocifetch/ocifetch/internal/testutil/faultproxy"
 	"github.com/ocifetch/ocifetch/resolve"
+	"github.com/ocifetch/ocifetch/source"
 )
 
 func foreignDesc(b []byte, urls ...string) ocispec.Descriptor {
@@ -88,12 +90,30 @@ func TestForeignLayers(t *testing.T) {
 		redirecting.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.Redirect(storage)}})
 		d := foreignDesc(blob, redirecting.URL+"/v2/win/blobs/"+desc.Digest.String())
 		s := openStore(t)
-		if err := fetch.FetchBlob(ctx, newHTTPSource(regProxy.URL), s, d, fetch.WithAllowedURLHosts(redirecting.Host())); err != nil {
+		if err := fetch.FetchBlob(ctx, newHTTPSource(regProxy.URL), s, d, fetch.WithAllowedURLHosts(redirecting.Host(), strings.TrimPrefix(storage.OtherHostURL(), "http://"))); err != nil {
 			t.Fatal(err)
 		}
 		assertBlob(t, s, blob)
 		if storage.Requests() != 1 || storage.AuthorizationsSeen()+redirecting.AuthorizationsSeen() != 0 {
 			t.Errorf("storage %d requests; credentials seen %d/%d", storage.Requests(), redirecting.AuthorizationsSeen(), storage.AuthorizationsSeen())
 		}
+	})
+	// An allowed URL that redirects elsewhere must not take the download
+	// to a host the user did not allow: the redirect keeps the first
+	// request's rules.
+	t.Run("a redirect to a host off the allow list is refused", func(t *testing.T) {
+		storage := faultproxy.New(t, cdn.URL)
+		redirecting := faultproxy.New(t, cdn.URL)
+		redirecting.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.Redirect(storage)}})
+		d := foreignDesc(blob, redirecting.URL+"/v2/win/blobs/"+desc.Digest.String())
+		s := openStore(t)
+		err := fetch.FetchBlob(ctx, newHTTPSource(regProxy.URL), s, d, fetch.WithAllowedURLHosts(redirecting.Host()))
+		if err == nil || !errors.Is(err, source.ErrRefused) || !strings.Contains(err.Error(), strings.TrimPrefix(storage.OtherHostURL(), "http://")) || !strings.Contains(err.Error(), "--allow-foreign-host") {
+			t.Fatalf("err = %v; want a refusal naming %s", err, storage.OtherHostURL())
+		}
+		if storage.Requests() != 0 {
+			t.Fatalf("the host off the allow list got %d requests", storage.Requests())
+		}
+		assertNoBlob(t, s, d.Digest)
 	})
 }

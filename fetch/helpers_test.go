@@ -24,6 +24,7 @@ import (
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/fetch"
 	"github.com/ocifetch/ocifetch/resolve"
+	"github.com/ocifetch/ocifetch/source"
 )
 
 // randomBytes returns n deterministic pseudo-random bytes.
@@ -158,7 +159,7 @@ func (s *httpSource) FetchAt(ctx context.Context, desc ocispec.Descriptor, off i
 		return resp.Body, off, nil
 	}
 	resp.Body.Close()
-	return nil, 0, fetch.StatusError(resp, u)
+	return nil, 0, source.StatusError(resp, u)
 }
 
 // mirrored offers several endpoints, as a registry source with mirrors does.

@@ -3,9 +3,12 @@ package fetch
 import (
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/resolve"
+	"github.com/ocifetch/ocifetch/source"
 )
 
 // DefaultJobs is how many blobs download at once unless WithJobs says
@@ -35,16 +38,39 @@ type options struct {
 	refNameSet       bool
 	progress         func(Event)
 	progressInterval time.Duration
-	retry            RetryPolicy
+	retry            *RetryPolicy      // nil: the Source's (source.NetworkOf)
+	deadlines        *source.Deadlines // nil: the Source's
 	allowedHosts     map[string]bool
 	httpClient       *http.Client
+
+	urlOnce sync.Once
+	urls    *source.URLClient
+}
+
+// RetryPolicy is source.RetryPolicy, the one retry policy of ocifetch
+// for documents and blobs. See there for what counts as progress.
+type RetryPolicy = source.RetryPolicy
+
+// DefaultRetryPolicy is source.DefaultRetryPolicy.
+func DefaultRetryPolicy() RetryPolicy { return source.DefaultRetryPolicy() }
+
+// network returns the retry policy and deadlines for blobs of src: this
+// stage's options where given, else those src was opened with.
+func (o *options) network(src resolve.Source) (RetryPolicy, source.Deadlines) {
+	n := source.NetworkOf(src)
+	if o.retry != nil {
+		n.Retry = *o.retry
+	}
+	if o.deadlines != nil {
+		n.Deadlines = *o.deadlines
+	}
+	return n.Retry, n.Deadlines
 }
 
 func makeOptions(opts []Option) (*options, error) {
 	o := &options{
 		jobs:             DefaultJobs,
 		progressInterval: DefaultProgressInterval,
-		retry:            DefaultRetryPolicy(),
 		allowedHosts:     map[string]bool{},
 	}
 	for _, opt := range opts {
@@ -108,13 +134,29 @@ func WithProgressInterval(d time.Duration) Option {
 	}
 }
 
-// WithRetryPolicy replaces DefaultRetryPolicy.
+// WithRetryPolicy sets the retry policy for blobs. The default is the one
+// the Source was opened with (source.WithRetryPolicy), else
+// source.DefaultRetryPolicy.
 func WithRetryPolicy(p RetryPolicy) Option {
 	return func(o *options) error {
-		if p.MaxAttempts < 1 || p.BaseDelay < 0 || p.MaxDelay < p.BaseDelay || p.MaxRetryAfter < 0 {
-			return errdefs.New(errdefs.ErrInvalidArgument, "invalid retry policy %+v", p)
+		if err := p.Validate(); err != nil {
+			return err
 		}
-		o.retry = p
+		o.retry = &p
+		return nil
+	}
+}
+
+// WithDeadlines sets the stall rule for blobs (source.Deadlines: a
+// transfer below MinRate over RateWindow is retried from where it
+// stopped). The default is the one the Source was opened with, else
+// source.DefaultDeadlines.
+func WithDeadlines(d source.Deadlines) Option {
+	return func(o *options) error {
+		if err := d.Validate(); err != nil {
+			return err
+		}
+		o.deadlines = &d
 		return nil
 	}
 }
@@ -125,7 +167,8 @@ func WithRetryPolicy(p RetryPolicy) Option {
 // descriptor's URLs by default leaked credentials in the past
 // (CVE-2020-15157), so it is off unless a host is named here; even then the
 // request carries no credentials, must use https (plain http only for
-// loopback hosts), and the content is verified like any other.
+// loopback hosts), every redirect must land on an allowed host too, and
+// the content is verified like any other.
 func WithAllowedURLHosts(hosts ...string) Option {
 	return func(o *options) error {
 		for _, h := range hosts {

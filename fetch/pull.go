@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"regexp"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/safego"
 	"github.com/ocifetch/ocifetch/resolve"
 )
 
@@ -199,6 +201,7 @@ func (s *Session) run() {
 	defer close(s.done)
 	defer s.gc.unlock()
 	defer s.cancel()
+	defer safego.Recover(&s.err, "pulling "+s.r.Reference)
 	for _, l := range s.r.Layers {
 		s.rep.blob(l.Descriptor).set(StateWaiting, 0, nil)
 	}
@@ -207,7 +210,10 @@ func (s *Session) run() {
 	// lowest first, so the layer an applier needs first starts first.
 	g.SetLimit(s.o.jobs)
 	for i := range s.r.Layers {
-		g.Go(func() error { return s.fetchLayer(gctx, i) })
+		g.Go(func() (err error) {
+			defer safego.Recover(&err, fmt.Sprintf("fetching layer %d", i+1))
+			return s.fetchLayer(gctx, i)
+		})
 	}
 	err := g.Wait()
 	for _, sl := range s.slots { // layers that never started
@@ -234,6 +240,10 @@ func (s *Session) fetchLayer(ctx context.Context, i int) error {
 		s.downloaded.Add(t.received.Load())
 	}
 	err = foreignHint(err, desc, blocked)
+	if err != nil {
+		// Layers are counted from 1, as the CLI shows them.
+		err = errdefs.Wrap(err, errdefs.KindOf(err), "layer %d", i+1)
+	}
 	sl.end(!downloaded, err)
 	return err
 }

@@ -423,8 +423,8 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 	if v.err != nil {
 		return 0, v.err
 	}
-	if rest := v.desc.Size - v.n + 1; int64(len(p)) > rest {
-		p = p[:rest] // read at most one byte past the size, to notice excess
+	if rest := v.desc.Size - v.n; int64(len(p))-1 > rest {
+		p = p[:rest+1] // read at most one byte past the size, to notice excess (without overflow)
 	}
 	n, err := v.r.Read(p)
 	if v.n+int64(n) > v.desc.Size {

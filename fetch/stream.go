@@ -10,6 +10,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/safego"
 	"github.com/ocifetch/ocifetch/resolve"
 )
 
@@ -290,6 +291,7 @@ func OpenLayer(ctx context.Context, src resolve.Source, store *Store, desc ocisp
 	go func() {
 		defer close(done)
 		defer gc.unlock()
+		defer safego.Recover(&result, "fetching blob "+desc.Digest.String())
 		_, _, err := store.ensure(tctx, desc, eps, o, o.reporter().blob(desc), func(t *transfer) {
 			once.Do(func() { started <- t })
 		})

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -18,7 +17,9 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/atomicfile"
+	"github.com/ocifetch/ocifetch/internal/safego"
 	"github.com/ocifetch/ocifetch/resolve"
+	"github.com/ocifetch/ocifetch/source"
 )
 
 // A transfer is one download of one digest into one store. Every goroutine
@@ -41,10 +42,15 @@ type transfer struct {
 	desc ocispec.Descriptor
 
 	ctx      context.Context
-	cancel   context.CancelFunc
+	cancel   context.CancelCauseFunc
 	interest int // callers waiting for the download, under mu; 0 once cancelled
 
 	received atomic.Int64 // bytes read from sources, discarded ones included
+
+	// furthest is the furthest offset this blob has reached, in this
+	// process, whatever host sent the bytes; only bytes beyond it are
+	// progress (see source.RetryPolicy). Used by the owner only.
+	furthest int64
 
 	// rw orders readers against truncation: a reader holds it shared while
 	// it checks how far the file is written and reads below that; the
@@ -89,19 +95,21 @@ func (s *Store) join(ctx context.Context, desc ocispec.Descriptor) (t *transfer,
 	t = &transfer{s: s, desc: desc, changed: make(chan struct{}), finished: make(chan struct{}), interest: 1}
 	// The download outlives the caller that started it when others want
 	// it too; it keeps the caller's values, not its cancellation.
-	t.ctx, t.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	t.ctx, t.cancel = context.WithCancelCause(context.WithoutCancel(ctx))
 	s.inflight[desc.Digest] = t
 	return t, true
 }
 
-// drop takes a caller's interest away; the last one cancels the download.
-// It reports whether it did.
-func (t *transfer) drop() bool {
+// drop takes a caller's interest away; the last one cancels the download
+// with cause, why that caller stopped (a cancellation, or the failure of
+// another layer of its pull), which the download's error then reports.
+// It reports whether it cancelled.
+func (t *transfer) drop(cause error) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.interest--
 	if t.interest == 0 {
-		t.cancel()
+		t.cancel(cause)
 		return true
 	}
 	return false
@@ -117,6 +125,11 @@ func (t *transfer) drop() bool {
 // transfer found the blob present under the lock).
 func (s *Store) ensure(ctx context.Context, desc ocispec.Descriptor, eps []resolve.Source, o *options, rep *blobReport, onStart func(*transfer)) (*transfer, bool, error) {
 	if err := checkDescriptor(desc); err != nil {
+		return nil, false, err
+	}
+	// A size past the cap would overflow offset arithmetic below; no
+	// real blob comes near it.
+	if err := source.CheckSize(desc.Size, source.MaxBlobSize, "blob "+desc.Digest.String()); err != nil {
 		return nil, false, err
 	}
 	corrupt := false
@@ -149,12 +162,12 @@ func (s *Store) ensure(ctx context.Context, desc ocispec.Descriptor, eps []resol
 		select {
 		case <-t.finished:
 		case <-ctx.Done():
-			if t.drop() {
+			if t.drop(context.Cause(ctx)) {
 				// Nobody else wants it: the download stops, and is
 				// stopped when this returns, its partial file kept.
 				<-t.finished
 			}
-			return t, owner, contextError(ctx, desc.Digest, ctx.Err())
+			return t, owner, stoppedError{source.ContextError(ctx, "fetching blob "+desc.Digest.String(), nil)}
 		}
 		t.mu.Lock()
 		err := t.err
@@ -186,14 +199,25 @@ func (s *Store) ensure(ctx context.Context, desc ocispec.Descriptor, eps []resol
 }
 
 func isContextErr(err error) bool {
-	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+	return errors.Is(err, errStopped) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
+
+// errStopped marks the error of a download whose owner's context ended:
+// the bytes were fine, the owner went away. Another goroutine that still
+// wants the blob takes over; the owner's own session sees the cause of
+// its context's end (a cancellation, or the failure of another layer of
+// the same pull, with that failure's kind).
+var errStopped = errors.New("download stopped")
+
+type stoppedError struct{ error }
+
+func (s stoppedError) Unwrap() []error { return []error{s.error, errStopped} }
 
 // run downloads the blob and publishes the outcome to everyone following
 // the transfer. It holds the store lock shared, as every writer does: the
 // caller that started it may be gone before it ends.
 func (t *transfer) run(eps []resolve.Source, o *options, rep *blobReport) {
-	defer t.cancel()
+	defer t.cancel(nil)
 	ctx := t.ctx
 	err := func() error {
 		gc, err := t.s.lockGC(ctx, false)
@@ -201,7 +225,7 @@ func (t *transfer) run(eps []resolve.Source, o *options, rep *blobReport) {
 			return err
 		}
 		defer gc.unlock()
-		return t.download(ctx, eps, o, rep)
+		return t.safeDownload(ctx, eps, o, rep)
 	}()
 	if err != nil {
 		t.mu.Lock()
@@ -220,6 +244,13 @@ func (t *transfer) run(eps []resolve.Source, o *options, rep *blobReport) {
 	close(t.finished)
 	t.mu.Unlock()
 	t.release(nil)
+}
+
+// safeDownload is download with a panic turned into an error, so that the
+// transfer still ends and everyone following it learns the outcome.
+func (t *transfer) safeDownload(ctx context.Context, eps []resolve.Source, o *options, rep *blobReport) (err error) {
+	defer safego.Recover(&err, "fetching blob "+t.desc.Digest.String())
+	return t.download(ctx, eps, o, rep)
 }
 
 func (t *transfer) download(ctx context.Context, eps []resolve.Source, o *options, rep *blobReport) error {
@@ -265,18 +296,30 @@ func (t *transfer) download(ctx context.Context, eps []resolve.Source, o *option
 	if err != nil {
 		return err
 	}
+	t.furthest = off
+	retry, deadlines := o.network(eps[len(eps)-1])
 	// mixed: the file holds bytes from an earlier run or another endpoint,
 	// so a digest mismatch cannot be blamed on the endpoint that finished
 	// it; that endpoint gets one more try from zero.
 	mixed := off > 0
 	var lastErr error
 	for i := 0; i < len(eps); {
-		err := t.fromEndpoint(ctx, eps[i], dg, &off, o, rep, i+1 < len(eps))
+		err := t.fromEndpoint(ctx, eps[i], dg, &off, retry, deadlines, rep, i+1 < len(eps))
 		if err == nil {
 			return t.commit(rep, lk)
 		}
 		if ctx.Err() != nil {
-			return contextError(ctx, d, err)
+			return stoppedError{source.ContextError(ctx, "fetching blob "+d.String(), err)}
+		}
+		if errors.Is(err, errDescriptorLies) {
+			// The content is complete and right; no host can serve a
+			// blob of the size the descriptor claims. Nothing is kept
+			// under a descriptor that can never be satisfied.
+			if terr := t.truncate(); terr != nil {
+				return terr
+			}
+			os.Remove(partial)
+			return err
 		}
 		lastErr = err
 		if errors.Is(err, errdefs.ErrDigestMismatch) || (errors.Is(err, errdefs.ErrSizeMismatch) && !endedEarly(err)) {
@@ -304,49 +347,52 @@ func (t *transfer) download(ctx context.Context, eps []resolve.Source, o *option
 
 // endedEarly reports a size mismatch that only says the content ended
 // before the descriptor's size: a short body, or a source that has nothing
-// past the offset it was asked for (the registry source's 416, whose cause
-// is io.ErrUnexpectedEOF). The bytes so far may be good, so they stay for
+// past the offset it was asked for (a 416, whose cause is
+// io.ErrUnexpectedEOF). The bytes so far may be good, so they stay for
 // the next endpoint to continue from; the final digest check decides.
 func endedEarly(err error) bool {
-	return errors.Is(err, errShortBody) || errors.Is(err, io.ErrUnexpectedEOF)
+	return errors.Is(err, source.ErrShortBody) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
-// contextError reports a cancelled or expired download. The cause stays
-// reachable (errors.Is(err, context.DeadlineExceeded)); the partial file is
-// kept for the next run to resume.
-func contextError(ctx context.Context, d digest.Digest, err error) error {
-	cause := ctx.Err()
-	if c := context.Cause(ctx); c != nil {
-		cause = c
-	}
-	if errors.Is(err, cause) {
-		return errdefs.Wrap(err, errdefs.ErrNetwork, "fetching blob %s", d)
-	}
-	return errdefs.Wrap(cause, errdefs.ErrNetwork, "fetching blob %s (%v)", d, err)
-}
+// errDescriptorLies marks content that is complete and hashes to its
+// digest but is not as long as its descriptor says.
+var errDescriptorLies = errors.New("the descriptor's size is wrong")
 
 // fromEndpoint fetches the rest of the blob from src, resuming on broken
 // connections, until the file holds size bytes that hash to the digest. It
-// returns nil on success, or the error that made it give up on src. When
-// another endpoint follows (more), a refused connection gives up at once:
-// the host is down (a mirror, typically), retrying it would only delay
-// the fallback, and the resolve stage skips such hosts the same way.
-func (t *transfer) fromEndpoint(ctx context.Context, src resolve.Source, dg digest.Digester, off *int64, o *options, rep *blobReport, more bool) error {
-	r := newRetrier(o.retry)
+// returns nil on success, or the error that made it give up on src.
+//
+// When another endpoint follows (more: src is a mirror, or the registry
+// before a foreign layer's URLs), any failure gives up on src at once:
+// a short body, a range ignored, a refused connection, an error status.
+// The bytes so far stay (unless they were bad) for the next endpoint to
+// continue from, and retrying a mirror would only delay the fallback. The
+// last endpoint gets the retry policy, whose budget counts attempts that
+// add no bytes beyond the furthest offset the blob has reached: a host
+// that ignores Range and sends the same short prefix again makes no
+// progress, and a connection that breaks every few megabytes never runs
+// out. Each attempt is watched for stalls (source.WatchRate).
+func (t *transfer) fromEndpoint(ctx context.Context, src resolve.Source, dg digest.Digester, off *int64, retry source.RetryPolicy, deadlines source.Deadlines, rep *blobReport, more bool) error {
+	r := source.NewRetrier(retry)
 	size := t.desc.Size
+	name := source.Name(src)
 	for {
 		if *off == size {
 			if got := dg.Digest(); got != t.desc.Digest {
-				return errdefs.New(errdefs.ErrDigestMismatch, "blob %s from %s hashes to %s", t.desc.Digest, sourceName(src), got)
+				return errdefs.New(errdefs.ErrDigestMismatch, "blob %s from %s hashes to %s", t.desc.Digest, name, got)
 			}
 			return nil
 		}
 		rc, start, err := src.FetchAt(ctx, t.desc, *off)
 		if err == nil && start != *off {
-			if start != 0 {
+			switch {
+			case start != 0:
 				rc.Close()
-				err = errdefs.New(errdefs.ErrNetwork, "%s answered a request for offset %d at offset %d", sourceName(src), *off, start)
-			} else {
+				err = errdefs.New(errdefs.ErrNetwork, "%s answered a request for offset %d at offset %d", name, *off, start)
+			case more:
+				rc.Close()
+				err = errdefs.New(errdefs.ErrNetwork, "%s ignored a request from byte %d and sent the whole blob", name, *off)
+			default:
 				// The host ignored the range: start over with it.
 				if err := t.truncate(); err != nil {
 					rc.Close()
@@ -358,34 +404,35 @@ func (t *transfer) fromEndpoint(ctx context.Context, src resolve.Source, dg dige
 		}
 		if err == nil {
 			rep.set(StateDownloading, *off, nil)
-			n, cerr := t.copyFrom(ctx, src, rc, dg.Hash(), off, rep)
-			rc.Close()
-			if n > 0 {
-				r.progressed()
+			w := source.WatchRate(rc, deadlines, fmt.Sprintf("blob %s from %s", t.desc.Digest, name))
+			cerr := t.copyFrom(ctx, name, w, dg.Hash(), off, rep)
+			w.Close()
+			if *off > t.furthest {
+				t.furthest = *off
+				r.Progress()
 			}
 			if cerr == nil {
 				continue
 			}
 			err = cerr
 		}
-		if ctx.Err() != nil || (more && errors.Is(err, syscall.ECONNREFUSED)) {
+		if *off > 0 && *off < size && endedEarly(err) && dg.Digest() == t.desc.Digest {
+			// All of the content arrived and hashes right, and it is
+			// shorter than the descriptor says: the descriptor lies, at
+			// once and for every host.
+			return errdefs.Wrap(errDescriptorLies, errdefs.ErrSizeMismatch,
+				"blob %s: the %d bytes %s served hash to the digest, but its descriptor says %d bytes", t.desc.Digest, *off, name, size)
+		}
+		if ctx.Err() != nil || more {
 			return err
 		}
-		if _, ok := Retryable(err); ok {
+		if _, ok := source.Retryable(err); ok {
 			rep.set(StateRetrying, *off, err)
 		}
-		if _, err := r.next(ctx, err); err != nil {
+		if _, err := r.Next(ctx, err); err != nil {
 			return err
 		}
 	}
-}
-
-// sourceName names an endpoint in messages.
-func sourceName(src resolve.Source) string {
-	if s, ok := src.(fmt.Stringer); ok {
-		return s.String()
-	}
-	return src.Reference()
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
@@ -397,31 +444,33 @@ const minFill = 32 << 10
 
 // copyFrom appends rc to the file and the hash. It stops at the blob's
 // size (more bytes are a size mismatch), and reports a clean end before
-// the size as a short body. It returns the bytes it added.
-func (t *transfer) copyFrom(ctx context.Context, src resolve.Source, rc io.Reader, h hash.Hash, off *int64, rep *blobReport) (int64, error) {
+// the size as a short body.
+func (t *transfer) copyFrom(ctx context.Context, name string, rc io.Reader, h hash.Hash, off *int64, rep *blobReport) error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
 	size := t.desc.Size
-	var added int64
 	for {
 		if err := ctx.Err(); err != nil {
-			return added, err
+			return err
 		}
-		// Ask for one byte more than is missing, to notice excess.
-		want := int(min(int64(len(buf)), size-*off+1))
+		// Ask for one byte more than is missing, to notice excess. size
+		// and *off are at most source.MaxBlobSize, so nothing overflows.
+		want := len(buf)
+		if rest := size - *off; rest < int64(want) {
+			want = int(rest) + 1
+		}
 		n, rerr := fill(rc, buf[:want], min(want, minFill))
 		if n > 0 {
 			t.received.Add(int64(n))
-			if *off+int64(n) > size {
-				return added, errdefs.New(errdefs.ErrSizeMismatch, "blob %s from %s is longer than %d bytes", t.desc.Digest, sourceName(src), size)
+			if int64(n) > size-*off {
+				return errdefs.New(errdefs.ErrSizeMismatch, "blob %s from %s is longer than %d bytes", t.desc.Digest, name, size)
 			}
 			if _, err := t.file.WriteAt(buf[:n], *off); err != nil {
-				return added, errdefs.Wrap(err, errdefs.ErrInternal, "writing partial file for %s", t.desc.Digest)
+				return errdefs.Wrap(err, errdefs.ErrInternal, "writing partial file for %s", t.desc.Digest)
 			}
 			h.Write(buf[:n])
 			*off += int64(n)
-			added += int64(n)
 			t.advance(*off)
 			rep.progress(*off)
 		}
@@ -429,13 +478,17 @@ func (t *transfer) copyFrom(ctx context.Context, src resolve.Source, rc io.Reade
 		case rerr == nil:
 		case errors.Is(rerr, io.EOF):
 			if *off < size {
-				return added, errdefs.Wrap(errShortBody, errdefs.ErrSizeMismatch, "blob %s from %s: response ended at byte %d of %d", t.desc.Digest, sourceName(src), *off, size)
+				return errdefs.Wrap(source.ErrShortBody, errdefs.ErrSizeMismatch, "blob %s from %s: response ended at byte %d of %d", t.desc.Digest, name, *off, size)
 			}
-			return added, nil
+			return nil
 		case ctx.Err() != nil:
-			return added, ctx.Err()
+			return ctx.Err()
 		default:
-			return added, errdefs.Wrap(rerr, errdefs.ErrNetwork, "reading blob %s from %s at byte %d", t.desc.Digest, sourceName(src), *off)
+			var k *errdefs.Error
+			if errors.As(rerr, &k) {
+				return rerr // a stall, already saying what happened
+			}
+			return errdefs.Wrap(rerr, errdefs.ErrNetwork, "reading blob %s from %s at byte %d", t.desc.Digest, name, *off)
 		}
 	}
 }

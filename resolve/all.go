@@ -112,7 +112,7 @@ func (w *walker) all(ctx context.Context, desc ocispec.Descriptor, platform *oci
 	w.seen[desc.Digest] = true
 	defer delete(w.seen, desc.Digest)
 
-	data, err := fetchDocument(ctx, w.src, desc, w.o.maxDocumentSize, "manifest")
+	data, from, err := fetchDocument(ctx, w.src, desc, w.o.maxDocumentSize, "manifest")
 	if err != nil {
 		return err
 	}
@@ -126,14 +126,14 @@ func (w *walker) all(ctx context.Context, desc ocispec.Descriptor, platform *oci
 		desc.MediaType = h.MediaType
 	}
 	if depth == 0 {
-		ra.Root = Blob{Descriptor: desc, Data: data}
+		ra.Root = Blob{Descriptor: desc, Data: data, From: from}
 	}
 	if kind == kindManifest {
 		if isAttestationEntry(desc) {
 			return w.artifact(desc, data, ra)
 		}
 		res := &Resolved{Reference: ra.Reference, Source: w.src, Indexes: append([]Blob(nil), chain...)}
-		if err := w.manifest(ctx, desc, data, platform, res); err != nil {
+		if err := w.manifest(ctx, desc, data, from, platform, res); err != nil {
 			if depth > 0 && errdefs.Is(err, errdefs.ErrUnsupportedMediaType) {
 				// Listed in an index but not an image: an artifact.
 				return w.artifact(desc, data, ra)
@@ -147,7 +147,7 @@ func (w *walker) all(ctx context.Context, desc ocispec.Descriptor, platform *oci
 	if err := json.Unmarshal(data, &idx); err != nil {
 		return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "index %s", desc.Digest)
 	}
-	b := Blob{Descriptor: desc, Data: data}
+	b := Blob{Descriptor: desc, Data: data, From: from}
 	ra.Indexes = append(ra.Indexes, b)
 	chain = append(append([]Blob(nil), chain...), b)
 	for i, m := range idx.Manifests {

@@ -33,19 +33,18 @@
 //
 // # Registries, auth and mirrors
 //
-// Registry access uses go-containerregistry's transport: anonymous or
-// credentialed token auth and basic auth, with credentials from the Docker
-// config (credsStore and credHelpers included) looked up per host, so a
-// mirror never receives the upstream's credentials. Redirects to blob
-// storage on another host never carry the registry's Authorization header,
-// and token realms on private or loopback addresses other than the
-// registry's own host:port are refused. Plain HTTP is used only for
-// loopback registries and hosts allowed with WithInsecureRegistry.
+// Registry access is package source (see its documentation for the
+// rules): credentials from the Docker config looked up for the host each
+// request goes to, token realms and redirects checked on the address
+// dialed, plain HTTP only for loopback registries and hosts allowed with
+// WithInsecureRegistry, one retry policy and per-document deadlines. The
+// registry options here forward to it; WithSourceOptions passes any other.
 //
 // Mirrors come from a containerd-style hosts directory (WithHostsDir) or
 // WithMirrors. They are tried in order before the upstream; content from a
 // mirror is verified like any other, and a mirror that fails or serves bad
-// bytes is skipped.
+// bytes is skipped. Resolved records which host served each document
+// (Blob.From).
 //
 // # Errors
 //

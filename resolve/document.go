@@ -11,6 +11,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/source"
 )
 
 // parseDigest parses and validates a digest before it is used in a URL or a
@@ -51,36 +52,36 @@ const (
 // named by desc and checks it: size within the cap and equal to the
 // descriptor's, bytes hashing to the digest. With a Mirrored source every
 // endpoint is tried in order until one serves good bytes, so a mirror with
-// stale or corrupt content cannot stop a pull the upstream can serve.
-func fetchDocument(ctx context.Context, src Source, desc ocispec.Descriptor, limit int64, what string) ([]byte, error) {
+// stale or corrupt content cannot stop a pull the upstream can serve. It
+// returns the bytes and the name of the host (or file) that served them.
+func fetchDocument(ctx context.Context, src Source, desc ocispec.Descriptor, limit int64, what string) ([]byte, string, error) {
 	if _, err := parseDigest(desc.Digest.String()); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	if desc.Size > limit {
-		return nil, errdefs.New(errdefs.ErrTooLarge, "%s %s is %d bytes, over the %d byte limit", what, desc.Digest, desc.Size, limit)
-	}
-	if desc.Size < 0 {
-		return nil, errdefs.New(errdefs.ErrManifestInvalid, "%s %s has a negative size", what, desc.Digest)
+	if err := source.CheckSize(desc.Size, limit, what+" "+desc.Digest.String()); err != nil {
+		return nil, "", err
 	}
 	sources := []Source{src}
 	if m, ok := src.(Mirrored); ok {
 		sources = m.Endpoints()
 	}
-	var errs []error
+	var last error
 	for _, s := range sources {
-		if ep, ok := s.(*endpoint); ok && !ep.mirror.can("pull") {
-			continue
-		}
 		data, err := readVerified(ctx, s, desc, limit, what)
 		if err == nil {
-			return data, nil
+			return data, source.Name(s), nil
 		}
 		if ctx.Err() != nil {
-			return nil, err
+			return nil, "", source.ContextError(ctx, what+" "+desc.Digest.String(), err)
 		}
-		errs = append(errs, err)
+		// The upstream's error is the last one, and the one that
+		// matters when nothing worked.
+		last = err
 	}
-	return nil, lastError(errs, src.Reference())
+	if last == nil {
+		return nil, "", errdefs.New(errdefs.ErrInvalidArgument, "%s: no configured host may serve content (capabilities)", src.Reference())
+	}
+	return nil, "", last
 }
 
 func readVerified(ctx context.Context, s Source, desc ocispec.Descriptor, limit int64, what string) ([]byte, error) {
@@ -98,25 +99,28 @@ func readVerified(ctx context.Context, s Source, desc ocispec.Descriptor, limit 
 	data, err := readCapped(rc, max, fmt.Sprintf("%s %s", what, desc.Digest))
 	if err != nil {
 		if desc.Size > 0 && errdefs.Is(err, errdefs.ErrTooLarge) {
-			return nil, errdefs.New(errdefs.ErrSizeMismatch, "%s %s: %s served more than the %d bytes its descriptor gives", what, desc.Digest, sourceName(s), desc.Size)
+			return nil, errdefs.New(errdefs.ErrSizeMismatch, "%s %s: %s served more than the %d bytes its descriptor gives", what, desc.Digest, source.Name(s), desc.Size)
 		}
 		return nil, err
 	}
 	if desc.Size > 0 && int64(len(data)) != desc.Size {
-		return nil, errdefs.New(errdefs.ErrSizeMismatch, "%s %s: %s served %d bytes, its descriptor gives %d", what, desc.Digest, sourceName(s), len(data), desc.Size)
+		return nil, errdefs.New(errdefs.ErrSizeMismatch, "%s %s: %s served %d bytes, its descriptor gives %d", what, desc.Digest, source.Name(s), len(data), desc.Size)
 	}
 	if got := desc.Digest.Algorithm().FromBytes(data); got != desc.Digest {
-		return nil, errdefs.New(errdefs.ErrDigestMismatch, "%s %s: %s served bytes that hash to %s", what, desc.Digest, sourceName(s), got)
+		return nil, errdefs.New(errdefs.ErrDigestMismatch, "%s %s: %s served bytes that hash to %s", what, desc.Digest, source.Name(s), got)
 	}
 	return data, nil
 }
 
-func sourceName(s Source) string {
-	if st, ok := s.(fmt.Stringer); ok {
-		return st.String()
-	}
-	return s.Reference()
+// ruleError is a document error that names the Validate rule it breaks,
+// so that Validate never has to recognize an error by its text. Its text
+// and kind are those of the error it carries.
+type ruleError struct {
+	rule string
+	error
 }
+
+func (r ruleError) Unwrap() error { return r.error }
 
 // docHead holds the fields that tell an index from a manifest.
 type docHead struct {
@@ -146,12 +150,12 @@ func classifyDocument(desc ocispec.Descriptor, data []byte) (docKind, error) {
 	hasIndex := h.Manifests != nil
 	hasManifest := h.Config != nil || h.Layers != nil
 	if hasIndex && hasManifest {
-		return 0, errdefs.New(errdefs.ErrManifestInvalid,
-			"document %s is ambiguous: it has both \"manifests\" and \"config\"/\"layers\"", desc.Digest)
+		return 0, ruleError{"ambiguous", errdefs.New(errdefs.ErrManifestInvalid,
+			"document %s is ambiguous: it has both \"manifests\" and \"config\"/\"layers\"", desc.Digest)}
 	}
 	if h.MediaType != "" && desc.MediaType != "" && h.MediaType != desc.MediaType {
-		return 0, errdefs.New(errdefs.ErrManifestInvalid,
-			"document %s declares mediaType %q but was referenced as %q", desc.Digest, h.MediaType, desc.MediaType)
+		return 0, ruleError{"media_type", errdefs.New(errdefs.ErrManifestInvalid,
+			"document %s declares mediaType %q but was referenced as %q", desc.Digest, h.MediaType, desc.MediaType)}
 	}
 	mt := h.MediaType
 	if mt == "" {

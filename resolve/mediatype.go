@@ -1,58 +1,31 @@
 package resolve
 
 import (
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/ocifetch/ocifetch/mediatype"
 )
 
-// Docker media types (image manifest v2 schema 2 and its predecessors).
+// Docker media types (image manifest v2 schema 2 and its predecessors),
+// kept here under their old names; package mediatype holds the table.
 const (
-	MediaTypeDockerManifestList   = "application/vnd.docker.distribution.manifest.list.v2+json"
-	MediaTypeDockerManifest       = "application/vnd.docker.distribution.manifest.v2+json"
-	MediaTypeDockerConfig         = "application/vnd.docker.container.image.v1+json"
-	MediaTypeDockerLayer          = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-	MediaTypeDockerForeignLayer   = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
-	MediaTypeDockerSchema1        = "application/vnd.docker.distribution.manifest.v1+json"
-	MediaTypeDockerSchema1Signed  = "application/vnd.docker.distribution.manifest.v1+prettyjws"
-	mediaTypeOCINondistributable  = "application/vnd.oci.image.layer.nondistributable.v1.tar"
-	mediaTypeOCINondistributableG = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
-	mediaTypeOCINondistributableZ = "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
+	MediaTypeDockerManifestList  = mediatype.DockerManifestList
+	MediaTypeDockerManifest      = mediatype.DockerManifest
+	MediaTypeDockerConfig        = mediatype.DockerConfig
+	MediaTypeDockerLayer         = mediatype.DockerLayer
+	MediaTypeDockerForeignLayer  = mediatype.DockerForeignLayer
+	MediaTypeDockerSchema1       = mediatype.DockerSchema1
+	MediaTypeDockerSchema1Signed = mediatype.DockerSchema1Signed
 )
 
-func isIndexType(mt string) bool {
-	return mt == ocispec.MediaTypeImageIndex || mt == MediaTypeDockerManifestList
-}
-
-func isManifestType(mt string) bool {
-	return mt == ocispec.MediaTypeImageManifest || mt == MediaTypeDockerManifest
-}
-
-func isSchema1(mt string) bool {
-	return mt == MediaTypeDockerSchema1 || mt == MediaTypeDockerSchema1Signed
-}
-
-func isConfigType(mt string) bool {
-	return mt == ocispec.MediaTypeImageConfig || mt == MediaTypeDockerConfig
-}
+func isIndexType(mt string) bool    { return mediatype.IsIndex(mt) }
+func isManifestType(mt string) bool { return mediatype.IsManifest(mt) }
+func isSchema1(mt string) bool      { return mediatype.IsSchema1(mt) }
+func isConfigType(mt string) bool   { return mediatype.IsConfig(mt) }
 
 // IsLayerType reports whether mt is a layer media type this program can
-// apply: OCI tar (plain, gzip, zstd), Docker's gzip layer, and the foreign
-// / non-distributable variants of both.
-func IsLayerType(mt string) bool {
-	switch mt {
-	case ocispec.MediaTypeImageLayer, ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageLayerZstd,
-		MediaTypeDockerLayer, MediaTypeDockerForeignLayer,
-		mediaTypeOCINondistributable, mediaTypeOCINondistributableG, mediaTypeOCINondistributableZ:
-		return true
-	}
-	return false
-}
+// apply (see mediatype.IsLayer).
+func IsLayerType(mt string) bool { return mediatype.IsLayer(mt) }
 
 // IsForeignLayer reports whether mt marks a layer whose content may live
-// outside the registry, at the descriptor's URLs.
-func IsForeignLayer(mt string) bool {
-	switch mt {
-	case MediaTypeDockerForeignLayer, mediaTypeOCINondistributable, mediaTypeOCINondistributableG, mediaTypeOCINondistributableZ:
-		return true
-	}
-	return false
-}
+// outside the registry, at the descriptor's URLs (see
+// mediatype.IsForeignLayer).
+func IsForeignLayer(mt string) bool { return mediatype.IsForeignLayer(mt) }

@@ -3,16 +3,17 @@ package resolve
 import (
 	"net/http"
 
-	"github.com/ocifetch/ocifetch/errdefs"
-
 	"github.com/google/go-containerregistry/pkg/authn"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/source"
 )
 
 // DefaultMaxDocumentSize bounds how much of an index, manifest or config is
 // read: registries and containerd use the same 4 MiB limit, and real
 // documents are a few kilobytes.
-const DefaultMaxDocumentSize = 4 << 20
+const DefaultMaxDocumentSize = source.DefaultMaxDocumentSize
 
 // DefaultMaxDepth bounds how deeply indexes may nest. Real images nest two
 // or three levels.
@@ -24,25 +25,17 @@ type Option func(*options) error
 
 type options struct {
 	platform        *ocispec.Platform
-	keychain        authn.Keychain
-	authfile        string
-	insecure        map[string]bool
-	hostsDir        string
-	mirrors         map[string][]Mirror
-	transport       http.RoundTripper
-	userAgent       string
 	maxDocumentSize int64
 	maxDepth        int
+	// source are the options of the registry source (package source);
+	// the registry options below are forwarded to it.
+	source []source.Option
 }
 
 func makeOptions(opts []Option) (*options, error) {
 	o := &options{
-		keychain:        authn.DefaultKeychain,
-		insecure:        map[string]bool{},
-		mirrors:         map[string][]Mirror{},
 		maxDocumentSize: DefaultMaxDocumentSize,
 		maxDepth:        DefaultMaxDepth,
-		userAgent:       "ocifetch",
 	}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
@@ -66,88 +59,63 @@ func WithPlatform(p ocispec.Platform) Option {
 	}
 }
 
-// WithKeychain sets where credentials come from. The default reads the
-// Docker config (~/.docker/config.json, $DOCKER_CONFIG, its credsStore and
-// credHelpers) and Podman's auth.json, and falls back to anonymous access.
-// Credentials are looked up per host: a mirror never receives the
-// upstream's credentials.
-func WithKeychain(kc authn.Keychain) Option {
+// WithSourceOptions passes options to the registry source: retry policy,
+// deadlines, token hosts, warnings and everything else of package source.
+func WithSourceOptions(opts ...source.Option) Option {
 	return func(o *options) error {
-		o.keychain = kc
+		o.source = append(o.source, opts...)
 		return nil
 	}
 }
 
-// WithAuthfile reads credentials from a Docker-config-format file (the
-// format of ~/.docker/config.json and Podman's auth.json) instead of the
-// default locations.
-func WithAuthfile(path string) Option {
-	return func(o *options) error {
-		o.authfile = path
-		return nil
-	}
-}
+// forward wraps a source option as a resolve option.
+func forward(opt source.Option) Option { return WithSourceOptions(opt) }
 
-// WithInsecureRegistry allows plain HTTP to a host ("host" or "host:port").
-// Loopback registries are always allowed plain HTTP; everything else needs
-// this opt-in.
+// WithKeychain sets where credentials come from (source.WithKeychain).
+// The default reads the Docker config (~/.docker/config.json,
+// $DOCKER_CONFIG, its credsStore and credHelpers) or Podman's auth.json,
+// and falls back to anonymous access. Credentials are looked up for the
+// host a request goes to: a mirror never receives the upstream's.
+func WithKeychain(kc authn.Keychain) Option { return forward(source.WithKeychain(kc)) }
+
+// WithAuthfile reads credentials from a Docker-config-format file instead
+// of the default locations (source.WithAuthfile).
+func WithAuthfile(path string) Option { return forward(source.WithAuthfile(path)) }
+
+// WithInsecureRegistry allows plain HTTP to a host ("host" or "host:port")
+// (source.WithInsecureRegistry). Loopback registries are always allowed
+// plain HTTP; everything else needs this opt-in.
 func WithInsecureRegistry(hosts ...string) Option {
-	return func(o *options) error {
-		for _, h := range hosts {
-			o.insecure[h] = true
-		}
-		return nil
-	}
+	return forward(source.WithInsecureRegistry(hosts...))
 }
 
 // WithHostsDir reads mirror configuration from a containerd-style hosts
-// directory (DIR/HOST/hosts.toml, e.g. /etc/containerd/certs.d). See
-// docs/mirrors.md.
-func WithHostsDir(dir string) Option {
-	return func(o *options) error {
-		o.hostsDir = dir
-		return nil
-	}
-}
+// directory (source.WithHostsDir; see docs/mirrors.md).
+func WithHostsDir(dir string) Option { return forward(source.WithHostsDir(dir)) }
 
 // WithMirrors adds mirrors for a registry host ("docker.io",
-// "example.com:5000"), tried in order before the upstream.
+// "example.com:5000"), tried in order before the upstream
+// (source.WithMirrors).
 func WithMirrors(registry string, mirrors ...Mirror) Option {
-	return func(o *options) error {
-		if registry == "" {
-			return errdefs.New(errdefs.ErrInvalidArgument, "mirrors for an empty registry name")
-		}
-		o.mirrors[canonicalHost(registry)] = append(o.mirrors[canonicalHost(registry)], mirrors...)
-		return nil
-	}
+	return forward(source.WithMirrors(registry, mirrors...))
 }
 
-// WithTransport sets the base HTTP transport. The default is a clone of
-// http.DefaultTransport with more idle connections per host, since blobs
-// are fetched concurrently.
-func WithTransport(rt http.RoundTripper) Option {
-	return func(o *options) error {
-		o.transport = rt
-		return nil
-	}
-}
+// WithTransport sets the base HTTP transport (source.WithTransport).
+func WithTransport(rt http.RoundTripper) Option { return forward(source.WithTransport(rt)) }
 
-// WithUserAgent sets the User-Agent sent to registries.
-func WithUserAgent(ua string) Option {
-	return func(o *options) error {
-		o.userAgent = ua
-		return nil
-	}
-}
+// WithUserAgent sets the User-Agent of every request (source.WithUserAgent;
+// the default is source.DefaultUserAgent(), "ocifetch/VERSION").
+func WithUserAgent(ua string) Option { return forward(source.WithUserAgent(ua)) }
 
 // WithMaxDocumentSize changes the size limit for indexes, manifests and
 // configs (default DefaultMaxDocumentSize).
 func WithMaxDocumentSize(n int64) Option {
 	return func(o *options) error {
-		if n <= 0 {
-			return errdefs.New(errdefs.ErrInvalidArgument, "document size limit must be positive, not %d", n)
+		if n <= 0 || n > source.MaxBlobSize {
+			return errdefs.New(errdefs.ErrInvalidArgument, "document size limit must be between 1 and %d, not %d", source.MaxBlobSize, n)
 		}
 		o.maxDocumentSize = n
+		o.source = append(o.source, source.WithMaxDocumentSize(n))
 		return nil
 	}
 }

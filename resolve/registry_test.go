@@ -26,6 +26,7 @@ import (
 	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 	"github.com/ocifetch/ocifetch/resolve"
+	"github.com/ocifetch/ocifetch/source"
 )
 
 func TestResolveOCIAndDockerImages(t *testing.T) {
@@ -326,8 +327,11 @@ func TestResolveTokenAuth(t *testing.T) {
 	good := staticKeychain{host: reg.Host, user: "bob", pass: "hunter2"}
 	testimage.PushImage(t, reg.Host+"/tok/img:v1", img, remote.WithAuthFromKeychain(good))
 
+	// The token server is at localhost:PORT, another host:port than the
+	// registry's 127.0.0.1:PORT: it gets the credentials only when allowed.
+	allow := resolve.WithSourceOptions(source.WithAllowTokenHost(reg.TokenHost))
 	before := reg.TokenRequests()
-	res, err := resolve.Resolve(context.Background(), reg.Host+"/tok/img:v1", resolve.WithKeychain(good))
+	res, err := resolve.Resolve(context.Background(), reg.Host+"/tok/img:v1", resolve.WithKeychain(good), allow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +341,7 @@ func TestResolveTokenAuth(t *testing.T) {
 	}
 
 	_, err = resolve.Resolve(context.Background(), reg.Host+"/tok/img:v1",
-		resolve.WithKeychain(staticKeychain{host: reg.Host, user: "bob", pass: "nope"}))
+		resolve.WithKeychain(staticKeychain{host: reg.Host, user: "bob", pass: "nope"}), allow)
 	wantKind(t, err, errdefs.ErrUnauthorized)
 	_, err = resolve.Resolve(context.Background(), reg.Host+"/tok/img:v1", anonymous)
 	wantKind(t, err, errdefs.ErrUnauthorized)

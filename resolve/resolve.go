@@ -3,12 +3,14 @@ package resolve
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/source"
 )
 
 // Open parses a reference and returns the Source that serves it:
@@ -37,7 +39,7 @@ func open(ref string, o *options) (Source, error) {
 	case strings.HasPrefix(ref, "oci:"):
 		return openLayout(strings.TrimPrefix(ref, "oci:"), o)
 	case strings.HasPrefix(ref, "docker://"):
-		return openRegistry(strings.TrimPrefix(ref, "docker://"), o)
+		return source.OpenRegistry(strings.TrimPrefix(ref, "docker://"), o.source...)
 	case strings.HasPrefix(ref, "oci-archive:"):
 		return openOCIArchive(strings.TrimPrefix(ref, "oci-archive:"), o)
 	case strings.HasPrefix(ref, "docker-archive:"):
@@ -45,7 +47,7 @@ func open(ref string, o *options) (Source, error) {
 	case ref == "":
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "empty image reference")
 	}
-	return openRegistry(ref, o)
+	return source.OpenRegistry(ref, o.source...)
 }
 
 // Resolve opens ref and resolves it to one platform's manifest, config and
@@ -110,7 +112,7 @@ func (w *walker) walk(ctx context.Context, desc ocispec.Descriptor, platform *oc
 	w.seen[desc.Digest] = true
 	defer delete(w.seen, desc.Digest)
 
-	data, err := fetchDocument(ctx, w.src, desc, w.o.maxDocumentSize, "manifest")
+	data, from, err := fetchDocument(ctx, w.src, desc, w.o.maxDocumentSize, "manifest")
 	if err != nil {
 		return err
 	}
@@ -119,14 +121,14 @@ func (w *walker) walk(ctx context.Context, desc ocispec.Descriptor, platform *oc
 		return err
 	}
 	if kind == kindManifest {
-		return w.manifest(ctx, desc, data, platform, res)
+		return w.manifest(ctx, desc, data, from, platform, res)
 	}
 
 	var idx ocispec.Index
 	if err := json.Unmarshal(data, &idx); err != nil {
 		return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "index %s", desc.Digest)
 	}
-	res.Indexes = append(res.Indexes, Blob{Descriptor: desc, Data: data})
+	res.Indexes = append(res.Indexes, Blob{Descriptor: desc, Data: data, From: from})
 	defer func() {
 		if len(res.Indexes) > 0 && res.Manifest.Data == nil {
 			res.Indexes = res.Indexes[:len(res.Indexes)-1]
@@ -182,7 +184,7 @@ func (w *walker) walk(ctx context.Context, desc ocispec.Descriptor, platform *oc
 }
 
 // manifest reads a manifest and its config, and pairs layers with diffIDs.
-func (w *walker) manifest(ctx context.Context, desc ocispec.Descriptor, data []byte, platform *ocispec.Platform, res *Resolved) error {
+func (w *walker) manifest(ctx context.Context, desc ocispec.Descriptor, data []byte, from string, platform *ocispec.Platform, res *Resolved) error {
 	var m ocispec.Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
 		return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "manifest %s", desc.Digest)
@@ -199,16 +201,18 @@ func (w *walker) manifest(ctx context.Context, desc ocispec.Descriptor, data []b
 	}
 	for i, l := range m.Layers {
 		if _, err := parseDigest(l.Digest.String()); err != nil {
-			return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "manifest %s layer %d", desc.Digest, i)
+			return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "manifest %s layer %d", desc.Digest, i+1)
 		}
-		if l.Size < 0 {
-			return errdefs.New(errdefs.ErrManifestInvalid, "manifest %s layer %d has a negative size", desc.Digest, i)
+		// A size near 2^63 would overflow the offset arithmetic of a
+		// download; no layer is anywhere near the cap.
+		if err := source.CheckSize(l.Size, source.MaxBlobSize, fmt.Sprintf("manifest %s layer %d", desc.Digest, i+1)); err != nil {
+			return err
 		}
 		if !IsLayerType(l.MediaType) {
-			return errdefs.New(errdefs.ErrUnsupportedMediaType, "manifest %s layer %d has media type %q, which is not an image layer", desc.Digest, i, l.MediaType)
+			return errdefs.New(errdefs.ErrUnsupportedMediaType, "manifest %s layer %d has media type %q, which is not an image layer", desc.Digest, i+1, l.MediaType)
 		}
 	}
-	cfgData, err := fetchDocument(ctx, w.src, m.Config, w.o.maxDocumentSize, "config")
+	cfgData, cfgFrom, err := fetchDocument(ctx, w.src, m.Config, w.o.maxDocumentSize, "config")
 	if err != nil {
 		return err
 	}
@@ -242,9 +246,9 @@ func (w *walker) manifest(ctx context.Context, desc ocispec.Descriptor, data []b
 		platform = &cfgPlatform
 	}
 
-	res.Manifest = Blob{Descriptor: desc, Data: data}
+	res.Manifest = Blob{Descriptor: desc, Data: data, From: from}
 	res.ImageManifest = m
-	res.Config = Blob{Descriptor: m.Config, Data: cfgData}
+	res.Config = Blob{Descriptor: m.Config, Data: cfgData, From: cfgFrom}
 	res.Image = img
 	res.Platform = *platform
 	res.Layers = layers

@@ -11,6 +11,9 @@ import (
 type Blob struct {
 	Descriptor ocispec.Descriptor
 	Data       []byte
+	// From names the host (a registry or mirror URL, without user info)
+	// or the file that served Data.
+	From string
 }
 
 // Layer is a layer descriptor paired with the diffID the config gives it:

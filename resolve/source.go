@@ -1,44 +1,19 @@
 package resolve
 
 import (
-	"context"
-	"io"
-
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/ocifetch/ocifetch/source"
 )
 
-// A Source turns descriptors into bytes. It is the seam between resolving
-// and fetching: the fetch stage asks a Source for content and verifies what
-// comes back, without caring whether it talks to a registry or reads a
-// directory.
-//
-// A Source does not verify content; callers do. Errors carry errdefs kinds
-// (not_found, unauthorized, network, ...).
-type Source interface {
-	// Reference is the normalized reference the source was opened with,
-	// e.g. "docker.io/library/alpine:3.20" or "oci:/abs/dir:tag".
-	Reference() string
+// Source turns descriptors into bytes; it is source.Source, which moved
+// to package source with everything else that talks to registries. The
+// name stays here so that code written against resolve keeps compiling.
+type Source = source.Source
 
-	// Root returns the descriptor that the reference names: the image index
-	// or manifest to start resolving from.
-	Root(ctx context.Context) (ocispec.Descriptor, error)
+// Mirrored is source.Mirrored: a Source that can fetch the same content
+// from several hosts, mirrors first.
+type Mirrored = source.Mirrored
 
-	// Fetch opens the content of desc from its start.
-	Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error)
-
-	// FetchAt opens the content of desc from offset. The returned start is
-	// where the stream really begins: offset when the source honoured the
-	// request, 0 when it could only serve the whole content, in which case
-	// the caller must start over.
-	FetchAt(ctx context.Context, desc ocispec.Descriptor, offset int64) (rc io.ReadCloser, start int64, err error)
-}
-
-// Mirrored is implemented by sources that can fetch the same content from
-// several hosts (mirrors first, then the upstream). Endpoints returns one
-// Source per host, in the order they should be tried. A caller that finds
-// bad content from one endpoint (digest or size mismatch, short body) moves
-// on to the next.
-type Mirrored interface {
-	Source
-	Endpoints() []Source
-}
+// ReferrersSource is source.ReferrersSource: a Source that can list an
+// image's other tags and OCI 1.1 referrers, where verifiers find
+// signatures.
+type ReferrersSource = source.ReferrersSource

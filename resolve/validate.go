@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -12,6 +13,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/source"
 )
 
 // Problem is one way a document fails the image spec.
@@ -73,8 +75,7 @@ func (v *validator) read(ctx context.Context, desc ocispec.Descriptor, where, wh
 		v.add(where, "digest", "%v", err)
 		return nil, false
 	}
-	if desc.Size > v.o.maxDocumentSize {
-		v.add(where, "too_large", "%s is %d bytes, over the %d byte limit", what, desc.Size, v.o.maxDocumentSize)
+	if !v.size(where, desc.Size, v.o.maxDocumentSize, what) {
 		return nil, false
 	}
 	rc, err := v.src.Fetch(ctx, desc)
@@ -101,6 +102,20 @@ func (v *validator) read(ctx context.Context, desc ocispec.Descriptor, where, wh
 	return data, true
 }
 
+// size checks a descriptor's size claim: not negative ("size") and within
+// the limit for its kind ("too_large").
+func (v *validator) size(where string, size, limit int64, what string) bool {
+	switch err := source.CheckSize(size, limit, what); {
+	case err == nil:
+		return true
+	case errdefs.Is(err, errdefs.ErrTooLarge):
+		v.add(where, "too_large", "%v", err)
+	default:
+		v.add(where, "size", "%v", err)
+	}
+	return false
+}
+
 func (v *validator) schema(where string, val schema.Validator, data []byte) {
 	err := val.Validate(bytes.NewReader(data))
 	if err == nil {
@@ -123,11 +138,13 @@ func (v *validator) document(ctx context.Context, desc ocispec.Descriptor, paren
 	}
 	kind, err := classifyDocument(desc, data)
 	if err != nil {
-		rule := "media_type"
-		if strings.Contains(err.Error(), "ambiguous") {
-			rule = "ambiguous"
-		} else if errdefs.Is(err, errdefs.ErrManifestInvalid) && !strings.Contains(err.Error(), "mediaType") {
-			rule = "schema"
+		rule := "schema"
+		var re ruleError
+		switch {
+		case errors.As(err, &re):
+			rule = re.rule
+		case errdefs.Is(err, errdefs.ErrUnsupportedMediaType):
+			rule = "media_type"
 		}
 		v.add(where, rule, "%s", err.Error())
 		return
@@ -179,6 +196,7 @@ func (v *validator) manifest(ctx context.Context, desc ocispec.Descriptor, data 
 		if !IsLayerType(l.MediaType) {
 			v.add(fmt.Sprintf("%s > layers[%d]", where, i), "layer_media_type", "media type %q is not an image layer", l.MediaType)
 		}
+		v.size(fmt.Sprintf("%s > layers[%d]", where, i), l.Size, source.MaxBlobSize, "layer")
 		if _, err := parseDigest(l.Digest.String()); err != nil {
 			v.add(fmt.Sprintf("%s > layers[%d]", where, i), "digest", "%v", err)
 		}

@@ -77,7 +77,7 @@ func TestCLIE2EResolveInspect(t *testing.T) {
 	}
 	r = runJSON(t, env, &in, "inspect", "--json", "--platform", "linux/arm/v7", ref)
 	// "annotations" is promised, but omitted when the manifest has none.
-	checkKeys(t, "inspect --json", r.stdout, append(slices.Clone(resolveKeys), "available", "compressedSize", "configSummary", "signatures"), "annotations")
+	checkKeys(t, "inspect --json", r.stdout, append(slices.Clone(resolveKeys), "served", "available", "compressedSize", "configSummary", "signatures"), "annotations")
 	armv7 := demo.facts(t, "linux/arm/v7")
 	var got []string
 	for _, a := range in.Available {

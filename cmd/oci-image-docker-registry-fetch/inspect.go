@@ -19,7 +19,7 @@ func inspectCommand() *command {
 	return &command{
 		name:    "inspect",
 		summary: "Show what an image is (platforms, layers, sizes, config, signatures) without downloading its layers.",
-		usage:   "inspect [--platform OS/ARCH[/VARIANT]] [--json] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--policy FILE | --insecure-policy] REF",
+		usage:   "inspect [--platform OS/ARCH[/VARIANT]] [--json] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--policy FILE | --insecure-policy] REF",
 		example: prog + " inspect --platform linux/amd64 docker.io/library/debian:bookworm",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var rf registryFlags
@@ -27,7 +27,7 @@ func inspectCommand() *command {
 			rf.register(fs)
 			pf.register(fs)
 			return func(ctx context.Context, e *env, args []string) error {
-				res, err := rf.resolveArg(ctx, "inspect", args)
+				res, err := rf.resolveArg(ctx, e, "inspect", args)
 				if err != nil {
 					return err
 				}
@@ -66,8 +66,17 @@ type configSummary struct {
 	History      int               `json:"history"`
 }
 
+// servedEntry says which host (or file) answered for one document: with
+// mirrors, a document may come from any of them or from the upstream.
+type servedEntry struct {
+	Document string `json:"document"` // "index", "manifest" or "config"
+	Digest   string `json:"digest"`
+	From     string `json:"from"`
+}
+
 type inspectOutput struct {
 	resolveOutput
+	Served           []servedEntry     `json:"served"`
 	Available        []platformEntry   `json:"available"`
 	CompressedSize   int64             `json:"compressedSize"`
 	ConfigSummary    configSummary     `json:"configSummary"`
@@ -81,6 +90,12 @@ type inspectOutput struct {
 
 func inspectJSON(r *resolve.Resolved) inspectOutput {
 	out := inspectOutput{resolveOutput: resolvedJSON(r), Available: []platformEntry{}}
+	for _, b := range r.Indexes {
+		out.Served = append(out.Served, servedEntry{"index", b.Descriptor.Digest.String(), b.From})
+	}
+	out.Served = append(out.Served,
+		servedEntry{"manifest", r.Manifest.Descriptor.Digest.String(), r.Manifest.From},
+		servedEntry{"config", r.Config.Descriptor.Digest.String(), r.Config.From})
 	if len(r.Indexes) > 0 {
 		var idx ocispec.Index
 		if json.Unmarshal(r.Indexes[len(r.Indexes)-1].Data, &idx) == nil {
@@ -167,6 +182,9 @@ func printInspect(e *env, o inspectOutput) {
 	}
 	for i, l := range o.Layers {
 		fmt.Fprintf(w, "layer %d\t%s\t%s\t%s\n", i+1, l.Digest, humanBytes(l.Size), l.MediaType)
+	}
+	for _, d := range o.Served {
+		fmt.Fprintf(w, "served\t%s %s by %s\n", d.Document, d.Digest, d.From)
 	}
 	fmt.Fprintf(w, "size\t%s compressed in %d layers\n", humanBytes(o.CompressedSize), len(o.Layers))
 	printSignatures(w, o)

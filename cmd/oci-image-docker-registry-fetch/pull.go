@@ -71,7 +71,7 @@ func (f *pipelineFlags) options(e *env) ([]ocifetch.Option, *progress, error) {
 	if err != nil {
 		return nil, nil, usagef("--pull %s: want always, missing or never", f.pull)
 	}
-	ropts, err := f.registryFlags.options()
+	ropts, err := f.registryFlags.options(e)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -167,7 +167,7 @@ func pullCommand() *command {
 	return &command{
 		name:    "pull",
 		summary: "Resolve REF and fetch its config and layers, verified, into the store; print the manifest digest.",
-		usage:   "pull [--store DIR] [--platform OS/ARCH[/VARIANT]|all] [--pull always|missing|never] [--jobs N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-foreign-host HOST]... [--policy FILE | --insecure-policy] REF",
+		usage:   "pull [--store DIR] [--platform OS/ARCH[/VARIANT]|all] [--pull always|missing|never] [--jobs N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--allow-foreign-host HOST]... [--policy FILE | --insecure-policy] REF",
 		example: prog + " pull --store ./store --platform linux/amd64 docker.io/library/alpine:3.20",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			pf := pipelineFlags{allowAll: true}

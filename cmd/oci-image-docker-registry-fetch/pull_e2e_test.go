@@ -388,7 +388,7 @@ func TestE2EPullJSONThenGC(t *testing.T) {
 	authfile := writeAuthfile(t, user, pass, reg.Host)
 	store := t.TempDir()
 
-	r := mustRun(t, env, "pull", "--store", store, "--json", "--authfile", authfile, ref)
+	r := mustRun(t, env, "pull", "--store", store, "--json", "--authfile", authfile, "--allow-token-host", reg.TokenHost, ref)
 	if r.stderr != "" {
 		t.Errorf("pull --json wrote to stderr: %q", r.stderr)
 	}
@@ -430,7 +430,7 @@ func TestE2EPullJSONThenGC(t *testing.T) {
 	// Another image pushed under the tag and pulled over the name: the
 	// first image's blobs are unreachable now, and only they go.
 	second := pushSized(t, ref, 11, []int{80_000, 90_000}, push)
-	r = mustRun(t, env, "pull", "--store", store, "--quiet", "--authfile", authfile, ref)
+	r = mustRun(t, env, "pull", "--store", store, "--quiet", "--authfile", authfile, "--allow-token-host", reg.TokenHost, ref)
 	if r.stdout != second.digest().String()+"\n" {
 		t.Fatalf("second pull printed %q, want %s", r.stdout, second.digest())
 	}

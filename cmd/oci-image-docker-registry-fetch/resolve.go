@@ -11,15 +11,17 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/resolve"
+	"github.com/ocifetch/ocifetch/source"
 )
 
 // registryFlags are the flags every command that talks to a registry takes.
 type registryFlags struct {
-	platform string
-	insecure multiFlag
-	authfile string
-	hostsDir string
-	json     bool
+	platform   string
+	insecure   multiFlag
+	authfile   string
+	hostsDir   string
+	tokenHosts multiFlag
+	json       bool
 }
 
 func (r *registryFlags) register(fs *flag.FlagSet) {
@@ -27,11 +29,18 @@ func (r *registryFlags) register(fs *flag.FlagSet) {
 	fs.Var(&r.insecure, "insecure-registry", "allow plain HTTP to `HOST[:PORT]` (repeatable; loopback is always allowed)")
 	fs.StringVar(&r.authfile, "authfile", "", "read credentials from this Docker-config-format `FILE` (default: ~/.docker/config.json)")
 	fs.StringVar(&r.hostsDir, "hosts-dir", "", "read mirrors from this containerd-style hosts `DIR` (DIR/HOST/hosts.toml)")
+	fs.Var(&r.tokenHosts, "allow-token-host", "send credentials to the token server on this `HOST[:PORT]` although it is loopback, private or plain HTTP (repeatable)")
 	fs.BoolVar(&r.json, "json", false, "print one JSON object; errors as {\"error\":{\"kind\",\"message\"}}")
 }
 
-func (r *registryFlags) options() ([]resolve.Option, error) {
-	var opts []resolve.Option
+// options turns the flags into resolve options. Warnings about the hosts
+// configuration go to e's standard error.
+func (r *registryFlags) options(e *env) ([]resolve.Option, error) {
+	sopts := []source.Option{source.WithWarnings(func(msg string) { fmt.Fprintf(e.stderr, "warning: %s\n", oneLine(msg)) })}
+	if len(r.tokenHosts) > 0 {
+		sopts = append(sopts, source.WithAllowTokenHost(r.tokenHosts...))
+	}
+	opts := []resolve.Option{resolve.WithSourceOptions(sopts...)}
 	if r.platform != "" {
 		p, err := resolve.ParsePlatform(r.platform)
 		if err != nil {
@@ -52,11 +61,11 @@ func (r *registryFlags) options() ([]resolve.Option, error) {
 }
 
 // resolveArg resolves the one reference a command takes.
-func (r *registryFlags) resolveArg(ctx context.Context, cmd string, args []string) (*resolve.Resolved, error) {
+func (r *registryFlags) resolveArg(ctx context.Context, e *env, cmd string, args []string) (*resolve.Resolved, error) {
 	if len(args) != 1 {
 		return nil, usagef("%s takes exactly one reference, got %d arguments", cmd, len(args))
 	}
-	opts, err := r.options()
+	opts, err := r.options(e)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +76,7 @@ func resolveCommand() *command {
 	return &command{
 		name:    "resolve",
 		summary: "Resolve a reference through its index to one platform's manifest, config and layers, verifying each.",
-		usage:   "resolve [--platform OS/ARCH[/VARIANT]] [--json] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--policy FILE | --insecure-policy] REF",
+		usage:   "resolve [--platform OS/ARCH[/VARIANT]] [--json] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--policy FILE | --insecure-policy] REF",
 		example: prog + " resolve --platform linux/arm64 --json docker.io/library/alpine:3.20",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var rf registryFlags
@@ -75,7 +84,7 @@ func resolveCommand() *command {
 			rf.register(fs)
 			pf.register(fs)
 			return func(ctx context.Context, e *env, args []string) error {
-				res, err := rf.resolveArg(ctx, "resolve", args)
+				res, err := rf.resolveArg(ctx, e, "resolve", args)
 				if err != nil {
 					return err
 				}

@@ -19,7 +19,7 @@ func validateCommand() *command {
 	return &command{
 		name:    "validate",
 		summary: "Check every index, manifest and config reachable from REF against the image spec, for every platform.",
-		usage:   "validate [--json] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] REF",
+		usage:   "validate [--json] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... REF",
 		example: prog + " validate oci-archive:image.tar",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var rf registryFlags
@@ -28,7 +28,7 @@ func validateCommand() *command {
 				if len(args) != 1 {
 					return usagef("validate takes exactly one reference, got %d arguments", len(args))
 				}
-				opts, err := rf.options()
+				opts, err := rf.options(e)
 				if err != nil {
 					return err
 				}

@@ -11,13 +11,19 @@
 //		return false
 //	})
 //
-// It listens on 127.0.0.1 only and stops with the test.
+// It listens on 127.0.0.1 (or an address of a network namespace the test
+// made, WithAddr), over plain HTTP or TLS (WithTLS), and stops with the
+// test. RequireToken and TokenServer add the Docker token protocol,
+// ChallengeBasic a Basic challenge, so that a test can see which
+// credentials reach which host.
 package hostile
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -49,6 +55,8 @@ type Request struct {
 	Repo   string // "" for Ping
 	Ref    string // tag or digest for Manifest and Referrers, digest for Blob
 	Header http.Header
+	// ClientCert reports a TLS client certificate presented with it.
+	ClientCert bool
 }
 
 // Interceptor may answer a request itself (returning true) or leave it to
@@ -75,18 +83,135 @@ type Registry struct {
 	blobs       map[string]content // "repo@digest" → blob
 	interceptor Interceptor
 	log         []Request
+	token       string // with RequireToken: the token every request needs
+	realm       string
+	basic       bool // ChallengeBasic
 }
+
+// Option configures New.
+type Option func(*config)
+
+type config struct {
+	tls  *tls.Config
+	addr string
+}
+
+// WithTLS serves HTTPS with this configuration (its certificates, and
+// client authentication if it asks for it).
+func WithTLS(c *tls.Config) Option { return func(cf *config) { cf.tls = c } }
+
+// WithAddr listens on addr ("IP:PORT", port 0 for a free one) instead of
+// 127.0.0.1: an address of a network namespace the test made.
+func WithAddr(addr string) Option { return func(cf *config) { cf.addr = addr } }
 
 // New starts a registry on a free loopback port, stopped when the test
 // ends.
-func New(t testing.TB) *Registry {
+func New(t testing.TB, opts ...Option) *Registry {
 	t.Helper()
 	r := &Registry{manifests: map[string]content{}, blobs: map[string]content{}}
-	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+	r.srv = startServer(t, http.HandlerFunc(r.serve), opts)
 	r.URL = r.srv.URL
-	r.Host = strings.TrimPrefix(r.srv.URL, "http://")
-	t.Cleanup(r.srv.Close)
+	r.Host = r.srv.Listener.Addr().String()
 	return r
+}
+
+func startServer(t testing.TB, h http.Handler, opts []Option) *httptest.Server {
+	t.Helper()
+	var cf config
+	for _, o := range opts {
+		o(&cf)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	if cf.addr != "" {
+		l, err := net.Listen("tcp", cf.addr)
+		if err != nil {
+			t.Fatalf("hostile: listening on %s: %v", cf.addr, err)
+		}
+		srv.Listener.Close()
+		srv.Listener = l
+	}
+	if cf.tls != nil {
+		srv.TLS = cf.tls
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// RequireToken makes the registry answer every request that lacks
+// "Authorization: Bearer TOKEN" with 401 and a Bearer challenge naming
+// realm, as a registry with token authentication does.
+func (r *Registry) RequireToken(realm, token string) {
+	r.mu.Lock()
+	r.realm, r.token = realm, token
+	r.mu.Unlock()
+}
+
+// ChallengeBasic makes the registry answer its ping (GET /v2/) with 401
+// and a Basic challenge, as a registry that wants credentials does, while
+// it serves everything else to anyone: a client that holds credentials
+// for this host sends them, and Requests shows it.
+func (r *Registry) ChallengeBasic() {
+	r.mu.Lock()
+	r.basic = true
+	r.mu.Unlock()
+}
+
+// TokenServer is an in-process token endpoint of the Docker token
+// protocol: GET /token answers {"token": Token} to anyone, and every
+// request is logged with its headers, so a test sees whether credentials
+// reached it.
+type TokenServer struct {
+	// URL is "http://127.0.0.1:PORT" (or the WithAddr address).
+	URL string
+	// Port is the port it listens on.
+	Port string
+	// Token is the token it hands out.
+	Token string
+
+	srv *httptest.Server
+	mu  sync.Mutex
+	log []Request
+}
+
+// NewTokenServer starts a token server, stopped when the test ends.
+func NewTokenServer(t testing.TB, opts ...Option) *TokenServer {
+	t.Helper()
+	ts := &TokenServer{Token: "hostile-token"}
+	ts.srv = startServer(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		ts.mu.Lock()
+		ts.log = append(ts.log, Request{Method: req.Method, Kind: Other, Header: req.Header.Clone(),
+			ClientCert: req.TLS != nil && len(req.TLS.PeerCertificates) > 0})
+		ts.mu.Unlock()
+		if req.URL.Path != "/token" {
+			http.NotFound(w, req)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"token": ts.Token, "expires_in": 300})
+	}), opts)
+	ts.URL = ts.srv.URL
+	_, ts.Port, _ = net.SplitHostPort(ts.srv.Listener.Addr().String())
+	return ts
+}
+
+// Realm is the token URL with the given host name ("localhost", an IP
+// address, a name the test's hosts file resolves).
+func (ts *TokenServer) Realm(hostname string) string {
+	scheme := "http"
+	if ts.srv.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(hostname, ts.Port) + "/token"
+}
+
+// Requests returns the requests served so far, in order.
+func (ts *TokenServer) Requests() []Request {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return append([]Request(nil), ts.log...)
 }
 
 // Close stops the server before the test ends (a registry that went away).
@@ -210,11 +335,25 @@ func parse(method, path string) Request {
 func (r *Registry) serve(w http.ResponseWriter, req *http.Request) {
 	q := parse(req.Method, req.URL.Path)
 	q.Header = req.Header.Clone()
+	q.ClientCert = req.TLS != nil && len(req.TLS.PeerCertificates) > 0
 	r.mu.Lock()
 	r.log = append(r.log, q)
 	fn := r.interceptor
+	token, realm, basic := r.token, r.realm, r.basic
 	r.mu.Unlock()
 	if fn != nil && fn(w, req, q) {
+		return
+	}
+	switch {
+	case token != "" && req.Header.Get("Authorization") != "Bearer "+token:
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q,service="hostile",scope="repository:%s:pull"`, realm, q.Repo))
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprint(w, `{"errors":[{"code":"UNAUTHORIZED","message":"token required"}]}`)
+		return
+	case basic && q.Kind == Ping:
+		w.Header().Set("WWW-Authenticate", `Basic realm="hostile"`)
+		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}
 	r.ServeDefault(w, req, q)

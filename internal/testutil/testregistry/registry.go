@@ -204,6 +204,11 @@ type Registry struct {
 	// the URL says localhost because go-containerregistry refuses realms
 	// that are loopback IP literals.
 	TokenURL string
+	// TokenHost is the token realm's "localhost:PORT", which a client
+	// must be told to trust with credentials (--allow-token-host): a
+	// token server on a loopback address other than the registry's own
+	// host:port gets none by default.
+	TokenHost string
 
 	bin        string
 	configPath string
@@ -277,6 +282,7 @@ func Start(t testing.TB, opts ...Option) *Registry {
 		}
 		t.Cleanup(ts.close) // runs after the registry's cleanup below
 		r.token, r.TokenURL = ts, ts.realm()
+		r.TokenHost = strings.TrimSuffix(strings.TrimPrefix(r.TokenURL, "http://"), "/token")
 		auth = fmt.Sprintf("auth:\n  token:\n    realm: %s\n    service: %s\n    issuer: %s\n    rootcertbundle: %s\n",
 			q(r.TokenURL), q(TokenService), q(TokenIssuer), q(ts.rootPath))
 	}

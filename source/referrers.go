@@ -1,9 +1,8 @@
-package resolve
+package source
 
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -22,8 +21,8 @@ type ReferrersSource interface {
 
 	// Tag returns the descriptor that tag names in the source's
 	// repository, kind not_found when there is no such tag. A registry
-	// source reads the document at once and serves the Fetch of it that
-	// follows from memory.
+	// source reads the document at once (verified) and serves the Fetch
+	// of it that follows from memory.
 	Tag(ctx context.Context, tag string) (ocispec.Descriptor, error)
 
 	// Referrers lists the manifests whose subject is d: the registry's
@@ -41,8 +40,8 @@ func (s *registrySource) Tag(ctx context.Context, tag string) (ocispec.Descripto
 		return ocispec.Descriptor{}, err
 	}
 	var errs []error
-	for _, e := range s.endpoints {
-		if !e.mirror.can("resolve") {
+	for _, e := range s.all {
+		if !e.m.can("resolve") {
 			continue
 		}
 		d, err := e.lookup(ctx, tag, "", false)
@@ -50,24 +49,27 @@ func (s *registrySource) Tag(ctx context.Context, tag string) (ocispec.Descripto
 			return d, nil
 		}
 		if ctx.Err() != nil {
-			return ocispec.Descriptor{}, err
+			return ocispec.Descriptor{}, ContextError(ctx, s.ref, err)
 		}
 		errs = append(errs, err)
 	}
-	return ocispec.Descriptor{}, lastError(errs, s.ref)
+	if len(errs) == 0 {
+		return ocispec.Descriptor{}, errdefs.New(errdefs.ErrInvalidArgument, "%s: no configured host may resolve tags (capabilities)", s.ref)
+	}
+	return ocispec.Descriptor{}, errs[len(errs)-1]
 }
 
 // Referrers asks the hosts that may resolve tags, in order, and returns the
 // first non-empty answer: a mirror that does not carry referrers must not
 // hide the upstream's.
 func (s *registrySource) Referrers(ctx context.Context, d digest.Digest) ([]ocispec.Descriptor, error) {
-	if _, err := parseDigest(d.String()); err != nil {
-		return nil, err
+	if err := d.Validate(); err != nil {
+		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "referrers of %q", d)
 	}
 	var errs []error
 	answered := false
-	for _, e := range s.endpoints {
-		if !e.mirror.can("resolve") {
+	for _, e := range s.all {
+		if !e.m.can("resolve") {
 			continue
 		}
 		list, err := e.referrers(ctx, d)
@@ -79,30 +81,26 @@ func (s *registrySource) Referrers(ctx context.Context, d digest.Digest) ([]ocis
 			continue
 		}
 		if ctx.Err() != nil {
-			return nil, err
+			return nil, ContextError(ctx, s.ref, err)
 		}
 		errs = append(errs, err)
 	}
-	if answered {
+	if answered || len(errs) == 0 {
 		return nil, nil
 	}
-	return nil, lastError(errs, s.ref)
+	return nil, errs[len(errs)-1]
 }
 
 // referrers asks one host: the referrers API first; a 404 means the host
 // has no such API (a registry that has one never answers 404 there), and
 // the fallback tag is read instead.
 func (e *endpoint) referrers(ctx context.Context, d digest.Digest) ([]ocispec.Descriptor, error) {
-	var body []byte
-	err := retry(ctx, func() error {
-		resp, err := e.do(ctx, http.MethodGet, e.url("referrers", d.String()), ocispec.MediaTypeImageIndex, 0, 0)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		body, err = readCapped(resp.Body, e.opts.maxDocumentSize, "referrers of "+d.String())
-		return err
-	})
+	limit := e.src.o.maxDocumentSize
+	what := "referrers of " + d.String()
+	body, _, err := e.document(ctx, e.url("referrers", d.String()), ocispec.MediaTypeImageIndex, what, limit)
+	if err == nil && int64(len(body)) > limit {
+		return nil, errdefs.New(errdefs.ErrTooLarge, "%s: %s is over the %d byte limit", e, what, limit)
+	}
 	if errdefs.Is(err, errdefs.ErrNotFound) {
 		desc, terr := e.lookup(ctx, d.Algorithm().String()+"-"+d.Encoded(), "", false)
 		if errdefs.Is(terr, errdefs.ErrNotFound) {
@@ -111,18 +109,15 @@ func (e *endpoint) referrers(ctx context.Context, d digest.Digest) ([]ocispec.De
 		if terr != nil {
 			return nil, terr
 		}
-		if desc.Size > e.opts.maxDocumentSize {
-			return nil, errdefs.New(errdefs.ErrTooLarge, "referrers index %s is %d bytes, over the %d byte limit", desc.Digest, desc.Size, e.opts.maxDocumentSize)
-		}
-		desc.MediaType = ocispec.MediaTypeImageIndex
-		body, err = readVerified(ctx, e, desc, e.opts.maxDocumentSize, "referrers index")
+		// lookup read the index and checked it against its digest.
+		body, err = e.takePrefetched(desc.Digest), nil
 	}
 	if err != nil {
 		return nil, err
 	}
 	var idx ocispec.Index
 	if err := json.Unmarshal(body, &idx); err != nil {
-		return nil, errdefs.Wrap(err, errdefs.ErrManifestInvalid, "%s: referrers of %s", e.host, d)
+		return nil, errdefs.Wrap(err, errdefs.ErrManifestInvalid, "%s: %s", e, what)
 	}
 	return idx.Manifests, nil
 }
