@@ -16,15 +16,14 @@ import (
 // Encoder names (Recipe.Encoder).
 const (
 	// EncoderGoFlate is Go's compress/flate, the compressor behind Go's
-	// compress/gzip (go-containerregistry, crane, ko, most Go image
-	// builders).
+	// compress/gzip (go-containerregistry and crane).
 	EncoderGoFlate = "go-flate"
 	// EncoderKlauspostFlate is github.com/klauspost/compress/flate, behind
 	// klauspost/compress/gzip and github.com/klauspost/pgzip (umoci,
 	// containers/image: skopeo, podman, buildah).
 	EncoderKlauspostFlate = "klauspost-flate"
 	// EncoderKlauspostZstd is github.com/klauspost/compress/zstd (skopeo,
-	// containerd, BuildKit, go-containerregistry).
+	// go-containerregistry).
 	EncoderKlauspostZstd = "klauspost-zstd"
 )
 

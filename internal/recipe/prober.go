@@ -502,7 +502,7 @@ func gzipCandidates(in probeInput) ([]*candidate, string) {
 	}
 	// The order is the likelihood of a producer over the cost of ruling
 	// it out. Defaults first: Go's compress/gzip (6: the benchmark
-	// generator, BuildKit) or pgzip's and klauspost's gzip (5: umoci,
+	// generator) or pgzip's and klauspost's gzip (5: umoci,
 	// containers/image) when the header says pgzip.
 	g126, g127, kpm, kp15 := "go1.26.8", "go1.27.3", klauspostModuleVersion, "v1.15.12"
 	all := []string{g126, g127, kpm, kp15}

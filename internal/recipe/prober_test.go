@@ -79,10 +79,19 @@ func TestProberWhole(t *testing.T) {
 			t.Errorf("%s without Close: %+v, %v", r, res, err)
 		}
 	}
-	// An empty layer too.
+	// An empty layer too, and a zstd one shorter than a block, which
+	// klauspost encodes in one go, with its size, as a single segment.
 	blob := recompressed(t, goRecipe(6), nil)
 	if res, _ := probeLikeApplier(t, blob); !res.Whole {
 		t.Errorf("empty layer: %+v", res)
+	}
+	z := Recipe{Format: FormatZstd, Encoder: EncoderKlauspostZstd, Version: klauspostModuleVersion, Level: 2, Zstd: &ZstdParams{Checksum: true}}
+	blob = recompressed(t, z, corpus(50<<10))
+	if h, err := parseZstdFrameHeader(blob); err != nil || !h.singleSegment || !h.hasSize {
+		t.Fatalf("header %+v, %v", h, err)
+	}
+	if res, _ := probeLikeApplier(t, blob); !res.Whole || res.Candidates[0].String() != z.String() {
+		t.Errorf("small zstd layer: %+v", res)
 	}
 }
 

@@ -108,7 +108,7 @@ func ggcrCompressed(t *testing.T, layer []byte, opts ...tarball.LayerOption) []b
 	return b
 }
 
-// go-containerregistry (the library crane, ko and kaniko push with)
+// go-containerregistry (the library crane pushes with)
 // compresses with Go's compress/gzip at level 1, and with klauspost zstd
 // at its fastest level when asked for zstd.
 func TestGoContainerregistryLayers(t *testing.T) {
