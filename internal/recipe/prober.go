@@ -131,8 +131,11 @@ func (p *Prober) Close() error {
 }
 
 // Result runs the identification on what was written so far, once; later
-// calls return the same Result. Its error is ctx's when ctx ends first.
-// After it, the Prober ignores further writes and holds no buffers.
+// calls return the same Result. Its error is ctx's when ctx ends first
+// (a later call runs it again). Writers wait while it runs, so call it
+// once both streams are done, e.g. in a goroutine of its own after the
+// layer is applied. After it, the Prober ignores further writes and
+// holds no buffers.
 func (p *Prober) Result(ctx context.Context) (Result, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -150,12 +150,12 @@ func TestProberResultOnce(t *testing.T) {
 	p.Uncompressed().Write([]byte("garbage"))
 	p.Close()
 	again, err := p.Result(context.Background())
-	if err != nil || again.String() != first.String() || p.comp != nil || p.unc != nil {
+	if err != nil || resultString(again) != resultString(first) || p.comp != nil || p.unc != nil {
 		t.Errorf("second Result %+v, %v; buffers kept: %t", again, err, p.comp != nil)
 	}
 }
 
-func (r Result) String() string {
+func resultString(r Result) string {
 	var s []string
 	for _, c := range r.Candidates {
 		s = append(s, c.String())
