@@ -30,7 +30,7 @@ const (
 // klauspostModuleVersion is the github.com/klauspost/compress release that
 // go.mod pins, which recipes naming it are made with. TestGoMod holds it to
 // go.mod and TestGoldenDigests to its output: a bump that changes the
-// output must vendor the old release first (internal/README.md).
+// output must vendor the old release first (third_party/README.md).
 const klauspostModuleVersion = "v1.20.4"
 
 // flateWriter is one deflate stream being written.

@@ -28,7 +28,7 @@ func toolchainFlate(t *testing.T) string {
 	case strings.HasPrefix(v, "go1.27."):
 		return "go1.27.3"
 	default:
-		t.Fatalf("no vendored compress/flate is %s's: vendor it (internal/README.md) before moving the toolchain", v)
+		t.Fatalf("no vendored compress/flate is %s's: vendor it (third_party/README.md) before moving the toolchain", v)
 		return ""
 	}
 }

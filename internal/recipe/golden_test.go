@@ -71,7 +71,7 @@ func goldenRecipes() []Recipe {
 // golden recipe, recorded when each implementation was pinned. A change
 // means a recipe no longer makes the blobs it made: for the vendored
 // copies, an edit; for klauspost/compress, a go.mod bump that changed its
-// output, which must vendor the old release first (internal/README.md)
+// output, which must vendor the old release first (third_party/README.md)
 // so that recipes recorded with it keep working.
 var goldenDigests = map[string]string{
 	"gzip go-flate go1.26.8 level 6 (mtime 0, os 255)":                                "5dd5afceb2533dd78d695f194b4468b12a5d9325eed512b0a2b9b4d4f74404bc",
@@ -164,7 +164,7 @@ func TestGoMod(t *testing.T) {
 		fields := strings.Fields(sc.Text())
 		if len(fields) >= 2 && fields[0] == "github.com/klauspost/compress" {
 			if fields[1] != klauspostModuleVersion {
-				t.Fatalf("go.mod pins klauspost/compress %s, recipes name %s: see internal/README.md before bumping it", fields[1], klauspostModuleVersion)
+				t.Fatalf("go.mod pins klauspost/compress %s, recipes name %s: see third_party/README.md before bumping it", fields[1], klauspostModuleVersion)
 			}
 			return
 		}
