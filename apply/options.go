@@ -262,6 +262,14 @@ func withFallback() Option {
 	}
 }
 
+// withoutProc makes the root handle behave as where /proc is not mounted.
+func withoutProc() Option {
+	return func(opts *options) error {
+		opts.rootOpts = append(opts.rootOpts, fsroot.WithoutProc())
+		return nil
+	}
+}
+
 // makeOptions applies opts over the defaults, which depend on whether the
 // caller is root.
 func makeOptions(opts []Option) (*options, error) {

@@ -521,3 +521,27 @@ func TestRebuildSymlinkAlias(t *testing.T) {
 	a.checkRebuilds(t)
 	a.noDrift(t)
 }
+
+// Layer 1 makes bin -> usr/bin, layer 2 writes bin/sh (into usr/bin), and
+// layer 3 whites out bin, replaces it by a directory or points it
+// elsewhere: every layer still rebuilds from the tree alone, since a
+// payload is read from where the apply wrote it. Before, layer 2 was
+// read back as bin/sh and could no longer be rebuilt.
+func TestRebuildAfterParentLinkChanges(t *testing.T) {
+	l1 := tarOf(t, D("usr", 0755), D("usr/bin", 0755), D("usr/sbin", 0755), S("bin", "usr/bin"), F("usr/sbin/sh", "other", 0755))
+	l2 := tarOf(t, F("bin/sh", "shell", 0755), F("bin/tool", "tool", 0755))
+	for name, l3 := range map[string][]byte{
+		"whiteout": tarOf(t, W("", "bin")),
+		"replaced": tarOf(t, D("bin", 0755), F("bin/new", "new", 0644)),
+		"retarget": tarOf(t, S("bin", "usr/sbin"), F("bin/tool", "tool v2", 0755)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			a := mustApplyRecorded(t, [][]byte{l1, l2, l3})
+			a.noDrift(t)
+			a.checkRebuilds(t)
+			if b, err := os.ReadFile(filepath.Join(a.target, "usr/bin/sh")); err != nil || string(b) != "shell" {
+				t.Errorf("usr/bin/sh: %q %v", b, err)
+			}
+		})
+	}
+}

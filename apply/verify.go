@@ -323,11 +323,13 @@ func Verify(ctx context.Context, stateDir, rootfs string, opts ...Option) ([]Dri
 		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "tree manifest")
 	}
 	defer zr.Close()
-	return verifyTree(ctx, zr, rootfs, st.MaxDepth, o)
+	return verifyTree(ctx, zr, rootfs, st.MaxDepth, o, nil)
 }
 
 // verifyTree compares the tree at rootfs with the manifest read from r.
-func verifyTree(ctx context.Context, r io.Reader, rootfs string, maxDepth int, o *options) ([]Drift, error) {
+// emit, when not nil, gets the entry read from the tree for every path the
+// manifest has.
+func verifyTree(ctx context.Context, r io.Reader, rootfs string, maxDepth int, o *options, emit func(*treeEntry) error) ([]Drift, error) {
 	m := &manifestReader{dec: json.NewDecoder(r)}
 	if err := m.advance(); err != nil {
 		return nil, err
@@ -365,6 +367,11 @@ func verifyTree(ctx context.Context, r io.Reader, rootfs string, maxDepth int, o
 		}
 		if ch := compareEntries(want, &got, o); len(ch) > 0 {
 			drifts = append(drifts, Drift{Path: path, Kind: DriftChanged, Changes: ch})
+		}
+		if emit != nil {
+			if err := emit(&got); err != nil {
+				return err
+			}
 		}
 		return m.advance()
 	})
