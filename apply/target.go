@@ -563,3 +563,16 @@ func stateTemplate(layers []Layer, o *options) State {
 	}
 	return st
 }
+
+// CheckComplete returns the state recorded in stateDir when it is this
+// version's, complete, and describes the directory rootfs: the tree is
+// what an Apply left. Otherwise it says why not (not_found without a
+// state, busy while an Apply holds it, invalid_argument otherwise).
+func CheckComplete(stateDir, rootfs string) (*State, error) {
+	st, unlock, err := openComplete(stateDir, rootfs)
+	if err != nil {
+		return nil, err
+	}
+	unlock()
+	return st, nil
+}
