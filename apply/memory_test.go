@@ -69,6 +69,11 @@ func TestMemoryPerEntry(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a million files: not with -short")
 	}
+	if raceDetector {
+		// Fifteen minutes with the detector: .ci/run runs this test
+		// without it, right after the suite.
+		t.Skip("a million files: run without -race (.ci/run does)")
+	}
 	const dirs, files = 1000, 1000
 	big := streamLayer(func(w io.Writer) error { return manyFiles(w, dirs, files) })
 	small := blob(t, mtTar, tarOf(t, F("last", "x", 0644)))
