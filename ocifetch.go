@@ -14,6 +14,7 @@ package ocifetch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -54,10 +55,12 @@ func WithStore(dir string) Option {
 	}
 }
 
-// WithStateDir sets where Unpack keeps the tar-split metadata, the shadow
-// store and the state of the root filesystem (default
-// apply.DefaultStateDir(dir), a hidden sibling of dir). It must be outside
-// dir, on the same file system.
+// WithStateDir sets where Unpack and Bundle keep the tar-split metadata,
+// the content digests, the shadow store, the lock and the state of the
+// root filesystem (default apply.DefaultStateDir of the root filesystem,
+// a hidden sibling of it). It must be outside the root filesystem, on the
+// same file system, and out of reach of whatever runs in it: verify and
+// rebuild trust it.
 func WithStateDir(dir string) Option {
 	return func(o *options) error {
 		if dir == "" {
@@ -200,15 +203,23 @@ func Pull(ctx context.Context, ref string, opts ...Option) (*Result, error) {
 }
 
 // Unpack resolves ref, fetches it into the store and applies its layers to
-// dir, which must be empty or not exist. Layer 1 is applied as it arrives
-// while the later layers download; every byte is verified (each blob
-// against its digest as it streams, each uncompressed layer against its
-// diffID). Each layer's tar-split metadata is recorded in the state
-// directory (WithStateDir), so that apply.Rebuild can reproduce it later.
+// dir, which must be empty or not exist (it is made once ref resolved; a
+// symbolic link given as dir is followed). Layer 1 is applied as it
+// arrives while the later layers download; every byte is verified (each
+// blob against its digest as it streams, each uncompressed layer against
+// its diffID). Each layer's tar-split metadata and content digests are
+// recorded in the state directory (WithStateDir; default
+// apply.DefaultStateDir(dir), beside dir), so that apply.Rebuild and
+// apply.Verify can use them later.
 //
-// A dir left incomplete by an earlier Unpack that crashed or failed (its
-// state says "applying") is wiped and unpacked again; a complete one is
-// refused, as is any other non-empty dir.
+// Failures follow one rule (apply.Apply has it in full): a failure before
+// the first byte leaves dir as it was, not made if it did not exist; a
+// failure caught after it (a bad digest, a limit, a cancellation) empties
+// dir and removes the state before Unpack returns; after a crash the
+// state says "applying", and the next Unpack into dir empties it and
+// starts over. A dir holding a complete unpack, or anything that is not
+// ours, is refused (invalid_argument); one another Unpack is filling is
+// busy, at once, before anything is resolved.
 func Unpack(ctx context.Context, ref, dir string, opts ...Option) (*Result, error) {
 	o, err := makeOptions(opts)
 	if err != nil {
@@ -217,6 +228,10 @@ func Unpack(ctx context.Context, ref, dir string, opts ...Option) (*Result, erro
 	stateDir := o.stateDir
 	if stateDir == "" {
 		stateDir = apply.DefaultStateDir(dir)
+	}
+	// Fail at once, before the network, on a target Apply would refuse.
+	if err := apply.CheckTarget(dir, stateDir); err != nil {
+		return nil, err
 	}
 	store, err := o.openStore()
 	if err != nil {
@@ -230,12 +245,6 @@ func Unpack(ctx context.Context, ref, dir string, opts ...Option) (*Result, erro
 	// leaves it as it was.
 	if err := o.verify(ctx, res); err != nil {
 		return nil, err
-	}
-	if err := prepareTarget(dir, stateDir); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "creating target")
 	}
 	if o.resolved != nil {
 		o.resolved(res)
@@ -274,89 +283,99 @@ func Unpack(ctx context.Context, ref, dir string, opts ...Option) (*Result, erro
 	return &Result{Resolved: res, Store: store, Pull: pr, Apply: rep, StateDir: stateDir}, nil
 }
 
-// prepareTarget makes dir ready for a fresh apply. A tree whose state says
-// an earlier apply did not finish is ours and incomplete: it is removed
-// with its state. Anything else already there is refused, since layers on
-// top of an unknown tree would not make the image.
-func prepareTarget(dir, stateDir string) error {
-	st, err := apply.Status(stateDir)
-	switch {
-	case err == nil && st.Status == apply.StatusComplete:
-		if empty, _ := isEmptyDir(dir); !empty {
-			return errdefs.New(errdefs.ErrInvalidArgument, "%s already holds a complete unpack of %s; remove it (and %s) first", dir, st.Reference, stateDir)
-		}
-	case err == nil:
-		// Interrupted: repair by starting over.
-		if err := os.RemoveAll(dir); err != nil {
-			return errdefs.Wrap(err, errdefs.ErrInternal, "removing the incomplete tree %s", dir)
-		}
-		if err := os.RemoveAll(stateDir); err != nil {
-			return errdefs.Wrap(err, errdefs.ErrInternal, "removing the incomplete state %s", stateDir)
-		}
-		return nil
+// Bundle makes an OCI runtime bundle in dir (empty or missing): the image
+// unpacked into dir/rootfs, and dir/config.json converted from the image
+// config as image-spec conversion.md says (see package bundle). The
+// rootfs's state directory is dir/.rootfs.ocifetch unless WithStateDir
+// says otherwise.
+//
+// A bundle is finished by running Bundle again: an unpack that failed or
+// crashed follows Unpack's rule, and a bundle whose unpack completed but
+// whose config.json could not be written (the image's user missing from
+// its /etc/passwd, say, until someone adds it) gets its config.json,
+// without unpacking again, once ref still resolves to the image unpacked.
+func Bundle(ctx context.Context, ref, dir string, opts ...Option) (*Result, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
 	}
-	return checkEmptyTarget(dir)
+	rootfs := filepath.Join(dir, "rootfs")
+	stateDir := o.stateDir
+	if stateDir == "" {
+		stateDir = apply.DefaultStateDir(rootfs)
+	}
+	config := filepath.Join(dir, "config.json")
+	if st, err := apply.CheckComplete(stateDir, rootfs); err == nil {
+		if _, err := os.Lstat(config); err == nil {
+			return nil, errdefs.New(errdefs.ErrInvalidArgument, "%s already holds a complete bundle of %s; remove it first", dir, st.Reference)
+		}
+		store, err := o.openStore()
+		if err != nil {
+			return nil, err
+		}
+		res, err := o.resolveRef(ctx, store, ref)
+		if err != nil {
+			return nil, err
+		}
+		if err := o.verify(ctx, res); err != nil {
+			return nil, err
+		}
+		if res.Manifest.Descriptor.Digest != st.Manifest {
+			return nil, errdefs.New(errdefs.ErrInvalidArgument, "%s holds an unpack of %s (%s), and %s is now %s; remove %s to bundle it afresh",
+				dir, st.Reference, st.Manifest, ref, res.Manifest.Descriptor.Digest, dir)
+		}
+		if o.resolved != nil {
+			o.resolved(res)
+		}
+		if err := writeBundleConfig(ctx, res, dir, rootfs); err != nil {
+			return nil, err
+		}
+		return &Result{Resolved: res, Store: store, StateDir: stateDir}, nil
+	}
+	// Otherwise dir may hold only what an unfinished bundle leaves.
+	if err := checkBundleDir(dir, rootfs, stateDir); err != nil {
+		return nil, err
+	}
+	res, err := Unpack(ctx, ref, rootfs, append(opts, WithStateDir(stateDir))...)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeBundleConfig(ctx, res.Resolved, dir, rootfs); err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
-func isEmptyDir(dir string) (bool, error) {
-	f, err := os.Open(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return true, nil
+// writeBundleConfig writes dir/config.json for the unpacked rootfs.
+func writeBundleConfig(ctx context.Context, res *resolve.Resolved, dir, rootfs string) error {
+	spec, err := bundle.Spec(ctx, res.Image, rootfs)
+	if err == nil {
+		err = bundle.Write(dir, spec)
 	}
 	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(1)
-	if err != nil && err != io.EOF {
-		return false, err
-	}
-	return len(names) == 0, nil
-}
-
-// checkEmptyTarget refuses to apply over something that is already there:
-// layers on top of an unknown tree would not make the image.
-func checkEmptyTarget(dir string) error {
-	f, err := os.Open(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "target %s", dir)
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(1)
-	if err != nil && err != io.EOF {
-		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "target %s", dir)
-	}
-	if len(names) > 0 {
-		return errdefs.New(errdefs.ErrInvalidArgument, "target %s is not empty", dir)
+		// The rootfs is complete and stays: running bundle again finishes
+		// the bundle once the cause is fixed.
+		return fmt.Errorf("%w (the image is unpacked in %s; fix the cause and run bundle again to write %s)", err, rootfs, filepath.Join(dir, "config.json"))
 	}
 	return nil
 }
 
-// Bundle makes an OCI runtime bundle in dir (empty or missing): the image
-// unpacked into dir/rootfs, and dir/config.json converted from the image
-// config as image-spec conversion.md says (see package bundle).
-func Bundle(ctx context.Context, ref, dir string, opts ...Option) (*Result, error) {
-	rootfs := filepath.Join(dir, "rootfs")
-	// A bundle whose unpack was interrupted holds its rootfs and state:
-	// Unpack repairs it. Otherwise the directory must be empty.
-	if _, err := apply.Status(apply.DefaultStateDir(rootfs)); err != nil {
-		if err := checkEmptyTarget(dir); err != nil {
-			return nil, err
+// checkBundleDir refuses a bundle directory that holds anything but an
+// (empty or unfinished) rootfs and its state directory.
+func checkBundleDir(dir, rootfs, stateDir string) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "bundle directory %s", dir)
+	}
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		if p == rootfs || p == filepath.Clean(stateDir) {
+			continue
 		}
+		return errdefs.New(errdefs.ErrInvalidArgument, "bundle directory %s is not empty (it holds %s)", dir, e.Name())
 	}
-	res, err := Unpack(ctx, ref, rootfs, opts...)
-	if err != nil {
-		return nil, err
-	}
-	spec, err := bundle.Spec(ctx, res.Resolved.Image, rootfs)
-	if err != nil {
-		return nil, err
-	}
-	if err := bundle.Write(dir, spec); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return nil
 }

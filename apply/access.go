@@ -1,11 +1,9 @@
 package apply
 
 import (
-	"context"
 	"errors"
 	"io/fs"
 	"os"
-	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -111,97 +109,45 @@ func openAtOwner(dirfd int, base string) (*os.File, error) {
 }
 
 // openDirOwner opens the directory base in dirfd, whose status is st, for
-// listing and lookups, never following a symbolic link. restore puts back
-// a mode that had to be opened up; call it once done with the directory.
-func openDirOwner(dirfd int, base string, st *unix.Stat_t) (fd int, restore func(), err error) {
-	restore = func() {}
+// listing and lookups, never following a symbolic link. When the caller
+// owns it but it denies the owner read or search (not root), the owner's
+// r-x is added first; restore is then the mode to put back once done
+// (through the returned descriptor).
+func openDirOwner(dirfd int, base string, st *unix.Stat_t) (fd int, restore uint32, opened bool, err error) {
 	euid := os.Geteuid()
 	if euid != 0 && int(st.Uid) == euid && st.Mode&0500 != 0500 {
-		pfd, err := unix.Openat(dirfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return -1, restore, err
-		}
 		mode := st.Mode & 07777
-		if err := unix.Chmod(procPath(pfd), mode|0500); err != nil {
-			unix.Close(pfd)
-			return -1, restore, err
+		if err := chmodNoFollow(dirfd, base, mode|0500); err != nil {
+			return -1, 0, false, err
 		}
-		restore = func() {
-			unix.Chmod(procPath(pfd), mode)
-			unix.Close(pfd)
+		fd, err = unix.Openat(dirfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			chmodNoFollow(dirfd, base, mode)
+			return -1, 0, false, err
 		}
+		return fd, mode, true, nil
 	}
 	fd, err = unix.Openat(dirfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		restore()
-		return -1, func() {}, err
+	return fd, 0, false, err
+}
+
+// chmodNoFollow sets the mode of the directory base in dirfd, never
+// following a symbolic link: fchmodat2 with AT_SYMLINK_NOFOLLOW, else an
+// O_PATH descriptor changed through /proc.
+func chmodNoFollow(dirfd int, base string, mode uint32) error {
+	err := unix.Fchmodat(dirfd, base, mode, unix.AT_SYMLINK_NOFOLLOW)
+	if err == nil {
+		return nil
 	}
-	return fd, restore, nil
+	pfd, perr := unix.Openat(dirfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if perr != nil {
+		return perr
+	}
+	defer unix.Close(pfd)
+	return unix.Chmod(procPath(pfd), mode)
 }
 
 func procPath(fd int) string { return "/proc/self/fd/" + itoa(fd) }
-
-// walkFunc is called for each entry of a tree walk: path is relative to
-// the root, st its status (not following a symbolic link), and base the
-// entry's name in the directory dirfd, valid during the call.
-type walkFunc func(path string, st *unix.Stat_t, dirfd int, base string) error
-
-// walkTree visits everything below the directory target, depth first,
-// each directory's entries sorted by name, a directory before its
-// entries: the order pathLess defines. It never follows a symbolic link:
-// every step is relative to the descriptor of the directory walked.
-func walkTree(ctx context.Context, target string, fn walkFunc) error {
-	fd, err := unix.Open(target, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return errdefs.Wrap(&fs.PathError{Op: "open", Path: target, Err: err}, errdefs.ErrInvalidArgument, "target directory")
-	}
-	defer unix.Close(fd)
-	return walkDir(ctx, fd, "", fn)
-}
-
-func walkDir(ctx context.Context, dfd int, dir string, fn walkFunc) error {
-	if err := ctx.Err(); err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInternal, "walking the tree")
-	}
-	lfd, err := unix.Openat(dfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return walkErr(err, dir)
-	}
-	d := os.NewFile(uintptr(lfd), dir)
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		return walkErr(err, dir)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		var st unix.Stat_t
-		if err := unix.Fstatat(dfd, n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			if err == unix.ENOENT {
-				continue
-			}
-			return walkErr(err, joinName(dir, n))
-		}
-		p := joinName(dir, n)
-		if err := fn(p, &st, dfd, n); err != nil {
-			return err
-		}
-		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-			continue
-		}
-		cfd, restore, err := openDirOwner(dfd, n, &st)
-		if err != nil {
-			return walkErr(err, p)
-		}
-		err = walkDir(ctx, cfd, p, fn)
-		unix.Close(cfd)
-		restore()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
 
 func walkErr(err error, path string) error {
 	if path == "" {

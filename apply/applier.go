@@ -4,7 +4,6 @@ import (
 	"context"
 	_ "crypto/sha256" // digest.SHA256
 	"errors"
-	"hash"
 	"io"
 	"os"
 	"sort"
@@ -42,29 +41,39 @@ type applier struct {
 	ctx  context.Context
 	root *fsroot.Root
 	o    *options
+	rec  recorder // nopRecorder without a state directory
 	buf  []byte
 	ring []byte        // the read-ahead's buffer, kept for the next layer
 	zr   *zstd.Decoder // for zstd layers, made by the first
 	euid int
 	egid int
+	keys pathHasher
+	crc  *crcHash  // for the recorder's payload CRCs, nil when not kept
+	fh   *fileHash // for the recorder's content digests, nil when not kept
+	// total counts the uncompressed bytes of the layers before this one,
+	// for WithMaxTotalBytes.
+	total int64
 
 	// per layer
 	rep *LayerReport
 	// upper holds every name this layer wrote and all their parents: the
 	// layer's own entries, which its whiteouts must not remove whatever
-	// the order of the tar (as umoci's upperPaths).
-	upper map[string]struct{}
+	// the order of the tar (as umoci's upperPaths). Canonical names, as
+	// keys.
+	upper map[pathKey]struct{}
 	// dirs holds the final mode and times of the directories this layer
-	// touched, set once all their children are in (mode last, so that a
-	// mode-000 directory can be populated even when unprivileged).
+	// lists, by canonical name, set once all their children are in (mode
+	// last, so that a mode-000 directory can be populated even when
+	// unprivileged).
 	dirs map[string]dirMeta
+	// kept holds the times of the directories this layer changes (an
+	// entry added or removed) without listing them, by canonical name:
+	// they get them back when the layer ends, so that a directory's mtime
+	// is a function of the image, not of when it was unpacked.
+	kept map[string]dirMeta
 	// opened holds the modes of lower directories that were opened up for
 	// their owner to write into them (not root), restored with dirs.
 	opened map[string]uint32
-
-	// st records tar-split metadata, the shadow store and the tree's
-	// manifest into a state directory; nil without WithStateDir.
-	st *stateRec
 
 	// ownTree is set when the target was empty as the apply began: every
 	// symbolic link in it is then one the apply made. links holds the
@@ -83,9 +92,12 @@ type dirMeta struct {
 	atime, mtime time.Time
 }
 
-func newApplier(ctx context.Context, root *fsroot.Root, o *options) *applier {
-	a := &applier{ctx: ctx, root: root, o: o, buf: make([]byte, bufSize), euid: os.Geteuid(), egid: os.Getegid(),
-		skipped: make(map[string]struct{}), links: make(map[string]struct{})}
+func newApplier(ctx context.Context, root *fsroot.Root, o *options, rec recorder) *applier {
+	a := &applier{ctx: ctx, root: root, o: o, rec: rec, buf: make([]byte, bufSize), euid: os.Geteuid(), egid: os.Getegid(),
+		keys: newPathHasher(), skipped: make(map[string]struct{}), links: make(map[string]struct{})}
+	if rec.wantDigests() {
+		a.crc, a.fh = newCRC(), newFileHash()
+	}
 	names, err := root.ReadDirNames("")
 	a.ownTree = err == nil && len(names) == 0
 	return a
@@ -106,15 +118,16 @@ func (a *applier) close() {
 // in progress; it is called when the layer fails before r is used up.
 // readFailed tells whether r itself failed (see readAhead.failed), so
 // that the caller can tell a broken source from a broken layer.
-func (a *applier) applyTar(r io.Reader, diffID digest.Digest, stopSource func()) (rep LayerReport, readFailed bool, err error) {
+func (a *applier) applyTar(r io.Reader, diffID digest.Digest, stopSource func(), tap io.Writer) (rep LayerReport, readFailed bool, err error) {
 	a.rep = &LayerReport{}
-	a.upper = make(map[string]struct{})
+	a.upper = make(map[pathKey]struct{})
 	a.dirs = make(map[string]dirMeta)
+	a.kept = make(map[string]dirMeta)
 	a.opened = make(map[string]uint32)
-	defer func() { a.rep, a.upper, a.dirs, a.opened = nil, nil, nil, nil }()
+	defer func() { a.rep, a.upper, a.dirs, a.kept, a.opened = nil, nil, nil, nil, nil }()
 	defer func() {
 		if err != nil {
-			a.o.rec.abort()
+			a.rec.abortLayer()
 		}
 	}()
 
@@ -123,11 +136,27 @@ func (a *applier) applyTar(r io.Reader, diffID digest.Digest, stopSource func())
 		alg = diffID.Algorithm()
 	}
 	h := alg.Hash()
-	ra := startReadAhead(r, h, a.ring)
+	var hw io.Writer = h
+	if tap != nil {
+		hw = io.MultiWriter(h, tap)
+	}
+	ra := startReadAhead(r, hw, a.ring)
 	a.ring = ra.buf
-	tr := &tarReader{r: ra, capture: true, max: a.o.maxLayerBytes}
-	if _, nop := a.o.rec.(nopRecorder); !nop {
-		tr.sink = a.o.rec.segment
+	tr := &tarReader{r: ra, capture: true}
+	tr.max, tr.totalMax = a.o.maxLayerBytes, a.o.maxTotalBytes > 0
+	if tr.totalMax {
+		left := max(a.o.maxTotalBytes-a.total, 0)
+		if tr.max == 0 || left < tr.max {
+			tr.max = left
+		} else {
+			tr.totalMax = false
+		}
+		if left == 0 {
+			tr.max = -1 // nothing more may be read
+		}
+	}
+	if _, nop := a.rec.(nopRecorder); !nop {
+		tr.sink = a.rec.segment
 	}
 	err = a.entries(tr)
 	if err == nil {
@@ -142,6 +171,7 @@ func (a *applier) applyTar(r io.Reader, diffID digest.Digest, stopSource func())
 	readFailed = ra.failed
 	rep = *a.rep
 	rep.TarBytes = tr.n
+	a.total += tr.n
 	rep.DiffID = digest.NewDigest(alg, h)
 	if err != nil {
 		return rep, readFailed, err
@@ -149,8 +179,8 @@ func (a *applier) applyTar(r io.Reader, diffID digest.Digest, stopSource func())
 	if diffID != "" && rep.DiffID != diffID {
 		return rep, readFailed, errdefs.New(errdefs.ErrDigestMismatch, "uncompressed layer digest is %s, want diffID %s", rep.DiffID, diffID)
 	}
-	// The caller ends the recording (rec.end) once everything else about
-	// the layer was verified too, or aborts it.
+	// The caller ends the recording (rec.endLayer) once everything else
+	// about the layer was verified too, or aborts it.
 	return rep, readFailed, nil
 }
 
@@ -160,11 +190,7 @@ var emptyCRC = newCRC().Sum(nil)
 
 // entries is the one loop over the tar stream.
 func (a *applier) entries(tr *tarReader) error {
-	rec := a.o.rec
-	var crc hash.Hash64
-	if rec.wantCRC() {
-		crc = newCRC()
-	}
+	rec := a.rec
 	// fail prefers the recorder's own error (a full disk under the state
 	// directory) to what the tar reader made of it.
 	fail := func(err error) error {
@@ -174,9 +200,11 @@ func (a *applier) entries(tr *tarReader) error {
 		return err
 	}
 	t := tar.NewReader(tr)
+	var fr fileRecord
+	var d sum
 	for {
 		if err := a.ctx.Err(); err != nil {
-			return errdefs.Wrap(err, errdefs.ErrInternal, "applying layer")
+			return errdefs.Wrap(err, errdefs.ErrCanceled, "applying layer")
 		}
 		hdr, err := t.Next()
 		if err == io.EOF {
@@ -195,9 +223,10 @@ func (a *applier) entries(tr *tarReader) error {
 		if max := a.o.maxEntries; max > 0 && int64(a.rep.Entries) > max {
 			return errdefs.New(errdefs.ErrTooLarge, "layer has more than the limit of %d entries", max)
 		}
-		p := payload{r: t, t: t, crc: crc, tr: tr}
-		if crc != nil {
-			crc.Reset()
+		p := payload{r: t, t: t, crc: a.crc, fh: a.fh, tr: tr}
+		if a.crc != nil {
+			a.crc.Reset()
+			a.fh.Reset()
 		}
 		if err := a.entry(hdr, &p); err != nil {
 			return fail(err)
@@ -211,25 +240,23 @@ func (a *applier) entries(tr *tarReader) error {
 		if err := tr.flush(); err != nil {
 			return err
 		}
-		var size int64
-		sum := []byte(nil)
-		if crc != nil {
-			sum = emptyCRC
+		fr = fileRecord{name: hdr.Name}
+		if a.crc != nil {
+			fr.crc = emptyCRC
 		}
 		if p.tree {
 			if read := tr.n - p.start; read != p.n {
 				return errdefs.New(errdefs.ErrInternal, "entry %q: %d payload bytes came from %d bytes of the stream", hdr.Name, p.n, read)
 			}
-			size = p.n
-			if crc != nil {
-				sum = crc.Sum(nil)
+			fr.size = p.n
+			if a.crc != nil && p.n > 0 {
+				fr.crc = a.crc.Sum(nil)
+				d = p.sum
+				fr.sum, fr.at, fr.renamed = &d, p.name, p.renamed
 			}
 		}
-		if err := rec.file(hdr.Name, size, sum); err != nil {
+		if err := rec.file(&fr); err != nil {
 			return err
-		}
-		if p.tree && a.st != nil {
-			a.st.recorded(p.name)
 		}
 	}
 	// Drain what follows the end-of-archive marker through the hasher:
@@ -249,22 +276,27 @@ func (a *applier) entries(tr *tarReader) error {
 type payload struct {
 	r     io.Reader
 	t     *tar.Reader // r itself, for sparse entries
-	crc   hash.Hash64 // nil when no recorder wants it
+	crc   *crcHash    // nil when no recorder wants it
+	fh    *fileHash   // the content digest, nil when no recorder wants it
 	n     int64
 	reads int
 	tr    *tarReader
 	// tree is set when the payload becomes the content of the regular file
 	// name (canonical, the shadow index's key) in the tree, which rebuild
-	// reads back; start is where it began in the stream.
-	tree  bool
-	name  string
-	start int64
+	// reads back; start is where it began in the stream, sum its digest
+	// once written.
+	tree    bool
+	name    string
+	renamed bool // name is not the entry's cleaned name
+	start   int64
+	sum     sum
 }
 
 // toTree marks the payload, not yet read, as the content of the regular
-// file name: the recorder gets its size and CRC instead of its bytes.
-func (p *payload) toTree(name string) {
-	p.tree, p.name, p.start = true, name, p.tr.n
+// file name: the recorder gets its size, CRC and digest instead of its
+// bytes.
+func (p *payload) toTree(name string, renamed bool) {
+	p.tree, p.name, p.renamed, p.start = true, name, renamed, p.tr.n
 	p.tr.capture = false
 }
 
@@ -274,6 +306,7 @@ func (p *payload) Read(b []byte) (int, error) {
 		p.n += int64(n)
 		if p.crc != nil {
 			p.crc.Write(b[:n])
+			p.fh.Write(b[:n])
 		}
 	}
 	return n, err
@@ -317,6 +350,9 @@ func (a *applier) entry(hdr *tar.Header, p *payload) error {
 	if err != nil {
 		return err
 	}
+	if depth(name) > a.o.maxDepth {
+		return errdefs.New(errdefs.ErrTooLarge, "entry %q is deeper than the limit of %d levels", shortName(hdr.Name), a.o.maxDepth)
+	}
 	dir, base := splitName(name)
 	if strings.HasPrefix(base, whiteoutPrefix) {
 		return a.whiteout(dir, base)
@@ -351,7 +387,12 @@ func (a *applier) entry(hdr *tar.Header, p *payload) error {
 	if err != nil {
 		return err
 	}
-	a.touch(a.canon(name))
+	c := a.canon(name)
+	if c != name && depth(c) > a.o.maxDepth {
+		// Through symbolic links among its parents, deeper than its name.
+		return errdefs.New(errdefs.ErrTooLarge, "entry %q lands deeper than the limit of %d levels", shortName(hdr.Name), a.o.maxDepth)
+	}
+	a.touch(c)
 	return nil
 }
 
@@ -394,11 +435,66 @@ func (a *applier) underLink(name string) bool {
 // this layer.
 func (a *applier) touch(name string) {
 	for name != "" {
-		if _, ok := a.upper[name]; ok {
+		k := a.keys.key(name)
+		if _, ok := a.upper[k]; ok {
 			return
 		}
-		a.upper[name] = struct{}{}
+		a.upper[k] = struct{}{}
 		name, _ = splitName(name)
+	}
+}
+
+// canonDir returns the canonical name of the directory dir, every
+// component followed; ok is false when it is not a directory of the tree
+// (missing, or not a directory).
+func (a *applier) canonDir(dir string) (string, bool) {
+	if a.ownTree && !a.underLink(dir) {
+		if _, link := a.links[dir]; !link {
+			return dir, true
+		}
+	}
+	return a.root.CanonicalDir(dir)
+}
+
+// modifies is called before an entry is added to or removed from the
+// directory dir (a name as the layer has it): a directory this layer does
+// not list keeps the times it had, given back when the layer ends. The
+// root and directories created implicitly are outside the rule.
+func (a *applier) modifies(dir string) {
+	if dir == "" {
+		return
+	}
+	if _, ok := a.dirs[dir]; ok {
+		return
+	}
+	c, ok := a.canonDir(dir)
+	if !ok || c == "" {
+		return
+	}
+	if _, ok := a.dirs[c]; ok {
+		return
+	}
+	if _, ok := a.kept[c]; ok {
+		return
+	}
+	st, err := a.root.Lstat(c)
+	if err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return
+	}
+	a.kept[c] = dirMeta{atime: time.Unix(st.Atim.Unix()), mtime: time.Unix(st.Mtim.Unix())}
+}
+
+// modifiesAncestor is modifies for the deepest existing directory above
+// name, which creating name's missing parents changes.
+func (a *applier) modifiesAncestor(name string) {
+	for name != "" {
+		name, _ = splitName(name)
+		if st, err := a.root.Lstat(name); err == nil {
+			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				a.modifies(name)
+			}
+			return
+		}
 	}
 }
 
@@ -428,20 +524,17 @@ func (a *applier) regular(name string, hdr *tar.Header, p *payload) error {
 	defer f.Close()
 	var (
 		n          int64
-		sum        uint64 // the content's CRC-64, when p.crc != nil
 		rerr, werr error
 	)
 	if isSparse(hdr) {
 		// A sparse entry's payload as archived differs from the file's
 		// content: it stays verbatim in the recorder's segments, and the
 		// file is written with its holes as holes.
-		n, sum, rerr, werr = a.writeSparse(f, p)
+		n, rerr, werr = a.writeSparse(f, p)
 	} else {
-		p.toTree(a.canon(name))
+		c := a.canon(name)
+		p.toTree(c, c != name)
 		n, rerr, werr = p.copyTo(a, f)
-		if p.crc != nil {
-			sum = p.crc.Sum64()
-		}
 	}
 	if rerr != nil {
 		return errdefs.Wrap(rerr, errdefs.ErrLayerInvalid, errTruncFormat, hdr.Name, n, hdr.Size)
@@ -453,8 +546,11 @@ func (a *applier) regular(name string, hdr *tar.Header, p *payload) error {
 	if err != nil {
 		return fsError(err, "%q", name)
 	}
-	if a.st != nil && p.crc != nil {
-		a.st.content(st.Dev, st.Ino, sum)
+	if p.fh != nil {
+		p.sum = p.fh.Sum()
+		if err := a.rec.written(st.Dev, st.Ino, &p.sum); err != nil {
+			return err
+		}
 	}
 	chowned := false
 	if a.o.ownership != OwnershipCaller && (st.Uid != uint32(hdr.Uid) || st.Gid != uint32(hdr.Gid)) {
@@ -513,8 +609,11 @@ func (a *applier) directory(name string, hdr *tar.Header) error {
 		return err
 	}
 	atime, mtime := times(hdr)
-	a.dirs[name] = dirMeta{mode: mode, atime: atime, mtime: mtime}
+	c := a.canon(name)
+	a.dirs[c] = dirMeta{mode: mode, atime: atime, mtime: mtime}
+	delete(a.kept, c)
 	delete(a.opened, name)
+	delete(a.opened, c)
 	a.rep.Dirs++
 	return nil
 }
@@ -673,6 +772,8 @@ func (a *applier) xattrs(name string, hdr *tar.Header, set func(string, []byte) 
 // up. When dir is set and a directory already exists, it is kept and its
 // status returned.
 func (a *applier) create(name string, dir bool, mk func() error) (existing *unix.Stat_t, err error) {
+	parent, _ := splitName(name)
+	a.modifies(parent)
 	for attempt := 0; ; attempt++ {
 		err := mk()
 		if err == nil {
@@ -711,7 +812,7 @@ func (a *applier) create(name string, dir bool, mk func() error) (existing *unix
 				return nil, fsError(err, "replacing %q", name)
 			}
 		case errors.Is(err, unix.ENOENT):
-			parent, _ := splitName(name)
+			a.modifiesAncestor(parent)
 			if err := a.root.MkdirAll(parent, implicitPerm); err != nil && !a.openUp(parent, err) {
 				return nil, fsError(err, "creating the parents of %q", name)
 			}
@@ -746,9 +847,17 @@ func (a *applier) clear(name string) error {
 // it, which were just removed.
 func (a *applier) forgetDirs(name string) {
 	prefix := name + "/"
+	if c, ok := a.root.Canonical(name); ok && c != name {
+		a.forgetDirs(c)
+	}
 	for d := range a.dirs {
 		if d == name || strings.HasPrefix(d, prefix) {
 			delete(a.dirs, d)
+		}
+	}
+	for d := range a.kept {
+		if d == name || strings.HasPrefix(d, prefix) {
+			delete(a.kept, d)
 		}
 	}
 	for d := range a.opened {
@@ -797,42 +906,64 @@ func (a *applier) openUp(name string, err error) bool {
 }
 
 // whiteout applies DIR/.wh.NAME (remove NAME of the lower layers) and
-// DIR/.wh..wh..opq (remove every child of DIR of the lower layers).
+// DIR/.wh..wh..opq (remove every child of DIR of the lower layers). DIR is
+// resolved once, symbolic links included, and everything is then done by
+// canonical names under it: through a link that points at its own
+// directory (s -> .), removing the link as one of the children must not
+// cut the way to the others, whatever order readdir gives them in.
 func (a *applier) whiteout(dir, base string) error {
 	a.rep.Whiteouts++
-	if base == opaqueMarker {
-		if c, ok := a.root.CanonicalDir(dir); ok {
-			a.touch(c)
-		} else {
-			a.touch(dir)
-		}
-		return a.removeLowerChildren(dir)
-	}
-	if strings.HasPrefix(base, whiteoutMeta) {
+	if strings.HasPrefix(base, whiteoutMeta) && base != opaqueMarker {
 		a.rep.Whiteouts--
 		a.rep.warn(joinName(dir, base), WarnAUFSMetadata, "AUFS metadata entry ignored")
 		return nil
 	}
-	victim := base[len(whiteoutPrefix):]
-	switch victim {
-	case "":
-		return errdefs.New(errdefs.ErrLayerInvalid, "whiteout %q names nothing", joinName(dir, base))
-	case ".", "..":
-		// Not a single path element: it would remove DIR itself or its parent.
-		return errdefs.New(errdefs.ErrPathEscape, "whiteout %q names %q, not an entry of its directory", joinName(dir, base), victim)
+	var victim string
+	if base != opaqueMarker {
+		victim = base[len(whiteoutPrefix):]
+		switch victim {
+		case "":
+			return errdefs.New(errdefs.ErrLayerInvalid, "whiteout %q names nothing", joinName(dir, base))
+		case ".", "..":
+			// Not a single path element: it would remove DIR itself or its parent.
+			return errdefs.New(errdefs.ErrPathEscape, "whiteout %q names %q, not an entry of its directory", joinName(dir, base), victim)
+		}
 	}
-	return a.removeLower(joinName(dir, victim))
+	cdir, ok := a.canonDir(dir)
+	if base == opaqueMarker {
+		if !ok {
+			a.touch(dir)
+			return nil // nothing below to hide
+		}
+		a.touch(cdir)
+		return a.removeLowerChildren(cdir)
+	}
+	if !ok {
+		return nil
+	}
+	return a.removeLower(joinName(cdir, victim))
 }
 
-// removeLower removes name as far as it comes from lower layers: what this
-// layer wrote stays, and a directory this layer wrote into keeps those
-// entries while losing the rest.
+// removeLower removes name, a canonical name, as far as it comes from
+// lower layers: what this layer wrote stays, and a directory this layer
+// wrote into keeps those entries while losing the rest.
 func (a *applier) removeLower(name string) error {
-	if _, mine := a.upper[a.canon(name)]; !mine {
-		if err := a.displaceTree(name); err != nil {
+	if _, mine := a.upper[a.keys.key(name)]; !mine {
+		st, err := a.root.Lstat(name)
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+			return nil
+		}
+		parent, _ := splitName(name)
+		a.modifies(parent)
+		if err == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			moved, err := a.displace(name, &st)
+			if err != nil || moved {
+				return err
+			}
+		} else if err := a.displaceTree(name); err != nil {
 			return err
 		}
-		err := a.root.RemoveAll(name)
+		err = a.root.RemoveAll(name)
 		if err != nil && a.openUp(name, err) {
 			err = a.root.RemoveAll(name)
 		}
@@ -852,6 +983,8 @@ func (a *applier) removeLower(name string) error {
 	return a.removeLowerChildren(name)
 }
 
+// removeLowerChildren removes the children of the directory dir, a
+// canonical name, that come from lower layers.
 func (a *applier) removeLowerChildren(dir string) error {
 	names, err := a.root.ReadDirNames(dir)
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
@@ -877,13 +1010,17 @@ func (a *applier) removeLowerChildren(dir string) error {
 // child's times or mode never changes its parent's.
 func (a *applier) finishDirs() error {
 	type fix struct {
-		name string
-		meta dirMeta
-		only bool // restore the mode only
+		name  string
+		meta  dirMeta
+		only  bool // restore the mode only
+		times bool // restore the times only
 	}
-	fixes := make([]fix, 0, len(a.dirs)+len(a.opened))
+	fixes := make([]fix, 0, len(a.dirs)+len(a.kept)+len(a.opened))
 	for n, m := range a.dirs {
 		fixes = append(fixes, fix{name: n, meta: m})
+	}
+	for n, m := range a.kept {
+		fixes = append(fixes, fix{name: n, meta: m, times: true})
 	}
 	for n, mode := range a.opened {
 		fixes = append(fixes, fix{name: n, meta: dirMeta{mode: mode}, only: true})
@@ -896,8 +1033,10 @@ func (a *applier) finishDirs() error {
 		return fixes[i].name < fixes[j].name
 	})
 	for _, f := range fixes {
-		if err := a.root.Lchmod(f.name, f.meta.mode); err != nil {
-			return fsError(err, "directory %q", f.name)
+		if !f.times {
+			if err := a.root.Lchmod(f.name, f.meta.mode); err != nil {
+				return fsError(err, "directory %q", f.name)
+			}
 		}
 		if f.only {
 			continue

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"hash"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/zeebo/blake3"
 )
 
 // benchLayer writes a tar to a file in dir, hashing it for its diffID.
@@ -164,3 +166,44 @@ func runRebuildBench(b *testing.B, l Layer, files int) {
 
 func BenchmarkRebuildSmallFiles(b *testing.B) { runRebuildBench(b, smallFilesLayer(b), 5000) }
 func BenchmarkRebuildLargeFile(b *testing.B)  { runRebuildBench(b, largeFileLayer(b), 1) }
+
+// BenchmarkFileDigest hashes the files of $GOROOT (the benchmark's image
+// a: 15,000 files, 232 MB, most under 64 KiB) with the content digest's
+// construction over BLAKE3 and over SHA-256, in 256 KiB writes as the
+// applier hands them: the measurement behind newBlockHash.
+func BenchmarkFileDigest(b *testing.B) {
+	var files [][]byte
+	var total int64
+	filepath.WalkDir(goroot(), func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if c, err := os.ReadFile(p); err == nil {
+				files = append(files, c)
+				total += int64(len(c))
+			}
+		}
+		return nil
+	})
+	if len(files) == 0 {
+		b.Skip("no GOROOT")
+	}
+	for _, c := range []struct {
+		name string
+		h    func() hash.Hash
+	}{{"blake3", func() hash.Hash { return blake3.New() }}, {"sha256", sha256.New}} {
+		b.Run(c.name, func(b *testing.B) {
+			fh := newFileHashOf(c.h)
+			b.SetBytes(total)
+			for b.Loop() {
+				for _, f := range files {
+					fh.Reset()
+					for len(f) > 0 {
+						n := min(len(f), bufSize)
+						fh.Write(f[:n])
+						f = f[n:]
+					}
+					fh.Sum()
+				}
+			}
+		})
+	}
+}

@@ -20,21 +20,26 @@
 // than its header says is layer_invalid; a tar that ends without its
 // end-of-archive blocks, or even without the padding of its last entry, is
 // accepted as Go and GNU tar accept it. Payloads are streamed through one
-// reused buffer: memory does not grow with file sizes. A failed Apply
-// leaves a partly applied tree, which the caller must discard (with a
-// state directory, its state.json says "applying").
+// reused buffer: memory does not grow with file sizes. What a failed
+// Apply leaves is the subject of "The failure rule" below.
 //
 // Limits: WithMaxLayerBytes bounds the uncompressed stream (everything the
-// diffID covers) and WithMaxEntries the number of tar entries of a layer;
-// past either, the layer fails with too_large as soon as the byte or entry
-// over the limit is read, having written nothing beyond it. Both default
-// to no limit: an OCI descriptor gives only the compressed size, so there
-// is no claimed uncompressed size to hold the stream to, and legitimate
-// layers are many GiB uncompressed. A payload longer than the stream
-// holds fails as truncated once the stream ends, without a limit too;
-// memory never depends on sizes or entry counts, except the per-layer
-// sets of names written and directories touched, which grow with the
-// entries (WithMaxEntries bounds them).
+// diffID covers), WithMaxTotalBytes the streams of all layers together,
+// and WithMaxEntries the number of tar entries of a layer; past any, the
+// layer fails with too_large as soon as the byte or entry over the limit
+// is read, having written nothing beyond it. They default to no limit: an
+// OCI descriptor gives only the compressed size, so there is no claimed
+// uncompressed size to hold the stream to, and legitimate layers are many
+// GiB uncompressed (the CLI sets 64 GiB, 256 GiB and 4,000,000). A
+// payload longer than the stream holds fails as truncated once the stream
+// ends, without a limit too. WithMaxDepth (default DefaultMaxDepth, 4096)
+// bounds how deep an entry may lie, by its name or through the symbolic
+// links among its parents; Verify and Rebuild enforce the limit the apply
+// recorded. Memory never depends on sizes; the per-layer sets of names
+// written and directories touched grow with the entries (WithMaxEntries
+// bounds them), and what is kept from one layer to the next is a few
+// dozen bytes per entry (two hashes of the path and an inode, never the
+// names), about 120 over a layer of a million files.
 //
 // # Layer semantics (image-spec layer.md)
 //
@@ -66,10 +71,20 @@
 //     files are never scanned for zeros.
 //   - Mode bits (setuid, setgid, sticky included), owners, PAX
 //     SCHILY.xattr.* attributes, device nodes, FIFOs, and access and
-//     modification times to the nanosecond. Directory modes and times are
-//     set when the layer ends, deepest first, after all their children were
-//     written: a mode-000 directory is populated with rwx for its owner
-//     first, which is also what lets an unprivileged apply fill it.
+//     modification times to the nanosecond. The modes and times of the
+//     directories a layer lists are set when the layer ends, deepest
+//     first, after all their children were written: a mode-000 directory
+//     is populated with rwx for its owner first, which is also what lets
+//     an unprivileged apply fill it. A directory a layer changes (an entry
+//     added or removed) without listing it gets back the times it had: a
+//     tree's directory times are a function of the image, not of when it
+//     was unpacked (as umoci makes them). Directories no layer lists
+//     (parents made implicitly) and the target itself are outside this
+//     rule.
+//   - Whiteouts resolve their directory once, symbolic links included,
+//     and act on canonical names under it, on every entry whatever order
+//     readdir gives them in: through s -> ., an opaque marker removes s
+//     with the rest without losing its way.
 //
 // # Confinement: refused or confined
 //
@@ -100,15 +115,50 @@
 //   - device numbers that do not fit the kernel's dev_t are refused
 //     (layer_invalid), never truncated.
 //
+// # The failure rule
+//
+// With WithStateDir, an Apply follows one rule for what a failed or
+// interrupted apply leaves, which ocifetch.Unpack and Bundle (and the CLI)
+// share:
+//
+//   - One Apply per target: an exclusive flock(2) on the state
+//     directory's lock file, taken before anything else. A second Apply
+//     fails at once with kind busy and touches nothing; CheckTarget tells
+//     without locking (ocifetch.Unpack asks it before it resolves).
+//     Verify, Rebuild and Check take the lock shared.
+//   - Nothing is created before Apply is called; a failure before its
+//     first byte leaves the target as it was, not made if it did not
+//     exist (Apply makes a missing target, with its parents).
+//   - A failure the process catches after the first byte (a digest, a
+//     limit, a cancelled context) empties the target's contents and
+//     removes the state (and what Apply made) before Apply returns.
+//   - A crash leaves state.json saying "applying"; the next Apply into the
+//     target empties its contents, removes the state and starts over. It
+//     never removes or replaces the target directory itself, nor a
+//     symbolic link given as the target: it is followed.
+//   - The state records the target's identity (device, inode and birth
+//     time from statx: TargetID), nothing inside the tree, where a
+//     container could forge it. A state whose identity does not match the
+//     directory, or that cannot be read, or of another format, never
+//     leads to deleting anything: the error names the state directory to
+//     remove. A target holding a complete unpack is refused.
+//
+// Without a state directory, Apply applies onto whatever the target holds
+// (as a snapshotter layers onto a copy) and a failure leaves the partly
+// applied tree to the caller, removing only a target Apply made.
+//
 // # Recording, rebuild and verify
 //
 // With WithStateDir, Apply records into a state directory what it takes to
 // give every layer back bit for bit from the tree alone (Rebuild,
 // RebuildAll, Check) and to tell whether the tree still is as applied
 // (Verify). The state directory lies outside the tree, on the same file
-// system: DefaultStateDir(target) is the sibling <parent>/.<base>.ocifetch.
-// Its layout (version 1):
+// system: DefaultStateDir(target) is the sibling <parent>/.<base>.ocifetch
+// of the target's absolute path. It must stay out of reach of whatever
+// runs in the tree: rebuild and verify trust it. Its layout (version 2):
 //
+//	lock                          flock(2): exclusive for Apply, shared for
+//	                              Verify, Rebuild, Check; holds the pid
 //	state.json                    what was applied and whether it completed
 //	tarsplit/<alg>-<hex>.json.zst one per layer diffID (layers with the same
 //	                              diffID share it): tar-split metadata
@@ -118,82 +168,112 @@
 //	                              the same, given up (WithoutShadow)
 //	tree.json.zst                 manifest of the tree when Apply completed
 //
-// state.json holds version (1), status ("applying", then "complete"),
+// state.json holds version (2), status ("applying", then "complete"),
 // reference and manifest (WithImage), layers (diffID, digest, mediaType
 // and tarSplit, the metadata's path, lowest first), ownership and devices
 // (the policies used: "preserve", "caller", "fail"; "create", "skip",
 // "fail"), uid and gid (the applying process's), shadow (whether replaced
-// payloads were kept), started and completed (RFC 3339). It is written
-// with status "applying" before the first layer and replaced, atomically
+// payloads were kept), target (dev, ino, btime: the target's identity),
+// fileDigest ("blake3-64k", the content digest below), maxDepth (the
+// depth limit), started and completed (RFC 3339). It is written with
+// status "applying" before the first layer and replaced, atomically
 // (temporary file, fsync, rename, fsync of the directory), with
-// "complete" after the last one and the manifest. A crash or error in
-// between leaves "applying" (or no state.json at all): Status reports it,
-// Rebuild and Verify refuse it, and the rule for a caller is to wipe the
-// tree and its state directory and apply again whenever Status is not
-// "complete". Apply itself empties a state directory that holds a previous
-// state and refuses one that holds anything else.
+// "complete" after the last one and the manifest.
+//
+// Content digests: every regular file the applier writes, and every
+// payload, is hashed while written, with BLAKE3 over 64 KiB blocks: a
+// file of one block or less is H(0x00 || content), a larger one
+// H(0x01 || h0 || h1 || ... || length), h0 being H(0x00 || block 0) and
+// hi H(block i). A hole contributes a constant block digest without being
+// read, so sparse files cost as little as their data. CRC-64, which eight
+// chosen bytes forge, stays only in the tar-split entries, where stock
+// tar-split checks it.
 //
 // A tar-split file is a zstd stream of JSON lines in tar-split's own
 // format (github.com/vbatts/tar-split/tar/storage.Entry, one per line):
 // {"type":2,"payload":BASE64,"position":N} is a segment, bytes of the
 // stream given verbatim; {"type":1,"name":NAME,"name_raw":BASE64,
-// "size":N,"payload":CRC,"position":N} is the payload of the entry whose
-// header carried NAME (name_raw instead when it is not UTF-8), size bytes
-// with the big-endian CRC-64/ISO payload. Concatenating the segments and,
-// for each file entry of size > 0, its payload gives the stream back, all
-// of it: headers, padding, the end-of-archive blocks and whatever follows
-// them, or their absence. Positions count segments and files together from
-// 0. Only the payloads of entries that the applier wrote as regular files
-// have size > 0; everything else (the payloads of whiteouts, of AUFS
-// metadata, of header-only types, and the data of sparse entries as
-// archived, sparse map included: old GNU 'S' and PAX 0.0, 0.1 and 1.0) is
-// in the segments, verbatim, with a file entry of size 0. Sparse entries
-// are rare and their archived data, unlike the expanded file, is what the
-// stream holds. The metadata is written to a temporary file and renamed
-// into place, synced, only once the layer's diffID, blob digest and size
-// matched; a failed layer leaves none. Unlike stock tar-split, a layer may
-// name the same path any number of times: payloads are looked up by
+// "size":N,"payload":CRC,"position":N,"digest":HEX,"at":PATH} is the
+// payload of the entry whose header carried NAME (name_raw instead when it
+// is not UTF-8), size bytes with the big-endian CRC-64/ISO payload, their
+// content digest, and, when it differs from NAME cleaned (a symbolic link
+// among its parents), the path the applier wrote them to (at_raw when not
+// UTF-8). Stock tar-split ignores the two added fields. Concatenating the
+// segments and, for each file entry of size > 0, its payload gives the
+// stream back, all of it: headers, padding, the end-of-archive blocks and
+// whatever follows them, or their absence. Positions count segments and
+// files together from 0. Only the payloads of entries that the applier
+// wrote as regular files have size > 0; everything else (the payloads of
+// whiteouts, of AUFS metadata, of header-only types, and the data of
+// sparse entries as archived, sparse map included: old GNU 'S' and PAX
+// 0.0, 0.1 and 1.0) is in the segments, verbatim, with a file entry of
+// size 0. The metadata is written to a temporary file and renamed into
+// place, synced, only once the layer's diffID, blob digest and size
+// matched; a failed layer leaves none. Unlike stock tar-split, a layer
+// may name the same path any number of times: payloads are looked up by
 // position, never by name.
 //
-// Payloads are read back through the confined root handle: by the
-// entry's cleaned name, never through a final symbolic link, regular files
-// only. Before the applier removes or replaces a regular file that holds a
-// recorded payload (an overwrite by a later layer or by a later entry of
-// the same layer, a whiteout, an opaque directory, a type change, the
-// removal of a directory above it), it moves that file by rename(2) into
-// shadow/<layer>/<position> (a copy when the state directory is on another
-// file system); an in-memory index of which (layer, position) each path
-// holds makes this a map lookup. The index knows paths by canonical name
-// (symbolic links among the parents resolved, by reading
-// /proc/self/fd/N of the parent directory the root handle resolved; by the
-// names as written when /proc is missing), so a payload written as a/x
-// with a -> b and replaced as b/x, or the reverse, is moved aside. Other
-// hard links to the same inode are unaffected, and need not be: an
-// entry's payload is read through the name that entry wrote, or from its
-// shadow copy. Rebuild checks each payload's
-// size and CRC-64 (a *PayloadError: digest_mismatch "changed" naming the
-// file, not_found "missing", or not_found "not kept" under WithoutShadow),
-// hashes the stream as it writes it and withholds its last 1024 bytes until
-// the digest equals the diffID (digest_mismatch otherwise): a wrong rebuild
-// always ends in an error, never in a clean EOF. Limitation: a payload is
-// read back by its entry's name; when a symbolic link among that name's
-// parents was itself replaced later (a/x written with a -> b, then a
-// replaced by a directory), the payload is not found there, and rebuilding
-// its layer fails with an error naming it.
+// Payloads are read back from where the apply wrote them, through the
+// confined root handle (never through a final symbolic link, regular
+// files only), so a later layer that removes, replaces or retargets a
+// symbolic link among their parents does not lose them. Before the
+// applier removes or replaces a regular file that holds a recorded
+// payload (an overwrite by a later layer or by a later entry of the same
+// layer, a whiteout, an opaque directory, a type change, the removal of a
+// directory above it), the recorder moves that file by rename(2) into
+// shadow/<layer>/<position> (a copy when the state directory is on
+// another file system); an in-memory index of which (layer, position)
+// each path holds makes this a map lookup. The index knows paths by
+// canonical name (symbolic links among the parents resolved, by reading
+// /proc/self/fd/N of the parent directory the root handle resolved, or
+// by a walk that records the names it passes when /proc is missing), so
+// a payload written as a/x with a -> b and replaced as b/x, or the
+// reverse, is moved aside.
+//
+// Rebuild never hands an unverified byte to its writer: each payload is
+// copied privately (into memory up to 4 MiB, beyond that into an
+// anonymous temporary file in the state directory, by reflink where the
+// file system has them), its size and digest compared with the recorded
+// ones, and only then written; the tree may change while it is read, and
+// what was checked is what is written. The stream is hashed as it is
+// written and its last 1024 bytes are withheld until the digest equals
+// the diffID. A wrong rebuild therefore ends in an error, never in a
+// clean EOF, and what the writer received is a prefix of the layer: a
+// *PayloadError of kind digest_mismatch "changed" names the file,
+// not_found "missing" or "not kept" (WithoutShadow); digest_mismatch for
+// the stream. Check, whose output goes nowhere, hashes each payload as
+// it reads it.
 //
 // tree.json.zst is a zstd stream of JSON lines, one per object of the tree
 // (the root excluded), in walk order (depth first, each directory's entries
 // sorted by name, a directory before them): {"path", "path_raw" (not
 // UTF-8), "type" (file, dir, symlink, fifo, char, block, socket), "mode"
 // (permissions with setuid, setgid, sticky), "uid", "gid", and by type
-// "size", "crc" (CRC-64/ISO of the content, taken while the file was
-// written; holes count as zeros without being read), "mtime" (ns),
-// "target"/"target_raw", "rdev"}. Verify walks the tree in the same
+// "size", "digest" (the content digest, taken while the file was
+// written), "mtime" (files and directories, ns), "target"/"target_raw",
+// "rdev", "hardlink"/"hardlink_raw" (the first path, in walk order, of
+// the entry's hard-link group, for the others), "xattrs" ([{"name" or
+// "name_raw", "value"}], sorted)}. Verify walks the tree in the same
 // order beside it and reports each path that changed (and what: type,
-// mode, owner, size, content, mtime, target, device), disappeared or
-// appeared. Directory times are not compared. A file that
-// takes less space than its size (st_blocks) is read by its data regions
-// (SEEK_DATA, SEEK_HOLE), its holes accounted for without reading them.
+// mode, owner, size, content, mtime, target, device, xattrs, links),
+// disappeared or appeared. Extended attributes are compared but for
+// WithIgnoredXattrs (security.selinux by default); directory times only
+// WithDirMtimes. A file that takes less space than its size (st_blocks)
+// is read by its data regions (SEEK_DATA, SEEK_HOLE), its holes accounted
+// for without reading them. The walk holds at most 32 directory
+// descriptors however deep the tree (a level closed meanwhile is opened
+// again by name from the nearest open ancestor and must be the same
+// directory) and memory linear in the entries of the directories on its
+// path; a tree deeper than the recorded limit is too_large.
+//
+// A state directory of format 1 (no digests, no identity) is refused
+// with ErrStateVersion. Upgrade brings a complete one to format 2 without
+// blobs: it rebuilds every layer from the tree as format 1 reads it,
+// applies the rebuilt layers afresh into a scratch directory inside the
+// state directory (each checked against its diffID), compares the tree
+// with that fresh apply, and only then replaces the metadata, writing the
+// manifest from the very walk that compared. A tree that is not exactly
+// what its layers make is refused (not_reproducible) and left as it was.
 //
 // Reading a tree unprivileged: root reads everything. A caller that is not
 // root can rebuild and verify trees it owns (an unprivileged apply makes

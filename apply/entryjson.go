@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"strconv"
 	"unicode/utf8"
@@ -12,11 +14,62 @@ import (
 	"github.com/vbatts/tar-split/tar/storage"
 )
 
+// tsEntry is one line of the tar-split metadata: tar-split's own entry
+// (which stock tar-split reads, ignoring the rest) and, for a file entry
+// whose payload the tree holds, the payload's content digest and, when it
+// differs from the entry's cleaned name, the path the applier wrote it to
+// (at, or at_raw when not UTF-8).
+type tsEntry struct {
+	storage.Entry
+	sum    sum
+	hasSum bool
+	at     string
+}
+
+func (e *tsEntry) setAt(at string) { e.at = at }
+
+// tsEntryJSON is tsEntry as encoding/json sees it.
+type tsEntryJSON struct {
+	storage.Entry
+	Digest string `json:"digest,omitempty"`
+	At     string `json:"at,omitempty"`
+	AtRaw  []byte `json:"at_raw,omitempty"`
+}
+
+func (e *tsEntry) json() tsEntryJSON {
+	j := tsEntryJSON{Entry: e.Entry}
+	if e.hasSum {
+		j.Digest = e.sum.String()
+	}
+	if utf8.ValidString(e.at) {
+		j.At = e.at
+	} else {
+		j.AtRaw = []byte(e.at)
+	}
+	return j
+}
+
+func (e *tsEntry) fromJSON(j *tsEntryJSON) bool {
+	e.Entry = j.Entry
+	e.sum, e.hasSum = sum{}, j.Digest != ""
+	if e.hasSum {
+		var ok bool
+		if e.sum, ok = parseSum(j.Digest); !ok {
+			return false
+		}
+	}
+	e.at = j.At
+	if j.AtRaw != nil {
+		e.at = string(j.AtRaw)
+	}
+	return true
+}
+
 // appendEntry appends e as one line of JSON, the bytes json.Encoder
 // writes for it (tar-split's own packer uses that encoder). Recording a
 // layer writes two entries per tar entry; encoding/json's reflection was a
 // tenth of the applier's time on a layer of small files.
-func appendEntry(b []byte, e *storage.Entry) []byte {
+func appendEntry(b []byte, e *tsEntry) []byte {
 	b = append(b, `{"type":`...)
 	b = strconv.AppendInt(b, int64(e.Type), 10)
 	if e.Name != "" {
@@ -39,6 +92,20 @@ func appendEntry(b []byte, e *storage.Entry) []byte {
 	}
 	b = append(b, `,"position":`...)
 	b = strconv.AppendInt(b, int64(e.Position), 10)
+	if e.hasSum {
+		b = append(b, `,"digest":"`...)
+		b = hex.AppendEncode(b, e.sum[:])
+		b = append(b, '"')
+	}
+	if e.at != "" {
+		if utf8.ValidString(e.at) {
+			b = append(b, `,"at":`...)
+			b = appendJSONString(b, e.at)
+		} else {
+			b = append(b, `,"at_raw":`...)
+			b = appendBase64(b, []byte(e.at))
+		}
+	}
 	return append(b, "}\n"...)
 }
 
@@ -82,7 +149,7 @@ func newEntryReader(r io.Reader) *entryReader {
 
 // next reads the next entry into e, reusing e.Payload's and e.NameRaw's
 // storage; it returns io.EOF after the last.
-func (er *entryReader) next(e *storage.Entry) error {
+func (er *entryReader) next(e *tsEntry) error {
 	for {
 		line, err := er.readLine()
 		if len(bytes.TrimSpace(line)) == 0 {
@@ -97,8 +164,14 @@ func (er *entryReader) next(e *storage.Entry) error {
 		if parseEntry(line, e) {
 			return nil
 		}
-		*e = storage.Entry{}
-		return json.Unmarshal(line, e)
+		var j tsEntryJSON
+		if err := json.Unmarshal(line, &j); err != nil {
+			return err
+		}
+		if !e.fromJSON(&j) {
+			return fmt.Errorf("malformed digest in %q", line)
+		}
+		return nil
 	}
 }
 
@@ -119,7 +192,7 @@ func (er *entryReader) readLine() ([]byte, error) {
 
 // parseEntry parses line in exactly the shape appendEntry writes and
 // reports whether it could.
-func parseEntry(line []byte, e *storage.Entry) bool {
+func parseEntry(line []byte, e *tsEntry) bool {
 	p := entryParser{b: line}
 	if !p.lit(`{"type":`) {
 		return false
@@ -172,11 +245,44 @@ func parseEntry(line []byte, e *storage.Entry) bool {
 		return false
 	}
 	pos, ok := p.int()
-	if !ok || !p.lit("}") || len(p.b) != 0 {
+	if !ok {
 		return false
 	}
 	e.Position = int(pos)
-	return true
+	e.sum, e.hasSum, e.at = sum{}, false, ""
+	if p.lit(`,"digest":"`) {
+		if len(p.b) < 2*digestSize+1 || p.b[2*digestSize] != '"' {
+			return false
+		}
+		if _, err := hex.Decode(e.sum[:], p.b[:2*digestSize]); err != nil {
+			return false
+		}
+		e.hasSum, p.b = true, p.b[2*digestSize+1:]
+	}
+	switch {
+	case p.lit(`,"at":"`):
+		i := bytes.IndexByte(p.b, '"')
+		if i < 0 {
+			return false
+		}
+		at := p.b[:i]
+		for _, c := range at {
+			if c == '\\' || c < 0x20 {
+				return false
+			}
+		}
+		if !utf8.Valid(at) {
+			return false
+		}
+		e.at, p.b = string(at), p.b[i+1:]
+	case p.lit(`,"at_raw":"`):
+		raw, ok := p.base64(nil)
+		if !ok {
+			return false
+		}
+		e.at = string(raw)
+	}
+	return p.lit("}") && len(p.b) == 0
 }
 
 type entryParser struct{ b []byte }
@@ -256,9 +362,9 @@ func appendTreeEntry(b []byte, e *treeEntry) []byte {
 		b = append(b, `,"size":`...)
 		b = strconv.AppendInt(b, e.Size, 10)
 	}
-	if e.CRC != 0 {
-		b = append(b, `,"crc":`...)
-		b = strconv.AppendUint(b, e.CRC, 10)
+	if e.Digest != "" {
+		b = append(b, `,"digest":`...)
+		b = appendJSONString(b, e.Digest)
 	}
 	if e.Mtime != 0 {
 		b = append(b, `,"mtime":`...)
@@ -275,6 +381,41 @@ func appendTreeEntry(b []byte, e *treeEntry) []byte {
 	if e.Rdev != 0 {
 		b = append(b, `,"rdev":`...)
 		b = strconv.AppendUint(b, e.Rdev, 10)
+	}
+	if e.Hardlink != "" {
+		b = append(b, `,"hardlink":`...)
+		b = appendJSONString(b, e.Hardlink)
+	}
+	if len(e.HardlinkRaw) > 0 {
+		b = append(b, `,"hardlink_raw":`...)
+		b = appendBase64(b, e.HardlinkRaw)
+	}
+	if len(e.Xattrs) > 0 {
+		b = append(b, `,"xattrs":[`...)
+		for i, x := range e.Xattrs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '{')
+			if x.Name != "" {
+				b = append(b, `"name":`...)
+				b = appendJSONString(b, x.Name)
+				b = append(b, ',')
+			}
+			if len(x.NameRaw) > 0 {
+				b = append(b, `"name_raw":`...)
+				b = appendBase64(b, x.NameRaw)
+				b = append(b, ',')
+			}
+			b = append(b, `"value":`...)
+			if x.Value == nil {
+				b = append(b, "null"...)
+			} else {
+				b = appendBase64(b, x.Value)
+			}
+			b = append(b, '}')
+		}
+		b = append(b, ']')
 	}
 	return append(b, "}\n"...)
 }

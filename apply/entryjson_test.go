@@ -13,7 +13,17 @@ import (
 // appendEntry must write exactly what json.Encoder writes, so that the
 // metadata reads back the same with tar-split's own unpacker.
 func TestAppendEntryMatchesEncodingJSON(t *testing.T) {
-	sameAsEncoder(t, awkwardEntries(), appendEntry)
+	entries := awkwardEntries()
+	js := make([]tsEntryJSON, len(entries))
+	for i := range entries {
+		js[i] = entries[i].json()
+	}
+	i := 0
+	sameAsEncoder(t, js, func(b []byte, _ *tsEntryJSON) []byte {
+		b = appendEntry(b, &entries[i])
+		i++
+		return b
+	})
 }
 
 // sameAsEncoder checks that appending each entry with appendFn gives the
@@ -53,14 +63,19 @@ func TestEntryReaderMatchesEncodingJSON(t *testing.T) {
 	other := []byte(`{"position":3,"payload":"AAE=","size":7,"name":"x\/y","type":1}` + "\n" +
 		`{ "type": 2, "payload": "aGk=", "position": 4 }` + "\n" +
 		`{"type":1,"name":"caf\u00e9","size":2,"payload":null,"position":5}` + "\n" +
+		`{"at":"u\u00e9","digest":"` + digestOf([]byte("x")).String() + `","type":1,"name":"x","size":1,"payload":"AA==","position":7}` + "\n" +
 		`{"type":2,"payload":"","position":6}`)
 	for _, stream := range [][]byte{fast, other} {
 		want := json.NewDecoder(bytes.NewReader(stream))
 		got := newEntryReader(bytes.NewReader(stream))
-		var g storage.Entry
+		var g tsEntry
 		for i := 0; ; i++ {
-			var w storage.Entry
-			werr := want.Decode(&w)
+			var wj tsEntryJSON
+			var w tsEntry
+			werr := want.Decode(&wj)
+			if werr == nil && !w.fromJSON(&wj) {
+				t.Fatalf("entry %d: bad digest %q", i, wj.Digest)
+			}
 			gerr := got.next(&g)
 			if werr == io.EOF || gerr == io.EOF {
 				if werr != gerr {
@@ -72,7 +87,8 @@ func TestEntryReaderMatchesEncodingJSON(t *testing.T) {
 				t.Fatalf("entry %d: %v, %v", i, werr, gerr)
 			}
 			if g.Type != w.Type || g.Name != w.Name || !bytes.Equal(g.NameRaw, w.NameRaw) || g.Size != w.Size ||
-				!bytes.Equal(g.Payload, w.Payload) || (g.Payload == nil) != (w.Payload == nil) || g.Position != w.Position {
+				!bytes.Equal(g.Payload, w.Payload) || (g.Payload == nil) != (w.Payload == nil) || g.Position != w.Position ||
+				g.hasSum != w.hasSum || g.sum != w.sum || g.at != w.at {
 				t.Fatalf("entry %d: got %+v, want %+v", i, g, w)
 			}
 		}
@@ -81,7 +97,7 @@ func TestEntryReaderMatchesEncodingJSON(t *testing.T) {
 
 // awkwardEntries are tar-split entries with names that need escaping or
 // are not UTF-8, empty payloads and large positions.
-func awkwardEntries() []storage.Entry {
+func awkwardEntries() []tsEntry {
 	names := []string{
 		"usr/bin/env", "a b", "quote\"d", `back\slash`, "<html>&amp;", "tab\there", "nl\nx",
 		"ctl\x01\x1f", "del\x7f", "é-ü", "日本語", "\u2028line\u2029sep", "bad\xffutf8", "\xc3", "",
@@ -94,14 +110,20 @@ func awkwardEntries() []storage.Entry {
 		}
 		names = append(names, string(b))
 	}
-	var entries []storage.Entry
+	var entries []tsEntry
 	for i, n := range names {
-		f := storage.Entry{Type: storage.FileType, Size: int64(i * 1000), Payload: []byte{1, 2, 3, 4, 5, 6, 7, byte(i)}, Position: i}
+		f := tsEntry{Entry: storage.Entry{Type: storage.FileType, Size: int64(i * 1000), Payload: []byte{1, 2, 3, 4, 5, 6, 7, byte(i)}, Position: i}}
 		f.SetName(n)
+		if i%2 == 0 {
+			f.sum, f.hasSum = digestOf([]byte(n)), true
+		}
+		if i%3 == 0 {
+			f.at = "at/" + n
+		}
 		entries = append(entries, f,
-			storage.Entry{Type: storage.SegmentType, Payload: []byte(n), Position: i + 1},
-			storage.Entry{Type: storage.FileType, Name: n, Position: 1 << 30},
-			storage.Entry{Type: storage.SegmentType, Payload: []byte{}, Position: 0})
+			tsEntry{Entry: storage.Entry{Type: storage.SegmentType, Payload: []byte(n), Position: i + 1}},
+			tsEntry{Entry: storage.Entry{Type: storage.FileType, Name: n, Position: 1 << 30}},
+			tsEntry{Entry: storage.Entry{Type: storage.SegmentType, Payload: []byte{}, Position: 0}})
 	}
 	return entries
 }
@@ -118,7 +140,15 @@ func TestAppendTreeEntryMatchesEncodingJSON(t *testing.T) {
 		}
 		switch e.Type {
 		case "file":
-			e.Size, e.CRC, e.Mtime = int64(i*100), uint64(i)*0x9e3779b97f4a7c15, int64(i)*1_000_000_007-5e17
+			e.Size, e.Digest, e.Mtime = int64(i*100), digestOf([]byte(n)).String(), int64(i)*1_000_000_007-5e17
+			if i%7 == 0 {
+				e.Hardlink = n + "/first"
+				if i%2 == 0 {
+					e.Hardlink, e.HardlinkRaw = "", []byte(n+"\xfe")
+				}
+			}
+		case "dir":
+			e.Mtime = int64(i) * 3
 		case "symlink":
 			e.Target = n + "/../t"
 			if i%3 == 0 {
@@ -126,6 +156,9 @@ func TestAppendTreeEntryMatchesEncodingJSON(t *testing.T) {
 			}
 		case "char":
 			e.Rdev = uint64(i) << 8
+		}
+		if i%4 == 1 {
+			e.Xattrs = []xattr{{Name: "user.a", Value: []byte{}}, {NameRaw: []byte("user.\xff"), Value: []byte(n)}, {Name: "security." + n, Value: []byte{0, 1}}}
 		}
 		entries = append(entries, e)
 	}

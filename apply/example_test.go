@@ -5,10 +5,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/ocifetch/ocifetch/apply"
+	"github.com/ocifetch/ocifetch/errdefs"
 )
 
 // Apply one uncompressed layer; its report carries the diffID it hashed.
@@ -30,4 +34,43 @@ func ExampleApplyLayer() {
 	// Output:
 	// true
 	// demo
+}
+
+// Apply a layer with a state directory, change the tree as a container
+// could, and ask Verify; Rebuild gives the layer back only while the tree
+// is as applied.
+func ExampleVerify() {
+	var layer bytes.Buffer
+	tw := tar.NewWriter(&layer)
+	tw.WriteHeader(&tar.Header{Name: "bin/app", Typeflag: tar.TypeReg, Mode: 0o755, Size: 6})
+	tw.Write([]byte("binary"))
+	tw.Close()
+	diffID := digest.FromBytes(layer.Bytes())
+
+	dir, _ := os.MkdirTemp("", "example-")
+	defer os.RemoveAll(dir)
+	rootfs := filepath.Join(dir, "rootfs")
+	state := apply.DefaultStateDir(rootfs)
+	l := apply.Layer{MediaType: "application/vnd.oci.image.layer.v1.tar", DiffID: diffID,
+		Open: func(context.Context) (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layer.Bytes())), nil }}
+	if _, err := apply.Apply(context.Background(), rootfs, []apply.Layer{l}, apply.WithStateDir(state)); err != nil {
+		fmt.Println(err)
+		return
+	}
+	drift, _ := apply.Verify(context.Background(), state, rootfs)
+	fmt.Println(len(drift), apply.Rebuild(context.Background(), state, rootfs, diffID, io.Discard))
+
+	f, _ := os.OpenFile(filepath.Join(rootfs, "bin/app"), os.O_WRONLY, 0)
+	f.WriteAt([]byte("BINARY"), 0) // same size
+	f.Close()
+	drift, _ = apply.Verify(context.Background(), state, rootfs)
+	for _, d := range drift {
+		fmt.Println(d.Kind, d.Path, d.Changes)
+	}
+	err := apply.Rebuild(context.Background(), state, rootfs, diffID, io.Discard)
+	fmt.Println(errdefs.KindOf(err))
+	// Output:
+	// 0 <nil>
+	// changed bin/app [content mtime]
+	// digest_mismatch
 }

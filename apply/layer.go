@@ -76,11 +76,21 @@ func sniff(b []byte) compression {
 	return plain
 }
 
-// Apply applies layers, lowest first, to the directory target, which must
-// exist. Each layer is opened, verified and applied in one pass; a layer
-// that fails verification has already been partly applied, so on any error
-// the tree must be thrown away. The report covers the layers applied and
-// the one that failed.
+// Apply applies layers, lowest first, to the directory target, made
+// (with its missing parents) when it does not exist. Each layer is
+// opened, verified and applied in one pass. The report covers the layers
+// applied and the one that failed.
+//
+// With WithStateDir, Apply records what Rebuild and Verify need and
+// follows one rule for failures (see the package documentation): the
+// target must be missing, empty, or left incomplete by an earlier Apply
+// that crashed (it is emptied and applied again); a failure leaves the
+// target as it was before, emptied of everything the apply wrote, and
+// removes the state; a second Apply into the same target at the same time
+// fails at once with kind busy. Without a state directory, the target may
+// hold a tree already (layers are applied on top, as a snapshotter
+// does), and a failed Apply leaves a partly applied tree for the caller
+// to discard, removing only a target it created.
 func Apply(ctx context.Context, target string, layers []Layer, opts ...Option) (*Report, error) {
 	o, err := makeOptions(opts)
 	if err != nil {
@@ -103,44 +113,80 @@ func Apply(ctx context.Context, target string, layers []Layer, opts ...Option) (
 			return nil, errdefs.New(errdefs.ErrInvalidArgument, "layer %d: no Open function", i+1)
 		}
 	}
-	root, err := openRoot(target, o)
-	if err != nil {
-		return nil, err
-	}
-	defer root.Close()
-	a := newApplier(ctx, root, o)
-	defer a.close()
-	if o.stateDir != "" {
-		st, err := openState(target, layers, o)
+	if o.stateDir == "" {
+		made, err := makeTarget(target)
 		if err != nil {
 			return nil, err
 		}
-		defer st.close()
-		a.st, o.rec = st, st
+		rep, err := applyLayers(ctx, target, layers, o, nopRecorder{})
+		if err != nil && len(made) > 0 && len(rep.Layers) == 0 {
+			removeMade(made) // nothing was applied into it
+		}
+		return rep, err
 	}
+	st := stateTemplate(layers, o)
+	l, err := acquire(target, o.stateDir, st)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := newStateRec(l.stateDir, st, o.noShadow)
+	if err != nil {
+		l.fail()
+		return nil, err
+	}
+	rec.state.Target = &l.id
+	rep, err := applyLayers(ctx, target, layers, o, rec)
+	if err == nil {
+		err = rec.complete(ctx, target, o)
+	}
+	rec.close()
+	if err != nil {
+		if cerr := l.fail(); cerr != nil {
+			err = fmt.Errorf("%w (and cleaning up failed: %v; the next unpack into %s will clean up)", err, cerr, target)
+		}
+		return rep, err
+	}
+	l.done()
+	return rep, nil
+}
+
+// makeTarget makes the directory target when it does not exist and
+// returns what it made.
+func makeTarget(target string) ([]string, error) {
+	made, err := mkdirAllTracked(target)
+	if err != nil {
+		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "creating the target %s", target)
+	}
+	return made, nil
+}
+
+// applyLayers applies layers to target, telling rec.
+func applyLayers(ctx context.Context, target string, layers []Layer, o *options, rec recorder) (*Report, error) {
+	root, err := openRoot(target, o)
+	if err != nil {
+		return &Report{}, err
+	}
+	defer root.Close()
+	a := newApplier(ctx, root, o, rec)
+	defer a.close()
 	rep := &Report{}
 	for i, l := range layers {
-		if a.st != nil {
-			if err := a.st.beginLayer(i); err != nil {
-				return rep, err
-			}
+		taps, err := rec.beginLayer(i)
+		if err != nil {
+			return rep, err
 		}
-		lr, err := a.applyBlob(l)
+		lr, err := a.applyBlob(l, taps)
 		rep.Layers = append(rep.Layers, lr)
 		if err != nil {
 			return rep, fmt.Errorf("layer %d (%s): %w", i+1, l.DiffID, err)
 		}
 	}
-	if a.st != nil {
-		if err := a.st.complete(ctx, target); err != nil {
-			return rep, err
-		}
-	}
 	return rep, nil
 }
 
-// ApplyLayer applies one uncompressed tar stream to the directory target.
-// Nothing is verified: the report carries the stream's sha256, its diffID.
+// ApplyLayer applies one uncompressed tar stream to the directory target,
+// made when it does not exist. Nothing is verified: the report carries
+// the stream's sha256, its diffID.
 func ApplyLayer(ctx context.Context, target string, tarStream io.Reader, opts ...Option) (*LayerReport, error) {
 	o, err := makeOptions(opts)
 	if err != nil {
@@ -149,15 +195,27 @@ func ApplyLayer(ctx context.Context, target string, tarStream io.Reader, opts ..
 	if o.stateDir != "" {
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "ApplyLayer records no state: use Apply")
 	}
+	return applyLayer(ctx, target, tarStream, o, nopRecorder{})
+}
+
+func applyLayer(ctx context.Context, target string, tarStream io.Reader, o *options, rec recorder) (*LayerReport, error) {
+	if _, err := makeTarget(target); err != nil {
+		return nil, err
+	}
 	root, err := openRoot(target, o)
 	if err != nil {
 		return nil, err
 	}
 	defer root.Close()
-	a := newApplier(ctx, root, o)
-	lr, _, err := a.applyTar(tarStream, "", nil)
+	a := newApplier(ctx, root, o, rec)
+	defer a.close()
+	taps, err := rec.beginLayer(0)
+	if err != nil {
+		return nil, err
+	}
+	lr, _, err := a.applyTar(tarStream, "", nil, taps.uncompressed)
 	if err == nil {
-		err = o.rec.end(lr.DiffID)
+		err = rec.endLayer(lr.DiffID)
 	}
 	return &lr, err
 }
@@ -180,13 +238,13 @@ const zstdMaxWindow = 128 << 20
 //
 // The recorder publishes the layer's metadata only once both digests and
 // the size matched; on any failure it drops it.
-func (a *applier) applyBlob(l Layer) (lr LayerReport, err error) {
+func (a *applier) applyBlob(l Layer, taps layerTaps) (lr LayerReport, err error) {
 	defer func() {
 		if err == nil {
-			err = a.o.rec.end(lr.DiffID)
+			err = a.rec.endLayer(lr.DiffID)
 		}
 		if err != nil {
-			a.o.rec.abort()
+			a.rec.abortLayer()
 		}
 	}()
 	want, _ := compressionOf(l.MediaType)
@@ -200,6 +258,7 @@ func (a *applier) applyBlob(l Layer) (lr LayerReport, err error) {
 	}
 	defer rc.Close()
 	src := newBlobReader(rc, l.Digest)
+	src.tap = taps.compressed
 	br := bufio.NewReaderSize(src, 64<<10)
 	magic, err := br.Peek(4)
 	if err != nil && err != io.EOF {
@@ -231,7 +290,7 @@ func (a *applier) applyBlob(l Layer) (lr LayerReport, err error) {
 		}
 		tarStream = a.zr
 	}
-	lr, readFailed, err := a.applyTar(tarStream, l.DiffID, cancel)
+	lr, readFailed, err := a.applyTar(tarStream, l.DiffID, cancel, taps.uncompressed)
 	if err != nil {
 		if !readFailed {
 			// The layer failed for a reason of its own; the blob's
@@ -271,6 +330,7 @@ func keepKind(err error, msg string) error {
 type blobReader struct {
 	r   io.Reader
 	h   hash.Hash // nil when there is no digest to check
+	tap io.Writer // the recorder's, nil when none
 	n   int64
 	err error
 }
@@ -289,6 +349,9 @@ func (b *blobReader) Read(p []byte) (int, error) {
 		b.n += int64(n)
 		if b.h != nil {
 			b.h.Write(p[:n])
+		}
+		if b.tap != nil {
+			b.tap.Write(p[:n])
 		}
 	}
 	if err != nil && err != io.EOF {
@@ -328,14 +391,15 @@ func classify(err error, msg string) error {
 // recorder as segments. The stream itself is the ground truth: nothing
 // depends on what the tar reader chooses to report as raw bytes.
 type tarReader struct {
-	r       io.Reader
-	n       int64
-	capture bool               // bytes read are segment bytes
-	pending []byte             // segment bytes not yet flushed
-	sink    func([]byte) error // the recorder's segment, nil when nothing records
-	err     error              // the first error of sink, or the limit exceeded
-	max     int64              // WithMaxLayerBytes, 0 for none
-	over    bool               // the stream exceeded max
+	r        io.Reader
+	n        int64
+	capture  bool               // bytes read are segment bytes
+	pending  []byte             // segment bytes not yet flushed
+	sink     func([]byte) error // the recorder's segment, nil when nothing records
+	err      error              // the first error of sink, or the limit exceeded
+	max      int64              // bytes this layer may have, 0 for no limit, -1 for none at all
+	totalMax bool               // max comes from WithMaxTotalBytes
+	over     bool               // the stream exceeded max
 }
 
 // pendingMax bounds pending: segment bytes are flushed once this many
@@ -343,7 +407,10 @@ type tarReader struct {
 const pendingMax = 1 << 20
 
 func (t *tarReader) Read(p []byte) (int, error) {
-	if t.max > 0 {
+	if t.max < 0 {
+		t.max, t.over = 0, true
+	}
+	if t.max > 0 || t.over {
 		if t.over {
 			return 0, t.tooLarge()
 		}
@@ -356,7 +423,7 @@ func (t *tarReader) Read(p []byte) (int, error) {
 	n, err := t.r.Read(p)
 	if n > 0 {
 		t.n += int64(n)
-		if t.max > 0 && t.n > t.max {
+		if (t.max > 0 || t.totalMax) && t.n > t.max {
 			// The byte past the limit is not recorded.
 			t.n, t.over = t.max, true
 			return n - 1, t.tooLarge()
@@ -378,7 +445,11 @@ func (t *tarReader) Read(p []byte) (int, error) {
 // the failed read.
 func (t *tarReader) tooLarge() error {
 	if t.err == nil {
-		t.err = errdefs.New(errdefs.ErrTooLarge, "uncompressed layer exceeds the limit of %d bytes", t.max)
+		if t.totalMax {
+			t.err = errdefs.New(errdefs.ErrTooLarge, "the uncompressed layers exceed the limit of their total size (%d bytes left for this layer)", t.max)
+		} else {
+			t.err = errdefs.New(errdefs.ErrTooLarge, "uncompressed layer exceeds the limit of %d bytes", t.max)
+		}
 	}
 	return t.err
 }

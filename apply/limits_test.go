@@ -50,25 +50,51 @@ func TestMaxLayerBytes(t *testing.T) {
 			if got := rep.Layers[0].TarBytes; got > c.limit {
 				t.Errorf("%d bytes read, limit %d", got, c.limit)
 			}
-			// Nothing past the limit reached the tree.
-			var total int64
-			filepath.Walk(target, func(_ string, fi os.FileInfo, err error) error {
-				if err == nil && fi.Mode().IsRegular() {
-					total += fi.Size()
-				}
-				return nil
-			})
-			if total > c.limit {
-				t.Errorf("%d bytes of files written, limit %d", total, c.limit)
+			// The failed-unpack rule: the target is as it was (empty),
+			// the state it made is gone.
+			if ents, err := os.ReadDir(target); err != nil || len(ents) != 0 {
+				t.Errorf("target after the failure: %v, %v", ents, err)
 			}
-			if st, err := Status(state); err != nil || st.Status != StatusApplying {
-				t.Errorf("state %+v, %v", st, err)
-			}
-			if ents, _ := os.ReadDir(filepath.Join(state, tarsplitDir)); len(ents) != 0 {
-				t.Errorf("tar-split left behind: %v", ents)
+			if _, err := os.Lstat(state); !os.IsNotExist(err) {
+				t.Errorf("state directory left behind: %v", err)
 			}
 		})
 	}
+	t.Run("total", func(t *testing.T) {
+		l1, l2 := blob(t, mtGzip, tb), blob(t, mtZstd, bomb)
+		for _, c := range []struct {
+			limit int64
+			kind  errdefs.Kind
+		}{
+			{int64(len(tb) + len(bomb)), ""},
+			{int64(len(tb) + len(bomb) - 1), errdefs.ErrTooLarge},
+			{int64(len(tb)), errdefs.ErrTooLarge},
+			{int64(len(tb)) - 1, errdefs.ErrTooLarge},
+		} {
+			dir := t.TempDir()
+			target := filepath.Join(dir, "rootfs")
+			rep, err := Apply(context.Background(), target, []Layer{l1, l2}, WithMaxTotalBytes(c.limit), WithStateDir(filepath.Join(dir, "state")))
+			if c.kind == "" {
+				if err != nil {
+					t.Fatalf("limit %d: %v", c.limit, err)
+				}
+				continue
+			}
+			wantKind(t, err, c.kind)
+			var read int64
+			for _, l := range rep.Layers {
+				read += l.TarBytes
+			}
+			if read > c.limit || !strings.Contains(err.Error(), "limit") {
+				t.Errorf("limit %d: %d bytes read, %v", c.limit, read, err)
+			}
+			if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+				t.Errorf("limit %d: left behind %v", c.limit, ents)
+			}
+		}
+		_, err := Apply(context.Background(), t.TempDir(), nil, WithMaxTotalBytes(-1))
+		wantKind(t, err, errdefs.ErrInvalidArgument)
+	})
 	t.Run("ApplyLayer", func(t *testing.T) {
 		_, err := ApplyLayer(context.Background(), t.TempDir(), bytes.NewReader(bomb), WithMaxLayerBytes(1<<20))
 		wantKind(t, err, errdefs.ErrTooLarge)

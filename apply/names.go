@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"hash/maphash"
 	"strings"
 
 	"github.com/ocifetch/ocifetch/errdefs"
@@ -67,4 +68,34 @@ func depth(name string) int {
 		return 0
 	}
 	return strings.Count(name, "/") + 1
+}
+
+// pathKey stands for a path in the sets and indexes the applier keeps per
+// entry: two 64-bit hashes with random seeds instead of the string,
+// which keeps memory per entry small and fixed (a path of a layer of a
+// million entries would otherwise be kept as a string until the apply
+// ends). The seeds are this process's, so a layer cannot be crafted to
+// make two of its paths collide; a collision by chance, about 2^-128 per
+// pair, could at worst move a payload aside that was still in place, which
+// rebuild would then report as changed, never reproduce wrongly.
+type pathKey [2]uint64
+
+type pathHasher struct{ s1, s2 maphash.Seed }
+
+func newPathHasher() pathHasher {
+	return pathHasher{s1: maphash.MakeSeed(), s2: maphash.MakeSeed()}
+}
+
+func (h pathHasher) key(name string) pathKey {
+	return pathKey{maphash.String(h.s1, name), maphash.String(h.s2, name)}
+}
+
+// shortName cuts a long name for a message: a name thousands of levels
+// deep would otherwise be the whole message.
+func shortName(name string) string {
+	const keep = 120
+	if len(name) <= keep {
+		return name
+	}
+	return name[:keep/2] + "..." + name[len(name)-keep/2:]
 }

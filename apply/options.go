@@ -41,32 +41,41 @@ const (
 	DevicesFail
 )
 
-// Option configures Apply and ApplyLayer.
+// Option configures Apply, ApplyLayer and Verify; each takes the options
+// that concern it and ignores the others.
 type Option func(*options) error
 
 type options struct {
 	ownership Ownership
 	devices   Devices
 	rootOpts  []fsroot.Option
-	rec       entryRecorder
 
 	maxLayerBytes int64 // WithMaxLayerBytes, 0 for no limit
+	maxTotalBytes int64 // WithMaxTotalBytes, 0 for no limit
 	maxEntries    int64 // WithMaxEntries, 0 for no limit
+	maxDepth      int   // WithMaxDepth
 
 	stateDir string        // WithStateDir
 	noShadow bool          // WithoutShadow
 	imageRef string        // WithImage
 	manifest digest.Digest // WithImage
+
+	// Verify's.
+	ignored   []string // WithIgnoredXattrs; nil: DefaultIgnoredXattrs
+	ignoreSet bool
+	dirMtimes bool // WithDirMtimes
 }
 
 // WithStateDir makes Apply record, in the directory dir, what Rebuild,
-// Check and Verify need: each layer's tar-split metadata, the shadow store
-// of payloads later layers replaced, the manifest of the final tree, and
-// state.json, which says whether the apply completed. dir must lie outside
-// the target, on the same file system (DefaultStateDir is such a place); it
-// is created if missing, and a previous state found there is replaced. It
-// must be empty or hold a previous state: anything else is refused. Only
-// Apply records; ApplyLayer refuses this option.
+// Check and Verify need: each layer's tar-split metadata and content
+// digests, the shadow store of payloads later layers replaced, the
+// manifest of the final tree, and state.json, which says whether the
+// apply completed and which directory it describes. dir must lie outside
+// the target, on the same file system (DefaultStateDir is such a place);
+// it is created if missing. It must be empty or hold a state of this
+// target: anything else is refused. With it, Apply follows the
+// failed-unpack rule and locks the target (see Apply). Only Apply
+// records; ApplyLayer refuses this option.
 func WithStateDir(dir string) Option {
 	return func(opts *options) error {
 		if dir == "" {
@@ -97,6 +106,63 @@ func WithMaxLayerBytes(n int64) Option {
 		opts.maxLayerBytes = n
 		return nil
 	}
+}
+
+// WithMaxTotalBytes fails the apply, with an error of kind too_large, as
+// soon as the uncompressed streams of all its layers together exceed n
+// bytes: WithMaxLayerBytes for the whole image. n = 0, the default, means
+// no limit.
+func WithMaxTotalBytes(n int64) Option {
+	return func(opts *options) error {
+		if n < 0 {
+			return errdefs.New(errdefs.ErrInvalidArgument, "negative total size limit %d", n)
+		}
+		opts.maxTotalBytes = n
+		return nil
+	}
+}
+
+// WithMaxDepth sets how many directory levels below the target an entry
+// may lie, its name's or, through symbolic links among its parents, the
+// path it lands on (default DefaultMaxDepth). Apply refuses a deeper
+// entry with too_large and records the limit, which Verify and Rebuild
+// then enforce on the tree.
+func WithMaxDepth(n int) Option {
+	return func(opts *options) error {
+		if n < 1 {
+			return errdefs.New(errdefs.ErrInvalidArgument, "depth limit %d is not positive", n)
+		}
+		opts.maxDepth = n
+		return nil
+	}
+}
+
+// WithIgnoredXattrs sets the extended attributes Verify does not compare,
+// replacing DefaultIgnoredXattrs (security.selinux); with no names, every
+// attribute is compared.
+func WithIgnoredXattrs(names ...string) Option {
+	return func(opts *options) error {
+		opts.ignored, opts.ignoreSet = append([]string(nil), names...), true
+		return nil
+	}
+}
+
+// WithDirMtimes makes Verify compare the modification times of
+// directories too. They are not compared by default: whatever adds or
+// removes an entry changes them, and a directory no layer lists gets the
+// time of the unpack.
+func WithDirMtimes() Option {
+	return func(opts *options) error {
+		opts.dirMtimes = true
+		return nil
+	}
+}
+
+func (o *options) ignoredXattrs() []string {
+	if o.ignoreSet {
+		return o.ignored
+	}
+	return DefaultIgnoredXattrs
 }
 
 // WithMaxEntries fails a layer of more than n tar entries (each header
@@ -196,10 +262,18 @@ func withFallback() Option {
 	}
 }
 
+// withoutProc makes the root handle behave as where /proc is not mounted.
+func withoutProc() Option {
+	return func(opts *options) error {
+		opts.rootOpts = append(opts.rootOpts, fsroot.WithoutProc())
+		return nil
+	}
+}
+
 // makeOptions applies opts over the defaults, which depend on whether the
 // caller is root.
 func makeOptions(opts []Option) (*options, error) {
-	o := &options{ownership: OwnershipCaller, devices: DevicesSkip, rec: nopRecorder{}}
+	o := &options{ownership: OwnershipCaller, devices: DevicesSkip, maxDepth: DefaultMaxDepth}
 	if os.Geteuid() == 0 {
 		o.ownership, o.devices = OwnershipPreserve, DevicesCreate
 	}

@@ -1,7 +1,6 @@
 package apply
 
 import (
-	"hash"
 	"io"
 	"sync"
 )
@@ -24,7 +23,7 @@ import (
 // its error, io.EOF included, is handed on after the bytes read before it.
 type readAhead struct {
 	buf  []byte
-	h    hash.Hash // nil: no hasher, the applier follows the reader
+	h    io.Writer // nil: no hasher, the applier follows the reader
 	done chan struct{}
 
 	mu sync.Mutex
@@ -60,7 +59,7 @@ const (
 // when not nil, is written every byte read, in a goroutine of its own so
 // that the decompressor, the slowest stage, does nothing else; h is the
 // caller's again after close.
-func startReadAhead(r io.Reader, h hash.Hash, ring []byte) *readAhead {
+func startReadAhead(r io.Reader, h io.Writer, ring []byte) *readAhead {
 	if len(ring) != readAheadSize {
 		ring = make([]byte, readAheadSize)
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/asynchash"
+	"github.com/ocifetch/ocifetch/internal/atomicfile"
 	"github.com/ocifetch/ocifetch/internal/fsroot"
 )
 
@@ -50,7 +51,7 @@ func (e *PayloadError) Error() string {
 const (
 	ReasonMissing = "missing"  // the path no longer holds a regular file
 	ReasonNotKept = "not kept" // a later layer replaced it and WithoutShadow dropped it
-	ReasonChanged = "changed"  // its size or content differs from the recorded CRC-64
+	ReasonChanged = "changed"  // its size or content differs from the recorded digest
 )
 
 // holdBack is how many bytes of a rebuilt stream are withheld until the
@@ -110,27 +111,35 @@ func (hw *holdWriter) finish() error {
 // Rebuild writes to w the uncompressed tar of the layer diffID of the tree
 // at rootfs, as Apply recorded it in stateDir, bit for bit: the tar-split
 // metadata gives every header, padding and non-file byte, and each file's
-// payload is read from the tree, through the confined root (never through
-// a final symbolic link, regular files only), or from the shadow store when
-// a later layer (or a later entry of the same layer) replaced it. Nothing
-// else is needed: the image's blobs may be gone.
+// payload is read from where the apply wrote it (through the confined
+// root, never through a final symbolic link, regular files only), or from
+// the shadow store when a later layer (or a later entry of the same
+// layer) replaced it. Nothing else is needed: the image's blobs may be
+// gone.
 //
-// Each payload's size and CRC-64 are checked, and the stream is hashed as
-// it is written; the last bytes are withheld until the hash equals diffID.
-// So a tree that changed since apply makes Rebuild fail, never end
-// cleanly: with a *PayloadError of kind digest_mismatch naming the file
-// that changed, of kind not_found naming a file gone or not kept, or
-// digest_mismatch for the stream as a whole. A diffID that is not one of
-// the target's layers is not_found; a state that is not complete is
-// invalid_argument.
+// No byte reaches w unverified. Each payload is copied privately first
+// (into memory up to 4 MiB, beyond that into an anonymous temporary file
+// in the state directory, by reflink where the file system can), its
+// digest compared with the recorded one, and only then written: the tree
+// may change while it is read (a running container), and what was
+// checked is what is written, never a second read of the live file. The
+// stream is hashed as it is written, and its last 1024 bytes are withheld
+// until the hash equals diffID. So a tree that changed since apply makes
+// Rebuild fail, never end cleanly, and what w received is a prefix of the
+// layer: a *PayloadError of kind digest_mismatch names the file that
+// changed, of kind not_found a file gone or not kept; digest_mismatch for
+// the stream as a whole. A diffID that is not one of the target's layers
+// is not_found; a state that is not complete, or that describes another
+// directory, is invalid_argument; one an unpack holds is busy.
 func Rebuild(ctx context.Context, stateDir, rootfs string, diffID digest.Digest, w io.Writer) error {
-	st, err := Status(stateDir)
-	if err != nil {
-		return err
-	}
 	if err := diffID.Validate(); err != nil {
 		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "diffID %q", diffID)
 	}
+	st, unlock, err := openComplete(stateDir, rootfs)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	found := false
 	for _, l := range st.Layers {
 		found = found || l.DiffID == diffID
@@ -138,7 +147,7 @@ func Rebuild(ctx context.Context, stateDir, rootfs string, diffID digest.Digest,
 	if !found {
 		return errdefs.New(errdefs.ErrNotFound, "layer %s is not a layer of the tree in %s", diffID, rootfs)
 	}
-	rb, err := newRebuilder(stateDir, rootfs, st)
+	rb, err := newRebuilder(stateDir, rootfs, st, true)
 	if err != nil {
 		return err
 	}
@@ -159,13 +168,16 @@ type LayerCheck struct {
 // writer open returns for it (closed after the layer, whatever the
 // outcome), and reports one LayerCheck per layer: a layer that fails does
 // not stop the others. The error is for what prevents rebuilding at all
-// (no complete state, a failing open).
+// (no complete state, a failing open). As with Rebuild, no writer ever
+// receives an unverified byte; a writer whose layer failed got a prefix of
+// it.
 func RebuildAll(ctx context.Context, stateDir, rootfs string, open func(index int, diffID digest.Digest) (io.WriteCloser, error)) ([]LayerCheck, error) {
-	st, err := Status(stateDir)
+	st, unlock, err := openComplete(stateDir, rootfs)
 	if err != nil {
 		return nil, err
 	}
-	rb, err := newRebuilder(stateDir, rootfs, st)
+	defer unlock()
+	rb, err := newRebuilder(stateDir, rootfs, st, true)
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +194,7 @@ func RebuildAll(ctx context.Context, stateDir, rootfs string, open func(index in
 		}
 		res = append(res, LayerCheck{Index: i, DiffID: l.DiffID, Bytes: n, Err: err})
 		if ctx.Err() != nil {
-			return res, errdefs.Wrap(ctx.Err(), errdefs.ErrInternal, "rebuilding")
+			return res, errdefs.Wrap(ctx.Err(), errdefs.ErrCanceled, "rebuilding")
 		}
 	}
 	return res, nil
@@ -192,15 +204,18 @@ func RebuildAll(ctx context.Context, stateDir, rootfs string, open func(index in
 // "does the tree still reproduce every layer". Layers are checked side by
 // side, as many at once as there are CPUs: each one is independent of
 // the others, and a check is bound by reading files and hashing them.
+// Since nothing is written, payloads are hashed as they are read, without
+// a private copy.
 func Check(ctx context.Context, stateDir, rootfs string) ([]LayerCheck, error) {
-	st, err := Status(stateDir)
+	st, unlock, err := openComplete(stateDir, rootfs)
 	if err != nil {
 		return nil, err
 	}
+	defer unlock()
 	workers := min(runtime.GOMAXPROCS(0), len(st.Layers))
 	rbs := make([]*rebuilder, workers)
 	for i := range rbs {
-		if rbs[i], err = newRebuilder(stateDir, rootfs, st); err != nil {
+		if rbs[i], err = newRebuilder(stateDir, rootfs, st, false); err != nil {
 			for _, rb := range rbs[:i] {
 				rb.close()
 			}
@@ -231,10 +246,14 @@ func Check(ctx context.Context, stateDir, rootfs string) ([]LayerCheck, error) {
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
-		return nil, errdefs.Wrap(ctx.Err(), errdefs.ErrInternal, "rebuilding")
+		return nil, errdefs.Wrap(ctx.Err(), errdefs.ErrCanceled, "rebuilding")
 	}
 	return res, nil
 }
+
+// memCopyMax is the largest payload rebuild copies into memory; larger
+// ones go through a temporary file.
+const memCopyMax = 4 << 20
 
 type rebuilder struct {
 	stateDir string
@@ -242,11 +261,25 @@ type rebuilder struct {
 	root     *fsroot.Root
 	buf      []byte
 	zr       *zstd.Decoder
+	fh       *fileHash
+	maxDepth int
+	// private: copy each payload before writing it (not for Check,
+	// which writes nothing).
+	private bool
+	mem     []byte   // the in-memory copy, up to memCopyMax
+	tmp     *os.File // the temporary file, made when first needed
+	noClone bool     // the file system refused a reflink once
+	// legacy reads a state of format 1 for Upgrade: payloads by entry
+	// name, checked by CRC only (the diffID covers them all).
+	legacy bool
 }
 
-func newRebuilder(stateDir, rootfs string, st *State) (*rebuilder, error) {
+func newRebuilder(stateDir, rootfs string, st *State, private bool) (*rebuilder, error) {
 	if st.Status != StatusComplete {
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "the apply into %s did not complete (status %q): its layers cannot be rebuilt", rootfs, st.Status)
+	}
+	if st.Version == stateVersion && st.FileDigest != digestName {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "the state in %s records content digests of kind %q, this program checks %q", stateDir, st.FileDigest, digestName)
 	}
 	root, err := fsroot.Open(rootfs)
 	if err != nil {
@@ -257,12 +290,20 @@ func newRebuilder(stateDir, rootfs string, st *State) (*rebuilder, error) {
 		root.Close()
 		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "zstd")
 	}
-	return &rebuilder{stateDir: stateDir, st: st, root: root, buf: make([]byte, bufSize), zr: zr}, nil
+	maxDepth := st.MaxDepth
+	if maxDepth <= 0 {
+		maxDepth = DefaultMaxDepth
+	}
+	return &rebuilder{stateDir: stateDir, st: st, root: root, buf: make([]byte, bufSize), zr: zr, fh: newFileHash(),
+		maxDepth: maxDepth, private: private, legacy: st.Version != stateVersion}, nil
 }
 
 func (rb *rebuilder) close() {
 	rb.root.Close()
 	rb.zr.Close()
+	if rb.tmp != nil {
+		rb.tmp.Close()
+	}
 }
 
 // shadowed lists the shadow store of a layer: position -> kept (a file)
@@ -311,11 +352,11 @@ func (rb *rebuilder) layer(ctx context.Context, diffID digest.Digest, w io.Write
 	h := asynchash.New(diffID.Algorithm().Hash())
 	defer h.Close()
 	hw := &holdWriter{w: w, h: h}
-	var e storage.Entry // reused: nothing keeps its payload
+	var e tsEntry // reused: nothing keeps its payload
 	for i := 0; ; i++ {
 		if i%ctxCheckEvery == 0 {
 			if err := ctx.Err(); err != nil {
-				return hw.n, errdefs.Wrap(err, errdefs.ErrInternal, "rebuilding layer %s", diffID)
+				return hw.n, errdefs.Wrap(err, errdefs.ErrCanceled, "rebuilding layer %s", diffID)
 			}
 		}
 		if err := dec.next(&e); err == io.EOF {
@@ -332,7 +373,7 @@ func (rb *rebuilder) layer(ctx context.Context, diffID digest.Digest, w io.Write
 			if e.Size == 0 {
 				continue
 			}
-			if err := rb.payload(diffID, key, &e, shadow, hw); err != nil {
+			if err := rb.payload(ctx, diffID, key, &e, shadow, hw); err != nil {
 				return hw.n, err
 			}
 		default:
@@ -355,14 +396,23 @@ func writeErr(err error, diffID digest.Digest) error {
 	return errdefs.Wrap(err, errdefs.ErrInternal, "writing the rebuilt layer %s", diffID)
 }
 
-// payload writes the payload of file entry e.
-func (rb *rebuilder) payload(diffID digest.Digest, key string, e *storage.Entry, shadow map[int]bool, hw *holdWriter) error {
+// payload writes the payload of file entry e, verified.
+func (rb *rebuilder) payload(ctx context.Context, diffID digest.Digest, key string, e *tsEntry, shadow map[int]bool, hw *holdWriter) error {
 	name, err := cleanName(e.GetName())
 	if err != nil {
 		return errdefs.Wrap(err, errdefs.ErrInternal, "tar-split metadata of layer %s", diffID)
 	}
+	at := name
+	if e.at != "" {
+		if at, err = cleanName(e.at); err != nil {
+			return errdefs.Wrap(err, errdefs.ErrInternal, "tar-split metadata of layer %s", diffID)
+		}
+	}
 	perr := func(kind errdefs.Kind, reason, detail string) error {
-		return errdefs.Wrap(&PayloadError{Layer: diffID, Path: name, Position: e.Position, Reason: reason, Detail: detail}, kind, "rebuilding layer %s", diffID)
+		return errdefs.Wrap(&PayloadError{Layer: diffID, Path: at, Position: e.Position, Reason: reason, Detail: detail}, kind, "rebuilding layer %s", diffID)
+	}
+	if !rb.legacy && !e.hasSum {
+		return errdefs.New(errdefs.ErrInternal, "tar-split metadata of layer %s: the payload of %q has no digest", diffID, name)
 	}
 	var f *os.File
 	kept, inShadow := shadow[e.Position]
@@ -379,32 +429,186 @@ func (rb *rebuilder) payload(diffID digest.Digest, key string, e *storage.Entry,
 			return perr(errdefs.ErrNotFound, ReasonMissing, "shadow copy: "+err.Error())
 		}
 	default:
-		f, err = openTreeFile(rb.root, name)
+		if depth(at) > rb.maxDepth {
+			return perr(errdefs.ErrTooLarge, ReasonMissing, fmt.Sprintf("deeper than the limit of %d levels", rb.maxDepth))
+		}
+		f, err = openTreeFile(rb.root, at)
 		if err != nil {
 			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, fsroot.ErrNotRegular) || errors.Is(err, unix.ELOOP) {
 				return perr(errdefs.ErrNotFound, ReasonMissing, err.Error())
 			}
-			return errdefs.Wrap(err, errdefs.ErrInternal, "rebuilding layer %s: reading %q", diffID, name)
+			return errdefs.Wrap(err, errdefs.ErrInternal, "rebuilding layer %s: reading %q", diffID, at)
 		}
 	}
 	defer f.Close()
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInternal, "rebuilding layer %s: %q", diffID, name)
+		return errdefs.Wrap(err, errdefs.ErrInternal, "rebuilding layer %s: %q", diffID, at)
 	}
 	if st.Size != e.Size {
 		return perr(errdefs.ErrDigestMismatch, ReasonChanged, fmt.Sprintf("%d bytes, recorded %d", st.Size, e.Size))
 	}
+	readErr := func(err error) error {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return perr(errdefs.ErrDigestMismatch, ReasonChanged, fmt.Sprintf("shrank while read, recorded %d bytes", e.Size))
+		}
+		return errdefs.Wrap(err, errdefs.ErrInternal, "rebuilding layer %s: reading %q", diffID, at)
+	}
+	changed := func() error {
+		return perr(errdefs.ErrDigestMismatch, ReasonChanged, "its content digest differs from the recorded one")
+	}
+	switch {
+	case rb.legacy:
+		return rb.legacyPayload(f, e, hw, perr, readErr)
+	case !rb.private:
+		// Check: nothing is written anywhere, so the live file is hashed
+		// as it is read and passed on.
+		rb.fh.Reset()
+		if _, err := io.CopyBuffer(io.MultiWriter(hw, rb.fh), io.LimitReader(f, e.Size), rb.buf); err != nil {
+			if hw.err != nil {
+				return writeErr(hw.err, diffID)
+			}
+			return readErr(err)
+		}
+		if rb.fh.size != e.Size {
+			return readErr(io.EOF)
+		}
+		if rb.fh.Sum() != e.sum {
+			return changed()
+		}
+		return nil
+	case e.Size <= memCopyMax:
+		if cap(rb.mem) < int(e.Size) {
+			rb.mem = make([]byte, e.Size, max(e.Size, min(2*int64(cap(rb.mem)), memCopyMax)))
+		}
+		b := rb.mem[:e.Size]
+		if _, err := io.ReadFull(f, b); err != nil {
+			return readErr(err)
+		}
+		rb.fh.Reset()
+		rb.fh.Write(b)
+		if rb.fh.Sum() != e.sum {
+			return changed()
+		}
+		if _, err := hw.Write(b); err != nil {
+			return writeErr(err, diffID)
+		}
+		return nil
+	default:
+		tmp, err := rb.copyPrivately(ctx, f, e.Size)
+		if err != nil {
+			if errors.Is(err, errShrank) {
+				return readErr(io.EOF)
+			}
+			return errdefs.Wrap(err, errdefs.ErrInternal, "rebuilding layer %s: a private copy of %q", diffID, at)
+		}
+		if rb.fh.Sum() != e.sum {
+			return changed()
+		}
+		if _, err := io.CopyBuffer(hw, io.NewSectionReader(tmp, 0, e.Size), rb.buf); err != nil {
+			if hw.err != nil {
+				return writeErr(hw.err, diffID)
+			}
+			return errdefs.Wrap(err, errdefs.ErrInternal, "rebuilding layer %s: the private copy of %q", diffID, at)
+		}
+		return nil
+	}
+}
+
+var errShrank = errors.New("shrank while copied")
+
+// copyPrivately copies the first size bytes of f into the rebuilder's
+// temporary file, which nothing else can reach, and leaves their digest
+// in rb.fh. A reflink (FICLONE) takes a copy-on-write snapshot of f where
+// the file system has them; otherwise the bytes are copied, hashed as
+// they are read. Either way the digest is of the copy.
+func (rb *rebuilder) copyPrivately(ctx context.Context, f *os.File, size int64) (*os.File, error) {
+	if rb.tmp == nil {
+		t, err := privateTemp(rb.stateDir)
+		if err != nil {
+			return nil, err
+		}
+		rb.tmp = t
+	}
+	tmp := rb.tmp
+	rb.fh.Reset()
+	if !rb.noClone {
+		if err := unix.IoctlFileClone(int(tmp.Fd()), int(f.Fd())); err == nil {
+			var st unix.Stat_t
+			if err := unix.Fstat(int(tmp.Fd()), &st); err != nil {
+				return nil, err
+			}
+			if st.Size < size {
+				return nil, errShrank
+			}
+			if _, err := io.CopyBuffer(rb.fh, io.NewSectionReader(tmp, 0, size), rb.buf); err != nil {
+				return nil, err
+			}
+			return tmp, nil
+		}
+		rb.noClone = true
+	}
+	if err := tmp.Truncate(0); err != nil {
+		return nil, err
+	}
+	var off int64
+	for off < size {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		n, err := f.Read(rb.buf[:min(int64(len(rb.buf)), size-off)])
+		if n > 0 {
+			rb.fh.Write(rb.buf[:n])
+			if _, werr := tmp.WriteAt(rb.buf[:n], off); werr != nil {
+				return nil, werr
+			}
+			off += int64(n)
+		}
+		if err == io.EOF {
+			if off < size {
+				return nil, errShrank
+			}
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return tmp, nil
+}
+
+// privateTemp makes an anonymous file in dir (the state directory, which
+// is outside any container's reach), or in the system's temporary
+// directory when dir refuses.
+func privateTemp(dir string) (*os.File, error) {
+	for _, d := range []string{dir, os.TempDir()} {
+		fd, err := unix.Open(d, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+		if err == nil {
+			return os.NewFile(uintptr(fd), filepath.Join(d, "rebuild-copy")), nil
+		}
+	}
+	f, err := os.CreateTemp("", atomicfile.TempPrefix+"rebuild-")
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.Name())
+	return f, nil
+}
+
+// legacyPayload streams a payload of a format-1 state (for Upgrade, whose
+// fresh apply checks the diffID of every layer): its CRC-64 is checked
+// once it was written.
+func (rb *rebuilder) legacyPayload(f *os.File, e *tsEntry, hw *holdWriter, perr func(errdefs.Kind, string, string) error, readErr func(error) error) error {
 	crc := newCRC()
 	n, err := io.CopyBuffer(io.MultiWriter(hw, crc), io.LimitReader(f, e.Size), rb.buf)
 	if hw.err != nil {
-		return writeErr(hw.err, diffID)
+		return hw.err
 	}
 	if err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInternal, "rebuilding layer %s: reading %q", diffID, name)
+		return readErr(err)
 	}
 	if n != e.Size {
-		return perr(errdefs.ErrDigestMismatch, ReasonChanged, fmt.Sprintf("shrank to %d bytes while read, recorded %d", n, e.Size))
+		return readErr(io.EOF)
 	}
 	if sum := crc.Sum(nil); !bytes.Equal(sum, e.Payload) {
 		return perr(errdefs.ErrDigestMismatch, ReasonChanged, fmt.Sprintf("CRC-64 %x, recorded %x", sum, e.Payload))

@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"reflect"
-	"sync"
 	"unsafe"
 
 	"github.com/vbatts/tar-split/archive/tar"
@@ -49,15 +48,14 @@ func sparseSource(t *tar.Reader) io.WriterTo {
 
 // sparseWriter is the io.WriteSeeker the tar reader's WriteTo writes a
 // sparse entry to: writes go to their offset with pwrite, seeks only move
-// the offset (leaving a hole), and the CRC-64 of the content, holes
-// included, is kept all along.
+// the offset (leaving a hole), and the content digest, holes included
+// (without hashing them), is kept all along.
 type sparseWriter struct {
 	a    *applier
 	f    *fsroot.File
-	off  int64  // logical offset
-	crc  uint64 // CRC-64/ISO of the content up to off
-	sum  bool   // keep crc
-	err  error  // the first write error, as opposed to read errors
+	off  int64     // logical offset
+	fh   *fileHash // the content digest, nil when not kept
+	err  error     // the first write error, as opposed to read errors
 	read int
 }
 
@@ -66,8 +64,8 @@ func (w *sparseWriter) Write(b []byte) (int, error) {
 		return 0, w.err
 	}
 	n, err := w.f.WriteAt(b, w.off)
-	if w.sum {
-		w.crc = crcUpdate(w.crc, b[:n])
+	if w.fh != nil {
+		w.fh.Write(b[:n])
 	}
 	w.off += int64(n)
 	if err != nil {
@@ -83,8 +81,8 @@ func (w *sparseWriter) Seek(off int64, whence int) (int64, error) {
 		w.err = errors.New("sparse writer: unsupported seek")
 		return w.off, w.err
 	}
-	if w.sum {
-		w.crc = crcZeros(w.crc, off)
+	if w.fh != nil {
+		w.fh.zeros(off)
 	}
 	w.off += off
 	if w.read++; w.read%ctxCheckEvery == 0 {
@@ -123,86 +121,34 @@ func (w *sparseWriter) ReadFrom(r io.Reader) (int64, error) {
 }
 
 // writeSparse writes the payload of a sparse entry to f, holes as holes.
-// n is the logical size written, crc the content's CRC-64 (when the
-// recorder wants CRCs). When the tar reader cannot be reached, it copies
-// the payload densely.
-func (a *applier) writeSparse(f *fsroot.File, p *payload) (n int64, crc uint64, readErr, writeErr error) {
+// n is the logical size written; the content's digest, when the recorder
+// wants digests, is in p.fh. When the tar reader cannot be reached, it
+// copies the payload densely.
+func (a *applier) writeSparse(f *fsroot.File, p *payload) (n int64, readErr, writeErr error) {
 	wt := sparseSource(p.t)
 	if wt == nil {
-		n, readErr, writeErr = p.copyTo(a, f)
-		if p.crc != nil {
-			crc = p.crc.Sum64()
-		}
-		return n, crc, readErr, writeErr
+		return p.copyTo(a, f)
 	}
-	w := &sparseWriter{a: a, f: f, sum: p.crc != nil}
+	w := &sparseWriter{a: a, f: f, fh: p.fh}
 	_, err := wt.WriteTo(w)
 	switch {
 	case w.err != nil:
-		return w.off, 0, nil, w.err
+		return w.off, nil, w.err
 	case err != nil:
-		return w.off, 0, err, nil
+		return w.off, err, nil
 	}
 	// A trailing hole is only a seek: the size comes from ftruncate.
 	if err := f.Truncate(w.off); err != nil {
-		return w.off, 0, nil, err
+		return w.off, nil, err
 	}
-	return w.off, w.crc, nil, nil
+	return w.off, nil, nil
 }
 
-// crcZeros returns the CRC-64/ISO of content whose CRC is crc followed by
-// n zero bytes, in O(log n): a hole costs nothing to account for.
-func crcZeros(crc uint64, n int64) uint64 {
-	if n <= 0 {
-		return crc
-	}
-	zeroOpsOnce.Do(initZeroOps)
-	// Go's CRC-64 register is the complement of the CRC; feeding it a zero
-	// byte is linear in the register.
-	s := ^crc
-	for k := 0; n != 0; k, n = k+1, n>>1 {
-		if n&1 != 0 {
-			s = gf2Apply(&zeroOps[k], s)
-		}
-	}
-	return ^s
-}
-
-var (
-	zeroOpsOnce sync.Once
-	// zeroOps[k] is the register transformation of 2^k zero bytes, as the
-	// images of the 64 unit vectors.
-	zeroOps [63][64]uint64
-)
-
-func initZeroOps() {
-	for i := range 64 {
-		v := uint64(1) << i
-		zeroOps[0][i] = crcTable[byte(v)] ^ v>>8
-	}
-	for k := 1; k < len(zeroOps); k++ {
-		for i := range 64 {
-			zeroOps[k][i] = gf2Apply(&zeroOps[k-1], zeroOps[k-1][i])
-		}
-	}
-}
-
-func gf2Apply(m *[64]uint64, v uint64) uint64 {
-	var r uint64
-	for i := 0; v != 0; i, v = i+1, v>>1 {
-		if v&1 != 0 {
-			r ^= m[i]
-		}
-	}
-	return r
-}
-
-// sparseCRC is the CRC-64 of the regular file f of size bytes that has
-// holes: the data regions (SEEK_DATA, SEEK_HOLE) are read, the holes
-// accounted for without reading them.
-func sparseCRC(f *os.File, size int64, buf []byte) (uint64, error) {
+// sparseRead reads the regular file f of size bytes, which has holes: the
+// data regions (SEEK_DATA, SEEK_HOLE) are read and handed to write, the
+// holes to zeros without being read.
+func sparseRead(f *os.File, size int64, buf []byte, write func([]byte) (int, error), zeros func(int64)) error {
 	fd := int(f.Fd())
-	var crc uint64
 	off := int64(0)
 	for off < size {
 		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
@@ -210,30 +156,30 @@ func sparseCRC(f *os.File, size int64, buf []byte) (uint64, error) {
 		case errors.Is(err, unix.ENXIO):
 			data = size // only a hole up to the end
 		case err != nil:
-			return 0, err
+			return err
 		}
 		data = min(data, size)
-		crc = crcZeros(crc, data-off)
+		zeros(data - off)
 		off = data
 		if off == size {
 			break
 		}
 		hole, err := unix.Seek(fd, off, unix.SEEK_HOLE)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		hole = min(hole, size)
 		for off < hole {
 			m, err := f.ReadAt(buf[:min(int64(len(buf)), hole-off)], off)
-			crc = crcUpdate(crc, buf[:m])
+			write(buf[:m])
 			off += int64(m)
 			if err == io.EOF {
-				return crc, nil // shrunk while read, as a dense read sees it
+				return nil // shrunk while read, as a dense read sees it
 			}
 			if err != nil {
-				return 0, err
+				return err
 			}
 		}
 	}
-	return crc, nil
+	return nil
 }

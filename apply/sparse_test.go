@@ -3,7 +3,6 @@ package apply
 import (
 	gotar "archive/tar"
 	"bytes"
-	"hash/crc64"
 	"io"
 	"os"
 	"path/filepath"
@@ -16,15 +15,29 @@ import (
 	"github.com/ocifetch/ocifetch/errdefs"
 )
 
-func TestCRCZeros(t *testing.T) {
-	for _, prefix := range []string{"", "a", "0123456789"} {
-		base := crc64.Update(0, crcTable, []byte(prefix))
-		for _, n := range []int64{0, 1, 2, 7, 8, 255, 4096, 1<<20 + 3} {
-			want := crc64.Update(base, crcTable, make([]byte, n))
-			if got := crcZeros(base, n); got != want {
-				t.Errorf("%q + %d zeros: %x, want %x", prefix, n, got, want)
+// A hole accounted for by zeros gives the digest of the zeros written,
+// wherever it starts and however long it is.
+func TestFileHashZeros(t *testing.T) {
+	for _, prefix := range []string{"", "a", strings.Repeat("x", digestBlock-1), strings.Repeat("y", digestBlock+5)} {
+		for _, n := range []int64{0, 1, 2, 7, 4096, digestBlock - 1, digestBlock, 3*digestBlock + 17, (zeroRun+3)*digestBlock + 1} {
+			h := newFileHash()
+			h.Write([]byte(prefix))
+			h.zeros(n)
+			h.Write([]byte("tail"))
+			want := digestOf(append(append([]byte(prefix), make([]byte, n)...), "tail"...))
+			if got := h.Sum(); got != want {
+				t.Errorf("%d bytes + %d zeros: %s, want %s", len(prefix), n, got, want)
 			}
 		}
+	}
+	// Written in pieces of any size, the same.
+	b := bytes.Repeat([]byte("0123456789abcdef"), 3*digestBlock/16+7)
+	h := newFileHash()
+	for i := 0; i < len(b); i += 1000 {
+		h.Write(b[i:min(i+1000, len(b))])
+	}
+	if h.Sum() != digestOf(b) {
+		t.Error("digest depends on how the content was written")
 	}
 }
 

@@ -5,12 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -25,22 +25,31 @@ import (
 // Names inside a state directory.
 const (
 	stateFile    = "state.json"
-	treeFile     = "tree.json.zst"
+	manifestFile = "tree.json.zst"
 	tarsplitDir  = "tarsplit"
 	shadowDir    = "shadow"
+	lockFile     = "lock"
+	upgradeDir   = "upgrade"
 	droppedExt   = ".dropped"
-	stateVersion = 1
+	stateVersion = 2
 )
 
 // The values of State.Status.
 const (
-	// StatusApplying: Apply started and has not finished, or failed. The
-	// tree is incomplete and must be wiped and applied again.
+	// StatusApplying: Apply started and has not finished. The process
+	// that ran it crashed (a failure it caught removes the state): the
+	// next Apply into the same target empties it and starts over.
 	StatusApplying = "applying"
 	// StatusComplete: every layer was applied and verified, and the
 	// metadata of the state directory describes the tree.
 	StatusComplete = "complete"
 )
+
+// ErrStateVersion is the cause when a state directory was recorded by
+// another version of this package (state.json's version is not this
+// package's): errors.Is finds it. A complete tree of version 1 can be
+// brought up to date with Upgrade.
+var ErrStateVersion = errors.New("the state directory was recorded by another version of ocifetch")
 
 // State is the content of state.json.
 type State struct {
@@ -52,11 +61,19 @@ type State struct {
 	// Ownership and Devices are the policies the apply used (Ownership's
 	// and Devices' String); UID and GID the caller's effective ids, which
 	// own everything under "caller".
-	Ownership string     `json:"ownership"`
-	Devices   string     `json:"devices"`
-	UID       int        `json:"uid"`
-	GID       int        `json:"gid"`
-	Shadow    bool       `json:"shadow"` // payloads of replaced files were kept
+	Ownership string `json:"ownership"`
+	Devices   string `json:"devices"`
+	UID       int    `json:"uid"`
+	GID       int    `json:"gid"`
+	Shadow    bool   `json:"shadow"` // payloads of replaced files were kept
+	// Target identifies the directory the state describes (version 2).
+	Target *TargetID `json:"target,omitempty"`
+	// FileDigest names the content digest of files and payloads
+	// (version 2; see the package documentation).
+	FileDigest string `json:"fileDigest,omitempty"`
+	// MaxDepth is the depth limit the apply enforced, which Verify and
+	// Rebuild enforce too (version 2).
+	MaxDepth  int        `json:"maxDepth,omitempty"`
 	Started   time.Time  `json:"started"`
 	Completed *time.Time `json:"completed,omitempty"`
 }
@@ -71,21 +88,86 @@ type StateLayer struct {
 	TarSplit string `json:"tarSplit"`
 }
 
+// TargetID ties a state directory to the directory it describes, without
+// writing anything into that directory (where a container could forge
+// it): its device, inode and, where the file system keeps one, birth time
+// (statx). A directory removed and made again under the same name has
+// another identity.
+type TargetID struct {
+	Dev   uint64 `json:"dev"`
+	Ino   uint64 `json:"ino"`
+	Btime int64  `json:"btime,omitempty"` // nanoseconds since the epoch; 0: not kept
+}
+
+func (t TargetID) String() string {
+	return fmt.Sprintf("device %d:%d inode %d", unix.Major(t.Dev), unix.Minor(t.Dev), t.Ino)
+}
+
+// targetID returns the identity of the directory open as fd.
+func targetID(fd int) (TargetID, error) {
+	var sx unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_INO|unix.STATX_BTIME|unix.STATX_TYPE, &sx); err != nil {
+		return TargetID{}, err
+	}
+	id := TargetID{Dev: unix.Mkdev(sx.Dev_major, sx.Dev_minor), Ino: sx.Ino}
+	if sx.Mask&unix.STATX_BTIME != 0 {
+		id.Btime = sx.Btime.Sec*1e9 + int64(sx.Btime.Nsec)
+	}
+	return id, nil
+}
+
+// targetIDOf returns the identity of the directory path (a symbolic link
+// the caller gave is followed).
+func targetIDOf(path string) (TargetID, error) {
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return TargetID{}, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	return targetID(fd)
+}
+
 // DefaultStateDir returns the state directory for the root filesystem
-// target: the hidden sibling <parent>/.<base>.ocifetch, on the same file
-// system as the tree (so that the shadow store is filled by rename) and
-// never inside it.
+// target: the hidden sibling <parent>/.<base>.ocifetch of its absolute
+// path ("." and "./x" included), on the same file system as the tree (so
+// that the shadow store is filled by rename) and never inside it.
 func DefaultStateDir(target string) string {
-	t := filepath.Clean(target)
+	t, err := filepath.Abs(target)
+	if err != nil {
+		t = filepath.Clean(target)
+	}
 	return filepath.Join(filepath.Dir(t), "."+filepath.Base(t)+".ocifetch")
 }
 
 // Status reads the state.json of stateDir. A missing one is not_found; one
-// that cannot be read or parsed is internal. A caller must treat anything
-// but Status == StatusComplete as an incomplete tree, to be wiped with its
-// state directory and applied again.
+// that cannot be read or parsed is internal; one recorded by another
+// version is invalid_argument (ErrStateVersion). A caller must treat
+// anything but Status == StatusComplete as an incomplete tree.
 func Status(stateDir string) (*State, error) {
-	b, err := os.ReadFile(filepath.Join(stateDir, stateFile))
+	s, err := readState(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	if s.Version != stateVersion {
+		return nil, versionError(stateDir, s.Version)
+	}
+	return s, nil
+}
+
+func versionError(stateDir string, v int) error {
+	if v < stateVersion {
+		return errdefs.Wrap(ErrStateVersion, errdefs.ErrInvalidArgument,
+			"%s was recorded by an older version of ocifetch (state format %d, this one reads %d): upgrade it with Upgrade (the CLI's verify --upgrade), or remove it and its tree and unpack again",
+			stateDir, v, stateVersion)
+	}
+	return errdefs.Wrap(ErrStateVersion, errdefs.ErrInvalidArgument,
+		"%s was recorded by a newer version of ocifetch (state format %d, this one reads %d): use that version", stateDir, v, stateVersion)
+}
+
+// readState reads state.json whatever its version.
+func readState(stateDir string) (*State, error) {
+	p := filepath.Join(stateDir, stateFile)
+	b, err := readSmallFile(p, 16<<20)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, errdefs.Wrap(err, errdefs.ErrNotFound, "no apply state in %s", stateDir)
 	}
@@ -94,17 +176,34 @@ func Status(stateDir string) (*State, error) {
 	}
 	var s State
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "apply state %s is corrupt", filepath.Join(stateDir, stateFile))
+		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "apply state %s is corrupt", p)
 	}
-	if s.Version != stateVersion {
-		return nil, errdefs.New(errdefs.ErrInternal, "apply state %s has version %d, this program reads %d", filepath.Join(stateDir, stateFile), s.Version, stateVersion)
-	}
-	for _, l := range s.Layers {
-		if err := l.DiffID.Validate(); err != nil {
-			return nil, errdefs.Wrap(err, errdefs.ErrInternal, "apply state %s is corrupt", filepath.Join(stateDir, stateFile))
+	if s.Version == stateVersion || s.Version == 1 {
+		for _, l := range s.Layers {
+			if err := l.DiffID.Validate(); err != nil {
+				return nil, errdefs.Wrap(err, errdefs.ErrInternal, "apply state %s is corrupt", p)
+			}
 		}
 	}
 	return &s, nil
+}
+
+// readSmallFile reads a regular file of at most max bytes, never through
+// a final symbolic link.
+func readSmallFile(p string, max int64) ([]byte, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", p)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err == nil && int64(len(b)) > max {
+		err = fmt.Errorf("%s is larger than %d bytes", p, max)
+	}
+	return b, err
 }
 
 // layerKey names a layer's files in the state directory: "<alg>-<hex>" of
@@ -126,9 +225,14 @@ type payloadRef struct {
 
 type devIno struct{ dev, ino uint64 }
 
-// stateRec records one Apply into its state directory. It is the
-// applier's entryRecorder and keeps the in-memory index of which recorded
-// payload each path holds.
+// stateRec is the recorder of an Apply with a state directory: it writes
+// each layer's tar-split metadata, keeps the shadow store of displaced
+// payloads, and collects the content digests for the tree manifest.
+//
+// What it keeps in memory across layers is per path a pathKey and a
+// payloadRef (index: which payload the path holds), and per regular file a
+// devIno and a record number (sums: where its digest lies on disk): a few
+// dozen bytes per entry, whatever the names' lengths.
 type stateRec struct {
 	dir    string
 	dirFD  int // O_PATH descriptor of dir
@@ -138,46 +242,32 @@ type stateRec struct {
 	layer int    // current layer
 	key   string // its layerKey
 	// tar-split of the current layer, written to tmp
-	tmp  *atomicfile.File
-	bw   *bufio.Writer
-	zw   *zstd.Encoder
-	out  []byte // entries encoded, not yet written to zw (tar-split or manifest)
-	pos  int
-	last int // position of the last file entry
+	tmp *atomicfile.File
+	bw  *bufio.Writer
+	zw  *zstd.Encoder
+	out []byte // entries encoded, not yet written to zw (tar-split or manifest)
+	pos int
 
-	index    map[string]payloadRef // path -> payload it holds
-	crcs     map[devIno]uint64     // content CRC-64 of each regular file written
-	shadowFD map[string]int        // layerKey -> O_PATH descriptor of shadow/<key>
+	keys     pathHasher
+	index    map[pathKey]payloadRef // path -> payload it holds
+	sums     *sumStore              // content digest of each regular file written
+	shadowFD map[string]int         // layerKey -> O_PATH descriptor of shadow/<key>
 }
 
-// openState prepares stateDir for an Apply of layers to target and writes
+// newStateRec starts recording into the state directory dir, which holds
 // state.json with StatusApplying.
-func openState(target string, layers []Layer, o *options) (*stateRec, error) {
-	dir, err := filepath.Abs(o.stateDir)
-	if err != nil {
-		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "state directory")
-	}
-	if err := checkOutside(target, dir); err != nil {
-		return nil, err
-	}
-	if err := prepareStateDir(dir); err != nil {
-		return nil, err
-	}
+func newStateRec(dir string, st State, noShadow bool) (*stateRec, error) {
 	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "state directory %s", dir)
 	}
 	s := &stateRec{
-		dir: dir, dirFD: fd, shadow: !o.noShadow,
-		index: make(map[string]payloadRef), crcs: make(map[devIno]uint64), shadowFD: make(map[string]int),
-		state: State{
-			Version: stateVersion, Status: StatusApplying, Reference: o.imageRef, Manifest: o.manifest,
-			Ownership: o.ownership.String(), Devices: o.devices.String(), UID: os.Geteuid(), GID: os.Getegid(),
-			Shadow: !o.noShadow, Started: time.Now().UTC(),
-		},
+		dir: dir, dirFD: fd, shadow: !noShadow, state: st, keys: newPathHasher(),
+		index: make(map[pathKey]payloadRef), shadowFD: make(map[string]int),
 	}
-	for _, l := range layers {
-		s.state.Layers = append(s.state.Layers, StateLayer{DiffID: l.DiffID, Digest: l.Digest, MediaType: l.MediaType, TarSplit: tarsplitName(l.DiffID)})
+	if s.sums, err = newSumStore(dir); err != nil {
+		s.close()
+		return nil, err
 	}
 	// Concurrency 2 compresses the metadata in the encoder's own goroutine,
 	// off the applier's.
@@ -186,77 +276,20 @@ func openState(target string, layers []Layer, o *options) (*stateRec, error) {
 		s.close()
 		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "zstd")
 	}
-	if err := s.writeState(); err != nil {
-		s.close()
-		return nil, err
-	}
 	return s, nil
 }
 
-// checkOutside refuses a state directory inside the target or containing
-// it: the tree must never show the state, and wiping one must never touch
-// the other.
-func checkOutside(target, stateDir string) error {
-	t, err := filepath.Abs(target)
-	if err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "target")
-	}
-	if r, err := filepath.EvalSymlinks(t); err == nil {
-		t = r
-	}
-	s := stateDir
-	if r, err := filepath.EvalSymlinks(filepath.Dir(s)); err == nil {
-		s = filepath.Join(r, filepath.Base(s))
-	}
-	within := func(a, b string) bool {
-		return a == b || strings.HasPrefix(a, b+string(filepath.Separator)) || b == "/"
-	}
-	if within(s, t) || within(t, s) {
-		return errdefs.New(errdefs.ErrInvalidArgument, "state directory %s must lie outside the target %s", stateDir, target)
-	}
-	return nil
-}
-
-// prepareStateDir creates dir, or empties it when it holds a previous
-// state; a directory holding anything else is refused.
-func prepareStateDir(dir string) error {
-	ents, err := os.ReadDir(dir)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		if err := os.Mkdir(dir, 0700); err != nil {
-			return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "creating the state directory")
-		}
-	case err != nil:
-		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "state directory %s", dir)
-	case len(ents) > 0:
-		if _, err := os.Lstat(filepath.Join(dir, stateFile)); err != nil {
-			return errdefs.New(errdefs.ErrInvalidArgument, "state directory %s is not empty and holds no apply state", dir)
-		}
-		for _, e := range ents {
-			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-				return errdefs.Wrap(err, errdefs.ErrInternal, "clearing the previous state")
-			}
-		}
-	}
-	for _, d := range []string{tarsplitDir, shadowDir} {
-		if err := os.Mkdir(filepath.Join(dir, d), 0700); err != nil {
-			return errdefs.Wrap(err, errdefs.ErrInternal, "state directory")
-		}
-	}
-	return nil
-}
-
-// writeState replaces state.json atomically.
-func (s *stateRec) writeState() error {
-	b, err := json.MarshalIndent(&s.state, "", "\t")
+// writeState replaces state.json of dir atomically.
+func writeState(dir string, st *State) error {
+	b, err := json.MarshalIndent(st, "", "\t")
 	if err != nil {
 		return errdefs.Wrap(err, errdefs.ErrInternal, "apply state")
 	}
-	return atomicfile.WriteFile(filepath.Join(s.dir, stateFile), append(b, '\n'), 0o644)
+	return atomicfile.WriteFile(filepath.Join(dir, stateFile), append(b, '\n'), 0o644)
 }
 
 func (s *stateRec) close() {
-	s.abort()
+	s.abortLayer()
 	for _, fd := range s.shadowFD {
 		unix.Close(fd)
 	}
@@ -268,15 +301,18 @@ func (s *stateRec) close() {
 	if s.zw != nil {
 		s.zw.Close()
 	}
+	if s.sums != nil {
+		s.sums.close()
+	}
 }
 
 // beginLayer starts recording the tar-split of the i'th layer.
-func (s *stateRec) beginLayer(i int) error {
-	s.abort()
+func (s *stateRec) beginLayer(i int) (layerTaps, error) {
+	s.abortLayer()
 	s.layer, s.key = i, layerKey(s.state.Layers[i].DiffID)
 	f, err := atomicfile.Create(filepath.Join(s.dir, tarsplitName(s.state.Layers[i].DiffID)), 0o644)
 	if err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInternal, "recording tar-split")
+		return layerTaps{}, errdefs.Wrap(err, errdefs.ErrInternal, "recording tar-split")
 	}
 	s.tmp = f
 	if s.bw == nil {
@@ -286,19 +322,19 @@ func (s *stateRec) beginLayer(i int) error {
 	}
 	s.zw.Reset(s.bw)
 	s.out = s.out[:0]
-	s.pos, s.last = 0, -1
-	return nil
+	s.pos = 0
+	return layerTaps{}, nil
 }
 
 func (s *stateRec) recErr(err error) error {
-	return errdefs.Wrap(err, errdefs.ErrInternal, "recording tar-split of layer %d", s.layer)
+	return errdefs.Wrap(err, errdefs.ErrInternal, "recording tar-split of layer %d", s.layer+1)
 }
 
 func (s *stateRec) segment(b []byte) error {
 	if len(b) == 0 {
 		return nil
 	}
-	s.out = appendEntry(s.out, &storage.Entry{Type: storage.SegmentType, Payload: b, Position: s.pos})
+	s.out = appendEntry(s.out, &tsEntry{Entry: storage.Entry{Type: storage.SegmentType, Payload: b, Position: s.pos}})
 	s.pos++
 	if err := s.writeOut(false); err != nil {
 		return s.recErr(err)
@@ -317,11 +353,17 @@ func (s *stateRec) writeOut(final bool) error {
 	return err
 }
 
-func (s *stateRec) file(name string, size int64, crc []byte) error {
-	e := storage.Entry{Type: storage.FileType, Size: size, Payload: crc, Position: s.pos}
-	e.SetName(name)
+func (s *stateRec) file(f *fileRecord) error {
+	e := tsEntry{Entry: storage.Entry{Type: storage.FileType, Size: f.size, Payload: f.crc, Position: s.pos}}
+	e.SetName(f.name)
+	if f.size > 0 {
+		e.sum, e.hasSum = *f.sum, true
+		if f.renamed {
+			e.setAt(f.at)
+		}
+		s.index[s.keys.key(f.at)] = payloadRef{layer: int32(s.layer), pos: int32(s.pos)}
+	}
 	s.out = appendEntry(s.out, &e)
-	s.last = s.pos
 	s.pos++
 	if err := s.writeOut(false); err != nil {
 		return s.recErr(err)
@@ -329,12 +371,19 @@ func (s *stateRec) file(name string, size int64, crc []byte) error {
 	return nil
 }
 
-func (s *stateRec) wantCRC() bool { return true }
+func (s *stateRec) wantDigests() bool { return true }
 
-// end publishes the tar-split of a layer whose diffID matched.
-func (s *stateRec) end(diffID digest.Digest) error {
+func (s *stateRec) written(dev, ino uint64, d *sum) error {
+	if err := s.sums.add(dev, ino, d); err != nil {
+		return errdefs.Wrap(err, errdefs.ErrInternal, "recording content digests")
+	}
+	return nil
+}
+
+// endLayer publishes the tar-split of a layer whose diffID matched.
+func (s *stateRec) endLayer(diffID digest.Digest) error {
 	if diffID != s.state.Layers[s.layer].DiffID {
-		return errdefs.New(errdefs.ErrInternal, "layer %d ended with diffID %s, recording %s", s.layer, diffID, s.state.Layers[s.layer].DiffID)
+		return errdefs.New(errdefs.ErrInternal, "layer %d ended with diffID %s, recording %s", s.layer+1, diffID, s.state.Layers[s.layer].DiffID)
 	}
 	err := s.writeOut(true)
 	if err == nil {
@@ -354,28 +403,17 @@ func (s *stateRec) end(diffID digest.Digest) error {
 	return nil
 }
 
-// abort drops the tar-split being recorded.
-func (s *stateRec) abort() {
+// abortLayer drops the tar-split being recorded.
+func (s *stateRec) abortLayer() {
 	if s.tmp != nil {
 		s.tmp.Abort()
 		s.tmp = nil
 	}
 }
 
-// recorded notes that the tree's path name now holds the payload of the
-// file entry just recorded.
-func (s *stateRec) recorded(name string) {
-	s.index[name] = payloadRef{layer: int32(s.layer), pos: int32(s.last)}
-}
-
-// content notes the CRC-64 of the content of a regular file written.
-func (s *stateRec) content(dev, ino, crc uint64) {
-	s.crcs[devIno{dev, ino}] = crc
-}
-
 // complete writes the tree's manifest and marks the state complete.
-func (s *stateRec) complete(ctx context.Context, target string) error {
-	if err := s.writeManifest(ctx, target); err != nil {
+func (s *stateRec) complete(ctx context.Context, target string, o *options) error {
+	if err := s.writeManifest(ctx, target, o); err != nil {
 		return err
 	}
 	if err := atomicfile.SyncDir(filepath.Join(s.dir, shadowDir)); err != nil {
@@ -383,8 +421,59 @@ func (s *stateRec) complete(ctx context.Context, target string) error {
 	}
 	now := time.Now().UTC()
 	s.state.Status, s.state.Completed = StatusComplete, &now
-	return s.writeState()
+	return writeState(s.dir, &s.state)
 }
+
+// displace moves f into shadow/<layer>/<position> when it holds a
+// recorded payload, so that the layer that wrote it can still be rebuilt.
+// Other hard links to the same inode are not affected, and need not be: a
+// rebuild reads each payload from where its entry wrote it, or from its
+// shadow copy. Without the shadow store the payload is given up and a
+// marker <position>.dropped says so.
+func (s *stateRec) displace(f *treeFile) (bool, error) {
+	k := s.keys.key(f.canon)
+	ref, ok := s.index[k]
+	if !ok {
+		return false, nil
+	}
+	delete(s.index, k)
+	if f.st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return false, nil // cannot be: the index holds regular files only
+	}
+	dirfd, key, err := s.shadowDirFD(ref.layer)
+	if err != nil {
+		return false, err
+	}
+	pos := posName(ref.pos)
+	if !s.shadow {
+		fd, err := unix.Openat(dirfd, pos+droppedExt, unix.O_CREAT|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0600)
+		if err != nil {
+			return false, errdefs.Wrap(err, errdefs.ErrInternal, "shadow store: marking %s/%s", key, pos)
+		}
+		unix.Close(fd)
+		return false, nil
+	}
+	err = f.moveOut(dirfd, pos)
+	if errors.Is(err, unix.EXDEV) {
+		// The state directory is on another file system: copy, and leave
+		// the original for the caller to remove.
+		r, err := f.open()
+		if err == nil {
+			err = copyInto(dirfd, pos, r)
+			r.Close()
+		}
+		if err != nil {
+			return false, fsError(err, "copying %q into the shadow store", f.canon)
+		}
+		return false, nil
+	}
+	if err != nil {
+		return false, fsError(err, "moving %q into the shadow store", f.canon)
+	}
+	return true, nil
+}
+
+func (s *stateRec) holdsPayloads() bool { return len(s.index) > 0 }
 
 // shadowDirFD returns a descriptor of shadow/<key of layer>, created when
 // missing.
@@ -405,7 +494,7 @@ func (s *stateRec) shadowDirFD(layer int32) (int, string, error) {
 	return fd, key, nil
 }
 
-// copyTo writes r to dir/name through a temporary file; the fallback of
+// copyInto writes r to dir/name through a temporary file; the fallback of
 // the shadow store when the tree and the state are on different file
 // systems.
 func copyInto(dirfd int, name string, r io.Reader) error {
@@ -429,3 +518,60 @@ func copyInto(dirfd int, name string, r io.Reader) error {
 }
 
 func posName(pos int32) string { return strconv.Itoa(int(pos)) }
+
+// sumStore keeps the content digest of every regular file an apply wrote,
+// on disk: an anonymous file in the state directory holds the digests one
+// after the other, and memory holds per file only its inode and record
+// number.
+type sumStore struct {
+	f     *os.File
+	w     *bufio.Writer
+	n     uint32
+	byIno map[devIno]uint32
+}
+
+func newSumStore(dir string) (*sumStore, error) {
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0600)
+	var f *os.File
+	if err == nil {
+		f = os.NewFile(uintptr(fd), filepath.Join(dir, "digests"))
+	} else {
+		// No O_TMPFILE on this file system: a named file, unlinked at once.
+		if f, err = os.CreateTemp(dir, atomicfile.TempPrefix+"digests-"); err != nil {
+			return nil, errdefs.Wrap(err, errdefs.ErrInternal, "state directory %s", dir)
+		}
+		os.Remove(f.Name())
+	}
+	return &sumStore{f: f, w: bufio.NewWriterSize(f, 64<<10), byIno: make(map[devIno]uint32)}, nil
+}
+
+func (s *sumStore) add(dev, ino uint64, d *sum) error {
+	if _, err := s.w.Write(d[:]); err != nil {
+		return err
+	}
+	s.byIno[devIno{dev, ino}] = s.n
+	s.n++
+	return nil
+}
+
+// get returns the digest recorded for a file; ok is false for a file the
+// apply did not write.
+func (s *sumStore) get(dev, ino uint64) (d sum, ok bool, err error) {
+	i, ok := s.byIno[devIno{dev, ino}]
+	if !ok {
+		return d, false, nil
+	}
+	if s.w.Buffered() > 0 {
+		if err := s.w.Flush(); err != nil {
+			return d, false, err
+		}
+	}
+	if _, err := s.f.ReadAt(d[:], int64(i)*digestSize); err != nil {
+		return d, false, err
+	}
+	return d, true, nil
+}
+
+func (s *sumStore) close() {
+	s.f.Close()
+}

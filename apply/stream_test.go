@@ -7,6 +7,8 @@ import (
 	"errors"
 	"hash/crc64"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -110,7 +112,7 @@ func TestTarWithoutEnd(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			rec := &testRecorder{}
-			lr, err := ApplyLayer(context.Background(), dir, bytes.NewReader(b), withRecorder(rec))
+			lr, err := applyLayerRec(context.Background(), dir, bytes.NewReader(b), rec)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -143,25 +145,39 @@ type recItem struct {
 	name    string
 	size    int64
 	crc     []byte
+	sum     sum
 }
 
-func withRecorder(r entryRecorder) Option {
-	return func(o *options) error { o.rec = r; return nil }
+// applyLayerRec is ApplyLayer telling rec.
+func applyLayerRec(ctx context.Context, dir string, r io.Reader, rec recorder) (*LayerReport, error) {
+	o, err := makeOptions(nil)
+	if err != nil {
+		return nil, err
+	}
+	return applyLayer(ctx, dir, r, o, rec)
 }
 
+func (r *testRecorder) beginLayer(int) (layerTaps, error) { return layerTaps{}, nil }
 func (r *testRecorder) segment(b []byte) error {
 	if len(b) > 0 {
 		r.items = append(r.items, recItem{segment: append([]byte(nil), b...)})
 	}
 	return nil
 }
-func (r *testRecorder) file(name string, size int64, crc []byte) error {
-	r.items = append(r.items, recItem{name: name, size: size, crc: crc})
+func (r *testRecorder) file(f *fileRecord) error {
+	it := recItem{name: f.name, size: f.size, crc: f.crc}
+	if f.sum != nil {
+		it.sum = *f.sum
+	}
+	r.items = append(r.items, it)
 	return nil
 }
-func (r *testRecorder) wantCRC() bool           { return true }
-func (r *testRecorder) end(digest.Digest) error { r.ended = true; return nil }
-func (r *testRecorder) abort()                  {}
+func (r *testRecorder) wantDigests() bool                  { return true }
+func (r *testRecorder) written(uint64, uint64, *sum) error { return nil }
+func (r *testRecorder) displace(*treeFile) (bool, error)   { return false, nil }
+func (r *testRecorder) holdsPayloads() bool                { return false }
+func (r *testRecorder) endLayer(digest.Digest) error       { r.ended = true; return nil }
+func (r *testRecorder) abortLayer()                        {}
 
 // check rebuilds the stream from the records and the payloads by name.
 func (r *testRecorder) check(t *testing.T, stream []byte, payloads map[string]string) {
@@ -184,6 +200,9 @@ func (r *testRecorder) check(t *testing.T, stream []byte, payloads map[string]st
 		if !bytes.Equal(it.crc, want.Sum(nil)) {
 			t.Errorf("%s: crc %x, want %x", it.name, it.crc, want.Sum(nil))
 		}
+		if it.size > 0 && it.sum != digestOf([]byte(p)) {
+			t.Errorf("%s: digest %s, want %s", it.name, it.sum, digestOf([]byte(p)))
+		}
 		b.WriteString(p)
 	}
 	if !bytes.Equal(b.Bytes(), stream) {
@@ -199,7 +218,7 @@ func TestRecorderSeesEveryByte(t *testing.T) {
 	}
 	b := tarOf(t, entries...)
 	rec := &testRecorder{}
-	if _, err := ApplyLayer(context.Background(), t.TempDir(), bytes.NewReader(b), withRecorder(rec)); err != nil {
+	if _, err := applyLayerRec(context.Background(), t.TempDir(), bytes.NewReader(b), rec); err != nil {
 		t.Fatal(err)
 	}
 	rec.check(t, b, map[string]string{"d/" + long: "long name", "big": strings.Repeat("z", 70000)})
@@ -209,7 +228,7 @@ func TestRecorderSeesEveryByte(t *testing.T) {
 	tw.Write([]byte("gnu"))
 	tw.Close()
 	rec = &testRecorder{}
-	if _, err := ApplyLayer(context.Background(), t.TempDir(), bytes.NewReader(gnu.Bytes()), withRecorder(rec)); err != nil {
+	if _, err := applyLayerRec(context.Background(), t.TempDir(), bytes.NewReader(gnu.Bytes()), rec); err != nil {
 		t.Fatal(err)
 	}
 	rec.check(t, gnu.Bytes(), map[string]string{"g/" + long: "gnu"})
@@ -232,8 +251,20 @@ func TestInvalidArguments(t *testing.T) {
 	if _, err := Apply(context.Background(), t.TempDir(), []Layer{noDiff}); !errdefs.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("no diffID: %v", err)
 	}
-	if _, err := Apply(context.Background(), "/nonexistent/target", []Layer{l}); !errdefs.Is(err, errdefs.ErrInvalidArgument) {
+	// A missing target is made, parents included, as ocifetch.Unpack
+	// makes it.
+	missingTarget := filepath.Join(t.TempDir(), "a", "rootfs")
+	if _, err := Apply(context.Background(), missingTarget, []Layer{l}); err != nil {
 		t.Errorf("missing target: %v", err)
+	}
+	if ents, err := os.ReadDir(missingTarget); err != nil || len(ents) == 0 {
+		t.Errorf("missing target not made and filled: %v %v", ents, err)
+	}
+	// A target that cannot be made is invalid_argument.
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, nil, 0644)
+	if _, err := Apply(context.Background(), filepath.Join(file, "rootfs"), []Layer{l}); !errdefs.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("target under a file: %v", err)
 	}
 	if _, err := Apply(context.Background(), t.TempDir(), []Layer{l}, WithOwnership(0)); !errdefs.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("bad option: %v", err)

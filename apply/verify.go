@@ -2,6 +2,7 @@ package apply
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"unicode/utf8"
 
 	"github.com/klauspost/compress/zstd"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/atomicfile"
+	"github.com/ocifetch/ocifetch/internal/fsroot"
 )
 
 // treeEntry is one line of tree.json.zst, the manifest of the tree as
@@ -27,13 +30,32 @@ type treeEntry struct {
 	Mode    uint32 `json:"mode"`               // permissions with setuid, setgid, sticky
 	UID     uint32 `json:"uid"`
 	GID     uint32 `json:"gid"`
-	Size    int64  `json:"size,omitempty"`  // files
-	CRC     uint64 `json:"crc,omitempty"`   // files: CRC-64/ISO of the content
-	Mtime   int64  `json:"mtime,omitempty"` // files: nanoseconds since the epoch
+	Size    int64  `json:"size,omitempty"`   // files
+	Digest  string `json:"digest,omitempty"` // files: content digest (State.FileDigest), hex
+	Mtime   int64  `json:"mtime,omitempty"`  // files and directories: nanoseconds since the epoch
 	// Target of a symbolic link; TargetRaw when not UTF-8.
 	Target    string `json:"target,omitempty"`
 	TargetRaw []byte `json:"target_raw,omitempty"`
 	Rdev      uint64 `json:"rdev,omitempty"` // devices
+	// Hardlink is the path of the first entry, in walk order, of the
+	// entry's hard-link group (the entries that share its inode), for the
+	// entries after the first; HardlinkRaw when not UTF-8.
+	Hardlink    string  `json:"hardlink,omitempty"`
+	HardlinkRaw []byte  `json:"hardlink_raw,omitempty"`
+	Xattrs      []xattr `json:"xattrs,omitempty"` // sorted by name
+}
+
+type xattr struct {
+	Name    string `json:"name,omitempty"`
+	NameRaw []byte `json:"name_raw,omitempty"` // instead of Name when not UTF-8
+	Value   []byte `json:"value"`
+}
+
+func (x *xattr) name() string {
+	if x.NameRaw != nil {
+		return string(x.NameRaw)
+	}
+	return x.Name
 }
 
 func (e *treeEntry) path() string {
@@ -48,6 +70,20 @@ func (e *treeEntry) target() string {
 		return string(e.TargetRaw)
 	}
 	return e.Target
+}
+
+func (e *treeEntry) hardlink() string {
+	if e.HardlinkRaw != nil {
+		return string(e.HardlinkRaw)
+	}
+	return e.Hardlink
+}
+
+func rawOrString(s string) (string, []byte) {
+	if utf8.ValidString(s) {
+		return s, nil
+	}
+	return "", []byte(s)
 }
 
 func typeName(mode uint32) string {
@@ -70,36 +106,63 @@ func typeName(mode uint32) string {
 	return "unknown"
 }
 
-// entryOf describes the walked entry; crc gives the content CRC of a
+// entryReader reads what the manifest records of the walked entries.
+type entryScanner struct {
+	xr  *fsroot.XattrReader
+	buf []byte
+	fh  *fileHash
+	// links maps the inode of each entry with more than one link to the
+	// first path walked that has it.
+	links map[devIno]string
+}
+
+func newEntryScanner() *entryScanner {
+	return &entryScanner{xr: fsroot.NewXattrReader(), buf: make([]byte, 256<<10), fh: newFileHash(), links: map[devIno]string{}}
+}
+
+// entryOf describes the walked entry; content gives the digest of a
 // regular file.
-func entryOf(path string, st *unix.Stat_t, dirfd int, base string, crc func() (uint64, error)) (treeEntry, error) {
+func (sc *entryScanner) entryOf(path string, st *unix.Stat_t, dirfd int, base string, content func() (sum, error)) (treeEntry, error) {
 	e := treeEntry{Type: typeName(st.Mode), Mode: st.Mode & 07777, UID: st.Uid, GID: st.Gid}
-	if utf8.ValidString(path) {
-		e.Path = path
-	} else {
-		e.PathRaw = []byte(path)
-	}
+	e.Path, e.PathRaw = rawOrString(path)
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 		e.Size = st.Size
 		e.Mtime = st.Mtim.Nano()
-		c, err := crc()
+		d, err := content()
 		if err != nil {
 			return e, err
 		}
-		e.CRC = c
+		e.Digest = d.String()
+	case unix.S_IFDIR:
+		e.Mtime = st.Mtim.Nano()
 	case unix.S_IFLNK:
 		t, err := readlinkAt(dirfd, base)
 		if err != nil {
 			return e, walkErr(err, path)
 		}
-		if utf8.ValidString(t) {
-			e.Target = t
-		} else {
-			e.TargetRaw = []byte(t)
-		}
+		e.Target, e.TargetRaw = rawOrString(t)
 	case unix.S_IFCHR, unix.S_IFBLK:
 		e.Rdev = st.Rdev
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR && st.Nlink > 1 {
+		k := devIno{st.Dev, st.Ino}
+		if first, ok := sc.links[k]; ok {
+			e.Hardlink, e.HardlinkRaw = rawOrString(first)
+		} else {
+			sc.links[k] = path
+		}
+	}
+	attrs, ok, err := sc.xr.ListAt(dirfd, base, st)
+	if err != nil {
+		return e, walkErr(err, path)
+	}
+	if ok {
+		for _, a := range attrs {
+			x := xattr{Value: a.Value}
+			x.Name, x.NameRaw = rawOrString(a.Name)
+			e.Xattrs = append(e.Xattrs, x)
+		}
 	}
 	return e, nil
 }
@@ -117,38 +180,37 @@ func readlinkAt(dirfd int, base string) (string, error) {
 	}
 }
 
-// fileCRC reads the regular file base in dirfd for its CRC-64.
-func fileCRC(dirfd int, base, path string, buf []byte) (uint64, error) {
+// fileSum reads the regular file base in dirfd for its content digest.
+func (sc *entryScanner) fileSum(dirfd int, base, path string) (sum, error) {
 	f, err := openAtOwner(dirfd, base)
 	if err != nil {
-		return 0, walkErr(err, path)
+		return sum{}, walkErr(err, path)
 	}
 	defer f.Close()
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return 0, walkErr(err, path)
+		return sum{}, walkErr(err, path)
 	}
+	sc.fh.Reset()
 	if st.Blocks*512 < st.Size {
 		// Holes (or compression): read the data regions only.
-		c, err := sparseCRC(f, st.Size, buf)
-		if err != nil {
-			return 0, walkErr(err, path)
+		if err := sparseRead(f, st.Size, sc.buf, sc.fh.Write, sc.fh.zeros); err != nil {
+			return sum{}, walkErr(err, path)
 		}
-		return c, nil
+		return sc.fh.Sum(), nil
 	}
-	h := newCRC()
-	if _, err := io.CopyBuffer(h, f, buf); err != nil {
-		return 0, walkErr(err, path)
+	if _, err := io.CopyBuffer(sc.fh, f, sc.buf); err != nil {
+		return sum{}, walkErr(err, path)
 	}
-	return h.Sum64(), nil
+	return sc.fh.Sum(), nil
 }
 
 // writeManifest walks the finished tree into tree.json.zst. Contents are
-// not read again: the CRC of every regular file the layers wrote was taken
-// while writing it (found by inode, so hard links share it); only files
-// the layers did not write (the target was not empty) are read.
-func (s *stateRec) writeManifest(ctx context.Context, target string) error {
-	f, err := atomicfile.Create(filepath.Join(s.dir, treeFile), 0o644)
+// not read again: the digest of every regular file the layers wrote was
+// taken while writing it (found by inode, so hard links share it); only
+// files the layers did not write are read.
+func (s *stateRec) writeManifest(ctx context.Context, target string, o *options) error {
+	f, err := atomicfile.Create(filepath.Join(s.dir, manifestFile), 0o644)
 	if err != nil {
 		return err
 	}
@@ -156,13 +218,17 @@ func (s *stateRec) writeManifest(ctx context.Context, target string) error {
 	bw := bufio.NewWriterSize(f, 64<<10)
 	s.zw.Reset(bw)
 	s.out = s.out[:0]
-	buf := make([]byte, 64<<10)
-	err = walkTree(ctx, target, func(path string, st *unix.Stat_t, dirfd int, base string) error {
-		e, err := entryOf(path, st, dirfd, base, func() (uint64, error) {
-			if c, ok := s.crcs[devIno{st.Dev, st.Ino}]; ok {
-				return c, nil
+	sc := newEntryScanner()
+	err = walkTree(ctx, target, o.maxDepth, func(path string, st *unix.Stat_t, dirfd int, base string) error {
+		e, err := sc.entryOf(path, st, dirfd, base, func() (sum, error) {
+			d, ok, err := s.sums.get(st.Dev, st.Ino)
+			if err != nil {
+				return d, errdefs.Wrap(err, errdefs.ErrInternal, "reading the content digests")
 			}
-			return fileCRC(dirfd, base, path, buf)
+			if ok {
+				return d, nil
+			}
+			return sc.fileSum(dirfd, base, path)
 		})
 		if err != nil {
 			return err
@@ -206,31 +272,45 @@ type Drift struct {
 	Path string    `json:"path"`
 	Kind DriftKind `json:"kind"`
 	// Changes lists what changed, for DriftChanged: "type", "mode",
-	// "owner", "size", "content", "mtime", "target", "device".
+	// "owner", "size", "content", "mtime", "target", "device", "xattrs",
+	// "links".
 	Changes []string `json:"changes,omitempty"`
 }
+
+// DefaultIgnoredXattrs are the extended attributes Verify does not
+// compare unless WithIgnoredXattrs says otherwise: security.selinux is the
+// label a host's policy gives files, not content of the image.
+var DefaultIgnoredXattrs = []string{"security.selinux"}
 
 // Verify compares the tree at rootfs with the manifest Apply recorded in
 // stateDir when it completed: the final state after all layers, for each
 // path its type, mode (setuid, setgid, sticky included), owner (as the
-// ownership policy in state.json applied it), and, by kind, a file's size,
-// content (CRC-64, every file is read; a file with holes by its
-// data regions only) and modification time, a link's
-// target, a device's numbers. It returns one Drift per path that changed,
-// disappeared or appeared, in walk order (each directory's entries sorted,
-// after it); nil when the tree is as applied. Directory times are not
-// compared: adding an entry changes them. Memory stays bounded: the
-// manifest and the tree are read side by side, as streams in the same
-// order. A state that is not complete is invalid_argument.
-func Verify(ctx context.Context, stateDir, rootfs string) ([]Drift, error) {
-	st, err := Status(stateDir)
+// ownership policy in state.json applied it), extended attributes (all
+// but those WithIgnoredXattrs names, security.selinux by default),
+// hard-link grouping (which paths share an inode), and, by kind, a file's
+// size, content (its digest: every file is read; a file with holes by its
+// data regions only) and modification time, a link's target, a device's
+// numbers, and with WithDirMtimes a directory's modification time.
+//
+// It returns one Drift per path that changed, disappeared or appeared,
+// in walk order (each directory's entries sorted, after it); nil when the
+// tree is as applied. Memory stays bounded by the entries of the
+// directories on the walked path and a few dozen descriptors, however
+// deep the tree: the manifest and the tree are read side by side, as
+// streams in the same order. A tree deeper than the state's depth limit
+// is too_large. A state that is not complete is invalid_argument, one
+// that describes another directory too, and one an unpack holds is busy.
+func Verify(ctx context.Context, stateDir, rootfs string, opts ...Option) ([]Drift, error) {
+	o, err := makeOptions(opts)
 	if err != nil {
 		return nil, err
 	}
-	if st.Status != StatusComplete {
-		return nil, errdefs.New(errdefs.ErrInvalidArgument, "the apply into %s did not complete (status %q): nothing to verify against", rootfs, st.Status)
+	st, unlock, err := openComplete(stateDir, rootfs)
+	if err != nil {
+		return nil, err
 	}
-	mf, err := os.Open(filepath.Join(stateDir, treeFile))
+	defer unlock()
+	mf, err := os.Open(filepath.Join(stateDir, manifestFile))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, errdefs.Wrap(err, errdefs.ErrNotFound, "tree manifest")
@@ -243,13 +323,23 @@ func Verify(ctx context.Context, stateDir, rootfs string) ([]Drift, error) {
 		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "tree manifest")
 	}
 	defer zr.Close()
-	m := &manifestReader{dec: json.NewDecoder(zr)}
+	return verifyTree(ctx, zr, rootfs, st.MaxDepth, o, nil)
+}
+
+// verifyTree compares the tree at rootfs with the manifest read from r.
+// emit, when not nil, gets the entry read from the tree for every path the
+// manifest has.
+func verifyTree(ctx context.Context, r io.Reader, rootfs string, maxDepth int, o *options, emit func(*treeEntry) error) ([]Drift, error) {
+	m := &manifestReader{dec: json.NewDecoder(r)}
 	if err := m.advance(); err != nil {
 		return nil, err
 	}
 	var drifts []Drift
-	buf := make([]byte, 64<<10)
-	err = walkTree(ctx, rootfs, func(path string, st *unix.Stat_t, dirfd int, base string) error {
+	sc := newEntryScanner()
+	if maxDepth <= 0 {
+		maxDepth = DefaultMaxDepth
+	}
+	err := walkTree(ctx, rootfs, maxDepth, func(path string, st *unix.Stat_t, dirfd int, base string) error {
 		for m.cur != nil && pathLess(m.cur.path(), path) {
 			drifts = append(drifts, Drift{Path: m.cur.path(), Kind: DriftDisappeared})
 			if err := m.advance(); err != nil {
@@ -257,21 +347,31 @@ func Verify(ctx context.Context, stateDir, rootfs string) ([]Drift, error) {
 			}
 		}
 		if m.cur == nil || m.cur.path() != path {
+			// Entries of the same group that appear later compare with
+			// this one: scan it for its links too.
+			if _, err := sc.entryOf(path, st, dirfd, base, func() (sum, error) { return sum{}, nil }); err != nil {
+				return err
+			}
 			drifts = append(drifts, Drift{Path: path, Kind: DriftAppeared})
 			return nil
 		}
 		want := m.cur
-		got, err := entryOf(path, st, dirfd, base, func() (uint64, error) {
+		got, err := sc.entryOf(path, st, dirfd, base, func() (sum, error) {
 			if want.Type != "file" || want.Size != st.Size {
-				return 0, nil // already different; no need to read
+				return sum{}, nil // already different; no need to read
 			}
-			return fileCRC(dirfd, base, path, buf)
+			return sc.fileSum(dirfd, base, path)
 		})
 		if err != nil {
 			return err
 		}
-		if ch := compareEntries(want, &got); len(ch) > 0 {
+		if ch := compareEntries(want, &got, o); len(ch) > 0 {
 			drifts = append(drifts, Drift{Path: path, Kind: DriftChanged, Changes: ch})
+		}
+		if emit != nil {
+			if err := emit(&got); err != nil {
+				return err
+			}
 		}
 		return m.advance()
 	})
@@ -306,7 +406,7 @@ func (m *manifestReader) advance() error {
 	return nil
 }
 
-func compareEntries(want, got *treeEntry) []string {
+func compareEntries(want, got *treeEntry, o *options) []string {
 	if want.Type != got.Type {
 		return []string{"type"}
 	}
@@ -321,10 +421,14 @@ func compareEntries(want, got *treeEntry) []string {
 	case "file":
 		if want.Size != got.Size {
 			ch = append(ch, "size")
-		} else if want.CRC != got.CRC {
+		} else if want.Digest != got.Digest {
 			ch = append(ch, "content")
 		}
 		if want.Mtime != got.Mtime {
+			ch = append(ch, "mtime")
+		}
+	case "dir":
+		if o.dirMtimes && want.Mtime != got.Mtime {
 			ch = append(ch, "mtime")
 		}
 	case "symlink":
@@ -336,5 +440,35 @@ func compareEntries(want, got *treeEntry) []string {
 			ch = append(ch, "device")
 		}
 	}
+	if !sameXattrs(want.Xattrs, got.Xattrs, o.ignoredXattrs()) {
+		ch = append(ch, "xattrs")
+	}
+	if want.hardlink() != got.hardlink() {
+		ch = append(ch, "links")
+	}
 	return ch
+}
+
+// sameXattrs compares two sorted lists of attributes, leaving out the
+// ignored names.
+func sameXattrs(a, b []xattr, ignored []string) bool {
+	keep := func(xs []xattr) []xattr {
+		var out []xattr
+		for _, x := range xs {
+			if !slices.Contains(ignored, x.name()) {
+				out = append(out, x)
+			}
+		}
+		return out
+	}
+	a, b = keep(a), keep(b)
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].name() != b[i].name() || !bytes.Equal(a[i].Value, b[i].Value) {
+			return false
+		}
+	}
+	return true
 }

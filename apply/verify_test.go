@@ -66,7 +66,11 @@ func TestVerify(t *testing.T) {
 		}, []Drift{{Path: "fifo", Kind: DriftChanged, Changes: []string{"type"}}}},
 		{"file disappeared", func(r string) error {
 			return os.Remove(filepath.Join(r, "etc/group"))
-		}, []Drift{{Path: "etc/group", Kind: DriftDisappeared}}},
+		}, []Drift{
+			{Path: "etc/group", Kind: DriftDisappeared},
+			// Its hard link is no longer in a group with it.
+			{Path: "hard", Kind: DriftChanged, Changes: []string{"links"}},
+		}},
 		{"directory disappeared", func(r string) error {
 			return os.RemoveAll(filepath.Join(r, "d"))
 		}, []Drift{
@@ -157,47 +161,36 @@ func TestState(t *testing.T) {
 	if _, err := Status(state); !errdefs.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("Status before apply: %v", err)
 	}
+	// A failure after the first layer: the target is emptied (it existed:
+	// it stays), the state is removed.
 	bad := rawBlob(mtTar, l1, sha([]byte("not l1")))
 	_, err := Apply(context.Background(), target, []Layer{blob(t, mtTar, l0), bad}, WithStateDir(state), WithImage("example.com/app:1", sha([]byte("m"))))
 	wantKind(t, err, errdefs.ErrDigestMismatch)
-	st, err := Status(state)
-	if err != nil {
-		t.Fatal(err)
+	if _, err := Status(state); !errdefs.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("state after a failure: %v", err)
 	}
-	if st.Status != StatusApplying || st.Completed != nil || st.Reference != "example.com/app:1" || len(st.Layers) != 2 {
-		t.Errorf("state after failure: %+v", st)
+	if ents, err := os.ReadDir(target); err != nil || len(ents) != 0 {
+		t.Errorf("target after a failure: %v %v", ents, err)
 	}
-	if _, err := os.Stat(filepath.Join(state, tarsplitName(sha(l0)))); err != nil {
-		t.Errorf("verified layer's tar-split: %v", err)
+	if _, err := os.Lstat(state); !os.IsNotExist(err) {
+		t.Errorf("state directory after a failure: %v", err)
 	}
-	ents, _ := os.ReadDir(filepath.Join(state, tarsplitDir))
-	if len(ents) != 1 {
-		t.Errorf("tar-split directory holds %d files, want the verified layer's only", len(ents))
-	}
-	// The diffID matched but the blob's digest does not: nothing recorded.
+	// The diffID matched but the blob's digest does not: the same.
 	badBlob := blob(t, mtGzip, l1)
 	badBlob.Digest = sha([]byte("x"))
-	os.RemoveAll(target)
-	os.Mkdir(target, 0755)
 	_, err = Apply(context.Background(), target, []Layer{blob(t, mtTar, l0), badBlob}, WithStateDir(state))
 	wantKind(t, err, errdefs.ErrDigestMismatch)
-	if _, err := os.Stat(filepath.Join(state, tarsplitName(sha(l1)))); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("tar-split of a layer whose blob digest failed: %v", err)
+	if ents, _ := os.ReadDir(target); len(ents) != 0 {
+		t.Errorf("target after a failure: %v", ents)
 	}
-	if ents, _ := os.ReadDir(filepath.Join(state, tarsplitDir)); len(ents) != 1 {
-		t.Errorf("tar-split directory holds %d files", len(ents))
-	}
-	wantKind(t, Rebuild(context.Background(), state, target, sha(l0), io.Discard), errdefs.ErrInvalidArgument)
+	wantKind(t, Rebuild(context.Background(), state, target, sha(l0), io.Discard), errdefs.ErrNotFound)
 	_, err = Verify(context.Background(), state, target)
-	wantKind(t, err, errdefs.ErrInvalidArgument)
+	wantKind(t, err, errdefs.ErrNotFound)
 
-	// Redo: the previous state is replaced.
-	os.RemoveAll(target)
-	os.Mkdir(target, 0755)
 	if _, err := Apply(context.Background(), target, []Layer{blob(t, mtTar, l0), blob(t, mtTar, l1)}, WithStateDir(state)); err != nil {
 		t.Fatal(err)
 	}
-	st, err = Status(state)
+	st, err := Status(state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,8 +198,12 @@ func TestState(t *testing.T) {
 	if os.Geteuid() == 0 {
 		wantOwn = OwnershipPreserve.String()
 	}
-	if st.Status != StatusComplete || st.Completed == nil || st.Reference != "" || st.Ownership != wantOwn || st.UID != os.Geteuid() {
+	if st.Status != StatusComplete || st.Completed == nil || st.Reference != "" || st.Ownership != wantOwn || st.UID != os.Geteuid() ||
+		st.Version != stateVersion || st.Target == nil || st.FileDigest != digestName || st.MaxDepth != DefaultMaxDepth {
 		t.Errorf("state after success: %+v", st)
+	}
+	if id, err := targetIDOf(target); err != nil || *st.Target != id {
+		t.Errorf("recorded target %+v, the target is %+v (%v)", st.Target, id, err)
 	}
 
 	// A state directory inside the target, or one holding other things, is

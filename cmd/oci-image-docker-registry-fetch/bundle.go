@@ -15,11 +15,13 @@ func bundleCommand() *command {
 	return &command{
 		name:    "bundle",
 		summary: "Make an OCI runtime bundle in DIR: the image unpacked into DIR/rootfs and DIR/config.json from its config.",
-		usage:   "bundle [--platform OS/ARCH[/VARIANT]] [--store DIR] [--pull always|missing|never] [--jobs N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--allow-foreign-host HOST]... [--policy FILE | --insecure-policy] REF DIR",
+		usage:   "bundle [--platform OS/ARCH[/VARIANT]] [--store DIR] [--state DIR] [--pull always|missing|never] [--jobs N] [--max-layer-bytes SIZE] [--max-total-bytes SIZE] [--max-layer-entries N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--allow-foreign-host HOST]... [--policy FILE | --insecure-policy] REF DIR",
 		example: prog + " bundle --platform linux/amd64 docker.io/library/alpine:3.20 ./alpine-bundle && runc run -b ./alpine-bundle demo",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var pf pipelineFlags
+			var af applyFlags
 			pf.register(fs)
+			af.register(fs, "DIR/.rootfs.ocifetch")
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) != 2 {
 					return usagef("bundle takes a reference and a directory, got %d arguments", len(args))
@@ -28,8 +30,13 @@ func bundleCommand() *command {
 				if err != nil {
 					return err
 				}
+				aopts, err := af.options()
+				if err != nil {
+					p.finish()
+					return err
+				}
 				start := time.Now()
-				res, err := ocifetch.Bundle(ctx, args[0], args[1], opts...)
+				res, err := ocifetch.Bundle(ctx, args[0], args[1], append(opts, aopts...)...)
 				p.finish()
 				if err != nil {
 					return err

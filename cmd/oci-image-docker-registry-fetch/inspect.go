@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"strings"
 	"text/tabwriter"
 
 	flag "github.com/spf13/pflag"
@@ -135,9 +134,12 @@ func inspectJSON(r *resolve.Resolved) inspectOutput {
 	return out
 }
 
+// printInspect prints what the image says about itself; every string
+// the image chose goes through textQuote.
 func printInspect(e *env, o inspectOutput) {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "reference\t%s\n", o.Reference)
+	q := textQuote
+	fmt.Fprintf(w, "reference\t%s\n", q(o.Reference))
 	if o.Index != nil {
 		fmt.Fprintf(w, "index\t%s\n", o.Index.Digest)
 	}
@@ -146,31 +148,31 @@ func printInspect(e *env, o inspectOutput) {
 		if p.Digest == o.Manifest.Digest {
 			mark = "*"
 		}
-		fmt.Fprintf(w, "  %s %s\t%s\n", mark, p.Platform, p.Digest)
+		fmt.Fprintf(w, "  %s %s\t%s\n", mark, q(p.Platform), p.Digest)
 	}
-	fmt.Fprintf(w, "manifest\t%s (%s)\n", o.Manifest.Digest, o.Platform)
+	fmt.Fprintf(w, "manifest\t%s (%s)\n", o.Manifest.Digest, q(o.Platform))
 	fmt.Fprintf(w, "config\t%s\n", o.Config.Digest)
 	c := o.ConfigSummary
 	if c.Created != "" {
-		fmt.Fprintf(w, "created\t%s\n", c.Created)
+		fmt.Fprintf(w, "created\t%s\n", q(c.Created))
 	}
 	if len(c.Entrypoint) > 0 {
-		fmt.Fprintf(w, "entrypoint\t%s\n", strings.Join(c.Entrypoint, " "))
+		fmt.Fprintf(w, "entrypoint\t%s\n", textQuoteAll(c.Entrypoint))
 	}
 	if len(c.Cmd) > 0 {
-		fmt.Fprintf(w, "cmd\t%s\n", strings.Join(c.Cmd, " "))
+		fmt.Fprintf(w, "cmd\t%s\n", textQuoteAll(c.Cmd))
 	}
 	if c.User != "" {
-		fmt.Fprintf(w, "user\t%s\n", c.User)
+		fmt.Fprintf(w, "user\t%s\n", q(c.User))
 	}
 	if c.WorkingDir != "" {
-		fmt.Fprintf(w, "workdir\t%s\n", c.WorkingDir)
+		fmt.Fprintf(w, "workdir\t%s\n", q(c.WorkingDir))
 	}
 	for _, v := range c.Env {
-		fmt.Fprintf(w, "env\t%s\n", v)
+		fmt.Fprintf(w, "env\t%s\n", q(v))
 	}
 	for _, p := range c.ExposedPorts {
-		fmt.Fprintf(w, "port\t%s\n", p)
+		fmt.Fprintf(w, "port\t%s\n", q(p))
 	}
 	keys := make([]string, 0, len(c.Labels))
 	for k := range c.Labels {
@@ -178,10 +180,10 @@ func printInspect(e *env, o inspectOutput) {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		fmt.Fprintf(w, "label\t%s=%s\n", k, c.Labels[k])
+		fmt.Fprintf(w, "label\t%s=%s\n", q(k), q(c.Labels[k]))
 	}
 	for i, l := range o.Layers {
-		fmt.Fprintf(w, "layer %d\t%s\t%s\t%s\n", i+1, l.Digest, humanBytes(l.Size), l.MediaType)
+		fmt.Fprintf(w, "layer %d\t%s\t%s\t%s\n", i+1, l.Digest, humanBytes(l.Size), q(l.MediaType))
 	}
 	for _, d := range o.Served {
 		fmt.Fprintf(w, "served\t%s %s by %s\n", d.Document, d.Digest, d.From)

@@ -179,7 +179,7 @@ func inspectSignatures(ctx context.Context, e *env, pf *policyFlags, res *resolv
 
 func printSignatures(w io.Writer, o inspectOutput) {
 	if o.SignatureError != "" {
-		fmt.Fprintf(w, "signatures\tnot listed: %s\n", o.SignatureError)
+		fmt.Fprintf(w, "signatures\tnot listed: %s\n", textQuote(o.SignatureError))
 		return
 	}
 	if len(o.Signatures) == 0 {
@@ -187,20 +187,21 @@ func printSignatures(w io.Writer, o inspectOutput) {
 		return
 	}
 	for _, s := range o.Signatures {
-		line := fmt.Sprintf("signature\t%s\t%s", s.Format, s.Location)
+		// What a signature says of itself is the signer's text: quoted.
+		line := fmt.Sprintf("signature\t%s\t%s", textQuote(s.Format), textQuote(s.Location))
 		if s.Identity != "" {
-			line += "\tidentity " + s.Identity
+			line += "\tidentity " + textQuote(s.Identity)
 		}
 		switch {
 		case s.Key != "":
-			line += "\tverified with " + s.Key
+			line += "\tverified with " + textQuote(s.Key)
 		case s.Certificate != "":
-			line += "\tcertificate " + s.Certificate
+			line += "\tcertificate " + textQuote(s.Certificate)
 		case s.KeyHint != "":
-			line += "\tkey hint " + s.KeyHint
+			line += "\tkey hint " + textQuote(s.KeyHint)
 		}
 		if s.Problem != "" {
-			line += "\t(" + s.Problem + ")"
+			line += "\t(" + textQuote(s.Problem) + ")"
 		}
 		fmt.Fprintln(w, line)
 	}

@@ -139,16 +139,7 @@ func rebuildAll(ctx context.Context, e *env, state, rootfs, outDir string, check
 	if check {
 		res, err = apply.Check(ctx, state, rootfs)
 	} else {
-		if err := os.MkdirAll(outDir, 0o755); err != nil {
-			return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "-o %s", outDir)
-		}
-		res, err = apply.RebuildAll(ctx, state, rootfs, func(i int, d digest.Digest) (io.WriteCloser, error) {
-			f, err := os.Create(filepath.Join(outDir, d.Encoded()+".tar"))
-			if err != nil {
-				return nil, errdefs.Wrap(err, errdefs.ErrInternal, "writing layer %d", i+1)
-			}
-			return f, nil
-		})
+		res, err = rebuildInto(ctx, state, rootfs, outDir)
 	}
 	if err != nil {
 		return err
@@ -160,16 +151,13 @@ func rebuildAll(ctx context.Context, e *env, state, rootfs, outDir string, check
 		if c.Err != nil {
 			failed++
 			row.Kind, row.Error = string(errdefs.KindOf(c.Err)), oneLine(c.Err.Error())
-			if !check {
-				os.Remove(filepath.Join(outDir, c.DiffID.Encoded()+".tar"))
-			}
 		}
 		rows = append(rows, row)
 		if !asJSON {
 			if c.Err == nil {
 				fmt.Fprintf(e.stdout, "layer %d %s ok %d bytes\n", c.Index+1, c.DiffID, c.Bytes)
 			} else {
-				fmt.Fprintf(e.stdout, "layer %d %s FAILED %s: %s\n", c.Index+1, c.DiffID, row.Kind, row.Error)
+				fmt.Fprintf(e.stdout, "layer %d %s FAILED %s: %s\n", c.Index+1, c.DiffID, row.Kind, textQuote(row.Error))
 			}
 		}
 	}
@@ -184,20 +172,88 @@ func rebuildAll(ctx context.Context, e *env, state, rootfs, outDir string, check
 	return nil
 }
 
+// rebuildInto writes every layer into outDir as <hex of diffID>.tar.
+// Each file is published whole through atomicfile only once its layer
+// rebuilt to its diffID: it is written anonymously (O_TMPFILE) and linked
+// under its final name by a rename that replaces whatever is there, a
+// planted symbolic link included, without following it; a signal or a
+// kill leaves nothing partial under a final name.
+func rebuildInto(ctx context.Context, state, rootfs, outDir string) ([]apply.LayerCheck, error) {
+	st, err := apply.CheckComplete(state, rootfs)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "-o %s", outDir)
+	}
+	// Temporaries an earlier run left where O_TMPFILE is missing.
+	if err := atomicfile.Clean(outDir); err != nil {
+		return nil, err
+	}
+	var res []apply.LayerCheck
+	for i, l := range st.Layers {
+		f, err := atomicfile.Create(filepath.Join(outDir, l.DiffID.Encoded()+".tar"), 0o644)
+		if err != nil {
+			return res, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "-o %s", outDir)
+		}
+		cw := &countWriter{w: f}
+		err = apply.Rebuild(ctx, state, rootfs, l.DiffID, cw)
+		if err == nil {
+			err = f.Commit()
+		}
+		f.Abort()
+		res = append(res, apply.LayerCheck{Index: i, DiffID: l.DiffID, Bytes: cw.n, Err: err})
+		if ctx.Err() != nil {
+			return res, errdefs.Wrap(ctx.Err(), errdefs.ErrCanceled, "rebuilding")
+		}
+	}
+	return res, nil
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
 func verifyCommand() *command {
 	return &command{
 		name:    "verify",
 		summary: "Compare an unpacked root filesystem with what unpack left, and print each path that changed, disappeared or appeared.",
-		usage:   "verify [--store DIR] [--state DIR] [--json] ROOTFS",
+		usage:   "verify [--store DIR] [--state DIR] [--ignore-xattr NAME]... [--dir-mtimes] [--upgrade] [--json] ROOTFS",
 		example: prog + " verify ./rootfs",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var sf stateFlags
+			var ignore multiFlag
+			var dirMtimes, upgrade bool
 			sf.register(fs)
+			fs.Var(&ignore, "ignore-xattr", "do not compare the extended attribute `NAME` (repeatable; security.selinux is never compared)")
+			fs.BoolVar(&dirMtimes, "dir-mtimes", false, "compare the modification times of directories too")
+			fs.BoolVar(&upgrade, "upgrade", false, "first bring a tree unpacked by an older version (state format 1) to this version's state, from the layers the tree rebuilds")
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) != 1 {
 					return usagef("verify takes one root filesystem directory, got %d arguments", len(args))
 				}
-				drift, err := apply.Verify(ctx, sf.dir(args[0]), args[0])
+				state := sf.dir(args[0])
+				if upgrade {
+					done, err := apply.Upgrade(ctx, state, args[0])
+					if err != nil {
+						return err
+					}
+					if done && !sf.json {
+						fmt.Fprintf(e.stderr, "upgraded %s to this version's state format\n", state)
+					}
+				}
+				opts := []apply.Option{apply.WithIgnoredXattrs(append(append([]string{}, apply.DefaultIgnoredXattrs...), ignore...)...)}
+				if dirMtimes {
+					opts = append(opts, apply.WithDirMtimes())
+				}
+				drift, err := apply.Verify(ctx, state, args[0], opts...)
 				if err != nil {
 					return err
 				}
@@ -210,7 +266,7 @@ func verifyCommand() *command {
 					}
 				} else {
 					for _, d := range drift {
-						line := string(d.Kind) + " " + d.Path
+						line := string(d.Kind) + " " + textQuote(d.Path)
 						if len(d.Changes) > 0 {
 							line += " (" + strings.Join(d.Changes, ", ") + ")"
 						}

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	flag "github.com/spf13/pflag"
@@ -27,15 +29,102 @@ type layerApplied struct {
 	Bytes   int64  `json:"bytes"`
 }
 
+// The limits the CLI applies by default (apply's own default is none):
+// far above real images (the largest CUDA and model layers are a few tens
+// of GiB uncompressed), far below what fills a disk by surprise, and
+// they stop a decompression bomb or a layer of millions of tiny entries.
+const (
+	defaultMaxLayerBytes   = 64 << 30
+	defaultMaxTotalBytes   = 256 << 30
+	defaultMaxLayerEntries = 4_000_000
+)
+
+// applyFlags are the flags of the commands that apply layers (unpack,
+// bundle): where the state goes and the limits.
+type applyFlags struct {
+	state      string
+	maxLayer   byteSize
+	maxTotal   byteSize
+	maxEntries int64
+}
+
+func (a *applyFlags) register(fs *flag.FlagSet, stateDefault string) {
+	a.maxLayer, a.maxTotal = defaultMaxLayerBytes, defaultMaxTotalBytes
+	fs.StringVar(&a.state, "state", "", "keep the state (tar-split metadata, digests, lock) in `DIR` (default: "+stateDefault+"); outside the tree, on its file system")
+	fs.Var(&a.maxLayer, "max-layer-bytes", "fail with too_large when one layer uncompresses to more than `SIZE` (bytes, or with K, M, G, T: powers of 1024; 0: no limit)")
+	fs.Var(&a.maxTotal, "max-total-bytes", "fail with too_large when all layers together uncompress to more than `SIZE` (0: no limit)")
+	fs.Int64Var(&a.maxEntries, "max-layer-entries", defaultMaxLayerEntries, "fail with too_large when one layer has more than `N` entries (0: no limit)")
+}
+
+func (a *applyFlags) options() ([]ocifetch.Option, error) {
+	if a.maxEntries < 0 {
+		return nil, usagef("--max-layer-entries must not be negative")
+	}
+	opts := []ocifetch.Option{ocifetch.WithApplyOptions(
+		apply.WithMaxLayerBytes(int64(a.maxLayer)),
+		apply.WithMaxTotalBytes(int64(a.maxTotal)),
+		apply.WithMaxEntries(a.maxEntries),
+	)}
+	if a.state != "" {
+		opts = append(opts, ocifetch.WithStateDir(a.state))
+	}
+	return opts, nil
+}
+
+// byteSize is a flag of a size in bytes, with an optional binary suffix.
+type byteSize int64
+
+func (b *byteSize) String() string { return formatSize(int64(*b)) }
+func (b *byteSize) Type() string   { return "size" }
+
+func (b *byteSize) Set(s string) error {
+	n, err := parseSize(s)
+	if err != nil {
+		return err
+	}
+	*b = byteSize(n)
+	return nil
+}
+
+// parseSize reads "4096", "512K", "64GiB", "1T" (powers of 1024).
+func parseSize(s string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I")
+	mult := int64(1)
+	if i := strings.IndexAny(t, "KMGT"); i >= 0 && i == len(t)-1 {
+		mult = int64(1) << (10 * (1 + strings.IndexByte("KMGT", t[i])))
+		t = t[:i]
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64)
+	if err != nil || n < 0 || n > (1<<63-1)/mult {
+		return 0, fmt.Errorf("%q is not a size: give bytes, or a number with K, M, G or T", s)
+	}
+	return n * mult, nil
+}
+
+func formatSize(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		shift  uint
+	}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}} {
+		if n != 0 && n%(1<<u.shift) == 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
 func unpackCommand() *command {
 	return &command{
 		name:    "unpack",
 		summary: "Resolve REF, fetch it into the store and apply its layers to DIR, which becomes the image's root filesystem.",
-		usage:   "unpack [--platform OS/ARCH[/VARIANT]] [--store DIR] [--pull always|missing|never] [--jobs N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--allow-foreign-host HOST]... [--policy FILE | --insecure-policy] REF DIR",
+		usage:   "unpack [--platform OS/ARCH[/VARIANT]] [--store DIR] [--state DIR] [--pull always|missing|never] [--jobs N] [--max-layer-bytes SIZE] [--max-total-bytes SIZE] [--max-layer-entries N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--allow-foreign-host HOST]... [--policy FILE | --insecure-policy] REF DIR",
 		example: prog + " unpack --platform linux/amd64 docker.io/library/alpine:3.20 ./rootfs",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var pf pipelineFlags
+			var af applyFlags
 			pf.register(fs)
+			af.register(fs, ".DIR.ocifetch beside DIR")
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) != 2 {
 					return usagef("unpack takes a reference and a directory, got %d arguments", len(args))
@@ -44,8 +133,13 @@ func unpackCommand() *command {
 				if err != nil {
 					return err
 				}
+				aopts, err := af.options()
+				if err != nil {
+					p.finish()
+					return err
+				}
 				start := time.Now()
-				res, err := ocifetch.Unpack(ctx, args[0], args[1], opts...)
+				res, err := ocifetch.Unpack(ctx, args[0], args[1], append(opts, aopts...)...)
 				p.finish()
 				if err != nil {
 					return err
@@ -69,7 +163,7 @@ func unpackCommand() *command {
 					files += l.Files
 					bytes += l.Bytes
 					for _, w := range l.Warnings {
-						fmt.Fprintf(e.stderr, "warning: %s: %s\n", w.Path, w.Message)
+						fmt.Fprintf(e.stderr, "warning: %s: %s\n", textQuote(w.Path), textQuote(w.Message))
 					}
 				}
 				if !pf.quiet {

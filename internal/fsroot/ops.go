@@ -311,9 +311,12 @@ func (r *Root) Lutimes(name string, atime, mtime time.Time) error {
 }
 
 // Lsetxattr sets the extended attribute attr of name, of the link itself
-// when name is a symbolic link. There is no *at form of setxattr before
-// Linux 6.13, so the final component is looked up below the parent's
-// /proc/self/fd entry, by lsetxattr, which does not follow it.
+// when name is a symbolic link. It uses setxattrat(2) relative to the
+// resolved parent (Linux 6.13); before that kernel, a directory or regular
+// file is opened (O_NOFOLLOW) and set through its descriptor, and anything
+// else is looked up below the parent's /proc/self/fd entry by lsetxattr,
+// which does not follow it. Without /proc and setxattrat, xattrs of symbolic links, FIFOs
+// and device nodes cannot be set confined: that fails with EOPNOTSUPP.
 func (r *Root) Lsetxattr(name, attr string, value []byte) error {
 	dir, base := split(name)
 	if base == "" {
@@ -328,7 +331,49 @@ func (r *Root) Lsetxattr(name, attr string, value []byte) error {
 	if err != nil {
 		return pathErr("setxattr", name, err)
 	}
-	return pathErr("setxattr", name, unix.Lsetxattr(procFD(pfd)+"/"+base, attr, value, 0))
+	if !r.noSetxattrat {
+		err := setxattrat(pfd, base, attr, value)
+		if err != unix.ENOSYS {
+			return pathErr("setxattr", name, err)
+		}
+		r.noSetxattrat = true
+	}
+	// A directory or regular file through its own descriptor: no /proc
+	// needed. Nothing else is opened: opening a device can act on it.
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return pathErr("setxattr", name, err)
+	}
+	if t := st.Mode & unix.S_IFMT; t == unix.S_IFDIR || t == unix.S_IFREG {
+		fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return pathErr("setxattr", name, err)
+		}
+		defer unix.Close(fd)
+		var st2 unix.Stat_t
+		if err := unix.Fstat(fd, &st2); err != nil {
+			return pathErr("setxattr", name, err)
+		}
+		if st2.Dev != st.Dev || st2.Ino != st.Ino {
+			return pathErr("setxattr", name, unix.ESTALE)
+		}
+		return pathErr("setxattr", name, unix.Fsetxattr(fd, attr, value, 0))
+	}
+	if r.noProc {
+		return pathErr("setxattr", name, unix.EOPNOTSUPP)
+	}
+	err = unix.Lsetxattr(procFD(pfd)+"/"+base, attr, value, 0)
+	if err == unix.ENOENT && !procMounted() {
+		r.noProc = true
+		err = unix.EOPNOTSUPP
+	}
+	return pathErr("setxattr", name, err)
+}
+
+// procMounted tells whether /proc/self/fd can be used.
+func procMounted() bool {
+	var st unix.Stat_t
+	return unix.Stat("/proc/self/fd", &st) == nil
 }
 
 // ErrNotRegular is the cause when OpenFile meets anything but a regular
@@ -361,7 +406,10 @@ func (r *Root) OpenFile(name string) (*os.File, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, pathErr("open", name, ErrNotRegular)
 	}
-	fd, err := unix.Open(procFD(pathfd), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	fd, err := -1, unix.ENOENT
+	if !r.noProc {
+		fd, err = unix.Open(procFD(pathfd), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	}
 	if err == unix.ENOENT {
 		// No /proc: open by name, without blocking, and make sure it is
 		// still the inode checked above.

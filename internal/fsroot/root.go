@@ -51,13 +51,21 @@ type Option func(*config)
 
 type config struct {
 	fallback bool
+	noProc   bool
 }
 
-// WithFallback makes the Root behave as on a kernel without openat2(2) and
-// fchmodat2(2): names are resolved by the component-by-component walk and
-// modes of non-directories are changed through /proc/self/fd. The result is
-// the same; only the system calls differ.
+// WithFallback makes the Root behave as on a kernel without openat2(2),
+// fchmodat2(2) and the *xattrat(2) calls: names are resolved by the
+// component-by-component walk, modes of non-directories are changed and
+// xattrs set through /proc/self/fd. The result is the same; only the
+// system calls differ.
 func WithFallback() Option { return func(c *config) { c.fallback = true } }
+
+// WithoutProc makes the Root behave as where /proc is not mounted (a
+// container or chroot without it): canonical names come from the walk,
+// extended attributes are set without /proc/self/fd. The results are the
+// same; the tests use it to check that.
+func WithoutProc() Option { return func(c *config) { c.noProc = true } }
 
 // Root is a directory within which all operations are confined.
 type Root struct {
@@ -81,6 +89,11 @@ type Root struct {
 	// Canonical needed it (rootAbsSet); "" when that is not available.
 	rootAbs    string
 	rootAbsSet bool
+
+	// noProc is set when /proc/self/fd cannot be used (WithoutProc, or
+	// found missing); noSetxattrat when the kernel lacks setxattrat(2).
+	noProc       bool
+	noSetxattrat bool
 }
 
 // Open opens the directory dir as a Root. dir itself is resolved normally
@@ -94,7 +107,7 @@ func Open(dir string, opts ...Option) (*Root, error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: dir, Err: err}
 	}
-	r := &Root{fd: fd, path: dir, openat2: !c.fallback, fchmodat2: !c.fallback}
+	r := &Root{fd: fd, path: dir, openat2: !c.fallback, fchmodat2: !c.fallback, noSetxattrat: c.fallback, noProc: c.noProc}
 	if r.openat2 && !openat2Works(fd) {
 		r.openat2 = false
 	}
@@ -273,10 +286,12 @@ func (r *Root) dropCache() {
 // entry name stands for once the symbolic links among its parent
 // directories are resolved (confined, as every operation resolves them);
 // the final component is not followed. a/x with a -> b gives b/x. ok is
-// false when that cannot be told: a parent is missing or not a directory,
-// or /proc is not mounted. It costs a readlink of /proc/self/fd per parent
-// directory resolved, which the parent cache shares with the operations on
-// the same directory.
+// false when that cannot be told: a parent is missing or not a directory.
+// It costs a readlink of /proc/self/fd per parent directory resolved, which
+// the parent cache shares with the operations on the same directory;
+// without /proc, a walk of the directory's components that records the
+// names it reaches (the same answer: whiteouts and the shadow index must
+// not depend on whether /proc is mounted).
 func (r *Root) Canonical(name string) (canon string, ok bool) {
 	name = clean(name)
 	if name == "" {
@@ -307,16 +322,40 @@ func (r *Root) CanonicalDir(dir string) (canon string, ok bool) {
 	e := &r.cache[0] // parent put dir there
 	if !e.canonSet {
 		e.canon, e.canonOK = r.relative(fd)
+		if !e.canonOK && r.noProc {
+			e.canon, e.canonOK = r.walkCanonical(dir, fd)
+		}
 		e.canonSet = true
 	}
 	return e.canon, e.canonOK
 }
 
+// walkCanonical resolves dir with the walk, keeping the names of the
+// directories it passes, and checks that it reached the directory fd.
+func (r *Root) walkCanonical(dir string, fd int) (string, bool) {
+	wfd, names, err := r.walkNames(dir)
+	if err != nil {
+		return "", false
+	}
+	defer unix.Close(wfd)
+	var a, b unix.Stat_t
+	if unix.Fstat(wfd, &a) != nil || unix.Fstat(fd, &b) != nil || a.Dev != b.Dev || a.Ino != b.Ino {
+		return "", false
+	}
+	return strings.Join(names, "/"), true
+}
+
 // relative tells the path of directory descriptor fd relative to the root.
 func (r *Root) relative(fd int) (string, bool) {
+	if r.noProc {
+		return "", false
+	}
 	if !r.rootAbsSet {
 		r.rootAbs, _ = r.fdPath(r.fd)
 		r.rootAbsSet = true
+		if r.rootAbs == "" {
+			r.noProc = true // no /proc: walk from now on
+		}
 	}
 	if r.rootAbs == "" {
 		return "", false
@@ -390,6 +429,17 @@ func openat2InRoot(dirfd int, name string, flags uint64) (int, error) {
 // create set, missing components are created as directories with perm.
 // It returns a new O_PATH descriptor of the directory reached.
 func (r *Root) walk(dir string, create bool, perm uint32) (fd int, err error) {
+	fd, _, err = r.walkTracked(dir, create, perm, false)
+	return fd, err
+}
+
+// walkNames is walk without creating, which also returns the names of the
+// directories from the root to the one reached: its canonical name.
+func (r *Root) walkNames(dir string) (fd int, names []string, err error) {
+	return r.walkTracked(dir, false, 0, true)
+}
+
+func (r *Root) walkTracked(dir string, create bool, perm uint32, track bool) (fd int, names []string, err error) {
 	stack := make([]int, 1, 8)
 	stack[0] = r.fd
 	defer func() {
@@ -410,6 +460,9 @@ func (r *Root) walk(dir string, create bool, perm uint32) (fd int, err error) {
 			if len(stack) > 1 {
 				unix.Close(stack[len(stack)-1])
 				stack = stack[:len(stack)-1]
+				if track {
+					names = names[:len(names)-1]
+				}
 			}
 			continue
 		}
@@ -417,20 +470,23 @@ func (r *Root) walk(dir string, create bool, perm uint32) (fd int, err error) {
 		next, err := unix.Openat(cur, comp, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err == nil {
 			stack = append(stack, next)
+			if track {
+				names = append(names, comp)
+			}
 			continue
 		}
 		if err == unix.ENOENT && create {
 			if err := unix.Mkdirat(cur, comp, perm); err != nil && err != unix.EEXIST {
-				return -1, err
+				return -1, nil, err
 			}
 			if creates++; creates > unix.PathMax {
-				return -1, unix.ELOOP // something keeps removing what we create
+				return -1, nil, unix.ELOOP // something keeps removing what we create
 			}
 			rest = joinRest(comp, rest) // open what now exists
 			continue
 		}
 		if err != unix.ENOTDIR {
-			return -1, err
+			return -1, nil, err
 		}
 		// Not a directory: a symbolic link to expand, or a real ENOTDIR.
 		if linkbuf == nil {
@@ -438,16 +494,16 @@ func (r *Root) walk(dir string, create bool, perm uint32) (fd int, err error) {
 		}
 		n, err := unix.Readlinkat(cur, comp, linkbuf)
 		if err == unix.EINVAL {
-			return -1, unix.ENOTDIR
+			return -1, nil, unix.ENOTDIR
 		}
 		if err != nil {
-			return -1, err
+			return -1, nil, err
 		}
 		if n == len(linkbuf) {
-			return -1, unix.ENAMETOOLONG
+			return -1, nil, unix.ENAMETOOLONG
 		}
 		if links++; links > maxSymlinks {
-			return -1, unix.ELOOP
+			return -1, nil, unix.ELOOP
 		}
 		target := string(linkbuf[:n])
 		if strings.HasPrefix(target, "/") {
@@ -455,16 +511,18 @@ func (r *Root) walk(dir string, create bool, perm uint32) (fd int, err error) {
 				unix.Close(d)
 			}
 			stack = stack[:1]
+			names = names[:0]
 		}
 		rest = joinRest(target, rest)
 	}
 	top := stack[len(stack)-1]
 	if len(stack) == 1 {
 		// The walk ended at the root; hand out a descriptor of our own.
-		return unix.FcntlInt(uintptr(top), unix.F_DUPFD_CLOEXEC, 0)
+		fd, err := unix.FcntlInt(uintptr(top), unix.F_DUPFD_CLOEXEC, 0)
+		return fd, names, err
 	}
 	stack = stack[:len(stack)-1] // keep top open past the deferred close
-	return top, nil
+	return top, names, nil
 }
 
 func joinRest(first, rest string) string {

@@ -651,3 +651,77 @@ func openFDs(t *testing.T) int {
 	}
 	return len(ents)
 }
+
+// allModes runs f with every combination of the kernel's features and
+// /proc: openat2 or the walk, with /proc or without.
+func allModes(t *testing.T, f func(t *testing.T, opts []Option)) {
+	modes(t, func(t *testing.T, opts []Option) {
+		t.Run("proc", func(t *testing.T) { f(t, opts) })
+		t.Run("noproc", func(t *testing.T) { f(t, append(opts[:len(opts):len(opts)], WithoutProc())) })
+	})
+}
+
+// Canonical names are the same without /proc: they come from the walk.
+func TestCanonicalWithoutProc(t *testing.T) {
+	allModes(t, func(t *testing.T, opts []Option) {
+		root, _ := fixture(t)
+		os.MkdirAll(filepath.Join(root, "b/c"), 0755)
+		os.Symlink("b", filepath.Join(root, "a"))
+		os.Symlink(".", filepath.Join(root, "self"))
+		os.Symlink("../../../b", filepath.Join(root, "b/c/up"))
+		r := open(t, root, opts)
+		for name, want := range map[string]string{
+			"a/x": "b/x", "self/self/a/c/x": "b/c/x", "b/c/up/c/x": "b/c/x", "self/x": "x", "x": "x",
+		} {
+			if got, ok := r.Canonical(name); !ok || got != want {
+				t.Errorf("Canonical(%q) = %q, %v; want %q", name, got, ok, want)
+			}
+		}
+		if got, ok := r.CanonicalDir("self"); !ok || got != "" {
+			t.Errorf("CanonicalDir(self) = %q, %v; want the root", got, ok)
+		}
+	})
+}
+
+// Xattrs are set on directories, files, FIFOs and (where the file system
+// allows) symbolic links without following a final link and without
+// /proc; XattrReader reads them back the same ways.
+func TestXattrsWithoutProc(t *testing.T) {
+	allModes(t, func(t *testing.T, opts []Option) {
+		root, outside := fixture(t)
+		os.Mkdir(filepath.Join(root, "d"), 0755)
+		os.WriteFile(filepath.Join(root, "f"), nil, 0644)
+		os.Symlink("../outside/sentinel", filepath.Join(root, "l"))
+		r := open(t, root, opts)
+		for _, name := range []string{"d", "f"} {
+			if err := r.Lsetxattr(name, "user.k", []byte("v-"+name)); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		}
+		// user.* is not allowed on symbolic links; the call must fail
+		// without touching the link's target.
+		if err := r.Lsetxattr("l", "user.k", []byte("x")); err == nil {
+			t.Error("user.k set on a symbolic link")
+		}
+		if os.Geteuid() == 0 {
+			if err := r.Lsetxattr("l", "trusted.k", []byte("t")); err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
+				t.Errorf("trusted.k on a link: %v", err)
+			}
+		}
+		x := NewXattrReader(opts...)
+		dfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(dfd)
+		for _, name := range []string{"d", "f"} {
+			var st unix.Stat_t
+			unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+			got, ok, err := x.ListAt(dfd, name, &st)
+			if err != nil || !ok || len(got) != 1 || got[0].Name != "user.k" || string(got[0].Value) != "v-"+name {
+				t.Errorf("%s: %+v %v %v", name, got, ok, err)
+			}
+		}
+		checkOutside(t, outside)
+	})
+}
