@@ -340,23 +340,12 @@ func (r *Root) Lsetxattr(name, attr string, value []byte) error {
 	}
 	// A directory or regular file through its own descriptor: no /proc
 	// needed. Nothing else is opened: opening a device can act on it.
-	var st unix.Stat_t
-	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	fd, opened, err := openDirOrRegular(pfd, base, &r.noProc)
+	if err != nil {
 		return pathErr("setxattr", name, err)
 	}
-	if t := st.Mode & unix.S_IFMT; t == unix.S_IFDIR || t == unix.S_IFREG {
-		fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return pathErr("setxattr", name, err)
-		}
+	if opened {
 		defer unix.Close(fd)
-		var st2 unix.Stat_t
-		if err := unix.Fstat(fd, &st2); err != nil {
-			return pathErr("setxattr", name, err)
-		}
-		if st2.Dev != st.Dev || st2.Ino != st.Ino {
-			return pathErr("setxattr", name, unix.ESTALE)
-		}
 		return pathErr("setxattr", name, unix.Fsetxattr(fd, attr, value, 0))
 	}
 	if r.noProc {
@@ -384,7 +373,8 @@ var ErrNotRegular = errdefs.New(errdefs.ErrPathEscape, "not a regular file")
 // OpenFile opens the regular file name for reading. A final symbolic link
 // is not followed, and anything but a regular file is refused before it is
 // opened for reading: the check is made on an O_PATH descriptor and the
-// file is then reopened through that very descriptor.
+// file is then reopened through that very descriptor (see OpenRegularAt
+// for how without /proc).
 func (r *Root) OpenFile(name string) (*os.File, error) {
 	dir, base := split(name)
 	if base == "" {
@@ -394,39 +384,7 @@ func (r *Root) OpenFile(name string) (*os.File, error) {
 	if err != nil {
 		return nil, pathErr("open", name, err)
 	}
-	pathfd, err := unix.Openat(pfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, pathErr("open", name, err)
-	}
-	defer unix.Close(pathfd)
-	var st unix.Stat_t
-	if err := unix.Fstat(pathfd, &st); err != nil {
-		return nil, pathErr("open", name, err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, pathErr("open", name, ErrNotRegular)
-	}
-	fd, err := -1, unix.ENOENT
-	if !r.noProc {
-		fd, err = unix.Open(procFD(pathfd), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
-	}
-	if err == unix.ENOENT {
-		// No /proc: open by name, without blocking, and make sure it is
-		// still the inode checked above.
-		fd, err = unix.Openat(pfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-		if err == nil {
-			var st2 unix.Stat_t
-			if err = unix.Fstat(fd, &st2); err == nil && (st2.Dev != st.Dev || st2.Ino != st.Ino) {
-				err = unix.ESTALE
-			}
-			if err == nil {
-				_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, unix.O_RDONLY)
-			}
-			if err != nil {
-				unix.Close(fd)
-			}
-		}
-	}
+	fd, _, err := openRegular(pfd, base, &r.noProc)
 	if err != nil {
 		return nil, pathErr("open", name, err)
 	}

@@ -12,7 +12,8 @@ import (
 // where the kernel allows: the *xattrat(2) system calls (Linux 6.13) act
 // on dirfd and base directly; before them, /proc/self/fd/N/base with the
 // l* calls, and without /proc a directory or regular file is opened
-// (O_NOFOLLOW, non-blocking) and read through its descriptor.
+// (checked through an O_PATH descriptor first, see OpenRegularAt) and read
+// through its descriptor.
 
 // xattrArgs is struct xattr_args of the *xattrat system calls.
 type xattrArgs struct {
@@ -147,8 +148,8 @@ func (x *XattrReader) ListAt(dirfd int, base string, st *unix.Stat_t) (attrs []X
 		if t != unix.S_IFDIR && t != unix.S_IFREG {
 			return nil, false, nil
 		}
-		fd, err := unix.Openat(dirfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-		if err != nil {
+		fd, opened, err := openDirOrRegular(dirfd, base, &x.noProc)
+		if err != nil || !opened {
 			return nil, false, err
 		}
 		closeFD = fd
