@@ -79,7 +79,7 @@ func (r *Root) MkdirAll(name string, perm uint32) error {
 			return nil
 		}
 		if err != unix.ENOENT {
-			return pathErr("mkdir", name, err)
+			return pathErr("mkdir", name, r.xdevErr(err, c))
 		}
 		// Something is missing: the walk creates it, confined the same way.
 	}
@@ -189,6 +189,7 @@ func (r *Root) Remove(name string) error {
 	if err == unix.EISDIR {
 		err = unix.Unlinkat(pfd, base, unix.AT_REMOVEDIR)
 	}
+	err = r.busyErr(err, pfd, base, clean(name))
 	r.dropCache()
 	return pathErr("remove", name, err)
 }
@@ -209,7 +210,7 @@ func (r *Root) RemoveAll(name string) error {
 	if err != nil {
 		return pathErr("remove", name, err)
 	}
-	err = r.removeAllAt(pfd, base, false)
+	err = r.removeAllAt(pfd, base, false, clean(name))
 	r.dropCache()
 	return pathErr("remove", name, err)
 }
@@ -231,6 +232,11 @@ func (r *Root) Rename(oldname, newname string) error {
 		return pathErr("rename", oldname, err)
 	}
 	err = unix.Renameat(ofd, obase, nfd, nbase)
+	if err == unix.EBUSY {
+		if err = r.busyErr(err, ofd, obase, clean(oldname)); err == unix.EBUSY {
+			err = r.busyErr(err, nfd, nbase, clean(newname))
+		}
+	}
 	if owned {
 		unix.Close(ofd)
 	}
@@ -402,6 +408,7 @@ func (r *Root) ReadDirNames(name string) ([]string, error) {
 		fd, err = unix.Openat(r.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	case r.openat2:
 		fd, err = openat2InRoot(r.fd, c, unix.O_RDONLY|unix.O_DIRECTORY)
+		err = r.xdevErr(err, c)
 	default:
 		var pfd int
 		if pfd, err = r.walk(c, false, 0); err == nil {
@@ -430,7 +437,7 @@ func (r *Root) MoveOut(name string, dirfd int, newname string) error {
 	if err != nil {
 		return pathErr("rename", name, err)
 	}
-	err = unix.Renameat(pfd, base, dirfd, newname)
+	err = r.busyErr(unix.Renameat(pfd, base, dirfd, newname), pfd, base, clean(name))
 	r.dropCache()
 	return pathErr("rename", name, err)
 }
