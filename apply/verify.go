@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"unicode/utf8"
@@ -310,10 +309,13 @@ func Verify(ctx context.Context, stateDir, rootfs string, opts ...Option) ([]Dri
 		return nil, err
 	}
 	defer unlock()
-	mf, err := os.Open(filepath.Join(stateDir, manifestFile))
+	mf, err := openStateFile(stateDir, manifestFile)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, errdefs.Wrap(err, errdefs.ErrNotFound, "tree manifest")
+		}
+		if hasKind(err) {
+			return nil, err
 		}
 		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "tree manifest")
 	}
