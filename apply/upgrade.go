@@ -153,7 +153,10 @@ func Upgrade(ctx context.Context, stateDir, rootfs string) (upgraded bool, err e
 	}
 	var buf []byte
 	o, _ := makeOptions(nil)
-	drifts, err := verifyTree(ctx, zr, t, st.MaxDepth, o, func(e *treeEntry) error {
+	// The root is recorded as the tree has it, not compared: format 1
+	// did not record it, and the scratch directory's own mode and owner
+	// are not the image's.
+	drifts, err := verifyTree(ctx, zr, t, st.MaxDepth, o, false, func(e *treeEntry) error {
 		buf = appendTreeEntry(buf[:0], e)
 		_, err := zw.Write(buf)
 		return err

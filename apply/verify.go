@@ -166,6 +166,26 @@ func (sc *entryScanner) entryOf(path string, st *unix.Stat_t, dirfd int, base st
 	return e, nil
 }
 
+// rootPath is the path the manifest and Verify give the target directory
+// itself, the image's "/": no entry of the tree has it.
+const rootPath = "."
+
+// rootEntry describes the target directory, open as fd: its type, mode,
+// owner, mtime and xattrs, as for any directory.
+func (sc *entryScanner) rootEntry(fd int, st *unix.Stat_t) (treeEntry, error) {
+	e := treeEntry{Path: rootPath, Type: typeName(st.Mode), Mode: st.Mode & 07777, UID: st.Uid, GID: st.Gid, Mtime: st.Mtim.Nano()}
+	attrs, err := sc.xr.ListFD(fd)
+	if err != nil {
+		return e, walkErr(err, "")
+	}
+	for _, a := range attrs {
+		x := xattr{Value: a.Value}
+		x.Name, x.NameRaw = rawOrString(a.Name)
+		e.Xattrs = append(e.Xattrs, x)
+	}
+	return e, nil
+}
+
 func readlinkAt(dirfd int, base string) (string, error) {
 	for size := 256; ; size *= 2 {
 		buf := make([]byte, size)
@@ -218,7 +238,17 @@ func (s *stateRec) writeManifest(ctx context.Context, target string, o *options)
 	s.zw.Reset(bw)
 	s.out = s.out[:0]
 	sc := newEntryScanner()
-	err = walkTree(ctx, target, o.maxDepth, func(path string, st *unix.Stat_t, dirfd int, base string) error {
+	// The target itself first, as ".": its mode, owner, xattrs and mtime
+	// are the image's "/" (a container can chmod 0777 it too).
+	root := func(fd int, st *unix.Stat_t) error {
+		e, err := sc.rootEntry(fd, st)
+		if err != nil {
+			return err
+		}
+		s.out = appendTreeEntry(s.out, &e)
+		return s.writeOut(false)
+	}
+	err = walkTree(ctx, target, o.maxDepth, root, func(path string, st *unix.Stat_t, dirfd int, base string) error {
 		e, err := sc.entryOf(path, st, dirfd, base, func() (sum, error) {
 			d, ok, err := s.sums.get(st.Dev, st.Ino)
 			if err != nil {
@@ -325,13 +355,15 @@ func Verify(ctx context.Context, stateDir, rootfs string, opts ...Option) ([]Dri
 		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "tree manifest")
 	}
 	defer zr.Close()
-	return verifyTree(ctx, zr, rootfs, st.MaxDepth, o, nil)
+	return verifyTree(ctx, zr, rootfs, st.MaxDepth, o, true, nil)
 }
 
 // verifyTree compares the tree at rootfs with the manifest read from r.
 // emit, when not nil, gets the entry read from the tree for every path the
-// manifest has.
-func verifyTree(ctx context.Context, r io.Reader, rootfs string, maxDepth int, o *options, emit func(*treeEntry) error) ([]Drift, error) {
+// manifest has, and for the root. The root is compared when compareRoot
+// is set and the manifest records it (manifests written before the root
+// was recorded begin with its first entry).
+func verifyTree(ctx context.Context, r io.Reader, rootfs string, maxDepth int, o *options, compareRoot bool, emit func(*treeEntry) error) ([]Drift, error) {
 	m := &manifestReader{dec: json.NewDecoder(r)}
 	if err := m.advance(); err != nil {
 		return nil, err
@@ -341,7 +373,32 @@ func verifyTree(ctx context.Context, r io.Reader, rootfs string, maxDepth int, o
 	if maxDepth <= 0 {
 		maxDepth = DefaultMaxDepth
 	}
-	err := walkTree(ctx, rootfs, maxDepth, func(path string, st *unix.Stat_t, dirfd int, base string) error {
+	root := func(fd int, st *unix.Stat_t) error {
+		var want *treeEntry
+		if m.cur != nil && m.cur.path() == rootPath {
+			want = m.cur
+			if err := m.advance(); err != nil {
+				return err
+			}
+		}
+		if want == nil && emit == nil {
+			return nil
+		}
+		got, err := sc.rootEntry(fd, st)
+		if err != nil {
+			return err
+		}
+		if want != nil && compareRoot {
+			if ch := compareEntries(want, &got, o); len(ch) > 0 {
+				drifts = append(drifts, Drift{Path: rootPath, Kind: DriftChanged, Changes: ch})
+			}
+		}
+		if emit != nil {
+			return emit(&got)
+		}
+		return nil
+	}
+	err := walkTree(ctx, rootfs, maxDepth, root, func(path string, st *unix.Stat_t, dirfd int, base string) error {
 		for m.cur != nil && pathLess(m.cur.path(), path) {
 			drifts = append(drifts, Drift{Path: m.cur.path(), Kind: DriftDisappeared})
 			if err := m.advance(); err != nil {
