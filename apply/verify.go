@@ -306,6 +306,40 @@ type Drift struct {
 	Changes []string `json:"changes,omitempty"`
 }
 
+// driftJSON is Drift's JSON form.
+type driftJSON struct {
+	Path    string    `json:"path"`
+	PathRaw []byte    `json:"pathRaw,omitempty"`
+	Kind    DriftKind `json:"kind"`
+	Changes []string  `json:"changes,omitempty"`
+}
+
+// MarshalJSON writes the drift as {"path", "pathRaw", "kind", "changes"}.
+// A JSON string holds UTF-8 only, and a Linux name is bytes: encoding/json
+// writes each invalid byte as U+FFFD, so that \xff\xfe and \xfe\xff both
+// came out as "\ufffd\ufffd". When Path is not valid UTF-8, pathRaw holds
+// its exact bytes (base64) beside it; path stays for display.
+func (d Drift) MarshalJSON() ([]byte, error) {
+	j := driftJSON{Path: d.Path, Kind: d.Kind, Changes: d.Changes}
+	if !utf8.ValidString(d.Path) {
+		j.PathRaw = []byte(d.Path)
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes, pathRaw first.
+func (d *Drift) UnmarshalJSON(b []byte) error {
+	var j driftJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*d = Drift{Path: j.Path, Kind: j.Kind, Changes: j.Changes}
+	if j.PathRaw != nil {
+		d.Path = string(j.PathRaw)
+	}
+	return nil
+}
+
 // DefaultIgnoredXattrs are the extended attributes Verify does not
 // compare unless WithIgnoredXattrs says otherwise: security.selinux is the
 // label a host's policy gives files, not content of the image.
