@@ -107,21 +107,25 @@ func pickLayer(st *apply.State, s string) (digest.Digest, error) {
 	return d, nil
 }
 
-// rebuildOne writes one layer to out (published whole on success, so a
-// failed rebuild leaves no file) or to standard output.
+// rebuildOne writes one layer to standard output or to out (see
+// openLayerOutput: a file is published whole on success, so a failed rebuild
+// leaves no file; a FIFO, device or socket is written through).
 func rebuildOne(ctx context.Context, e *env, state, rootfs string, d digest.Digest, out string) error {
 	if out == "" || out == "-" {
 		return apply.Rebuild(ctx, state, rootfs, d, e.stdout)
 	}
-	tmp, err := atomicfile.Create(out, 0o644)
+	w, err := openLayerOutput(ctx, out)
 	if err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "-o %s", out)
-	}
-	defer tmp.Abort()
-	if err := apply.Rebuild(ctx, state, rootfs, d, tmp); err != nil {
 		return err
 	}
-	return tmp.Commit()
+	if err := apply.Rebuild(ctx, state, rootfs, d, w); err != nil {
+		w.Abort()
+		return err
+	}
+	if err := w.Commit(); err != nil {
+		return errdefs.Wrap(err, errdefs.ErrInternal, "-o %s", out)
+	}
+	return nil
 }
 
 type layerCheckJSON struct {
