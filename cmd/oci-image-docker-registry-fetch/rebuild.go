@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	flag "github.com/spf13/pflag"
 
@@ -166,7 +167,7 @@ func rebuildAll(ctx context.Context, e *env, state, rootfs, outDir string, check
 		}
 	}
 	if asJSON {
-		if err := writeJSON(e, map[string]any{"rootfs": rootfs, "layers": rows, "ok": failed == 0}); err != nil {
+		if err := writeJSON(e, withRaw(map[string]any{"layers": rows, "ok": failed == 0}, "rootfs", rootfs)); err != nil {
 			return err
 		}
 	}
@@ -265,7 +266,8 @@ func verifyCommand() *command {
 					if drift == nil {
 						drift = []apply.Drift{}
 					}
-					if err := writeJSON(e, map[string]any{"rootfs": args[0], "clean": len(drift) == 0, "drift": drift}); err != nil {
+					// apply.Drift adds pathRaw to a path that is not UTF-8.
+					if err := writeJSON(e, withRaw(map[string]any{"clean": len(drift) == 0, "drift": drift}, "rootfs", args[0])); err != nil {
 						return err
 					}
 				} else {
@@ -284,4 +286,16 @@ func verifyCommand() *command {
 			}
 		},
 	}
+}
+
+// withRaw sets m[key] to the path p and, when p is not valid UTF-8
+// (which a JSON string cannot hold: encoding/json would write U+FFFD for
+// each bad byte), m[key+"Raw"] to its exact bytes, base64: --json stays
+// exact for any name.
+func withRaw(m map[string]any, key, p string) map[string]any {
+	m[key] = p
+	if !utf8.ValidString(p) {
+		m[key+"Raw"] = []byte(p)
+	}
+	return m
 }
