@@ -30,13 +30,15 @@ func TestApplyBusyWhateverName(t *testing.T) {
 	alias := filepath.Join(dir, "alias")
 	os.Symlink("rootfs", alias)
 	state := DefaultStateDir(target)
-	held, opened, release := blockingLayer(blob(t, mtTar, l1))
+	// Held before its first byte, as the attack found it: the tree is
+	// still empty, so nothing but a lock can stop a second apply.
+	held, opened, release := blockingLayer(blob(t, mtTar, l0))
 	done := make(chan error, 1)
 	go func() {
-		_, err := Apply(context.Background(), target, []Layer{blob(t, mtTar, l0), held}, WithStateDir(state))
+		_, err := Apply(context.Background(), target, []Layer{held, blob(t, mtTar, l1)}, WithStateDir(state))
 		done <- err
 	}()
-	<-opened // layer 1 applied, layer 2 held mid-apply
+	<-opened
 	before := treecmpWalk(t, dir)
 	// A layer that would fail: were the second apply to run, its failure
 	// would empty the tree.

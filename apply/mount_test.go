@@ -86,12 +86,12 @@ func TestRerunStopsAtMountPoint(t *testing.T) {
 	os.WriteFile(filepath.Join(precious, "file"), []byte("do not delete"), 0644)
 	bindMount(t, precious, filepath.Join(target, "data"))
 	_, err := Apply(context.Background(), target, []Layer{blob(t, mtTar, l0), blob(t, mtTar, l1)}, WithStateDir(state))
+	if b, err := os.ReadFile(filepath.Join(precious, "file")); err != nil || string(b) != "do not delete" {
+		t.Errorf("the mounted directory lost its file: %q %v", b, err)
+	}
 	wantKind(t, err, errdefs.ErrInvalidArgument)
 	if !strings.Contains(err.Error(), `"data"`) || !strings.Contains(err.Error(), "unmount") {
 		t.Errorf("error %q does not name the mount point and say to unmount it", err)
-	}
-	if b, err := os.ReadFile(filepath.Join(precious, "file")); err != nil || string(b) != "do not delete" {
-		t.Fatalf("the mounted directory lost its file: %q %v", b, err)
 	}
 	if st, err := Status(state); err != nil || st.Status != StatusApplying {
 		t.Errorf("the state after the stop: %+v %v", st, err)

@@ -245,7 +245,7 @@ func TestCLIE2ERebuildOutputKinds(t *testing.T) {
 		if r := rebuildTo(fifo); r.code != 0 {
 			t.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
-		if b := <-got; !bytes.Equal(b, layer) {
+		if b := receive(t, got); !bytes.Equal(b, layer) {
 			t.Errorf("the reader got %d bytes, not the layer's %d", len(b), len(layer))
 		}
 		if typeOf(fifo) != unix.S_IFIFO {
@@ -273,7 +273,7 @@ func TestCLIE2ERebuildOutputKinds(t *testing.T) {
 		if r := rebuildTo(sock); r.code != 0 {
 			t.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
-		if b := <-got; !bytes.Equal(b, layer) {
+		if b := receive(t, got); !bytes.Equal(b, layer) {
 			t.Errorf("the socket got %d bytes, not the layer's %d", len(b), len(layer))
 		}
 		if typeOf(sock) != unix.S_IFSOCK {
@@ -327,6 +327,19 @@ func TestCLIE2ERebuildOutputKinds(t *testing.T) {
 			t.Errorf("standard output got %d bytes; the link is type %o", out.Len(), typeOf(link))
 		}
 	})
+}
+
+// receive waits for what a reader got; a reader nobody writes to (the
+// FIFO or socket was replaced by a file) gets nothing.
+func receive(t *testing.T, got <-chan []byte) []byte {
+	t.Helper()
+	select {
+	case b := <-got:
+		return b
+	case <-time.After(20 * time.Second):
+		t.Error("nothing was written to the reader")
+		return nil
+	}
 }
 
 // --json stays exact for names that are not UTF-8: each such path comes
