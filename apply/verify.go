@@ -298,6 +298,8 @@ const (
 
 // Drift is a path of the tree that differs from what Apply left.
 type Drift struct {
+	// Path is relative to the target, "." for the target itself. Its JSON
+	// form adds pathRaw when it is not valid UTF-8 (see MarshalJSON).
 	Path string    `json:"path"`
 	Kind DriftKind `json:"kind"`
 	// Changes lists what changed, for DriftChanged: "type", "mode",
@@ -353,16 +355,21 @@ var DefaultIgnoredXattrs = []string{"security.selinux"}
 // hard-link grouping (which paths share an inode), and, by kind, a file's
 // size, content (its digest: every file is read; a file with holes by its
 // data regions only) and modification time, a link's target, a device's
-// numbers, and with WithDirMtimes a directory's modification time.
+// numbers, and with WithDirMtimes a directory's modification time. The
+// directory rootfs itself, the image's "/", is compared as any directory
+// and reported as "." (a manifest written before it was recorded leaves
+// it out). A state directory another user could write is refused
+// (invalid_argument): it is the reference.
 //
 // It returns one Drift per path that changed, disappeared or appeared,
-// in walk order (each directory's entries sorted, after it); nil when the
-// tree is as applied. Memory stays bounded by the entries of the
+// in walk order (the root first, each directory's entries sorted, after
+// it); nil when the tree is as applied. Memory stays bounded by the entries of the
 // directories on the walked path and a few dozen descriptors, however
 // deep the tree: the manifest and the tree are read side by side, as
 // streams in the same order. A tree deeper than the state's depth limit
 // is too_large. A state that is not complete is invalid_argument, one
-// that describes another directory too, and one an unpack holds is busy.
+// that describes another directory too, and one an unpack holds (through
+// whatever name of the directory) is busy.
 func Verify(ctx context.Context, stateDir, rootfs string, opts ...Option) ([]Drift, error) {
 	o, err := makeOptions(opts)
 	if err != nil {
