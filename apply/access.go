@@ -78,32 +78,35 @@ func openTreeFile(root *fsroot.Root, name string) (*os.File, error) {
 
 // openAtOwner opens the regular file base in the directory dirfd for
 // reading, never following a final symbolic link, with the owner's
-// temporary read permission when needed.
+// temporary read permission when needed. Nothing but a regular file is
+// ever opened for reading: the walk's lstat is no guarantee, since a
+// container can swap the file for a device node before the open, and
+// open(2) of a device runs its driver (fsroot.OpenRegularAt checks an
+// O_PATH descriptor and reopens that very inode).
 func openAtOwner(dirfd int, base string) (*os.File, error) {
-	fd, err := unix.Openat(dirfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err == unix.EACCES && os.Geteuid() != 0 {
-		if pfd, perr := unix.Openat(dirfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); perr == nil {
-			var st unix.Stat_t
-			if unix.Fstat(pfd, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && int(st.Uid) == os.Geteuid() {
-				mode := st.Mode & 07777
-				if unix.Chmod(procPath(pfd), mode|0400) == nil {
-					fd, err = unix.Open(procPath(pfd), unix.O_RDONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-					unix.Chmod(procPath(pfd), mode)
-				}
-			}
-			unix.Close(pfd)
-		}
+	f, _, err := fsroot.OpenRegularAt(dirfd, base)
+	if err == nil || !errors.Is(err, unix.EACCES) || os.Geteuid() == 0 {
+		return f, err
 	}
-	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: base, Err: err}
+	pfd, perr := unix.Openat(dirfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if perr != nil {
+		return nil, err
 	}
+	defer unix.Close(pfd)
 	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
-		unix.Close(fd)
-		if err == nil {
-			err = fsroot.ErrNotRegular
-		}
-		return nil, &fs.PathError{Op: "open", Path: base, Err: err}
+	if unix.Fstat(pfd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || int(st.Uid) != os.Geteuid() {
+		return nil, err
+	}
+	// The mode of that very inode, through /proc (a mode-000 file of the
+	// caller's cannot be read otherwise), put back at once.
+	mode := st.Mode & 07777
+	if unix.Chmod(procPath(pfd), mode|0400) != nil {
+		return nil, err
+	}
+	fd, oerr := unix.Open(procPath(pfd), unix.O_RDONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	unix.Chmod(procPath(pfd), mode)
+	if oerr != nil {
+		return nil, &fs.PathError{Op: "open", Path: base, Err: oerr}
 	}
 	return os.NewFile(uintptr(fd), base), nil
 }

@@ -121,11 +121,14 @@
 // interrupted apply leaves, which ocifetch.Unpack and Bundle (and the CLI)
 // share:
 //
-//   - One Apply per target: an exclusive flock(2) on the state
-//     directory's lock file, taken before anything else. A second Apply
-//     fails at once with kind busy and touches nothing; CheckTarget tells
-//     without locking (ocifetch.Unpack asks it before it resolves).
-//     Verify, Rebuild and Check take the lock shared.
+//   - One Apply per target: an exclusive flock(2) on the target directory
+//     itself, taken before anything else, whatever name reaches it (a
+//     symbolic link, another state directory: the kernel keeps flock per
+//     inode), and one on the state directory's lock file. A second Apply
+//     fails at once with kind busy and touches nothing, not even its
+//     state directory; CheckTarget tells without holding a lock
+//     (ocifetch.Unpack asks it before it resolves). Verify, Rebuild,
+//     Check and Upgrade take both locks shared.
 //   - Nothing is created before Apply is called; a failure before its
 //     first byte leaves the target as it was, not made if it did not
 //     exist (Apply makes a missing target, with its parents).
@@ -135,7 +138,10 @@
 //   - A crash leaves state.json saying "applying"; the next Apply into the
 //     target empties its contents, removes the state and starts over. It
 //     never removes or replaces the target directory itself, nor a
-//     symbolic link given as the target: it is followed.
+//     symbolic link given as the target: it is followed. Emptying never
+//     crosses a mount point inside the target: one stops it with
+//     invalid_argument naming it (fsroot.ErrMountPoint), nothing under it
+//     touched, the state left "applying" for the rerun once unmounted.
 //   - The state records the target's identity (device, inode and birth
 //     time from statx: TargetID), nothing inside the tree, where a
 //     container could forge it. A state whose identity does not match the
@@ -155,7 +161,14 @@
 // (Verify). The state directory lies outside the tree, on the same file
 // system: DefaultStateDir(target) is the sibling <parent>/.<base>.ocifetch
 // of the target's absolute path. It must stay out of reach of whatever
-// runs in the tree: rebuild and verify trust it. Its layout (version 2):
+// runs in the tree: rebuild and verify trust it. So it is trusted only
+// when it belongs to the caller or root and is not writable by group or
+// others, and so is everything read from it (tarsplit/, shadow/<layer>/,
+// state.json, tree.json.zst, the tar-split files, the lock), checked on
+// the descriptor then read, never opened through a symbolic link (a
+// symbolic link to the state directory must be the caller's or root's);
+// otherwise invalid_argument names it. Apply makes it mode 0700. Its
+// layout (version 2):
 //
 //	lock                          flock(2): exclusive for Apply, shared for
 //	                              Verify, Rebuild, Check; holds the pid
@@ -244,9 +257,11 @@
 // the stream. Check, whose output goes nowhere, hashes each payload as
 // it reads it.
 //
-// tree.json.zst is a zstd stream of JSON lines, one per object of the tree
-// (the root excluded), in walk order (depth first, each directory's entries
-// sorted by name, a directory before them): {"path", "path_raw" (not
+// tree.json.zst is a zstd stream of JSON lines, one per object of the tree,
+// in walk order: the target directory itself first, as path "." (a
+// manifest written before the root was recorded lacks that line, and its
+// root is not compared), then depth first, each directory's entries
+// sorted by name, a directory before them: {"path", "path_raw" (not
 // UTF-8), "type" (file, dir, symlink, fifo, char, block, socket), "mode"
 // (permissions with setuid, setgid, sticky), "uid", "gid", and by type
 // "size", "digest" (the content digest, taken while the file was
@@ -258,7 +273,10 @@
 // mode, owner, size, content, mtime, target, device, xattrs, links),
 // disappeared or appeared. Extended attributes are compared but for
 // WithIgnoredXattrs (security.selinux by default); directory times only
-// WithDirMtimes. A file that takes less space than its size (st_blocks)
+// WithDirMtimes. The root is compared as any directory, reported as ".".
+// A regular file is opened only through a descriptor whose type was
+// checked (fsroot.OpenRegularAt): a file swapped for a device node after
+// the walk's lstat is never opened. A file that takes less space than its size (st_blocks)
 // is read by its data regions (SEEK_DATA, SEEK_HOLE), its holes accounted
 // for without reading them. The walk holds at most 32 directory
 // descriptors however deep the tree (a level closed meanwhile is opened

@@ -309,16 +309,25 @@ func (rb *rebuilder) close() {
 // shadowed lists the shadow store of a layer: position -> kept (a file)
 // or not (a .dropped marker).
 func (rb *rebuilder) shadowed(key string) (map[int]bool, error) {
-	ents, err := os.ReadDir(filepath.Join(rb.stateDir, shadowDir, key))
+	dfd, err := openStateDirAt(rb.stateDir, shadowDir+"/"+key)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
+		if hasKind(err) {
+			return nil, err
+		}
 		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "shadow store")
 	}
-	m := make(map[int]bool, len(ents))
-	for _, e := range ents {
-		n, dropped := strings.CutSuffix(e.Name(), droppedExt)
+	d := os.NewFile(uintptr(dfd), filepath.Join(rb.stateDir, shadowDir, key))
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "shadow store")
+	}
+	m := make(map[int]bool, len(names))
+	for _, name := range names {
+		n, dropped := strings.CutSuffix(name, droppedExt)
 		pos, err := strconv.Atoi(n)
 		if err != nil {
 			continue // a temporary file
@@ -333,10 +342,13 @@ func (rb *rebuilder) shadowed(key string) (map[int]bool, error) {
 // layer rebuilds one layer into w and returns the bytes written.
 func (rb *rebuilder) layer(ctx context.Context, diffID digest.Digest, w io.Writer) (int64, error) {
 	key := layerKey(diffID)
-	f, err := os.Open(filepath.Join(rb.stateDir, tarsplitName(diffID)))
+	f, err := openStateFile(rb.stateDir, tarsplitName(diffID))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return 0, errdefs.Wrap(err, errdefs.ErrNotFound, "no tar-split metadata for layer %s", diffID)
+		}
+		if hasKind(err) {
+			return 0, err
 		}
 		return 0, errdefs.Wrap(err, errdefs.ErrInternal, "tar-split metadata of layer %s", diffID)
 	}
@@ -420,7 +432,12 @@ func (rb *rebuilder) payload(ctx context.Context, diffID digest.Digest, key stri
 	case inShadow && !kept:
 		return perr(errdefs.ErrNotFound, ReasonNotKept, "a later layer replaced it and its shadow copy was not kept")
 	case inShadow:
-		dfd, err := unix.Open(filepath.Join(rb.stateDir, shadowDir, key), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		// The directory is checked (statedir.go); the copy keeps the
+		// image's owner and mode, and its digest is checked below.
+		dfd, err := openStateDirAt(rb.stateDir, shadowDir+"/"+key)
+		if err != nil && hasKind(err) && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 		if err == nil {
 			f, err = openAtOwner(dfd, strconv.Itoa(e.Position))
 			unix.Close(dfd)

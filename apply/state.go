@@ -164,12 +164,25 @@ func versionError(stateDir string, v int) error {
 		"%s was recorded by a newer version of ocifetch (state format %d, this one reads %d): use that version", stateDir, v, stateVersion)
 }
 
-// readState reads state.json whatever its version.
+// readState reads state.json whatever its version, from a state
+// directory the caller can trust (checkStateDir).
 func readState(stateDir string) (*State, error) {
 	p := filepath.Join(stateDir, stateFile)
-	b, err := readSmallFile(p, 16<<20)
+	f, err := openStateFile(stateDir, stateFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, errdefs.Wrap(err, errdefs.ErrNotFound, "no apply state in %s", stateDir)
+	}
+	if err != nil {
+		if hasKind(err) {
+			return nil, err
+		}
+		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "reading the apply state")
+	}
+	defer f.Close()
+	const max = 16 << 20
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err == nil && len(b) > max {
+		err = fmt.Errorf("%s is larger than %d bytes", p, max)
 	}
 	if err != nil {
 		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "reading the apply state")
@@ -186,24 +199,6 @@ func readState(stateDir string) (*State, error) {
 		}
 	}
 	return &s, nil
-}
-
-// readSmallFile reads a regular file of at most max bytes, never through
-// a final symbolic link.
-func readSmallFile(p string, max int64) ([]byte, error) {
-	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", p)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err == nil && int64(len(b)) > max {
-		err = fmt.Errorf("%s is larger than %d bytes", p, max)
-	}
-	return b, err
 }
 
 // layerKey names a layer's files in the state directory: "<alg>-<hex>" of

@@ -24,10 +24,11 @@ import (
 //   - Nothing is created before Apply is called (ocifetch.Unpack calls it
 //     once the image resolved), and an Apply that fails before it applied
 //     a byte leaves the target as it was: not created if it did not exist.
-//   - One Apply per target: an exclusive flock(2) on the state
-//     directory's lock file, taken before anything else; a second Apply
-//     fails at once with kind busy and touches nothing. Verify and Rebuild
-//     take the same lock shared.
+//   - One Apply per target: an exclusive flock(2) on the target directory
+//     itself, whatever name reaches it (a symbolic link, another state
+//     directory), taken before anything else, and one on the state
+//     directory's lock file; a second Apply fails at once with kind busy
+//     and touches nothing. Verify and Rebuild take both locks shared.
 //   - A failure the process catches after the first byte (a bad digest, a
 //     limit, a cancellation by a signal) empties the target's contents and
 //     removes the state before Apply returns: the target is as it was.
@@ -43,6 +44,7 @@ import (
 type lease struct {
 	target, stateDir string // absolute
 	lock             *stateLock
+	targetLock       *targetLock
 	createdState     bool     // stateDir did not exist
 	createdTarget    []string // directories made for the target, outermost first
 	createdLock      bool
@@ -62,29 +64,88 @@ func (l *stateLock) release() {
 	}
 }
 
+// targetLock is a flock(2) on the target directory itself: the lock of
+// the state directory alone let two unpacks of one directory run at once
+// when they reached it by two names (DIR and a symbolic link to it, or
+// DIR with two state directories); the one that failed emptied the tree
+// under the other, which then recorded it complete with files missing.
+// The kernel keeps flock locks per inode, so every name of the directory
+// meets the same lock. Nothing is written inside the target for it.
+type targetLock struct{ f *os.File }
+
+func (l *targetLock) release() {
+	if l != nil && l.f != nil {
+		l.f.Close()
+		l.f = nil
+	}
+}
+
+// id returns the identity of the locked directory.
+func (l *targetLock) id() (TargetID, error) { return targetID(int(l.f.Fd())) }
+
+// lockTarget takes the lock of the directory t (the caller's symbolic
+// links followed), exclusive or shared, without waiting: held by another
+// process, it is busy.
+func lockTarget(t string, exclusive bool) (*targetLock, error) {
+	fd, err := unix.Open(t, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: t, Err: err}
+	}
+	how := unix.LOCK_SH
+	if exclusive {
+		how = unix.LOCK_EX
+	}
+	if err := unix.Flock(fd, how|unix.LOCK_NB); err != nil {
+		unix.Close(fd)
+		if err == unix.EWOULDBLOCK {
+			return nil, errdefs.New(errdefs.ErrBusy, "%s is in use by another process (an unpack, verify or rebuild, maybe under another name or state directory): wait for it to finish", t)
+		}
+		return nil, errdefs.Wrap(&fs.PathError{Op: "flock", Path: t, Err: err}, errdefs.ErrInternal, "locking the target")
+	}
+	return &targetLock{f: os.NewFile(uintptr(fd), t)}, nil
+}
+
 // lockState takes the lock of the state directory dir, exclusive or
 // shared, without waiting: held by another process, it is busy. create
 // makes the lock file when missing (the exclusive case); created reports
 // that it did. A lock file removed by its holder between open and flock
 // is noticed (its inode is no longer at the path) and the lock is taken
-// again on the new one.
+// again on the new one. dir and the lock file must be trusted
+// (checkTrusted): an error with a kind says they are not.
 func lockState(dir string, exclusive, create bool) (l *stateLock, created bool, err error) {
 	p := filepath.Join(dir, lockFile)
+	dfd, err := openStateRoot(dir)
+	if err != nil {
+		return nil, false, err
+	}
+	defer unix.Close(dfd)
 	for attempt := 0; ; attempt++ {
-		flags := unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+		flags := unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
 		if exclusive {
-			flags = unix.O_RDWR | unix.O_NOFOLLOW | unix.O_CLOEXEC
+			flags = unix.O_RDWR | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
 		}
-		fd, err := unix.Open(p, flags, 0)
+		fd, err := unix.Openat(dfd, lockFile, flags, 0)
 		made := false
 		if err == unix.ENOENT && create {
-			fd, err = unix.Open(p, flags|unix.O_CREAT|unix.O_EXCL, 0o644)
+			fd, err = unix.Openat(dfd, lockFile, flags|unix.O_CREAT|unix.O_EXCL, 0o644)
 			made = err == nil
 			if err == unix.EEXIST && attempt < 10 {
 				continue
 			}
 		}
 		if err != nil {
+			if err == unix.ELOOP {
+				return nil, false, stateOpenErr(p, err)
+			}
+			return nil, false, err
+		}
+		var fst unix.Stat_t
+		if err := unix.Fstat(fd, &fst); err != nil || fst.Mode&unix.S_IFMT != unix.S_IFREG {
+			unix.Close(fd)
+			return nil, false, stateOpenErr(p, fsroot.ErrNotRegular)
+		}
+		if err := checkTrusted(p, &fst); err != nil {
+			unix.Close(fd)
 			return nil, false, err
 		}
 		how := unix.LOCK_SH
@@ -100,7 +161,7 @@ func lockState(dir string, exclusive, create bool) (l *stateLock, created bool, 
 			return nil, false, err
 		}
 		var a, b unix.Stat_t
-		if unix.Fstat(fd, &a) == nil && unix.Lstat(p, &b) == nil && a.Dev == b.Dev && a.Ino == b.Ino {
+		if unix.Fstat(fd, &a) == nil && unix.Fstatat(dfd, lockFile, &b, unix.AT_SYMLINK_NOFOLLOW) == nil && a.Dev == b.Dev && a.Ino == b.Ino {
 			f := os.NewFile(uintptr(fd), p)
 			if exclusive {
 				// Who holds it, for the message of the next one.
@@ -127,16 +188,28 @@ func lockHolder(fd int) string {
 	return ""
 }
 
-// openComplete takes the shared lock of stateDir, for reading a complete
-// state that describes rootfs: what Verify and Rebuild need. The state
-// directory may be out of the caller's write reach: without a lock file
-// (which every Apply of this version makes) nothing is locked.
+// openComplete takes the shared locks of stateDir and of the directory
+// rootfs, for reading a complete state that describes rootfs: what Verify
+// and Rebuild need. The state directory may be out of the caller's write
+// reach: without a lock file (which every Apply of this version makes)
+// the state directory is not locked, the target still is.
 func openComplete(stateDir, rootfs string) (*State, func(), error) {
 	l, _, err := lockState(stateDir, false, false)
 	if err != nil && hasKind(err) {
 		return nil, nil, err
 	}
-	unlock := func() { l.release() }
+	tl, err := lockTarget(rootfs, false)
+	if err != nil {
+		l.release()
+		if hasKind(err) {
+			return nil, nil, err
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, errdefs.Wrap(err, errdefs.ErrNotFound, "%s", rootfs)
+		}
+		return nil, nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "%s", rootfs)
+	}
+	unlock := func() { tl.release(); l.release() }
 	st, err := Status(stateDir)
 	if err != nil {
 		unlock()
@@ -146,9 +219,14 @@ func openComplete(stateDir, rootfs string) (*State, func(), error) {
 		unlock()
 		return nil, nil, errdefs.New(errdefs.ErrInvalidArgument, "the apply into %s did not complete (status %q): unpack it again", rootfs, st.Status)
 	}
-	if err := checkIdentity(st, stateDir, rootfs); err != nil {
+	id, err := tl.id()
+	if err != nil {
 		unlock()
-		return nil, nil, err
+		return nil, nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "%s", rootfs)
+	}
+	if st.Target == nil || !sameTarget(*st.Target, id) {
+		unlock()
+		return nil, nil, mismatchError(stateDir, rootfs)
 	}
 	return st, unlock, nil
 }
@@ -192,16 +270,27 @@ func CheckTarget(target, stateDir string) error {
 	if err := checkOutside(t, s); err != nil {
 		return err
 	}
+	if tl, err := lockTarget(t, true); err == nil {
+		tl.release() // a lock just taken
+	} else if errdefs.Is(err, errdefs.ErrBusy) {
+		return err
+	}
 	info, err := os.Lstat(s)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return checkEmptyTarget(t)
 	case err != nil:
 		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "state directory %s", s)
-	case !info.IsDir():
+	case info.Mode()&fs.ModeSymlink == 0 && !info.IsDir():
 		return errdefs.New(errdefs.ErrInvalidArgument, "state directory %s is not a directory", s)
 	}
-	if fd, err := unix.Open(filepath.Join(s, lockFile), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+	if err := checkStateDir(s); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return errdefs.New(errdefs.ErrInvalidArgument, "state directory %s is a dangling symbolic link", s)
+		}
+		return err
+	}
+	if fd, err := unix.Open(filepath.Join(s, lockFile), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err == nil {
 		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
 		holder := lockHolder(fd)
 		unix.Close(fd) // releases a lock just taken
@@ -222,8 +311,15 @@ const (
 )
 
 // decide reads the state directory s (which exists) and the target t and
-// says what Apply does, or why it refuses. Nothing is changed.
+// says what Apply does, or why it refuses. Nothing is changed. A state
+// directory the caller cannot trust (checkStateDir) is refused.
 func decide(t, s string) (action, error) {
+	if err := checkStateDir(s); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return 0, errdefs.New(errdefs.ErrInvalidArgument, "state directory %s is a dangling symbolic link", s)
+		}
+		return 0, err
+	}
 	ents, err := os.ReadDir(s)
 	if err != nil {
 		return 0, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "state directory %s", s)
@@ -407,24 +503,55 @@ func acquire(target, stateDir string, st State) (_ *lease, err error) {
 			l.undo()
 		}
 	}()
+	// The target's own lock first: an unpack in progress, whatever name
+	// or state directory it uses, makes this one busy before anything is
+	// looked at or made.
+	if l.targetLock, err = lockTarget(t, true); err != nil {
+		if hasKind(err) {
+			return nil, err
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "target %s", t)
+		}
+		l.targetLock = nil // made and locked below
+	}
 	// Refuse what can be refused before creating anything.
-	if _, err := os.Lstat(s); errors.Is(err, fs.ErrNotExist) {
+	_, serr := os.Lstat(s)
+	if serr != nil && !errors.Is(serr, fs.ErrNotExist) {
+		return nil, errdefs.Wrap(serr, errdefs.ErrInvalidArgument, "state directory %s", s)
+	}
+	stateMissing := serr != nil
+	if stateMissing {
 		if err := checkEmptyTarget(t); err != nil {
 			return nil, err
 		}
+	} else if _, err := decide(t, s); err != nil {
+		return nil, err
+	}
+	if l.targetLock == nil {
+		made, err := mkdirAllTracked(t)
+		if err != nil {
+			return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "creating the target")
+		}
+		l.createdTarget = made
+		if l.targetLock, err = lockTarget(t, true); err != nil {
+			if hasKind(err) {
+				return nil, err
+			}
+			return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "target %s", t)
+		}
+	}
+	if stateMissing {
 		made, err := mkdirAllTracked(filepath.Dir(s))
 		if err != nil {
 			return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "creating the state directory")
 		}
-		l.createdTarget = made // parents shared with the target, removed likewise
+		l.createdTarget = append(l.createdTarget, made...) // removed likewise
+		// 0700: the state is the reference verify and rebuild trust.
 		if err := os.Mkdir(s, 0o700); err != nil {
 			return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "creating the state directory")
 		}
 		l.createdState = true
-	} else if err != nil {
-		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "state directory %s", s)
-	} else if _, err := decide(t, s); err != nil {
-		return nil, err
 	}
 	l.lock, l.createdLock, err = lockState(s, true, true)
 	if err != nil {
@@ -433,7 +560,7 @@ func acquire(target, stateDir string, st State) (_ *lease, err error) {
 		}
 		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "locking the state directory %s", s)
 	}
-	// Under the lock, look again: another process may have been at work.
+	// Under the locks, look again: another process may have been at work.
 	act, err := decide(t, s)
 	if err != nil {
 		return nil, err
@@ -446,14 +573,7 @@ func acquire(target, stateDir string, st State) (_ *lease, err error) {
 			return nil, err
 		}
 	}
-	if _, err := os.Stat(t); errors.Is(err, fs.ErrNotExist) {
-		made, err := mkdirAllTracked(t)
-		if err != nil {
-			return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "creating the target")
-		}
-		l.createdTarget = append(l.createdTarget, made...)
-	}
-	if l.id, err = targetIDOf(t); err != nil {
+	if l.id, err = l.targetLock.id(); err != nil {
 		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "target %s", t)
 	}
 	// state.json first: from here on, a crash leaves "applying" for the
@@ -486,8 +606,14 @@ func emptyDir(t string) error {
 		return errdefs.Wrap(err, errdefs.ErrInternal, "emptying %s", t)
 	}
 	for _, n := range names {
+		// RemoveAll stops at a mount point (fsroot.ErrMountPoint, kind
+		// invalid_argument): what is mounted there is not the target's.
 		if err := root.RemoveAll(n); err != nil {
-			return errdefs.Wrap(err, errdefs.ErrInternal, "emptying %s", t)
+			kind := errdefs.ErrInternal
+			if hasKind(err) {
+				kind = errdefs.KindOf(err)
+			}
+			return errdefs.Wrap(err, kind, "emptying %s", t)
 		}
 	}
 	return nil
@@ -516,6 +642,7 @@ func clearState(s string) error {
 
 // undo takes back what acquire did before it failed; no byte was applied.
 func (l *lease) undo() {
+	defer l.targetLock.release()
 	if l.lock != nil {
 		if l.createdLock {
 			os.Remove(l.lock.path)
@@ -533,6 +660,7 @@ func (l *lease) undo() {
 // It returns the first error of the cleanup (which then left the state
 // saying "applying", for the next Apply to clean up).
 func (l *lease) fail() error {
+	defer l.targetLock.release()
 	defer l.lock.release()
 	if err := emptyDir(l.target); err != nil {
 		return err
@@ -548,8 +676,11 @@ func (l *lease) fail() error {
 	return nil
 }
 
-// done ends a successful Apply: the lock is released, the state stays.
-func (l *lease) done() { l.lock.release() }
+// done ends a successful Apply: the locks are released, the state stays.
+func (l *lease) done() {
+	l.lock.release()
+	l.targetLock.release()
+}
 
 // stateTemplate is the State an Apply of layers with o starts with.
 func stateTemplate(layers []Layer, o *options) State {

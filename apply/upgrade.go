@@ -55,6 +55,18 @@ func Upgrade(ctx context.Context, stateDir, rootfs string) (upgraded bool, err e
 		return false, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "locking the state directory %s", s)
 	}
 	defer l.release()
+	// The tree is only read; an unpack into it under any name must wait.
+	tl, err := lockTarget(t, false)
+	if err != nil {
+		if created {
+			os.Remove(l.path)
+		}
+		if hasKind(err) {
+			return false, err
+		}
+		return false, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "%s", t)
+	}
+	defer tl.release()
 	old, err := readState(s)
 	if err != nil {
 		if created {
@@ -115,11 +127,11 @@ func Upgrade(ctx context.Context, stateDir, rootfs string) (upgraded bool, err e
 
 	// The tree must be what the layers make; its manifest is written from
 	// the very walk that compares it.
-	id, err := targetIDOf(t)
+	id, err := tl.id()
 	if err != nil {
 		return false, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "%s", t)
 	}
-	mf, err := os.Open(filepath.Join(freshState, manifestFile))
+	mf, err := openStateFile(freshState, manifestFile)
 	if err != nil {
 		return false, errdefs.Wrap(err, errdefs.ErrInternal, "the fresh manifest")
 	}
@@ -141,7 +153,10 @@ func Upgrade(ctx context.Context, stateDir, rootfs string) (upgraded bool, err e
 	}
 	var buf []byte
 	o, _ := makeOptions(nil)
-	drifts, err := verifyTree(ctx, zr, t, st.MaxDepth, o, func(e *treeEntry) error {
+	// The root is recorded as the tree has it, not compared: format 1
+	// did not record it, and the scratch directory's own mode and owner
+	// are not the image's.
+	drifts, err := verifyTree(ctx, zr, t, st.MaxDepth, o, false, func(e *treeEntry) error {
 		buf = appendTreeEntry(buf[:0], e)
 		_, err := zw.Write(buf)
 		return err

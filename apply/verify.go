@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"unicode/utf8"
@@ -167,6 +166,26 @@ func (sc *entryScanner) entryOf(path string, st *unix.Stat_t, dirfd int, base st
 	return e, nil
 }
 
+// rootPath is the path the manifest and Verify give the target directory
+// itself, the image's "/": no entry of the tree has it.
+const rootPath = "."
+
+// rootEntry describes the target directory, open as fd: its type, mode,
+// owner, mtime and xattrs, as for any directory.
+func (sc *entryScanner) rootEntry(fd int, st *unix.Stat_t) (treeEntry, error) {
+	e := treeEntry{Path: rootPath, Type: typeName(st.Mode), Mode: st.Mode & 07777, UID: st.Uid, GID: st.Gid, Mtime: st.Mtim.Nano()}
+	attrs, err := sc.xr.ListFD(fd)
+	if err != nil {
+		return e, walkErr(err, "")
+	}
+	for _, a := range attrs {
+		x := xattr{Value: a.Value}
+		x.Name, x.NameRaw = rawOrString(a.Name)
+		e.Xattrs = append(e.Xattrs, x)
+	}
+	return e, nil
+}
+
 func readlinkAt(dirfd int, base string) (string, error) {
 	for size := 256; ; size *= 2 {
 		buf := make([]byte, size)
@@ -219,7 +238,17 @@ func (s *stateRec) writeManifest(ctx context.Context, target string, o *options)
 	s.zw.Reset(bw)
 	s.out = s.out[:0]
 	sc := newEntryScanner()
-	err = walkTree(ctx, target, o.maxDepth, func(path string, st *unix.Stat_t, dirfd int, base string) error {
+	// The target itself first, as ".": its mode, owner, xattrs and mtime
+	// are the image's "/" (a container can chmod 0777 it too).
+	root := func(fd int, st *unix.Stat_t) error {
+		e, err := sc.rootEntry(fd, st)
+		if err != nil {
+			return err
+		}
+		s.out = appendTreeEntry(s.out, &e)
+		return s.writeOut(false)
+	}
+	err = walkTree(ctx, target, o.maxDepth, root, func(path string, st *unix.Stat_t, dirfd int, base string) error {
 		e, err := sc.entryOf(path, st, dirfd, base, func() (sum, error) {
 			d, ok, err := s.sums.get(st.Dev, st.Ino)
 			if err != nil {
@@ -269,12 +298,48 @@ const (
 
 // Drift is a path of the tree that differs from what Apply left.
 type Drift struct {
+	// Path is relative to the target, "." for the target itself. Its JSON
+	// form adds pathRaw when it is not valid UTF-8 (see MarshalJSON).
 	Path string    `json:"path"`
 	Kind DriftKind `json:"kind"`
 	// Changes lists what changed, for DriftChanged: "type", "mode",
 	// "owner", "size", "content", "mtime", "target", "device", "xattrs",
 	// "links".
 	Changes []string `json:"changes,omitempty"`
+}
+
+// driftJSON is Drift's JSON form.
+type driftJSON struct {
+	Path    string    `json:"path"`
+	PathRaw []byte    `json:"pathRaw,omitempty"`
+	Kind    DriftKind `json:"kind"`
+	Changes []string  `json:"changes,omitempty"`
+}
+
+// MarshalJSON writes the drift as {"path", "pathRaw", "kind", "changes"}.
+// A JSON string holds UTF-8 only, and a Linux name is bytes: encoding/json
+// writes each invalid byte as U+FFFD, so that \xff\xfe and \xfe\xff both
+// came out as "\ufffd\ufffd". When Path is not valid UTF-8, pathRaw holds
+// its exact bytes (base64) beside it; path stays for display.
+func (d Drift) MarshalJSON() ([]byte, error) {
+	j := driftJSON{Path: d.Path, Kind: d.Kind, Changes: d.Changes}
+	if !utf8.ValidString(d.Path) {
+		j.PathRaw = []byte(d.Path)
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes, pathRaw first.
+func (d *Drift) UnmarshalJSON(b []byte) error {
+	var j driftJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*d = Drift{Path: j.Path, Kind: j.Kind, Changes: j.Changes}
+	if j.PathRaw != nil {
+		d.Path = string(j.PathRaw)
+	}
+	return nil
 }
 
 // DefaultIgnoredXattrs are the extended attributes Verify does not
@@ -290,16 +355,21 @@ var DefaultIgnoredXattrs = []string{"security.selinux"}
 // hard-link grouping (which paths share an inode), and, by kind, a file's
 // size, content (its digest: every file is read; a file with holes by its
 // data regions only) and modification time, a link's target, a device's
-// numbers, and with WithDirMtimes a directory's modification time.
+// numbers, and with WithDirMtimes a directory's modification time. The
+// directory rootfs itself, the image's "/", is compared as any directory
+// and reported as "." (a manifest written before it was recorded leaves
+// it out). A state directory another user could write is refused
+// (invalid_argument): it is the reference.
 //
 // It returns one Drift per path that changed, disappeared or appeared,
-// in walk order (each directory's entries sorted, after it); nil when the
-// tree is as applied. Memory stays bounded by the entries of the
+// in walk order (the root first, each directory's entries sorted, after
+// it); nil when the tree is as applied. Memory stays bounded by the entries of the
 // directories on the walked path and a few dozen descriptors, however
 // deep the tree: the manifest and the tree are read side by side, as
 // streams in the same order. A tree deeper than the state's depth limit
 // is too_large. A state that is not complete is invalid_argument, one
-// that describes another directory too, and one an unpack holds is busy.
+// that describes another directory too, and one an unpack holds (through
+// whatever name of the directory) is busy.
 func Verify(ctx context.Context, stateDir, rootfs string, opts ...Option) ([]Drift, error) {
 	o, err := makeOptions(opts)
 	if err != nil {
@@ -310,10 +380,13 @@ func Verify(ctx context.Context, stateDir, rootfs string, opts ...Option) ([]Dri
 		return nil, err
 	}
 	defer unlock()
-	mf, err := os.Open(filepath.Join(stateDir, manifestFile))
+	mf, err := openStateFile(stateDir, manifestFile)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, errdefs.Wrap(err, errdefs.ErrNotFound, "tree manifest")
+		}
+		if hasKind(err) {
+			return nil, err
 		}
 		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "tree manifest")
 	}
@@ -323,13 +396,15 @@ func Verify(ctx context.Context, stateDir, rootfs string, opts ...Option) ([]Dri
 		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "tree manifest")
 	}
 	defer zr.Close()
-	return verifyTree(ctx, zr, rootfs, st.MaxDepth, o, nil)
+	return verifyTree(ctx, zr, rootfs, st.MaxDepth, o, true, nil)
 }
 
 // verifyTree compares the tree at rootfs with the manifest read from r.
 // emit, when not nil, gets the entry read from the tree for every path the
-// manifest has.
-func verifyTree(ctx context.Context, r io.Reader, rootfs string, maxDepth int, o *options, emit func(*treeEntry) error) ([]Drift, error) {
+// manifest has, and for the root. The root is compared when compareRoot
+// is set and the manifest records it (manifests written before the root
+// was recorded begin with its first entry).
+func verifyTree(ctx context.Context, r io.Reader, rootfs string, maxDepth int, o *options, compareRoot bool, emit func(*treeEntry) error) ([]Drift, error) {
 	m := &manifestReader{dec: json.NewDecoder(r)}
 	if err := m.advance(); err != nil {
 		return nil, err
@@ -339,7 +414,32 @@ func verifyTree(ctx context.Context, r io.Reader, rootfs string, maxDepth int, o
 	if maxDepth <= 0 {
 		maxDepth = DefaultMaxDepth
 	}
-	err := walkTree(ctx, rootfs, maxDepth, func(path string, st *unix.Stat_t, dirfd int, base string) error {
+	root := func(fd int, st *unix.Stat_t) error {
+		var want *treeEntry
+		if m.cur != nil && m.cur.path() == rootPath {
+			want = m.cur
+			if err := m.advance(); err != nil {
+				return err
+			}
+		}
+		if want == nil && emit == nil {
+			return nil
+		}
+		got, err := sc.rootEntry(fd, st)
+		if err != nil {
+			return err
+		}
+		if want != nil && compareRoot {
+			if ch := compareEntries(want, &got, o); len(ch) > 0 {
+				drifts = append(drifts, Drift{Path: rootPath, Kind: DriftChanged, Changes: ch})
+			}
+		}
+		if emit != nil {
+			return emit(&got)
+		}
+		return nil
+	}
+	err := walkTree(ctx, rootfs, maxDepth, root, func(path string, st *unix.Stat_t, dirfd int, base string) error {
 		for m.cur != nil && pathLess(m.cur.path(), path) {
 			drifts = append(drifts, Drift{Path: m.cur.path(), Kind: DriftDisappeared})
 			if err := m.advance(); err != nil {

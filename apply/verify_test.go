@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ocifetch/ocifetch/errdefs"
 )
 
@@ -222,4 +224,56 @@ func TestState(t *testing.T) {
 	}
 	_, err = ApplyLayer(context.Background(), target, strings.NewReader(string(l0)), WithStateDir(state))
 	wantKind(t, err, errdefs.ErrInvalidArgument)
+}
+
+// Verify compares the target directory itself, the image's "/", as "."
+// (mode, owner, xattrs; mtime with WithDirMtimes, as for every
+// directory). Before, the manifest left the root out: chmod 0777, chown
+// and an added xattr of the root all verified clean.
+func TestVerifyRootDir(t *testing.T) {
+	tars := [][]byte{tarOf(t, D("etc", 0755), F("etc/motd", "hello\n", 0644))}
+	for _, c := range []struct {
+		name   string
+		mutate func(root string) error
+		want   []Drift
+		dirMt  []Drift // with WithDirMtimes
+	}{
+		{"untouched", func(string) error { return nil }, nil, nil},
+		{"mode 0777", func(r string) error { return os.Chmod(r, 0o777) },
+			[]Drift{{Path: ".", Kind: DriftChanged, Changes: []string{"mode"}}}, nil},
+		{"owner", func(r string) error { return os.Chown(r, 123, 456) },
+			[]Drift{{Path: ".", Kind: DriftChanged, Changes: []string{"owner"}}}, nil},
+		{"xattr", func(r string) error { return unix.Setxattr(r, "user.planted", []byte("1"), 0) },
+			[]Drift{{Path: ".", Kind: DriftChanged, Changes: []string{"xattrs"}}}, nil},
+		{"mtime", func(r string) error { return os.Chtimes(r, time.Unix(978307200, 0), time.Unix(978307200, 0)) },
+			nil, []Drift{{Path: ".", Kind: DriftChanged, Changes: []string{"mtime"}}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.name == "owner" {
+				requireRoot(t)
+			}
+			a := mustApplyRecorded(t, tars)
+			if err := c.mutate(a.target); err != nil {
+				t.Fatal(err)
+			}
+			got, err := Verify(context.Background(), a.state, a.target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, c.want) {
+				t.Errorf("Verify: %s, want %s", fmtDrifts(got), fmtDrifts(c.want))
+			}
+			want := append(append([]Drift{}, c.want...), c.dirMt...)
+			if len(want) == 0 {
+				want = nil
+			}
+			got, err = Verify(context.Background(), a.state, a.target, WithDirMtimes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("Verify WithDirMtimes: %s, want %s", fmtDrifts(got), fmtDrifts(want))
+			}
+		})
+	}
 }

@@ -27,18 +27,23 @@ const maxOpenDirs = 32
 // entry's name in the directory dirfd, valid during the call.
 type walkFunc func(path string, st *unix.Stat_t, dirfd int, base string) error
 
-// walkTree visits everything below the directory target, depth first,
-// each directory's entries sorted by name, a directory before its
-// entries: the order pathLess defines. It never follows a symbolic link:
-// every step is relative to the descriptor of the directory walked. A
-// directory deeper than maxDepth levels is too_large.
-func walkTree(ctx context.Context, target string, maxDepth int, fn walkFunc) error {
+// rootFunc is called once, before any entry, with the target directory
+// itself: a descriptor open for reading and its status.
+type rootFunc func(fd int, st *unix.Stat_t) error
+
+// walkTree visits the directory target (root, when not nil) and then
+// everything below it, depth first, each directory's entries sorted by
+// name, a directory before its entries: the order pathLess defines. It
+// never follows a symbolic link: every step is relative to the descriptor
+// of the directory walked. A directory deeper than maxDepth levels is
+// too_large.
+func walkTree(ctx context.Context, target string, maxDepth int, root rootFunc, fn walkFunc) error {
 	fd, err := unix.Open(target, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return errdefs.Wrap(&os.PathError{Op: "open", Path: target, Err: err}, errdefs.ErrInvalidArgument, "target directory")
 	}
 	defer unix.Close(fd)
-	w := &walker{ctx: ctx, maxDepth: maxDepth, fn: fn}
+	w := &walker{ctx: ctx, maxDepth: maxDepth, root: root, fn: fn}
 	return w.run(fd)
 }
 
@@ -53,6 +58,7 @@ func walkTree(ctx context.Context, target string, maxDepth int, fn walkFunc) err
 type walker struct {
 	ctx      context.Context
 	maxDepth int
+	root     rootFunc
 	fn       walkFunc
 	levels   []walkLevel
 	open     int // descriptors open, the root's excluded
@@ -73,6 +79,11 @@ func (w *walker) run(rootFD int) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(rootFD, &st); err != nil {
 		return walkErr(err, "")
+	}
+	if w.root != nil {
+		if err := w.root(rootFD, &st); err != nil {
+			return err
+		}
 	}
 	names, err := readNames(rootFD)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	flag "github.com/spf13/pflag"
 
@@ -107,21 +108,25 @@ func pickLayer(st *apply.State, s string) (digest.Digest, error) {
 	return d, nil
 }
 
-// rebuildOne writes one layer to out (published whole on success, so a
-// failed rebuild leaves no file) or to standard output.
+// rebuildOne writes one layer to standard output or to out (see
+// openLayerOutput: a file is published whole on success, so a failed rebuild
+// leaves no file; a FIFO, device or socket is written through).
 func rebuildOne(ctx context.Context, e *env, state, rootfs string, d digest.Digest, out string) error {
 	if out == "" || out == "-" {
 		return apply.Rebuild(ctx, state, rootfs, d, e.stdout)
 	}
-	tmp, err := atomicfile.Create(out, 0o644)
+	w, err := openLayerOutput(ctx, out)
 	if err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "-o %s", out)
-	}
-	defer tmp.Abort()
-	if err := apply.Rebuild(ctx, state, rootfs, d, tmp); err != nil {
 		return err
 	}
-	return tmp.Commit()
+	if err := apply.Rebuild(ctx, state, rootfs, d, w); err != nil {
+		w.Abort()
+		return err
+	}
+	if err := w.Commit(); err != nil {
+		return errdefs.Wrap(err, errdefs.ErrInternal, "-o %s", out)
+	}
+	return nil
 }
 
 type layerCheckJSON struct {
@@ -162,7 +167,7 @@ func rebuildAll(ctx context.Context, e *env, state, rootfs, outDir string, check
 		}
 	}
 	if asJSON {
-		if err := writeJSON(e, map[string]any{"rootfs": rootfs, "layers": rows, "ok": failed == 0}); err != nil {
+		if err := writeJSON(e, withRaw(map[string]any{"layers": rows, "ok": failed == 0}, "rootfs", rootfs)); err != nil {
 			return err
 		}
 	}
@@ -261,7 +266,8 @@ func verifyCommand() *command {
 					if drift == nil {
 						drift = []apply.Drift{}
 					}
-					if err := writeJSON(e, map[string]any{"rootfs": args[0], "clean": len(drift) == 0, "drift": drift}); err != nil {
+					// apply.Drift adds pathRaw to a path that is not UTF-8.
+					if err := writeJSON(e, withRaw(map[string]any{"clean": len(drift) == 0, "drift": drift}, "rootfs", args[0])); err != nil {
 						return err
 					}
 				} else {
@@ -280,4 +286,16 @@ func verifyCommand() *command {
 			}
 		},
 	}
+}
+
+// withRaw sets m[key] to the path p and, when p is not valid UTF-8
+// (which a JSON string cannot hold: encoding/json would write U+FFFD for
+// each bad byte), m[key+"Raw"] to its exact bytes, base64: --json stays
+// exact for any name.
+func withRaw(m map[string]any, key, p string) map[string]any {
+	m[key] = p
+	if !utf8.ValidString(p) {
+		m[key+"Raw"] = []byte(p)
+	}
+	return m
 }

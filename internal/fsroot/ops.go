@@ -79,7 +79,7 @@ func (r *Root) MkdirAll(name string, perm uint32) error {
 			return nil
 		}
 		if err != unix.ENOENT {
-			return pathErr("mkdir", name, err)
+			return pathErr("mkdir", name, r.xdevErr(err, c))
 		}
 		// Something is missing: the walk creates it, confined the same way.
 	}
@@ -189,6 +189,7 @@ func (r *Root) Remove(name string) error {
 	if err == unix.EISDIR {
 		err = unix.Unlinkat(pfd, base, unix.AT_REMOVEDIR)
 	}
+	err = r.busyErr(err, pfd, base, clean(name))
 	r.dropCache()
 	return pathErr("remove", name, err)
 }
@@ -209,7 +210,7 @@ func (r *Root) RemoveAll(name string) error {
 	if err != nil {
 		return pathErr("remove", name, err)
 	}
-	err = r.removeAllAt(pfd, base, false)
+	err = r.removeAllAt(pfd, base, false, clean(name))
 	r.dropCache()
 	return pathErr("remove", name, err)
 }
@@ -231,6 +232,11 @@ func (r *Root) Rename(oldname, newname string) error {
 		return pathErr("rename", oldname, err)
 	}
 	err = unix.Renameat(ofd, obase, nfd, nbase)
+	if err == unix.EBUSY {
+		if err = r.busyErr(err, ofd, obase, clean(oldname)); err == unix.EBUSY {
+			err = r.busyErr(err, nfd, nbase, clean(newname))
+		}
+	}
 	if owned {
 		unix.Close(ofd)
 	}
@@ -340,23 +346,12 @@ func (r *Root) Lsetxattr(name, attr string, value []byte) error {
 	}
 	// A directory or regular file through its own descriptor: no /proc
 	// needed. Nothing else is opened: opening a device can act on it.
-	var st unix.Stat_t
-	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	fd, opened, err := openDirOrRegular(pfd, base, &r.noProc)
+	if err != nil {
 		return pathErr("setxattr", name, err)
 	}
-	if t := st.Mode & unix.S_IFMT; t == unix.S_IFDIR || t == unix.S_IFREG {
-		fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return pathErr("setxattr", name, err)
-		}
+	if opened {
 		defer unix.Close(fd)
-		var st2 unix.Stat_t
-		if err := unix.Fstat(fd, &st2); err != nil {
-			return pathErr("setxattr", name, err)
-		}
-		if st2.Dev != st.Dev || st2.Ino != st.Ino {
-			return pathErr("setxattr", name, unix.ESTALE)
-		}
 		return pathErr("setxattr", name, unix.Fsetxattr(fd, attr, value, 0))
 	}
 	if r.noProc {
@@ -384,7 +379,8 @@ var ErrNotRegular = errdefs.New(errdefs.ErrPathEscape, "not a regular file")
 // OpenFile opens the regular file name for reading. A final symbolic link
 // is not followed, and anything but a regular file is refused before it is
 // opened for reading: the check is made on an O_PATH descriptor and the
-// file is then reopened through that very descriptor.
+// file is then reopened through that very descriptor (see OpenRegularAt
+// for how without /proc).
 func (r *Root) OpenFile(name string) (*os.File, error) {
 	dir, base := split(name)
 	if base == "" {
@@ -394,39 +390,7 @@ func (r *Root) OpenFile(name string) (*os.File, error) {
 	if err != nil {
 		return nil, pathErr("open", name, err)
 	}
-	pathfd, err := unix.Openat(pfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, pathErr("open", name, err)
-	}
-	defer unix.Close(pathfd)
-	var st unix.Stat_t
-	if err := unix.Fstat(pathfd, &st); err != nil {
-		return nil, pathErr("open", name, err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, pathErr("open", name, ErrNotRegular)
-	}
-	fd, err := -1, unix.ENOENT
-	if !r.noProc {
-		fd, err = unix.Open(procFD(pathfd), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
-	}
-	if err == unix.ENOENT {
-		// No /proc: open by name, without blocking, and make sure it is
-		// still the inode checked above.
-		fd, err = unix.Openat(pfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-		if err == nil {
-			var st2 unix.Stat_t
-			if err = unix.Fstat(fd, &st2); err == nil && (st2.Dev != st.Dev || st2.Ino != st.Ino) {
-				err = unix.ESTALE
-			}
-			if err == nil {
-				_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, unix.O_RDONLY)
-			}
-			if err != nil {
-				unix.Close(fd)
-			}
-		}
-	}
+	fd, _, err := openRegular(pfd, base, &r.noProc)
 	if err != nil {
 		return nil, pathErr("open", name, err)
 	}
@@ -444,6 +408,7 @@ func (r *Root) ReadDirNames(name string) ([]string, error) {
 		fd, err = unix.Openat(r.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	case r.openat2:
 		fd, err = openat2InRoot(r.fd, c, unix.O_RDONLY|unix.O_DIRECTORY)
+		err = r.xdevErr(err, c)
 	default:
 		var pfd int
 		if pfd, err = r.walk(c, false, 0); err == nil {
@@ -472,7 +437,7 @@ func (r *Root) MoveOut(name string, dirfd int, newname string) error {
 	if err != nil {
 		return pathErr("rename", name, err)
 	}
-	err = unix.Renameat(pfd, base, dirfd, newname)
+	err = r.busyErr(unix.Renameat(pfd, base, dirfd, newname), pfd, base, clean(name))
 	r.dropCache()
 	return pathErr("rename", name, err)
 }

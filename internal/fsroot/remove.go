@@ -11,11 +11,16 @@ import (
 // removes a link itself, and a directory is opened with O_NOFOLLOW before
 // its entries are removed relative to that descriptor.
 // inside tells that dirfd is itself being removed, so its mode may be
-// changed to get its entries out.
-func (r *Root) removeAllAt(dirfd int, name string, inside bool) error {
+// changed to get its entries out. path is name's path from the root, for
+// messages. A mount point is never descended into nor removed: the
+// mount point error stops the removal (see ErrMountPoint).
+func (r *Root) removeAllAt(dirfd int, name string, inside bool, path string) error {
 	err := unix.Unlinkat(dirfd, name, 0)
 	if err == nil || err == unix.ENOENT {
 		return nil
+	}
+	if err == unix.EBUSY {
+		return r.busyErr(err, dirfd, name, path)
 	}
 	if inside && (err == unix.EACCES || err == unix.EPERM) {
 		// dirfd denies its owner write access (a 0555 directory when
@@ -29,6 +34,17 @@ func (r *Root) removeAllAt(dirfd int, name string, inside bool) error {
 		}
 	}
 	if err != unix.EISDIR {
+		return err
+	}
+	// A directory mounted over is not ours to empty, nor to chmod: stop
+	// before anything under it is touched.
+	if other, err := r.crossesMount(dirfd, name); err != nil || other {
+		if err == unix.ENOENT {
+			return nil
+		}
+		if err == nil {
+			err = r.mountErr(path)
+		}
 		return err
 	}
 	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -48,10 +64,18 @@ func (r *Root) removeAllAt(dirfd int, name string, inside bool) error {
 	}
 	d := os.NewFile(uintptr(fd), name)
 	defer d.Close()
+	// Mounted meanwhile? Opening a mount point opens the root of what is
+	// mounted there.
+	if other, err := r.crossesMount(fd, ""); err != nil || other {
+		if err == nil {
+			err = r.mountErr(path)
+		}
+		return err
+	}
 	for {
 		names, rerr := d.Readdirnames(1024)
 		for _, n := range names {
-			if err := r.removeAllAt(fd, n, true); err != nil {
+			if err := r.removeAllAt(fd, n, true, path+"/"+n); err != nil {
 				return err
 			}
 		}
@@ -67,6 +91,19 @@ func (r *Root) removeAllAt(dirfd int, name string, inside bool) error {
 	err = unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR)
 	if err == unix.ENOENT {
 		return nil
+	}
+	return r.busyErr(err, dirfd, name, path)
+}
+
+// busyErr turns the EBUSY of removing or renaming name in dirfd into the
+// mount point error when name is a mount point (a file or directory
+// mounted over); other errors pass.
+func (r *Root) busyErr(err error, dirfd int, name, path string) error {
+	if err != unix.EBUSY {
+		return err
+	}
+	if other, merr := r.crossesMount(dirfd, name); merr == nil && other {
+		return r.mountErr(path)
 	}
 	return err
 }

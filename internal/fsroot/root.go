@@ -13,8 +13,9 @@
 // symbolic link planted at the final name is acted on itself (removed,
 // replaced, relinked) and never written through.
 //
-// Resolution uses openat2(2) with RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS where
-// the kernel offers it. Elsewhere (Linux before 5.6, or a seccomp filter that
+// Resolution uses openat2(2) with
+// RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS|RESOLVE_NO_XDEV where the kernel
+// offers it. Elsewhere (Linux before 5.6, or a seccomp filter that
 // answers ENOSYS or EPERM) it falls back to a walk, one component at a time,
 // with openat(O_PATH|O_NOFOLLOW|O_DIRECTORY) from the descriptor of the
 // previous component; links are read with readlinkat and expanded lexically
@@ -25,7 +26,8 @@
 //
 // The root itself can be inspected and its metadata changed, but it can
 // never be removed, renamed or replaced; such requests fail with an error of
-// kind errdefs.ErrPathEscape.
+// kind errdefs.ErrPathEscape. Nothing crosses a mount point below the root
+// (see ErrMountPoint).
 //
 // A Root is not safe for concurrent use: it caches the descriptor of the
 // last parent directory it resolved. Open one Root per goroutine.
@@ -69,8 +71,9 @@ func WithoutProc() Option { return func(c *config) { c.noProc = true } }
 
 // Root is a directory within which all operations are confined.
 type Root struct {
-	fd   int    // O_PATH|O_DIRECTORY descriptor of the root
-	path string // for messages only
+	fd   int      // O_PATH|O_DIRECTORY descriptor of the root
+	path string   // for messages only
+	mnt  mountKey // the root's mount: nothing on another one is touched
 
 	openat2   bool // resolve with openat2(RESOLVE_IN_ROOT)
 	fchmodat2 bool // chmod with fchmodat2(AT_SYMLINK_NOFOLLOW)
@@ -108,6 +111,10 @@ func Open(dir string, opts ...Option) (*Root, error) {
 		return nil, &fs.PathError{Op: "open", Path: dir, Err: err}
 	}
 	r := &Root{fd: fd, path: dir, openat2: !c.fallback, fchmodat2: !c.fallback, noSetxattrat: c.fallback, noProc: c.noProc}
+	if r.mnt, err = mountOf(fd, ""); err != nil {
+		unix.Close(fd)
+		return nil, &fs.PathError{Op: "statx", Path: dir, Err: err}
+	}
 	if r.openat2 && !openat2Works(fd) {
 		r.openat2 = false
 	}
@@ -120,7 +127,7 @@ func Open(dir string, opts ...Option) (*Root, error) {
 func openat2Works(dirfd int) bool {
 	fd, err := unix.Openat2(dirfd, ".", &unix.OpenHow{
 		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+		Resolve: resolveFlags,
 	})
 	if err != nil {
 		return false
@@ -398,7 +405,7 @@ func (r *Root) openDir(dir string) (int, error) {
 	if r.openat2 {
 		fd, err := openat2InRoot(r.fd, dir, unix.O_PATH|unix.O_DIRECTORY)
 		if err != unix.ENOSYS && err != unix.EPERM {
-			return fd, err
+			return fd, r.xdevErr(err, dir)
 		}
 		// A seccomp filter installed after Open; stay on the walk from now on.
 		r.openat2 = false
@@ -406,10 +413,14 @@ func (r *Root) openDir(dir string) (int, error) {
 	return r.walk(dir, false, 0)
 }
 
+// resolveFlags are how openat2 resolves every name: inside the root, no
+// /proc magic link, and no mount point crossed (EXDEV).
+const resolveFlags = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV
+
 func openat2InRoot(dirfd int, name string, flags uint64) (int, error) {
 	how := unix.OpenHow{
 		Flags:   flags | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+		Resolve: resolveFlags,
 	}
 	for i := 0; ; i++ {
 		fd, err := unix.Openat2(dirfd, name, &how)
@@ -427,7 +438,9 @@ func openat2InRoot(dirfd int, name string, flags uint64) (int, error) {
 // remaining components; an absolute target restarts from the root, and
 // ".." pops the stack of directories walked, never below the root. With
 // create set, missing components are created as directories with perm.
-// It returns a new O_PATH descriptor of the directory reached.
+// A directory on another mount than the root's is a mount point: the walk
+// stops there with the mount point error (RESOLVE_NO_XDEV's rule). It
+// returns a new O_PATH descriptor of the directory reached.
 func (r *Root) walk(dir string, create bool, perm uint32) (fd int, err error) {
 	fd, _, err = r.walkTracked(dir, create, perm, false)
 	return fd, err
@@ -469,6 +482,13 @@ func (r *Root) walkTracked(dir string, create bool, perm uint32, track bool) (fd
 		cur := stack[len(stack)-1]
 		next, err := unix.Openat(cur, comp, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err == nil {
+			if other, err := r.crossesMount(next, ""); err != nil || other {
+				unix.Close(next)
+				if err == nil {
+					err = r.mountErr(dir)
+				}
+				return -1, nil, err
+			}
 			stack = append(stack, next)
 			if track {
 				names = append(names, comp)

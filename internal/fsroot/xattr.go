@@ -12,7 +12,8 @@ import (
 // where the kernel allows: the *xattrat(2) system calls (Linux 6.13) act
 // on dirfd and base directly; before them, /proc/self/fd/N/base with the
 // l* calls, and without /proc a directory or regular file is opened
-// (O_NOFOLLOW, non-blocking) and read through its descriptor.
+// (checked through an O_PATH descriptor first, see OpenRegularAt) and read
+// through its descriptor.
 
 // xattrArgs is struct xattr_args of the *xattrat system calls.
 type xattrArgs struct {
@@ -147,8 +148,8 @@ func (x *XattrReader) ListAt(dirfd int, base string, st *unix.Stat_t) (attrs []X
 		if t != unix.S_IFDIR && t != unix.S_IFREG {
 			return nil, false, nil
 		}
-		fd, err := unix.Openat(dirfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-		if err != nil {
+		fd, opened, err := openDirOrRegular(dirfd, base, &x.noProc)
+		if err != nil || !opened {
 			return nil, false, err
 		}
 		closeFD = fd
@@ -157,7 +158,7 @@ func (x *XattrReader) ListAt(dirfd int, base string, st *unix.Stat_t) (attrs []X
 			get:  func(n string, b []byte) (int, error) { return unix.Fgetxattr(fd, n, b) },
 		}
 	}
-	names, err := x.read(ops.list)
+	attrs, err = x.collect(ops)
 	if err == unix.ENOSYS && !x.noAt {
 		x.noAt = true
 		return x.ListAt(dirfd, base, st)
@@ -167,6 +168,29 @@ func (x *XattrReader) ListAt(dirfd int, base string, st *unix.Stat_t) (attrs []X
 			return nil, true, nil // the file system keeps none
 		}
 		return nil, false, err
+	}
+	return attrs, true, nil
+}
+
+// ListFD returns the extended attributes of the file or directory open
+// as fd (a descriptor open for reading, not an O_PATH one), sorted by
+// name.
+func (x *XattrReader) ListFD(fd int) ([]Xattr, error) {
+	attrs, err := x.collect(xattrIO{
+		list: func(b []byte) (int, error) { return unix.Flistxattr(fd, b) },
+		get:  func(n string, b []byte) (int, error) { return unix.Fgetxattr(fd, n, b) },
+	})
+	if err == unix.ENOTSUP {
+		return nil, nil // the file system keeps none
+	}
+	return attrs, err
+}
+
+// collect lists and reads every attribute through ops.
+func (x *XattrReader) collect(ops xattrIO) (attrs []Xattr, err error) {
+	names, err := x.read(ops.list)
+	if err != nil {
+		return nil, err
 	}
 	// names is in x.buf, which reading each value reuses: keep a copy.
 	names = append([]byte(nil), names...)
@@ -188,12 +212,12 @@ func (x *XattrReader) ListAt(dirfd int, base string, st *unix.Stat_t) (attrs []X
 			continue // removed meanwhile
 		}
 		if err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		attrs = append(attrs, Xattr{Name: name, Value: append([]byte{}, v...)})
 	}
 	sort.Slice(attrs, func(i, j int) bool { return attrs[i].Name < attrs[j].Name })
-	return attrs, true, nil
+	return attrs, nil
 }
 
 // read calls f with a buffer large enough for its answer; the result is

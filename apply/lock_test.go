@@ -1,0 +1,125 @@
+package apply
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ocifetch/ocifetch/apply/internal/treecmp"
+	"github.com/ocifetch/ocifetch/errdefs"
+)
+
+// The lock belongs to the target directory, not to the name or the state
+// directory that reaches it: while an apply holds a target, a second one
+// through a symbolic link to it, or through the same name with another
+// state directory, fails at once with busy and creates nothing (not even
+// its state directory). The first completes and verifies clean. Before,
+// each locked only its own state directory: both ran, the one that
+// failed emptied the shared tree, and the other recorded it complete with
+// files missing, which verify called clean.
+func TestApplyBusyWhateverName(t *testing.T) {
+	l0 := tarOf(t, D("etc", 0755), F("etc/a", "a", 0644), F("etc/b", "b", 0644))
+	l1 := tarOf(t, F("etc/c", "c", 0644))
+	dir := t.TempDir()
+	target := filepath.Join(dir, "rootfs")
+	os.Mkdir(target, 0755)
+	alias := filepath.Join(dir, "alias")
+	os.Symlink("rootfs", alias)
+	state := DefaultStateDir(target)
+	// Held before its first byte, as the attack found it: the tree is
+	// still empty, so nothing but a lock can stop a second apply.
+	held, opened, release := blockingLayer(blob(t, mtTar, l0))
+	done := make(chan error, 1)
+	go func() {
+		_, err := Apply(context.Background(), target, []Layer{held, blob(t, mtTar, l1)}, WithStateDir(state))
+		done <- err
+	}()
+	<-opened
+	before := treecmpWalk(t, dir)
+	// A layer that would fail: were the second apply to run, its failure
+	// would empty the tree.
+	tooBig := []Layer{blob(t, mtTar, tarOf(t, F("big", strings.Repeat("x", 4096), 0644)))}
+	for _, c := range []struct{ name, target, state string }{
+		{"through a symbolic link", alias, DefaultStateDir(alias)},
+		{"with another state directory", target, filepath.Join(dir, "other-state")},
+		{"through a link and a state inside nothing", alias, filepath.Join(dir, "deep", "state")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			start := time.Now()
+			_, err := Apply(context.Background(), c.target, tooBig, WithStateDir(c.state), WithMaxLayerBytes(100))
+			wantKind(t, err, errdefs.ErrBusy)
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("busy after %v, not at once", d)
+			}
+			if err := CheckTarget(c.target, c.state); !errdefs.Is(err, errdefs.ErrBusy) {
+				t.Errorf("CheckTarget: %v, want busy", err)
+			}
+			if diffs := treecmp.Diff(treecmpWalk(t, dir), before, treecmp.Options{}); len(diffs) > 0 {
+				t.Errorf("the busy apply touched something: %v", diffs)
+			}
+		})
+	}
+	// Verify and Rebuild take the target's lock shared: busy too, by
+	// whichever name.
+	_, err := Verify(context.Background(), state, alias)
+	wantKind(t, err, errdefs.ErrBusy)
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	a := applied{target: target, state: state, tars: [][]byte{l0, l1}}
+	a.noDrift(t)
+	a.checkRebuilds(t)
+	checkTree(t, target, `
+		dir etc 0755
+		file etc/a content=a
+		file etc/b content=b
+		file etc/c content=c
+	`)
+}
+
+// blockingWriter blocks its first Write until released, and says when
+// it got there.
+type blockingWriter struct {
+	reached, release chan struct{}
+	once             bool
+	buf              bytes.Buffer
+}
+
+func (w *blockingWriter) Write(p []byte) (int, error) {
+	if !w.once {
+		w.once = true
+		close(w.reached)
+		<-w.release
+	}
+	return w.buf.Write(p)
+}
+
+// While a rebuild reads a tree, an apply into that directory through
+// another name and state directory is busy: rebuild holds the target's
+// lock shared. Before, only the state directory was locked.
+func TestRebuildHoldsTheTarget(t *testing.T) {
+	a := mustApplyRecorded(t, [][]byte{tarOf(t, F("f", strings.Repeat("f", 5000), 0644))})
+	w := &blockingWriter{reached: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() { done <- Rebuild(context.Background(), a.state, a.target, sha(a.tars[0]), w) }()
+	<-w.reached
+	alias := filepath.Join(filepath.Dir(a.target), "alias")
+	os.Symlink(a.target, alias)
+	_, err := Apply(context.Background(), alias, layers(t, []e{F("g", "g", 0644)}), WithStateDir(DefaultStateDir(alias)))
+	wantKind(t, err, errdefs.ErrBusy)
+	if _, err := os.Lstat(DefaultStateDir(alias)); !os.IsNotExist(err) {
+		t.Errorf("the busy apply made its state directory: %v", err)
+	}
+	close(w.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(w.buf.Bytes(), a.tars[0]) {
+		t.Error("rebuilt layer differs")
+	}
+}
