@@ -12,6 +12,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/mediatype"
 	"github.com/ocifetch/ocifetch/resolve"
 )
 
@@ -107,13 +108,8 @@ func (s *Store) readDocument(d digest.Digest) (*document, bool, error) {
 	return &doc, true, nil
 }
 
-func isIndexType(mt string) bool {
-	return mt == ocispec.MediaTypeImageIndex || mt == resolve.MediaTypeDockerManifestList
-}
-
-func isManifestType(mt string) bool {
-	return mt == ocispec.MediaTypeImageManifest || mt == resolve.MediaTypeDockerManifest
-}
+func isIndexType(mt string) bool    { return mediatype.IsIndex(mt) }
+func isManifestType(mt string) bool { return mediatype.IsManifest(mt) }
 
 // complete fills in what an entry must carry: the media type of its
 // document and, for an image manifest, the platform its config gives.

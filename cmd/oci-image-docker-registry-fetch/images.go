@@ -12,6 +12,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/fetch"
+	"github.com/ocifetch/ocifetch/mediatype"
 	"github.com/ocifetch/ocifetch/resolve"
 )
 
@@ -125,9 +126,7 @@ func imagesCommand() *command {
 	}
 }
 
-func isIndex(mt string) bool {
-	return mt == ocispec.MediaTypeImageIndex || mt == resolve.MediaTypeDockerManifestList
-}
+func isIndex(mt string) bool { return mediatype.IsIndex(mt) }
 
 // safe keeps control characters a crafted index.json could carry off the
 // terminal.
