@@ -259,10 +259,14 @@ func Unpack(ctx context.Context, ref, dir string, opts ...Option) (*Result, erro
 	for i, l := range res.Layers {
 		i := i
 		// The session's stream is verified against the blob digest as it
-		// is read, so apply only checks the diffID.
+		// is read, so apply only checks the diffID (and records the
+		// digest, for the compressed rebuild of the blob).
 		layers[i] = apply.Layer{
 			MediaType: l.MediaType,
+			Digest:    l.Digest,
+			Size:      l.Size,
 			DiffID:    l.DiffID,
+			Verified:  true,
 			Open:      func(ctx context.Context) (io.ReadCloser, error) { return sess.Layer(ctx, i) },
 		}
 	}

@@ -55,10 +55,11 @@ type options struct {
 	maxEntries    int64 // WithMaxEntries, 0 for no limit
 	maxDepth      int   // WithMaxDepth
 
-	stateDir string        // WithStateDir
-	noShadow bool          // WithoutShadow
-	imageRef string        // WithImage
-	manifest digest.Digest // WithImage
+	stateDir      string        // WithStateDir
+	noShadow      bool          // WithoutShadow
+	compactShadow bool          // WithCompactShadow
+	imageRef      string        // WithImage
+	manifest      digest.Digest // WithImage
 
 	// Verify's.
 	ignored   []string // WithIgnoredXattrs; nil: DefaultIgnoredXattrs
@@ -187,6 +188,18 @@ func WithMaxEntries(n int64) Option {
 func WithoutShadow() Option {
 	return func(opts *options) error {
 		opts.noShadow = true
+		return nil
+	}
+}
+
+// WithCompactShadow makes Apply (and Confirm) compress the shadow store
+// once the layers are applied (see CompactShadow): the state then takes
+// less room, for some CPU time at the end of the apply. Without it the
+// shadow store is filled by rename(2) alone, and CompactShadow or
+// Confirm can compress it later.
+func WithCompactShadow() Option {
+	return func(opts *options) error {
+		opts.compactShadow = true
 		return nil
 	}
 }

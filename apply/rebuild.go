@@ -261,6 +261,7 @@ type rebuilder struct {
 	root     *fsroot.Root
 	buf      []byte
 	zr       *zstd.Decoder
+	sz       *zstd.Decoder // for compressed shadow copies, made when first needed
 	fh       *fileHash
 	maxDepth int
 	// private: copy each payload before writing it (not for Check,
@@ -301,14 +302,27 @@ func newRebuilder(stateDir, rootfs string, st *State, private bool) (*rebuilder,
 func (rb *rebuilder) close() {
 	rb.root.Close()
 	rb.zr.Close()
+	if rb.sz != nil {
+		rb.sz.Close()
+	}
 	if rb.tmp != nil {
 		rb.tmp.Close()
 	}
 }
 
-// shadowed lists the shadow store of a layer: position -> kept (a file)
-// or not (a .dropped marker).
-func (rb *rebuilder) shadowed(key string) (map[int]bool, error) {
+// shadowKind is how the shadow store keeps a payload.
+type shadowKind uint8
+
+const (
+	shadowRaw     shadowKind = iota + 1 // <pos>: the file itself, moved aside
+	shadowZstd                          // <pos>.zst: compressed (CompactShadow)
+	shadowDropped                       // <pos>.dropped: given up (WithoutShadow)
+)
+
+// shadowed lists the shadow store of a layer: position -> how its payload
+// is kept. A payload found both raw and compressed (a compaction that was
+// interrupted) is read raw.
+func (rb *rebuilder) shadowed(key string) (map[int]shadowKind, error) {
 	ents, err := os.ReadDir(filepath.Join(rb.stateDir, shadowDir, key))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -316,15 +330,21 @@ func (rb *rebuilder) shadowed(key string) (map[int]bool, error) {
 	if err != nil {
 		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "shadow store")
 	}
-	m := make(map[int]bool, len(ents))
+	m := make(map[int]shadowKind, len(ents))
 	for _, e := range ents {
-		n, dropped := strings.CutSuffix(e.Name(), droppedExt)
+		kind := shadowRaw
+		n := e.Name()
+		if b, ok := strings.CutSuffix(n, droppedExt); ok {
+			n, kind = b, shadowDropped
+		} else if b, ok := strings.CutSuffix(n, zstdExt); ok {
+			n, kind = b, shadowZstd
+		}
 		pos, err := strconv.Atoi(n)
 		if err != nil {
 			continue // a temporary file
 		}
-		if !dropped || !m[pos] {
-			m[pos] = !dropped
+		if old, ok := m[pos]; !ok || kind < old {
+			m[pos] = kind
 		}
 	}
 	return m, nil
@@ -397,7 +417,7 @@ func writeErr(err error, diffID digest.Digest) error {
 }
 
 // payload writes the payload of file entry e, verified.
-func (rb *rebuilder) payload(ctx context.Context, diffID digest.Digest, key string, e *tsEntry, shadow map[int]bool, hw *holdWriter) error {
+func (rb *rebuilder) payload(ctx context.Context, diffID digest.Digest, key string, e *tsEntry, shadow map[int]shadowKind, hw *holdWriter) error {
 	name, err := cleanName(e.GetName())
 	if err != nil {
 		return errdefs.Wrap(err, errdefs.ErrInternal, "tar-split metadata of layer %s", diffID)
@@ -415,18 +435,26 @@ func (rb *rebuilder) payload(ctx context.Context, diffID digest.Digest, key stri
 		return errdefs.New(errdefs.ErrInternal, "tar-split metadata of layer %s: the payload of %q has no digest", diffID, name)
 	}
 	var f *os.File
-	kept, inShadow := shadow[e.Position]
-	switch {
-	case inShadow && !kept:
+	kind := shadow[e.Position]
+	switch kind {
+	case shadowDropped:
 		return perr(errdefs.ErrNotFound, ReasonNotKept, "a later layer replaced it and its shadow copy was not kept")
-	case inShadow:
+	case shadowRaw, shadowZstd:
+		name := strconv.Itoa(e.Position)
+		if kind == shadowZstd {
+			name += zstdExt
+		}
 		dfd, err := unix.Open(filepath.Join(rb.stateDir, shadowDir, key), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err == nil {
-			f, err = openAtOwner(dfd, strconv.Itoa(e.Position))
+			f, err = openAtOwner(dfd, name)
 			unix.Close(dfd)
 		}
 		if err != nil {
 			return perr(errdefs.ErrNotFound, ReasonMissing, "shadow copy: "+err.Error())
+		}
+		if kind == shadowZstd {
+			defer f.Close()
+			return rb.compressedPayload(ctx, diffID, f, e, hw, perr)
 		}
 	default:
 		if depth(at) > rb.maxDepth {

@@ -5,10 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"unicode/utf8"
@@ -310,20 +307,16 @@ func Verify(ctx context.Context, stateDir, rootfs string, opts ...Option) ([]Dri
 		return nil, err
 	}
 	defer unlock()
-	mf, err := os.Open(filepath.Join(stateDir, manifestFile))
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, errdefs.Wrap(err, errdefs.ErrNotFound, "tree manifest")
-		}
-		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "tree manifest")
-	}
-	defer mf.Close()
-	zr, err := zstd.NewReader(bufio.NewReaderSize(mf, 64<<10), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+	return verifyState(ctx, stateDir, rootfs, st, o)
+}
+
+// newManifestDecoder reads the zstd stream of tree.json.zst.
+func newManifestDecoder(f io.Reader) (*zstd.Decoder, error) {
+	zr, err := zstd.NewReader(bufio.NewReaderSize(f, 64<<10), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
 	if err != nil {
 		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "tree manifest")
 	}
-	defer zr.Close()
-	return verifyTree(ctx, zr, rootfs, st.MaxDepth, o, nil)
+	return zr, nil
 }
 
 // verifyTree compares the tree at rootfs with the manifest read from r.
