@@ -340,6 +340,11 @@ type Image struct {
 	// Complete is true when the store holds every blob the entry reaches,
 	// so that it can be unpacked without the network.
 	Complete bool
+	// Missing counts the blobs the entry reaches that the store does not
+	// hold; Dropped are those of them that root filesystems make again
+	// (see RecordDropped).
+	Missing int
+	Dropped []Dropped
 }
 
 // Images lists the images recorded in index.json, in its order. Entries
@@ -377,8 +382,12 @@ func (s *Store) Images(ctx context.Context) ([]Image, error) {
 		s.reach(m, seen, 0, func(d ocispec.Descriptor, present bool) {
 			if present {
 				im.Size += d.Size
-			} else {
-				im.Complete = false
+				return
+			}
+			im.Complete = false
+			im.Missing++
+			if rec, ok, _ := s.DroppedBlob(d.Digest); ok {
+				im.Dropped = append(im.Dropped, rec)
 			}
 		})
 		out = append(out, im)
