@@ -28,8 +28,9 @@ type BlobResult struct {
 	Recipe *recipe.Recipe
 }
 
-// RebuildBlob writes to w the blob of the layer diffID of the tree at
-// rootfs, exactly as the manifest names it (its digest and size), made
+// RebuildBlob writes to w the blob of a layer of the tree at rootfs,
+// named by its blob digest (or by its diffID: the first layer with it),
+// exactly as the manifest names it (its digest and size), made
 // from the tree alone: the layer's tar is rebuilt as Rebuild does (every
 // payload checked against its recorded digest), and compressed again by
 // the layer's recipe (see docs/reproducibility.md); an uncompressed layer
@@ -44,9 +45,9 @@ type BlobResult struct {
 // candidates all fail is not_reproducible: its blob must be kept, or
 // fetched again. A tree that changed since the apply fails as Rebuild
 // does (digest_mismatch, not_found, naming the file).
-func RebuildBlob(ctx context.Context, stateDir, rootfs string, diffID digest.Digest, w io.Writer) (*BlobResult, error) {
-	if err := diffID.Validate(); err != nil {
-		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "diffID %q", diffID)
+func RebuildBlob(ctx context.Context, stateDir, rootfs string, layer digest.Digest, w io.Writer) (*BlobResult, error) {
+	if err := layer.Validate(); err != nil {
+		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "layer %q", layer)
 	}
 	st, unlock, err := openComplete(stateDir, rootfs)
 	if err != nil {
@@ -55,13 +56,18 @@ func RebuildBlob(ctx context.Context, stateDir, rootfs string, diffID digest.Dig
 	defer unlock()
 	i := -1
 	for j, l := range st.Layers {
-		if l.DiffID == diffID {
+		if l.Digest == layer {
 			i = j
 			break
 		}
 	}
+	for j := 0; i < 0 && j < len(st.Layers); j++ {
+		if st.Layers[j].DiffID == layer {
+			i = j
+		}
+	}
 	if i < 0 {
-		return nil, errdefs.New(errdefs.ErrNotFound, "layer %s is not a layer of the tree in %s", diffID, rootfs)
+		return nil, errdefs.New(errdefs.ErrNotFound, "layer %s is not a layer of the tree in %s", layer, rootfs)
 	}
 	rb, err := newRebuilder(stateDir, rootfs, st, true)
 	if err != nil {

@@ -33,7 +33,7 @@ func TestCLIE2EUnpackRebuildVerify(t *testing.T) {
 	var out unpackOutput
 	r := runJSON(t, env, &out, "unpack", "--store", store, "--platform", "linux/arm64", "--json", demo.ref, rootfs)
 	// "state" (where the tar-split metadata went) is not in docs/cli.md.
-	checkKeys(t, "unpack --json", r.stdout, append(pullKeys, "target", "applied", "warnings"), "state")
+	checkKeys(t, "unpack --json", r.stdout, append(pullKeys, "target", "applied", "warnings", "keepBlobs"), "state")
 	if out.Reference != demo.ref || out.Platform != platform || out.Target != rootfs || out.Store != store || out.Name != demo.ref ||
 		out.Manifest.Digest != want.manifest.String() || out.Index == nil || out.Index.Digest != demo.digest.String() ||
 		out.Downloaded != want.sizes[0]+want.sizes[1] || len(out.Warnings) != 0 {
