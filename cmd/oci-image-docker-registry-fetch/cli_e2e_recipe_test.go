@@ -632,6 +632,12 @@ func TestCLIE2EGCUnpackedRebuildSkopeoCopy(t *testing.T) {
 	if !v.Clean || len(v.Layers) != 4 || v.Layers[0].Reproducible != "confirmed" || v.Layers[1].Reproducible != "" || v.Layers[1].Reason == "" {
 		t.Errorf("verify --json: %+v", v)
 	}
+	r = mustRun(t, env, "verify", "--layers", rootfs)
+	if ls := lines(r.stdout); len(ls) != 4 || !strings.Contains(ls[0], "recipe confirmed: gzip go-flate go1.26.8 level 6") ||
+		!strings.Contains(ls[1], "blob not reproducible") || !strings.Contains(ls[2], "recipe confirmed: zstd klauspost-zstd v1.20.4 level 1") ||
+		!strings.Contains(ls[3], "the tar itself") || r.stderr != "" {
+		t.Errorf("verify --layers:\n%s%s", r.stdout, r.stderr)
+	}
 	var in inspectOutput
 	runJSON(t, env, &in, "inspect", "--json", "--store", store, ref)
 	if len(in.Reproducible) != 4 || in.Reproducible[0].How != "confirmed" || in.Reproducible[1].How != "no" || in.Reproducible[3].How != "tar" {

@@ -174,7 +174,7 @@ func TestCLIE2EUnpackRebuildVerify(t *testing.T) {
 		} `json:"drift"`
 	}
 	r = runJSON(t, env, &v, "verify", "--json", rootfs)
-	checkKeys(t, "verify --json", r.stdout, []string{"rootfs", "clean", "drift"})
+	checkKeys(t, "verify --json", r.stdout, []string{"rootfs", "clean", "drift", "layers"})
 	if !v.Clean || v.Rootfs != rootfs || v.Drift == nil || len(v.Drift) != 0 {
 		t.Errorf("verify --json of a clean tree: %s", r.stdout)
 	}

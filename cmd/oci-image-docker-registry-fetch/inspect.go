@@ -198,7 +198,8 @@ func printInspect(e *env, o inspectOutput) {
 		fmt.Fprintf(w, "layer %d\t%s\t%s\t%s\n", i+1, l.Digest, humanBytes(l.Size), q(l.MediaType))
 	}
 	for _, r := range o.Reproducible {
-		fmt.Fprintf(w, "reproducible\tlayer %d: %s\n", r.Layer, reproducibleText(r))
+		// "recipe", not wider than the other keys: the columns stay.
+		fmt.Fprintf(w, "recipe\tlayer %d: %s\n", r.Layer, reproducibleText(r))
 	}
 	for _, d := range o.Served {
 		fmt.Fprintf(w, "served\t%s %s by %s\n", d.Document, d.Digest, d.From)

@@ -297,13 +297,14 @@ func verifyCommand() *command {
 	return &command{
 		name:    "verify",
 		summary: "Compare an unpacked root filesystem with what unpack left, and print each path that changed, disappeared or appeared.",
-		usage:   "verify [--store DIR] [--state DIR] [--ignore-xattr NAME]... [--dir-mtimes] [--upgrade] [--json] ROOTFS",
+		usage:   "verify [--store DIR] [--state DIR] [--ignore-xattr NAME]... [--dir-mtimes] [--upgrade] [--layers] [--json] ROOTFS",
 		example: prog + " verify ./rootfs",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var sf stateFlags
 			var ignore multiFlag
-			var dirMtimes, upgrade bool
+			var dirMtimes, upgrade, showLayers bool
 			sf.register(fs)
+			fs.BoolVar(&showLayers, "layers", false, "also print, per layer, whether the tree makes its blob again (rebuild --compressed), after the drift; --json always has it")
 			fs.Var(&ignore, "ignore-xattr", "do not compare the extended attribute `NAME` (repeatable; security.selinux is never compared)")
 			fs.BoolVar(&dirMtimes, "dir-mtimes", false, "compare the modification times of directories too")
 			fs.BoolVar(&upgrade, "upgrade", false, "first bring a tree unpacked by an older version (state format 1) to this version's state, from the layers the tree rebuilds")
@@ -345,10 +346,10 @@ func verifyCommand() *command {
 						}
 						fmt.Fprintln(e.stdout, line)
 					}
-					// Which blobs the tree makes again: on standard
-					// error, so that standard output lists drift only.
-					for _, l := range layers {
-						fmt.Fprintf(e.stderr, "layer %d %s: %s\n", l.Layer, l.Digest, l.says(len(drift) > 0))
+					if showLayers {
+						for _, l := range layers {
+							fmt.Fprintf(e.stdout, "layer %d %s %s\n", l.Layer, l.Digest, l.says(len(drift) > 0))
+						}
 					}
 				}
 				if len(drift) > 0 {
