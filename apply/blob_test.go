@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -252,14 +254,17 @@ func TestRebuildBlobNeverWrong(t *testing.T) {
 	}
 }
 
-// The shadow store, compressed, still gives every layer back bit for bit;
-// a compressed copy that changed is caught like a changed file.
+// The shadow store, packed, still gives every layer back bit for bit; a
+// pack that changed is caught like a changed file; an interrupted
+// compaction (the files still beside the pack) is read from the files
+// and finished by the next one.
 func TestCompactShadow(t *testing.T) {
 	base := tarOf(t, D("srv", 0755),
 		F("srv/big", prose(7, 6<<20), 0644), // past memCopyMax: a private temporary file
 		F("srv/medium", prose(8, 100<<10), 0644),
-		F("srv/small", "tiny\n", 0644), // one block: left as it is
-		F("srv/gone", prose(9, 64<<10), 0644))
+		F("srv/small", "tiny\n", 0644),
+		F("srv/gone", prose(9, 64<<10), 0644),
+		F("srv/kept", "not replaced\n", 0644))
 	upper := tarOf(t, F("srv/big", "replaced\n", 0644), F("srv/medium", "replaced\n", 0644), F("srv/small", "replaced\n", 0644), W("srv", "gone"))
 	for _, viaApply := range []bool{false, true} {
 		t.Run(fmt.Sprintf("apply=%v", viaApply), func(t *testing.T) {
@@ -268,43 +273,99 @@ func TestCompactShadow(t *testing.T) {
 				opts = append(opts, WithCompactShadow())
 			}
 			a := mustApplyRecorded(t, [][]byte{base, upper}, opts...)
+			dir := filepath.Join(a.state, shadowDir, layerKey(sha(base)))
+			files, _ := os.ReadDir(dir)
 			if !viaApply {
+				if len(files) != 4 {
+					t.Fatalf("shadow store before compaction: %d files", len(files))
+				}
+				a.checkRebuilds(t)
 				rep, err := CompactShadow(context.Background(), a.state)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if rep.Files != 3 || rep.After >= rep.Before {
+				if rep.Files != 4 || rep.After >= rep.Before {
 					t.Errorf("compacted %+v", rep)
 				}
 			}
-			dir := filepath.Join(a.state, shadowDir, layerKey(sha(base)))
-			ents, _ := os.ReadDir(dir)
-			var names []string
-			for _, e := range ents {
-				names = append(names, e.Name())
-			}
-			if len(names) != 4 || strings.Count(strings.Join(names, " "), zstdExt) != 3 {
+			if names := dirNames(t, dir); !slices.Equal(names, []string{packName}) {
 				t.Fatalf("shadow store holds %v", names)
 			}
 			a.checkRebuilds(t)
 			a.noDrift(t)
 
-			// A compressed copy that no longer holds the payload.
-			for _, n := range names {
-				if strings.HasSuffix(n, zstdExt) {
-					p := filepath.Join(dir, n)
-					b, _ := os.ReadFile(p)
-					enc, _ := zstd.NewWriter(nil)
-					if err := os.WriteFile(p, enc.EncodeAll([]byte(prose(10, 64<<10)), nil), 0o600); err != nil {
-						t.Fatal(err)
-					}
-					_, err := a.rebuild(t, 0)
-					wantKind(t, err, errdefs.ErrDigestMismatch)
-					os.WriteFile(p, b, 0o600)
-				}
+			// A pack whose payload changed.
+			p := filepath.Join(dir, packName)
+			orig, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dec, _ := zstd.NewReader(nil)
+			plain, err := dec.DecodeAll(orig, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			plain[len(plain)-100] ^= 1
+			enc, _ := zstd.NewWriter(nil)
+			if err := os.WriteFile(p, enc.EncodeAll(plain, nil), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err = a.rebuild(t, 0)
+			wantKind(t, err, errdefs.ErrDigestMismatch)
+			if err := os.WriteFile(p, orig, 0o600); err != nil {
+				t.Fatal(err)
+			}
+
+			// An interrupted compaction: a file beside the pack.
+			pos := firstShadowed(t, a, base)
+			payload := prose(7, 6<<20)
+			if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(pos)), []byte(payload), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			a.checkRebuilds(t)
+			if _, err := CompactShadow(context.Background(), a.state); err != nil {
+				t.Fatal(err)
+			}
+			if names := dirNames(t, dir); !slices.Equal(names, []string{packName}) {
+				t.Fatalf("after the second compaction the shadow store holds %v", names)
 			}
 			a.checkRebuilds(t)
 		})
+	}
+}
+
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// firstShadowed returns the position of srv/big's payload in layer tb.
+func firstShadowed(t *testing.T, a applied, tb []byte) int {
+	t.Helper()
+	f, err := os.Open(filepath.Join(a.state, tarsplitName(sha(tb))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, _ := zstd.NewReader(f)
+	defer zr.Close()
+	dec := newEntryReader(zr)
+	var e tsEntry
+	for {
+		if err := dec.next(&e); err != nil {
+			t.Fatalf("no srv/big in the tar-split: %v", err)
+		}
+		if e.GetName() == "srv/big" {
+			return e.Position
+		}
 	}
 }
 

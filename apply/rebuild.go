@@ -261,7 +261,6 @@ type rebuilder struct {
 	root     *fsroot.Root
 	buf      []byte
 	zr       *zstd.Decoder
-	sz       *zstd.Decoder // for compressed shadow copies, made when first needed
 	fh       *fileHash
 	maxDepth int
 	// private: copy each payload before writing it (not for Check,
@@ -302,9 +301,6 @@ func newRebuilder(stateDir, rootfs string, st *State, private bool) (*rebuilder,
 func (rb *rebuilder) close() {
 	rb.root.Close()
 	rb.zr.Close()
-	if rb.sz != nil {
-		rb.sz.Close()
-	}
 	if rb.tmp != nil {
 		rb.tmp.Close()
 	}
@@ -315,39 +311,58 @@ type shadowKind uint8
 
 const (
 	shadowRaw     shadowKind = iota + 1 // <pos>: the file itself, moved aside
-	shadowZstd                          // <pos>.zst: compressed (CompactShadow)
+	shadowPacked                        // in pack.zst (CompactShadow)
 	shadowDropped                       // <pos>.dropped: given up (WithoutShadow)
 )
 
 // shadowed lists the shadow store of a layer: position -> how its payload
-// is kept. A payload found both raw and compressed (a compaction that was
-// interrupted) is read raw.
-func (rb *rebuilder) shadowed(key string) (map[int]shadowKind, error) {
-	ents, err := os.ReadDir(filepath.Join(rb.stateDir, shadowDir, key))
+// is kept, and the layer's pack, if it has one, open at its first
+// payload (the caller closes it). A payload found both as a file and in
+// the pack (a compaction that was interrupted) is read from the file.
+func (rb *rebuilder) shadowed(key string) (map[int]shadowKind, *packReader, error) {
+	dir := filepath.Join(rb.stateDir, shadowDir, key)
+	ents, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "shadow store")
+		return nil, nil, errdefs.Wrap(err, errdefs.ErrInternal, "shadow store")
 	}
 	m := make(map[int]shadowKind, len(ents))
+	var pack *packReader
 	for _, e := range ents {
-		kind := shadowRaw
 		n := e.Name()
+		if n == packName {
+			f, err := openAtOwner(unix.AT_FDCWD, filepath.Join(dir, n))
+			if err == nil {
+				pack, err = openPack(f)
+				if err != nil {
+					f.Close()
+				}
+			}
+			if err != nil {
+				return nil, nil, errdefs.Wrap(err, errdefs.ErrInternal, "shadow store")
+			}
+			for _, pos := range pack.pos {
+				if _, ok := m[pos]; !ok {
+					m[pos] = shadowPacked
+				}
+			}
+			continue
+		}
+		kind := shadowRaw
 		if b, ok := strings.CutSuffix(n, droppedExt); ok {
 			n, kind = b, shadowDropped
-		} else if b, ok := strings.CutSuffix(n, zstdExt); ok {
-			n, kind = b, shadowZstd
 		}
 		pos, err := strconv.Atoi(n)
 		if err != nil {
 			continue // a temporary file
 		}
-		if old, ok := m[pos]; !ok || kind < old {
+		if old, ok := m[pos]; !ok || kind < old || old == shadowPacked {
 			m[pos] = kind
 		}
 	}
-	return m, nil
+	return m, pack, nil
 }
 
 // layer rebuilds one layer into w and returns the bytes written.
@@ -361,9 +376,12 @@ func (rb *rebuilder) layer(ctx context.Context, diffID digest.Digest, w io.Write
 		return 0, errdefs.Wrap(err, errdefs.ErrInternal, "tar-split metadata of layer %s", diffID)
 	}
 	defer f.Close()
-	shadow, err := rb.shadowed(key)
+	shadow, pack, err := rb.shadowed(key)
 	if err != nil {
 		return 0, err
+	}
+	if pack != nil {
+		defer pack.close()
 	}
 	if err := rb.zr.Reset(bufio.NewReaderSize(f, 64<<10)); err != nil {
 		return 0, errdefs.Wrap(err, errdefs.ErrInternal, "tar-split metadata of layer %s", diffID)
@@ -393,7 +411,7 @@ func (rb *rebuilder) layer(ctx context.Context, diffID digest.Digest, w io.Write
 			if e.Size == 0 {
 				continue
 			}
-			if err := rb.payload(ctx, diffID, key, &e, shadow, hw); err != nil {
+			if err := rb.payload(ctx, diffID, key, &e, shadow, pack, hw); err != nil {
 				return hw.n, err
 			}
 		default:
@@ -417,7 +435,7 @@ func writeErr(err error, diffID digest.Digest) error {
 }
 
 // payload writes the payload of file entry e, verified.
-func (rb *rebuilder) payload(ctx context.Context, diffID digest.Digest, key string, e *tsEntry, shadow map[int]shadowKind, hw *holdWriter) error {
+func (rb *rebuilder) payload(ctx context.Context, diffID digest.Digest, key string, e *tsEntry, shadow map[int]shadowKind, pack *packReader, hw *holdWriter) error {
 	name, err := cleanName(e.GetName())
 	if err != nil {
 		return errdefs.Wrap(err, errdefs.ErrInternal, "tar-split metadata of layer %s", diffID)
@@ -439,22 +457,20 @@ func (rb *rebuilder) payload(ctx context.Context, diffID digest.Digest, key stri
 	switch kind {
 	case shadowDropped:
 		return perr(errdefs.ErrNotFound, ReasonNotKept, "a later layer replaced it and its shadow copy was not kept")
-	case shadowRaw, shadowZstd:
-		name := strconv.Itoa(e.Position)
-		if kind == shadowZstd {
-			name += zstdExt
+	case shadowPacked:
+		src, err := pack.payload(e.Position)
+		if err != nil {
+			return perr(errdefs.ErrDigestMismatch, ReasonChanged, err.Error())
 		}
+		return rb.packedPayload(ctx, diffID, src, e, hw, perr)
+	case shadowRaw:
 		dfd, err := unix.Open(filepath.Join(rb.stateDir, shadowDir, key), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err == nil {
-			f, err = openAtOwner(dfd, name)
+			f, err = openAtOwner(dfd, strconv.Itoa(e.Position))
 			unix.Close(dfd)
 		}
 		if err != nil {
 			return perr(errdefs.ErrNotFound, ReasonMissing, "shadow copy: "+err.Error())
-		}
-		if kind == shadowZstd {
-			defer f.Close()
-			return rb.compressedPayload(ctx, diffID, f, e, hw, perr)
 		}
 	default:
 		if depth(at) > rb.maxDepth {
