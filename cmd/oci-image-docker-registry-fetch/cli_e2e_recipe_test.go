@@ -41,8 +41,8 @@ import (
 	"github.com/ocifetch/ocifetch/apply"
 	"github.com/ocifetch/ocifetch/internal/testutil/faultproxy"
 	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
-	"github.com/ocifetch/ocifetch/mediatype"
 	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
+	"github.com/ocifetch/ocifetch/mediatype"
 )
 
 // needTool finds an external tool: without it the test skips, or fails
