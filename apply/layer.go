@@ -216,7 +216,7 @@ func applyLayer(ctx context.Context, target string, tarStream io.Reader, o *opti
 	if err != nil {
 		return nil, err
 	}
-	lr, _, err := a.applyTar(tarStream, "", nil, taps.uncompressed)
+	lr, _, err := a.applyTar(tarStream, "", nil, taps.uncompressed, false)
 	if err == nil {
 		err = rec.endLayer(lr.DiffID)
 	}
@@ -297,7 +297,11 @@ func (a *applier) applyBlob(l Layer, taps layerTaps) (lr LayerReport, err error)
 		}
 		tarStream = a.zr
 	}
-	lr, readFailed, err := a.applyTar(tarStream, l.DiffID, cancel, taps.uncompressed)
+	// An uncompressed blob whose reader verifies its digest, the diffID
+	// itself, need not be hashed twice (a stream without a store: the
+	// stream hashes it).
+	verified := want == plain && l.Verified && l.Digest == l.DiffID
+	lr, readFailed, err := a.applyTar(tarStream, l.DiffID, cancel, taps.uncompressed, verified)
 	if err != nil {
 		if !readFailed {
 			// The layer failed for a reason of its own; the blob's

@@ -11,6 +11,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/asynchash"
 	"github.com/ocifetch/ocifetch/resolve"
 	"github.com/ocifetch/ocifetch/source"
 )
@@ -32,13 +33,15 @@ import (
 // consumer already has read and dropped (they cannot be taken back; the
 // digest covers what the consumer got).
 type netStream struct {
-	ctx       context.Context
-	desc      ocispec.Descriptor
-	eps       []resolve.Source
-	o         *options
-	rep       *blobReport
-	received  *atomic.Int64 // the session's count of bytes from the network
-	dg        digest.Digester
+	ctx      context.Context
+	desc     ocispec.Descriptor
+	eps      []resolve.Source
+	o        *options
+	rep      *blobReport
+	received *atomic.Int64 // the session's count of bytes from the network
+	// h hashes what the consumer gets, in a goroutine of its own once the
+	// blob proved large, so that hashing overlaps with decompressing.
+	h         *asynchash.Hash
 	ep        int // the endpoint in use
 	r         *source.Retrier
 	rc        io.ReadCloser // the current response body, nil between attempts
@@ -56,7 +59,7 @@ type netStream struct {
 func newNetStream(ctx context.Context, desc ocispec.Descriptor, src resolve.Source, o *options, rep *blobReport, received *atomic.Int64, onEnd func(bool, error)) *netStream {
 	eps, blocked := endpointsFor(src, desc, o)
 	retry, _ := o.network(eps[len(eps)-1])
-	return &netStream{ctx: ctx, desc: desc, eps: eps, o: o, rep: rep, received: received, dg: desc.Digest.Algorithm().Digester(),
+	return &netStream{ctx: ctx, desc: desc, eps: eps, o: o, rep: rep, received: received, h: asynchash.New(desc.Digest.Algorithm().Hash()),
 		r: source.NewRetrier(retry), blocked: blocked, onEnd: onEnd}
 }
 
@@ -149,7 +152,7 @@ func (s *netStream) readBody(p []byte) (int, error) {
 		if int64(n) > s.desc.Size-s.off {
 			return 0, s.fail(errdefs.New(errdefs.ErrSizeMismatch, "blob %s from %s is longer than %d bytes", s.desc.Digest, source.Name(s.eps[s.ep]), s.desc.Size))
 		}
-		s.dg.Hash().Write(p[:n])
+		s.h.Write(p[:n])
 		s.off += int64(n)
 		if s.off > s.furthest {
 			s.furthest = s.off
@@ -200,7 +203,7 @@ func (s *netStream) next(err error) error {
 
 // atEnd checks the digest at the blob's size.
 func (s *netStream) atEnd() error {
-	if got := s.dg.Digest(); got != s.desc.Digest {
+	if got := digest.NewDigest(s.desc.Digest.Algorithm(), s.h); got != s.desc.Digest {
 		return s.fail(errdefs.New(errdefs.ErrDigestMismatch, "blob %s: streamed content hashes to %s", s.desc.Digest, got))
 	}
 	s.err, s.verified = io.EOF, true
@@ -217,6 +220,7 @@ func (s *netStream) fail(err error) error {
 }
 
 func (s *netStream) end() {
+	s.h.Close()
 	if s.rc != nil {
 		s.rc.Close()
 		s.rc = nil
