@@ -133,6 +133,9 @@ func Apply(ctx context.Context, target string, layers []Layer, opts ...Option) (
 		return nil, err
 	}
 	rec, err := newStateRec(ctx, l.stateDir, st, o.noShadow)
+	if rec != nil {
+		rec.noRecipes = o.noRecipes
+	}
 	if err != nil {
 		l.fail()
 		return nil, err

@@ -58,6 +58,7 @@ type options struct {
 	stateDir      string        // WithStateDir
 	noShadow      bool          // WithoutShadow
 	compactShadow bool          // WithCompactShadow
+	noRecipes     bool          // withoutRecipes
 	imageRef      string        // WithImage
 	manifest      digest.Digest // WithImage
 
@@ -271,6 +272,15 @@ func WithDevices(d Devices) Option {
 func withFallback() Option {
 	return func(opts *options) error {
 		opts.rootOpts = append(opts.rootOpts, fsroot.WithFallback())
+		return nil
+	}
+}
+
+// withoutRecipes records no recipes: the benchmark of what probing
+// costs compares with it.
+func withoutRecipes() Option {
+	return func(opts *options) error {
+		opts.noRecipes = true
 		return nil
 	}
 }

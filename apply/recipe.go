@@ -72,7 +72,7 @@ func (s *stateRec) startProbe(i int) layerTaps {
 	lp := &layerProbe{i: i}
 	s.probe = lp
 	l := s.state.Layers[i]
-	if ml, ok := mediatype.LayerOf(l.MediaType); ok && ml.Compression != mediatype.Uncompressed && l.Digest != "" {
+	if ml, ok := mediatype.LayerOf(l.MediaType); ok && ml.Compression != mediatype.Uncompressed && l.Digest != "" && !s.noRecipes {
 		if p, err := recipe.NewProber(); err == nil {
 			lp.p = p
 			return layerTaps{compressed: lp, uncompressed: p.Uncompressed()}

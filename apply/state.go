@@ -261,6 +261,8 @@ type stateRec struct {
 	sums     *sumStore              // content digest of each regular file written
 	shadowFD map[string]int         // layerKey -> O_PATH descriptor of shadow/<key>
 	probe    *layerProbe            // the recipe of the current or last layer
+	// noRecipes: probe nothing (withoutRecipes, for a benchmark).
+	noRecipes bool
 }
 
 // newStateRec starts recording into the state directory dir, which holds
