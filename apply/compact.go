@@ -33,14 +33,15 @@ const packMagic = "ocifetch shadow pack 1\n"
 // compactTmp prefixes the files a compaction writes before renaming them.
 const compactTmp = ".tmp-"
 
-// packLevel is the zstd level of packs: klauspost's default (about zstd
-// level 3). One stream per layer at that level takes the Debian image of
+// packLevel is the zstd level of packs: klauspost's fastest (about zstd
+// level 1). One stream per layer at that level takes the Debian image of
 // docs/performance.md's disk table from 48.3 MB of shadowed files to
-// 15.4 MB; each file compressed on its own at the fastest level left
-// 22.8 MB (small files waste most of a block, and the fastest level
-// misses what the files of a layer have in common, such as the message
-// IDs every gettext catalog repeats).
-const packLevel = zstd.SpeedDefault
+// 16.8 MB (its default level, 14.3 MB, costs about twice the CPU on the
+// unpack's hot path, where --keep-blobs=false packs); each file
+// compressed on its own left 22.8 MB: small files waste most of a block,
+// and the files of a layer have much in common (the message IDs every
+// gettext catalog repeats).
+const packLevel = zstd.SpeedFastest
 
 // CompactReport says what CompactShadow did.
 type CompactReport struct {
