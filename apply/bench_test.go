@@ -11,8 +11,8 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -279,7 +279,11 @@ func probeBenchLayers(b *testing.B) []Layer {
 		}
 		return out
 	}
-	root := filepath.Join(runtime.GOROOT(), "src", "net")
+	goroot, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		b.Fatal(err)
+	}
+	root := filepath.Join(strings.TrimSpace(string(goroot)), "src", "net")
 	var tb bytes.Buffer
 	tw := gotar.NewWriter(&tb)
 	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {

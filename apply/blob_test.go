@@ -215,7 +215,6 @@ func TestRebuildBlobNeverWrong(t *testing.T) {
 	good := st.Layers[0].Recipe.Candidates[0]
 	bad := good
 	bad.Level = 1
-	bad.Gzip = &*good.Gzip
 	st.Layers[0].Recipe.Candidates = append(st.Layers[0].Recipe.Candidates[:0], bad)
 	if err := writeState(a.state, st); err != nil {
 		t.Fatal(err)

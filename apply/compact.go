@@ -340,18 +340,6 @@ func (p *packReader) close() {
 	p.f.Close()
 }
 
-// countWriter counts what passes through it.
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
 // packedPayload writes the payload of e that the layer's pack holds
 // (src, exactly its recorded size from the pack), verified as every
 // payload is: decompressed into a private copy (for Check, hashed as it
