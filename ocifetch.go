@@ -42,6 +42,7 @@ type options struct {
 	resolved func(*resolve.Resolved)
 	pull     PullPolicy
 	verifier Verifier
+	noKeep   bool // WithKeepBlobs(false)
 }
 
 // WithStore sets the store directory (default fetch.DefaultStoreDir()).
@@ -251,7 +252,11 @@ func Unpack(ctx context.Context, ref, dir string, opts ...Option) (*Result, erro
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sess, err := fetch.Start(ctx, res, store, o.fetch...)
+	fopts := o.fetch
+	if o.noKeep {
+		fopts = append(fopts[:len(fopts):len(fopts)], fetch.WithKeepBlobs(false))
+	}
+	sess, err := fetch.Start(ctx, res, store, fopts...)
 	if err != nil {
 		return nil, err
 	}
@@ -259,17 +264,27 @@ func Unpack(ctx context.Context, ref, dir string, opts ...Option) (*Result, erro
 	for i, l := range res.Layers {
 		i := i
 		// The session's stream is verified against the blob digest as it
-		// is read, so apply only checks the diffID.
+		// is read, so apply only checks the diffID (and records the
+		// digest, for the compressed rebuild of the blob).
 		layers[i] = apply.Layer{
 			MediaType: l.MediaType,
+			Digest:    l.Digest,
+			Size:      l.Size,
 			DiffID:    l.DiffID,
+			Verified:  true,
 			Open:      func(ctx context.Context) (io.ReadCloser, error) { return sess.Layer(ctx, i) },
 		}
 	}
-	aopts := append([]apply.Option{
+	aopts := []apply.Option{
 		apply.WithStateDir(stateDir),
 		apply.WithImage(res.Reference, res.Manifest.Descriptor.Digest),
-	}, o.apply...)
+	}
+	if o.noKeep {
+		// Without the blobs, the tree and its state are all there is:
+		// the state should take as little room as it can.
+		aopts = append(aopts, apply.WithCompactShadow())
+	}
+	aopts = append(aopts, o.apply...)
 	rep, aerr := apply.Apply(ctx, dir, layers, aopts...)
 	if aerr != nil {
 		cancel()
@@ -280,6 +295,7 @@ func Unpack(ctx context.Context, ref, dir string, opts ...Option) (*Result, erro
 	if err != nil {
 		return nil, err
 	}
+	recordUnpacked(ctx, store, res, dir, stateDir, !o.noKeep)
 	return &Result{Resolved: res, Store: store, Pull: pr, Apply: rep, StateDir: stateDir}, nil
 }
 

@@ -118,7 +118,9 @@ func (a *applier) close() {
 // in progress; it is called when the layer fails before r is used up.
 // readFailed tells whether r itself failed (see readAhead.failed), so
 // that the caller can tell a broken source from a broken layer.
-func (a *applier) applyTar(r io.Reader, diffID digest.Digest, stopSource func(), tap io.Writer) (rep LayerReport, readFailed bool, err error) {
+// sourceVerified says that r is itself verified against diffID (it fails
+// before io.EOF on a mismatch): the stream is then not hashed again.
+func (a *applier) applyTar(r io.Reader, diffID digest.Digest, stopSource func(), tap io.Writer, sourceVerified bool) (rep LayerReport, readFailed bool, err error) {
 	a.rep = &LayerReport{}
 	a.upper = make(map[pathKey]struct{})
 	a.dirs = make(map[string]dirMeta)
@@ -137,7 +139,10 @@ func (a *applier) applyTar(r io.Reader, diffID digest.Digest, stopSource func(),
 	}
 	h := alg.Hash()
 	var hw io.Writer = h
-	if tap != nil {
+	switch {
+	case sourceVerified:
+		hw = tap // nil, or the recorder's alone
+	case tap != nil:
 		hw = io.MultiWriter(h, tap)
 	}
 	ra := startReadAhead(r, hw, a.ring)
@@ -173,6 +178,10 @@ func (a *applier) applyTar(r io.Reader, diffID digest.Digest, stopSource func(),
 	rep.TarBytes = tr.n
 	a.total += tr.n
 	rep.DiffID = digest.NewDigest(alg, h)
+	if sourceVerified {
+		// The source ended cleanly only because its bytes hash to diffID.
+		rep.DiffID = diffID
+	}
 	if err != nil {
 		return rep, readFailed, err
 	}

@@ -2,18 +2,25 @@ package apply
 
 import (
 	gotar "archive/tar"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/zeebo/blake3"
+	"golang.org/x/sys/unix"
 )
 
 // benchLayer writes a tar to a file in dir, hashing it for its diffID.
@@ -232,4 +239,93 @@ func BenchmarkVerifySmallFiles(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(5000*b.N)/b.Elapsed().Seconds(), "files/s")
+}
+
+// BenchmarkRecipeProbe measures what identifying recipes adds to an apply
+// with a state directory: the same layers applied with the probe and
+// without (run them alternately, one -bench pattern at a time: -count
+// repeats one before the other), reporting the
+// CPU time of the whole process per apply (getrusage: every goroutine,
+// the background Result included). The layers are benchmark image a's
+// (OCIFETCH_BENCH_IMAGE: an image directory bench/benchtool made, with
+// its layers.tsv), or without it one gzip layer of GOROOT/src/net.
+func BenchmarkRecipeProbe(b *testing.B) {
+	layers := probeBenchLayers(b)
+	for _, tc := range []struct {
+		name string
+		opts []Option
+	}{{"probe", nil}, {"without", []Option{withoutRecipes()}}} {
+		b.Run(tc.name, func(b *testing.B) {
+			base := b.TempDir()
+			if d := os.Getenv("OCIFETCH_BENCH_DIR"); d != "" {
+				var err error
+				if base, err = os.MkdirTemp(d, "bench-"); err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { os.RemoveAll(base) })
+			}
+			var cpu time.Duration
+			for i := 0; i < b.N; i++ {
+				target := filepath.Join(base, fmt.Sprint(i))
+				before := cpuTime()
+				if _, err := Apply(context.Background(), target, layers, append([]Option{WithStateDir(DefaultStateDir(target))}, tc.opts...)...); err != nil {
+					b.Fatal(err)
+				}
+				cpu += cpuTime() - before
+				b.StopTimer()
+				os.RemoveAll(target)
+				os.RemoveAll(DefaultStateDir(target))
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N), "cpu-ms/op")
+		})
+	}
+}
+
+// cpuTime is the user and system CPU time of this process so far.
+func cpuTime() time.Duration {
+	var ru unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func probeBenchLayers(b *testing.B) []Layer {
+	if dir := os.Getenv("OCIFETCH_BENCH_IMAGE"); dir != "" {
+		tsv, err := os.ReadFile(filepath.Join(dir, "layers.tsv"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var out []Layer
+		for _, line := range strings.Split(strings.TrimSpace(string(tsv)), "\n") {
+			f := strings.Split(line, "\t")
+			size, _ := strconv.ParseInt(f[2], 10, 64)
+			p := filepath.Join(dir, f[5])
+			out = append(out, Layer{MediaType: f[0], Digest: digest.Digest(f[1]), Size: size, DiffID: digest.Digest(f[3]),
+				Open: func(context.Context) (io.ReadCloser, error) { return os.Open(p) }})
+		}
+		return out
+	}
+	goroot, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		b.Fatal(err)
+	}
+	root := filepath.Join(strings.TrimSpace(string(goroot)), "src", "net")
+	var tb bytes.Buffer
+	tw := gotar.NewWriter(&tb)
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		tw.WriteHeader(&gotar.Header{Name: rel, Mode: 0o644, Size: int64(len(data)), Typeflag: gotar.TypeReg})
+		_, err = tw.Write(data)
+		return err
+	})
+	tw.Close()
+	gz := stdGzip(b, tb.Bytes())
+	return []Layer{rawBlob(mtGzip, gz, sha(tb.Bytes()))}
 }

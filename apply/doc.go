@@ -179,11 +179,14 @@
 //	                              aside when a later entry replaced it
 //	shadow/<alg>-<hex>/<pos>.dropped
 //	                              the same, given up (WithoutShadow)
+//	shadow/<alg>-<hex>/pack.zst   those payloads packed (CompactShadow)
 //	tree.json.zst                 manifest of the tree when Apply completed
 //
 // state.json holds version (2), status ("applying", then "complete"),
-// reference and manifest (WithImage), layers (diffID, digest, mediaType
-// and tarSplit, the metadata's path, lowest first), ownership and devices
+// reference and manifest (WithImage), layers (diffID, digest, mediaType,
+// tarSplit, the metadata's path, size, the blob's, and recipe, how the
+// compressed blob is made again from the tar: candidates, confirmed,
+// reason; lowest first), ownership and devices
 // (the policies used: "preserve", "caller", "fail"; "create", "skip",
 // "fail"), uid and gid (the applying process's), shadow (whether replaced
 // payloads were kept), target (dev, ino, btime: the target's identity),
@@ -242,6 +245,19 @@
 // by a walk that records the names it passes when /proc is missing), so
 // a payload written as a/x with a -> b and replaced as b/x, or the
 // reverse, is moved aside.
+//
+// A pack is one zstd stream: "ocifetch shadow pack 1\n", the number of
+// payloads and, for each, its position (as the difference from the one
+// before) and size, all uvarints, then the payloads one after the other,
+// in position order, which is the order a rebuild reads them in.
+//
+// While a compressed layer is applied, its blob and tar are teed into an
+// internal/recipe Prober; once the layer verified, its candidate recipes
+// are recorded in state.json (confirmed at once when the whole layer fit
+// in the probe). RebuildBlob makes the blob again from the tree with
+// them, into a private spool, writing it only once it hashed to the
+// manifest's digest; Confirm verifies the tree and confirms them on the
+// whole layer. See docs/reproducibility.md.
 //
 // Rebuild never hands an unverified byte to its writer: each payload is
 // copied privately (into memory up to 4 MiB, beyond that into an

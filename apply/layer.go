@@ -11,17 +11,18 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/fsroot"
+	"github.com/ocifetch/ocifetch/mediatype"
 )
 
 // Layer is one layer to apply.
 type Layer struct {
-	// MediaType decides decompression: the OCI layer types (tar, tar+gzip,
-	// tar+zstd, and their deprecated non-distributable variants) and
-	// Docker's rootfs.diff.tar.gzip and rootfs.foreign.diff.tar.gzip.
+	// MediaType decides decompression, by package mediatype's table: the
+	// OCI layer types (tar, tar+gzip, tar+zstd, and their deprecated
+	// non-distributable variants) and Docker's rootfs.diff.tar.gzip,
+	// rootfs.diff.tar and rootfs.foreign.diff.tar.gzip.
 	MediaType string
 	// Digest of the blob as stored (compressed); verified when set.
 	Digest digest.Digest
@@ -29,6 +30,11 @@ type Layer struct {
 	Size int64
 	// DiffID is the digest of the uncompressed tar; required, verified.
 	DiffID digest.Digest
+	// Verified says that the reader Open returns verifies Digest and Size
+	// itself, failing before io.EOF on a mismatch (fetch's streams do):
+	// Apply then records them in the state without hashing the blob a
+	// second time.
+	Verified bool
 	// Open returns the blob's content. It is called once, when the layer's
 	// turn comes, and the reader is closed before the next layer starts.
 	Open func(ctx context.Context) (io.ReadCloser, error)
@@ -46,23 +52,20 @@ func (c compression) String() string {
 	return [...]string{"an uncompressed tar", "gzip", "zstd"}[c]
 }
 
-// compressionOf maps a layer media type to its compression.
+// compressionOf maps a layer media type to its compression, by the one
+// table of package mediatype.
 func compressionOf(mediaType string) (compression, bool) {
-	switch mediaType {
-	case ocispec.MediaTypeImageLayer,
-		"application/vnd.oci.image.layer.nondistributable.v1.tar",
-		"application/vnd.docker.image.rootfs.diff.tar": // produced by some tools for uncompressed Docker layers
-		return plain, true
-	case ocispec.MediaTypeImageLayerGzip,
-		"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-		"application/vnd.docker.image.rootfs.diff.tar.gzip",
-		"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip":
+	l, ok := mediatype.LayerOf(mediaType)
+	if !ok {
+		return 0, false
+	}
+	switch l.Compression {
+	case mediatype.Gzip:
 		return gzipped, true
-	case ocispec.MediaTypeImageLayerZstd,
-		"application/vnd.oci.image.layer.nondistributable.v1.tar+zstd":
+	case mediatype.Zstd:
 		return zstded, true
 	}
-	return 0, false
+	return plain, true
 }
 
 // sniff tells the compression from the first bytes of a stream.
@@ -129,7 +132,10 @@ func Apply(ctx context.Context, target string, layers []Layer, opts ...Option) (
 	if err != nil {
 		return nil, err
 	}
-	rec, err := newStateRec(l.stateDir, st, o.noShadow)
+	rec, err := newStateRec(ctx, l.stateDir, st, o.noShadow)
+	if rec != nil {
+		rec.noRecipes = o.noRecipes
+	}
 	if err != nil {
 		l.fail()
 		return nil, err
@@ -213,7 +219,7 @@ func applyLayer(ctx context.Context, target string, tarStream io.Reader, o *opti
 	if err != nil {
 		return nil, err
 	}
-	lr, _, err := a.applyTar(tarStream, "", nil, taps.uncompressed)
+	lr, _, err := a.applyTar(tarStream, "", nil, taps.uncompressed, false)
 	if err == nil {
 		err = rec.endLayer(lr.DiffID)
 	}
@@ -257,7 +263,11 @@ func (a *applier) applyBlob(l Layer, taps layerTaps) (lr LayerReport, err error)
 		return LayerReport{}, keepKind(err, "opening the blob")
 	}
 	defer rc.Close()
-	src := newBlobReader(rc, l.Digest)
+	check := l.Digest
+	if l.Verified {
+		check = "" // the reader verifies it
+	}
+	src := newBlobReader(rc, check)
 	src.tap = taps.compressed
 	br := bufio.NewReaderSize(src, 64<<10)
 	magic, err := br.Peek(4)
@@ -290,7 +300,11 @@ func (a *applier) applyBlob(l Layer, taps layerTaps) (lr LayerReport, err error)
 		}
 		tarStream = a.zr
 	}
-	lr, readFailed, err := a.applyTar(tarStream, l.DiffID, cancel, taps.uncompressed)
+	// An uncompressed blob whose reader verifies its digest, the diffID
+	// itself, need not be hashed twice (a stream without a store: the
+	// stream hashes it).
+	verified := want == plain && l.Verified && l.Digest == l.DiffID
+	lr, readFailed, err := a.applyTar(tarStream, l.DiffID, cancel, taps.uncompressed, verified)
 	if err != nil {
 		if !readFailed {
 			// The layer failed for a reason of its own; the blob's
@@ -307,7 +321,7 @@ func (a *applier) applyBlob(l Layer, taps layerTaps) (lr LayerReport, err error)
 	if l.Size > 0 && src.n != l.Size {
 		return lr, errdefs.New(errdefs.ErrSizeMismatch, "blob is %d bytes, its descriptor says %d", src.n, l.Size)
 	}
-	if l.Digest != "" {
+	if src.h != nil {
 		if got := digest.NewDigest(l.Digest.Algorithm(), src.h); got != l.Digest {
 			return lr, errdefs.New(errdefs.ErrDigestMismatch, "blob digest is %s, want %s", got, l.Digest)
 		}

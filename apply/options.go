@@ -55,10 +55,12 @@ type options struct {
 	maxEntries    int64 // WithMaxEntries, 0 for no limit
 	maxDepth      int   // WithMaxDepth
 
-	stateDir string        // WithStateDir
-	noShadow bool          // WithoutShadow
-	imageRef string        // WithImage
-	manifest digest.Digest // WithImage
+	stateDir      string        // WithStateDir
+	noShadow      bool          // WithoutShadow
+	compactShadow bool          // WithCompactShadow
+	noRecipes     bool          // withoutRecipes
+	imageRef      string        // WithImage
+	manifest      digest.Digest // WithImage
 
 	// Verify's.
 	ignored   []string // WithIgnoredXattrs; nil: DefaultIgnoredXattrs
@@ -191,6 +193,18 @@ func WithoutShadow() Option {
 	}
 }
 
+// WithCompactShadow makes Apply (and Confirm) compress the shadow store
+// once the layers are applied (see CompactShadow): the state then takes
+// less room, for some CPU time at the end of the apply. Without it the
+// shadow store is filled by rename(2) alone, and CompactShadow or
+// Confirm can compress it later.
+func WithCompactShadow() Option {
+	return func(opts *options) error {
+		opts.compactShadow = true
+		return nil
+	}
+}
+
 // WithImage records the image's reference and manifest digest in
 // state.json; both are informational.
 func WithImage(reference string, manifest digest.Digest) Option {
@@ -258,6 +272,15 @@ func WithDevices(d Devices) Option {
 func withFallback() Option {
 	return func(opts *options) error {
 		opts.rootOpts = append(opts.rootOpts, fsroot.WithFallback())
+		return nil
+	}
+}
+
+// withoutRecipes records no recipes: the benchmark of what probing
+// costs compares with it.
+func withoutRecipes() Option {
+	return func(opts *options) error {
+		opts.noRecipes = true
 		return nil
 	}
 }

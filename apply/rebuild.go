@@ -306,37 +306,71 @@ func (rb *rebuilder) close() {
 	}
 }
 
-// shadowed lists the shadow store of a layer: position -> kept (a file)
-// or not (a .dropped marker).
-func (rb *rebuilder) shadowed(key string) (map[int]bool, error) {
+// shadowKind is how the shadow store keeps a payload.
+type shadowKind uint8
+
+const (
+	shadowRaw     shadowKind = iota + 1 // <pos>: the file itself, moved aside
+	shadowPacked                        // in pack.zst (CompactShadow)
+	shadowDropped                       // <pos>.dropped: given up (WithoutShadow)
+)
+
+// shadowed lists the shadow store of a layer: position -> how its payload
+// is kept, and the layer's pack, if it has one, open at its first
+// payload (the caller closes it). A payload found both as a file and in
+// the pack (a compaction that was interrupted) is read from the file.
+// The directory is opened through the checked state (statedir.go).
+func (rb *rebuilder) shadowed(key string) (map[int]shadowKind, *packReader, error) {
 	dfd, err := openStateDirAt(rb.stateDir, shadowDir+"/"+key)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
 		if hasKind(err) {
-			return nil, err
+			return nil, nil, err
 		}
-		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "shadow store")
+		return nil, nil, errdefs.Wrap(err, errdefs.ErrInternal, "shadow store")
 	}
 	d := os.NewFile(uintptr(dfd), filepath.Join(rb.stateDir, shadowDir, key))
+	defer d.Close()
 	names, err := d.Readdirnames(-1)
-	d.Close()
 	if err != nil {
-		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "shadow store")
+		return nil, nil, errdefs.Wrap(err, errdefs.ErrInternal, "shadow store")
 	}
-	m := make(map[int]bool, len(names))
-	for _, name := range names {
-		n, dropped := strings.CutSuffix(name, droppedExt)
+	m := make(map[int]shadowKind, len(names))
+	var pack *packReader
+	for _, n := range names {
+		if n == packName {
+			f, err := openAtOwner(dfd, n)
+			if err == nil {
+				pack, err = openPack(f)
+				if err != nil {
+					f.Close()
+				}
+			}
+			if err != nil {
+				return nil, nil, errdefs.Wrap(err, errdefs.ErrInternal, "shadow store")
+			}
+			for _, pos := range pack.pos {
+				if _, ok := m[pos]; !ok {
+					m[pos] = shadowPacked
+				}
+			}
+			continue
+		}
+		kind := shadowRaw
+		if b, ok := strings.CutSuffix(n, droppedExt); ok {
+			n, kind = b, shadowDropped
+		}
 		pos, err := strconv.Atoi(n)
 		if err != nil {
 			continue // a temporary file
 		}
-		if !dropped || !m[pos] {
-			m[pos] = !dropped
+		if old, ok := m[pos]; !ok || kind < old || old == shadowPacked {
+			m[pos] = kind
 		}
 	}
-	return m, nil
+	return m, pack, nil
 }
 
 // layer rebuilds one layer into w and returns the bytes written.
@@ -353,9 +387,12 @@ func (rb *rebuilder) layer(ctx context.Context, diffID digest.Digest, w io.Write
 		return 0, errdefs.Wrap(err, errdefs.ErrInternal, "tar-split metadata of layer %s", diffID)
 	}
 	defer f.Close()
-	shadow, err := rb.shadowed(key)
+	shadow, pack, err := rb.shadowed(key)
 	if err != nil {
 		return 0, err
+	}
+	if pack != nil {
+		defer pack.close()
 	}
 	if err := rb.zr.Reset(bufio.NewReaderSize(f, 64<<10)); err != nil {
 		return 0, errdefs.Wrap(err, errdefs.ErrInternal, "tar-split metadata of layer %s", diffID)
@@ -385,7 +422,7 @@ func (rb *rebuilder) layer(ctx context.Context, diffID digest.Digest, w io.Write
 			if e.Size == 0 {
 				continue
 			}
-			if err := rb.payload(ctx, diffID, key, &e, shadow, hw); err != nil {
+			if err := rb.payload(ctx, diffID, key, &e, shadow, pack, hw); err != nil {
 				return hw.n, err
 			}
 		default:
@@ -409,7 +446,7 @@ func writeErr(err error, diffID digest.Digest) error {
 }
 
 // payload writes the payload of file entry e, verified.
-func (rb *rebuilder) payload(ctx context.Context, diffID digest.Digest, key string, e *tsEntry, shadow map[int]bool, hw *holdWriter) error {
+func (rb *rebuilder) payload(ctx context.Context, diffID digest.Digest, key string, e *tsEntry, shadow map[int]shadowKind, pack *packReader, hw *holdWriter) error {
 	name, err := cleanName(e.GetName())
 	if err != nil {
 		return errdefs.Wrap(err, errdefs.ErrInternal, "tar-split metadata of layer %s", diffID)
@@ -427,11 +464,17 @@ func (rb *rebuilder) payload(ctx context.Context, diffID digest.Digest, key stri
 		return errdefs.New(errdefs.ErrInternal, "tar-split metadata of layer %s: the payload of %q has no digest", diffID, name)
 	}
 	var f *os.File
-	kept, inShadow := shadow[e.Position]
-	switch {
-	case inShadow && !kept:
+	kind := shadow[e.Position]
+	switch kind {
+	case shadowDropped:
 		return perr(errdefs.ErrNotFound, ReasonNotKept, "a later layer replaced it and its shadow copy was not kept")
-	case inShadow:
+	case shadowPacked:
+		src, err := pack.payload(e.Position)
+		if err != nil {
+			return perr(errdefs.ErrDigestMismatch, ReasonChanged, err.Error())
+		}
+		return rb.packedPayload(ctx, diffID, src, e, hw, perr)
+	case shadowRaw:
 		// The directory is checked (statedir.go); the copy keeps the
 		// image's owner and mode, and its digest is checked below.
 		dfd, err := openStateDirAt(rb.stateDir, shadowDir+"/"+key)

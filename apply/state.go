@@ -86,6 +86,13 @@ type StateLayer struct {
 	// TarSplit is the layer's tar-split metadata, relative to the state
 	// directory.
 	TarSplit string `json:"tarSplit"`
+	// Size is the blob's size (0 when an older version recorded the
+	// state).
+	Size int64 `json:"size,omitempty"`
+	// Recipe is how the compressed blob is made again from the tar; nil
+	// for uncompressed layers, and for layers an older version recorded
+	// (format 2 before it had recipes: they are not reproducible).
+	Recipe *LayerRecipe `json:"recipe,omitempty"`
 }
 
 // TargetID ties a state directory to the directory it describes, without
@@ -229,6 +236,7 @@ type devIno struct{ dev, ino uint64 }
 // devIno and a record number (sums: where its digest lies on disk): a few
 // dozen bytes per entry, whatever the names' lengths.
 type stateRec struct {
+	ctx    context.Context
 	dir    string
 	dirFD  int // O_PATH descriptor of dir
 	shadow bool
@@ -247,17 +255,20 @@ type stateRec struct {
 	index    map[pathKey]payloadRef // path -> payload it holds
 	sums     *sumStore              // content digest of each regular file written
 	shadowFD map[string]int         // layerKey -> O_PATH descriptor of shadow/<key>
+	probe    *layerProbe            // the recipe of the current or last layer
+	// noRecipes: probe nothing (withoutRecipes, for a benchmark).
+	noRecipes bool
 }
 
 // newStateRec starts recording into the state directory dir, which holds
 // state.json with StatusApplying.
-func newStateRec(dir string, st State, noShadow bool) (*stateRec, error) {
+func newStateRec(ctx context.Context, dir string, st State, noShadow bool) (*stateRec, error) {
 	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "state directory %s", dir)
 	}
 	s := &stateRec{
-		dir: dir, dirFD: fd, shadow: !noShadow, state: st, keys: newPathHasher(),
+		ctx: ctx, dir: dir, dirFD: fd, shadow: !noShadow, state: st, keys: newPathHasher(),
 		index: make(map[pathKey]payloadRef), shadowFD: make(map[string]int),
 	}
 	if s.sums, err = newSumStore(dir); err != nil {
@@ -318,7 +329,7 @@ func (s *stateRec) beginLayer(i int) (layerTaps, error) {
 	s.zw.Reset(s.bw)
 	s.out = s.out[:0]
 	s.pos = 0
-	return layerTaps{}, nil
+	return s.startProbe(i), nil
 }
 
 func (s *stateRec) recErr(err error) error {
@@ -395,11 +406,13 @@ func (s *stateRec) endLayer(diffID digest.Digest) error {
 	if err != nil {
 		return s.recErr(err)
 	}
+	s.endProbe()
 	return nil
 }
 
 // abortLayer drops the tar-split being recorded.
 func (s *stateRec) abortLayer() {
+	s.dropProbe()
 	if s.tmp != nil {
 		s.tmp.Abort()
 		s.tmp = nil
@@ -408,7 +421,24 @@ func (s *stateRec) abortLayer() {
 
 // complete writes the tree's manifest and marks the state complete.
 func (s *stateRec) complete(ctx context.Context, target string, o *options) error {
-	if err := s.writeManifest(ctx, target, o); err != nil {
+	s.joinProbe()
+	// The shadow store is compressed while the manifest is written: one
+	// reads the tree, the other the state directory.
+	var compacted chan error
+	if o.compactShadow && s.shadow {
+		compacted = make(chan error, 1)
+		go func() {
+			_, err := compactShadow(ctx, s.dir)
+			compacted <- err
+		}()
+	}
+	err := s.writeManifest(ctx, target, o)
+	if compacted != nil {
+		if cerr := <-compacted; err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
 		return err
 	}
 	if err := atomicfile.SyncDir(filepath.Join(s.dir, shadowDir)); err != nil {

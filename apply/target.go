@@ -690,7 +690,7 @@ func stateTemplate(layers []Layer, o *options) State {
 		Shadow: !o.noShadow, FileDigest: digestName, MaxDepth: o.maxDepth, Started: time.Now().UTC(),
 	}
 	for _, l := range layers {
-		st.Layers = append(st.Layers, StateLayer{DiffID: l.DiffID, Digest: l.Digest, MediaType: l.MediaType, TarSplit: tarsplitName(l.DiffID)})
+		st.Layers = append(st.Layers, StateLayer{DiffID: l.DiffID, Digest: l.Digest, MediaType: l.MediaType, TarSplit: tarsplitName(l.DiffID), Size: l.Size})
 	}
 	return st
 }

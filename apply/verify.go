@@ -5,9 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
-	"io/fs"
 	"path/filepath"
 	"slices"
 	"unicode/utf8"
@@ -380,23 +378,16 @@ func Verify(ctx context.Context, stateDir, rootfs string, opts ...Option) ([]Dri
 		return nil, err
 	}
 	defer unlock()
-	mf, err := openStateFile(stateDir, manifestFile)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, errdefs.Wrap(err, errdefs.ErrNotFound, "tree manifest")
-		}
-		if hasKind(err) {
-			return nil, err
-		}
-		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "tree manifest")
-	}
-	defer mf.Close()
-	zr, err := zstd.NewReader(bufio.NewReaderSize(mf, 64<<10), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+	return verifyState(ctx, stateDir, rootfs, st, o)
+}
+
+// newManifestDecoder reads the zstd stream of tree.json.zst.
+func newManifestDecoder(f io.Reader) (*zstd.Decoder, error) {
+	zr, err := zstd.NewReader(bufio.NewReaderSize(f, 64<<10), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
 	if err != nil {
 		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "tree manifest")
 	}
-	defer zr.Close()
-	return verifyTree(ctx, zr, rootfs, st.MaxDepth, o, true, nil)
+	return zr, nil
 }
 
 // verifyTree compares the tree at rootfs with the manifest read from r.

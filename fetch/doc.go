@@ -164,6 +164,32 @@
 // content.) Hashing there costs less than the decompression every reader
 // of a layer does anyway; it is only paid by warm unpacks.
 //
+// # Streaming without a store
+//
+// WithKeepBlobs(false) makes a session keep no layer blob: a layer the
+// store does not hold is not downloaded into it, and Session.Layer returns
+// a stream read straight from the endpoints. It is verified as it is read
+// (digest and size; a mismatch is an error before io.EOF). A connection
+// that breaks is continued by the next Read with a ranged request from the
+// offset the consumer reached, under the same retry policy as downloads
+// (attempts count only while no new bytes arrive), a mirror that fails
+// handing over to the next endpoint at the same offset; the consumer, a
+// decompressor in front of apply, sees one continuous stream. A host that
+// ignores the range sends the prefix again, which is dropped. The layer
+// ends, for the session, when its reader reaches the verified end; the
+// image is then recorded with its layers missing from blobs/.
+//
+// # The trees the store relies on
+//
+// RecordUnpacked records that an image was unpacked into a root
+// filesystem (the tree and its state directory); RecordDropped that a
+// layer blob is missing from blobs/ because such trees make it again.
+// GC's WithUnpacked drops the stored layer blobs a checker vouches for
+// (package ocifetch's ConfirmUnpacked, which verifies the tree and
+// confirms recipes with package apply); this package never reads a tree.
+// Images reports the dropped blobs of each image, and a blob back in
+// blobs/ (a pull, or a BlobWriter's Commit) forgets its record.
+//
 // # Progress
 //
 // WithProgress receives Events (waiting, downloading, retrying, verifying,

@@ -2,6 +2,8 @@ package fetch
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,17 +28,61 @@ type GCResult struct {
 	// Entries are the referrers (signatures, attestations) dropped from
 	// index.json because the image they refer to is no longer kept.
 	Entries []ocispec.Descriptor
+	// Dropped are the layer blobs WithUnpacked let go: each is made
+	// again, exactly, by the root filesystems it relies on.
+	Dropped []Dropped
+	// KeptUnpacked are the layer blobs of unpacked images that
+	// WithUnpacked kept, and why.
+	KeptUnpacked []KeptBlob
 	// Bytes is the space freed by the blobs and partial downloads.
 	Bytes int64
 }
+
+// KeptBlob is a layer blob GC with WithUnpacked kept.
+type KeptBlob struct {
+	Digest digest.Digest
+	Rootfs string // the root filesystem that could not stand in for it
+	Reason string
+}
+
+// LayerVerdict is an UnpackedChecker's answer for one layer blob.
+type LayerVerdict struct {
+	Digest digest.Digest
+	// Reproducible: the root filesystem verified clean and makes this
+	// blob again exactly (its recipe was confirmed against the digest on
+	// the whole blob, or the layer is an uncompressed tar).
+	Reproducible bool
+	// Reason says why not.
+	Reason string
+}
+
+// An UnpackedChecker tells GC which layer blobs of an unpacked image the
+// root filesystem u makes again (package ocifetch's ConfirmUnpacked
+// verifies the tree and confirms its recipes, with package apply). An
+// error keeps every blob of u.
+type UnpackedChecker func(ctx context.Context, u Unpacked) ([]LayerVerdict, error)
 
 // GCOption configures GC. Options have the one shape of this module: a
 // bad value makes GC fail with invalid_argument before it does anything.
 type GCOption func(*gcOptions) error
 
 type gcOptions struct {
-	verify  bool
-	waiting func()
+	verify   bool
+	waiting  func()
+	unpacked UnpackedChecker
+}
+
+// WithUnpacked makes GC also drop the layer blobs of images unpacked into
+// root filesystems (RecordUnpacked) that check says the root filesystem
+// makes again: the store then relies on the tree (see Dropped). Blobs
+// check does not vouch for stay. check runs while GC holds the store
+// lock, once per recorded root filesystem whose image still has a layer
+// blob in the store.
+func WithUnpacked(check UnpackedChecker) GCOption {
+	return func(o *gcOptions) error {
+		o.unpacked = check
+		return nil
+	}
 }
 
 // WithVerify makes GC hash every blob in the store first and remove those
@@ -202,6 +248,18 @@ func (s *Store) GC(ctx context.Context, opts ...GCOption) (*GCResult, error) {
 		res.Blobs = append(res.Blobs, d)
 		res.Bytes += blobs[d].size
 	}
+	// Records of dropped blobs whose image is gone go with it.
+	eachDigestFile(s.private("dropped"), ".json", func(d digest.Digest, path string, _ int64) error {
+		if !keep[d] {
+			os.Remove(path)
+		}
+		return nil
+	})
+	if o.unpacked != nil {
+		if err := s.dropUnpacked(ctx, o.unpacked, keep, res); err != nil {
+			return nil, err
+		}
+	}
 	err = eachDigestFile(s.private("partial"), "", func(d digest.Digest, path string, size int64) error {
 		if err := os.Remove(path); err != nil {
 			return errdefs.Wrap(err, errdefs.ErrInternal, "removing partial download %s", d)
@@ -236,12 +294,82 @@ func (s *Store) GC(ctx context.Context, opts ...GCOption) (*GCResult, error) {
 			}
 		}
 	}
-	if len(res.Blobs) > 0 || len(res.Corrupt) > 0 {
+	if len(res.Blobs) > 0 || len(res.Corrupt) > 0 || len(res.Dropped) > 0 {
 		if err := atomicfile.SyncDir(filepath.Join(blobsDir, string(digest.SHA256))); err != nil {
 			return nil, err
 		}
 	}
 	return res, nil
+}
+
+// dropUnpacked is GC's WithUnpacked: for every recorded root filesystem
+// of a kept image that still has layer blobs in the store, ask check and
+// drop the blobs it vouches for. Records of root filesystems whose state
+// directory is gone are removed (the dropped blobs that relied on them
+// are then missing: Images says so, and a pull fetches them again).
+func (s *Store) dropUnpacked(ctx context.Context, check UnpackedChecker, keep map[digest.Digest]bool, res *GCResult) error {
+	us, err := s.Unpacked()
+	if err != nil {
+		return err
+	}
+	for _, u := range us {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, err := os.Lstat(u.StateDir); errors.Is(err, fs.ErrNotExist) || !keep[u.Manifest] {
+			os.Remove(s.unpackedPath(u.StateDir))
+			continue
+		}
+		stored := map[digest.Digest]ocispec.Descriptor{}
+		for _, l := range u.Layers {
+			if keep[l.Digest] && s.has(l) {
+				stored[l.Digest] = l
+			}
+		}
+		if len(stored) == 0 {
+			continue // nothing to drop: the tree need not be read
+		}
+		verdicts, err := check(ctx, u)
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			for _, d := range sortedDigests(stored) {
+				res.KeptUnpacked = append(res.KeptUnpacked, KeptBlob{Digest: d, Rootfs: u.Rootfs, Reason: err.Error()})
+			}
+			continue
+		}
+		rel := Reliance{Rootfs: u.Rootfs, StateDir: u.StateDir}
+		for _, v := range verdicts {
+			l, isStored := stored[v.Digest]
+			switch {
+			case isStored && v.Reproducible:
+				rec := Dropped{Digest: l.Digest, Size: l.Size, MediaType: l.MediaType, ReliesOn: []Reliance{rel}, Confirmed: true}
+				if err := s.dropBlob(rec); err != nil {
+					return err
+				}
+				delete(stored, v.Digest)
+				res.Dropped = append(res.Dropped, rec)
+				res.Bytes += l.Size
+			case isStored:
+				delete(stored, v.Digest)
+				res.KeptUnpacked = append(res.KeptUnpacked, KeptBlob{Digest: v.Digest, Rootfs: u.Rootfs, Reason: v.Reason})
+			case v.Reproducible:
+				// Dropped before (not kept by its unpack, or relying on
+				// another tree): this tree vouches for it too, confirmed.
+				if old, ok, _ := s.DroppedBlob(v.Digest); ok {
+					old.ReliesOn, old.Confirmed = append(old.ReliesOn, rel), true
+					if err := s.mergeDropped(old); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		for _, d := range sortedDigests(stored) {
+			res.KeptUnpacked = append(res.KeptUnpacked, KeptBlob{Digest: d, Rootfs: u.Rootfs, Reason: "the checker did not vouch for it"})
+		}
+	}
+	return nil
 }
 
 // entryID tells index.json entries apart for GC's pruning.

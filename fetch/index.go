@@ -12,6 +12,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/mediatype"
 	"github.com/ocifetch/ocifetch/resolve"
 )
 
@@ -107,13 +108,8 @@ func (s *Store) readDocument(d digest.Digest) (*document, bool, error) {
 	return &doc, true, nil
 }
 
-func isIndexType(mt string) bool {
-	return mt == ocispec.MediaTypeImageIndex || mt == resolve.MediaTypeDockerManifestList
-}
-
-func isManifestType(mt string) bool {
-	return mt == ocispec.MediaTypeImageManifest || mt == resolve.MediaTypeDockerManifest
-}
+func isIndexType(mt string) bool    { return mediatype.IsIndex(mt) }
+func isManifestType(mt string) bool { return mediatype.IsManifest(mt) }
 
 // complete fills in what an entry must carry: the media type of its
 // document and, for an image manifest, the platform its config gives.
@@ -344,6 +340,11 @@ type Image struct {
 	// Complete is true when the store holds every blob the entry reaches,
 	// so that it can be unpacked without the network.
 	Complete bool
+	// Missing counts the blobs the entry reaches that the store does not
+	// hold; Dropped are those of them that root filesystems make again
+	// (see RecordDropped).
+	Missing int
+	Dropped []Dropped
 }
 
 // Images lists the images recorded in index.json, in its order. Entries
@@ -388,8 +389,12 @@ func (s *Store) Images(ctx context.Context) ([]Image, error) {
 		s.reach(m, seen, 0, func(d ocispec.Descriptor, present bool) {
 			if present {
 				im.Size += d.Size
-			} else {
-				im.Complete = false
+				return
+			}
+			im.Complete = false
+			im.Missing++
+			if rec, ok, _ := s.DroppedBlob(d.Digest); ok {
+				im.Dropped = append(im.Dropped, rec)
 			}
 		})
 		out = append(out, im)

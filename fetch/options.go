@@ -42,6 +42,7 @@ type options struct {
 	deadlines        *source.Deadlines // nil: the Source's
 	allowedHosts     map[string]bool
 	httpClient       *http.Client
+	noKeep           bool // WithKeepBlobs(false)
 
 	urlOnce sync.Once
 	urls    *source.URLClient
@@ -95,6 +96,23 @@ func WithJobs(n int) Option {
 			return errdefs.New(errdefs.ErrInvalidArgument, "jobs must be at least 1, not %d", n)
 		}
 		o.jobs = n
+		return nil
+	}
+}
+
+// WithKeepBlobs(false) makes Start keep no layer blob: a layer the store
+// does not hold is not downloaded into it but streamed from its endpoints
+// to the reader Session.Layer returns, verified as it is read and resumed
+// with ranged requests when a connection breaks (see the package
+// documentation, Streaming without a store). The indexes, manifest and
+// config are stored and the image recorded as with any pull; its layers
+// are then missing from the store until pulled again (or rebuilt from a
+// root filesystem: apply.RebuildBlob). Layers already in the store are
+// read from it. It has no effect on Pull, FetchBlob and OpenLayer, whose
+// purpose is the store. The default is true.
+func WithKeepBlobs(keep bool) Option {
+	return func(o *options) error {
+		o.noKeep = !keep
 		return nil
 	}
 }

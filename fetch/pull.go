@@ -15,6 +15,7 @@ import (
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/safego"
 	"github.com/ocifetch/ocifetch/resolve"
+	"github.com/ocifetch/ocifetch/source"
 )
 
 // Result describes a finished pull.
@@ -90,6 +91,11 @@ type slot struct {
 	err     error
 	ended   bool
 	changed chan struct{} // closed and replaced when t changes or the download ends
+	// stream is set when the layer is read from the network by the
+	// session's reader, not downloaded into the store (WithKeepBlobs):
+	// streamEnd receives how that reader ended.
+	stream    bool
+	streamEnd chan error
 }
 
 func newSlot() *slot { return &slot{ready: make(chan struct{}), changed: make(chan struct{})} }
@@ -231,6 +237,9 @@ func (s *Session) run() {
 }
 
 func (s *Session) fetchLayer(ctx context.Context, i int) error {
+	if s.o.noKeep {
+		return s.streamLayer(ctx, i)
+	}
 	sl := s.slots[i]
 	desc := s.r.Layers[i].Descriptor
 	eps, blocked := endpointsFor(s.r.Source, desc, s.o)
@@ -245,6 +254,36 @@ func (s *Session) fetchLayer(ctx context.Context, i int) error {
 		err = errdefs.Wrap(err, errdefs.KindOf(err), "layer %d", i+1)
 	}
 	sl.end(!downloaded, err)
+	return err
+}
+
+// streamLayer is fetchLayer when blobs are not kept: a layer the store
+// holds is read from it; any other is left for Session.Layer's reader to
+// stream from the network, and this waits for that reader to end.
+func (s *Session) streamLayer(ctx context.Context, i int) error {
+	sl := s.slots[i]
+	desc := s.r.Layers[i].Descriptor
+	st, err := s.store.present(ctx, desc)
+	if err == nil && st == blobPresent {
+		s.rep.blob(desc).set(StateCached, desc.Size, nil)
+		sl.end(true, nil)
+		return nil
+	}
+	if err == nil {
+		sl.mu.Lock()
+		sl.stream, sl.streamEnd = true, make(chan error, 1)
+		sl.mu.Unlock()
+		sl.once.Do(func() { close(sl.ready) })
+		select {
+		case err = <-sl.streamEnd:
+		case <-ctx.Done():
+			err = stoppedError{source.ContextError(ctx, "fetching blob "+desc.Digest.String(), nil)}
+		}
+	}
+	if err != nil {
+		err = errdefs.Wrap(err, errdefs.KindOf(err), "layer %d", i+1)
+	}
+	sl.end(false, err)
 	return err
 }
 
@@ -438,8 +477,16 @@ func (s *Session) Layer(ctx context.Context, i int) (io.ReadCloser, error) {
 		return nil, ctx.Err()
 	}
 	sl.mu.Lock()
-	t, err := sl.t, sl.err
+	t, err, stream := sl.t, sl.err, sl.stream
 	sl.mu.Unlock()
+	if stream {
+		return newNetStream(ctx, desc, s.r.Source, s.o, s.rep.blob(desc), &s.downloaded, func(_ bool, err error) {
+			select {
+			case sl.streamEnd <- err:
+			default: // a reader before this one ended the layer
+			}
+		}), nil
+	}
 	if t == nil {
 		if err != nil {
 			return nil, err

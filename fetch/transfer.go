@@ -565,6 +565,7 @@ func (t *transfer) commit(rep *blobReport, lk *fileLock) error {
 	if fi, err := t.file.Stat(); err == nil {
 		lk.writeStamp(fi)
 	}
+	t.s.forgetDropped(d)
 	rep.set(StateDone, t.desc.Size, nil)
 	return nil
 }

@@ -77,7 +77,7 @@ func TestCLIE2EResolveInspect(t *testing.T) {
 	}
 	r = runJSON(t, env, &in, "inspect", "--json", "--platform", "linux/arm/v7", ref)
 	// "annotations" is promised, but omitted when the manifest has none.
-	checkKeys(t, "inspect --json", r.stdout, append(slices.Clone(resolveKeys), "served", "available", "compressedSize", "configSummary", "signatures"), "annotations")
+	checkKeys(t, "inspect --json", r.stdout, append(slices.Clone(resolveKeys), "served", "available", "compressedSize", "configSummary", "signatures", "reproducible"), "annotations")
 	armv7 := demo.facts(t, "linux/arm/v7")
 	var got []string
 	for _, a := range in.Available {
@@ -261,7 +261,7 @@ func TestCLIE2EPullGC(t *testing.T) {
 		t.Errorf("gc removed %v, want the amd64 image's %v", g.Removed, want)
 	}
 	r = mustRun(t, env, "gc", "--json")
-	checkKeys(t, "gc --json", r.stdout, []string{"store", "removed", "corrupt", "partials", "pruned", "bytes"})
+	checkKeys(t, "gc --json", r.stdout, []string{"store", "removed", "corrupt", "partials", "pruned", "bytes", "dropped", "keptUnpacked"})
 	var again gcOutput
 	if err := json.Unmarshal([]byte(r.stdout), &again); err != nil || again.Store != store || len(again.Removed) != 0 {
 		t.Errorf("gc --json (default store) after gc: %v %s", err, r.stdout)

@@ -23,7 +23,7 @@ import (
 // --json" and "pull --platform all --json".
 var (
 	imagesKeys  = []string{"store", "images"}
-	imageKeys   = []string{"name", "platform", "platforms", "index", "digest", "mediaType", "size", "kept"}
+	imageKeys   = []string{"name", "platform", "platforms", "index", "digest", "mediaType", "size", "kept", "rootfs"}
 	rmKeys      = []string{"store", "removed"}
 	pullAllKeys = []string{"reference", "store", "name", "index", "platforms", "images", "artifacts", "downloaded"}
 )

@@ -33,7 +33,7 @@ func TestCLIE2EUnpackRebuildVerify(t *testing.T) {
 	var out unpackOutput
 	r := runJSON(t, env, &out, "unpack", "--store", store, "--platform", "linux/arm64", "--json", demo.ref, rootfs)
 	// "state" (where the tar-split metadata went) is not in docs/cli.md.
-	checkKeys(t, "unpack --json", r.stdout, append(pullKeys, "target", "applied", "warnings"), "state")
+	checkKeys(t, "unpack --json", r.stdout, append(pullKeys, "target", "applied", "warnings", "keepBlobs"), "state")
 	if out.Reference != demo.ref || out.Platform != platform || out.Target != rootfs || out.Store != store || out.Name != demo.ref ||
 		out.Manifest.Digest != want.manifest.String() || out.Index == nil || out.Index.Digest != demo.digest.String() ||
 		out.Downloaded != want.sizes[0]+want.sizes[1] || len(out.Warnings) != 0 {
@@ -174,7 +174,7 @@ func TestCLIE2EUnpackRebuildVerify(t *testing.T) {
 		} `json:"drift"`
 	}
 	r = runJSON(t, env, &v, "verify", "--json", rootfs)
-	checkKeys(t, "verify --json", r.stdout, []string{"rootfs", "clean", "drift"})
+	checkKeys(t, "verify --json", r.stdout, []string{"rootfs", "clean", "drift", "layers"})
 	if !v.Clean || v.Rootfs != rootfs || v.Drift == nil || len(v.Drift) != 0 {
 		t.Errorf("verify --json of a clean tree: %s", r.stdout)
 	}

@@ -10,19 +10,11 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	flag "github.com/spf13/pflag"
 
+	"github.com/ocifetch/ocifetch"
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/fetch"
+	"github.com/ocifetch/ocifetch/mediatype"
 	"github.com/ocifetch/ocifetch/resolve"
-)
-
-// What a store keeps of an image, the "kept" field of "images".
-const (
-	// keptBlobs: every blob the entry reaches is in the store, so it
-	// unpacks without the network.
-	keptBlobs = "blobs"
-	// keptIncomplete: some blobs are missing (removed by hand, or a pull
-	// of an older version recorded only part of it).
-	keptIncomplete = "incomplete"
 )
 
 // imageEntryJSON is one image of "images --json".
@@ -34,7 +26,12 @@ type imageEntryJSON struct {
 	Digest    string   `json:"digest"`
 	MediaType string   `json:"mediaType"`
 	Size      int64    `json:"size"`
-	Kept      string   `json:"kept"`
+	// Kept is what the store keeps of it: ocifetch.KeptBlobs, KeptRecipe,
+	// KeptDrifted or KeptIncomplete.
+	Kept string `json:"kept"`
+	// Rootfs lists the root filesystems its dropped layer blobs rely on,
+	// with what verify says of each.
+	Rootfs []ocifetch.RootfsCheck `json:"rootfs"`
 }
 
 type imagesJSON struct {
@@ -71,7 +68,7 @@ func imagesCommand() *command {
 	return &command{
 		name:    "images",
 		aliases: []string{"ls"},
-		summary: "List the images in the store (alias ls): name, platform, digest, size, and whether every blob is kept.",
+		summary: "List the images in the store (alias ls): name, platform, digest, size, and whether every blob is kept or made again by a root filesystem.",
 		usage:   "images [--store DIR] [--json]",
 		example: prog + " images --store ./store",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
@@ -87,7 +84,7 @@ func imagesCommand() *command {
 				if err != nil {
 					return err
 				}
-				images, err := s.Images(ctx)
+				images, err := ocifetch.ImagesKept(ctx, s)
 				if err != nil {
 					return err
 				}
@@ -95,12 +92,10 @@ func imagesCommand() *command {
 				for _, im := range images {
 					j := imageEntryJSON{Name: im.Name, Platform: platformOf(im.Descriptor.Platform), Platforms: []string{},
 						Index:  im.Descriptor.Platform == nil && isIndex(im.Descriptor.MediaType),
-						Digest: im.Descriptor.Digest.String(), MediaType: im.Descriptor.MediaType, Size: im.Size, Kept: keptBlobs}
+						Digest: im.Descriptor.Digest.String(), MediaType: im.Descriptor.MediaType, Size: im.Size, Kept: im.Kept,
+						Rootfs: append([]ocifetch.RootfsCheck{}, im.Rootfs...)}
 					for _, p := range im.Platforms {
 						j.Platforms = append(j.Platforms, platformOf(&p))
-					}
-					if !im.Complete {
-						j.Kept = keptIncomplete
 					}
 					out.Images = append(out.Images, j)
 				}
@@ -119,15 +114,27 @@ func imagesCommand() *command {
 					}
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", safe(name), safe(plat), im.Digest, humanBytes(im.Size), im.Kept)
 				}
-				return w.Flush()
+				if err := w.Flush(); err != nil {
+					return err
+				}
+				// Where dropped blobs are made again, and whether those
+				// trees still can.
+				for _, im := range out.Images {
+					for _, r := range im.Rootfs {
+						line := fmt.Sprintf("%s: layers made again by %s (%s)", im.Digest, textQuote(r.Rootfs), r.Status)
+						if r.Detail != "" {
+							line += ": " + textQuote(r.Detail)
+						}
+						fmt.Fprintln(e.stderr, line)
+					}
+				}
+				return nil
 			}
 		},
 	}
 }
 
-func isIndex(mt string) bool {
-	return mt == ocispec.MediaTypeImageIndex || mt == resolve.MediaTypeDockerManifestList
-}
+func isIndex(mt string) bool { return mediatype.IsIndex(mt) }
 
 // safe keeps control characters a crafted index.json could carry off the
 // terminal.

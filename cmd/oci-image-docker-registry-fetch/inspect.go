@@ -11,6 +11,8 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/ocifetch/ocifetch"
+	"github.com/ocifetch/ocifetch/fetch"
 	"github.com/ocifetch/ocifetch/resolve"
 )
 
@@ -18,19 +20,26 @@ func inspectCommand() *command {
 	return &command{
 		name:    "inspect",
 		summary: "Show what an image is (platforms, layers, sizes, config, signatures) without downloading its layers.",
-		usage:   "inspect [--platform OS/ARCH[/VARIANT]] [--json] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--policy FILE | --insecure-policy] REF",
+		usage:   "inspect [--platform OS/ARCH[/VARIANT]] [--store DIR] [--json] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--policy FILE | --insecure-policy] REF",
 		example: prog + " inspect --platform linux/amd64 docker.io/library/debian:bookworm",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var rf registryFlags
 			var pf policyFlags
+			var storeDir string
 			rf.register(fs)
 			pf.register(fs)
+			fs.StringVar(&storeDir, "store", "", "the blob store `DIR` whose unpacks say which layers are reproducible (default: $XDG_CACHE_HOME/ocifetch or ~/.cache/ocifetch, if it exists)")
 			return func(ctx context.Context, e *env, args []string) error {
 				res, err := rf.resolveArg(ctx, e, "inspect", args)
 				if err != nil {
 					return err
 				}
 				out := inspectJSON(res)
+				if storeDir == "" {
+					storeDir, _ = fetch.DefaultStoreDir()
+				}
+				// Read only: no lock, nothing made.
+				out.Reproducible = ocifetch.LayersReproducible(storeDir, res)
 				if out.Signatures, out.SignatureError, err = inspectSignatures(ctx, e, &pf, res); err != nil {
 					return err
 				}
@@ -85,6 +94,9 @@ type inspectOutput struct {
 	// listed.
 	Signatures     []signatureJSON `json:"signatures"`
 	SignatureError string          `json:"signatureError,omitempty"`
+	// Reproducible says per layer whether a root filesystem the store
+	// records makes its blob again.
+	Reproducible []ocifetch.LayerReproducible `json:"reproducible"`
 }
 
 func inspectJSON(r *resolve.Resolved) inspectOutput {
@@ -185,12 +197,31 @@ func printInspect(e *env, o inspectOutput) {
 	for i, l := range o.Layers {
 		fmt.Fprintf(w, "layer %d\t%s\t%s\t%s\n", i+1, l.Digest, humanBytes(l.Size), q(l.MediaType))
 	}
+	for _, r := range o.Reproducible {
+		// "recipe", not wider than the other keys: the columns stay.
+		fmt.Fprintf(w, "recipe\tlayer %d: %s\n", r.Layer, reproducibleText(r))
+	}
 	for _, d := range o.Served {
 		fmt.Fprintf(w, "served\t%s %s by %s\n", d.Document, d.Digest, d.From)
 	}
 	fmt.Fprintf(w, "size\t%s compressed in %d layers\n", humanBytes(o.CompressedSize), len(o.Layers))
 	printSignatures(w, o)
 	w.Flush()
+}
+
+// reproducibleText is inspect's line for a layer's blob.
+func reproducibleText(r ocifetch.LayerReproducible) string {
+	switch r.How {
+	case "tar":
+		return "yes (uncompressed: the tar itself)"
+	case "confirmed":
+		return "yes, recipe confirmed (" + textQuote(r.Recipe) + ") by " + textQuote(r.Rootfs)
+	case "candidate":
+		return "best effort, recipe not confirmed (" + textQuote(r.Recipe) + ") by " + textQuote(r.Rootfs)
+	case "no":
+		return "no (" + textQuote(r.Reason) + ", in " + textQuote(r.Rootfs) + ")"
+	}
+	return "unknown (no unpack of it recorded in the store)"
 }
 
 func humanBytes(n int64) string {

@@ -232,19 +232,37 @@ type gcJSON struct {
 	Partials []digest.Digest `json:"partials"`
 	Pruned   []entryJSON     `json:"pruned"`
 	Bytes    int64           `json:"bytes"`
+	// The layer blobs --unpacked dropped (a root filesystem makes each
+	// again) and those it kept, with why; empty without --unpacked.
+	Dropped      []droppedJSON `json:"dropped"`
+	KeptUnpacked []keptJSON    `json:"keptUnpacked"`
+}
+
+type droppedJSON struct {
+	Digest digest.Digest `json:"digest"`
+	Size   int64         `json:"size"`
+	Rootfs string        `json:"rootfs"`
+	State  string        `json:"state"`
+}
+
+type keptJSON struct {
+	Digest digest.Digest `json:"digest"`
+	Rootfs string        `json:"rootfs"`
+	Reason string        `json:"reason"`
 }
 
 func gcCommand() *command {
 	return &command{
 		name:    "gc",
-		summary: "Remove blobs and partial downloads that no image recorded in the store's index.json reaches.",
-		usage:   "gc [--store DIR] [--verify] [--json]",
-		example: prog + " gc --store ./store --verify",
+		summary: "Remove blobs and partial downloads that no image recorded in the store's index.json reaches; with --unpacked, also the layer blobs an unpacked root filesystem makes again.",
+		usage:   "gc [--store DIR] [--verify] [--unpacked] [--json]",
+		example: prog + " gc --store ./store --verify && " + prog + " gc --store ./store --unpacked",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var sf storeFlags
-			var asJSON, verify bool
+			var asJSON, verify, unpacked bool
 			fs.StringVar(&sf.store, "store", "", "the blob store `DIR` (default: $XDG_CACHE_HOME/ocifetch or ~/.cache/ocifetch)")
 			fs.BoolVar(&verify, "verify", false, "hash every blob first and remove those whose content does not match their digest")
+			fs.BoolVar(&unpacked, "unpacked", false, "also drop each layer blob that a root filesystem the image was unpacked into makes again exactly: the tree verifies clean and the blob's recipe is confirmed on the whole layer (rebuild --compressed puts it back)")
 			fs.BoolVar(&asJSON, "json", false, "print one JSON object")
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) != 0 {
@@ -260,6 +278,9 @@ func gcCommand() *command {
 				if verify {
 					opts = append(opts, fetch.WithVerify())
 				}
+				if unpacked {
+					opts = append(opts, fetch.WithUnpacked(ocifetch.ConfirmUnpacked()))
+				}
 				res, err := store.GC(ctx, opts...)
 				if err != nil {
 					return err
@@ -270,6 +291,15 @@ func gcCommand() *command {
 					for _, m := range res.Entries {
 						out.Pruned = append(out.Pruned, toEntry(m))
 					}
+					out.Dropped, out.KeptUnpacked = []droppedJSON{}, []keptJSON{}
+					if unpacked {
+						for _, d := range res.Dropped {
+							out.Dropped = append(out.Dropped, droppedJSON{Digest: d.Digest, Size: d.Size, Rootfs: d.ReliesOn[0].Rootfs, State: d.ReliesOn[0].StateDir})
+						}
+						for _, k := range res.KeptUnpacked {
+							out.KeptUnpacked = append(out.KeptUnpacked, keptJSON{Digest: k.Digest, Rootfs: k.Rootfs, Reason: oneLine(k.Reason)})
+						}
+					}
 					return writeJSON(e, out)
 				}
 				for _, d := range res.Blobs {
@@ -278,7 +308,16 @@ func gcCommand() *command {
 				for _, d := range res.Corrupt {
 					fmt.Fprintf(e.stdout, "%s corrupt\n", d)
 				}
+				for _, d := range res.Dropped {
+					fmt.Fprintf(e.stdout, "%s dropped: made again by %s\n", d.Digest, textQuote(d.ReliesOn[0].Rootfs))
+				}
+				for _, k := range res.KeptUnpacked {
+					fmt.Fprintf(e.stderr, "kept %s (%s): %s\n", k.Digest, textQuote(k.Rootfs), textQuote(oneLine(k.Reason)))
+				}
 				fmt.Fprintf(e.stderr, "removed %d blobs and %d partial downloads, %s", len(res.Blobs), len(res.Partials), humanBytes(res.Bytes))
+				if unpacked {
+					fmt.Fprintf(e.stderr, "; %d layer blobs dropped, the root filesystems they were unpacked into standing in for them, %d kept", len(res.Dropped), len(res.KeptUnpacked))
+				}
 				if verify {
 					fmt.Fprintf(e.stderr, "; %d corrupt blobs", len(res.Corrupt))
 				}

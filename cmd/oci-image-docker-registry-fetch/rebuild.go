@@ -27,7 +27,7 @@ type stateFlags struct {
 }
 
 func (s *stateFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&s.store, "store", "", "the blob store `DIR` (accepted for symmetry; rebuilding needs only the tree and its metadata)")
+	fs.StringVar(&s.store, "store", "", "the blob store `DIR`: with --compressed, put the rebuilt blobs back into it (otherwise accepted for symmetry: rebuilding needs only the tree and its metadata)")
 	fs.StringVar(&s.state, "state", "", "the state `DIR` unpack recorded (default: .ROOTFS.ocifetch beside ROOTFS)")
 	fs.BoolVar(&s.json, "json", false, "print one JSON object")
 }
@@ -48,18 +48,19 @@ func (e errFailed) Error() string { return e.msg }
 func rebuildCommand() *command {
 	return &command{
 		name:    "rebuild",
-		summary: "Rebuild a layer's tar bit-for-bit from an unpacked root filesystem and its tar-split metadata, or check every layer.",
-		usage:   "rebuild [--store DIR] [--state DIR] [--layer N|DIFFID] [--all] [--check] [-o FILE|DIR] [--json] ROOTFS",
-		example: prog + " rebuild --layer 1 -o layer1.tar ./rootfs && " + prog + " rebuild --all --check ./rootfs",
+		summary: "Rebuild a layer's tar (or with --compressed its blob) bit-for-bit from an unpacked root filesystem and its metadata, or check every layer.",
+		usage:   "rebuild [--store DIR] [--state DIR] [--layer N|DIFFID|DIGEST] [--all] [--check] [--compressed] [-o FILE|DIR] [--json] ROOTFS",
+		example: prog + " rebuild --layer 1 -o layer1.tar ./rootfs && " + prog + " rebuild --all --check ./rootfs && " + prog + " rebuild --compressed --all --store ./store ./rootfs",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var sf stateFlags
 			var layer, out string
-			var all, check bool
+			var all, check, compressed bool
 			sf.register(fs)
-			fs.StringVar(&layer, "layer", "", "the layer to rebuild: its position `N` (1 is the lowest) or its diffID")
+			fs.StringVar(&layer, "layer", "", "the layer to rebuild: its position `N` (1 is the lowest), its diffID or its blob digest")
 			fs.BoolVar(&all, "all", false, "rebuild every layer")
-			fs.BoolVar(&check, "check", false, "with --all: check each rebuilt layer against its diffID, one line per layer, and write nothing")
-			fs.StringVarP(&out, "output", "o", "", "write the tar to `FILE` (default: standard output); with --all, into DIR as <diffID>.tar")
+			fs.BoolVar(&check, "check", false, "with --all: check each rebuilt layer against its diffID (with --compressed: its blob against the manifest digest), one line per layer, and write nothing")
+			fs.BoolVar(&compressed, "compressed", false, "rebuild the blob as the manifest names it (compressed again by the recipe recorded at unpack), checked against its digest before anything is written")
+			fs.StringVarP(&out, "output", "o", "", "write the tar (or blob) to `FILE` (default: standard output); with --all, into DIR as <diffID>.tar (with --compressed: <digest>.tar, .tar.gz or .tar.zst)")
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) != 1 {
 					return usagef("rebuild takes one root filesystem directory, got %d arguments", len(args))
@@ -69,12 +70,18 @@ func rebuildCommand() *command {
 				switch {
 				case all && layer != "":
 					return usagef("--layer and --all exclude each other")
-				case all && !check && out == "":
+				case all && !check && out == "" && !(compressed && sf.store != ""):
+					if compressed {
+						return usagef("--compressed --all needs --check, -o DIR or --store DIR to put the blobs")
+					}
 					return usagef("--all needs --check, or -o DIR to write the layers")
 				case !all && layer == "":
 					return usagef("name a layer with --layer N|DIFFID, or use --all")
 				case check && !all:
 					return usagef("--check goes with --all")
+				}
+				if compressed {
+					return rebuildBlobs(ctx, e, blobTarget{state: state, rootfs: rootfs, layer: layer, out: out, store: sf.store, check: check, all: all, json: sf.json})
 				}
 				if all {
 					return rebuildAll(ctx, e, state, rootfs, out, check, sf.json)
@@ -83,29 +90,35 @@ func rebuildCommand() *command {
 				if err != nil {
 					return err
 				}
-				d, err := pickLayer(st, layer)
+				i, err := pickLayer(st, layer)
 				if err != nil {
 					return err
 				}
-				return rebuildOne(ctx, e, state, rootfs, d, out)
+				return rebuildOne(ctx, e, state, rootfs, st.Layers[i].DiffID, out)
 			}
 		},
 	}
 }
 
-// pickLayer maps "N" (1-based) or a diffID to a layer's diffID.
-func pickLayer(st *apply.State, s string) (digest.Digest, error) {
+// pickLayer maps "N" (1-based), a diffID or a blob digest to the index
+// of a layer.
+func pickLayer(st *apply.State, s string) (int, error) {
 	if n, err := strconv.Atoi(s); err == nil {
 		if n < 1 || n > len(st.Layers) {
-			return "", errdefs.New(errdefs.ErrNotFound, "there is no layer %d: the image has %d layers", n, len(st.Layers))
+			return 0, errdefs.New(errdefs.ErrNotFound, "there is no layer %d: the image has %d layers", n, len(st.Layers))
 		}
-		return st.Layers[n-1].DiffID, nil
+		return n - 1, nil
 	}
 	d, err := digest.Parse(s)
 	if err != nil {
-		return "", errdefs.Wrap(err, errdefs.ErrInvalidArgument, "--layer %q is neither a position nor a diffID", s)
+		return 0, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "--layer %q is neither a position nor a digest", s)
 	}
-	return d, nil
+	for i, l := range st.Layers {
+		if l.DiffID == d || l.Digest == d {
+			return i, nil
+		}
+	}
+	return 0, errdefs.New(errdefs.ErrNotFound, "layer %s is not a layer of this tree (neither a diffID nor a blob digest of its %d layers)", d, len(st.Layers))
 }
 
 // rebuildOne writes one layer to standard output or to out (see
@@ -127,6 +140,65 @@ func rebuildOne(ctx context.Context, e *env, state, rootfs string, d digest.Dige
 		return errdefs.Wrap(err, errdefs.ErrInternal, "-o %s", out)
 	}
 	return nil
+}
+
+// reproJSON says of one layer of a tree whether the tree makes its blob
+// again ("verify --json"'s layers).
+type reproJSON struct {
+	Layer     int    `json:"layer"`
+	DiffID    string `json:"diffID"`
+	Digest    string `json:"digest"`
+	MediaType string `json:"mediaType"`
+	// Reproducible is "tar" (an uncompressed layer: the blob is the tar),
+	// "confirmed" (its recipe made the whole blob once, digest checked),
+	// "candidate" (recipes reproduced its start; a rebuild checks the
+	// digest) or "" (not reproducible: its blob must be kept).
+	Reproducible string `json:"reproducible"`
+	Recipe       string `json:"recipe,omitempty"`
+	Reason       string `json:"reason,omitempty"`
+}
+
+// says is the text line of verify for the layer.
+func (r reproJSON) says(drifted bool) string {
+	var s string
+	switch r.Reproducible {
+	case "tar":
+		s = "blob reproducible (an uncompressed layer: the tar itself)"
+	case "confirmed":
+		s = "blob reproducible, recipe confirmed: " + r.Recipe
+	case "candidate":
+		s = "blob reproducible, best effort (recipe not confirmed on the whole blob): " + r.Recipe
+	default:
+		reason := r.Reason
+		if reason == "" {
+			reason = "no recipe recorded"
+		}
+		return "blob not reproducible: " + textQuote(reason)
+	}
+	if drifted {
+		s += "; not while the tree differs from what was unpacked"
+	}
+	return s
+}
+
+// reproducibleLayers reads what the state says of each layer's blob.
+func reproducibleLayers(state string) []reproJSON {
+	out := []reproJSON{}
+	st, err := apply.Status(state)
+	if err != nil {
+		return out
+	}
+	for i, l := range st.Layers {
+		r := reproJSON{Layer: i + 1, DiffID: l.DiffID.String(), Digest: l.Digest.String(), MediaType: l.MediaType, Reproducible: l.Reproducible()}
+		if l.Recipe != nil {
+			if len(l.Recipe.Candidates) > 0 {
+				r.Recipe = l.Recipe.Candidates[0].String()
+			}
+			r.Reason = l.Recipe.Reason
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 type layerCheckJSON struct {
@@ -230,13 +302,14 @@ func verifyCommand() *command {
 	return &command{
 		name:    "verify",
 		summary: "Compare an unpacked root filesystem with what unpack left, and print each path that changed, disappeared or appeared.",
-		usage:   "verify [--store DIR] [--state DIR] [--ignore-xattr NAME]... [--dir-mtimes] [--upgrade] [--json] ROOTFS",
+		usage:   "verify [--store DIR] [--state DIR] [--ignore-xattr NAME]... [--dir-mtimes] [--upgrade] [--layers] [--json] ROOTFS",
 		example: prog + " verify ./rootfs",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var sf stateFlags
 			var ignore multiFlag
-			var dirMtimes, upgrade bool
+			var dirMtimes, upgrade, showLayers bool
 			sf.register(fs)
+			fs.BoolVar(&showLayers, "layers", false, "also print, per layer, whether the tree makes its blob again (rebuild --compressed), after the drift; --json always has it")
 			fs.Var(&ignore, "ignore-xattr", "do not compare the extended attribute `NAME` (repeatable; security.selinux is never compared)")
 			fs.BoolVar(&dirMtimes, "dir-mtimes", false, "compare the modification times of directories too")
 			fs.BoolVar(&upgrade, "upgrade", false, "first bring a tree unpacked by an older version (state format 1) to this version's state, from the layers the tree rebuilds")
@@ -262,12 +335,13 @@ func verifyCommand() *command {
 				if err != nil {
 					return err
 				}
+				layers := reproducibleLayers(state)
 				if sf.json {
 					if drift == nil {
 						drift = []apply.Drift{}
 					}
 					// apply.Drift adds pathRaw to a path that is not UTF-8.
-					if err := writeJSON(e, withRaw(map[string]any{"clean": len(drift) == 0, "drift": drift}, "rootfs", args[0])); err != nil {
+					if err := writeJSON(e, withRaw(map[string]any{"clean": len(drift) == 0, "drift": drift, "layers": layers}, "rootfs", args[0])); err != nil {
 						return err
 					}
 				} else {
@@ -277,6 +351,11 @@ func verifyCommand() *command {
 							line += " (" + strings.Join(d.Changes, ", ") + ")"
 						}
 						fmt.Fprintln(e.stdout, line)
+					}
+					if showLayers {
+						for _, l := range layers {
+							fmt.Fprintf(e.stdout, "layer %d %s %s\n", l.Layer, l.Digest, l.says(len(drift) > 0))
+						}
 					}
 				}
 				if len(drift) > 0 {

@@ -20,6 +20,9 @@ type unpackOutput struct {
 	State    string          `json:"state"`
 	Applied  []layerApplied  `json:"applied"`
 	Warnings []apply.Warning `json:"warnings"`
+	// KeepBlobs is false when the layer blobs were not kept in the store
+	// (--keep-blobs=false).
+	KeepBlobs bool `json:"keepBlobs"`
 }
 
 type layerApplied struct {
@@ -27,6 +30,9 @@ type layerApplied struct {
 	Entries int    `json:"entries"`
 	Files   int    `json:"files"`
 	Bytes   int64  `json:"bytes"`
+	// Reproducible says whether the tree makes the layer's blob again:
+	// "tar", "confirmed", "candidate" or "" (see rebuild --compressed).
+	Reproducible string `json:"reproducible"`
 }
 
 // The limits the CLI applies by default (apply's own default is none):
@@ -46,6 +52,7 @@ type applyFlags struct {
 	maxLayer   byteSize
 	maxTotal   byteSize
 	maxEntries int64
+	keepBlobs  bool
 }
 
 func (a *applyFlags) register(fs *flag.FlagSet, stateDefault string) {
@@ -54,6 +61,7 @@ func (a *applyFlags) register(fs *flag.FlagSet, stateDefault string) {
 	fs.Var(&a.maxLayer, "max-layer-bytes", "fail with too_large when one layer uncompresses to more than `SIZE` (bytes, or with K, M, G, T: powers of 1024; 0: no limit)")
 	fs.Var(&a.maxTotal, "max-total-bytes", "fail with too_large when all layers together uncompress to more than `SIZE` (0: no limit)")
 	fs.Int64Var(&a.maxEntries, "max-layer-entries", defaultMaxLayerEntries, "fail with too_large when one layer has more than `N` entries (0: no limit)")
+	fs.BoolVar(&a.keepBlobs, "keep-blobs", true, "keep the layer blobs in the store; --keep-blobs=false streams layers from the registry straight into the tree and keeps none (the tree makes them again: rebuild --compressed)")
 }
 
 func (a *applyFlags) options() ([]ocifetch.Option, error) {
@@ -67,6 +75,9 @@ func (a *applyFlags) options() ([]ocifetch.Option, error) {
 	)}
 	if a.state != "" {
 		opts = append(opts, ocifetch.WithStateDir(a.state))
+	}
+	if !a.keepBlobs {
+		opts = append(opts, ocifetch.WithKeepBlobs(false))
 	}
 	return opts, nil
 }
@@ -118,7 +129,7 @@ func unpackCommand() *command {
 	return &command{
 		name:    "unpack",
 		summary: "Resolve REF, fetch it into the store and apply its layers to DIR, which becomes the image's root filesystem.",
-		usage:   "unpack [--platform OS/ARCH[/VARIANT]] [--store DIR] [--state DIR] [--pull always|missing|never] [--jobs N] [--max-layer-bytes SIZE] [--max-total-bytes SIZE] [--max-layer-entries N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--allow-foreign-host HOST]... [--policy FILE | --insecure-policy] REF DIR",
+		usage:   "unpack [--platform OS/ARCH[/VARIANT]] [--store DIR] [--state DIR] [--keep-blobs=false] [--pull always|missing|never] [--jobs N] [--max-layer-bytes SIZE] [--max-total-bytes SIZE] [--max-layer-entries N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--allow-foreign-host HOST]... [--policy FILE | --insecure-policy] REF DIR",
 		example: prog + " unpack --platform linux/amd64 docker.io/library/alpine:3.20 ./rootfs",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var pf pipelineFlags
@@ -147,11 +158,16 @@ func unpackCommand() *command {
 				if pf.json {
 					out := unpackOutput{
 						pullOutput: pullOutput{resolveOutput: resolvedJSON(res.Resolved), Store: res.Store.Dir(), Name: res.Pull.Name, Downloaded: res.Pull.Downloaded},
-						Target:     args[1], State: res.StateDir, Applied: []layerApplied{}, Warnings: []apply.Warning{},
+						Target:     args[1], State: res.StateDir, Applied: []layerApplied{}, Warnings: []apply.Warning{}, KeepBlobs: af.keepBlobs,
 					}
 					out.Trust = pf.trust.trust()
-					for _, l := range res.Apply.Layers {
-						out.Applied = append(out.Applied, layerApplied{DiffID: l.DiffID.String(), Entries: l.Entries, Files: l.Files, Bytes: l.Bytes})
+					st, _ := apply.Status(res.StateDir)
+					for i, l := range res.Apply.Layers {
+						a := layerApplied{DiffID: l.DiffID.String(), Entries: l.Entries, Files: l.Files, Bytes: l.Bytes}
+						if st != nil && i < len(st.Layers) {
+							a.Reproducible = st.Layers[i].Reproducible()
+						}
+						out.Applied = append(out.Applied, a)
 						out.Warnings = append(out.Warnings, l.Warnings...)
 					}
 					return writeJSON(e, out)
