@@ -158,7 +158,7 @@ func start(ctx context.Context, r *resolve.Resolved, store *Store, o *options, r
 			if present {
 				st = StateCached
 			}
-			s.rep.blob(b.Descriptor).set(st, b.Descriptor.Size, nil)
+			s.rep.blob(b.Descriptor, r.Reference, 0).set(st, b.Descriptor.Size, nil)
 		}
 	}
 	s.ctx, s.cancel = context.WithCancel(ctx)
@@ -202,8 +202,8 @@ func (s *Session) run() {
 	defer s.gc.unlock()
 	defer s.cancel()
 	defer safego.Recover(&s.err, "pulling "+s.r.Reference)
-	for _, l := range s.r.Layers {
-		s.rep.blob(l.Descriptor).set(StateWaiting, 0, nil)
+	for i, l := range s.r.Layers {
+		s.rep.blob(l.Descriptor, s.r.Reference, i+1).set(StateWaiting, 0, nil)
 	}
 	g, gctx := errgroup.WithContext(s.ctx)
 	// The group's limit is the concurrency bound; layers are handed to it
@@ -234,7 +234,7 @@ func (s *Session) fetchLayer(ctx context.Context, i int) error {
 	sl := s.slots[i]
 	desc := s.r.Layers[i].Descriptor
 	eps, blocked := endpointsFor(s.r.Source, desc, s.o)
-	t, owned, err := s.store.ensure(ctx, desc, eps, s.o, s.rep.blob(desc), sl.start)
+	t, owned, err := s.store.ensure(ctx, desc, eps, s.o, s.rep.blob(desc, s.r.Reference, i+1), sl.start)
 	downloaded := err == nil && owned && !t.wasCached()
 	if owned {
 		s.downloaded.Add(t.received.Load())
@@ -470,7 +470,7 @@ func FetchBlob(ctx context.Context, src resolve.Source, store *Store, desc ocisp
 	}
 	defer gc.unlock()
 	eps, blocked := endpointsFor(src, desc, o)
-	_, _, err = store.ensure(ctx, desc, eps, o, o.reporter().blob(desc), nil)
+	_, _, err = store.ensure(ctx, desc, eps, o, o.reporter().blob(desc, src.Reference(), 0), nil)
 	return foreignHint(err, desc, blocked)
 }
 
