@@ -4,7 +4,7 @@
 // store) and apply (layers into a directory, confined to it).
 //
 //	res, err := ocifetch.Unpack(ctx, "docker.io/library/alpine:3.20", "/var/lib/engine/rootfs/abc",
-//		ocifetch.WithResolveOptions(resolve.WithPlatform(p)),
+//		ocifetch.WithPlatform(p),
 //		ocifetch.WithStore("/var/cache/engine/blobs"))
 //
 // Each stage is also usable alone; see the packages resolve, fetch and
@@ -255,17 +255,9 @@ func Unpack(ctx context.Context, ref, dir string, opts ...Option) (*Result, erro
 	if err != nil {
 		return nil, err
 	}
-	layers := make([]apply.Layer, len(res.Layers))
-	for i, l := range res.Layers {
-		i := i
-		// The session's stream is verified against the blob digest as it
-		// is read, so apply only checks the diffID.
-		layers[i] = apply.Layer{
-			MediaType: l.MediaType,
-			DiffID:    l.DiffID,
-			Open:      func(ctx context.Context) (io.ReadCloser, error) { return sess.Layer(ctx, i) },
-		}
-	}
+	// The session's stream is verified against the blob digest as it is
+	// read, so apply only checks the diffID.
+	layers := layersFrom(res, func(ctx context.Context, i int) (io.ReadCloser, error) { return sess.Layer(ctx, i) })
 	aopts := append([]apply.Option{
 		apply.WithStateDir(stateDir),
 		apply.WithImage(res.Reference, res.Manifest.Descriptor.Digest),
@@ -281,6 +273,37 @@ func Unpack(ctx context.Context, ref, dir string, opts ...Option) (*Result, erro
 		return nil, err
 	}
 	return &Result{Resolved: res, Store: store, Pull: pr, Apply: rep, StateDir: stateDir}, nil
+}
+
+// LayersOf returns the layers of an image that was pulled into store, for
+// apply.Apply: what resolving found (media type, diffID) with an Open that
+// reads the blob from the store, verified against its digest as it is
+// read (fetch.Store.Open). It bridges the stages for an embedder that
+// pulls first and applies later, maybe offline:
+//
+//	res, _ := ocifetch.Pull(ctx, ref, ocifetch.WithStore(dir))
+//	rep, err := apply.Apply(ctx, rootfs, ocifetch.LayersOf(res.Resolved, res.Store))
+//
+// A blob missing from the store fails that layer's Open with not_found.
+func LayersOf(res *resolve.Resolved, store *fetch.Store) []apply.Layer {
+	return layersFrom(res, func(_ context.Context, i int) (io.ReadCloser, error) {
+		return store.Open(res.Layers[i].Descriptor)
+	})
+}
+
+// layersFrom makes apply's layers of res, opened by open(ctx, i). The
+// opener verifies the blob's digest, so the layers carry only the diffID,
+// which apply checks.
+func layersFrom(res *resolve.Resolved, open func(ctx context.Context, i int) (io.ReadCloser, error)) []apply.Layer {
+	layers := make([]apply.Layer, len(res.Layers))
+	for i, l := range res.Layers {
+		layers[i] = apply.Layer{
+			MediaType: l.MediaType,
+			DiffID:    l.DiffID,
+			Open:      func(ctx context.Context) (io.ReadCloser, error) { return open(ctx, i) },
+		}
+	}
+	return layers
 }
 
 // Bundle makes an OCI runtime bundle in dir (empty or missing): the image
