@@ -401,7 +401,7 @@ func (e *endpoint) dial(ctx context.Context) (*http.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	pc := &pingCache{inner: e.guard, answers: map[string]*http.Response{}, record: true}
+	pc := &pingCache{inner: e.guard, answers: map[string]*http.Response{}, record: true, plain: e.base.Scheme == "http"}
 	var rt http.RoundTripper
 	err = e.attempts(ctx, "connecting", func(actx context.Context) error {
 		pc.reset()
@@ -838,12 +838,22 @@ func (e *endpoint) FetchAt(ctx context.Context, desc ocispec.Descriptor, off int
 
 // pingCache lets go-containerregistry's handshake reuse the answer to the
 // ping made here to check the token realm first, so /v2/ is asked once.
+//
+// For a host spoken to over plain HTTP, it also answers the HTTPS ping
+// go-containerregistry sends beside the HTTP one (it tries both for an
+// "insecure" registry) with an error, without a connection: every
+// request goes to the endpoint's http:// URL anyway, and the attempt
+// cost a connection and a TLS failure per ping.
 type pingCache struct {
 	inner   http.RoundTripper
 	mu      sync.Mutex
 	record  bool
+	plain   bool
 	answers map[string]*http.Response // by URL: status and header of a recorded ping
 }
+
+// errNotHTTPS answers the HTTPS ping of a plain-HTTP endpoint.
+var errNotHTTPS = errors.New("not asked: the registry is spoken to over plain HTTP")
 
 func isPing(req *http.Request) bool {
 	return req.Method == http.MethodGet && (req.URL.Path == "/v2/" || req.URL.Path == "/v2")
@@ -868,6 +878,9 @@ func (p *pingCache) replay() {
 func (p *pingCache) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !isPing(req) {
 		return p.inner.RoundTrip(req)
+	}
+	if p.plain && req.URL.Scheme == "https" {
+		return nil, errNotHTTPS
 	}
 	key := req.URL.String()
 	p.mu.Lock()

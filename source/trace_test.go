@@ -100,4 +100,3 @@ func mustSize(t *testing.T, l interface{ Size() (int64, error) }) int64 {
 	}
 	return n
 }
-
