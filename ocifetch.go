@@ -105,7 +105,8 @@ func WithApplyOptions(opts ...apply.Option) Option {
 }
 
 // WithResolved is called with the resolved image before anything is
-// downloaded, e.g. to show what is about to be pulled.
+// downloaded, e.g. to show what is about to be pulled (by PullAll, once
+// per image of the index).
 func WithResolved(fn func(*resolve.Resolved)) Option {
 	return func(o *options) error {
 		o.resolved = fn

@@ -44,7 +44,8 @@ func bundleCommand() *command {
 				if pf.json {
 					out := map[string]any{
 						"reference": res.Resolved.Reference, "manifest": toDesc(res.Resolved.Manifest.Descriptor),
-						"bundle": args[1], "rootfs": filepath.Join(args[1], "rootfs"), "config": filepath.Join(args[1], "config.json"),
+						"bundle": absPath(args[1]), "rootfs": absPath(filepath.Join(args[1], "rootfs")), "config": absPath(filepath.Join(args[1], "config.json")),
+						"state": absPath(res.StateDir),
 					}
 					if t := pf.trust.trust(); t != nil {
 						out["trust"] = t

@@ -74,6 +74,10 @@ func rebuildCommand() *command {
 					return usagef("name a layer with --layer N|DIFFID, or use --all")
 				case check && !all:
 					return usagef("--check goes with --all")
+				case !all && sf.json && (out == "" || out == "-"):
+					// Standard output cannot carry both a tar and the
+					// JSON object; binary never goes there with --json.
+					return usagef("--json with --layer needs -o FILE: the tar goes to FILE and the JSON to standard output")
 				}
 				if all {
 					return rebuildAll(ctx, e, state, rootfs, out, check, sf.json)
@@ -86,7 +90,17 @@ func rebuildCommand() *command {
 				if err != nil {
 					return err
 				}
-				return rebuildOne(ctx, e, state, rootfs, d, out)
+				n, err := rebuildOne(ctx, e, state, rootfs, d, out)
+				if err != nil || !sf.json {
+					return err
+				}
+				pos := 0
+				for i, l := range st.Layers {
+					if l.DiffID == d {
+						pos = i + 1
+					}
+				}
+				return writeJSON(e, rebuildJSON{Rootfs: absPath(rootfs), Layer: pos, DiffID: d.String(), Output: absPath(out), Bytes: n})
 			}
 		},
 	}
@@ -107,21 +121,34 @@ func pickLayer(st *apply.State, s string) (digest.Digest, error) {
 	return d, nil
 }
 
+// rebuildJSON is "rebuild --layer N -o FILE --json".
+type rebuildJSON struct {
+	Rootfs string `json:"rootfs"`
+	Layer  int    `json:"layer"`
+	DiffID string `json:"diffID"`
+	Output string `json:"output"`
+	Bytes  int64  `json:"bytes"`
+}
+
 // rebuildOne writes one layer to out (published whole on success, so a
-// failed rebuild leaves no file) or to standard output.
-func rebuildOne(ctx context.Context, e *env, state, rootfs string, d digest.Digest, out string) error {
+// failed rebuild leaves no file) or to standard output, and returns its
+// length.
+func rebuildOne(ctx context.Context, e *env, state, rootfs string, d digest.Digest, out string) (int64, error) {
 	if out == "" || out == "-" {
-		return apply.Rebuild(ctx, state, rootfs, d, e.stdout)
+		cw := &countWriter{w: e.stdout}
+		err := apply.Rebuild(ctx, state, rootfs, d, cw)
+		return cw.n, err
 	}
 	tmp, err := atomicfile.Create(out, 0o644)
 	if err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "-o %s", out)
+		return 0, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "-o %s", out)
 	}
 	defer tmp.Abort()
-	if err := apply.Rebuild(ctx, state, rootfs, d, tmp); err != nil {
-		return err
+	cw := &countWriter{w: tmp}
+	if err := apply.Rebuild(ctx, state, rootfs, d, cw); err != nil {
+		return 0, err
 	}
-	return tmp.Commit()
+	return cw.n, tmp.Commit()
 }
 
 type layerCheckJSON struct {
@@ -162,7 +189,7 @@ func rebuildAll(ctx context.Context, e *env, state, rootfs, outDir string, check
 		}
 	}
 	if asJSON {
-		if err := writeJSON(e, map[string]any{"rootfs": rootfs, "layers": rows, "ok": failed == 0}); err != nil {
+		if err := writeJSON(e, map[string]any{"rootfs": absPath(rootfs), "layers": rows, "ok": failed == 0}); err != nil {
 			return err
 		}
 	}
@@ -261,7 +288,7 @@ func verifyCommand() *command {
 					if drift == nil {
 						drift = []apply.Drift{}
 					}
-					if err := writeJSON(e, map[string]any{"rootfs": args[0], "clean": len(drift) == 0, "drift": drift}); err != nil {
+					if err := writeJSON(e, map[string]any{"rootfs": absPath(args[0]), "clean": len(drift) == 0, "drift": drift}); err != nil {
 						return err
 					}
 				} else {

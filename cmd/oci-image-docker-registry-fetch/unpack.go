@@ -27,6 +27,9 @@ type layerApplied struct {
 	Entries int    `json:"entries"`
 	Files   int    `json:"files"`
 	Bytes   int64  `json:"bytes"`
+	// DurationMs is how long the layer took, in milliseconds (including
+	// waiting for its bytes while it downloaded).
+	DurationMs int64 `json:"durationMs"`
 }
 
 // The limits the CLI applies by default (apply's own default is none):
@@ -147,11 +150,11 @@ func unpackCommand() *command {
 				if pf.json {
 					out := unpackOutput{
 						pullOutput: pullOutput{resolveOutput: resolvedJSON(res.Resolved), Store: res.Store.Dir(), Name: res.Pull.Name, Downloaded: res.Pull.Downloaded},
-						Target:     args[1], State: res.StateDir, Applied: []layerApplied{}, Warnings: []apply.Warning{},
+						Target:     absPath(args[1]), State: absPath(res.StateDir), Applied: []layerApplied{}, Warnings: []apply.Warning{},
 					}
 					out.Trust = pf.trust.trust()
 					for _, l := range res.Apply.Layers {
-						out.Applied = append(out.Applied, layerApplied{DiffID: l.DiffID.String(), Entries: l.Entries, Files: l.Files, Bytes: l.Bytes})
+						out.Applied = append(out.Applied, layerApplied{DiffID: l.DiffID.String(), Entries: l.Entries, Files: l.Files, Bytes: l.Bytes, DurationMs: l.Duration.Milliseconds()})
 						out.Warnings = append(out.Warnings, l.Warnings...)
 					}
 					return writeJSON(e, out)
