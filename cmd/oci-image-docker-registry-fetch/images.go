@@ -160,7 +160,7 @@ func safe(s string) string {
 func rmCommand() *command {
 	return &command{
 		name:    "rm",
-		summary: "Remove images from the store's index.json: a NAME (every platform of it) or a DIGEST. Their blobs go at the next gc.",
+		summary: "Remove images from the store's index.json: a NAME (every platform of it) or a DIGEST (or its first 12 hex digits). Their blobs go at the next gc.",
 		usage:   "rm [--store DIR] [--json] NAME|DIGEST...",
 		example: prog + " rm --store ./store docker.io/library/alpine:3.20 && " + prog + " gc --store ./store",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {

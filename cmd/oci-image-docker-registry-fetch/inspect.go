@@ -18,7 +18,7 @@ func inspectCommand() *command {
 	return &command{
 		name:    "inspect",
 		summary: "Show what an image is (platforms, layers, sizes, config, signatures) without downloading its layers.",
-		usage:   "inspect [--platform OS/ARCH[/VARIANT]] [--json] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--policy FILE | --insecure-policy] REF",
+		usage:   "inspect [--platform OS/ARCH[/VARIANT]] [--json] [-v] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--policy FILE | --insecure-policy] REF",
 		example: prog + " inspect --platform linux/amd64 docker.io/library/debian:bookworm",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var rf registryFlags

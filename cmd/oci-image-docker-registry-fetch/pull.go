@@ -58,7 +58,7 @@ type pipelineFlags struct {
 func (f *pipelineFlags) register(fs *flag.FlagSet) {
 	f.registryFlags.register(fs)
 	f.storeFlags.register(fs)
-	fs.StringVar(&f.pull, "pull", string(ocifetch.PullAlways), "when to ask the registry, `always|missing|never`: always, missing (use the store when it holds the image), never (the store only)")
+	fs.StringVar(&f.pull, "pull", string(ocifetch.PullAlways), "when to ask the registry: `always|missing|never` (every time; only when the store lacks the image; never, the store only)")
 	f.trust.register(fs)
 }
 
@@ -181,7 +181,7 @@ func pullCommand() *command {
 	return &command{
 		name:    "pull",
 		summary: "Resolve REF and fetch its config and layers, verified, into the store; print the manifest digest.",
-		usage:   "pull [--store DIR] [--platform OS/ARCH[/VARIANT]|all] [--pull always|missing|never] [--jobs N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--allow-foreign-host HOST]... [--policy FILE | --insecure-policy] REF",
+		usage:   "pull [--store DIR] [--platform OS/ARCH[/VARIANT]|all] [--pull always|missing|never] [--jobs N] [--json] [--quiet] [-v] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--allow-foreign-host HOST]... [--policy FILE | --insecure-policy] REF",
 		example: prog + " pull --store ./store --platform linux/amd64 docker.io/library/alpine:3.20",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			pf := pipelineFlags{allowAll: true}

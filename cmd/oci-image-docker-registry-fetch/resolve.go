@@ -32,7 +32,7 @@ type registryFlags struct {
 
 func (r *registryFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&r.platform, "platform", "", "platform to resolve to, `OS/ARCH[/VARIANT]` (default: this machine's)")
-	fs.Var(&r.insecure, "insecure-registry", "allow plain HTTP to `HOST[:PORT]` (repeatable; loopback is always allowed)")
+	fs.Var(&r.insecure, "insecure-registry", "allow plain HTTP to `HOST[:PORT]`: HOST for every port of it, HOST:PORT for that one (repeatable; loopback is always allowed)")
 	fs.StringVar(&r.authfile, "authfile", "", "read credentials from this Docker-config-format `FILE` (default: ~/.docker/config.json)")
 	fs.StringVar(&r.hostsDir, "hosts-dir", "", "read mirrors from this containerd-style hosts `DIR` (DIR/HOST/hosts.toml)")
 	fs.Var(&r.tokenHosts, "allow-token-host", "send credentials to the token server on this `HOST[:PORT]` although it is loopback, private or plain HTTP (repeatable)")
@@ -104,7 +104,7 @@ func resolveCommand() *command {
 	return &command{
 		name:    "resolve",
 		summary: "Resolve a reference through its index to one platform's manifest, config and layers, verifying each.",
-		usage:   "resolve [--platform OS/ARCH[/VARIANT]] [--json] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--policy FILE | --insecure-policy] REF",
+		usage:   "resolve [--platform OS/ARCH[/VARIANT]] [--json] [-v] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--policy FILE | --insecure-policy] REF",
 		example: prog + " resolve --platform linux/arm64 --json docker.io/library/alpine:3.20",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var rf registryFlags

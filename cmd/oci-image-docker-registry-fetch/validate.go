@@ -27,11 +27,12 @@ func validateCommand() *command {
 	return &command{
 		name:    "validate",
 		summary: "Check every index, manifest and config reachable from REF against the image spec, for every platform.",
-		usage:   "validate [--platform OS/ARCH[/VARIANT]] [--json] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... REF",
+		usage:   "validate [--platform OS/ARCH[/VARIANT]] [--json] [-v] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... REF",
 		example: prog + " validate oci-archive:image.tar",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var rf registryFlags
 			rf.register(fs)
+			fs.Lookup("platform").Usage = "validate only the manifest of this `OS/ARCH[/VARIANT]` (default: every platform)"
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) != 1 {
 					return usagef("validate takes exactly one reference, got %d arguments", len(args))
