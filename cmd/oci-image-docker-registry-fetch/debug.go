@@ -126,14 +126,6 @@ func (d *debugLog) applied(p apply.Progress) {
 	d.printf("layer %d/%d applied (%s): %d entries, %s in %s", p.Layer, p.Layers, p.DiffID, p.Entries, humanBytes(p.Bytes), ms(p.Elapsed))
 }
 
-// done prints the whole command's time.
-func (d *debugLog) done(cmd string) {
-	if d == nil {
-		return
-	}
-	d.printf("%s took %s", cmd, ms(time.Since(d.start)))
-}
-
 // ms rounds a duration for people: to the millisecond, or the
 // microsecond below one.
 func ms(t time.Duration) string {
