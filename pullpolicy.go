@@ -80,8 +80,8 @@ func (o *options) resolveRef(ctx context.Context, store *fetch.Store, ref string
 			return nil, err
 		}
 		for i, l := range res.Layers {
-			if ok, _ := store.Has(l.Descriptor); !ok {
-				return nil, errdefs.New(errdefs.ErrNotFound, "layer %d (%s) is not in the store", i+1, l.Digest)
+			if err := store.Check(ctx, l.Descriptor); err != nil {
+				return nil, errdefs.Wrap(err, errdefs.KindOf(err), "layer %d", i+1)
 			}
 		}
 		return res, nil
@@ -112,8 +112,8 @@ func (o *options) resolveAllRef(ctx context.Context, store *fetch.Store, ref str
 		}
 		for _, im := range ra.Images {
 			for i, l := range im.Layers {
-				if ok, _ := store.Has(l.Descriptor); !ok {
-					return nil, errdefs.New(errdefs.ErrNotFound, "layer %d (%s) of %s is not in the store", i+1, l.Digest, resolve.FormatPlatform(im.Platform))
+				if err := store.Check(ctx, l.Descriptor); err != nil {
+					return nil, errdefs.Wrap(err, errdefs.KindOf(err), "layer %d of %s", i+1, resolve.FormatPlatform(im.Platform))
 				}
 			}
 		}
@@ -184,7 +184,7 @@ func (o *options) fromStore(ctx context.Context, store *fetch.Store, ref string,
 	}
 	if err != nil {
 		kind := errdefs.KindOf(err)
-		if kind != errdefs.ErrNotFound && kind != errdefs.ErrPlatformNotFound && kind != errdefs.ErrCanceled {
+		if kind != errdefs.ErrNotFound && kind != errdefs.ErrPlatformNotFound && kind != errdefs.ErrCanceled && kind != errdefs.ErrDigestMismatch {
 			kind = errdefs.ErrNotFound
 		}
 		return nil, errdefs.Wrap(err, kind, "%s is not usable from the store %s", normalized, store.Dir())

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -257,6 +258,47 @@ func TestUnpackHealsASameSizeCorruption(t *testing.T) {
 	sameTree(t, first, second)
 	if b, _ := os.ReadFile(blob); string(b) != string(good) {
 		t.Error("the store still holds the corrupt layer")
+	}
+}
+
+// TestPullNeverNamesACorruptBlob: with the registry out of reach, a
+// stored layer corrupted at the same size is digest_mismatch naming the
+// file (which is removed), not a blob "missing" from the store.
+func TestPullNeverNamesACorruptBlob(t *testing.T) {
+	reg := testregistry.Start(t)
+	ref := reg.Host + "/store/never:1"
+	img := testimage.Image(t, 2, "linux", "amd64", "")
+	testimage.PushImage(t, ref, img)
+	ctx := context.Background()
+	storeDir := filepath.Join(t.TempDir(), "store")
+	store := ocifetch.WithStore(storeDir)
+	if _, err := ocifetch.Pull(ctx, ref, store); err != nil {
+		t.Fatal(err)
+	}
+	reg.Stop()
+	layers, _ := img.Layers()
+	ld, _ := layers[1].Digest()
+	blob := filepath.Join(storeDir, "blobs", "sha256", ld.Hex)
+	b, err := os.ReadFile(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(blob)
+	b[len(b)/2] ^= 1
+	if err := os.WriteFile(blob, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(blob, fi.ModTime(), fi.ModTime()) // only the ctime tells
+	target := filepath.Join(t.TempDir(), "rootfs")
+	_, err = ocifetch.Unpack(ctx, ref, target, store, ocifetch.WithPullPolicy(ocifetch.PullNever))
+	if errdefs.KindOf(err) != errdefs.ErrDigestMismatch || !strings.Contains(err.Error(), blob) || !strings.Contains(err.Error(), "layer 2") {
+		t.Fatalf("err = %v (kind %s), want digest_mismatch naming layer 2 and %s", err, errdefs.KindOf(err), blob)
+	}
+	if _, err := os.Lstat(blob); !os.IsNotExist(err) {
+		t.Error("the corrupt blob is still in the store")
+	}
+	if _, err := os.Lstat(target); !os.IsNotExist(err) {
+		t.Error("the target was created")
 	}
 }
 

@@ -366,6 +366,13 @@ func (s *Store) Images(ctx context.Context) ([]Image, error) {
 			s.complete(&m)
 		}
 		im := Image{Name: m.Annotations[ocispec.AnnotationRefName], Descriptor: m, Complete: true}
+		if checkDigest(m.Digest) != nil {
+			// A hand-edited entry naming no valid digest: listed as it
+			// is, never as an image whose blobs are kept.
+			im.Complete = false
+			out = append(out, im)
+			continue
+		}
 		if m.Platform != nil {
 			im.Platforms = []ocispec.Platform{*m.Platform}
 		} else if isIndexType(m.MediaType) {

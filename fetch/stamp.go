@@ -153,6 +153,28 @@ func (s *Store) reverify(ctx context.Context, desc ocispec.Descriptor) (presence
 	return blobCorrupt, nil
 }
 
+// Check reports whether the store holds desc's blob intact: nil when it
+// does (its stamp matches, or it hashes right again), not_found when it
+// is not there, digest_mismatch naming the file when it was there but
+// corrupt (it is then removed, so that the next pull fetches it again).
+// Callers that will use a blob without the registry (--pull never) check
+// it first, so that a corrupt file reads as what it is, not as missing.
+func (s *Store) Check(ctx context.Context, desc ocispec.Descriptor) error {
+	if err := checkDescriptor(desc); err != nil {
+		return err
+	}
+	st, err := s.present(ctx, desc)
+	switch {
+	case err != nil:
+		return err
+	case st == blobCorrupt:
+		return s.corruptError(desc.Digest, nil)
+	case st != blobPresent:
+		return errdefs.New(errdefs.ErrNotFound, "blob %s is not in the store %s", desc.Digest, s.dir)
+	}
+	return nil
+}
+
 // hashFile reports whether f's content, from its start, hashes to d.
 func hashFile(ctx context.Context, f *os.File, d digest.Digest) (bool, error) {
 	bp := bufPool.Get().(*[]byte)

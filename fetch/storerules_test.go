@@ -663,3 +663,21 @@ func fileExists(p string) bool {
 	_, err := os.Lstat(p)
 	return err == nil
 }
+
+// TestImagesListsABadEntryAsIncomplete: a hand-edited index.json entry
+// whose digest does not parse is listed as it is, never as an image whose
+// blobs are kept.
+func TestImagesListsABadEntryAsIncomplete(t *testing.T) {
+	s := openStore(t)
+	idx := `{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:../../../../tmp/victim","size":10,"annotations":{"org.opencontainers.image.ref.name":"bad"}}]}`
+	if err := os.WriteFile(filepath.Join(s.Dir(), "index.json"), []byte(idx), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ims, err := s.Images(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ims) != 1 || ims[0].Name != "bad" || ims[0].Complete || ims[0].Size != 0 {
+		t.Fatalf("images %+v, want the bad entry listed incomplete", ims)
+	}
+}

@@ -157,6 +157,12 @@ func parse(data []byte, name string, opts []Option) (*Policy, error) {
 	bad := func(format string, args ...any) error {
 		return errdefs.New(errdefs.ErrInvalidArgument, "trust policy %s: %s", name, fmt.Sprintf(format, args...))
 	}
+	// A key given twice is read by encoding/json as its last value, by
+	// skopeo and podman as an error: a policy whose first "default" rejects
+	// must not admit through a second one.
+	if err := noDuplicateKeys(data); err != nil {
+		return nil, bad("%v", err)
+	}
 	var top map[string]json.RawMessage
 	if err := strictJSON(data, &top); err != nil {
 		return nil, bad("not a JSON object: %v", err)
@@ -180,6 +186,9 @@ func parse(data []byte, name string, opts []Option) (*Policy, error) {
 			return nil, bad("\"transports\" must map transport names to objects of scopes: %v", err)
 		}
 		for t, scopes := range ts {
+			if scopes == nil {
+				return nil, bad("transport %q must be an object of scopes, not null", t)
+			}
 			p.transports[t] = map[string][]requirement{}
 			for scope, raw := range scopes {
 				if err := validScope(t, scope); err != nil {
@@ -199,6 +208,50 @@ func parse(data []byte, name string, opts []Option) (*Policy, error) {
 		}
 	}
 	return p, nil
+}
+
+// noDuplicateKeys walks a JSON document and fails on an object that
+// names a key twice, saying which and where.
+func noDuplicateKeys(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var walk func(path string) error
+	walk = func(path string) error {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				kt, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				k, _ := kt.(string)
+				if seen[k] {
+					return fmt.Errorf("key %q appears twice in %s", k, path)
+				}
+				seen[k] = true
+				if err := walk(path + "." + k); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token() // }
+			return err
+		case json.Delim('['):
+			for i := 0; dec.More(); i++ {
+				if err := walk(fmt.Sprintf("%s[%d]", path, i)); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token() // ]
+			return err
+		}
+		return nil
+	}
+	return walk("the policy")
 }
 
 // strictJSON decodes one JSON value and nothing after it.

@@ -27,6 +27,12 @@ func TestParseRefusesBrokenStructure(t *testing.T) {
 		"oci scope relative":  `{"default": [{"type": "reject"}], "transports": {"oci": {"layouts/x": [{"type": "reject"}]}}}`,
 		"oci scope root":      `{"default": [{"type": "reject"}], "transports": {"oci": {"/": [{"type": "reject"}]}}}`,
 		"docker-archive path": `{"default": [{"type": "reject"}], "transports": {"docker-archive": {"/tmp/a.tar": [{"type": "reject"}]}}}`,
+		// A key given twice: encoding/json takes the last, skopeo refuses.
+		"default twice":    `{"default": [{"type": "reject"}], "default": [{"type": "insecureAcceptAnything"}]}`,
+		"transports twice": `{"default": [{"type": "reject"}], "transports": {"docker": {"example.com": [{"type": "reject"}]}}, "transports": {}}`,
+		"scope twice":      `{"default": [{"type": "reject"}], "transports": {"docker": {"example.com": [{"type": "reject"}], "example.com": [{"type": "insecureAcceptAnything"}]}}}`,
+		"type twice":       `{"default": [{"type": "reject", "type": "insecureAcceptAnything"}]}`,
+		"transport null":   `{"default": [{"type": "reject"}], "transports": {"docker": null}}`,
 	} {
 		if _, err := Parse([]byte(doc), "test.json"); err == nil || errdefs.KindOf(err) != errdefs.ErrInvalidArgument || !strings.Contains(err.Error(), "test.json") {
 			t.Errorf("%s: %v, want invalid_argument naming the file", name, err)

@@ -1,6 +1,7 @@
 package policy_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/testutil/hostile"
 	"github.com/ocifetch/ocifetch/policy/sigstore"
 	"github.com/ocifetch/ocifetch/resolve"
@@ -180,5 +182,50 @@ func TestBundleThroughTheReferrersAPI(t *testing.T) {
 				t.Errorf("%d manifest requests: the referrers examined are not bounded", n)
 			}
 		})
+	}
+}
+
+// TestOversizedSignatureDocumentCondemnsItself: a document at the classic
+// signature tag that is over the size limit condemns that one signature,
+// not the lookup: the bundle among the referrers still admits the image
+// (it failed the whole check with too_large).
+func TestOversizedSignatureDocumentCondemnsItself(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	img := f.push(t, "big:v1")
+	f.sign(t, f.key, img, "--new-bundle-format")
+	c := copyBundle(t, f, img)
+	reg := hostile.New(t)
+	ref := c.serve(reg, "big", func(s string) []ocispec.Descriptor {
+		if s != img.digest.String() {
+			return nil
+		}
+		return []ocispec.Descriptor{c.referrerDesc}
+	})
+	huge := append([]byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","annotations":{"x":"`),
+		bytes.Repeat([]byte("a"), resolve.DefaultMaxDocumentSize)...)
+	huge = append(huge, `"}}`...)
+	reg.PutManifest("big", "sha256-"+img.digest.Encoded()+".sig", ocispec.MediaTypeImageManifest, huge)
+	ctx := context.Background()
+	res, err := resolve.Resolve(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := policyFile(t, scoped(reg.Host+"/big", f.key.Public, matchRepository), nil)
+	if err := pol.Verify(ctx, res.Source, res); err != nil {
+		t.Fatalf("the bundle did not admit the image beside an oversized .sig: %v", err)
+	}
+	// Without the bundle, the oversized document alone is a refusal, not
+	// a too_large failure of the check.
+	reg2 := hostile.New(t)
+	ref2 := c.serve(reg2, "big", func(string) []ocispec.Descriptor { return nil })
+	reg2.PutManifest("big", "sha256-"+img.digest.Encoded()+".sig", ocispec.MediaTypeImageManifest, huge)
+	res2, err := resolve.Resolve(ctx, ref2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol2 := policyFile(t, scoped(reg2.Host+"/big", f.key.Public, matchRepository), nil)
+	if err := pol2.Verify(ctx, res2.Source, res2); errdefs.KindOf(err) != errdefs.ErrUntrusted {
+		t.Fatalf("err = %v (kind %s), want untrusted", err, errdefs.KindOf(err))
 	}
 }

@@ -53,6 +53,12 @@ func (r *ResolvedAll) Platforms() []ocispec.Platform {
 	return out
 }
 
+// MaxIndexEntries bounds how many entries of one index ResolveAll reads.
+// Real multi-platform images list a few dozen (platforms, attestations,
+// Windows releases); the bound keeps an index of thousands of entries from
+// costing thousands of requests.
+const MaxIndexEntries = 1024
+
 // ResolveAll opens ref and resolves every image its index lists (or the
 // one image it names), checking every document as Resolve does. Entries
 // that are not runnable images (buildx attestations with platform
@@ -112,7 +118,7 @@ func (w *walker) all(ctx context.Context, desc ocispec.Descriptor, platform *oci
 	w.seen[desc.Digest] = true
 	defer delete(w.seen, desc.Digest)
 
-	data, from, err := fetchDocument(ctx, w.src, desc, w.o.maxDocumentSize, "manifest")
+	data, from, err := w.fetch(ctx, desc, "manifest")
 	if err != nil {
 		return err
 	}
@@ -132,6 +138,11 @@ func (w *walker) all(ctx context.Context, desc ocispec.Descriptor, platform *oci
 		if isAttestationEntry(desc) {
 			return w.artifact(desc, data, ra)
 		}
+		for _, im := range ra.Images {
+			if im.Manifest.Descriptor.Digest == desc.Digest {
+				return nil // listed again: one image
+			}
+		}
 		res := &Resolved{Reference: ra.Reference, Source: w.src, Indexes: append([]Blob(nil), chain...)}
 		if err := w.manifest(ctx, desc, data, from, platform, res); err != nil {
 			if depth > 0 && errdefs.Is(err, errdefs.ErrUnsupportedMediaType) {
@@ -146,6 +157,11 @@ func (w *walker) all(ctx context.Context, desc ocispec.Descriptor, platform *oci
 	var idx ocispec.Index
 	if err := json.Unmarshal(data, &idx); err != nil {
 		return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "index %s", desc.Digest)
+	}
+	// Every entry is read here, unlike when one platform is picked: an
+	// index of thousands of entries would take as many requests.
+	if len(idx.Manifests) > MaxIndexEntries {
+		return errdefs.New(errdefs.ErrTooLarge, "index %s lists %d entries; at most %d are read for every platform", desc.Digest, len(idx.Manifests), MaxIndexEntries)
 	}
 	b := Blob{Descriptor: desc, Data: data, From: from}
 	ra.Indexes = append(ra.Indexes, b)

@@ -53,6 +53,12 @@ func (r *offsetReader) Seek(offset int64, whence int) (int64, error) {
 }
 
 func openTarFiles(p string) (*tarFiles, error) {
+	// The archive is the file the user named: their own symlinks to it are
+	// followed, as skopeo and tar follow them; what it resolves to must
+	// still be a regular file (never a FIFO or a device).
+	if real, err := filepath.EvalSymlinks(p); err == nil {
+		p = real
+	}
 	f, err := openRegular(p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {

@@ -3,7 +3,9 @@ package resolve_test
 import (
 	"context"
 	"io"
+	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -56,6 +58,22 @@ func TestResolveOCIArchive(t *testing.T) {
 	wantKind(t, err, errdefs.ErrNotFound)
 	_, err = resolve.Resolve(context.Background(), "oci-archive:"+filepath.Join(t.TempDir(), "missing.tar"))
 	wantKind(t, err, errdefs.ErrNotFound)
+
+	// The user's own symlink to the archive is followed, as skopeo
+	// follows it; one to a FIFO is still refused.
+	link := filepath.Join(t.TempDir(), "link.tar")
+	if err := os.Symlink(archive, link); err != nil {
+		t.Fatal(err)
+	}
+	checkImage(t, mustResolve(t, "oci-archive:"+link+":v1", resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "arm64"})), imgs[1])
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fifoLink := filepath.Join(t.TempDir(), "fifo.tar")
+	os.Symlink(fifo, fifoLink)
+	_, err = resolve.Resolve(context.Background(), "oci-archive:"+fifoLink)
+	wantKind(t, err, errdefs.ErrInvalidArgument)
 }
 
 func TestResolveDockerArchive(t *testing.T) {

@@ -216,10 +216,21 @@ func (s *layoutSource) Root(ctx context.Context) (ocispec.Descriptor, error) {
 		return ocispec.Descriptor{Digest: s.pinned, Size: size}, nil
 	case s.name != "":
 		var named []ocispec.Descriptor
+		bad := 0
 		for _, m := range idx.Manifests {
-			if m.Annotations[ocispec.AnnotationRefName] == s.name {
-				named = append(named, m)
+			if m.Annotations[ocispec.AnnotationRefName] != s.name {
+				continue
 			}
+			// An entry whose digest does not parse names nothing this
+			// program will read; the name's other entries still count.
+			if _, err := parseDigest(m.Digest.String()); err != nil {
+				bad++
+				continue
+			}
+			named = append(named, m)
+		}
+		if len(named) == 0 && bad > 0 {
+			return ocispec.Descriptor{}, errdefs.New(errdefs.ErrManifestInvalid, "%s: every entry named %q has an invalid digest", s.dir, s.name)
 		}
 		if len(named) == 0 {
 			return ocispec.Descriptor{}, errdefs.New(errdefs.ErrNotFound, "%s: no image named %q (names: %s)", s.dir, s.name, listOrNone(names))

@@ -2,6 +2,7 @@ package resolve_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -198,4 +199,41 @@ func TestLayoutNameWithSeveralEntriesResolvesByPlatform(t *testing.T) {
 	if err != nil && !strings.Contains(err.Error(), "linux/amd64") {
 		t.Errorf("the error does not list what is there: %v", err)
 	}
+}
+
+// TestLayoutSkipsEntriesWithInvalidDigests: a hand-edited index.json entry
+// whose digest does not parse (sha256:../../x) does not hide the valid
+// entries of the same name; a name with only such entries is
+// manifest_invalid, and no path is ever built from them.
+func TestLayoutSkipsEntriesWithInvalidDigests(t *testing.T) {
+	dir := t.TempDir()
+	img := testimage.Image(t, 1, "linux", "amd64", "")
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendImage(img, layout.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"}),
+		layout.WithAnnotations(map[string]string{ocispec.AnnotationRefName: "app"})); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(raw, &idx); err != nil {
+		t.Fatal(err)
+	}
+	bad := func(name string) ocispec.Descriptor {
+		return ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: "sha256:../../../../tmp/victim", Size: 10,
+			Platform: &ocispec.Platform{OS: "linux", Architecture: "amd64"}, Annotations: map[string]string{ocispec.AnnotationRefName: name}}
+	}
+	idx.Manifests = append([]ocispec.Descriptor{bad("app"), bad("only-bad")}, idx.Manifests...)
+	raw, _ = json.Marshal(idx)
+	if err := os.WriteFile(filepath.Join(dir, "index.json"), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	checkImage(t, mustResolve(t, "oci:"+dir+":app", resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"})), img)
+	_, err = resolve.Resolve(context.Background(), "oci:"+dir+":only-bad")
+	wantKind(t, err, errdefs.ErrManifestInvalid)
 }

@@ -95,8 +95,33 @@ type walker struct {
 	o    *options
 	want ocispec.Platform
 	seen map[digest.Digest]bool
+	// docs keeps the documents read, verified, by digest: an index that
+	// lists one manifest many times costs one request for it.
+	docs map[digest.Digest]fetched
 	// platforms offered by every index read, for the error when none fits.
 	offered []ocispec.Platform
+}
+
+// fetched is a document read and verified, and the host that served it.
+type fetched struct {
+	data []byte
+	from string
+}
+
+// fetch reads a document verified against desc, once per digest.
+func (w *walker) fetch(ctx context.Context, desc ocispec.Descriptor, what string) ([]byte, string, error) {
+	if f, ok := w.docs[desc.Digest]; ok && int64(len(f.data)) == desc.Size {
+		return f.data, f.from, nil
+	}
+	data, from, err := fetchDocument(ctx, w.src, desc, w.o.maxDocumentSize, what)
+	if err != nil {
+		return nil, "", err
+	}
+	if w.docs == nil {
+		w.docs = map[digest.Digest]fetched{}
+	}
+	w.docs[desc.Digest] = fetched{data, from}
+	return data, from, nil
 }
 
 // walk reads desc and, for an index, descends into the best entry for the
@@ -112,7 +137,7 @@ func (w *walker) walk(ctx context.Context, desc ocispec.Descriptor, platform *oc
 	w.seen[desc.Digest] = true
 	defer delete(w.seen, desc.Digest)
 
-	data, from, err := fetchDocument(ctx, w.src, desc, w.o.maxDocumentSize, "manifest")
+	data, from, err := w.fetch(ctx, desc, "manifest")
 	if err != nil {
 		return err
 	}
@@ -213,7 +238,7 @@ func (w *walker) manifest(ctx context.Context, desc ocispec.Descriptor, data []b
 			return errdefs.New(errdefs.ErrUnsupportedMediaType, "manifest %s layer %d has media type %q, which is not an image layer", desc.Digest, i+1, l.MediaType)
 		}
 	}
-	cfgData, cfgFrom, err := fetchDocument(ctx, w.src, m.Config, w.o.maxDocumentSize, "config")
+	cfgData, cfgFrom, err := w.fetch(ctx, m.Config, "config")
 	if err != nil {
 		return err
 	}

@@ -425,13 +425,20 @@ func (g *guard) send(req *http.Request, t *http.Transport, rule func(name, addr 
 }
 
 // checkRedirect keeps redirects to the first request's rules: at most 10,
-// and no step from https down to plain http unless the new host is itself
+// no user info in the new URL, and no step from https down to plain http unless the new host is itself
 // allowed plain HTTP (loopback, or named with --insecure-registry). Where
 // a redirect may connect is then the dialer's decision (see guard).
 func checkRedirect(o *options) func(*http.Request, []*http.Request) error {
 	return func(req *http.Request, via []*http.Request) error {
 		if len(via) >= 10 {
 			return errdefs.New(errdefs.ErrNetwork, "stopped after 10 redirects")
+		}
+		if req.URL.User != nil {
+			// Go's client would send the user info as Basic credentials:
+			// a redirect never chooses what credentials are sent.
+			return refuse(errdefs.ErrNetwork,
+				"refusing a redirect from %s to a URL with user info at %s: credentials are never taken from a redirect",
+				via[0].URL.Host, req.URL.Host)
 		}
 		if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" && !plainAllowed(o, req.URL) {
 			return refuse(errdefs.ErrNetwork,

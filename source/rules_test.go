@@ -382,3 +382,25 @@ func TestMalformedCredentialsFileIsInvalidArgument(t *testing.T) {
 		t.Fatalf("%d requests with unreadable credentials", n)
 	}
 }
+
+// A blob redirect to a URL with user info is refused: Go's client would
+// send it as Basic credentials to the new host (and it was reported as a
+// token server refusing credentials, suggesting --allow-token-host).
+func TestRedirectWithUserInfoIsRefused(t *testing.T) {
+	reg := hostile.New(t)
+	ref, img := image(t, reg, "ui/app")
+	storage := hostile.New(t)
+	storage.PutImage(t, "ui/app", "v1", img)
+	redirectLayers(t, reg, img, "http://user:secret@"+storage.Host)
+	res := mustResolve(t, ref)
+	_, err := readLayer(t, res, 0)
+	if !errors.Is(err, source.ErrRefused) || !strings.Contains(err.Error(), "user info") ||
+		strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "allow-token-host") {
+		t.Fatalf("err = %v; want the redirect refused, naming no secret and no --allow-token-host", err)
+	}
+	for _, q := range storage.Requests() {
+		if q.Header.Get("Authorization") != "" {
+			t.Fatal("the redirect target received credentials")
+		}
+	}
+}

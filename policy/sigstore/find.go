@@ -150,6 +150,13 @@ func Find(ctx context.Context, src resolve.Source, subject digest.Digest) ([]Sig
 		if errdefs.Is(err, errdefs.ErrNotFound) {
 			return nil
 		}
+		if unreadable(err) {
+			// The tag names a document that cannot be a signature (too
+			// large, lying about its digest): it condemns itself, and the
+			// referrers may still hold one.
+			classic = []Signature{{Format: FormatSimpleSigning, Subject: subject, Location: "tag " + tag, Problem: err}}
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -161,6 +168,10 @@ func Find(ctx context.Context, src resolve.Source, subject digest.Digest) ([]Sig
 	})
 	g.Go(func() error {
 		list, err := rs.Referrers(gctx, subject)
+		if unreadable(err) {
+			bundles = []Signature{{Format: FormatBundle, Subject: subject, Location: "referrers of " + subject.String(), Problem: err}}
+			return nil
+		}
 		if err != nil {
 			return err
 		}
