@@ -104,3 +104,29 @@ func TestValidateBuildxAttestations(t *testing.T) {
 		t.Errorf("problems: %s", b)
 	}
 }
+
+// Validate reads no entry of an index of more than MaxIndexEntries
+// entries: it is one too_large problem, as for ResolveAll.
+func TestValidateHugeIndex(t *testing.T) {
+	idx, _, _ := testimage.BuildxIndex(t, testimage.Platform{OS: "linux", Arch: "amd64"})
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var adds []mutate.IndexAddendum
+	img, _ := idx.Image(im.Manifests[0].Digest)
+	for i := 0; i < resolve.MaxIndexEntries; i++ {
+		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}})
+	}
+	huge := mutate.AppendManifests(idx, adds...)
+	dir := t.TempDir()
+	testimage.WriteLayout(t, dir, map[string]v1.ImageIndex{"huge": huge})
+	src, err := resolve.Open(context.Background(), "oci:"+dir+":huge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := resolve.ValidateImage(context.Background(), src)
+	if err != nil || len(v.Problems) != 1 || v.Problems[0].Rule != "too_large" || len(v.Attestations) != 0 {
+		t.Fatalf("%v %+v", err, v)
+	}
+}

@@ -218,6 +218,12 @@ func (v *validator) index(ctx context.Context, desc ocispec.Descriptor, data []b
 		v.add(where, "schema", "%v", err)
 		return
 	}
+	if len(idx.Manifests) > MaxIndexEntries {
+		// As ResolveAll refuses it: reading every entry of a huge index
+		// costs a request each.
+		v.add(where, "too_large", "the index lists %d entries; at most %d are read", len(idx.Manifests), MaxIndexEntries)
+		return
+	}
 	// With a platform, only the manifest that fits it best (as Resolve
 	// picks it), the attestations of that manifest and the nested
 	// indexes that may hold it are read.
