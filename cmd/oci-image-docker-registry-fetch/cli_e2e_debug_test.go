@@ -101,6 +101,17 @@ func TestCLIE2EDebug(t *testing.T) {
 			t.Errorf("%s without -v printed debug lines:\n%s", args[0], r.stderr)
 		}
 	}
+	// demo talks to its own registry and applies layers: -v too.
+	r = mustRun(t, env, "demo", "-v")
+	n := 0
+	for _, l := range lines(r.stderr) {
+		if debugRequest.MatchString(l) {
+			n++
+		}
+	}
+	if n < 3 || !strings.Contains(r.stderr, "debug: layer 2/2 applied") {
+		t.Errorf("demo -v: %d request lines:\n%s", n, r.stderr)
+	}
 }
 
 // runJSON2 is runJSON that lets the command write to stderr.
