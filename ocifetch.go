@@ -4,7 +4,7 @@
 // store) and apply (layers into a directory, confined to it).
 //
 //	res, err := ocifetch.Unpack(ctx, "docker.io/library/alpine:3.20", "/var/lib/engine/rootfs/abc",
-//		ocifetch.WithResolveOptions(resolve.WithPlatform(p)),
+//		ocifetch.WithPlatform(p),
 //		ocifetch.WithStore("/var/cache/engine/blobs"))
 //
 // Each stage is also usable alone; see the packages resolve, fetch and
@@ -106,7 +106,8 @@ func WithApplyOptions(opts ...apply.Option) Option {
 }
 
 // WithResolved is called with the resolved image before anything is
-// downloaded, e.g. to show what is about to be pulled.
+// downloaded, e.g. to show what is about to be pulled (by PullAll, once
+// per image of the index).
 func WithResolved(fn func(*resolve.Resolved)) Option {
 	return func(o *options) error {
 		o.resolved = fn
@@ -260,21 +261,10 @@ func Unpack(ctx context.Context, ref, dir string, opts ...Option) (*Result, erro
 	if err != nil {
 		return nil, err
 	}
-	layers := make([]apply.Layer, len(res.Layers))
-	for i, l := range res.Layers {
-		i := i
-		// The session's stream is verified against the blob digest as it
-		// is read, so apply only checks the diffID (and records the
-		// digest, for the compressed rebuild of the blob).
-		layers[i] = apply.Layer{
-			MediaType: l.MediaType,
-			Digest:    l.Digest,
-			Size:      l.Size,
-			DiffID:    l.DiffID,
-			Verified:  true,
-			Open:      func(ctx context.Context) (io.ReadCloser, error) { return sess.Layer(ctx, i) },
-		}
-	}
+	// The session's stream is verified against the blob digest as it is
+	// read, so apply only checks the diffID (and records the digest, for
+	// the compressed rebuild of the blob).
+	layers := layersFrom(res, func(ctx context.Context, i int) (io.ReadCloser, error) { return sess.Layer(ctx, i) })
 	aopts := []apply.Option{
 		apply.WithStateDir(stateDir),
 		apply.WithImage(res.Reference, res.Manifest.Descriptor.Digest),
@@ -297,6 +287,40 @@ func Unpack(ctx context.Context, ref, dir string, opts ...Option) (*Result, erro
 	}
 	recordUnpacked(ctx, store, res, dir, stateDir, !o.noKeep)
 	return &Result{Resolved: res, Store: store, Pull: pr, Apply: rep, StateDir: stateDir}, nil
+}
+
+// LayersOf returns the layers of an image that was pulled into store, for
+// apply.Apply: what resolving found (media type, diffID) with an Open that
+// reads the blob from the store, verified against its digest as it is
+// read (fetch.Store.Open). It bridges the stages for an embedder that
+// pulls first and applies later, maybe offline:
+//
+//	res, _ := ocifetch.Pull(ctx, ref, ocifetch.WithStore(dir))
+//	rep, err := apply.Apply(ctx, rootfs, ocifetch.LayersOf(res.Resolved, res.Store))
+//
+// A blob missing from the store fails that layer's Open with not_found.
+func LayersOf(res *resolve.Resolved, store *fetch.Store) []apply.Layer {
+	return layersFrom(res, func(_ context.Context, i int) (io.ReadCloser, error) {
+		return store.Open(res.Layers[i].Descriptor)
+	})
+}
+
+// layersFrom makes apply's layers of res, opened by open(ctx, i). The
+// opener verifies the blob's digest, so the layers carry only the diffID,
+// which apply checks.
+func layersFrom(res *resolve.Resolved, open func(ctx context.Context, i int) (io.ReadCloser, error)) []apply.Layer {
+	layers := make([]apply.Layer, len(res.Layers))
+	for i, l := range res.Layers {
+		layers[i] = apply.Layer{
+			MediaType: l.MediaType,
+			Digest:    l.Digest,
+			Size:      l.Size,
+			DiffID:    l.DiffID,
+			Verified:  true,
+			Open:      func(ctx context.Context) (io.ReadCloser, error) { return open(ctx, i) },
+		}
+	}
+	return layers
 }
 
 // Bundle makes an OCI runtime bundle in dir (empty or missing): the image

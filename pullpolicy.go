@@ -299,6 +299,11 @@ func PullAll(ctx context.Context, ref string, opts ...Option) (*AllResult, error
 			return nil, err
 		}
 	}
+	if o.resolved != nil {
+		for _, im := range ra.Images {
+			o.resolved(im)
+		}
+	}
 	pr, err := fetch.PullAll(ctx, ra, store, o.fetch...)
 	if err != nil {
 		return nil, err

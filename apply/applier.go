@@ -85,6 +85,9 @@ type applier struct {
 	// skipped holds the device nodes DevicesSkip left out, in any layer,
 	// so that hard links to them are left out too rather than failing.
 	skipped map[string]struct{}
+
+	// prog is the layer WithProgress reports on.
+	prog progressState
 }
 
 type dirMeta struct {
@@ -267,6 +270,7 @@ func (a *applier) entries(tr *tarReader) error {
 		if err := rec.file(&fr); err != nil {
 			return err
 		}
+		a.tick(0)
 	}
 	// Drain what follows the end-of-archive marker through the hasher:
 	// the diffID covers the whole stream, and so does the recorder.
@@ -341,6 +345,7 @@ func (p *payload) copyTo(a *applier, w io.Writer) (written int64, readErr, write
 			if err := a.ctx.Err(); err != nil {
 				return written, nil, err
 			}
+			a.tick(written) // a large file: its bytes so far
 		}
 	}
 }

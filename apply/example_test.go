@@ -74,3 +74,47 @@ func ExampleVerify() {
 	// changed bin/app [content mtime]
 	// digest_mismatch
 }
+
+// Follow an apply as it goes: a callback per layer started, while it runs,
+// and when it is done, with the entries and bytes written; the report
+// keeps each layer's duration.
+func ExampleWithProgress() {
+	var layers []apply.Layer
+	for _, files := range [][]string{{"etc/", "etc/motd"}, {"etc/motd", "bin/", "bin/app"}} {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, name := range files {
+			if name[len(name)-1] == '/' {
+				tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeDir, Mode: 0o755})
+				continue
+			}
+			tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: 3})
+			tw.Write([]byte("hi\n"))
+		}
+		tw.Close()
+		data := buf.Bytes()
+		layers = append(layers, apply.Layer{
+			MediaType: "application/vnd.oci.image.layer.v1.tar",
+			DiffID:    digest.FromBytes(data),
+			Open:      func(context.Context) (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
+		})
+	}
+	target, _ := os.MkdirTemp("", "rootfs-")
+	defer os.RemoveAll(target)
+	rep, err := apply.Apply(context.Background(), target, layers,
+		apply.WithImage("example.com/app:1", ""),
+		apply.WithProgress(func(p apply.Progress) {
+			if p.Done {
+				fmt.Printf("%s layer %d/%d applied: %d entries, %d bytes\n", p.Reference, p.Layer, p.Layers, p.Entries, p.Bytes)
+			}
+		}))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(len(rep.Layers), rep.Layers[0].Duration > 0)
+	// Output:
+	// example.com/app:1 layer 1/2 applied: 2 entries, 3 bytes
+	// example.com/app:1 layer 2/2 applied: 3 entries, 6 bytes
+	// 2 true
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -177,15 +178,19 @@ func applyLayers(ctx context.Context, target string, layers []Layer, o *options,
 	defer a.close()
 	rep := &Report{}
 	for i, l := range layers {
+		start := time.Now()
+		a.beginProgress(i, len(layers), l.DiffID)
 		taps, err := rec.beginLayer(i)
 		if err != nil {
 			return rep, err
 		}
 		lr, err := a.applyBlob(l, taps)
+		lr.Duration = time.Since(start)
 		rep.Layers = append(rep.Layers, lr)
 		if err != nil {
 			return rep, fmt.Errorf("layer %d (%s): %w", i+1, l.DiffID, err)
 		}
+		a.endProgress(&lr)
 	}
 	return rep, nil
 }

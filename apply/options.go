@@ -55,6 +55,8 @@ type options struct {
 	maxEntries    int64 // WithMaxEntries, 0 for no limit
 	maxDepth      int   // WithMaxDepth
 
+	progress func(Progress) // WithProgress
+
 	stateDir      string        // WithStateDir
 	noShadow      bool          // WithoutShadow
 	compactShadow bool          // WithCompactShadow

@@ -1,6 +1,10 @@
 package apply
 
-import "github.com/opencontainers/go-digest"
+import (
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
 
 // Report describes what Apply did, one LayerReport per layer applied
 // (including, on failure, the layer that failed).
@@ -23,6 +27,10 @@ type LayerReport struct {
 	Warnings  []Warning     // what was applied only partly, first maxWarnings
 	// WarningsDropped counts warnings beyond the first maxWarnings.
 	WarningsDropped int
+	// Duration is how long the layer took in Apply, from opening its
+	// blob until it was verified and recorded; with a blob still
+	// downloading, that includes waiting for its bytes.
+	Duration time.Duration
 }
 
 // maxWarnings bounds Warnings: an image full of devices or of xattrs the
@@ -31,9 +39,9 @@ const maxWarnings = 1000
 
 // Warning is something the layer asked for that this apply left out.
 type Warning struct {
-	Path    string      // cleaned entry name, relative to the target
-	Kind    WarningKind // what was left out
-	Message string      // for people, with the cause
+	Path    string      `json:"path"`    // cleaned entry name, relative to the target
+	Kind    WarningKind `json:"kind"`    // what was left out
+	Message string      `json:"message"` // for people, with the cause
 }
 
 // WarningKind classifies warnings.

@@ -113,7 +113,7 @@ func TestUnprivileged(t *testing.T) {
 					t.Fatalf("apply failed: %v", out["error"])
 				}
 				rep, _ := json.Marshal(out["report"])
-				for _, w := range []string{`"Kind":"device_skipped"`, `"Path":"dev/null"`, `"Kind":"xattr_skipped"`} {
+				for _, w := range []string{`"kind":"device_skipped"`, `"path":"dev/null"`, `"kind":"xattr_skipped"`} {
 					if !bytes.Contains(rep, []byte(w)) {
 						t.Errorf("report lacks %s: %s", w, rep)
 					}

@@ -65,7 +65,7 @@ func foreignHint(err error, desc ocispec.Descriptor, blocked []string) error {
 // (see source.URLClient for its rules).
 func (o *options) urlClient(src resolve.Source) *source.URLClient {
 	o.urlOnce.Do(func() {
-		o.urls = source.NewURLClient(o.httpClient, o.allowedHosts, o.jobs, source.NetworkOf(src).UserAgent)
+		o.urls = source.NewURLClient(o.httpClient, o.allowedHosts, o.jobs, source.NetworkOf(src))
 	})
 	return o.urls
 }

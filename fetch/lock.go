@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,6 +64,41 @@ func lockFileNotify(ctx context.Context, path string, exclusive bool, notice fun
 		}
 		delay = min(delay*2, 50*time.Millisecond)
 	}
+}
+
+// writeHolder records this process as the lock's holder, "pid N", in the
+// lock file of a blob being downloaded, for lockHolder; the stamp written
+// when the blob is stored replaces it. A failure only loses the hint.
+func (l *fileLock) writeHolder() {
+	b := []byte("pid " + strconv.Itoa(os.Getpid()) + "\n")
+	if _, err := l.f.WriteAt(b, 0); err == nil {
+		l.f.Truncate(int64(len(b)))
+	}
+}
+
+// lockHolder reads the pid a download's holder recorded in the lock file
+// at path (see writeHolder), or 0 when it holds none (a stamp, a brief
+// check of a stored blob).
+func lockHolder(path string) int {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return 0
+	}
+	defer unix.Close(fd)
+	var buf [32]byte
+	n, err := unix.Read(fd, buf[:])
+	if err != nil || n <= 0 {
+		return 0
+	}
+	rest, ok := strings.CutPrefix(string(buf[:n]), "pid ")
+	if !ok {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSuffix(rest, "\n"))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	return pid
 }
 
 // unlock releases the lock. It is safe on a nil lock.

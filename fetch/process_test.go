@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
@@ -151,5 +152,74 @@ func BenchmarkPull(b *testing.B) {
 				b.StartTimer()
 			}
 		})
+	}
+}
+
+// A pull that finds another process downloading one of its blobs says
+// whom it waits for: the waiting event carries that process's pid, which
+// the download recorded where it took the blob's lock. Every event names
+// the image and the blob's place in it (layers from 1, 0 for the config).
+func TestWaitingNamesTheOtherProcess(t *testing.T) {
+	blob := randomBytes(1<<20, 61)
+	srv := newBlobServer(t, blob)
+	p := faultproxy.New(t, srv.URL)
+	// About two seconds of download, so the child holds the lock while
+	// this process comes to it.
+	p.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.Trickle(32<<10, 60*time.Millisecond)}})
+	s := openStore(t)
+	desc := layerDesc(blob)
+	descJSON, _ := json.Marshal(desc)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=1", "CHILD_STORE="+s.Dir(), "CHILD_URL="+p.URL, "CHILD_DESC="+string(descJSON))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The child holds the lock once its partial file has bytes.
+	partial := filepath.Join(s.Dir(), ".ocifetch", "partial", "sha256", desc.Digest.Encoded())
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if fi, err := os.Stat(partial); err == nil && fi.Size() > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the child never started its download: %s", out.String())
+		}
+	}
+	other := randomBytes(4096, 62)
+	srv.add(other)
+	r := testImage(t, newHTTPSource(p.URL), other, blob)
+	var mu sync.Mutex
+	var events []fetch.Event
+	_, err := fetch.Pull(context.Background(), r, s, fetch.WithProgress(func(ev fetch.Event) {
+		mu.Lock()
+		events = append(events, ev)
+		mu.Unlock()
+	}))
+	if werr := cmd.Wait(); werr != nil || out.String() != "ok" {
+		t.Errorf("child: %v %s", werr, out.String())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var waited bool
+	for _, ev := range events {
+		if ev.Reference != r.Reference {
+			t.Errorf("event for %s names %q, want %q", ev.Digest, ev.Reference, r.Reference)
+		}
+		want := map[string]int{r.Config.Descriptor.Digest.String(): 0, layerDesc(other).Digest.String(): 1, desc.Digest.String(): 2}[ev.Digest.String()]
+		if ev.Layer != want {
+			t.Errorf("event for %s says layer %d, want %d", ev.Digest, ev.Layer, want)
+		}
+		if ev.Holder != 0 {
+			if ev.State != fetch.StateWaiting || ev.Digest != desc.Digest || ev.Holder != cmd.Process.Pid {
+				t.Errorf("event %+v names holder %d; the child is %d", ev, ev.Holder, cmd.Process.Pid)
+			}
+			waited = true
+		}
+	}
+	if !waited {
+		t.Errorf("no waiting event named the child (pid %d): %+v", cmd.Process.Pid, events)
 	}
 }

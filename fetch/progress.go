@@ -31,10 +31,20 @@ const (
 type Event struct {
 	Digest    digest.Digest
 	MediaType string
+	// Reference is the image the blob is fetched for (the resolved
+	// reference, or the source's for FetchBlob and OpenLayer); Layer is
+	// its position among the image's layers, counting from 1, or 0 for a
+	// blob that is not a layer (the config, a document).
+	Reference string
+	Layer     int
 	// Total is the blob's size; Done is how many bytes of it are in the
 	// store's partial file (verified as a prefix of the hash so far).
 	Total, Done int64
 	State       State
+	// Holder is the process id of another process that holds the blob's
+	// download while this one waits for it (StateWaiting), as it recorded
+	// it in the store; 0 when no other process does, or it is not known.
+	Holder int
 	// Err is why the blob is retrying or failed.
 	Err error
 }
@@ -67,8 +77,10 @@ type blobReport struct {
 	last time.Time
 }
 
-func (r *reporter) blob(desc ocispec.Descriptor) *blobReport {
-	return &blobReport{r: r, ev: Event{Digest: desc.Digest, MediaType: desc.MediaType, Total: desc.Size}}
+// blob returns the view of one blob of the image ref; layer is its
+// position among the image's layers, from 1, or 0 for another blob.
+func (r *reporter) blob(desc ocispec.Descriptor, ref string, layer int) *blobReport {
+	return &blobReport{r: r, ev: Event{Digest: desc.Digest, MediaType: desc.MediaType, Reference: ref, Layer: layer, Total: desc.Size}}
 }
 
 // set reports a change of state, always.
@@ -76,7 +88,18 @@ func (b *blobReport) set(s State, done int64, err error) {
 	if b == nil || b.r == nil || b.r.fn == nil {
 		return
 	}
-	b.ev.State, b.ev.Done, b.ev.Err = s, done, err
+	b.ev.State, b.ev.Done, b.ev.Err, b.ev.Holder = s, done, err, 0
+	b.last = time.Now()
+	b.r.emit(b.ev)
+}
+
+// waitFor reports that another process, pid (0: unknown), holds the
+// blob's download and this one waits for it.
+func (b *blobReport) waitFor(pid int) {
+	if b == nil || b.r == nil || b.r.fn == nil {
+		return
+	}
+	b.ev.State, b.ev.Err, b.ev.Holder = StateWaiting, nil, pid
 	b.last = time.Now()
 	b.r.emit(b.ev)
 }

@@ -164,7 +164,7 @@ func start(ctx context.Context, r *resolve.Resolved, store *Store, o *options, r
 			if present {
 				st = StateCached
 			}
-			s.rep.blob(b.Descriptor).set(st, b.Descriptor.Size, nil)
+			s.rep.blob(b.Descriptor, r.Reference, 0).set(st, b.Descriptor.Size, nil)
 		}
 	}
 	s.ctx, s.cancel = context.WithCancel(ctx)
@@ -208,8 +208,8 @@ func (s *Session) run() {
 	defer s.gc.unlock()
 	defer s.cancel()
 	defer safego.Recover(&s.err, "pulling "+s.r.Reference)
-	for _, l := range s.r.Layers {
-		s.rep.blob(l.Descriptor).set(StateWaiting, 0, nil)
+	for i, l := range s.r.Layers {
+		s.rep.blob(l.Descriptor, s.r.Reference, i+1).set(StateWaiting, 0, nil)
 	}
 	g, gctx := errgroup.WithContext(s.ctx)
 	// The group's limit is the concurrency bound; layers are handed to it
@@ -243,7 +243,7 @@ func (s *Session) fetchLayer(ctx context.Context, i int) error {
 	sl := s.slots[i]
 	desc := s.r.Layers[i].Descriptor
 	eps, blocked := endpointsFor(s.r.Source, desc, s.o)
-	t, owned, err := s.store.ensure(ctx, desc, eps, s.o, s.rep.blob(desc), sl.start)
+	t, owned, err := s.store.ensure(ctx, desc, eps, s.o, s.rep.blob(desc, s.r.Reference, i+1), sl.start)
 	downloaded := err == nil && owned && !t.wasCached()
 	if owned {
 		s.downloaded.Add(t.received.Load())
@@ -265,7 +265,7 @@ func (s *Session) streamLayer(ctx context.Context, i int) error {
 	desc := s.r.Layers[i].Descriptor
 	st, err := s.store.present(ctx, desc)
 	if err == nil && st == blobPresent {
-		s.rep.blob(desc).set(StateCached, desc.Size, nil)
+		s.rep.blob(desc, s.r.Reference, i+1).set(StateCached, desc.Size, nil)
 		sl.end(true, nil)
 		return nil
 	}
@@ -480,7 +480,7 @@ func (s *Session) Layer(ctx context.Context, i int) (io.ReadCloser, error) {
 	t, err, stream := sl.t, sl.err, sl.stream
 	sl.mu.Unlock()
 	if stream {
-		return newNetStream(ctx, desc, s.r.Source, s.o, s.rep.blob(desc), &s.downloaded, func(_ bool, err error) {
+		return newNetStream(ctx, desc, s.r.Source, s.o, s.rep.blob(desc, s.r.Reference, i+1), &s.downloaded, func(_ bool, err error) {
 			select {
 			case sl.streamEnd <- err:
 			default: // a reader before this one ended the layer
@@ -517,7 +517,7 @@ func FetchBlob(ctx context.Context, src resolve.Source, store *Store, desc ocisp
 	}
 	defer gc.unlock()
 	eps, blocked := endpointsFor(src, desc, o)
-	_, _, err = store.ensure(ctx, desc, eps, o, o.reporter().blob(desc), nil)
+	_, _, err = store.ensure(ctx, desc, eps, o, o.reporter().blob(desc, src.Reference(), 0), nil)
 	return foreignHint(err, desc, blocked)
 }
 

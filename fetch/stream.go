@@ -292,7 +292,7 @@ func OpenLayer(ctx context.Context, src resolve.Source, store *Store, desc ocisp
 		defer close(done)
 		defer gc.unlock()
 		defer safego.Recover(&result, "fetching blob "+desc.Digest.String())
-		_, _, err := store.ensure(tctx, desc, eps, o, o.reporter().blob(desc), func(t *transfer) {
+		_, _, err := store.ensure(tctx, desc, eps, o, o.reporter().blob(desc, src.Reference(), 0), func(t *transfer) {
 			once.Do(func() { started <- t })
 		})
 		result = foreignHint(err, desc, blocked)

@@ -266,8 +266,9 @@ func (t *transfer) download(ctx context.Context, eps []resolve.Source, o *option
 	rep.set(StateWaiting, 0, nil)
 	// The lock makes a second process wait for this download and then
 	// find the blob present, instead of fetching it again or writing the
-	// same partial file.
-	lk, err := lockFile(ctx, t.s.lockPath(d), true)
+	// same partial file. The holder's pid, recorded below, tells the
+	// waiting one whom it waits for.
+	lk, err := lockFileNotify(ctx, t.s.lockPath(d), true, func() { rep.waitFor(lockHolder(t.s.lockPath(d))) })
 	if err != nil {
 		return err
 	}
@@ -280,6 +281,9 @@ func (t *transfer) download(ctx context.Context, eps []resolve.Source, o *option
 			return nil
 		}
 	}
+	// The blob is not stored, so the lock file holds no stamp to keep:
+	// it names this process until commit writes the stamp.
+	lk.writeHolder()
 	partial := t.s.partialPath(d)
 	f, err := os.OpenFile(partial, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 	if err != nil {

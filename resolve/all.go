@@ -207,11 +207,20 @@ func (w *walker) artifact(desc ocispec.Descriptor, data []byte, ra *ResolvedAll)
 	return nil
 }
 
-// isAttestationEntry recognizes the entries buildx adds to an index for its
-// attestations: platform unknown/unknown, or the annotation saying so.
-// They are valid OCI content, not platforms.
+// AnnotationReferenceDigest is the annotation of a build attestation's
+// index entry that names the manifest it attests (buildx's
+// vnd.docker.reference.digest).
+const AnnotationReferenceDigest = annotationReferenceDigest
+
+// IsAttestation reports whether an index entry is a build attestation as
+// buildx adds them (see Attestation): platform unknown/unknown, or the
+// annotation vnd.docker.reference.type=attestation-manifest. Such entries
+// are valid OCI content, not platforms.
+func IsAttestation(d ocispec.Descriptor) bool { return isAttestationEntry(d) }
+
+// isAttestationEntry is IsAttestation.
 func isAttestationEntry(d ocispec.Descriptor) bool {
-	if d.Annotations["vnd.docker.reference.type"] == "attestation-manifest" {
+	if d.Annotations[annotationReferenceType] == "attestation-manifest" {
 		return true
 	}
 	return d.Platform != nil && d.Platform.OS == "unknown" && d.Platform.Architecture == "unknown"

@@ -219,7 +219,7 @@ func pickDockerArchiveEntry(entries []dockerArchiveEntry, sel string, index int,
 		return 0, errdefs.New(errdefs.ErrNotFound, "%s holds no image", file)
 	case index >= 0:
 		if index >= len(entries) {
-			return 0, errdefs.New(errdefs.ErrNotFound, "%s holds %d images; there is no @%d", file, len(entries), index)
+			return 0, errdefs.New(errdefs.ErrNotFound, "%s holds %d image(s), @0 to @%d; there is no @%d", file, len(entries), len(entries)-1, index)
 		}
 		return index, nil
 	case sel != "":

@@ -47,3 +47,25 @@ func ExampleParsePlatform() {
 	fmt.Println(resolve.FormatPlatform(p))
 	// Output: linux/arm64/v8
 }
+
+// Validate one platform's image of an index against the image spec; build
+// attestations, if the index had any, would be reported apart, as valid.
+func ExampleValidateImage() {
+	ctx := context.Background()
+	src, err := resolve.Open(ctx, "oci:../testdata/layouts/multiarch:latest")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	v, err := resolve.ValidateImage(ctx, src, resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "arm", Variant: "v7"}))
+	if err != nil {
+		fmt.Println(errdefs.KindOf(err), err)
+		return
+	}
+	fmt.Println("problems:", len(v.Problems), "attestations:", len(v.Attestations))
+	_, err = resolve.ValidateImage(ctx, src, resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "s390x"}))
+	fmt.Println(errdefs.KindOf(err))
+	// Output:
+	// problems: 0 attestations: 0
+	// platform_not_found
+}

@@ -166,7 +166,8 @@ func (w *walker) walk(ctx context.Context, desc ocispec.Descriptor, platform *oc
 		if _, err := parseDigest(m.Digest.String()); err != nil {
 			return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "index %s entry %d", desc.Digest, i)
 		}
-		if m.Platform != nil {
+		if m.Platform != nil && !isAttestationEntry(m) {
+			// A build attestation (unknown/unknown) is not a platform.
 			w.offered = append(w.offered, *m.Platform)
 			res.Platforms = append(res.Platforms, *m.Platform)
 		}

@@ -31,12 +31,51 @@ type Problem struct {
 
 func (p Problem) String() string { return p.Where + ": " + p.Rule + ": " + p.Message }
 
+// Attestation is a build attestation an index lists, as buildx pushes
+// them: an image manifest in the index under platform unknown/unknown,
+// annotated vnd.docker.reference.type=attestation-manifest and
+// vnd.docker.reference.digest=the manifest it attests, whose layers are
+// in-toto statements (application/vnd.in-toto+json). The image spec
+// allows such manifests (an artifact's layers may have any media type);
+// they are not platforms.
+type Attestation struct {
+	// Where names it as a Problem does; Digest is its manifest's.
+	Where  string `json:"where"`
+	Digest string `json:"digest"`
+	// Subject is the digest of the manifest it attests, Platform that
+	// manifest's platform in the index ("" when the index does not list
+	// it).
+	Subject  string `json:"subject"`
+	Platform string `json:"platform"`
+	// PredicateTypes are the in-toto predicate types of its statements
+	// (https://slsa.dev/provenance/v0.2, https://spdx.dev/Document, ...).
+	PredicateTypes []string `json:"predicateTypes"`
+}
+
+// Validation is what ValidateImage found.
+type Validation struct {
+	Problems     []Problem
+	Attestations []Attestation
+}
+
 // Validate checks every index, manifest and config reachable from src's
-// root, for every platform: the image-spec JSON schemas, and what a schema
-// cannot say (digests and sizes match, one diffID per layer, media types
-// agree, platforms present in indexes). It returns every problem found; an
-// error only when the root itself cannot be read.
+// root, for every platform (for the one WithPlatform names, if given):
+// the image-spec JSON schemas, and what a schema cannot say (digests and
+// sizes match, one diffID per layer, media types agree, platforms present
+// in indexes). Build attestations are checked as such (see Attestation),
+// not as images. It returns every problem found; an error only when the
+// root itself cannot be read, or no image fits the platform asked for.
 func Validate(ctx context.Context, src Source, opts ...Option) ([]Problem, error) {
+	v, err := ValidateImage(ctx, src, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return v.Problems, nil
+}
+
+// ValidateImage is Validate that also reports the build attestations it
+// checked.
+func ValidateImage(ctx context.Context, src Source, opts ...Option) (*Validation, error) {
 	o, err := makeOptions(opts)
 	if err != nil {
 		return nil, err
@@ -47,13 +86,29 @@ func Validate(ctx context.Context, src Source, opts ...Option) ([]Problem, error
 	}
 	v := &validator{src: src, o: o}
 	v.document(ctx, root, "", 0)
-	return v.problems, ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if v.err != nil {
+		return nil, v.err
+	}
+	if o.platform != nil && !v.matched {
+		return nil, errdefs.New(errdefs.ErrPlatformNotFound, "%s has no image for platform %s; available: %s",
+			src.Reference(), FormatPlatform(*o.platform), platformList(v.offered))
+	}
+	return &Validation{Problems: v.problems, Attestations: v.attestations}, nil
 }
 
 type validator struct {
-	src      Source
-	o        *options
-	problems []Problem
+	src          Source
+	o            *options
+	problems     []Problem
+	attestations []Attestation
+	// With WithPlatform: whether a manifest fit it, the platforms the
+	// indexes offered, and a failure that ends the validation.
+	matched bool
+	offered []ocispec.Platform
+	err     error
 }
 
 func (v *validator) add(where, rule, format string, args ...any) {
@@ -153,7 +208,7 @@ func (v *validator) document(ctx context.Context, desc ocispec.Descriptor, paren
 		v.index(ctx, desc, data, strings.Replace(where, "document", "index", 1), depth)
 		return
 	}
-	v.manifest(ctx, desc, data, strings.Replace(where, "document", "manifest", 1))
+	v.manifest(ctx, desc, data, strings.Replace(where, "document", "manifest", 1), depth)
 }
 
 func (v *validator) index(ctx context.Context, desc ocispec.Descriptor, data []byte, where string, depth int) {
@@ -163,29 +218,167 @@ func (v *validator) index(ctx context.Context, desc ocispec.Descriptor, data []b
 		v.add(where, "schema", "%v", err)
 		return
 	}
+	if len(idx.Manifests) > MaxIndexEntries {
+		// As ResolveAll refuses it: reading every entry of a huge index
+		// costs a request each.
+		v.add(where, "too_large", "the index lists %d entries; at most %d are read", len(idx.Manifests), MaxIndexEntries)
+		return
+	}
+	// With a platform, only the manifest that fits it best (as Resolve
+	// picks it), the attestations of that manifest and the nested
+	// indexes that may hold it are read.
+	want := -1
+	if v.o.platform != nil {
+		want = bestMatch(*v.o.platform, idx.Manifests, func(m ocispec.Descriptor) bool {
+			return isManifestType(m.MediaType) && !isAttestationEntry(m)
+		})
+	}
 	for i, m := range idx.Manifests {
 		entry := fmt.Sprintf("%s > manifests[%d]", where, i)
-		if m.Platform != nil {
+		attestation := isManifestType(m.MediaType) && isAttestationEntry(m)
+		if attestation {
+			entry += " attestation"
+		} else if m.Platform != nil {
 			entry += " " + FormatPlatform(*m.Platform)
+			if isManifestType(m.MediaType) {
+				v.offered = append(v.offered, *m.Platform)
+			}
 		}
 		switch {
+		case attestation:
+			if v.o.platform != nil && (want < 0 || m.Annotations[annotationReferenceDigest] != idx.Manifests[want].Digest.String()) {
+				continue
+			}
+			v.attestation(ctx, m, idx, entry)
 		case isManifestType(m.MediaType):
 			if m.Platform == nil {
 				v.add(entry, "platform", "an image manifest in an index has no platform")
 			} else if m.Platform.OS == "" || m.Platform.Architecture == "" {
 				v.add(entry, "platform", "platform lacks os or architecture")
 			}
+			if v.o.platform != nil {
+				if i != want {
+					continue
+				}
+				v.matched = true
+			}
 			v.document(ctx, m, entry, depth+1)
 		case isIndexType(m.MediaType):
+			if v.o.platform != nil && (want >= 0 || (m.Platform != nil && !Matches(*v.o.platform, *m.Platform))) {
+				continue
+			}
 			v.document(ctx, m, entry, depth+1)
 		default:
-			// Other content (signatures, attestations, artifacts) may hang
-			// off an index; it is not an image and is not checked further.
+			// Other content (signatures, artifacts of other types) may
+			// hang off an index; it is not an image and is not checked
+			// further.
 		}
 	}
 }
 
-func (v *validator) manifest(ctx context.Context, desc ocispec.Descriptor, data []byte, where string) {
+// The annotations buildx gives an attestation's index entry.
+const (
+	annotationReferenceType   = "vnd.docker.reference.type"
+	annotationReferenceDigest = "vnd.docker.reference.digest"
+	mediaTypeInToto           = "application/vnd.in-toto+json"
+	annotationPredicateType   = "in-toto.io/predicate-type"
+)
+
+// attestation checks a build attestation that idx lists: its index entry
+// names the manifest it attests, which the index lists as an image; its
+// manifest and config are read and checked like any document; each layer
+// is an in-toto statement whose predicate type agrees with its
+// annotation, read verified.
+func (v *validator) attestation(ctx context.Context, desc ocispec.Descriptor, idx ocispec.Index, where string) {
+	a := Attestation{Where: where, Digest: desc.Digest.String(), Subject: desc.Annotations[annotationReferenceDigest], PredicateTypes: []string{}}
+	if t := desc.Annotations[annotationReferenceType]; t != "attestation-manifest" {
+		v.add(where, "attestation", "annotation %s is %q, want \"attestation-manifest\"", annotationReferenceType, t)
+	}
+	if d, err := digest.Parse(a.Subject); err != nil {
+		v.add(where, "attestation", "annotation %s is %q, not a digest", annotationReferenceDigest, a.Subject)
+	} else {
+		found := false
+		for _, m := range idx.Manifests {
+			if m.Digest == d && !isAttestationEntry(m) {
+				found = true
+				if m.Platform != nil {
+					a.Platform = FormatPlatform(*m.Platform)
+				}
+			}
+		}
+		if !found {
+			v.add(where, "attestation", "it attests %s, which the index does not list as an image", d)
+		}
+	}
+	data, ok := v.read(ctx, desc, where, "attestation")
+	if !ok {
+		return
+	}
+	v.schema(where, schema.ValidatorMediaTypeManifest, data)
+	var m ocispec.Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		v.add(where, "schema", "%v", err)
+		return
+	}
+	if !isManifestType(m.MediaType) && m.MediaType != "" {
+		v.add(where, "media_type", "an attestation is an image manifest, not %q", m.MediaType)
+	}
+	cfgWhere := where + " > config " + short(m.Config.Digest)
+	if _, ok := v.read(ctx, m.Config, cfgWhere, "config"); !ok {
+		return
+	}
+	for i, l := range m.Layers {
+		lw := fmt.Sprintf("%s > layers[%d]", where, i)
+		if l.MediaType != mediaTypeInToto {
+			v.add(lw, "layer_media_type", "an attestation's layer is an in-toto statement (%s), not %q", mediaTypeInToto, l.MediaType)
+			continue
+		}
+		body, ok := v.read(ctx, l, lw, "in-toto statement")
+		if !ok {
+			continue
+		}
+		var st struct {
+			Type          string            `json:"_type"`
+			PredicateType string            `json:"predicateType"`
+			Subject       []json.RawMessage `json:"subject"`
+		}
+		if err := json.Unmarshal(body, &st); err != nil {
+			v.add(lw, "attestation", "not an in-toto statement: %s", oneLine(err.Error()))
+			continue
+		}
+		switch {
+		case !strings.HasPrefix(st.Type, "https://in-toto.io/Statement/"):
+			v.add(lw, "attestation", "_type is %q, not an in-toto statement", printableString(st.Type))
+		case st.PredicateType == "":
+			v.add(lw, "attestation", "the statement has no predicateType")
+		case len(st.Subject) == 0:
+			v.add(lw, "attestation", "the statement has no subject")
+		}
+		if want := l.Annotations[annotationPredicateType]; want != "" && st.PredicateType != want {
+			v.add(lw, "attestation", "annotation %s is %q, the statement says %q", annotationPredicateType, printableString(want), printableString(st.PredicateType))
+		}
+		if st.PredicateType != "" {
+			a.PredicateTypes = append(a.PredicateTypes, printableString(st.PredicateType))
+		}
+	}
+	v.attestations = append(v.attestations, a)
+}
+
+// printableString keeps what an image chose on one printable line.
+func printableString(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
+
+func (v *validator) manifest(ctx context.Context, desc ocispec.Descriptor, data []byte, where string, depth int) {
 	v.schema(where, schema.ValidatorMediaTypeManifest, data)
 	var m ocispec.Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
@@ -215,6 +408,17 @@ func (v *validator) manifest(ctx context.Context, desc ocispec.Descriptor, data 
 	if err := json.Unmarshal(cfg, &img); err != nil {
 		v.add(cfgWhere, "schema", "%v", err)
 		return
+	}
+	if depth == 0 && v.o.platform != nil {
+		// The reference names one image: it must be of the platform
+		// asked for, as Resolve holds it.
+		p := Normalize(img.Platform)
+		v.offered = append(v.offered, p)
+		if !Matches(*v.o.platform, p) {
+			v.err = errdefs.New(errdefs.ErrPlatformNotFound, "%s is an image for %s, not %s", v.src.Reference(), FormatPlatform(p), FormatPlatform(*v.o.platform))
+			return
+		}
+		v.matched = true
 	}
 	if img.RootFS.Type != "layers" {
 		v.add(cfgWhere, "diff_ids", "rootfs.type is %q, want \"layers\"", img.RootFS.Type)

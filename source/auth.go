@@ -75,7 +75,31 @@ func loadConfigFile(path string) (*configfile.ConfigFile, error) {
 	return cf, nil
 }
 
+// files lists the files the keychain reads: the one given, the first of
+// the default ones that exists, or, when none does, every default one, as
+// messages name them ("looked in ...").
+func (k fileKeychain) files() []string {
+	if k.path != "" {
+		return []string{k.path}
+	}
+	if p := findConfigFile(); p != "" {
+		return []string{p}
+	}
+	return configCandidates()
+}
+
 func findConfigFile() string {
+	for _, c := range configCandidates() {
+		if fi, err := os.Stat(c); err == nil && !fi.IsDir() {
+			return c
+		}
+	}
+	return ""
+}
+
+// configCandidates are the credentials files Docker and Podman read, in
+// the order they are tried.
+func configCandidates() []string {
 	var candidates []string
 	if d := os.Getenv("DOCKER_CONFIG"); d != "" {
 		candidates = append(candidates, filepath.Join(d, "config.json"))
@@ -97,10 +121,5 @@ func findConfigFile() string {
 	if cfgDir != "" {
 		candidates = append(candidates, filepath.Join(cfgDir, "containers", "auth.json"))
 	}
-	for _, c := range candidates {
-		if fi, err := os.Stat(c); err == nil && !fi.IsDir() {
-			return c
-		}
-	}
-	return ""
+	return candidates
 }

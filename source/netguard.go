@@ -421,7 +421,7 @@ func (g *guard) send(req *http.Request, t *http.Transport, rule func(name, addr 
 			}
 		}
 	}
-	return rt.RoundTrip(req)
+	return traced(g.o.trace, rt, req)
 }
 
 // checkRedirect keeps redirects to the first request's rules: at most 10,
@@ -450,5 +450,5 @@ func checkRedirect(o *options) func(*http.Request, []*http.Request) error {
 }
 
 func plainAllowed(o *options, u *url.URL) bool {
-	return isLoopbackHost(u.Host) || o.insecure[strings.ToLower(u.Host)] || o.insecure[strings.ToLower(u.Hostname())]
+	return isLoopbackHost(u.Host) || o.plainHTTPAllowed(u.Host)
 }

@@ -1,6 +1,7 @@
 package source
 
 import (
+	"net"
 	"net/http"
 	"strings"
 
@@ -31,6 +32,7 @@ type options struct {
 	deadlines       Deadlines
 	tokenHosts      map[string]bool
 	warn            func(string)
+	trace           func(Trace)
 
 	// loopbackPublic makes a registry on a loopback address count as
 	// public for the redirect rule; only tests set it (export_test.go).
@@ -82,16 +84,63 @@ func WithAuthfile(path string) Option {
 	}
 }
 
-// WithInsecureRegistry allows plain HTTP to a host ("host" or "host:port").
-// Loopback registries are always allowed plain HTTP; everything else needs
-// this opt-in.
+// WithInsecureRegistry allows plain HTTP to hosts: "host" allows every
+// port of it, "host:port" that port only. A URL ("http://host:5000") is
+// refused with kind invalid_argument: it would look allowed and match
+// nothing. Loopback registries are always allowed plain HTTP; everything
+// else needs this opt-in.
 func WithInsecureRegistry(hosts ...string) Option {
 	return func(o *options) error {
 		for _, h := range hosts {
-			o.insecure[strings.ToLower(h)] = true
+			k, err := ParseHost(h)
+			if err != nil {
+				return err
+			}
+			o.insecure[k] = true
 		}
 		return nil
 	}
+}
+
+// ParseHost reads a host as WithInsecureRegistry takes it: "host" or
+// "host:port" (an IPv6 address in brackets when it has a port), and
+// returns it in lower case. A scheme, path, user info or empty port is an
+// invalid_argument error that says what to write instead.
+func ParseHost(s string) (string, error) {
+	h := strings.ToLower(strings.TrimSpace(s))
+	if scheme, rest, ok := strings.Cut(h, "://"); ok {
+		rest, _, _ = strings.Cut(rest, "/")
+		return "", errdefs.New(errdefs.ErrInvalidArgument, "%q is a URL: give the host without %s://, as %s (every port) or %s", printable(s, 100), printable(scheme, 20), printable(hostOnly(rest), 100), printable(rest, 100))
+	}
+	if h == "" || strings.ContainsAny(h, "/@?# \t") {
+		return "", errdefs.New(errdefs.ErrInvalidArgument, "invalid host %q: give HOST (every port) or HOST:PORT", printable(s, 100))
+	}
+	if host, port, err := net.SplitHostPort(h); err == nil {
+		if host == "" || port == "" || strings.Trim(port, "0123456789") != "" {
+			return "", errdefs.New(errdefs.ErrInvalidArgument, "invalid host %q: give HOST (every port) or HOST:PORT", printable(s, 100))
+		}
+		return net.JoinHostPort(host, port), nil
+	}
+	h = strings.Trim(h, "[]")
+	if strings.Count(h, ":") == 1 {
+		return "", errdefs.New(errdefs.ErrInvalidArgument, "invalid host %q: give HOST (every port) or HOST:PORT", printable(s, 100))
+	}
+	return h, nil
+}
+
+// hostOnly is the host of a host[:port].
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return strings.Trim(hostport, "[]")
+}
+
+// plainHTTPAllowed reports whether hostport was allowed plain HTTP by
+// WithInsecureRegistry, by host and port or by host alone.
+func (o *options) plainHTTPAllowed(hostport string) bool {
+	h := strings.ToLower(hostport)
+	return o.insecure[h] || o.insecure[hostOnly(h)]
 }
 
 // WithHostsDir reads mirror configuration from a containerd-style hosts

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -59,10 +60,15 @@ type endpoint struct {
 	auth     authn.Resource
 	guard    *guard
 
-	mu       sync.Mutex // held while dialing, so concurrent callers dial once
-	client   *http.Client
-	down     error // the last dial failure of the network's, for hostDownFor
-	downTime time.Time
+	mu     sync.Mutex // held while dialing, so concurrent callers dial once
+	client *http.Client
+	// credsFrom names where the credentials sent to this host came from
+	// ("" when none were); lookedIn, where they were looked for. Set
+	// while dialing, for the messages of refusals.
+	credsFrom string
+	lookedIn  []string
+	down      error // the last dial failure of the network's, for hostDownFor
+	downTime  time.Time
 
 	pmu        sync.Mutex
 	prefetched map[digest.Digest][]byte // root documents read and verified while resolving
@@ -89,7 +95,7 @@ func openRegistry(s string, o *options) (*registrySource, error) {
 		// lenient parse fails too.
 		r2, err2 := name.ParseReference(s)
 		if err2 != nil {
-			return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "invalid image reference %q", printable(s, 200))
+			return nil, referenceError(s, err)
 		}
 		ref = r2
 	}
@@ -124,7 +130,7 @@ func openRegistry(s string, o *options) (*registrySource, error) {
 		api := apiHost(upstream)
 		scheme := "https"
 		tlsSet := server.SkipVerify || len(server.CAFiles) > 0 || len(server.ClientCerts) > 0
-		if !tlsSet && (isLoopbackHost(api) || o.insecure[strings.ToLower(api)] || o.insecure[upstream]) {
+		if !tlsSet && (isLoopbackHost(api) || o.plainHTTPAllowed(api) || o.plainHTTPAllowed(upstream)) {
 			scheme = "http"
 		}
 		server.URL = scheme + "://" + api
@@ -169,7 +175,7 @@ func newEndpoint(src *registrySource, m Mirror, isMirror bool) (*endpoint, error
 	if r, err := name.NewRegistry(authHost, name.WeakValidation); err == nil {
 		e.auth = r
 	}
-	plainOK := u.Scheme == "http" || isLoopbackHost(u.Host) || src.o.insecure[strings.ToLower(u.Host)]
+	plainOK := u.Scheme == "http" || isLoopbackHost(u.Host) || src.o.plainHTTPAllowed(u.Host)
 	hostURL := &url.URL{Scheme: u.Scheme, Host: u.Host}
 	if e.guard, err = newGuard(hostURL, m, plainOK, src.o); err != nil {
 		return nil, err
@@ -197,7 +203,7 @@ func apiHost(h string) string {
 func (s *registrySource) Reference() string { return s.ref }
 
 func (s *registrySource) network() Network {
-	return Network{Retry: s.o.retry, Deadlines: s.o.deadlines, UserAgent: s.o.userAgent}
+	return Network{Retry: s.o.retry, Deadlines: s.o.deadlines, UserAgent: s.o.userAgent, Trace: s.o.trace}
 }
 
 // Endpoints returns the hosts that may serve content by digest
@@ -316,15 +322,21 @@ func (e *endpoint) clientFor(ctx context.Context) (*http.Client, error) {
 	return c, nil
 }
 
+// authenticator finds the credentials for this host and notes where
+// they came from (e.credsFrom, e.lookedIn). The caller holds e.mu.
 func (e *endpoint) authenticator(ctx context.Context) (authn.Authenticator, error) {
 	if e.auth == nil {
 		return authn.Anonymous, nil
 	}
 	kc := e.src.o.keychain
+	e.lookedIn = []string{"the keychain given"}
 	if e.src.o.authfile != "" {
 		kc = fileKeychain{path: e.src.o.authfile}
 	} else if kc == nil {
 		kc = fileKeychain{}
+	}
+	if fk, ok := kc.(fileKeychain); ok {
+		e.lookedIn = fk.files()
 	}
 	a, err := authn.Resolve(ctx, kc, e.auth)
 	if err != nil {
@@ -335,7 +347,45 @@ func (e *endpoint) authenticator(ctx context.Context) (authn.Authenticator, erro
 		}
 		return nil, errdefs.Wrap(err, errdefs.ErrUnauthorized, "reading credentials for %s", e.base.Host)
 	}
+	e.credsFrom = ""
+	if a != authn.Anonymous {
+		e.credsFrom = strings.Join(e.lookedIn, ", ")
+	}
 	return a, nil
+}
+
+// userHost names this host in messages: the registry as the reference
+// named it, or the mirror.
+func (e *endpoint) userHost() string {
+	if e.isMirror {
+		return e.base.Host
+	}
+	return e.src.upstream
+}
+
+// credentialsError words a refusal (401, 403) by whether credentials were
+// sent, and from where: "no credentials" and "credentials refused" call
+// for different fixes. Other errors are returned as they are.
+func (e *endpoint) credentialsError(err error) error {
+	var he *HTTPError
+	if !errdefs.Is(err, errdefs.ErrUnauthorized) || !errors.As(err, &he) {
+		return err
+	}
+	// Written while dialing, before any request can see the client: no
+	// lock needed (and dial itself calls this with e.mu held).
+	from, looked := e.credsFrom, e.lookedIn
+	status := he.Error()
+	if from == "" {
+		if len(looked) == 0 {
+			looked = []string{"no file"}
+		}
+		return tellFinal(err, errdefs.ErrUnauthorized,
+			"no credentials for %s (looked in %s), and it wants them for %s (%s); log in (docker login, podman login) or give --authfile FILE",
+			e.userHost(), strings.Join(looked, ", "), e.src.repo, status)
+	}
+	return tellFinal(err, errdefs.ErrUnauthorized,
+		"%s refused the credentials from %s for %s (%s); check or renew them for %s there",
+		e.userHost(), from, e.src.repo, status, e.userHost())
 }
 
 func (e *endpoint) dial(ctx context.Context) (*http.Client, error) {
@@ -351,13 +401,13 @@ func (e *endpoint) dial(ctx context.Context) (*http.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	pc := &pingCache{inner: e.guard, answers: map[string]*http.Response{}, record: true}
+	pc := &pingCache{inner: e.guard, answers: map[string]*http.Response{}, record: true, plain: e.base.Scheme == "http"}
 	var rt http.RoundTripper
 	err = e.attempts(ctx, "connecting", func(actx context.Context) error {
 		pc.reset()
 		pr, err := transport.Ping(actx, reg, pc)
 		if err != nil {
-			return classify(err, e.String()+": connecting to the registry")
+			return classify(err, "connecting to the registry at "+e.String())
 		}
 		// The realm is judged here, before go-containerregistry looks
 		// at it, so that what is refused is refused with a typed error
@@ -369,7 +419,7 @@ func (e *endpoint) dial(ctx context.Context) (*http.Client, error) {
 		}
 		pc.replay()
 		rt, err = transport.NewWithContext(actx, reg, auth, pc, []string{"repository:" + e.src.repo + ":pull"})
-		return classify(err, e.String()+": authenticating")
+		return e.credentialsError(classify(err, "authenticating to "+e.String()))
 	})
 	if err != nil {
 		return nil, err
@@ -454,7 +504,8 @@ func (e *endpoint) request(ctx context.Context, method, u, accept string, off, s
 	if accept != "" {
 		hdr.Set("Accept", accept)
 	}
-	return getRange(ctx, c, method, u, e.String()+": "+method+" "+redactString(u), hdr, off, size)
+	resp, start, err := getRange(ctx, c, method, u, method+" "+redactString(u), hdr, off, size)
+	return resp, start, e.credentialsError(err)
 }
 
 // attempts runs op under the retry policy, each attempt under the
@@ -569,16 +620,18 @@ func (e *endpoint) lookup(ctx context.Context, ref string, pinned digest.Digest,
 			}
 			return desc, errdefs.New(errdefs.ErrSizeMismatch, "%s: HEAD said manifest %s is %d bytes, it has %d%s", e, desc.Digest, desc.Size, len(body), more)
 		}
-	case head && (errdefs.Is(err, errdefs.ErrUnauthorized) || errdefs.Is(err, errdefs.ErrNotFound) || ctx.Err() != nil):
+	case head && (errdefs.Is(err, errdefs.ErrUnauthorized) || ctx.Err() != nil):
 		return desc, err
 	default:
 		// Some registries answer HEAD badly (405, no Docker-Content-Digest):
-		// read the manifest instead.
+		// read the manifest instead. A HEAD answered 404 is asked again
+		// as a GET too, whose body says whether the tag or the whole
+		// repository is missing.
 		var hdr http.Header
 		var gerr error
 		body, hdr, gerr = e.document(ctx, e.url("manifests", ref), manifestAccept, "manifest "+ref, limit)
 		if gerr != nil {
-			return desc, gerr
+			return desc, e.notFoundError(gerr, ref, pinned)
 		}
 		if int64(len(body)) > limit {
 			return desc, errdefs.New(errdefs.ErrTooLarge, "%s: manifest %s is over the %d byte limit", e, ref, limit)
@@ -603,6 +656,26 @@ func (e *endpoint) lookup(ctx context.Context, ref string, pinned digest.Digest,
 	e.prefetched[desc.Digest] = body
 	e.pmu.Unlock()
 	return desc, nil
+}
+
+// notFoundError words a 404 for the tag or digest ref the way people
+// look for it: "tag nope not found in host/repo", saying so when the
+// registry said the whole repository is unknown. Other errors are returned
+// as they are.
+func (e *endpoint) notFoundError(err error, ref string, pinned digest.Digest) error {
+	if !errdefs.Is(err, errdefs.ErrNotFound) {
+		return err
+	}
+	what := "tag " + ref
+	if pinned != "" {
+		what = "manifest " + pinned.String()
+	}
+	repo := e.userHost() + "/" + e.src.repo
+	var he *HTTPError
+	if errors.As(err, &he) && slices.Contains(he.Codes, "NAME_UNKNOWN") {
+		return tellFinal(err, errdefs.ErrNotFound, "%s not found in %s: the registry has no such repository; check the name", what, repo)
+	}
+	return tellFinal(err, errdefs.ErrNotFound, "%s not found in %s", what, repo)
 }
 
 // headManifest is one HEAD of a manifest, filling desc from the headers.
@@ -765,12 +838,22 @@ func (e *endpoint) FetchAt(ctx context.Context, desc ocispec.Descriptor, off int
 
 // pingCache lets go-containerregistry's handshake reuse the answer to the
 // ping made here to check the token realm first, so /v2/ is asked once.
+//
+// For a host spoken to over plain HTTP, it also answers the HTTPS ping
+// go-containerregistry sends beside the HTTP one (it tries both for an
+// "insecure" registry) with an error, without a connection: every
+// request goes to the endpoint's http:// URL anyway, and the attempt
+// cost a connection and a TLS failure per ping.
 type pingCache struct {
 	inner   http.RoundTripper
 	mu      sync.Mutex
 	record  bool
+	plain   bool
 	answers map[string]*http.Response // by URL: status and header of a recorded ping
 }
+
+// errNotHTTPS answers the HTTPS ping of a plain-HTTP endpoint.
+var errNotHTTPS = errors.New("not asked: the registry is spoken to over plain HTTP")
 
 func isPing(req *http.Request) bool {
 	return req.Method == http.MethodGet && (req.URL.Path == "/v2/" || req.URL.Path == "/v2")
@@ -795,6 +878,9 @@ func (p *pingCache) replay() {
 func (p *pingCache) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !isPing(req) {
 		return p.inner.RoundTrip(req)
+	}
+	if p.plain && req.URL.Scheme == "https" {
+		return nil, errNotHTTPS
 	}
 	key := req.URL.String()
 	p.mu.Lock()

@@ -179,7 +179,7 @@ func (r *Retrier) Next(ctx context.Context, err error) (time.Duration, error) {
 		if k == errdefs.ErrInternal { // a transient error of no kind: the network's
 			k = errdefs.ErrNetwork
 		}
-		return 0, errdefs.Wrap(err, k, "giving up after %d attempts without progress", r.failures)
+		return 0, tell(err, k, "%s (gave up after %d attempts without progress)", err.Error(), r.failures)
 	}
 	d := r.policy.Backoff(r.failures, wait, r.jitter())
 	if serr := r.sleep(ctx, d); serr != nil {

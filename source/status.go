@@ -66,24 +66,29 @@ func StatusError(resp *http.Response, what string) error {
 func classifyStatus(he *HTTPError, what string) error {
 	kind := errdefs.ErrNetwork
 	hint := ""
-	switch he.Code {
-	case http.StatusUnauthorized, http.StatusForbidden:
-		kind, hint = errdefs.ErrUnauthorized, " (missing or wrong credentials, or the repository does not exist)"
-	case http.StatusNotFound, http.StatusGone:
+	switch {
+	case he.Code == http.StatusUnauthorized, he.Code == http.StatusForbidden:
+		kind, hint = errdefs.ErrUnauthorized, "; check the credentials, and that the repository exists"
+	case he.Code == http.StatusNotFound, he.Code == http.StatusGone:
 		kind = errdefs.ErrNotFound
-	case http.StatusRequestEntityTooLarge:
+	case he.Code == http.StatusRequestEntityTooLarge:
 		kind = errdefs.ErrTooLarge
-	default:
+	case he.Code == http.StatusTooManyRequests:
+		hint = "; the registry limits requests, try again later"
+	case he.Code >= 500:
+		hint = "; the registry failed, try again later"
+	}
+	if kind == errdefs.ErrNetwork {
 		for _, c := range he.Codes {
 			switch c {
 			case "UNAUTHORIZED", "DENIED":
-				kind = errdefs.ErrUnauthorized
+				kind, hint = errdefs.ErrUnauthorized, ""
 			case "MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NAME_UNKNOWN":
-				kind = errdefs.ErrNotFound
+				kind, hint = errdefs.ErrNotFound, ""
 			}
 		}
 	}
-	return errdefs.Wrap(he, kind, "%s%s", what, hint)
+	return tell(he, kind, "%s: %s%s", what, he.Error(), hint)
 }
 
 // parseErrorBody reads the distribution API's {"errors":[{"code","message"}]}.
@@ -143,6 +148,9 @@ func classify(err error, what string) error {
 	}
 	var te *transport.Error
 	if errors.As(err, &te) {
+		// go-containerregistry's status error: its text names its own
+		// API ("use GET for details"); the status and codes are ours
+		// to word.
 		he := &HTTPError{Code: te.StatusCode}
 		for _, d := range te.Errors {
 			he.Codes = append(he.Codes, string(d.Code))
@@ -152,12 +160,23 @@ func classify(err error, what string) error {
 		}
 		return classifyStatus(he, what)
 	}
+	host := ""
 	var ue *url.Error
-	if errors.As(err, &ue) && ue.Err != nil {
-		err = ue.Err
+	if errors.As(err, &ue) {
+		host = hostOfURL(ue.URL)
 	}
 	if errors.Is(err, context.Canceled) {
 		return errdefs.Wrap(err, errdefs.ErrCanceled, "%s", what)
 	}
-	return errdefs.Wrap(err, errdefs.ErrNetwork, "%s", what)
+	if host != "" {
+		if d := describeTransport(err, host); d != nil {
+			return d
+		}
+	}
+	if ue != nil && ue.Err != nil {
+		// Its text repeats the URL with its query, which may carry a
+		// signed storage token.
+		return tell(err, errdefs.ErrNetwork, "%s: %s", what, printable(ue.Err.Error(), 300))
+	}
+	return tell(err, errdefs.ErrNetwork, "%s: %s", what, printable(err.Error(), 300))
 }

@@ -32,8 +32,9 @@ type URLClient struct {
 // NewURLClient returns a client for foreign-layer URLs on the allowed
 // hosts ("host" or "host:port", in lower case). base, if not nil, is the
 // caller's client, whose redirect policy is wrapped; otherwise one with
-// conns idle connections per host is made. ua is sent as User-Agent.
-func NewURLClient(base *http.Client, allowed map[string]bool, conns int, ua string) *URLClient {
+// conns idle connections per host is made. n's User-Agent is sent, and
+// n's Trace told of every request.
+func NewURLClient(base *http.Client, allowed map[string]bool, conns int, n Network) *URLClient {
 	c := &URLClient{allowed: allowed}
 	var hc http.Client
 	var inner http.RoundTripper
@@ -51,7 +52,7 @@ func NewURLClient(base *http.Client, allowed map[string]bool, conns int, ua stri
 		tr.ResponseHeaderTimeout = 60 * time.Second
 		inner = tr
 	}
-	hc.Transport = uaTransport{inner: inner, ua: ua}
+	hc.Transport = uaTransport{inner: inner, ua: n.UserAgent, trace: n.Trace}
 	next := hc.CheckRedirect
 	hc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
 		if len(via) >= 10 {
@@ -98,12 +99,13 @@ func (c *URLClient) Source(u *url.URL) Source { return &urlSource{u: u, c: c} }
 type uaTransport struct {
 	inner http.RoundTripper
 	ua    string
+	trace func(Trace)
 }
 
 func (t uaTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	req = req.Clone(req.Context())
 	req.Header.Set("User-Agent", t.ua)
-	return t.inner.RoundTrip(req)
+	return traced(t.trace, t.inner, req)
 }
 
 // refuseMetadata refuses link-local, unspecified and multicast addresses:

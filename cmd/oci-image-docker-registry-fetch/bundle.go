@@ -15,7 +15,7 @@ func bundleCommand() *command {
 	return &command{
 		name:    "bundle",
 		summary: "Make an OCI runtime bundle in DIR: the image unpacked into DIR/rootfs and DIR/config.json from its config.",
-		usage:   "bundle [--platform OS/ARCH[/VARIANT]] [--store DIR] [--state DIR] [--keep-blobs=false] [--pull always|missing|never] [--jobs N] [--max-layer-bytes SIZE] [--max-total-bytes SIZE] [--max-layer-entries N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--allow-foreign-host HOST]... [--policy FILE | --insecure-policy] REF DIR",
+		usage:   "bundle [--platform OS/ARCH[/VARIANT]] [--store DIR] [--state DIR] [--keep-blobs=false] [--pull always|missing|never] [--jobs N] [--max-layer-bytes SIZE] [--max-total-bytes SIZE] [--max-layer-entries N] [--json] [--quiet] [-v] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--allow-foreign-host HOST]... [--policy FILE | --insecure-policy] REF DIR",
 		example: prog + " bundle --platform linux/amd64 docker.io/library/alpine:3.20 ./alpine-bundle && runc run -b ./alpine-bundle demo",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var pf pipelineFlags
@@ -44,7 +44,8 @@ func bundleCommand() *command {
 				if pf.json {
 					out := map[string]any{
 						"reference": res.Resolved.Reference, "manifest": toDesc(res.Resolved.Manifest.Descriptor),
-						"bundle": args[1], "rootfs": filepath.Join(args[1], "rootfs"), "config": filepath.Join(args[1], "config.json"),
+						"bundle": absPath(args[1]), "rootfs": absPath(filepath.Join(args[1], "rootfs")), "config": absPath(filepath.Join(args[1], "config.json")),
+						"state": absPath(res.StateDir),
 					}
 					if t := pf.trust.trust(); t != nil {
 						out["trust"] = t

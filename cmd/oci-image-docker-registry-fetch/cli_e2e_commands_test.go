@@ -77,7 +77,7 @@ func TestCLIE2EResolveInspect(t *testing.T) {
 	}
 	r = runJSON(t, env, &in, "inspect", "--json", "--platform", "linux/arm/v7", ref)
 	// "annotations" is promised, but omitted when the manifest has none.
-	checkKeys(t, "inspect --json", r.stdout, append(slices.Clone(resolveKeys), "served", "available", "compressedSize", "configSummary", "signatures", "reproducible"), "annotations")
+	checkKeys(t, "inspect --json", r.stdout, append(slices.Clone(resolveKeys), "served", "available", "attestations", "compressedSize", "configSummary", "signatures", "reproducible"), "annotations")
 	armv7 := demo.facts(t, "linux/arm/v7")
 	var got []string
 	for _, a := range in.Available {
@@ -131,7 +131,7 @@ func TestCLIE2EValidate(t *testing.T) {
 		} `json:"problems"`
 	}
 	r = runJSON(t, env, &out, "validate", "--json", demo.ref)
-	checkKeys(t, "validate --json", r.stdout, []string{"reference", "valid", "problems"})
+	checkKeys(t, "validate --json", r.stdout, []string{"reference", "valid", "problems", "attestations"})
 	if out.Reference != demo.ref || !out.Valid || out.Problems == nil || len(out.Problems) != 0 {
 		t.Errorf("validate --json of the demo image: %s", r.stdout)
 	}

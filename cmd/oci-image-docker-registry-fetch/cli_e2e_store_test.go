@@ -132,7 +132,7 @@ func TestCLIE2EStoreTwoPlatformsOfOneTag(t *testing.T) {
 	// The text form and the ls alias.
 	r := mustRun(t, env, "ls", "--store", store)
 	if l := lines(r.stdout); len(l) != 3 || !strings.HasPrefix(l[0], "NAME") || !strings.Contains(l[1], demo.ref) ||
-		!strings.Contains(l[1], "linux/amd64") || !strings.Contains(l[2], arm.manifest.String()) {
+		!strings.Contains(l[1], "linux/amd64") || !strings.Contains(l[2], shortDigest(arm.manifest.String())+" ") {
 		t.Errorf("ls:\n%s", r.stdout)
 	}
 
@@ -289,7 +289,22 @@ func TestCLIE2EImagesAndRm(t *testing.T) {
 		t.Errorf("gc after rm removed %v, want %v", g.Removed, want)
 	}
 	wantExit(t, env, exitNotFound, "not_found", "rm", "--json", "--store", store, demo.ref)
-	r = mustRun(t, env, "rm", "--store", store, demo.facts(t, "linux/amd64").manifest.String())
+	// images prints digests cut to 12 hex digits, lines that fit 80
+	// columns, and rm takes the cut digest back.
+	r = mustRun(t, env, "images", "--store", store)
+	short := shortDigest(demo.facts(t, "linux/amd64").manifest.String())
+	for _, l := range lines(r.stdout) {
+		if len(l) > 80 {
+			t.Errorf("images: a line of %d columns: %q", len(l), l)
+		}
+	}
+	if !strings.Contains(r.stdout, " "+short+" ") {
+		t.Errorf("images does not print %s:\n%s", short, r.stdout)
+	}
+	if r = mustRun(t, env, "images", "--no-trunc", "--store", store); !strings.Contains(r.stdout, demo.facts(t, "linux/amd64").manifest.String()) {
+		t.Errorf("images --no-trunc:\n%s", r.stdout)
+	}
+	r = mustRun(t, env, "rm", "--store", store, short)
 	if !strings.HasPrefix(r.stdout, "removed "+other+" linux/amd64 sha256:") {
 		t.Errorf("rm DIGEST printed %q", r.stdout)
 	}

@@ -148,8 +148,10 @@ func TestCLIE2EUnpackRebuildVerify(t *testing.T) {
 		kind string
 		exit int
 	}{
-		{[]string{"rebuild", "--json", "--layer", "3", rootfs}, "not_found", exitNotFound},
-		{[]string{"rebuild", "--json", "--layer", "sha256:nope", rootfs}, "invalid_argument", exitUsage},
+		{[]string{"rebuild", "--json", "--layer", "3", "-o", filepath.Join(t.TempDir(), "l.tar"), rootfs}, "not_found", exitNotFound},
+		{[]string{"rebuild", "--json", "--layer", "sha256:nope", "-o", filepath.Join(t.TempDir(), "l.tar"), rootfs}, "invalid_argument", exitUsage},
+		// --json and a tar cannot share standard output.
+		{[]string{"rebuild", "--json", "--layer", "1", rootfs}, "invalid_argument", exitUsage},
 		{[]string{"rebuild", "--json", "--all", rootfs}, "invalid_argument", exitUsage},
 		{[]string{"verify", "--json", t.TempDir()}, "not_found", exitNotFound},
 	} {

@@ -22,6 +22,7 @@ import (
 	"github.com/ocifetch/ocifetch"
 	"github.com/ocifetch/ocifetch/apply"
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/fetch"
 	"github.com/ocifetch/ocifetch/internal/demoimage"
 	"github.com/ocifetch/ocifetch/resolve"
 )
@@ -30,23 +31,24 @@ func demoCommand() *command {
 	return &command{
 		name:    "demo",
 		summary: "Run the whole job offline: serve a built-in multi-platform image from a registry on loopback, resolve, pull, unpack, then rebuild every layer and check it.",
-		usage:   "demo [--platform OS/ARCH[/VARIANT]] [--keep DIR]",
+		usage:   "demo [--platform OS/ARCH[/VARIANT]] [--keep DIR] [-v]",
 		example: prog + " demo --keep ./demo",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var platform, keep string
 			fs.StringVar(&platform, "platform", "", "platform to pick, `OS/ARCH[/VARIANT]` (default: this machine's, or linux/amd64)")
 			fs.StringVar(&keep, "keep", "", "keep the store and rootfs in this `DIR` (default: a temporary directory, removed at the end)")
+			debugOn := registerDebug(fs)
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) != 0 {
 					return usagef("demo takes no arguments")
 				}
-				return runDemo(ctx, e, platform, keep)
+				return runDemo(ctx, e, platform, keep, debugOn(e))
 			}
 		},
 	}
 }
 
-func runDemo(ctx context.Context, e *env, platform, keep string) error {
+func runDemo(ctx context.Context, e *env, platform, keep string, dbg *debugLog) error {
 	say := func(format string, args ...any) { fmt.Fprintf(e.stdout, format+"\n", args...) }
 	p := resolve.HostPlatform()
 	if platform != "" {
@@ -94,12 +96,15 @@ func runDemo(ctx context.Context, e *env, platform, keep string) error {
 
 	// 2. Resolve, then 3. pull and unpack: layers are verified as they
 	// stream into the store and into the root filesystem.
-	ropts := []resolve.Option{resolve.WithPlatform(p)}
+	ropts := []resolve.Option{resolve.WithPlatform(p), resolve.WithSourceOptions(dbg.sourceOptions()...)}
 	store, rootfs := filepath.Join(work, "store"), filepath.Join(work, "rootfs")
 	var res *resolve.Resolved
 	start := time.Now()
 	ures, err := ocifetch.Unpack(ctx, ref, rootfs, ocifetch.WithStore(store), ocifetch.WithResolveOptions(ropts...),
+		ocifetch.WithFetchOptions(fetch.WithProgress(dbg.blob)),
+		ocifetch.WithApplyOptions(apply.WithProgress(dbg.applied)),
 		ocifetch.WithResolved(func(r *resolve.Resolved) {
+			dbg.resolved(r.Reference, r.Manifest.Descriptor.Digest.String())
 			res = r
 			say("2. resolved for %s:", resolve.FormatPlatform(p))
 			for _, b := range r.Indexes {

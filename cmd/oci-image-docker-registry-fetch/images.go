@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -69,12 +70,13 @@ func imagesCommand() *command {
 		name:    "images",
 		aliases: []string{"ls"},
 		summary: "List the images in the store (alias ls): name, platform, digest, size, and whether every blob is kept or made again by a root filesystem.",
-		usage:   "images [--store DIR] [--json]",
+		usage:   "images [--store DIR] [--no-trunc] [--json]",
 		example: prog + " images --store ./store",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var store string
-			var asJSON bool
+			var asJSON, noTrunc bool
 			fs.StringVar(&store, "store", "", "the blob store `DIR` (default: $XDG_CACHE_HOME/ocifetch or ~/.cache/ocifetch)")
+			fs.BoolVar(&noTrunc, "no-trunc", false, "print whole digests (default: the first 12 hex digits, which rm accepts)")
 			fs.BoolVar(&asJSON, "json", false, "print one JSON object")
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) != 0 {
@@ -112,7 +114,11 @@ func imagesCommand() *command {
 					if im.Index {
 						plat = "all: " + joinOr(im.Platforms, "none")
 					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", safe(name), safe(plat), im.Digest, humanBytes(im.Size), im.Kept)
+					d := im.Digest
+					if !noTrunc {
+						d = shortDigest(d)
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", safe(name), safe(plat), d, humanBytes(im.Size), im.Kept)
 				}
 				if err := w.Flush(); err != nil {
 					return err
@@ -134,6 +140,17 @@ func imagesCommand() *command {
 	}
 }
 
+// shortDigest is "sha256:" and the first 12 hex digits of a digest, as
+// images prints it (podman and docker print 12 too): a line fits 80
+// columns, and rm takes it back.
+func shortDigest(d string) string {
+	alg, hex, ok := strings.Cut(d, ":")
+	if !ok || len(hex) <= 12 {
+		return d
+	}
+	return alg + ":" + hex[:12]
+}
+
 func isIndex(mt string) bool { return mediatype.IsIndex(mt) }
 
 // safe keeps control characters a crafted index.json could carry off the
@@ -150,7 +167,7 @@ func safe(s string) string {
 func rmCommand() *command {
 	return &command{
 		name:    "rm",
-		summary: "Remove images from the store's index.json: a NAME (every platform of it) or a DIGEST. Their blobs go at the next gc.",
+		summary: "Remove images from the store's index.json: a NAME (every platform of it) or a DIGEST (or its first 12 hex digits). Their blobs go at the next gc.",
 		usage:   "rm [--store DIR] [--json] NAME|DIGEST...",
 		example: prog + " rm --store ./store docker.io/library/alpine:3.20 && " + prog + " gc --store ./store",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
@@ -201,10 +218,16 @@ func rmCommand() *command {
 	}
 }
 
-// removeImage removes what arg names: a digest, a name as recorded, or
-// a reference written the short way ("alpine" for
-// "docker.io/library/alpine:latest").
+// removeImage removes what arg names: a digest, or the first 12 or more
+// hex digits of one (as images prints it) that only one recorded digest
+// starts with, a name as recorded, or a reference written the short way
+// ("alpine" for "docker.io/library/alpine:latest").
 func removeImage(ctx context.Context, s *fetch.Store, arg string) ([]ocispec.Descriptor, error) {
+	if d, err := digestByPrefix(ctx, s, arg); err != nil {
+		return nil, err
+	} else if d != "" {
+		arg = d
+	}
 	removed, err := s.Remove(ctx, arg)
 	if errdefs.KindOf(err) != errdefs.ErrNotFound || digest.Digest(arg).Validate() == nil {
 		return removed, err
@@ -217,6 +240,35 @@ func removeImage(ctx context.Context, s *fetch.Store, arg string) ([]ocispec.Des
 		return s.Remove(ctx, name)
 	}
 	return nil, err
+}
+
+// digestByPrefix returns the one recorded digest that arg, "sha256:" and
+// at least 12 hex digits or those digits alone, abbreviates; "" when arg
+// is no such prefix (or a whole digest), and an invalid_argument error
+// when several digests share it.
+func digestByPrefix(ctx context.Context, s *fetch.Store, arg string) (string, error) {
+	hex := strings.TrimPrefix(arg, "sha256:")
+	if len(hex) < 12 || len(hex) >= 64 || strings.Trim(hex, "0123456789abcdef") != "" {
+		return "", nil
+	}
+	images, err := s.Images(ctx)
+	if err != nil {
+		return "", err
+	}
+	var found []string
+	for _, im := range images {
+		d := im.Descriptor.Digest.String()
+		if strings.HasPrefix(d, "sha256:"+hex) && !slices.Contains(found, d) {
+			found = append(found, d)
+		}
+	}
+	if len(found) > 1 {
+		return "", usagef("%s abbreviates %d digests of the store (%s); give more of it", arg, len(found), strings.Join(found, ", "))
+	}
+	if len(found) == 1 {
+		return found[0], nil
+	}
+	return "", nil
 }
 
 func quoteAll(ss []string) []string {

@@ -20,7 +20,7 @@ func inspectCommand() *command {
 	return &command{
 		name:    "inspect",
 		summary: "Show what an image is (platforms, layers, sizes, config, signatures) without downloading its layers.",
-		usage:   "inspect [--platform OS/ARCH[/VARIANT]] [--store DIR] [--json] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--policy FILE | --insecure-policy] REF",
+		usage:   "inspect [--platform OS/ARCH[/VARIANT]] [--store DIR] [--json] [-v] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--policy FILE | --insecure-policy] REF",
 		example: prog + " inspect --platform linux/amd64 docker.io/library/debian:bookworm",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var rf registryFlags
@@ -82,13 +82,25 @@ type servedEntry struct {
 	From     string `json:"from"`
 }
 
+// attestationEntry is a build attestation the index lists: not a
+// platform, but about one.
+type attestationEntry struct {
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+	// Subject is the manifest it attests, Platform that manifest's
+	// platform in the index ("" when the index does not list it).
+	Subject  string `json:"subject"`
+	Platform string `json:"platform"`
+}
+
 type inspectOutput struct {
 	resolveOutput
-	Served           []servedEntry     `json:"served"`
-	Available        []platformEntry   `json:"available"`
-	CompressedSize   int64             `json:"compressedSize"`
-	ConfigSummary    configSummary     `json:"configSummary"`
-	ManifestAnnotate map[string]string `json:"annotations"`
+	Served           []servedEntry      `json:"served"`
+	Available        []platformEntry    `json:"available"`
+	Attestations     []attestationEntry `json:"attestations"`
+	CompressedSize   int64              `json:"compressedSize"`
+	ConfigSummary    configSummary      `json:"configSummary"`
+	ManifestAnnotate map[string]string  `json:"annotations"`
 	// Signatures are those the registry holds for the digest the
 	// reference resolved to; SignatureError says why they could not be
 	// listed.
@@ -100,7 +112,7 @@ type inspectOutput struct {
 }
 
 func inspectJSON(r *resolve.Resolved) inspectOutput {
-	out := inspectOutput{resolveOutput: resolvedJSON(r), Available: []platformEntry{}}
+	out := inspectOutput{resolveOutput: resolvedJSON(r), Available: []platformEntry{}, Attestations: []attestationEntry{}}
 	for _, b := range r.Indexes {
 		out.Served = append(out.Served, servedEntry{"index", b.Descriptor.Digest.String(), b.From})
 	}
@@ -110,7 +122,18 @@ func inspectJSON(r *resolve.Resolved) inspectOutput {
 	if len(r.Indexes) > 0 {
 		var idx ocispec.Index
 		if json.Unmarshal(r.Indexes[len(r.Indexes)-1].Data, &idx) == nil {
+			platformOf := map[string]string{}
 			for _, m := range idx.Manifests {
+				if m.Platform != nil && !resolve.IsAttestation(m) {
+					platformOf[m.Digest.String()] = resolve.FormatPlatform(*m.Platform)
+				}
+			}
+			for _, m := range idx.Manifests {
+				if resolve.IsAttestation(m) {
+					subject := m.Annotations[resolve.AnnotationReferenceDigest]
+					out.Attestations = append(out.Attestations, attestationEntry{Digest: m.Digest.String(), Size: m.Size, Subject: subject, Platform: platformOf[subject]})
+					continue
+				}
 				p := "unknown"
 				if m.Platform != nil {
 					p = resolve.FormatPlatform(*m.Platform)
@@ -161,6 +184,13 @@ func printInspect(e *env, o inspectOutput) {
 			mark = "*"
 		}
 		fmt.Fprintf(w, "  %s %s\t%s\n", mark, q(p.Platform), p.Digest)
+	}
+	for _, a := range o.Attestations {
+		of := a.Platform
+		if of == "" {
+			of = a.Subject
+		}
+		fmt.Fprintf(w, "attestation\t%s of %s\n", a.Digest, q(of))
 	}
 	fmt.Fprintf(w, "manifest\t%s (%s)\n", o.Manifest.Digest, q(o.Platform))
 	fmt.Fprintf(w, "config\t%s\n", o.Config.Digest)

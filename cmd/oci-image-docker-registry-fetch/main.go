@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -146,7 +147,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if !e.json && containsFlag(args[1:], "json") {
 			e.json = true
 		}
-		return report(e, c, usagef("%v", err))
+		return report(e, c, usagef("%v; see '%s %s --help'", err, prog, c.name))
 	}
 	if err := runCmd(ctx, e, pos); err != nil {
 		var inv errInvalid
@@ -210,6 +211,19 @@ func report(e *env, c *command, err error) int {
 		return exitUsage
 	}
 	return errdefs.ExitCode(kind)
+}
+
+// absPath is p made absolute for JSON output, whose path fields are all
+// absolute, so that a program reading them need not know the working
+// directory of the command. p is returned as it is if that fails.
+func absPath(p string) string {
+	if p == "" {
+		return ""
+	}
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }
 
 func oneLine(s string) string {

@@ -78,7 +78,7 @@ func (p *policyFlags) trust() *trustJSON {
 		return nil
 	}
 	d := *p.decision
-	t := &trustJSON{Policy: d.Policy, Scope: d.Scope, Signatures: []acceptedJSON{}}
+	t := &trustJSON{Policy: absPath(d.Policy), Scope: d.Scope, Signatures: []acceptedJSON{}}
 	for _, a := range d.Accepted {
 		t.Signatures = append(t.Signatures, acceptedJSON{Format: string(a.Signature.Format), Location: a.Signature.Location, Key: a.Key, Identity: a.Identity})
 	}

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/ocifetch/ocifetch/apply"
 	"github.com/ocifetch/ocifetch/fetch"
 )
 
@@ -53,6 +54,9 @@ type progress struct {
 // blobLine is one blob's latest event and when its transfer started.
 type blobLine struct {
 	ev fetch.Event
+	// holder is the pid of another process downloading the blob while
+	// this one waits for it (0: none known).
+	holder int
 	// started is when the blob first moved to downloading, and from is
 	// how many bytes it had then (a resumed download counts only what it
 	// transfers): rate and ETA are measured from there, not from when the
@@ -66,6 +70,7 @@ type applyState struct {
 	layer, layers int
 	entries       int64
 	bytes         int64
+	done          bool // the layer is applied
 }
 
 func newProgress(w io.Writer, quiet bool) *progress {
@@ -128,21 +133,34 @@ func (p *progress) event(ev fetch.Event) {
 		p.blobs[key] = b
 		p.order = append(p.order, key)
 	}
-	prev := b.ev.State
+	prev, prevHolder := b.ev.State, b.holder
 	if ev.State == fetch.StateDownloading && b.started.IsZero() {
 		// What an earlier run left (re-hashed while verifying) is not
 		// part of this transfer's rate.
 		b.started, b.from = p.now(), b.ev.Done
 	}
-	b.ev = ev
-	if p.tty() || ev.State == prev {
+	b.ev, b.holder = ev, ev.Holder
+	if p.tty() || (ev.State == prev && b.holder == prevHolder) {
 		return // the ticker redraws
 	}
 	line := fmt.Sprintf("%s %s %s/%s", short(key), ev.State, humanBytes(ev.Done), humanBytes(ev.Total))
-	if ev.Err != nil {
+	switch {
+	case ev.Err != nil:
 		line += ": " + oneLine(ev.Err.Error())
+	case b.holder != 0:
+		line += ": " + waitingFor(b.holder, key)
 	}
 	fmt.Fprintln(p.w, line)
+}
+
+// waitingFor says that another process holds a blob's download.
+func waitingFor(pid int, blob string) string {
+	return fmt.Sprintf("waiting for another process (pid %d) to finish %s", pid, short(blob))
+}
+
+// layer is the apply.WithProgress callback.
+func (p *progress) layer(ap apply.Progress) {
+	p.applied(ap.Layer, ap.Layers, int64(ap.Entries), ap.Bytes, ap.Done, ap.Elapsed)
 }
 
 // applied reports that layer (1-based) of layers is being applied, with
@@ -153,7 +171,7 @@ func (p *progress) applied(layer, layers int, entries, bytes int64, done bool, t
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.apply = applyState{layer: layer, layers: layers, entries: entries, bytes: bytes}
+	p.apply = applyState{layer: layer, layers: layers, entries: entries, bytes: bytes, done: done}
 	if !p.tty() && done {
 		fmt.Fprintf(p.w, "layer %d/%d applied: %d entries, %s in %s\n", layer, layers, entries, humanBytes(bytes), took.Round(time.Millisecond))
 	}
@@ -197,7 +215,7 @@ func (p *progress) plainSummary() {
 	if finished < len(p.order) {
 		fmt.Fprintln(p.w, "progress: "+p.totalLine())
 	}
-	if a := p.apply; a.layer > 0 {
+	if a := p.apply; a.layer > 0 && !a.done {
 		fmt.Fprintf(p.w, "progress: applying layer %d/%d: %d entries, %s\n", a.layer, a.layers, a.entries, humanBytes(a.bytes))
 	}
 }
@@ -219,7 +237,11 @@ func (p *progress) screen(cols, rows int) []string {
 		tail = append(tail, p.totalLine())
 	}
 	if a := p.apply; a.layer > 0 {
-		tail = append(tail, fmt.Sprintf("apply layer %d/%d %d entries %s", a.layer, a.layers, a.entries, humanBytes(a.bytes)))
+		what := "applying"
+		if a.done {
+			what = "applied"
+		}
+		tail = append(tail, fmt.Sprintf("%s layer %d/%d: %d entries, %s", what, a.layer, a.layers, a.entries, humanBytes(a.bytes)))
 	}
 	// One row stays free for the cursor: writing the last row's newline
 	// would scroll the screen.
@@ -285,6 +307,9 @@ func (p *progress) redraw() {
 func (p *progress) bar(b *blobLine) string {
 	const width = 20
 	ev := b.ev
+	if ev.State == fetch.StateWaiting && b.holder != 0 {
+		return waitingFor(b.holder, ev.Digest.String())
+	}
 	frac := 0.0
 	if ev.Total > 0 {
 		frac = min(float64(ev.Done)/float64(ev.Total), 1)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/ocifetch/ocifetch/apply"
 	"github.com/ocifetch/ocifetch/fetch"
 )
 
@@ -106,5 +107,38 @@ func TestProgressPlainSummary(t *testing.T) {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q:\n%s", w, out)
 		}
+	}
+}
+
+// TestProgressWaitingForAnotherProcess: a blob another process downloads
+// says whom it waits for, on its bar and as a plain line; the apply line
+// says "applying" then "applied".
+func TestProgressWaitingForAnotherProcess(t *testing.T) {
+	d := digest.FromString("held")
+	want := "waiting for another process (pid 4242) to finish " + short(d.String())
+
+	p, _, _ := testProgress(80, 24)
+	p.event(fetch.Event{Digest: d, Total: 100, State: fetch.StateWaiting})
+	p.event(fetch.Event{Digest: d, Total: 100, State: fetch.StateWaiting, Holder: 4242})
+	if got := p.bar(p.blobs[d.String()]); got != want {
+		t.Errorf("bar %q, want %q", got, want)
+	}
+	p.layer(apply.Progress{Layer: 1, Layers: 2, Entries: 3, Bytes: 10})
+	if l := p.screen(80, 24); l[len(l)-1] != "applying layer 1/2: 3 entries, 10 B" {
+		t.Errorf("screen %q", l)
+	}
+	p.layer(apply.Progress{Layer: 1, Layers: 2, Entries: 5, Bytes: 20, Done: true})
+	if l := p.screen(80, 24); l[len(l)-1] != "applied layer 1/2: 5 entries, 20 B" {
+		t.Errorf("screen %q", l)
+	}
+
+	p, _, buf := testProgress(0, 0)
+	p.size = nil
+	p.event(fetch.Event{Digest: d, Total: 100, State: fetch.StateWaiting})
+	p.event(fetch.Event{Digest: d, Total: 100, State: fetch.StateWaiting, Holder: 4242})
+	p.event(fetch.Event{Digest: d, Total: 100, Done: 100, State: fetch.StateCached})
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	if len(lines) != 3 || lines[1] != short(d.String())+" waiting 0 B/100 B: "+want || lines[2] != short(d.String())+" cached 100 B/100 B" {
+		t.Errorf("plain lines %q", lines)
 	}
 }

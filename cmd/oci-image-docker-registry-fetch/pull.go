@@ -12,6 +12,7 @@ import (
 	flag "github.com/spf13/pflag"
 
 	"github.com/ocifetch/ocifetch"
+	"github.com/ocifetch/ocifetch/apply"
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/fetch"
 	"github.com/ocifetch/ocifetch/resolve"
@@ -32,8 +33,11 @@ func (s *storeFlags) register(fs *flag.FlagSet) {
 	fs.Var(&s.allow, "allow-foreign-host", "fetch foreign layers from URLs on this `HOST` (repeatable; off by default)")
 }
 
-func (s *storeFlags) options(p *progress) []fetch.Option {
-	opts := []fetch.Option{fetch.WithJobs(s.jobs), fetch.WithProgress(p.event)}
+func (s *storeFlags) options(p *progress, dbg *debugLog) []fetch.Option {
+	opts := []fetch.Option{fetch.WithJobs(s.jobs), fetch.WithProgress(func(ev fetch.Event) {
+		p.event(ev)
+		dbg.blob(ev)
+	})}
 	if len(s.allow) > 0 {
 		opts = append(opts, fetch.WithAllowedURLHosts(s.allow...))
 	}
@@ -54,7 +58,7 @@ type pipelineFlags struct {
 func (f *pipelineFlags) register(fs *flag.FlagSet) {
 	f.registryFlags.register(fs)
 	f.storeFlags.register(fs)
-	fs.StringVar(&f.pull, "pull", string(ocifetch.PullAlways), "when to ask the registry: `always`, missing (use the store when it holds the image) or never (the store only)")
+	fs.StringVar(&f.pull, "pull", string(ocifetch.PullAlways), "when to ask the registry: `always|missing|never` (every time; only when the store lacks the image; never, the store only)")
 	f.trust.register(fs)
 }
 
@@ -79,7 +83,17 @@ func (f *pipelineFlags) options(e *env) ([]ocifetch.Option, *progress, error) {
 		return nil, nil, usagef("--jobs must be at least 1")
 	}
 	p := newProgress(e.stderr, f.quiet || f.json)
-	opts := []ocifetch.Option{ocifetch.WithResolveOptions(ropts...), ocifetch.WithFetchOptions(f.storeFlags.options(p)...), ocifetch.WithPullPolicy(policy)}
+	dbg := f.dbg
+	opts := []ocifetch.Option{
+		ocifetch.WithResolveOptions(ropts...),
+		ocifetch.WithFetchOptions(f.storeFlags.options(p, dbg)...),
+		ocifetch.WithApplyOptions(apply.WithProgress(func(ap apply.Progress) {
+			p.layer(ap)
+			dbg.applied(ap)
+		})),
+		ocifetch.WithPullPolicy(policy),
+		ocifetch.WithResolved(func(res *resolve.Resolved) { dbg.resolved(res.Reference, res.Manifest.Descriptor.Digest.String()) }),
+	}
 	if f.store != "" {
 		opts = append(opts, ocifetch.WithStore(f.store))
 	}
@@ -167,7 +181,7 @@ func pullCommand() *command {
 	return &command{
 		name:    "pull",
 		summary: "Resolve REF and fetch its config and layers, verified, into the store; print the manifest digest.",
-		usage:   "pull [--store DIR] [--platform OS/ARCH[/VARIANT]|all] [--pull always|missing|never] [--jobs N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--allow-foreign-host HOST]... [--policy FILE | --insecure-policy] REF",
+		usage:   "pull [--store DIR] [--platform OS/ARCH[/VARIANT]|all] [--pull always|missing|never] [--jobs N] [--json] [--quiet] [-v] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--allow-foreign-host HOST]... [--policy FILE | --insecure-policy] REF",
 		example: prog + " pull --store ./store --platform linux/amd64 docker.io/library/alpine:3.20",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			pf := pipelineFlags{allowAll: true}

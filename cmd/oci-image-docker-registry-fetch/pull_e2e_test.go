@@ -61,8 +61,13 @@ func TestMain(m *testing.M) {
 }
 
 // builtCLI builds the command once, as buildCLI does, and returns its path.
+// $OCIFETCH_TEST_CLI names a binary to test instead (another version's,
+// to see which tests it fails).
 func builtCLI(t *testing.T) string {
 	t.Helper()
+	if bin := os.Getenv("OCIFETCH_TEST_CLI"); bin != "" {
+		return bin
+	}
 	sharedCLI.once.Do(func() {
 		dir, err := os.MkdirTemp("", "ocifetch-cli-")
 		if err != nil {

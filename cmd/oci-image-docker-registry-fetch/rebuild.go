@@ -79,6 +79,10 @@ func rebuildCommand() *command {
 					return usagef("name a layer with --layer N|DIFFID, or use --all")
 				case check && !all:
 					return usagef("--check goes with --all")
+				case !all && sf.json && (out == "" || out == "-"):
+					// Standard output cannot carry both a tar and the
+					// JSON object; binary never goes there with --json.
+					return usagef("--json with --layer needs -o FILE: the tar goes to FILE and the JSON to standard output")
 				}
 				if compressed {
 					return rebuildBlobs(ctx, e, blobTarget{state: state, rootfs: rootfs, layer: layer, out: out, store: sf.store, check: check, all: all, json: sf.json})
@@ -94,7 +98,12 @@ func rebuildCommand() *command {
 				if err != nil {
 					return err
 				}
-				return rebuildOne(ctx, e, state, rootfs, st.Layers[i].DiffID, out)
+				d := st.Layers[i].DiffID
+				n, err := rebuildOne(ctx, e, state, rootfs, d, out)
+				if err != nil || !sf.json {
+					return err
+				}
+				return writeJSON(e, rebuildJSON{Rootfs: absPath(rootfs), Layer: i + 1, DiffID: d.String(), Output: absPath(out), Bytes: n})
 			}
 		},
 	}
@@ -121,25 +130,38 @@ func pickLayer(st *apply.State, s string) (int, error) {
 	return 0, errdefs.New(errdefs.ErrNotFound, "layer %s is not a layer of this tree (neither a diffID nor a blob digest of its %d layers)", d, len(st.Layers))
 }
 
+// rebuildJSON is "rebuild --layer N -o FILE --json".
+type rebuildJSON struct {
+	Rootfs string `json:"rootfs"`
+	Layer  int    `json:"layer"`
+	DiffID string `json:"diffID"`
+	Output string `json:"output"`
+	Bytes  int64  `json:"bytes"`
+}
+
 // rebuildOne writes one layer to standard output or to out (see
 // openLayerOutput: a file is published whole on success, so a failed rebuild
-// leaves no file; a FIFO, device or socket is written through).
-func rebuildOne(ctx context.Context, e *env, state, rootfs string, d digest.Digest, out string) error {
+// leaves no file; a FIFO, device or socket is written through), and
+// returns its length.
+func rebuildOne(ctx context.Context, e *env, state, rootfs string, d digest.Digest, out string) (int64, error) {
 	if out == "" || out == "-" {
-		return apply.Rebuild(ctx, state, rootfs, d, e.stdout)
+		cw := &countWriter{w: e.stdout}
+		err := apply.Rebuild(ctx, state, rootfs, d, cw)
+		return cw.n, err
 	}
 	w, err := openLayerOutput(ctx, out)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if err := apply.Rebuild(ctx, state, rootfs, d, w); err != nil {
+	cw := &countWriter{w: w}
+	if err := apply.Rebuild(ctx, state, rootfs, d, cw); err != nil {
 		w.Abort()
-		return err
+		return 0, err
 	}
 	if err := w.Commit(); err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInternal, "-o %s", out)
+		return 0, errdefs.Wrap(err, errdefs.ErrInternal, "-o %s", out)
 	}
-	return nil
+	return cw.n, nil
 }
 
 // reproJSON says of one layer of a tree whether the tree makes its blob
@@ -239,7 +261,7 @@ func rebuildAll(ctx context.Context, e *env, state, rootfs, outDir string, check
 		}
 	}
 	if asJSON {
-		if err := writeJSON(e, withRaw(map[string]any{"layers": rows, "ok": failed == 0}, "rootfs", rootfs)); err != nil {
+		if err := writeJSON(e, withRaw(map[string]any{"layers": rows, "ok": failed == 0}, "rootfs", absPath(rootfs))); err != nil {
 			return err
 		}
 	}
@@ -341,7 +363,7 @@ func verifyCommand() *command {
 						drift = []apply.Drift{}
 					}
 					// apply.Drift adds pathRaw to a path that is not UTF-8.
-					if err := writeJSON(e, withRaw(map[string]any{"clean": len(drift) == 0, "drift": drift, "layers": layers}, "rootfs", args[0])); err != nil {
+					if err := writeJSON(e, withRaw(map[string]any{"clean": len(drift) == 0, "drift": drift, "layers": layers}, "rootfs", absPath(args[0]))); err != nil {
 						return err
 					}
 				} else {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"strings"
 	"text/tabwriter"
 
 	flag "github.com/spf13/pflag"
@@ -22,21 +24,30 @@ type registryFlags struct {
 	hostsDir   string
 	tokenHosts multiFlag
 	json       bool
+	// debugOn gives the -v/--debug log once flags are parsed; dbg is it,
+	// set by options (nil without the flag).
+	debugOn func(e *env) *debugLog
+	dbg     *debugLog
 }
 
 func (r *registryFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&r.platform, "platform", "", "platform to resolve to, `OS/ARCH[/VARIANT]` (default: this machine's)")
-	fs.Var(&r.insecure, "insecure-registry", "allow plain HTTP to `HOST[:PORT]` (repeatable; loopback is always allowed)")
+	fs.Var(&r.insecure, "insecure-registry", "allow plain HTTP to `HOST[:PORT]`: HOST for every port of it, HOST:PORT for that one (repeatable; loopback is always allowed)")
 	fs.StringVar(&r.authfile, "authfile", "", "read credentials from this Docker-config-format `FILE` (default: ~/.docker/config.json)")
 	fs.StringVar(&r.hostsDir, "hosts-dir", "", "read mirrors from this containerd-style hosts `DIR` (DIR/HOST/hosts.toml)")
 	fs.Var(&r.tokenHosts, "allow-token-host", "send credentials to the token server on this `HOST[:PORT]` although it is loopback, private or plain HTTP (repeatable)")
 	fs.BoolVar(&r.json, "json", false, "print one JSON object; errors as {\"error\":{\"kind\",\"message\"}}")
+	r.debugOn = registerDebug(fs)
 }
 
 // options turns the flags into resolve options. Warnings about the hosts
 // configuration go to e's standard error.
 func (r *registryFlags) options(e *env) ([]resolve.Option, error) {
+	if r.dbg == nil && r.debugOn != nil {
+		r.dbg = r.debugOn(e)
+	}
 	sopts := []source.Option{source.WithWarnings(func(msg string) { fmt.Fprintf(e.stderr, "warning: %s\n", oneLine(msg)) })}
+	sopts = append(sopts, r.dbg.sourceOptions()...)
 	if len(r.tokenHosts) > 0 {
 		sopts = append(sopts, source.WithAllowTokenHost(r.tokenHosts...))
 	}
@@ -47,6 +58,19 @@ func (r *registryFlags) options(e *env) ([]resolve.Option, error) {
 			return nil, err
 		}
 		opts = append(opts, resolve.WithPlatform(p))
+	}
+	for _, h := range r.insecure {
+		if _, err := source.ParseHost(h); err != nil {
+			if scheme, rest, ok := strings.Cut(h, "://"); ok {
+				host, _, _ := strings.Cut(rest, "/")
+				bare := host
+				if hn, _, err := net.SplitHostPort(host); err == nil {
+					bare = hn
+				}
+				return nil, usagef("--insecure-registry %s: give the host without %s://: --insecure-registry %s (every port) or --insecure-registry %s", h, scheme, bare, host)
+			}
+			return nil, usagef("--insecure-registry %q: give HOST (every port) or HOST:PORT", h)
+		}
 	}
 	if len(r.insecure) > 0 {
 		opts = append(opts, resolve.WithInsecureRegistry(r.insecure...))
@@ -69,14 +93,18 @@ func (r *registryFlags) resolveArg(ctx context.Context, e *env, cmd string, args
 	if err != nil {
 		return nil, err
 	}
-	return resolve.Resolve(ctx, args[0], opts...)
+	res, err := resolve.Resolve(ctx, args[0], opts...)
+	if err == nil {
+		r.dbg.resolved(res.Reference, res.Manifest.Descriptor.Digest.String())
+	}
+	return res, err
 }
 
 func resolveCommand() *command {
 	return &command{
 		name:    "resolve",
 		summary: "Resolve a reference through its index to one platform's manifest, config and layers, verifying each.",
-		usage:   "resolve [--platform OS/ARCH[/VARIANT]] [--json] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--policy FILE | --insecure-policy] REF",
+		usage:   "resolve [--platform OS/ARCH[/VARIANT]] [--json] [-v] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--policy FILE | --insecure-policy] REF",
 		example: prog + " resolve --platform linux/arm64 --json docker.io/library/alpine:3.20",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var rf registryFlags

@@ -33,6 +33,9 @@ type layerApplied struct {
 	// Reproducible says whether the tree makes the layer's blob again:
 	// "tar", "confirmed", "candidate" or "" (see rebuild --compressed).
 	Reproducible string `json:"reproducible"`
+	// DurationMs is how long the layer took, in milliseconds (including
+	// waiting for its bytes while it downloaded).
+	DurationMs int64 `json:"durationMs"`
 }
 
 // The limits the CLI applies by default (apply's own default is none):
@@ -129,7 +132,7 @@ func unpackCommand() *command {
 	return &command{
 		name:    "unpack",
 		summary: "Resolve REF, fetch it into the store and apply its layers to DIR, which becomes the image's root filesystem.",
-		usage:   "unpack [--platform OS/ARCH[/VARIANT]] [--store DIR] [--state DIR] [--keep-blobs=false] [--pull always|missing|never] [--jobs N] [--max-layer-bytes SIZE] [--max-total-bytes SIZE] [--max-layer-entries N] [--json] [--quiet] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--allow-foreign-host HOST]... [--policy FILE | --insecure-policy] REF DIR",
+		usage:   "unpack [--platform OS/ARCH[/VARIANT]] [--store DIR] [--state DIR] [--keep-blobs=false] [--pull always|missing|never] [--jobs N] [--max-layer-bytes SIZE] [--max-total-bytes SIZE] [--max-layer-entries N] [--json] [--quiet] [-v] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--allow-foreign-host HOST]... [--policy FILE | --insecure-policy] REF DIR",
 		example: prog + " unpack --platform linux/amd64 docker.io/library/alpine:3.20 ./rootfs",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var pf pipelineFlags
@@ -158,12 +161,12 @@ func unpackCommand() *command {
 				if pf.json {
 					out := unpackOutput{
 						pullOutput: pullOutput{resolveOutput: resolvedJSON(res.Resolved), Store: res.Store.Dir(), Name: res.Pull.Name, Downloaded: res.Pull.Downloaded},
-						Target:     args[1], State: res.StateDir, Applied: []layerApplied{}, Warnings: []apply.Warning{}, KeepBlobs: af.keepBlobs,
+						Target:     absPath(args[1]), State: absPath(res.StateDir), Applied: []layerApplied{}, Warnings: []apply.Warning{}, KeepBlobs: af.keepBlobs,
 					}
 					out.Trust = pf.trust.trust()
 					st, _ := apply.Status(res.StateDir)
 					for i, l := range res.Apply.Layers {
-						a := layerApplied{DiffID: l.DiffID.String(), Entries: l.Entries, Files: l.Files, Bytes: l.Bytes}
+						a := layerApplied{DiffID: l.DiffID.String(), Entries: l.Entries, Files: l.Files, Bytes: l.Bytes, DurationMs: l.Duration.Milliseconds()}
 						if st != nil && i < len(st.Layers) {
 							a.Reproducible = st.Layers[i].Reproducible()
 						}

@@ -1,0 +1,132 @@
+package resolve_test
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
+	"github.com/ocifetch/ocifetch/resolve"
+)
+
+// An index as buildx pushes it, with a provenance and an SBOM attestation
+// per image, is valid: the attestations are checked as attestations (the
+// manifest they attest is listed, their layers are in-toto statements of
+// the predicate type they are annotated with) and reported apart; they
+// are not platforms. With a platform, only that platform's image and its
+// attestation are validated.
+func TestValidateBuildxAttestations(t *testing.T) {
+	idx, imgs, atts := testimage.BuildxIndex(t,
+		testimage.Platform{OS: "linux", Arch: "amd64"}, testimage.Platform{OS: "linux", Arch: "arm64", Variant: "v8"})
+	dir := t.TempDir()
+	testimage.WriteLayout(t, dir, map[string]v1.ImageIndex{"app": idx})
+	ref := "oci:" + dir + ":app"
+	ctx := context.Background()
+	src, err := resolve.Open(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := resolve.ValidateImage(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Problems) != 0 {
+		t.Errorf("problems in a buildx index: %v", v.Problems)
+	}
+	if len(v.Attestations) != 2 {
+		t.Fatalf("attestations: %+v", v.Attestations)
+	}
+	for i, a := range v.Attestations {
+		want, _ := imgs[i].Digest()
+		ad, _ := atts[i].Digest()
+		plat := []string{"linux/amd64", "linux/arm64/v8"}[i]
+		if a.Subject != want.String() || a.Digest != ad.String() || a.Platform != plat ||
+			!slices.Equal(a.PredicateTypes, []string{testimage.PredicateProvenance, testimage.PredicateSPDX}) || !strings.Contains(a.Where, "attestation") {
+			t.Errorf("attestation %d: %+v, want subject %s (%s)", i, a, want, plat)
+		}
+	}
+
+	// Resolving lists the platforms without unknown/unknown.
+	res, err := resolve.Resolve(ctx, ref, resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "arm64"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plats []string
+	for _, p := range res.Platforms {
+		plats = append(plats, resolve.FormatPlatform(p))
+	}
+	if !slices.Equal(plats, []string{"linux/amd64", "linux/arm64/v8"}) {
+		t.Errorf("platforms %v", plats)
+	}
+	_, err = resolve.Resolve(ctx, ref, resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "s390x"}))
+	if !errdefs.Is(err, errdefs.ErrPlatformNotFound) || strings.Contains(err.Error(), "unknown") {
+		t.Errorf("no s390x: %v", err)
+	}
+
+	// --platform: one image and its attestation.
+	v, err = resolve.ValidateImage(ctx, src, resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "arm64"}))
+	if err != nil || len(v.Problems) != 0 || len(v.Attestations) != 1 || v.Attestations[0].Platform != "linux/arm64/v8" {
+		t.Errorf("arm64 only: %v %+v", err, v)
+	}
+	_, err = resolve.ValidateImage(ctx, src, resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "s390x"}))
+	if !errdefs.Is(err, errdefs.ErrPlatformNotFound) || !strings.Contains(err.Error(), "available: linux/amd64, linux/arm64/v8") {
+		t.Errorf("s390x: %v", err)
+	}
+
+	// An attestation of a manifest the index does not list, and one
+	// whose statement says another predicate type than its annotation,
+	// are problems of rule "attestation".
+	bad := mutate.AppendManifests(idx, mutate.IndexAddendum{
+		Add: testimage.Attestation(t, v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("ab", 32)}, testimage.PredicateProvenance),
+		Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "unknown", Architecture: "unknown"},
+			Annotations: map[string]string{"vnd.docker.reference.type": "attestation-manifest", "vnd.docker.reference.digest": "sha256:" + strings.Repeat("ab", 32)}},
+	})
+	dir2 := t.TempDir()
+	testimage.WriteLayout(t, dir2, map[string]v1.ImageIndex{"bad": bad})
+	src2, err := resolve.Open(ctx, "oci:"+filepath.Clean(dir2)+":bad")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err = resolve.ValidateImage(ctx, src2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Problems) != 1 || v.Problems[0].Rule != "attestation" || !strings.Contains(v.Problems[0].Message, "does not list") {
+		b, _ := json.Marshal(v.Problems)
+		t.Errorf("problems: %s", b)
+	}
+}
+
+// Validate reads no entry of an index of more than MaxIndexEntries
+// entries: it is one too_large problem, as for ResolveAll.
+func TestValidateHugeIndex(t *testing.T) {
+	idx, _, _ := testimage.BuildxIndex(t, testimage.Platform{OS: "linux", Arch: "amd64"})
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var adds []mutate.IndexAddendum
+	img, _ := idx.Image(im.Manifests[0].Digest)
+	for i := 0; i < resolve.MaxIndexEntries; i++ {
+		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}})
+	}
+	huge := mutate.AppendManifests(idx, adds...)
+	dir := t.TempDir()
+	testimage.WriteLayout(t, dir, map[string]v1.ImageIndex{"huge": huge})
+	src, err := resolve.Open(context.Background(), "oci:"+dir+":huge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := resolve.ValidateImage(context.Background(), src)
+	if err != nil || len(v.Problems) != 1 || v.Problems[0].Rule != "too_large" || len(v.Attestations) != 0 {
+		t.Fatalf("%v %+v", err, v)
+	}
+}
