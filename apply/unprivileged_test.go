@@ -58,6 +58,7 @@ func TestUnprivilegedChild(t *testing.T) {
 // layer that deny their owner access are opened up and restored. With
 // OwnershipFail the same layer fails.
 func TestUnprivileged(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	// A world-readable copy of the test binary and the layers.
 	dir, err := os.MkdirTemp("", "apply-unpriv-")
@@ -222,6 +223,7 @@ func TestUnprivilegedRebuildChild(t *testing.T) {
 // rebuilds bit for bit and verifies, and reading it leaves every mode as
 // it was.
 func TestUnprivilegedRebuild(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	dir, err := os.MkdirTemp("", "apply-unpriv-rebuild-")
 	if err != nil {
