@@ -18,6 +18,7 @@ import (
 )
 
 func TestResolveLayout(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	idx, imgs := testimage.Index(t,
 		testimage.Platform{OS: "linux", Arch: "amd64"},
@@ -58,6 +59,7 @@ func TestResolveLayout(t *testing.T) {
 }
 
 func TestResolveLayoutRefusesSymlinkedBlob(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	idx, imgs := testimage.Index(t, testimage.Platform{OS: "linux", Arch: "amd64"})
 	testimage.WriteLayout(t, dir, map[string]v1.ImageIndex{"v1": idx})
@@ -74,6 +76,7 @@ func TestResolveLayoutRefusesSymlinkedBlob(t *testing.T) {
 }
 
 func TestResolveCommittedLayout(t *testing.T) {
+	t.Parallel()
 	res := mustResolve(t, "oci:../testdata/layouts/multiarch:latest", resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "arm64"}))
 	if got := resolve.FormatPlatform(resolve.Normalize(res.Platform)); got != "linux/arm64/v8" {
 		t.Fatalf("platform %s", got)
@@ -84,6 +87,7 @@ func TestResolveCommittedLayout(t *testing.T) {
 }
 
 func TestOpenRejectsBadReferences(t *testing.T) {
+	t.Parallel()
 	for _, ref := range []string{"", "UPPER/case", "host:5000/a/b@sha256:123", "a b", "docker-archive:x.tar@-1"} {
 		_, err := resolve.Open(context.Background(), ref)
 		if errdefs.KindOf(err) != errdefs.ErrInvalidArgument && errdefs.KindOf(err) != errdefs.ErrManifestInvalid {
@@ -93,6 +97,7 @@ func TestOpenRejectsBadReferences(t *testing.T) {
 }
 
 func TestOpenNormalizesNames(t *testing.T) {
+	t.Parallel()
 	tests := map[string]string{
 		"alpine":                          "docker.io/library/alpine:latest",
 		"docker.io/library/alpine:3.20":   "docker.io/library/alpine:3.20",
@@ -122,6 +127,7 @@ const hex64 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 // then the first ':' ends the path, so the names ocifetch's store writes
 // ("127.0.0.1:5000/repo:tag") can be addressed as oci:STORE:NAME.
 func TestLayoutReferencesSplitAtTheFirstColon(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	idx, imgs := testimage.Index(t, testimage.Platform{OS: "linux", Arch: "amd64"})
 	other, otherImgs := testimage.Index(t, testimage.Platform{OS: "linux", Arch: "amd64"})
@@ -174,6 +180,7 @@ func TestLayoutReferencesSplitAtTheFirstColon(t *testing.T) {
 // Several entries of one name, one per platform, as the store records a
 // tag pulled for two platforms: chosen by platform, as an index would be.
 func TestLayoutNameWithSeveralEntriesResolvesByPlatform(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	_, imgs := testimage.Index(t,
 		testimage.Platform{OS: "linux", Arch: "amd64"},
