@@ -321,6 +321,15 @@ func goAccepts(b []byte) (reason string) {
 	}
 }
 
+// testdataDirs are the directories of Go's and tar-split's test archives.
+func testdataDirs() []struct{ label, dir string } {
+	return []struct{ label, dir string }{
+		{"go", filepath.Join(goroot(), "src/archive/tar/testdata")},
+		{"tar-split", tarsplitDir0() + "/archive/tar/testdata"},
+		{"tar-split-asm", tarsplitDir0() + "/tar/asm/testdata"},
+	}
+}
+
 // unappliable are the archives of Go's and tar-split's testdata that are
 // no layer, with why: TestRebuildTestdata applies each and checks that it
 // is refused as layer_invalid with an error that says so. Every other
@@ -358,12 +367,7 @@ var unappliable = map[string]struct {
 // for byte, is tried once.
 func TestRebuildTestdata(t *testing.T) {
 	t.Parallel()
-	gr := goroot()
-	dirs := []struct{ label, dir string }{
-		{"go", filepath.Join(gr, "src/archive/tar/testdata")},
-		{"tar-split", tarsplitDir0() + "/archive/tar/testdata"},
-		{"tar-split-asm", tarsplitDir0() + "/tar/asm/testdata"},
-	}
+	dirs := testdataDirs()
 	var mu sync.Mutex // the counts, kept by parallel subtests
 	applied, refused := 0, 0
 	var reasons []string
