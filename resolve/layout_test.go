@@ -48,8 +48,10 @@ func TestResolveLayout(t *testing.T) {
 	wantKind(t, err, errdefs.ErrInvalidArgument) // two images: which one?
 	_, err = resolve.Resolve(ctx, "oci:"+t.TempDir())
 	wantKind(t, err, errdefs.ErrNotFound)
+	// A bad digest in the reference is the caller's, as in a registry
+	// reference: invalid_argument.
 	_, err = resolve.Resolve(ctx, "oci:"+dir+"@sha256:../../etc/passwd")
-	wantKind(t, err, errdefs.ErrManifestInvalid)
+	wantKind(t, err, errdefs.ErrInvalidArgument)
 
 	// Bytes changed behind a digest are caught.
 	cfg, _ := imgs[1].ConfigName()
@@ -155,7 +157,7 @@ func TestLayoutReferencesSplitAtTheFirstColon(t *testing.T) {
 	for ref, kind := range map[string]errdefs.Kind{
 		"oci:" + dir + ":":                           errdefs.ErrInvalidArgument,
 		"oci:" + dir + ":127.0.0.1:5000/team/app:2":  errdefs.ErrNotFound,
-		"oci:" + dir + ":" + name + "@sha256:nothex": errdefs.ErrManifestInvalid,
+		"oci:" + dir + ":" + name + "@sha256:nothex": errdefs.ErrInvalidArgument,
 		// The path ends at the first colon: a directory with one cannot
 		// be named (as in skopeo); OpenLayout takes one as it is.
 		"oci:" + dir + "x:y:" + name: errdefs.ErrNotFound,
