@@ -101,8 +101,8 @@ func newApplier(ctx context.Context, root *fsroot.Root, o *options, rec recorder
 	if rec.wantDigests() {
 		a.crc, a.fh = newCRC(), newFileHash()
 	}
-	names, err := root.ReadDirNames("")
-	a.ownTree = err == nil && len(names) == 0
+	empty, err := root.Empty("")
+	a.ownTree = err == nil && empty
 	return a
 }
 

@@ -10,6 +10,7 @@ import (
 // crcUpdate must agree with hash/crc64 (what tar-split checks with) on
 // every length, alignment and starting value.
 func TestCRCUpdateMatchesHashCRC64(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(9, 10))
 	data := make([]byte, 4096)
 	for i := range data {

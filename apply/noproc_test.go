@@ -77,6 +77,7 @@ func TestNoProcChild(t *testing.T) {
 // verify and rebuild work. Before, the xattr failed with ENOENT and the
 // whiteout removed the file its own layer wrote.
 func TestWithoutProc(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	withProc := mustApplyRecorded(t, noProcLayers(t))
 	withProc.noDrift(t)

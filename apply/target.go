@@ -3,7 +3,6 @@ package apply
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -437,20 +436,18 @@ func checkEmptyTarget(t string) error {
 	return nil
 }
 
+// isEmptyDir tells whether dir is missing or holds nothing, as the
+// applier asks it of its root (fsroot.Root.Empty).
 func isEmptyDir(dir string) (bool, error) {
-	f, err := os.Open(dir)
+	root, err := fsroot.Open(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return true, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	defer f.Close()
-	names, err := f.Readdirnames(1)
-	if err != nil && err != io.EOF {
-		return false, err
-	}
-	return len(names) == 0, nil
+	defer root.Close()
+	return root.Empty("")
 }
 
 // mkdirAllTracked makes dir and its missing parents and returns those it

@@ -41,6 +41,7 @@ func blockingLayer(l Layer) (Layer, chan struct{}, chan struct{}) {
 // clean. Before, the second took the first's "applying" state for a crash
 // and wiped the tree under it, which the first then recorded complete.
 func TestApplyBusy(t *testing.T) {
+	t.Parallel()
 	l0 := tarOf(t, D("etc", 0755), F("etc/a", "a", 0644), F("etc/b", "b", 0644))
 	l1 := tarOf(t, F("etc/c", "c", 0644))
 	dir := t.TempDir()
@@ -87,6 +88,7 @@ func TestApplyBusy(t *testing.T) {
 // the one it describes never leads to deleting anything: the user's
 // files stay, and the error names the state directory to remove.
 func TestPlantedStateDeletesNothing(t *testing.T) {
+	t.Parallel()
 	l := blob(t, mtTar, tarOf(t, F("x", "x", 0644)))
 	for _, c := range []struct {
 		name  string
@@ -134,6 +136,7 @@ func TestPlantedStateDeletesNothing(t *testing.T) {
 // replacing the directory, nor a symbolic link given as the target) and
 // starts over.
 func TestApplyAfterCrash(t *testing.T) {
+	t.Parallel()
 	l0 := tarOf(t, D("d", 0755), F("d/f", "f", 0644), F("g", "g", 0644))
 	l1 := tarOf(t, F("h", "h", 0644))
 	for _, viaLink := range []bool{false, true} {
@@ -185,6 +188,7 @@ func TestApplyAfterCrash(t *testing.T) {
 // not made when it did not exist, and a caught failure after it removes
 // what the apply made, a target given as a symbolic link staying one.
 func TestApplyFailureLeavesTargetAsItWas(t *testing.T) {
+	t.Parallel()
 	good := blob(t, mtTar, tarOf(t, F("a", "a", 0644)))
 	bad := blob(t, mtTar, tarOf(t, F("b", "b", 0644)))
 	bad.DiffID = sha([]byte("wrong"))
@@ -233,6 +237,7 @@ func TestApplyFailureLeavesTargetAsItWas(t *testing.T) {
 // directories; a state without a lock file (format 1 trees) or a
 // complete state over an emptied target is applied again.
 func TestApplyOverCompleteTree(t *testing.T) {
+	t.Parallel()
 	l := blob(t, mtTar, tarOf(t, F("a", "a", 0644)))
 	dir := t.TempDir()
 	target := filepath.Join(dir, "rootfs")
@@ -253,6 +258,7 @@ func TestApplyOverCompleteTree(t *testing.T) {
 
 // Status of a state written by another version says so, and what to do.
 func TestStatusOtherVersion(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	b, _ := json.Marshal(State{Version: 1, Status: StatusComplete})
 	os.WriteFile(filepath.Join(dir, stateFile), b, 0644)

@@ -21,6 +21,7 @@ import (
 // differential check of the layer.md rules against an implementation the
 // field trusts; skipped where umoci is not installed.
 func TestSameTreeAsUmoci(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	ns := time.Unix(1600000000, 123456789)
 	ls := [][]e{
@@ -107,6 +108,7 @@ func writeBlob(t *testing.T, layout, mediaType string, b []byte) v1.Descriptor {
 // applies of the same layers give the same tree. Before, d got the time
 // of the unpack.
 func TestUnlistedParentKeepsMtime(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	old := time.Unix(1500000000, 0)
 	ls := [][]e{
@@ -144,6 +146,7 @@ func TestUnlistedParentKeepsMtime(t *testing.T) {
 // /proc and without. Before, removing s as one of the children cut the
 // way to those after it.
 func TestOpaqueThroughSelfLink(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	var lower []e
 	for i := range 40 {

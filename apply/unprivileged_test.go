@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ocifetch/ocifetch/errdefs"
 )
@@ -58,6 +60,7 @@ func TestUnprivilegedChild(t *testing.T) {
 // layer that deny their owner access are opened up and restored. With
 // OwnershipFail the same layer fails.
 func TestUnprivileged(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	// A world-readable copy of the test binary and the layers.
 	dir, err := os.MkdirTemp("", "apply-unpriv-")
@@ -95,7 +98,7 @@ func TestUnprivileged(t *testing.T) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil {
+		if err := runCopied(cmd); err != nil {
 			t.Fatalf("child: %v\n%s%s", err, stdout.String(), stderr.String())
 		}
 		var out map[string]any
@@ -222,6 +225,7 @@ func TestUnprivilegedRebuildChild(t *testing.T) {
 // rebuilds bit for bit and verifies, and reading it leaves every mode as
 // it was.
 func TestUnprivilegedRebuild(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	dir, err := os.MkdirTemp("", "apply-unpriv-rebuild-")
 	if err != nil {
@@ -256,7 +260,7 @@ func TestUnprivilegedRebuild(t *testing.T) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
+	if err := runCopied(cmd); err != nil {
 		t.Fatalf("child: %v\n%s%s", err, stdout.String(), stderr.String())
 	}
 	line, _, _ := strings.Cut(stdout.String(), "\n")
@@ -290,4 +294,21 @@ func TestUnprivilegedRebuild(t *testing.T) {
 		dir locked/sub 0000
 		file over 0000 content=upper
 	`, [2]uint32{nobody, nobody})
+}
+
+// runCopied runs cmd, whose binary the test has just copied. A test in
+// parallel that forks meanwhile may hold the copy open for writing for a
+// moment (ETXTBSY, golang.org/issue/22315): the run is tried again.
+func runCopied(cmd *exec.Cmd) error {
+	for try := 0; ; try++ {
+		c := exec.Command(cmd.Path, cmd.Args[1:]...)
+		c.Env, c.Dir, c.SysProcAttr = cmd.Env, cmd.Dir, cmd.SysProcAttr
+		c.Stdin, c.Stdout, c.Stderr = cmd.Stdin, cmd.Stdout, cmd.Stderr
+		err := c.Run()
+		if !errors.Is(err, syscall.ETXTBSY) || try == 100 {
+			cmd.ProcessState = c.ProcessState
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

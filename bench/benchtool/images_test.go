@@ -16,6 +16,7 @@ import (
 // layers modify files, whiteout files and a directory, and replace a
 // directory (opaque), and every whiteout names something that exists.
 func TestManyFilesImageHasWhiteoutsAndOpaqueDirs(t *testing.T) {
+	t.Parallel()
 	tree := t.TempDir()
 	for d := 0; d < 8; d++ {
 		for s := 0; s < 3; s++ {
@@ -104,6 +105,7 @@ func TestManyFilesImageHasWhiteoutsAndOpaqueDirs(t *testing.T) {
 }
 
 func TestMedian(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		in   []float64
 		want float64

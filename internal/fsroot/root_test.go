@@ -88,6 +88,7 @@ func open(t *testing.T, dir string, opts []Option) *Root {
 }
 
 func TestConfinedResolution(t *testing.T) {
+	t.Parallel()
 	modes(t, func(t *testing.T, opts []Option) {
 		cases := []struct {
 			name   string
@@ -148,6 +149,7 @@ func TestConfinedResolution(t *testing.T) {
 }
 
 func TestRootIsNeverReplaced(t *testing.T) {
+	t.Parallel()
 	modes(t, func(t *testing.T, opts []Option) {
 		root, outside := fixture(t)
 		r := open(t, root, opts)
@@ -176,6 +178,7 @@ func TestRootIsNeverReplaced(t *testing.T) {
 }
 
 func TestMetadataCallsDoNotFollowSymlinks(t *testing.T) {
+	t.Parallel()
 	// containerd CVE-2021-32760: a chmod through a symlink changed a host
 	// file's mode.
 	modes(t, func(t *testing.T, opts []Option) {
@@ -209,6 +212,7 @@ func TestMetadataCallsDoNotFollowSymlinks(t *testing.T) {
 }
 
 func TestCreateNeverWritesThroughALink(t *testing.T) {
+	t.Parallel()
 	modes(t, func(t *testing.T, opts []Option) {
 		root, outside := fixture(t)
 		os.Symlink(filepath.Join(outside, "sentinel"), filepath.Join(root, "f"))
@@ -229,6 +233,7 @@ func TestCreateNeverWritesThroughALink(t *testing.T) {
 }
 
 func TestRemoveAllNeverFollows(t *testing.T) {
+	t.Parallel()
 	modes(t, func(t *testing.T, opts []Option) {
 		root, outside := fixture(t)
 		os.MkdirAll(filepath.Join(root, "d/sub"), 0755)
@@ -256,6 +261,7 @@ func TestRemoveAllNeverFollows(t *testing.T) {
 }
 
 func TestLinkLinksTheSymlinkItself(t *testing.T) {
+	t.Parallel()
 	modes(t, func(t *testing.T, opts []Option) {
 		root, outside := fixture(t)
 		os.Symlink(filepath.Join(outside, "sentinel"), filepath.Join(root, "s"))
@@ -284,6 +290,7 @@ func TestLinkLinksTheSymlinkItself(t *testing.T) {
 }
 
 func TestOpenFileRefusesNonRegular(t *testing.T) {
+	t.Parallel()
 	modes(t, func(t *testing.T, opts []Option) {
 		root, outside := fixture(t)
 		os.WriteFile(filepath.Join(root, "passwd"), []byte("root:x:0:0"), 0644)
@@ -312,6 +319,7 @@ func TestOpenFileRefusesNonRegular(t *testing.T) {
 }
 
 func TestMknodRefusesOversizedDevices(t *testing.T) {
+	t.Parallel()
 	modes(t, func(t *testing.T, opts []Option) {
 		root, _ := fixture(t)
 		r := open(t, root, opts)
@@ -324,6 +332,7 @@ func TestMknodRefusesOversizedDevices(t *testing.T) {
 }
 
 func TestMkdirAllThroughDanglingLink(t *testing.T) {
+	t.Parallel()
 	modes(t, func(t *testing.T, opts []Option) {
 		root, outside := fixture(t)
 		os.Symlink(outside+"/made", filepath.Join(root, "d"))
@@ -343,6 +352,7 @@ func TestMkdirAllThroughDanglingLink(t *testing.T) {
 }
 
 func TestSymlinkLoop(t *testing.T) {
+	t.Parallel()
 	modes(t, func(t *testing.T, opts []Option) {
 		root, _ := fixture(t)
 		os.Symlink("l2", filepath.Join(root, "l1"))
@@ -355,6 +365,7 @@ func TestSymlinkLoop(t *testing.T) {
 }
 
 func TestParentCacheFollowsReplacement(t *testing.T) {
+	t.Parallel()
 	modes(t, func(t *testing.T, opts []Option) {
 		root, _ := fixture(t)
 		r := open(t, root, opts)
@@ -377,6 +388,7 @@ func TestParentCacheFollowsReplacement(t *testing.T) {
 }
 
 func TestChmodKeepsSpecialBits(t *testing.T) {
+	t.Parallel()
 	modes(t, func(t *testing.T, opts []Option) {
 		root, _ := fixture(t)
 		r := open(t, root, opts)
@@ -396,6 +408,7 @@ func TestChmodKeepsSpecialBits(t *testing.T) {
 }
 
 func TestFallbackMatchesOpenat2(t *testing.T) {
+	t.Parallel()
 	if !openat2Works(unix.AT_FDCWD) {
 		t.Skip("openat2 unavailable")
 	}
@@ -431,6 +444,7 @@ func TestFallbackMatchesOpenat2(t *testing.T) {
 // MoveOut moves the final component itself, never what a symbolic link
 // there points to, out of the root.
 func TestMoveOut(t *testing.T) {
+	t.Parallel()
 	for _, fallback := range []bool{false, true} {
 		base := t.TempDir()
 		root, out := filepath.Join(base, "root"), filepath.Join(base, "out")
@@ -480,6 +494,7 @@ func TestMoveOut(t *testing.T) {
 // WriteAt past the end and Truncate leave holes: the file has its logical
 // size and content, and takes a few blocks, not its size.
 func TestWriteAtLeavesHoles(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	r := open(t, root, nil)
 	f, err := r.Create("sparse", 0644)
@@ -516,6 +531,7 @@ func TestWriteAtLeavesHoles(t *testing.T) {
 }
 
 func TestCanonical(t *testing.T) {
+	t.Parallel()
 	modes(t, func(t *testing.T, opts []Option) {
 		root, _ := fixture(t)
 		os.MkdirAll(filepath.Join(root, "b/c"), 0755)
@@ -561,6 +577,7 @@ func TestCanonical(t *testing.T) {
 // the most recent one is not used through its old descriptor, and the
 // cache leaks no descriptor.
 func TestParentCacheManyDirectories(t *testing.T) {
+	// Not parallel: it counts the process's open descriptors.
 	modes(t, func(t *testing.T, opts []Option) {
 		root, outside := fixture(t)
 		before := openFDs(t)
@@ -663,6 +680,7 @@ func allModes(t *testing.T, f func(t *testing.T, opts []Option)) {
 
 // Canonical names are the same without /proc: they come from the walk.
 func TestCanonicalWithoutProc(t *testing.T) {
+	t.Parallel()
 	allModes(t, func(t *testing.T, opts []Option) {
 		root, _ := fixture(t)
 		os.MkdirAll(filepath.Join(root, "b/c"), 0755)
@@ -687,6 +705,7 @@ func TestCanonicalWithoutProc(t *testing.T) {
 // allows) symbolic links without following a final link and without
 // /proc; XattrReader reads them back the same ways.
 func TestXattrsWithoutProc(t *testing.T) {
+	t.Parallel()
 	allModes(t, func(t *testing.T, opts []Option) {
 		root, outside := fixture(t)
 		os.Mkdir(filepath.Join(root, "d"), 0755)

@@ -104,7 +104,14 @@ type Key struct {
 // GenerateKeyPair makes a key pair in a directory of its own.
 func (c *Cosign) GenerateKeyPair(t testing.TB) Key {
 	t.Helper()
-	dir := t.TempDir()
+	return c.GenerateKeyPairIn(t, t.TempDir())
+}
+
+// GenerateKeyPairIn makes a key pair in dir, an existing directory that
+// may outlive the test: key pairs a test binary's tests share (cosign
+// takes half a second to make one), in a directory its TestMain removes.
+func (c *Cosign) GenerateKeyPairIn(t testing.TB, dir string) Key {
+	t.Helper()
 	c.Run(t, dir, "generate-key-pair")
 	return Key{Private: filepath.Join(dir, "cosign.key"), Public: filepath.Join(dir, "cosign.pub")}
 }
