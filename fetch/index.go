@@ -368,7 +368,7 @@ func (s *Store) Images(ctx context.Context) ([]Image, error) {
 			s.complete(&m)
 		}
 		im := Image{Name: m.Annotations[ocispec.AnnotationRefName], Descriptor: m, Complete: true}
-		if checkDigest(m.Digest) != nil {
+		if source.CheckDigest(m.Digest) != nil {
 			// A hand-edited entry naming no valid digest: listed as it
 			// is, never as an image whose blobs are kept.
 			im.Complete = false

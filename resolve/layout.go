@@ -224,7 +224,7 @@ func (s *layoutSource) Root(ctx context.Context) (ocispec.Descriptor, error) {
 			}
 			// An entry whose digest does not parse names nothing this
 			// program will read; the name's other entries still count.
-			if _, err := parseDigest(m.Digest.String()); err != nil {
+			if err := source.CheckDigest(m.Digest); err != nil {
 				bad++
 				continue
 			}
