@@ -188,7 +188,6 @@ func (rb *rebuilder) blob(ctx context.Context, i int, w io.Writer) (*BlobResult,
 			if err := ctx.Err(); err != nil {
 				return res, errdefs.Wrap(err, errdefs.ErrCanceled, "rebuilding the blob of layer %d", i+1)
 			}
-			c := c
 			match, err = try(func(w io.Writer) error {
 				src := rb.tarReader(ctx, l.DiffID)
 				err := recipe.Recompress(ctx, c, src, w)

@@ -181,7 +181,7 @@ func TestShadowCopyFallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fd.Close()
-	if err := copyInto(int(fd.Fd()), "7", strings.NewReader("payload")); err != nil {
+	if err := copyInto(int(fd.Fd()), dir, "7", strings.NewReader("payload")); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "7")); string(b) != "payload" {

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // both runs f with O_TMPFILE and with named temporaries.
@@ -149,4 +151,43 @@ func TestCreateRefusesDirectoryNames(t *testing.T) {
 			t.Errorf("Create(%q) succeeded", p)
 		}
 	}
+}
+
+// TestCreateAt publishes through an O_PATH directory descriptor (the
+// state directory's shadow store holds only such descriptors) with the
+// same sequence as Create: the final name appears only at Commit.
+func TestCreateAt(t *testing.T) {
+	both(t, func(t *testing.T) {
+		dir := t.TempDir()
+		dirfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(dirfd)
+		for _, bad := range []string{"", ".", "..", "a/b"} {
+			if _, err := CreateAt(dirfd, dir, bad, 0o600); err == nil {
+				t.Errorf("CreateAt(%q) succeeded", bad)
+			}
+		}
+		f, err := CreateAt(dirfd, dir, "7", 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString("payload"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Lstat(filepath.Join(dir, "7")); err == nil {
+			t.Fatal("the final name exists before Commit")
+		}
+		if err := f.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "7"))
+		if err != nil || string(b) != "payload" {
+			t.Fatalf("read %q, %v", b, err)
+		}
+		if names := listDir(t, dir); len(names) != 1 {
+			t.Fatalf("dir holds %v", names)
+		}
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -586,7 +587,9 @@ func TestParentCacheManyDirectories(t *testing.T) {
 			t.Fatal(err)
 		}
 		const n = 3 * dirCacheSize
-		dir := func(i int) string { return "d" + strings.Repeat("x", i%3) + "/" + string(rune('a'+i%26)) + itoa(i) }
+		dir := func(i int) string {
+			return "d" + strings.Repeat("x", i%3) + "/" + string(rune('a'+i%26)) + strconv.Itoa(i)
+		}
 		for i := range n {
 			if err := r.MkdirAll(dir(i), 0755); err != nil {
 				t.Fatal(err)
@@ -597,7 +600,7 @@ func TestParentCacheManyDirectories(t *testing.T) {
 		for pass, step := range []int{1, 7} {
 			for k := range n {
 				i := k * step % n
-				f, err := r.Create(dir(i)+"/f"+itoa(pass), 0644)
+				f, err := r.Create(dir(i)+"/f"+strconv.Itoa(pass), 0644)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -607,7 +610,7 @@ func TestParentCacheManyDirectories(t *testing.T) {
 		}
 		for i := range n {
 			for pass := range 2 {
-				b, err := os.ReadFile(filepath.Join(root, dir(i), "f"+itoa(pass)))
+				b, err := os.ReadFile(filepath.Join(root, dir(i), "f"+strconv.Itoa(pass)))
 				if err != nil || string(b) != dir(i) {
 					t.Fatalf("%s/f%d: %q, %v", dir(i), pass, b, err)
 				}
