@@ -19,6 +19,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/mediatype"
 )
 
@@ -179,9 +180,7 @@ func TestRebuildBlob(t *testing.T) {
 // A layer from a compressor no recipe pins (GNU gzip -9: zlib) is
 // reported not reproducible, the writer receiving nothing.
 func TestRebuildBlobNotReproducible(t *testing.T) {
-	if _, err := exec.LookPath("gzip"); err != nil {
-		missing(t, "GNU gzip")
-	}
+	testutil.Tool(t, "gzip")
 	tb := tarOf(t, F("usr/share/doc/README", prose(4, 1<<20), 0644))
 	a := applyBlobs(t, []blobLayer{{ocispec.MediaTypeImageLayerGzip, tb, gnuGzip(t, tb)}})
 	l := stateOf(t, a.state).Layers[0]

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 )
 
 // What a container that owns its rootfs can do to it, and what verify and
@@ -244,7 +245,7 @@ func TestVerifyXattrs(t *testing.T) {
 	// cap_net_raw+ep, as setcap writes it (VFS_CAP_REVISION_2).
 	capv := []byte{0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 	if err := unix.Lsetxattr(filepath.Join(a.target, "bin/ping"), "security.capability", capv, 0); err != nil {
-		missing(t, err)
+		testutil.Missing(t, "security.capability: %v", err)
 	}
 	unix.Lsetxattr(filepath.Join(a.target, "bin/cap"), "user.kept", []byte("w"), 0)
 	unix.Lremovexattr(filepath.Join(a.target, "d"), "user.dir")

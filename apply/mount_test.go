@@ -15,6 +15,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/fsroot"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 )
 
 const mountNSEnv = "OCIFETCH_APPLY_MOUNTNS_CHILD"
@@ -38,7 +39,7 @@ func inMountNS(t *testing.T) bool {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		if strings.Contains(string(out), "operation not permitted") {
-			missing(t, "no mount namespace: "+string(out))
+			testutil.Missing(t, "no mount namespace: %s", out)
 		}
 		t.Fatalf("in a mount namespace: %v\n%s", err, out)
 	}

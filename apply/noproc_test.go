@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ocifetch/ocifetch/apply/internal/treecmp"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 )
 
 const noProcChildEnv = "OCIFETCH_APPLY_NOPROC_CHILD"
@@ -99,7 +100,7 @@ func TestWithoutProc(t *testing.T) {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		if strings.Contains(stderr.String(), "operation not permitted") {
-			missing(t, "no mount namespace: "+stderr.String())
+			testutil.Missing(t, "no mount namespace: %s", stderr.String())
 		}
 		t.Fatalf("child: %v\n%s%s", err, stdout.String(), stderr.String())
 	}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 )
 
 // A hole accounted for by zeros gives the digest of the zeros written,
@@ -47,7 +48,7 @@ func testdataTar(t *testing.T, name string) []byte {
 	t.Helper()
 	b, _, err := decodeTar(filepath.Join(goroot(), "src/archive/tar/testdata", name))
 	if err != nil {
-		missing(t, err)
+		testutil.Missing(t, "Go's tar testdata: %v", err)
 	}
 	return b
 }

@@ -15,6 +15,7 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/apply/internal/treecmp"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 )
 
 // The same layers unpacked by umoci and by Apply make the same tree. A
@@ -58,10 +59,7 @@ func TestSameTreeAsUmoci(t *testing.T) {
 // and returns umoci's tree and the same layers for Apply.
 func umociUnpack(t *testing.T, ls [][]e) (string, []Layer) {
 	t.Helper()
-	umoci, err := exec.LookPath("umoci")
-	if err != nil {
-		missing(t, "umoci not installed")
-	}
+	umoci := testutil.Tool(t, "umoci")
 	base := t.TempDir()
 	layout := filepath.Join(base, "layout")
 	var descs []v1.Descriptor

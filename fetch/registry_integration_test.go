@@ -36,6 +36,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/fetch"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/internal/testutil/faultproxy"
 	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
@@ -302,20 +303,6 @@ func parseRange(t *testing.T, h string) (start, end int64) {
 	return start, end
 }
 
-// requireTool finds an external tool, skipping the (sub)test without it,
-// or failing it when $CI is set: CI must not pass by skipping.
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required when CI is set: %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
-}
-
 // A multi-layer image from a token-auth registry lands in the store
 // exactly as pushed, under its reference, readable by skopeo and umoci.
 func TestRegistryPullWithTokenAuth(t *testing.T) {
@@ -358,7 +345,7 @@ func TestRegistryPullWithTokenAuth(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	t.Run("skopeo", func(t *testing.T) {
-		skopeo := requireTool(t, "skopeo")
+		skopeo := testutil.Tool(t, "skopeo")
 		out, err := exec.CommandContext(ctx, skopeo, "inspect", "oci:"+s.Dir()+":"+name).CombinedOutput()
 		if err != nil {
 			t.Fatalf("skopeo inspect: %v\n%s", err, out)
@@ -385,7 +372,7 @@ func TestRegistryPullWithTokenAuth(t *testing.T) {
 		}
 	})
 	t.Run("umoci", func(t *testing.T) {
-		umoci := requireTool(t, "umoci")
+		umoci := testutil.Tool(t, "umoci")
 		out, err := exec.CommandContext(ctx, umoci, "stat", "--json", "--image", s.Dir()+":"+name).CombinedOutput()
 		if err != nil {
 			t.Fatalf("umoci stat: %v\n%s", err, out)

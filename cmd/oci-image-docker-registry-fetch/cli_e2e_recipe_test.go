@@ -39,25 +39,12 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/apply"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/internal/testutil/faultproxy"
 	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 	"github.com/ocifetch/ocifetch/mediatype"
 )
-
-// needTool finds an external tool: without it the test skips, or fails
-// when $CI is set (CI installs every tool; it must not pass by skipping).
-func needTool(t *testing.T, tool string) string {
-	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required when CI is set: %v", tool, err)
-		}
-		t.Skipf("%s not installed", tool)
-	}
-	return p
-}
 
 // runTool runs a command, failing the test with its output.
 func runTool(t *testing.T, dir, tool string, args ...string) string {
@@ -258,7 +245,7 @@ func TestCLIE2ERebuildCompressedRealProducers(t *testing.T) {
 	goFlate1 := "gzip go-flate go1.26.8 level 1 (mtime 0, os 255)"
 
 	t.Run("crane", func(t *testing.T) {
-		crane := needTool(t, "crane")
+		crane := testutil.Tool(t, "crane")
 		base, ref := reg.Host+"/crane/app:1", reg.Host+"/crane/app:2"
 		runTool(t, work, crane, "append", "--insecure", "--oci-empty-base", "-f", "a.tar", "-t", base)
 		runTool(t, work, crane, "append", "--insecure", "-b", base, "-f", "b.tar", "-t", ref)
@@ -379,7 +366,7 @@ func TestCLIE2ERebuildCompressedRealProducers(t *testing.T) {
 		}
 	})
 	t.Run("umoci and skopeo", func(t *testing.T) {
-		umoci, skopeo := needTool(t, "umoci"), needTool(t, "skopeo")
+		umoci, skopeo := testutil.Tool(t, "umoci"), testutil.Tool(t, "skopeo")
 		lay := filepath.Join(work, "umoci-layout")
 		runTool(t, work, umoci, "init", "--layout", lay)
 		runTool(t, work, umoci, "new", "--image", lay+":t")
@@ -421,7 +408,7 @@ func TestCLIE2ERebuildCompressedRealProducers(t *testing.T) {
 		}
 	})
 	t.Run("GNU gzip -9", func(t *testing.T) {
-		gz := needTool(t, "gzip")
+		gz := testutil.Tool(t, "gzip")
 		cmd := exec.Command(gz, "-9", "-c", filepath.Join(work, "b.tar"))
 		blob, err := cmd.Output()
 		if err != nil {
@@ -562,8 +549,8 @@ func TestCLIE2EKeepBlobsFalseCutConnection(t *testing.T) {
 // writing; a pull fetches the blobs from the registry again.
 func TestCLIE2EGCUnpackedRebuildSkopeoCopy(t *testing.T) {
 	t.Parallel()
-	skopeo := needTool(t, "skopeo")
-	gz := needTool(t, "gzip")
+	skopeo := testutil.Tool(t, "skopeo")
+	gz := testutil.Tool(t, "gzip")
 	reg, reg2 := testregistry.Start(t), testregistry.Start(t)
 	src := filepath.Join(goroot(t), "src")
 	work := t.TempDir()

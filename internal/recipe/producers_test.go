@@ -140,7 +140,7 @@ func TestGoContainerregistryLayers(t *testing.T) {
 // a tarball.
 func TestCraneAppend(t *testing.T) {
 	t.Parallel()
-	crane := requireTool(t, "crane")
+	crane := testutil.Tool(t, "crane")
 	dir := t.TempDir()
 	layer := filepath.Join(dir, "layer.tar")
 	if err := os.WriteFile(layer, goSrcTar(t, testutil.Scale("encoding", "encoding/xml")), 0o644); err != nil {
@@ -368,7 +368,7 @@ func umociImage(t *testing.T, umoci, dir string, trees ...string) []ocispec.Desc
 // layer within one block and one of many blocks.
 func TestUmociLayers(t *testing.T) {
 	t.Parallel()
-	umoci := requireTool(t, "umoci")
+	umoci := testutil.Tool(t, "umoci")
 	goroot := goEnv(t, "GOROOT")
 	dir := t.TempDir()
 	layers := umociImage(t, umoci, dir, filepath.Join(goroot, "src/encoding/csv"), filepath.Join(goroot, "src", testutil.Scale("encoding", "encoding/xml")))
@@ -392,8 +392,8 @@ func TestUmociLayers(t *testing.T) {
 // pgzip's default 1 MiB blocks at the default level.
 func TestSkopeoRecompressed(t *testing.T) {
 	t.Parallel()
-	skopeo := requireTool(t, "skopeo")
-	umoci := requireTool(t, "umoci")
+	skopeo := testutil.Tool(t, "skopeo")
+	umoci := testutil.Tool(t, "umoci")
 	goroot := goEnv(t, "GOROOT")
 	dir := t.TempDir()
 	umociImage(t, umoci, dir, filepath.Join(goroot, "src", testutil.Scale("encoding", "encoding/xml")), filepath.Join(goroot, "src", testutil.Scale("net/http", "compress/flate")))
@@ -431,7 +431,7 @@ func TestSkopeoRecompressed(t *testing.T) {
 // none.
 func TestGNUGzipNotReproducible(t *testing.T) {
 	t.Parallel()
-	gzipTool := requireTool(t, "gzip")
+	gzipTool := testutil.Tool(t, "gzip")
 	layer := goSrcTar(t, testutil.Scale("encoding", "encoding/xml"))
 	for _, level := range testutil.First([]string{"-6", "-9", "-1"}, 1) {
 		t.Run(level, func(t *testing.T) {
