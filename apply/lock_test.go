@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ocifetch/ocifetch/apply/internal/treecmp"
 	"github.com/ocifetch/ocifetch/errdefs"
 )
@@ -121,5 +123,39 @@ func TestRebuildHoldsTheTarget(t *testing.T) {
 	}
 	if !bytes.Equal(w.buf.Bytes(), a.tars[0]) {
 		t.Error("rebuilt layer differs")
+	}
+}
+
+// A lock is released when its holder is done, even while a copy of its
+// descriptor lives on: the copy a child process holds between fork and
+// exec (any goroutine of the program may be starting one). Before,
+// release only closed the descriptor, which leaves a flock held by any
+// copy: a Rebuild or Verify right after an Apply failed now and then with
+// "in use by another process", naming this process.
+func TestReleaseDespiteDescriptorCopies(t *testing.T) {
+	t.Parallel()
+	a := mustApplyRecorded(t, [][]byte{tarOf(t, F("a", "a", 0644))})
+	target, err := lockTarget(a.target, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, _, err := lockState(a.state, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range []uintptr{target.f.Fd(), state.f.Fd()} {
+		dup, err := unix.Dup(int(fd)) // what a forked child holds
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(dup)
+	}
+	target.release()
+	state.release()
+	if _, err := Verify(context.Background(), a.state, a.target); err != nil {
+		t.Fatalf("Verify after the locks were released: %v", err)
+	}
+	if err := CheckTarget(a.target, a.state); err != nil && errdefs.Is(err, errdefs.ErrBusy) {
+		t.Fatalf("CheckTarget: %v", err)
 	}
 }
