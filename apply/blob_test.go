@@ -119,8 +119,11 @@ func stateOf(t *testing.T, dir string) *State {
 // probe's prefix (candidates, confirmed only by recompressing the whole
 // layer) and smaller (confirmed while applying).
 func TestRebuildBlob(t *testing.T) {
-	big := tarOf(t, D("etc", 0755), F("etc/big.txt", prose(1, 3<<20), 0644), F("etc/small", "x", 0644))
-	upper := tarOf(t, F("etc/big.txt", prose(2, 2<<20), 0600), W("etc", "small"), F("etc/tiny", prose(3, 9000), 0644))
+	t.Parallel()
+	// Both big layers pass the probe's 1 MiB prefix (a candidate, not a
+	// confirmation, after apply); the short tier only just.
+	big := tarOf(t, D("etc", 0755), F("etc/big.txt", prose(1, testutil.Scale(3<<20, 5<<18)), 0644), F("etc/small", "x", 0644))
+	upper := tarOf(t, F("etc/big.txt", prose(2, testutil.Scale(2<<20, 9<<17)), 0600), W("etc", "small"), F("etc/tiny", prose(3, 9000), 0644))
 	tiny := tarOf(t, F("etc/motd", "hello\n", 0644))
 	plain := tarOf(t, F("etc/issue", "Debian\n", 0644))
 	ls := []blobLayer{
@@ -180,6 +183,7 @@ func TestRebuildBlob(t *testing.T) {
 // A layer from a compressor no recipe pins (GNU gzip -9: zlib) is
 // reported not reproducible, the writer receiving nothing.
 func TestRebuildBlobNotReproducible(t *testing.T) {
+	t.Parallel()
 	testutil.Tool(t, "gzip")
 	tb := tarOf(t, F("usr/share/doc/README", prose(4, 1<<20), 0644))
 	a := applyBlobs(t, []blobLayer{{ocispec.MediaTypeImageLayerGzip, tb, gnuGzip(t, tb)}})
@@ -206,7 +210,9 @@ func TestRebuildBlobNotReproducible(t *testing.T) {
 // wrong candidate would be) and a tree that changed both end in an
 // error, and the writer receives nothing: no wrong blob is ever written.
 func TestRebuildBlobNeverWrong(t *testing.T) {
-	tb := tarOf(t, F("etc/app.conf", prose(5, 2<<20), 0644))
+	t.Parallel()
+	size := testutil.Scale(2<<20, 5<<18)
+	tb := tarOf(t, F("etc/app.conf", prose(5, size), 0644))
 	gzBlob := stdGzip(t, tb)
 	a := applyBlobs(t, []blobLayer{{ocispec.MediaTypeImageLayerGzip, tb, gzBlob}})
 
@@ -234,7 +240,7 @@ func TestRebuildBlobNeverWrong(t *testing.T) {
 		t.Fatalf("second candidate: %v, %d bytes", err, out.Len())
 	}
 
-	if err := os.WriteFile(filepath.Join(a.target, "etc/app.conf"), []byte(prose(6, 2<<20)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(a.target, "etc/app.conf"), []byte(prose(6, size)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out.Reset()
@@ -257,8 +263,10 @@ func TestRebuildBlobNeverWrong(t *testing.T) {
 // compaction (the files still beside the pack) is read from the files
 // and finished by the next one.
 func TestCompactShadow(t *testing.T) {
+	t.Parallel()
+	bigSize := testutil.Scale(6<<20, memCopyMax+1<<19)
 	base := tarOf(t, D("srv", 0755),
-		F("srv/big", prose(7, 6<<20), 0644), // past memCopyMax: a private temporary file
+		F("srv/big", prose(7, bigSize), 0644), // past memCopyMax: a private temporary file
 		F("srv/medium", prose(8, 100<<10), 0644),
 		F("srv/small", "tiny\n", 0644),
 		F("srv/gone", prose(9, 64<<10), 0644),
@@ -266,6 +274,7 @@ func TestCompactShadow(t *testing.T) {
 	upper := tarOf(t, F("srv/big", "replaced\n", 0644), F("srv/medium", "replaced\n", 0644), F("srv/small", "replaced\n", 0644), W("srv", "gone"))
 	for _, viaApply := range []bool{false, true} {
 		t.Run(fmt.Sprintf("apply=%v", viaApply), func(t *testing.T) {
+			t.Parallel()
 			var opts []Option
 			if viaApply {
 				opts = append(opts, WithCompactShadow())
@@ -316,7 +325,7 @@ func TestCompactShadow(t *testing.T) {
 
 			// An interrupted compaction: a file beside the pack.
 			pos := firstShadowed(t, a, base)
-			payload := prose(7, 6<<20)
+			payload := prose(7, bigSize)
 			if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(pos)), []byte(payload), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -371,6 +380,7 @@ func firstShadowed(t *testing.T, a applied, tb []byte) int {
 // of layers whose recipe was never recorded, are read as they are: their
 // compressed blobs are not reproducible, their tar layers are.
 func TestStateWithoutRecipes(t *testing.T) {
+	t.Parallel()
 	tb := tarOf(t, F("a", prose(11, 300<<10), 0644))
 	gzb := stdGzip(t, tb)
 	a := applyBlobs(t, []blobLayer{{ocispec.MediaTypeImageLayerGzip, tb, gzb}, {ocispec.MediaTypeImageLayer, tb, tb}})

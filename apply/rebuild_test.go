@@ -363,7 +363,7 @@ var unappliable = map[string]struct {
 }
 
 // Every tar of Go's and tar-split's testdata is applied as a layer and
-// rebuilt bit for bit: GNU, PAX, old GNU and PAX 0.0, 0.1 and 1.0 sparse
+// rebuilt bit for bit, by Rebuild and by stock tar-split (checkStock): GNU, PAX, old GNU and PAX 0.0, 0.1 and 1.0 sparse
 // files, star, v7, xattrs, long names and links, non-UTF-8 names, missing
 // and extra end-of-archive blocks; or, if unappliable names it, refused
 // for the reason it states. An archive found in both directories, byte
@@ -372,12 +372,15 @@ func TestRebuildTestdata(t *testing.T) {
 	t.Parallel()
 	dirs := testdataDirs()
 	var mu sync.Mutex // the counts, kept by parallel subtests
-	applied, refused := 0, 0
+	applied, refused, stock := 0, 0, 0
 	var reasons []string
 	t.Cleanup(func() { // once every subtest is done
 		t.Logf("%d archives applied and rebuilt, %d refused as no layer:\n%s", applied, refused, strings.Join(reasons, "\n"))
 		if applied < 35 { // 38 distinct ones in Go 1.26's and tar-split v0.12's testdata
 			t.Errorf("only %d archives applied", applied)
+		}
+		if stock < 30 {
+			t.Errorf("only %d archives reassembled by stock tar-split", stock)
 		}
 	})
 	files, seen := map[digest.Digest]string{}, map[digest.Digest]string{}
@@ -414,12 +417,17 @@ func TestRebuildTestdata(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				mu.Lock()
-				applied++
-				mu.Unlock()
 				sparseOnDisk(t, a.target)
 				a.checkRebuilds(t)
 				a.noDrift(t)
+				// The same tree serves TestStockTarSplitReassembles' check.
+				byStock := checkStock(t, a, b)
+				mu.Lock()
+				applied++
+				if byStock {
+					stock++
+				}
+				mu.Unlock()
 			})
 		}
 	}
