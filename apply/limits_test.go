@@ -34,6 +34,7 @@ func TestMaxLayerBytes(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			dir := t.TempDir()
 			target := filepath.Join(dir, "rootfs")
 			os.Mkdir(target, 0755)
@@ -63,6 +64,7 @@ func TestMaxLayerBytes(t *testing.T) {
 		})
 	}
 	t.Run("total", func(t *testing.T) {
+		t.Parallel()
 		l1, l2 := blob(t, mtGzip, tb), blob(t, mtZstd, bomb)
 		for _, c := range []struct {
 			limit int64
