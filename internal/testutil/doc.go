@@ -1,7 +1,9 @@
 // Package testutil is the code only tests use, kept apart from the
 // production packages under internal/ so a reader can tell the two at a
-// glance. Itself it holds the two test tiers' one rule (Scale); its
-// subpackages hold the rest:
+// glance. Itself it holds the two test tiers' one rule (Scale, First),
+// the one way to treat an absent tool (Missing, Tool: a skip locally, a
+// failure in CI), and the check that the docs cite only tests that exist;
+// its subpackages hold the rest:
 //
 //	testregistry  a real distribution registry process, token server and proxy
 //	testimage     image builders: layers, layouts, archives, pushed images
