@@ -98,12 +98,13 @@ type errReader struct{ err error }
 
 func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 
-// Go's and GNU's readers accept tars cut after the last entry's payload:
-// without end-of-archive blocks, or even without the last padding.
-func TestTarWithoutEnd(t *testing.T) {
-	t.Parallel()
-	full := tarOf(t, F("a", "aaa", 0644), F("b", strings.Repeat("b", 100), 0600))
-	cases := map[string][]byte{
+// tarsWithoutEnd returns a tar of two files, full, and the same tar cut
+// after the last entry's payload as Go's and GNU's readers accept it
+// (without end-of-archive blocks, or even without the last padding), or
+// with something after its end.
+func tarsWithoutEnd(t testing.TB) (full []byte, cases map[string][]byte) {
+	full = tarOf(t, F("a", "aaa", 0644), F("b", strings.Repeat("b", 100), 0600))
+	return full, map[string][]byte{
 		"no end-of-archive blocks":   full[:len(full)-1024],
 		"one end-of-archive block":   full[:len(full)-512],
 		"no padding after last file": full[:len(full)-1024-412],
@@ -111,6 +112,13 @@ func TestTarWithoutEnd(t *testing.T) {
 		"extra zeros after the end":  append(append([]byte{}, full...), make([]byte, 10240)...),
 		"garbage after the end":      append(append([]byte{}, full...), "trailing garbage"...),
 	}
+}
+
+// Go's and GNU's readers accept tars cut after the last entry's payload:
+// without end-of-archive blocks, or even without the last padding.
+func TestTarWithoutEnd(t *testing.T) {
+	t.Parallel()
+	full, cases := tarsWithoutEnd(t)
 	for name, b := range cases {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -42,21 +42,12 @@ func blockingLayer(l Layer) (Layer, chan struct{}, chan struct{}) {
 // and wiped the tree under it, which the first then recorded complete.
 func TestApplyBusy(t *testing.T) {
 	t.Parallel()
-	l0 := tarOf(t, D("etc", 0755), F("etc/a", "a", 0644), F("etc/b", "b", 0644))
-	l1 := tarOf(t, F("etc/c", "c", 0644))
 	dir := t.TempDir()
-	target := filepath.Join(dir, "rootfs")
-	state := DefaultStateDir(target)
-	held, opened, release := blockingLayer(blob(t, mtTar, l1))
-	done := make(chan error, 1)
-	go func() {
-		_, err := Apply(context.Background(), target, []Layer{blob(t, mtTar, l0), held}, WithStateDir(state))
-		done <- err
-	}()
-	<-opened // layer 1 applied, layer 2 held mid-apply
+	h := startHeldApply(t, filepath.Join(dir, "rootfs"), 1) // layer 1 applied, layer 2 held mid-apply
+	target, state := h.a.target, h.a.state
 	before := treecmpWalk(t, dir)
 	start := time.Now()
-	_, err := Apply(context.Background(), target, []Layer{blob(t, mtTar, l0)}, WithStateDir(state))
+	_, err := Apply(context.Background(), target, []Layer{blob(t, mtTar, h.a.tars[0])}, WithStateDir(state))
 	wantKind(t, err, errdefs.ErrBusy)
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("busy after %v, not at once", d)
@@ -69,14 +60,49 @@ func TestApplyBusy(t *testing.T) {
 	if diffs := treecmp.Diff(treecmpWalk(t, dir), before, treecmp.Options{}); len(diffs) > 0 {
 		t.Errorf("the busy apply touched the tree or the state: %v", diffs)
 	}
-	close(release)
-	if err := <-done; err != nil {
+	h.finish(t)
+}
+
+// heldApply is an Apply of two layers (etc/a and etc/b, then etc/c)
+// running in a goroutine of its own, held at the start of one layer
+// until finish.
+type heldApply struct {
+	a       applied
+	release chan struct{}
+	done    chan error
+}
+
+// startHeldApply starts the Apply into target (with its default state
+// directory) and returns once it holds layer held (0 or 1) open.
+func startHeldApply(t *testing.T, target string, held int) *heldApply {
+	t.Helper()
+	h := &heldApply{a: applied{target: target, state: DefaultStateDir(target), tars: [][]byte{
+		tarOf(t, D("etc", 0755), F("etc/a", "a", 0644), F("etc/b", "b", 0644)),
+		tarOf(t, F("etc/c", "c", 0644)),
+	}}, done: make(chan error, 1)}
+	ls := []Layer{blob(t, mtTar, h.a.tars[0]), blob(t, mtTar, h.a.tars[1])}
+	var opened chan struct{}
+	ls[held], opened, h.release = blockingLayer(ls[held])
+	go func() {
+		_, err := Apply(context.Background(), target, ls, WithStateDir(h.a.state))
+		h.done <- err
+	}()
+	<-opened
+	return h
+}
+
+// finish lets the held Apply go on and checks that it completed as if
+// nothing had happened meanwhile: the tree of both layers, clean, each
+// layer rebuilding bit for bit.
+func (h *heldApply) finish(t *testing.T) {
+	t.Helper()
+	close(h.release)
+	if err := <-h.done; err != nil {
 		t.Fatal(err)
 	}
-	a := applied{target: target, state: state, tars: [][]byte{l0, l1}}
-	a.noDrift(t)
-	a.checkRebuilds(t)
-	checkTree(t, target, `
+	h.a.noDrift(t)
+	h.a.checkRebuilds(t)
+	checkTree(t, h.a.target, `
 		dir etc 0755
 		file etc/a content=a
 		file etc/b content=b

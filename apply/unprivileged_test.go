@@ -54,6 +54,22 @@ func TestUnprivilegedChild(t *testing.T) {
 	json.NewEncoder(os.Stdout).Encode(out)
 }
 
+// unprivilegedExe makes a directory everyone may read (t.TempDir's
+// parents may not be) holding a copy of the test binary, for a child
+// process run as nobody.
+func unprivilegedExe(t *testing.T) (dir, exe string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "apply-unpriv-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0755)
+	exe = filepath.Join(dir, "apply.test")
+	copyFile(t, os.Args[0], exe, 0755)
+	return dir, exe
+}
+
 // An unprivileged apply of layers with root-owned entries, mode-000 files
 // and directories, and a device: it succeeds, everything belongs to the
 // caller, the device is left out with a warning, and directories of a lower
@@ -63,14 +79,7 @@ func TestUnprivileged(t *testing.T) {
 	t.Parallel()
 	requireRoot(t)
 	// A world-readable copy of the test binary and the layers.
-	dir, err := os.MkdirTemp("", "apply-unpriv-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0755)
-	exe := filepath.Join(dir, "apply.test")
-	copyFile(t, os.Args[0], exe, 0755)
+	dir, exe := unprivilegedExe(t)
 	l1 := tarOf(t,
 		D("etc", 0755), F("etc/shadow", "secret", 0).owner(0, 42), F("etc/suid", "", 04755),
 		D("locked", 0), F("locked/f", "x", 0644), D("locked/sub", 0555), F("locked/sub/g", "", 0644),
@@ -227,14 +236,7 @@ func TestUnprivilegedRebuildChild(t *testing.T) {
 func TestUnprivilegedRebuild(t *testing.T) {
 	t.Parallel()
 	requireRoot(t)
-	dir, err := os.MkdirTemp("", "apply-unpriv-rebuild-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0755)
-	exe := filepath.Join(dir, "apply.test")
-	copyFile(t, os.Args[0], exe, 0755)
+	dir, exe := unprivilegedExe(t)
 	l0 := tarOf(t,
 		D("etc", 0755), F("etc/shadow", "secret", 0).owner(0, 42), F("etc/passwd", "root", 0644),
 		D("locked", 0), F("locked/f", "x", 0), F("locked/g", "g", 0644), D("locked/sub", 0), F("locked/sub/h", "h", 0),
