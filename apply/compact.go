@@ -61,22 +61,38 @@ type CompactReport struct {
 // then are the files it holds removed: an interrupted compaction leaves
 // both, the files are read, and the next compaction finishes the job.
 func CompactShadow(ctx context.Context, stateDir string) (*CompactReport, error) {
-	l, _, err := lockState(stateDir, true, false)
-	if err != nil {
-		if hasKind(err) {
-			return nil, err
-		}
-		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "locking the state directory %s", stateDir)
-	}
-	defer l.release()
-	st, err := Status(stateDir)
+	l, _, err := lockCompleteState(stateDir)
 	if err != nil {
 		return nil, err
 	}
-	if st.Status != StatusComplete {
-		return nil, errdefs.New(errdefs.ErrInvalidArgument, "the apply recorded in %s did not complete (status %q)", stateDir, st.Status)
-	}
+	defer l.release()
 	return compactShadow(ctx, stateDir)
+}
+
+// lockCompleteState takes the lock of stateDir exclusively and reads its
+// state, which must be complete: what changes a complete state
+// (Confirm's recipes, CompactShadow's packs) needs. The caller releases
+// the lock.
+func lockCompleteState(stateDir string) (*stateLock, *State, error) {
+	l, _, err := lockState(stateDir, true, false)
+	if err != nil {
+		if hasKind(err) {
+			return nil, nil, err
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil, errdefs.Wrap(err, errdefs.ErrNotFound, "no apply state in %s", stateDir)
+		}
+		return nil, nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "locking the state directory %s", stateDir)
+	}
+	st, err := Status(stateDir)
+	if err == nil && st.Status != StatusComplete {
+		err = errdefs.New(errdefs.ErrInvalidArgument, "the apply recorded in %s did not complete (status %q)", stateDir, st.Status)
+	}
+	if err != nil {
+		l.release()
+		return nil, nil, err
+	}
+	return l, st, nil
 }
 
 // compactShadow is CompactShadow for a caller that holds the lock.

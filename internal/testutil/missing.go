@@ -28,3 +28,15 @@ func Tool(t testing.TB, name string) string {
 	}
 	return p
 }
+
+// Executable says why p is not a file this process may run, or nil.
+func Executable(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%s is not an executable file", p)
+	}
+	return nil
+}

@@ -38,7 +38,7 @@ const Install = "GOFLAGS= go install github.com/sigstore/cosign/v2/cmd/cosign@v2
 // $(go env GOBIN)/cosign and $(go env GOPATH)/bin/cosign.
 func Binary() (string, error) {
 	if p := os.Getenv(EnvBinary); p != "" {
-		return p, checkExecutable(p)
+		return p, testutil.Executable(p)
 	}
 	if p, err := exec.LookPath("cosign"); err == nil {
 		return p, nil
@@ -56,24 +56,13 @@ func Binary() (string, error) {
 			}
 		}
 		for _, c := range cands {
-			if checkExecutable(c) == nil {
+			if testutil.Executable(c) == nil {
 				return c, nil
 			}
 			looked = append(looked, c)
 		}
 	}
 	return "", fmt.Errorf("no cosign binary; looked at %s (install it with `%s`, or set $%s)", strings.Join(looked, ", "), Install, EnvBinary)
-}
-
-func checkExecutable(p string) error {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-		return fmt.Errorf("%s is not an executable file", p)
-	}
-	return nil
 }
 
 // Cosign runs one cosign binary in a private home directory.

@@ -91,7 +91,7 @@ const (
 // puts it. The error names every place it looked.
 func Binary() (string, error) {
 	if p := os.Getenv(EnvBinary); p != "" {
-		if err := checkExecutable(p); err != nil {
+		if err := testutil.Executable(p); err != nil {
 			return "", fmt.Errorf("registry binary from $%s: %w", EnvBinary, err)
 		}
 		return p, nil
@@ -110,7 +110,7 @@ func Binary() (string, error) {
 		looked = append(looked, "$(go env GOPATH)/bin/registry (`go env` failed)")
 	}
 	for _, p := range candidates {
-		if checkExecutable(p) == nil {
+		if testutil.Executable(p) == nil {
 			return p, nil
 		}
 		looked = append(looked, p)
@@ -140,17 +140,6 @@ func goInstallDirs() []string {
 		}
 	}
 	return dirs
-}
-
-func checkExecutable(p string) error {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-		return fmt.Errorf("%s is not an executable file", p)
-	}
-	return nil
 }
 
 // config collects what the options ask for.
