@@ -123,16 +123,8 @@ func TestSparseContent(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			b := testdataTar(t, name)
 			a := mustApplyRecorded(t, [][]byte{b})
-			tr := gotar.NewReader(bytes.NewReader(b))
 			sparse := 0
-			for {
-				h, err := tr.Next()
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
+			for h, tr := range testutil.TarEntries(t, bytes.NewReader(b)) {
 				if h.Typeflag != gotar.TypeReg && h.Typeflag != gotar.TypeGNUSparse {
 					continue
 				}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ocifetch/ocifetch/internal/testutil"
 )
 
 // TestManyFilesImageHasWhiteoutsAndOpaqueDirs builds image a from a small
@@ -46,15 +48,7 @@ func TestManyFilesImageHasWhiteoutsAndOpaqueDirs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr := tar.NewReader(f)
-		for {
-			h, err := tr.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+		for h, tr := range testutil.TarEntries(t, f) {
 			name := strings.TrimSuffix(h.Name, "/")
 			if parent := path.Dir(name); parent != "." && !exists[parent] && !strings.HasPrefix(treePrefix, parent) {
 				t.Errorf("layer %d: %s comes before its parent", i, name)

@@ -194,15 +194,7 @@ func TestGoContainerregistryTestdata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for h, tr := range testutil.TarEntries(t, f) {
 		if strings.HasSuffix(h.Name, ".tar.gz") {
 			b, _ := io.ReadAll(tr)
 			gz = append(gz, b)
