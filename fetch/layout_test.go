@@ -25,6 +25,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/fetch"
 	"github.com/ocifetch/ocifetch/internal/testutil/faultproxy"
+	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 	"github.com/ocifetch/ocifetch/resolve"
 )
 
@@ -55,16 +56,7 @@ func resolvedFromImage(t *testing.T, img v1.Image) (*resolve.Resolved, *blobServ
 	srv := newBlobServer(t)
 	var ls []resolve.Layer
 	for i, l := range layers {
-		rc, err := l.Compressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv.add(b)
+		srv.add(testimage.LayerBytes(t, l))
 		ls = append(ls, resolve.Layer{Descriptor: m.Layers[i], DiffID: image.RootFS.DiffIDs[i]})
 	}
 	mt := string(must1(img.MediaType()))

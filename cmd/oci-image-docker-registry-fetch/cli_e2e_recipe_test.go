@@ -11,7 +11,6 @@ package main
 // skopeo copy give the same manifest digest in a second registry.
 
 import (
-	"archive/tar"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -67,49 +66,13 @@ func goroot(t *testing.T) string {
 // named under prefix, and returns its bytes.
 func treeTarFile(t *testing.T, dir, prefix, file string) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+	b := testimage.TreeTar(t, dir, prefix)
+	if file != "" {
+		if err := os.WriteFile(file, b, 0o644); err != nil {
+			t.Fatal(err)
 		}
-		fi, err := d.Info()
-		if err != nil || !fi.Mode().IsRegular() && !fi.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		h, err := tar.FileInfoHeader(fi, "")
-		if err != nil {
-			return err
-		}
-		h.Name = filepath.ToSlash(filepath.Join(prefix, rel))
-		if fi.IsDir() {
-			h.Name += "/"
-		}
-		h.Uname, h.Gname = "", ""
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if fi.Mode().IsRegular() {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			_, err = tw.Write(b)
-			return err
-		}
-		return nil
-	})
-	if err == nil {
-		err = tw.Close()
 	}
-	if err == nil && file != "" {
-		err = os.WriteFile(file, buf.Bytes(), 0o644)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return b
 }
 
 func sha256File(t *testing.T, p string) digest.Digest {

@@ -1,12 +1,10 @@
 package recipe
 
 import (
-	"archive/tar"
 	"bytes"
 	stdgzip "compress/gzip"
 	"encoding/json"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +16,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/internal/testutil"
+	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 )
 
 // Layers from real producers, each rebuilt byte for byte from its
@@ -30,57 +29,9 @@ func goEnv(t *testing.T, name string) string {
 	return strings.TrimSpace(string(runCmd(t, "", "go", "env", name)))
 }
 
-// treeTar returns a tar of the files under dir (a real tree: source
-// files of the Go distribution), named under prefix.
-func treeTar(t *testing.T, dir, prefix string) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if !fi.Mode().IsRegular() && !fi.IsDir() {
-			return nil
-		}
-		rel, _ := filepath.Rel(dir, p)
-		hdr, err := tar.FileInfoHeader(fi, "")
-		if err != nil {
-			return err
-		}
-		hdr.Name = filepath.ToSlash(filepath.Join(prefix, rel))
-		if fi.IsDir() {
-			hdr.Name += "/"
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if fi.Mode().IsRegular() {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			_, err = tw.Write(b)
-			return err
-		}
-		return nil
-	})
-	if err == nil {
-		err = tw.Close()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
 // goSrcTar is a tar of GOROOT/src/NAME.
 func goSrcTar(t *testing.T, name string) []byte {
-	return treeTar(t, filepath.Join(goEnv(t, "GOROOT"), "src", name), "usr/local/go/src/"+name)
+	return testimage.TreeTar(t, filepath.Join(goEnv(t, "GOROOT"), "src", name), "usr/local/go/src/"+name)
 }
 
 // ggcrDir is go-containerregistry's module directory, at the version
@@ -98,16 +49,7 @@ func ggcrCompressed(t *testing.T, layer []byte, opts ...tarball.LayerOption) []b
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, err := l.Compressed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return testimage.LayerBytes(t, l)
 }
 
 // go-containerregistry (the library crane pushes with)
@@ -156,15 +98,7 @@ func TestCraneAppend(t *testing.T) {
 	if err != nil || len(layers) != 1 {
 		t.Fatalf("%d layers, %v", len(layers), err)
 	}
-	rc, err := layers[0].Compressed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	blob, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	blob := testimage.LayerBytes(t, layers[0])
 	if got, want := assertReproduces(t, blob).String(), "gzip go-flate go1.26.8 level 1 (mtime 0, os 255)"; got != want {
 		t.Errorf("recipe %s, want %s", got, want)
 	}
@@ -251,16 +185,7 @@ func TestGoContainerregistryTestdata(t *testing.T) {
 				t.Fatalf("%d layers, %v", len(layers), err)
 			}
 			for _, l := range layers {
-				rc, err := l.Compressed()
-				if err != nil {
-					t.Fatal(err)
-				}
-				b, err := io.ReadAll(rc)
-				rc.Close()
-				if err != nil {
-					t.Fatal(err)
-				}
-				assertReproduces(t, b)
+				assertReproduces(t, testimage.LayerBytes(t, l))
 			}
 		})
 	}
