@@ -16,7 +16,7 @@ func Missing(t testing.TB, format string, args ...any) {
 	if os.Getenv("CI") != "" {
 		t.Fatalf("%s (CI is set, so this is a failure, not a skip)", why)
 	}
-	t.Skip(why)
+	t.Skipf("%s", why)
 }
 
 // Tool finds a peer tool on $PATH, or is Missing.
