@@ -70,6 +70,20 @@ func unprivilegedExe(t *testing.T) (dir, exe string) {
 	return dir, exe
 }
 
+// layerFiles writes each tar into dir, for a child process to read.
+func layerFiles(t *testing.T, dir string, tars ...[]byte) []string {
+	t.Helper()
+	var paths []string
+	for i, b := range tars {
+		p := filepath.Join(dir, fmt.Sprintf("layer%d.tar", i))
+		if err := os.WriteFile(p, b, 0644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	return paths
+}
+
 // An unprivileged apply of layers with root-owned entries, mode-000 files
 // and directories, and a device: it succeeds, everything belongs to the
 // caller, the device is left out with a warning, and directories of a lower
@@ -88,14 +102,7 @@ func TestUnprivileged(t *testing.T) {
 		F("attrs", "", 0644).xattr("user.a", "1").xattr("trusted.t", "2"),
 	)
 	l2 := tarOf(t, F("locked/new", "n", 0644), H("hl", "locked/f"), W("locked/sub", "g"), F("gone", "file", 0644), D("etc", 0555))
-	var paths []string
-	for i, b := range [][]byte{l1, l2} {
-		p := filepath.Join(dir, fmt.Sprintf("layer%d.tar", i))
-		if err := os.WriteFile(p, b, 0644); err != nil {
-			t.Fatal(err)
-		}
-		paths = append(paths, p)
-	}
+	paths := layerFiles(t, dir, l1, l2)
 	run := func(t *testing.T, env ...string) (map[string]any, string) {
 		target := filepath.Join(dir, "rootfs-"+strings.ReplaceAll(t.Name(), "/", "-"))
 		if err := os.Mkdir(target, 0755); err != nil {
@@ -243,14 +250,7 @@ func TestUnprivilegedRebuild(t *testing.T) {
 		F("over", "lower", 0),
 	)
 	l1 := tarOf(t, F("locked/g", "g2", 0644), W("locked/sub", "h"), F("over", "upper", 0), F("etc/passwd", "root2", 0600))
-	var paths []string
-	for i, b := range [][]byte{l0, l1} {
-		p := filepath.Join(dir, fmt.Sprintf("layer%d.tar", i))
-		if err := os.WriteFile(p, b, 0644); err != nil {
-			t.Fatal(err)
-		}
-		paths = append(paths, p)
-	}
+	paths := layerFiles(t, dir, l0, l1)
 	work := filepath.Join(dir, "work")
 	target := filepath.Join(work, "rootfs")
 	for _, d := range []string{work, target} {
