@@ -26,6 +26,16 @@ func modes(t *testing.T, f func(t *testing.T, opts []Option)) {
 	t.Run("fallback", func(t *testing.T) { f(t, []Option{WithFallback()}) })
 }
 
+// confined runs f in both modes on a fresh fixture, and checks after
+// it that nothing outside the root changed.
+func confined(t *testing.T, f func(t *testing.T, root, outside string, opts []Option)) {
+	modes(t, func(t *testing.T, opts []Option) {
+		root, outside := fixture(t)
+		f(t, root, outside, opts)
+		checkOutside(t, outside)
+	})
+}
+
 // fixture makes a root directory and, beside it, an outside directory with
 // a sentinel file, and returns both paths.
 func fixture(t *testing.T) (root, outside string) {
@@ -151,8 +161,7 @@ func TestConfinedResolution(t *testing.T) {
 
 func TestRootIsNeverReplaced(t *testing.T) {
 	t.Parallel()
-	modes(t, func(t *testing.T, opts []Option) {
-		root, outside := fixture(t)
+	confined(t, func(t *testing.T, root, outside string, opts []Option) {
 		r := open(t, root, opts)
 		for _, name := range []string{"", ".", "/", "./", "a/..", "../.."} {
 			checks := map[string]error{
@@ -174,7 +183,6 @@ func TestRootIsNeverReplaced(t *testing.T) {
 		if _, err := os.Stat(root); err != nil {
 			t.Fatal(err)
 		}
-		checkOutside(t, outside)
 	})
 }
 
@@ -182,8 +190,7 @@ func TestMetadataCallsDoNotFollowSymlinks(t *testing.T) {
 	t.Parallel()
 	// containerd CVE-2021-32760: a chmod through a symlink changed a host
 	// file's mode.
-	modes(t, func(t *testing.T, opts []Option) {
-		root, outside := fixture(t)
+	confined(t, func(t *testing.T, root, outside string, opts []Option) {
 		sentinel := filepath.Join(outside, "sentinel")
 		if err := os.Symlink(sentinel, filepath.Join(root, "link")); err != nil {
 			t.Fatal(err)
@@ -208,14 +215,12 @@ func TestMetadataCallsDoNotFollowSymlinks(t *testing.T) {
 		if st.Uid != 12345 || st.Mtim.Sec != 7 {
 			t.Errorf("link itself not changed: uid %d mtime %d", st.Uid, st.Mtim.Sec)
 		}
-		checkOutside(t, outside)
 	})
 }
 
 func TestCreateNeverWritesThroughALink(t *testing.T) {
 	t.Parallel()
-	modes(t, func(t *testing.T, opts []Option) {
-		root, outside := fixture(t)
+	confined(t, func(t *testing.T, root, outside string, opts []Option) {
 		os.Symlink(filepath.Join(outside, "sentinel"), filepath.Join(root, "f"))
 		r := open(t, root, opts)
 		if _, err := r.Create("f", 0644); !errors.Is(err, unix.EEXIST) {
@@ -229,14 +234,12 @@ func TestCreateNeverWritesThroughALink(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.Close()
-		checkOutside(t, outside)
 	})
 }
 
 func TestRemoveAllNeverFollows(t *testing.T) {
 	t.Parallel()
-	modes(t, func(t *testing.T, opts []Option) {
-		root, outside := fixture(t)
+	confined(t, func(t *testing.T, root, outside string, opts []Option) {
 		os.MkdirAll(filepath.Join(root, "d/sub"), 0755)
 		os.Symlink(outside, filepath.Join(root, "d/sub/out"))
 		os.Symlink(outside, filepath.Join(root, "top"))
@@ -257,14 +260,12 @@ func TestRemoveAllNeverFollows(t *testing.T) {
 		if ents, _ := os.ReadDir(root); len(ents) != 0 {
 			t.Errorf("root not empty: %v", ents)
 		}
-		checkOutside(t, outside)
 	})
 }
 
 func TestLinkLinksTheSymlinkItself(t *testing.T) {
 	t.Parallel()
-	modes(t, func(t *testing.T, opts []Option) {
-		root, outside := fixture(t)
+	confined(t, func(t *testing.T, root, outside string, opts []Option) {
 		os.Symlink(filepath.Join(outside, "sentinel"), filepath.Join(root, "s"))
 		r := open(t, root, opts)
 		if err := r.Link("s", "h"); err != nil {
@@ -286,14 +287,12 @@ func TestLinkLinksTheSymlinkItself(t *testing.T) {
 		if b, _ := os.ReadFile(filepath.Join(root, "h2")); string(b) != "in" {
 			t.Errorf("h2 = %q", b)
 		}
-		checkOutside(t, outside)
 	})
 }
 
 func TestOpenFileRefusesNonRegular(t *testing.T) {
 	t.Parallel()
-	modes(t, func(t *testing.T, opts []Option) {
-		root, outside := fixture(t)
+	confined(t, func(t *testing.T, root, outside string, opts []Option) {
 		os.WriteFile(filepath.Join(root, "passwd"), []byte("root:x:0:0"), 0644)
 		os.Symlink(filepath.Join(outside, "sentinel"), filepath.Join(root, "link"))
 		unix.Mkfifo(filepath.Join(root, "fifo"), 0644)
@@ -334,8 +333,7 @@ func TestMknodRefusesOversizedDevices(t *testing.T) {
 
 func TestMkdirAllThroughDanglingLink(t *testing.T) {
 	t.Parallel()
-	modes(t, func(t *testing.T, opts []Option) {
-		root, outside := fixture(t)
+	confined(t, func(t *testing.T, root, outside string, opts []Option) {
 		os.Symlink(outside+"/made", filepath.Join(root, "d"))
 		r := open(t, root, opts)
 		if err := r.MkdirAll("d/x/y", 0755); err != nil {
@@ -348,7 +346,6 @@ func TestMkdirAllThroughDanglingLink(t *testing.T) {
 		if err := r.MkdirAll("file/x", 0755); !errors.Is(err, unix.ENOTDIR) {
 			t.Errorf("through a file: %v, want ENOTDIR", err)
 		}
-		checkOutside(t, outside)
 	})
 }
 
@@ -579,8 +576,7 @@ func TestCanonical(t *testing.T) {
 // cache leaks no descriptor.
 func TestParentCacheManyDirectories(t *testing.T) {
 	// Not parallel: it counts the process's open descriptors.
-	modes(t, func(t *testing.T, opts []Option) {
-		root, outside := fixture(t)
+	confined(t, func(t *testing.T, root, outside string, opts []Option) {
 		before := openFDs(t)
 		r, err := Open(root, opts...)
 		if err != nil {
@@ -659,7 +655,6 @@ func TestParentCacheManyDirectories(t *testing.T) {
 		if after := openFDs(t); after != before {
 			t.Errorf("%d descriptors open before, %d after Close", before, after)
 		}
-		checkOutside(t, outside)
 	})
 }
 
