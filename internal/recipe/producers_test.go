@@ -198,6 +198,21 @@ func TestGoContainerregistryTestdata(t *testing.T) {
 	})
 }
 
+// assertLayoutRecipes checks that the image tag of the OCI layout dir
+// has n layers, each reproduced by the recipe want (its String).
+func assertLayoutRecipes(t *testing.T, dir, tag string, n int, want string) {
+	t.Helper()
+	layers := layoutLayers(t, dir, tag)
+	if len(layers) != n {
+		t.Fatalf("%d layers, want %d", len(layers), n)
+	}
+	for _, l := range layers {
+		if got := assertReproduces(t, readBlob(t, dir, l)).String(); got != want {
+			t.Errorf("layer %s: recipe %s, want %s", l.Digest, got, want)
+		}
+	}
+}
+
 // layoutLayers returns the layer blobs of the image tagged tag in the OCI
 // layout at dir.
 func layoutLayers(t *testing.T, dir, tag string) []ocispec.Descriptor {
@@ -250,15 +265,7 @@ func TestBenchmarkGeneratorImages(t *testing.T) {
 			out := filepath.Join(dir, tc.image)
 			runCmd(t, "../..", "go", "run", "./bench/benchtool", "images", "-image", tc.image,
 				"-tree", filepath.Join(goroot, "src", tree), "-prefix", "usr/local/go/src/"+tree, "-out", out)
-			layers := layoutLayers(t, out, "latest")
-			if len(layers) != 3 {
-				t.Fatalf("%d layers", len(layers))
-			}
-			for _, l := range layers {
-				if got := assertReproduces(t, readBlob(t, out, l)).String(); got != tc.want {
-					t.Errorf("layer %s: recipe %s, want %s", l.Digest, got, tc.want)
-				}
-			}
+			assertLayoutRecipes(t, out, "latest", 3, tc.want)
 		})
 	}
 }
@@ -329,15 +336,7 @@ func TestSkopeoRecompressed(t *testing.T) {
 				from = "oci:" + dst + "-zstd:t"
 			}
 			runCmd(t, dir, skopeo, "copy", "--insecure-policy", "--dest-compress-format", tc.format, from, "oci:"+dst+":t")
-			layers := layoutLayers(t, dst, "t")
-			if len(layers) != 2 {
-				t.Fatalf("%d layers", len(layers))
-			}
-			for _, l := range layers {
-				if got := assertReproduces(t, readBlob(t, dst, l)).String(); got != tc.want {
-					t.Errorf("layer %s: recipe %s, want %s", l.Digest, got, tc.want)
-				}
-			}
+			assertLayoutRecipes(t, dst, "t", 2, tc.want)
 		})
 	}
 }
