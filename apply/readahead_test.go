@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 )
 
 // choppy returns its data in reads of random sizes, then err.
@@ -33,12 +34,7 @@ func (c *choppy) Read(p []byte) (int, error) {
 }
 
 func randomBytes(n int) []byte {
-	b := make([]byte, n)
-	rng := rand.New(rand.NewPCG(3, 4))
-	for i := range b {
-		b[i] = byte(rng.Uint32())
-	}
-	return b
+	return testutil.RandomBytes(rand.New(rand.NewPCG(3, 4)), n)
 }
 
 func TestReadAheadDeliversEveryByteInOrder(t *testing.T) {

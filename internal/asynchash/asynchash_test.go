@@ -15,10 +15,7 @@ import (
 func TestHash(t *testing.T) {
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
-	data := make([]byte, asyncAfter+3*asyncChunk+12345)
-	for i := range data {
-		data[i] = byte(rng.Uint32())
-	}
+	data := testutil.RandomBytes(rng, asyncAfter+3*asyncChunk+12345)
 	// Writes of one byte, under the race detector, take seconds: the
 	// short tier leaves them to the full run.
 	for _, size := range testutil.First([]int{511, asyncChunk + 1, 1 << 20, 4096, asyncChunk, 1}, 3) {
