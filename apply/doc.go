@@ -233,9 +233,9 @@
 //
 // Stock tar-split reads this metadata as it is: asm.WriteOutputTarStream
 // over storage.NewJSONUnpacker, with storage.NewPathFileGetter on the
-// tree, gives a layer back bit for bit (TestStockTarSplitReassembles
-// holds it to that over every archive of Go's and tar-split's testdata
-// that applies). It reads each payload by its entry's name from the tree
+// tree, gives a layer back bit for bit (TestRebuildTestdata holds it to
+// that over every archive of Go's and tar-split's testdata that applies,
+// TestStockTarSplitReassembles over layers of its own). It reads each payload by its entry's name from the tree
 // as it now is, so it cannot give back a layer that names a path twice
 // (it finds the later payload where the earlier one was, a checksum
 // failure, or its unpacker refuses the second name, ErrDuplicatePath), a
