@@ -295,7 +295,7 @@ func TestCompactShadow(t *testing.T) {
 					t.Errorf("compacted %+v", rep)
 				}
 			}
-			if names := dirNames(t, dir); !slices.Equal(names, []string{packName}) {
+			if names := testutil.DirNames(t, dir); !slices.Equal(names, []string{packName}) {
 				t.Fatalf("shadow store holds %v", names)
 			}
 			a.checkRebuilds(t)
@@ -333,25 +333,12 @@ func TestCompactShadow(t *testing.T) {
 			if _, err := CompactShadow(context.Background(), a.state); err != nil {
 				t.Fatal(err)
 			}
-			if names := dirNames(t, dir); !slices.Equal(names, []string{packName}) {
+			if names := testutil.DirNames(t, dir); !slices.Equal(names, []string{packName}) {
 				t.Fatalf("after the second compaction the shadow store holds %v", names)
 			}
 			a.checkRebuilds(t)
 		})
 	}
-}
-
-func dirNames(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range ents {
-		out = append(out, e.Name())
-	}
-	return out
 }
 
 // firstShadowed returns the position of srv/big's payload in layer tb.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ocifetch/ocifetch/internal/testutil"
 )
 
 // both runs f with O_TMPFILE and with named temporaries.
@@ -26,19 +28,6 @@ func both(t *testing.T, f func(t *testing.T)) {
 			f(t)
 		})
 	}
-}
-
-func listDir(t *testing.T, dir string) []string {
-	t.Helper()
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range es {
-		names = append(names, e.Name())
-	}
-	return names
 }
 
 // TestReplacesPlantedSymlink: a symlink at the final name is replaced,
@@ -67,7 +56,7 @@ func TestReplacesPlantedSymlink(t *testing.T) {
 		if b, _ := os.ReadFile(out); string(b) != "new" {
 			t.Fatalf("out = %q", b)
 		}
-		if names := listDir(t, dir); len(names) != 1 {
+		if names := testutil.DirNames(t, dir); len(names) != 1 {
 			t.Fatalf("dir holds %v, want only layer.tar", names)
 		}
 	})
@@ -90,7 +79,7 @@ func TestAbortPublishesNothing(t *testing.T) {
 		if b, _ := os.ReadFile(out); string(b) != "old" {
 			t.Fatalf("out = %q after Abort", b)
 		}
-		if names := listDir(t, dir); len(names) != 1 {
+		if names := testutil.DirNames(t, dir); len(names) != 1 {
 			t.Fatalf("dir holds %v", names)
 		}
 		if err := f.Commit(); err == nil {
@@ -139,7 +128,7 @@ func TestKillLeavesNoPartialFile(t *testing.T) {
 		if err := Clean(dir); err != nil {
 			t.Fatal(err)
 		}
-		if names := listDir(t, dir); len(names) != 0 {
+		if names := testutil.DirNames(t, dir); len(names) != 0 {
 			t.Fatalf("after Clean dir holds %v", names)
 		}
 	})
@@ -186,7 +175,7 @@ func TestCreateAt(t *testing.T) {
 		if err != nil || string(b) != "payload" {
 			t.Fatalf("read %q, %v", b, err)
 		}
-		if names := listDir(t, dir); len(names) != 1 {
+		if names := testutil.DirNames(t, dir); len(names) != 1 {
 			t.Fatalf("dir holds %v", names)
 		}
 	})
