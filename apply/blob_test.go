@@ -143,19 +143,25 @@ func TestRebuildBlob(t *testing.T) {
 			t.Errorf("layer %d: state records %s, %d bytes; the blob is %s, %d bytes", i+1, l.Digest, l.Size, sha(ls[i].blob), len(ls[i].blob))
 		}
 	}
-	for i, l := range ls {
-		var out bytes.Buffer
-		res, err := RebuildBlob(context.Background(), a.state, a.target, sha(l.tar), &out)
-		if err != nil {
-			t.Fatalf("layer %d: %v", i+1, err)
+	// Rebuilds share the state's lock: the layers' run side by side.
+	t.Run("rebuild", func(t *testing.T) {
+		for i, l := range ls {
+			t.Run(fmt.Sprintf("layer %d", i+1), func(t *testing.T) {
+				t.Parallel()
+				var out bytes.Buffer
+				res, err := RebuildBlob(context.Background(), a.state, a.target, sha(l.tar), &out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(out.Bytes(), l.blob) || res.Size != int64(len(l.blob)) || res.Digest != sha(l.blob) {
+					t.Errorf("rebuilt %d bytes (%s), want the blob, %d bytes (%s)", out.Len(), sha(out.Bytes()), len(l.blob), sha(l.blob))
+				}
+				if (res.Recipe == nil) != (l.mediaType == mediatype.DockerLayerTar) {
+					t.Errorf("recipe %v", res.Recipe)
+				}
+			})
 		}
-		if !bytes.Equal(out.Bytes(), l.blob) || res.Size != int64(len(l.blob)) || res.Digest != sha(l.blob) {
-			t.Errorf("layer %d: rebuilt %d bytes (%s), want the blob, %d bytes (%s)", i+1, out.Len(), sha(out.Bytes()), len(l.blob), sha(l.blob))
-		}
-		if (res.Recipe == nil) != (l.mediaType == mediatype.DockerLayerTar) {
-			t.Errorf("layer %d: recipe %v", i+1, res.Recipe)
-		}
-	}
+	})
 
 	c, err := Confirm(context.Background(), a.state, a.target)
 	if err != nil {
