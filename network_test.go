@@ -25,6 +25,7 @@ import (
 // surface as "network" on layer 1, and an engine that retries network
 // errors retried corrupt content. Cancelling is canceled.
 func TestUnpackReportsTheLayerThatFailed(t *testing.T) {
+	t.Parallel()
 	img := testimage.Image(t, 2, "linux", "amd64", "")
 	layers, err := img.Layers()
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 // TestBadOptionFailsFirst: an option with a bad value fails the call with
 // invalid_argument, at every level.
 func TestBadOptionFailsFirst(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	work := t.TempDir()
 	target := filepath.Join(work, "rootfs")

@@ -113,6 +113,7 @@ func digestOf(t *testing.T, img v1.Image) digest.Digest {
 // Pull amd64, then arm64, of one tag; GC; both are still complete in the
 // store and both unpack from it, with the registry gone.
 func TestTwoPlatformsOfOneTagUnpackFromTheStore(t *testing.T) {
+	t.Parallel()
 	reg := testregistry.Start(t)
 	ref := reg.Host + "/store/two:1"
 	_, imgs := pushTwoPlatforms(t, ref)
@@ -172,6 +173,7 @@ func TestTwoPlatformsOfOneTagUnpackFromTheStore(t *testing.T) {
 // --pull never touches no network and fails with not_found when the store
 // lacks the image; missing uses the store when it holds the image.
 func TestPullPolicyWithTheRegistryStopped(t *testing.T) {
+	t.Parallel()
 	reg := testregistry.Start(t)
 	ref := reg.Host + "/store/policy:1"
 	_, imgs := pushTwoPlatforms(t, ref)
@@ -222,7 +224,8 @@ func TestPullPolicyWithTheRegistryStopped(t *testing.T) {
 // its size: every unpack failed and nothing healed it. The next unpack
 // now notices, fetches the layer again and succeeds.
 func TestUnpackHealsASameSizeCorruption(t *testing.T) {
-	reg := testregistry.Start(t)
+	t.Parallel()
+	reg := testregistry.Shared(t)
 	ref := reg.Host + "/store/heal:1"
 	img := testimage.Image(t, 3, "linux", "amd64", "")
 	testimage.PushImage(t, ref, img)
@@ -324,6 +327,7 @@ func attestation(t *testing.T, of v1.Image) mutate.IndexAddendum {
 // pull of every platform keeps the index, every platform and the
 // attestations, as one index.json entry.
 func TestPullAllKeepsTheIndexAndEveryPlatform(t *testing.T) {
+	t.Parallel()
 	reg := testregistry.Start(t)
 	ref := reg.Host + "/store/all:1"
 	idx, imgs := testimage.Index(t,

@@ -28,7 +28,8 @@ func (f verifierFunc) Verify(ctx context.Context, src resolve.Source, res *resol
 // through, and its refusal fails Pull, Unpack and Bundle without a layer
 // request, leaving the target as it was.
 func TestVerifierVetoesAPull(t *testing.T) {
-	reg := testregistry.Start(t)
+	t.Parallel()
+	reg := testregistry.Shared(t)
 	proxy := testregistry.NewCountingProxy(t, reg.URL)
 	img := testimage.Image(t, 2, "linux", "amd64", "")
 	ref := proxy.Host() + "/veto/app:v1"

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -150,7 +151,7 @@ func chmodNoFollow(dirfd int, base string, mode uint32) error {
 	return unix.Chmod(procPath(pfd), mode)
 }
 
-func procPath(fd int) string { return "/proc/self/fd/" + itoa(fd) }
+func procPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
 
 func walkErr(err error, path string) error {
 	if path == "" {

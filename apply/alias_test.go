@@ -9,6 +9,7 @@ import (
 // payload replaced under another name than the one that wrote it is still
 // moved aside for rebuild.
 func TestAliasedPaths(t *testing.T) {
+	t.Parallel()
 	base := []e{D("b", 0755), S("a", "b"), F("b/old", "old", 0644), F("a/lower", "v0", 0644), S("top", "/")}
 	cases := []struct {
 		name   string

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -101,8 +102,8 @@ func newApplier(ctx context.Context, root *fsroot.Root, o *options, rec recorder
 	if rec.wantDigests() {
 		a.crc, a.fh = newCRC(), newFileHash()
 	}
-	names, err := root.ReadDirNames("")
-	a.ownTree = err == nil && len(names) == 0
+	empty, err := root.Empty("")
+	a.ownTree = err == nil && empty
 	return a
 }
 
@@ -748,7 +749,7 @@ func (a *applier) chown(name string, hdr *tar.Header, do func() error) error {
 		return nil
 	}
 	if (errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL)) && a.o.ownership == OwnershipPreserve {
-		a.rep.warn(name, WarnOwnerKept, "owner "+itoa(hdr.Uid)+":"+itoa(hdr.Gid)+" not set: "+err.Error())
+		a.rep.warn(name, WarnOwnerKept, "owner "+strconv.Itoa(hdr.Uid)+":"+strconv.Itoa(hdr.Gid)+" not set: "+err.Error())
 		return nil
 	}
 	return errdefs.Wrap(err, errdefs.ErrInternal, "cannot give %q its owner %d:%d", name, hdr.Uid, hdr.Gid)
@@ -1086,17 +1087,4 @@ func fsError(err error, format string, args ...any) error {
 func hasKind(err error) bool {
 	var e *errdefs.Error
 	return errors.As(err, &e)
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b [20]byte
-	i := len(b)
-	for ; n > 0; n /= 10 {
-		i--
-		b[i] = byte('0' + n%10)
-	}
-	return string(b[i:])
 }

@@ -48,22 +48,29 @@ func benchLayer(b *testing.B, dir string, write func(tw *gotar.Writer) error) La
 	}
 }
 
+// benchDir is where a benchmark writes its trees: b.TempDir(), or a
+// directory in $OCIFETCH_BENCH_DIR, to measure on another file system
+// (a tmpfs takes the disk out of the figures).
+func benchDir(b *testing.B) string {
+	d := os.Getenv("OCIFETCH_BENCH_DIR")
+	if d == "" {
+		return b.TempDir()
+	}
+	base, err := os.MkdirTemp(d, "bench-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(base) })
+	return base
+}
+
 func runApplyBench(b *testing.B, l Layer, files int) { runApplyBenchOpts(b, l, files, false) }
 
 // runApplyBenchOpts measures Apply; with record, into a state directory
 // beside each target (tar-split, manifest, state.json).
 func runApplyBenchOpts(b *testing.B, l Layer, files int, record bool) {
 	b.SetBytes(l.Size)
-	base := b.TempDir()
-	if d := os.Getenv("OCIFETCH_BENCH_DIR"); d != "" {
-		// Measure on another file system, e.g. a tmpfs, to take the disk
-		// out of the figures.
-		var err error
-		if base, err = os.MkdirTemp(d, "bench-"); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { os.RemoveAll(base) })
-	}
+	base := benchDir(b)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
@@ -145,14 +152,7 @@ func largeFileLayer(b *testing.B) Layer {
 // runRebuildBench applies l once with a state directory and measures
 // Rebuild of it into io.Discard.
 func runRebuildBench(b *testing.B, l Layer, files int) {
-	base := b.TempDir()
-	if d := os.Getenv("OCIFETCH_BENCH_DIR"); d != "" {
-		var err error
-		if base, err = os.MkdirTemp(d, "bench-"); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { os.RemoveAll(base) })
-	}
+	base := benchDir(b)
 	target := filepath.Join(base, "rootfs")
 	if err := os.Mkdir(target, 0755); err != nil {
 		b.Fatal(err)
@@ -219,14 +219,7 @@ func BenchmarkFileDigest(b *testing.B) {
 // opened (O_PATH, checked, reopened) and hashed, every entry compared.
 func BenchmarkVerifySmallFiles(b *testing.B) {
 	l := smallFilesLayer(b)
-	base := b.TempDir()
-	if d := os.Getenv("OCIFETCH_BENCH_DIR"); d != "" {
-		var err error
-		if base, err = os.MkdirTemp(d, "bench-"); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { os.RemoveAll(base) })
-	}
+	base := benchDir(b)
 	target := filepath.Join(base, "rootfs")
 	state := DefaultStateDir(target)
 	if _, err := Apply(context.Background(), target, []Layer{l}, WithStateDir(state)); err != nil {
@@ -256,14 +249,7 @@ func BenchmarkRecipeProbe(b *testing.B) {
 		opts []Option
 	}{{"probe", nil}, {"without", []Option{withoutRecipes()}}} {
 		b.Run(tc.name, func(b *testing.B) {
-			base := b.TempDir()
-			if d := os.Getenv("OCIFETCH_BENCH_DIR"); d != "" {
-				var err error
-				if base, err = os.MkdirTemp(d, "bench-"); err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() { os.RemoveAll(base) })
-			}
+			base := benchDir(b)
 			var cpu time.Duration
 			for i := 0; i < b.N; i++ {
 				target := filepath.Join(base, fmt.Sprint(i))

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -188,7 +187,6 @@ func (rb *rebuilder) blob(ctx context.Context, i int, w io.Writer) (*BlobResult,
 			if err := ctx.Err(); err != nil {
 				return res, errdefs.Wrap(err, errdefs.ErrCanceled, "rebuilding the blob of layer %d", i+1)
 			}
-			c := c
 			match, err = try(func(w io.Writer) error {
 				src := rb.tarReader(ctx, l.DiffID)
 				err := recipe.Recompress(ctx, c, src, w)
@@ -268,24 +266,11 @@ func Confirm(ctx context.Context, stateDir, rootfs string, opts ...Option) (*Con
 	if err != nil {
 		return nil, err
 	}
-	l, _, err := lockState(stateDir, true, false)
-	if err != nil {
-		if hasKind(err) {
-			return nil, err
-		}
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, errdefs.Wrap(err, errdefs.ErrNotFound, "no apply state in %s", stateDir)
-		}
-		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "locking the state directory %s", stateDir)
-	}
-	defer l.release()
-	st, err := Status(stateDir)
+	l, st, err := lockCompleteState(stateDir)
 	if err != nil {
 		return nil, err
 	}
-	if st.Status != StatusComplete {
-		return nil, errdefs.New(errdefs.ErrInvalidArgument, "the apply into %s did not complete (status %q)", rootfs, st.Status)
-	}
+	defer l.release()
 	if err := checkIdentity(st, stateDir, rootfs); err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/mediatype"
 )
 
@@ -118,8 +119,11 @@ func stateOf(t *testing.T, dir string) *State {
 // probe's prefix (candidates, confirmed only by recompressing the whole
 // layer) and smaller (confirmed while applying).
 func TestRebuildBlob(t *testing.T) {
-	big := tarOf(t, D("etc", 0755), F("etc/big.txt", prose(1, 3<<20), 0644), F("etc/small", "x", 0644))
-	upper := tarOf(t, F("etc/big.txt", prose(2, 2<<20), 0600), W("etc", "small"), F("etc/tiny", prose(3, 9000), 0644))
+	t.Parallel()
+	// Both big layers pass the probe's 1 MiB prefix (a candidate, not a
+	// confirmation, after apply); the short tier only just.
+	big := tarOf(t, D("etc", 0755), F("etc/big.txt", prose(1, testutil.Scale(3<<20, 5<<18)), 0644), F("etc/small", "x", 0644))
+	upper := tarOf(t, F("etc/big.txt", prose(2, testutil.Scale(2<<20, 9<<17)), 0600), W("etc", "small"), F("etc/tiny", prose(3, 9000), 0644))
 	tiny := tarOf(t, F("etc/motd", "hello\n", 0644))
 	plain := tarOf(t, F("etc/issue", "Debian\n", 0644))
 	ls := []blobLayer{
@@ -139,19 +143,25 @@ func TestRebuildBlob(t *testing.T) {
 			t.Errorf("layer %d: state records %s, %d bytes; the blob is %s, %d bytes", i+1, l.Digest, l.Size, sha(ls[i].blob), len(ls[i].blob))
 		}
 	}
-	for i, l := range ls {
-		var out bytes.Buffer
-		res, err := RebuildBlob(context.Background(), a.state, a.target, sha(l.tar), &out)
-		if err != nil {
-			t.Fatalf("layer %d: %v", i+1, err)
+	// Rebuilds share the state's lock: the layers' run side by side.
+	t.Run("rebuild", func(t *testing.T) {
+		for i, l := range ls {
+			t.Run(fmt.Sprintf("layer %d", i+1), func(t *testing.T) {
+				t.Parallel()
+				var out bytes.Buffer
+				res, err := RebuildBlob(context.Background(), a.state, a.target, sha(l.tar), &out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(out.Bytes(), l.blob) || res.Size != int64(len(l.blob)) || res.Digest != sha(l.blob) {
+					t.Errorf("rebuilt %d bytes (%s), want the blob, %d bytes (%s)", out.Len(), sha(out.Bytes()), len(l.blob), sha(l.blob))
+				}
+				if (res.Recipe == nil) != (l.mediaType == mediatype.DockerLayerTar) {
+					t.Errorf("recipe %v", res.Recipe)
+				}
+			})
 		}
-		if !bytes.Equal(out.Bytes(), l.blob) || res.Size != int64(len(l.blob)) || res.Digest != sha(l.blob) {
-			t.Errorf("layer %d: rebuilt %d bytes (%s), want the blob, %d bytes (%s)", i+1, out.Len(), sha(out.Bytes()), len(l.blob), sha(l.blob))
-		}
-		if (res.Recipe == nil) != (l.mediaType == mediatype.DockerLayerTar) {
-			t.Errorf("layer %d: recipe %v", i+1, res.Recipe)
-		}
-	}
+	})
 
 	c, err := Confirm(context.Background(), a.state, a.target)
 	if err != nil {
@@ -179,9 +189,8 @@ func TestRebuildBlob(t *testing.T) {
 // A layer from a compressor no recipe pins (GNU gzip -9: zlib) is
 // reported not reproducible, the writer receiving nothing.
 func TestRebuildBlobNotReproducible(t *testing.T) {
-	if _, err := exec.LookPath("gzip"); err != nil {
-		missing(t, "GNU gzip")
-	}
+	t.Parallel()
+	testutil.Tool(t, "gzip")
 	tb := tarOf(t, F("usr/share/doc/README", prose(4, 1<<20), 0644))
 	a := applyBlobs(t, []blobLayer{{ocispec.MediaTypeImageLayerGzip, tb, gnuGzip(t, tb)}})
 	l := stateOf(t, a.state).Layers[0]
@@ -207,7 +216,9 @@ func TestRebuildBlobNotReproducible(t *testing.T) {
 // wrong candidate would be) and a tree that changed both end in an
 // error, and the writer receives nothing: no wrong blob is ever written.
 func TestRebuildBlobNeverWrong(t *testing.T) {
-	tb := tarOf(t, F("etc/app.conf", prose(5, 2<<20), 0644))
+	t.Parallel()
+	size := testutil.Scale(2<<20, 5<<18)
+	tb := tarOf(t, F("etc/app.conf", prose(5, size), 0644))
 	gzBlob := stdGzip(t, tb)
 	a := applyBlobs(t, []blobLayer{{ocispec.MediaTypeImageLayerGzip, tb, gzBlob}})
 
@@ -235,7 +246,7 @@ func TestRebuildBlobNeverWrong(t *testing.T) {
 		t.Fatalf("second candidate: %v, %d bytes", err, out.Len())
 	}
 
-	if err := os.WriteFile(filepath.Join(a.target, "etc/app.conf"), []byte(prose(6, 2<<20)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(a.target, "etc/app.conf"), []byte(prose(6, size)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out.Reset()
@@ -258,8 +269,10 @@ func TestRebuildBlobNeverWrong(t *testing.T) {
 // compaction (the files still beside the pack) is read from the files
 // and finished by the next one.
 func TestCompactShadow(t *testing.T) {
+	t.Parallel()
+	bigSize := testutil.Scale(6<<20, memCopyMax+1<<19)
 	base := tarOf(t, D("srv", 0755),
-		F("srv/big", prose(7, 6<<20), 0644), // past memCopyMax: a private temporary file
+		F("srv/big", prose(7, bigSize), 0644), // past memCopyMax: a private temporary file
 		F("srv/medium", prose(8, 100<<10), 0644),
 		F("srv/small", "tiny\n", 0644),
 		F("srv/gone", prose(9, 64<<10), 0644),
@@ -267,6 +280,7 @@ func TestCompactShadow(t *testing.T) {
 	upper := tarOf(t, F("srv/big", "replaced\n", 0644), F("srv/medium", "replaced\n", 0644), F("srv/small", "replaced\n", 0644), W("srv", "gone"))
 	for _, viaApply := range []bool{false, true} {
 		t.Run(fmt.Sprintf("apply=%v", viaApply), func(t *testing.T) {
+			t.Parallel()
 			var opts []Option
 			if viaApply {
 				opts = append(opts, WithCompactShadow())
@@ -287,7 +301,7 @@ func TestCompactShadow(t *testing.T) {
 					t.Errorf("compacted %+v", rep)
 				}
 			}
-			if names := dirNames(t, dir); !slices.Equal(names, []string{packName}) {
+			if names := testutil.DirNames(t, dir); !slices.Equal(names, []string{packName}) {
 				t.Fatalf("shadow store holds %v", names)
 			}
 			a.checkRebuilds(t)
@@ -317,7 +331,7 @@ func TestCompactShadow(t *testing.T) {
 
 			// An interrupted compaction: a file beside the pack.
 			pos := firstShadowed(t, a, base)
-			payload := prose(7, 6<<20)
+			payload := prose(7, bigSize)
 			if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(pos)), []byte(payload), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -325,25 +339,12 @@ func TestCompactShadow(t *testing.T) {
 			if _, err := CompactShadow(context.Background(), a.state); err != nil {
 				t.Fatal(err)
 			}
-			if names := dirNames(t, dir); !slices.Equal(names, []string{packName}) {
+			if names := testutil.DirNames(t, dir); !slices.Equal(names, []string{packName}) {
 				t.Fatalf("after the second compaction the shadow store holds %v", names)
 			}
 			a.checkRebuilds(t)
 		})
 	}
-}
-
-func dirNames(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range ents {
-		out = append(out, e.Name())
-	}
-	return out
 }
 
 // firstShadowed returns the position of srv/big's payload in layer tb.
@@ -372,6 +373,7 @@ func firstShadowed(t *testing.T, a applied, tb []byte) int {
 // of layers whose recipe was never recorded, are read as they are: their
 // compressed blobs are not reproducible, their tar layers are.
 func TestStateWithoutRecipes(t *testing.T) {
+	t.Parallel()
 	tb := tarOf(t, F("a", prose(11, 300<<10), 0644))
 	gzb := stdGzip(t, tb)
 	a := applyBlobs(t, []blobLayer{{ocispec.MediaTypeImageLayerGzip, tb, gzb}, {ocispec.MediaTypeImageLayer, tb, tb}})

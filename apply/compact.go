@@ -30,9 +30,6 @@ const packName = "pack.zst"
 // packMagic starts a pack's stream, then its version.
 const packMagic = "ocifetch shadow pack 1\n"
 
-// compactTmp prefixes the files a compaction writes before renaming them.
-const compactTmp = ".tmp-"
-
 // packLevel is the zstd level of packs: klauspost's fastest (about zstd
 // level 1). One stream per layer at that level takes the Debian image of
 // docs/performance.md's disk table from 48.3 MB of shadowed files to
@@ -64,22 +61,38 @@ type CompactReport struct {
 // then are the files it holds removed: an interrupted compaction leaves
 // both, the files are read, and the next compaction finishes the job.
 func CompactShadow(ctx context.Context, stateDir string) (*CompactReport, error) {
-	l, _, err := lockState(stateDir, true, false)
-	if err != nil {
-		if hasKind(err) {
-			return nil, err
-		}
-		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "locking the state directory %s", stateDir)
-	}
-	defer l.release()
-	st, err := Status(stateDir)
+	l, _, err := lockCompleteState(stateDir)
 	if err != nil {
 		return nil, err
 	}
-	if st.Status != StatusComplete {
-		return nil, errdefs.New(errdefs.ErrInvalidArgument, "the apply recorded in %s did not complete (status %q)", stateDir, st.Status)
-	}
+	defer l.release()
 	return compactShadow(ctx, stateDir)
+}
+
+// lockCompleteState takes the lock of stateDir exclusively and reads its
+// state, which must be complete: what changes a complete state
+// (Confirm's recipes, CompactShadow's packs) needs. The caller releases
+// the lock.
+func lockCompleteState(stateDir string) (*stateLock, *State, error) {
+	l, _, err := lockState(stateDir, true, false)
+	if err != nil {
+		if hasKind(err) {
+			return nil, nil, err
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil, errdefs.Wrap(err, errdefs.ErrNotFound, "no apply state in %s", stateDir)
+		}
+		return nil, nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "locking the state directory %s", stateDir)
+	}
+	st, err := Status(stateDir)
+	if err == nil && st.Status != StatusComplete {
+		err = errdefs.New(errdefs.ErrInvalidArgument, "the apply recorded in %s did not complete (status %q)", stateDir, st.Status)
+	}
+	if err != nil {
+		l.release()
+		return nil, nil, err
+	}
+	return l, st, nil
 }
 
 // compactShadow is CompactShadow for a caller that holds the lock.
@@ -118,7 +131,6 @@ type packEntry struct {
 // merged with its pack if it has one.
 func compactLayer(ctx context.Context, dir string, rep *CompactReport) error {
 	fail := func(err error) error {
-		os.Remove(filepath.Join(dir, compactTmp+packName))
 		if hasKind(err) {
 			return err
 		}
@@ -149,7 +161,7 @@ func compactLayer(ctx context.Context, dir string, rep *CompactReport) error {
 	var before int64
 	for _, e := range ents {
 		n := e.Name()
-		if strings.HasPrefix(n, compactTmp) {
+		if strings.HasPrefix(n, atomicfile.TempPrefix) {
 			os.Remove(filepath.Join(dir, n)) // left by an interrupted compaction
 			continue
 		}
@@ -174,32 +186,22 @@ func compactLayer(ctx context.Context, dir string, rep *CompactReport) error {
 		return nil
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].pos < list[j].pos })
-	tmp := filepath.Join(dir, compactTmp+packName)
-	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	out, err := atomicfile.Create(filepath.Join(dir, packName), 0o600)
 	if err != nil {
 		return fail(err)
 	}
+	defer out.Abort()
 	if err := writePack(ctx, out, dir, list, old); err != nil {
-		out.Close()
-		return fail(err)
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
 		return fail(err)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(int(out.Fd()), &st); err != nil {
-		out.Close()
 		return fail(err)
 	}
-	if err := out.Close(); err != nil {
+	// Commit fsyncs the pack, renames it over the old one and fsyncs dir:
+	// the shadowed files are removed only once the pack is durable.
+	if err := out.Commit(); err != nil {
 		return fail(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, packName)); err != nil {
-		return fail(err)
-	}
-	if err := atomicfile.SyncDir(dir); err != nil {
-		return err
 	}
 	for _, n := range files {
 		if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, os.ErrNotExist) {

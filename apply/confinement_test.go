@@ -16,6 +16,7 @@ import (
 // relative to the target's parent's parent (so that enough ".." from the
 // target's top reach it).
 func TestConfinement(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name   string
 		layers [][]e

@@ -5,16 +5,16 @@ import (
 	"hash/crc64"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/ocifetch/ocifetch/internal/testutil"
 )
 
 // crcUpdate must agree with hash/crc64 (what tar-split checks with) on
 // every length, alignment and starting value.
 func TestCRCUpdateMatchesHashCRC64(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(9, 10))
-	data := make([]byte, 4096)
-	for i := range data {
-		data[i] = byte(rng.Uint32())
-	}
+	data := testutil.RandomBytes(rng, 4096)
 	for n := 0; n <= 300; n++ {
 		for _, off := range []int{0, 1, 3, 7} {
 			p := data[off : off+n]

@@ -15,6 +15,7 @@ import (
 // what was left out. The lower layer still rebuilds: its payload was moved
 // aside like any replaced file's.
 func TestSkippedDeviceReplacesLowerEntry(t *testing.T) {
+	t.Parallel()
 	lower := tarOf(t, D("dev", 0755), F("dev/null", "a file", 0644), D("dev/sub", 0755), F("dev/sub/f", "f", 0644), F("dev/hl", "h", 0644))
 	upper := tarOf(t, Dev(gotar.TypeChar, "dev/null", 0666, 1, 3), Dev(gotar.TypeBlock, "dev/sub", 0660, 7, 0),
 		Dev(gotar.TypeChar, "new/dir/zero", 0666, 1, 5), H("dev/hl", "dev/null"))

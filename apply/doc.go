@@ -13,10 +13,12 @@
 // and names both. While the layer is applied, in one pass, the blob is
 // hashed and counted for its digest and size, and the uncompressed stream,
 // everything after the tar's end-of-archive marker included, for its
-// diffID (digest_mismatch, size_mismatch). Past its first 4 MiB, the
-// uncompressed stream is hashed in a goroutine of its own, fed in 256 KiB
-// chunks, so that hashing overlaps with decompressing and writing files
-// (Rebuild does the same for the stream it writes). A payload shorter
+// diffID (digest_mismatch, size_mismatch). Three goroutines share the
+// work through one 1 MiB ring buffer: one reads (decompresses) the blob
+// ahead of the applier, one hashes the uncompressed stream as it arrives,
+// and the applier parses the tar (tar-split's reader) and writes the
+// files, so that the three overlap (Rebuild likewise hashes the stream it
+// writes in a goroutine of its own, internal/asynchash). A payload shorter
 // than its header says is layer_invalid; a tar that ends without its
 // end-of-archive blocks, or even without the padding of its last entry, is
 // accepted as Go and GNU tar accept it. Payloads are streamed through one
@@ -228,6 +230,19 @@
 // matched; a failed layer leaves none. Unlike stock tar-split, a layer
 // may name the same path any number of times: payloads are looked up by
 // position, never by name.
+//
+// Stock tar-split reads this metadata as it is: asm.WriteOutputTarStream
+// over storage.NewJSONUnpacker, with storage.NewPathFileGetter on the
+// tree, gives a layer back bit for bit (TestRebuildTestdata holds it to
+// that over every archive of Go's and tar-split's testdata that applies,
+// TestStockTarSplitReassembles over layers of its own). It reads each payload by its entry's name from the tree
+// as it now is, so it cannot give back a layer that names a path twice
+// (it finds the later payload where the earlier one was, a checksum
+// failure, or its unpacker refuses the second name, ErrDuplicatePath), a
+// lower layer whose files a later one replaced (this package's shadow
+// store holds them), or one whose payload was written through a symbolic
+// link among its parents that a later layer retargeted ("at" says where);
+// Rebuild gives back all three.
 //
 // Payloads are read back from where the apply wrote them, through the
 // confined root handle (never through a final symbolic link, regular

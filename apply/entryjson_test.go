@@ -13,6 +13,7 @@ import (
 // appendEntry must write exactly what json.Encoder writes, so that the
 // metadata reads back the same with tar-split's own unpacker.
 func TestAppendEntryMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
 	entries := awkwardEntries()
 	js := make([]tsEntryJSON, len(entries))
 	for i := range entries {
@@ -53,6 +54,7 @@ func sameAsEncoder[T any](t *testing.T, entries []T, appendFn func([]byte, *T) [
 // entryReader reads back what appendEntry wrote, and anything else
 // json.Decoder reads line by line, as json.Decoder does.
 func TestEntryReaderMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
 	entries := awkwardEntries()
 	var fast []byte
 	for i := range entries {
@@ -129,6 +131,7 @@ func awkwardEntries() []tsEntry {
 }
 
 func TestAppendTreeEntryMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
 	var entries []treeEntry
 	for i, se := range awkwardEntries() {
 		n := se.GetName()

@@ -257,14 +257,3 @@ func requireRoot(t testing.TB) {
 		t.Skip("needs root")
 	}
 }
-
-// missing skips a test whose tool or test data this machine lacks, except
-// in CI, which installs everything: there it fails, so that a broken
-// install step cannot hide as a skip.
-func missing(t testing.TB, why any) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf("required in CI: %v", why)
-	}
-	t.Skip(why)
-}

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 )
 
 // What a container that owns its rootfs can do to it, and what verify and
@@ -113,6 +114,7 @@ func keepTimes(t *testing.T, p string, do func()) {
 // is content drift, and its layer no longer rebuilds. Before, verify
 // compared the CRC and said the tree was clean.
 func TestVerifyCatchesCRCForgedRewrite(t *testing.T) {
+	t.Parallel()
 	app := strings.Repeat("\x7fELF original program text ", 40)
 	l := tarOf(t, D("bin", 0755), F("bin/app", app, 0755))
 	a := mustApplyRecorded(t, [][]byte{l})
@@ -153,6 +155,7 @@ func prefixOf(t *testing.T, got, want []byte) {
 // payload: before, every byte but the last 1024 reached it before the
 // layer's digest failed, and tar extracted the tampered file.
 func TestRebuildPipeNeverSeesTamperedBytes(t *testing.T) {
+	t.Parallel()
 	for _, size := range []int{100, 300 << 10, memCopyMax + 1<<20} {
 		body := bytes.Repeat([]byte("original "), size/9+1)[:size]
 		l := tarOf(t, F("etc/first", "first", 0644), F("bin/app", string(body), 0755), F("etc/last", strings.Repeat("z", 5000), 0644))
@@ -198,6 +201,7 @@ func (tw *triggerWriter) Write(p []byte) (int, error) {
 // original layer whole, or an error and a prefix of it; before, the
 // rewritten tail followed the original head.
 func TestRebuildFileRewrittenWhileRead(t *testing.T) {
+	t.Parallel()
 	for _, size := range []int{2 << 20, memCopyMax + 3<<20} {
 		body := bytes.Repeat([]byte("0123456789abcdef"), size/16)
 		l := tarOf(t, F("big", string(body), 0644), F("after", "after", 0644))
@@ -233,6 +237,7 @@ func TestRebuildFileRewrittenWhileRead(t *testing.T) {
 // drift; security.selinux, which a host's policy sets, is not, unless
 // asked for.
 func TestVerifyXattrs(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	l := tarOf(t, D("bin", 0755), F("bin/ping", "ping", 0755), F("bin/cap", "c", 0755).xattr("user.kept", "v"), D("d", 0755).xattr("user.dir", "1"))
 	a := mustApplyRecorded(t, [][]byte{l})
@@ -240,7 +245,7 @@ func TestVerifyXattrs(t *testing.T) {
 	// cap_net_raw+ep, as setcap writes it (VFS_CAP_REVISION_2).
 	capv := []byte{0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 	if err := unix.Lsetxattr(filepath.Join(a.target, "bin/ping"), "security.capability", capv, 0); err != nil {
-		missing(t, err)
+		testutil.Missing(t, "security.capability: %v", err)
 	}
 	unix.Lsetxattr(filepath.Join(a.target, "bin/cap"), "user.kept", []byte("w"), 0)
 	unix.Lremovexattr(filepath.Join(a.target, "d"), "user.dir")
@@ -272,6 +277,7 @@ func TestVerifyXattrs(t *testing.T) {
 // Hard-link groups: two files with the same content, one turned into a
 // hard link of the other, or a link broken off its group, are drift.
 func TestVerifyHardLinkGroups(t *testing.T) {
+	t.Parallel()
 	l := tarOf(t, F("a", "same", 0644), F("b", "same", 0644), F("c", "c", 0644), H("d", "c"))
 	a := mustApplyRecorded(t, [][]byte{l})
 	a.noDrift(t)
@@ -314,6 +320,7 @@ func slicesWithout(s []string, x string) []string {
 // Directory mtimes: with WithDirMtimes a directory whose mtime changed is
 // drift; without, it is not.
 func TestVerifyDirMtimes(t *testing.T) {
+	t.Parallel()
 	l := tarOf(t, D("d", 0755), F("d/f", "f", 0644))
 	a := mustApplyRecorded(t, [][]byte{l})
 	os.Chtimes(filepath.Join(a.target, "d"), time.Unix(5, 0), time.Unix(5, 0))

@@ -9,12 +9,14 @@ import (
 	"testing"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 )
 
 func TestMaxLayerBytes(t *testing.T) {
+	t.Parallel()
 	tb := tarOf(t, D("d", 0755), F("d/f", strings.Repeat("x", 1<<20), 0644))
-	// 16 MiB of zeros: a gzip blob of about 16 KiB.
-	bomb := tarOf(t, F("zeros", string(make([]byte, 16<<20)), 0644))
+	// 16 MiB of zeros (4 in the short tier): a gzip blob of about 16 KiB.
+	bomb := tarOf(t, F("zeros", string(make([]byte, testutil.Scale(16<<20, 4<<20))), 0644))
 	trailing := append(append([]byte{}, tb...), make([]byte, 4096)...)
 	cases := []struct {
 		name  string
@@ -32,6 +34,7 @@ func TestMaxLayerBytes(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			dir := t.TempDir()
 			target := filepath.Join(dir, "rootfs")
 			os.Mkdir(target, 0755)
@@ -61,6 +64,7 @@ func TestMaxLayerBytes(t *testing.T) {
 		})
 	}
 	t.Run("total", func(t *testing.T) {
+		t.Parallel()
 		l1, l2 := blob(t, mtGzip, tb), blob(t, mtZstd, bomb)
 		for _, c := range []struct {
 			limit int64
@@ -106,6 +110,7 @@ func TestMaxLayerBytes(t *testing.T) {
 }
 
 func TestMaxEntries(t *testing.T) {
+	t.Parallel()
 	tb := tarOf(t, D("d", 0755), F("d/f", "f", 0644), S("d/l", "f"), W("", "gone"))
 	for _, c := range []struct {
 		limit int64

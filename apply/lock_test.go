@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ocifetch/ocifetch/apply/internal/treecmp"
 	"github.com/ocifetch/ocifetch/errdefs"
 )
@@ -22,23 +24,15 @@ import (
 // failed emptied the shared tree, and the other recorded it complete with
 // files missing, which verify called clean.
 func TestApplyBusyWhateverName(t *testing.T) {
-	l0 := tarOf(t, D("etc", 0755), F("etc/a", "a", 0644), F("etc/b", "b", 0644))
-	l1 := tarOf(t, F("etc/c", "c", 0644))
 	dir := t.TempDir()
 	target := filepath.Join(dir, "rootfs")
 	os.Mkdir(target, 0755)
 	alias := filepath.Join(dir, "alias")
 	os.Symlink("rootfs", alias)
-	state := DefaultStateDir(target)
 	// Held before its first byte, as the attack found it: the tree is
 	// still empty, so nothing but a lock can stop a second apply.
-	held, opened, release := blockingLayer(blob(t, mtTar, l0))
-	done := make(chan error, 1)
-	go func() {
-		_, err := Apply(context.Background(), target, []Layer{held, blob(t, mtTar, l1)}, WithStateDir(state))
-		done <- err
-	}()
-	<-opened
+	h := startHeldApply(t, target, 0)
+	state := h.a.state
 	before := treecmpWalk(t, dir)
 	// A layer that would fail: were the second apply to run, its failure
 	// would empty the tree.
@@ -67,19 +61,7 @@ func TestApplyBusyWhateverName(t *testing.T) {
 	// whichever name.
 	_, err := Verify(context.Background(), state, alias)
 	wantKind(t, err, errdefs.ErrBusy)
-	close(release)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	a := applied{target: target, state: state, tars: [][]byte{l0, l1}}
-	a.noDrift(t)
-	a.checkRebuilds(t)
-	checkTree(t, target, `
-		dir etc 0755
-		file etc/a content=a
-		file etc/b content=b
-		file etc/c content=c
-	`)
+	h.finish(t)
 }
 
 // blockingWriter blocks its first Write until released, and says when
@@ -121,5 +103,39 @@ func TestRebuildHoldsTheTarget(t *testing.T) {
 	}
 	if !bytes.Equal(w.buf.Bytes(), a.tars[0]) {
 		t.Error("rebuilt layer differs")
+	}
+}
+
+// A lock is released when its holder is done, even while a copy of its
+// descriptor lives on: the copy a child process holds between fork and
+// exec (any goroutine of the program may be starting one). Before,
+// release only closed the descriptor, which leaves a flock held by any
+// copy: a Rebuild or Verify right after an Apply failed now and then with
+// "in use by another process", naming this process.
+func TestReleaseDespiteDescriptorCopies(t *testing.T) {
+	t.Parallel()
+	a := mustApplyRecorded(t, [][]byte{tarOf(t, F("a", "a", 0644))})
+	target, err := lockTarget(a.target, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, _, err := lockState(a.state, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range []uintptr{target.f.Fd(), state.f.Fd()} {
+		dup, err := unix.Dup(int(fd)) // what a forked child holds
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(dup)
+	}
+	target.release()
+	state.release()
+	if _, err := Verify(context.Background(), a.state, a.target); err != nil {
+		t.Fatalf("Verify after the locks were released: %v", err)
+	}
+	if err := CheckTarget(a.target, a.state); err != nil && errdefs.Is(err, errdefs.ErrBusy) {
+		t.Fatalf("CheckTarget: %v", err)
 	}
 }

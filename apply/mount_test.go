@@ -5,56 +5,16 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/fsroot"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 )
-
-const mountNSEnv = "OCIFETCH_APPLY_MOUNTNS_CHILD"
-
-// inMountNS runs the calling top-level test again in a child process with
-// a mount namespace of its own, where it may mount what it likes without
-// leaving anything behind on the host. It returns true in the child (the
-// test goes on there) and false in the parent once the child passed.
-func inMountNS(t *testing.T) bool {
-	t.Helper()
-	if os.Getenv(mountNSEnv) == t.Name() {
-		if err := unix.Mount("", "/", "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
-			t.Fatal(err)
-		}
-		return true
-	}
-	requireRoot(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), mountNSEnv+"="+t.Name())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		if strings.Contains(string(out), "operation not permitted") {
-			missing(t, "no mount namespace: "+string(out))
-		}
-		t.Fatalf("in a mount namespace: %v\n%s", err, out)
-	}
-	if !strings.Contains(string(out), "--- PASS: "+t.Name()) {
-		t.Fatalf("the child did not run the test:\n%s", out)
-	}
-	return false
-}
-
-func bindMount(t *testing.T, src, dst string) {
-	t.Helper()
-	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Unmount(dst, unix.MNT_DETACH) })
-}
 
 func unmount(p string) error { return unix.Unmount(p, 0) }
 
@@ -65,7 +25,7 @@ func unmount(p string) error { return unix.Unmount(p, 0) }
 // down the bind mount (same device number), deleted the mounted
 // directory's files, and then failed with EBUSY.
 func TestRerunStopsAtMountPoint(t *testing.T) {
-	if !inMountNS(t) {
+	if !testutil.InMountNS(t) {
 		return
 	}
 	l0 := tarOf(t, D("data", 0755), F("data/x", "x", 0644), F("z", "z", 0644))
@@ -84,7 +44,7 @@ func TestRerunStopsAtMountPoint(t *testing.T) {
 	precious := filepath.Join(dir, "precious")
 	os.Mkdir(precious, 0755)
 	os.WriteFile(filepath.Join(precious, "file"), []byte("do not delete"), 0644)
-	bindMount(t, precious, filepath.Join(target, "data"))
+	testutil.BindMount(t, precious, filepath.Join(target, "data"))
 	_, err := Apply(context.Background(), target, []Layer{blob(t, mtTar, l0), blob(t, mtTar, l1)}, WithStateDir(state))
 	if b, err := os.ReadFile(filepath.Join(precious, "file")); err != nil || string(b) != "do not delete" {
 		t.Errorf("the mounted directory lost its file: %q %v", b, err)
@@ -113,7 +73,7 @@ func TestRerunStopsAtMountPoint(t *testing.T) {
 // the target either: applying onto a tree with a bind mount fails at
 // the mount point and the mounted files stay.
 func TestApplierStopsAtMountPoint(t *testing.T) {
-	if !inMountNS(t) {
+	if !testutil.InMountNS(t) {
 		return
 	}
 	for _, c := range []struct {
@@ -137,8 +97,8 @@ func TestApplierStopsAtMountPoint(t *testing.T) {
 			precious := filepath.Join(dir, "precious")
 			os.Mkdir(precious, 0755)
 			os.WriteFile(filepath.Join(precious, "file"), []byte("keep"), 0644)
-			bindMount(t, precious, filepath.Join(target, "m"))
-			bindMount(t, precious, filepath.Join(target, "d/m"))
+			testutil.BindMount(t, precious, filepath.Join(target, "m"))
+			testutil.BindMount(t, precious, filepath.Join(target, "d/m"))
 			_, err := ApplyLayer(context.Background(), target, bytes.NewReader(tarOf(t, c.layer...)))
 			if c.fails && (!errors.Is(err, fsroot.ErrMountPoint) || errdefs.KindOf(err) != errdefs.ErrInvalidArgument) {
 				t.Errorf("error %v (kind %s), want the mount point error", err, errdefs.KindOf(err))

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ocifetch/ocifetch/apply/internal/treecmp"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 )
 
 const noProcChildEnv = "OCIFETCH_APPLY_NOPROC_CHILD"
@@ -77,6 +78,7 @@ func TestNoProcChild(t *testing.T) {
 // verify and rebuild work. Before, the xattr failed with ENOENT and the
 // whiteout removed the file its own layer wrote.
 func TestWithoutProc(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	withProc := mustApplyRecorded(t, noProcLayers(t))
 	withProc.noDrift(t)
@@ -98,7 +100,7 @@ func TestWithoutProc(t *testing.T) {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		if strings.Contains(stderr.String(), "operation not permitted") {
-			missing(t, "no mount namespace: "+stderr.String())
+			testutil.Missing(t, "no mount namespace: %s", stderr.String())
 		}
 		t.Fatalf("child: %v\n%s%s", err, stdout.String(), stderr.String())
 	}

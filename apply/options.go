@@ -1,6 +1,8 @@
 package apply
 
 import (
+	"cmp"
+	"math"
 	"os"
 
 	"github.com/opencontainers/go-digest"
@@ -103,13 +105,7 @@ func WithStateDir(dir string) Option {
 // are many GiB uncompressed, so any fixed default would refuse real
 // images. Callers that apply untrusted images should set one.
 func WithMaxLayerBytes(n int64) Option {
-	return func(opts *options) error {
-		if n < 0 {
-			return errdefs.New(errdefs.ErrInvalidArgument, "negative layer size limit %d", n)
-		}
-		opts.maxLayerBytes = n
-		return nil
-	}
+	return inRange(n, 0, math.MaxInt64, "negative layer size limit %d", func(o *options) *int64 { return &o.maxLayerBytes })
 }
 
 // WithMaxTotalBytes fails the apply, with an error of kind too_large, as
@@ -117,13 +113,7 @@ func WithMaxLayerBytes(n int64) Option {
 // bytes: WithMaxLayerBytes for the whole image. n = 0, the default, means
 // no limit.
 func WithMaxTotalBytes(n int64) Option {
-	return func(opts *options) error {
-		if n < 0 {
-			return errdefs.New(errdefs.ErrInvalidArgument, "negative total size limit %d", n)
-		}
-		opts.maxTotalBytes = n
-		return nil
-	}
+	return inRange(n, 0, math.MaxInt64, "negative total size limit %d", func(o *options) *int64 { return &o.maxTotalBytes })
 }
 
 // WithMaxDepth sets how many directory levels below the target an entry
@@ -132,13 +122,7 @@ func WithMaxTotalBytes(n int64) Option {
 // entry with too_large and records the limit, which Verify and Rebuild
 // then enforce on the tree.
 func WithMaxDepth(n int) Option {
-	return func(opts *options) error {
-		if n < 1 {
-			return errdefs.New(errdefs.ErrInvalidArgument, "depth limit %d is not positive", n)
-		}
-		opts.maxDepth = n
-		return nil
-	}
+	return inRange(n, 1, math.MaxInt, "depth limit %d is not positive", func(o *options) *int { return &o.maxDepth })
 }
 
 // WithIgnoredXattrs sets the extended attributes Verify does not compare,
@@ -176,13 +160,7 @@ func (o *options) ignoredXattrs() []string {
 // and inodes a layer of millions of tiny entries costs. n = 0, the
 // default, means no limit.
 func WithMaxEntries(n int64) Option {
-	return func(opts *options) error {
-		if n < 0 {
-			return errdefs.New(errdefs.ErrInvalidArgument, "negative entry limit %d", n)
-		}
-		opts.maxEntries = n
-		return nil
-	}
+	return inRange(n, 0, math.MaxInt64, "negative entry limit %d", func(o *options) *int64 { return &o.maxEntries })
 }
 
 // WithoutShadow keeps no shadow store: a payload that a later layer
@@ -249,24 +227,12 @@ func (d Devices) String() string {
 
 // WithOwnership sets the ownership policy.
 func WithOwnership(o Ownership) Option {
-	return func(opts *options) error {
-		if o < OwnershipPreserve || o > OwnershipFail {
-			return errdefs.New(errdefs.ErrInvalidArgument, "unknown ownership policy %d", o)
-		}
-		opts.ownership = o
-		return nil
-	}
+	return inRange(o, OwnershipPreserve, OwnershipFail, "unknown ownership policy %d", func(o *options) *Ownership { return &o.ownership })
 }
 
 // WithDevices sets the device policy.
 func WithDevices(d Devices) Option {
-	return func(opts *options) error {
-		if d < DevicesCreate || d > DevicesFail {
-			return errdefs.New(errdefs.ErrInvalidArgument, "unknown device policy %d", d)
-		}
-		opts.devices = d
-		return nil
-	}
+	return inRange(d, DevicesCreate, DevicesFail, "unknown device policy %d", func(o *options) *Devices { return &o.devices })
 }
 
 // withFallback makes the root handle resolve names without openat2, as on
@@ -308,4 +274,17 @@ func makeOptions(opts []Option) (*options, error) {
 		}
 	}
 	return o, nil
+}
+
+// inRange is an Option that sets the field of options that field points
+// to to v, or refuses v outside [lo, hi] with invalid_argument, format
+// saying what is wrong with v.
+func inRange[T cmp.Ordered](v, lo, hi T, format string, field func(*options) *T) Option {
+	return func(o *options) error {
+		if v < lo || v > hi {
+			return errdefs.New(errdefs.ErrInvalidArgument, format, v)
+		}
+		*field(o) = v
+		return nil
+	}
 }

@@ -95,14 +95,7 @@ func TestProgressEvents(t *testing.T) {
 // progress callback: the cost of reporting (a clock read per entry).
 func BenchmarkApplySmallFilesProgress(b *testing.B) {
 	l := smallFilesLayer(b)
-	base := b.TempDir()
-	if d := os.Getenv("OCIFETCH_BENCH_DIR"); d != "" {
-		var err error
-		if base, err = os.MkdirTemp(d, "bench-"); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { os.RemoveAll(base) })
-	}
+	base := benchDir(b)
 	var n int
 	b.SetBytes(l.Size)
 	for i := 0; b.Loop(); i++ {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 )
 
 // choppy returns its data in reads of random sizes, then err.
@@ -33,15 +34,11 @@ func (c *choppy) Read(p []byte) (int, error) {
 }
 
 func randomBytes(n int) []byte {
-	b := make([]byte, n)
-	rng := rand.New(rand.NewPCG(3, 4))
-	for i := range b {
-		b[i] = byte(rng.Uint32())
-	}
-	return b
+	return testutil.RandomBytes(rand.New(rand.NewPCG(3, 4)), n)
 }
 
 func TestReadAheadDeliversEveryByteInOrder(t *testing.T) {
+	t.Parallel()
 	data := randomBytes(3*readAheadSize + 12345)
 	for _, withHash := range []bool{true, false} {
 		h := sha256.New()
@@ -79,6 +76,7 @@ func TestReadAheadDeliversEveryByteInOrder(t *testing.T) {
 }
 
 func TestReadAheadErrorComesAfterTheBytes(t *testing.T) {
+	t.Parallel()
 	data := randomBytes(readAheadSize + 100)
 	boom := errors.New("boom")
 	ra := startReadAhead(&choppy{data: data, rng: rand.New(rand.NewPCG(7, 8)), err: boom}, sha256.New(), nil)
@@ -106,6 +104,7 @@ func (e *endless) Read(p []byte) (int, error) {
 // An applier that stops early stops the goroutine too: it reads no more
 // than the chunks it has room for.
 func TestReadAheadCloseStopsReading(t *testing.T) {
+	t.Parallel()
 	src := &endless{}
 	ra := startReadAhead(src, sha256.New(), nil)
 	if _, err := io.ReadFull(ra, make([]byte, 1000)); err != nil {
@@ -150,6 +149,7 @@ func (s *stalling) Close() error { return nil }
 // arriving fails at once, with its own error, not with the cancelled
 // download's.
 func TestApplyFailsWhileBlobStalls(t *testing.T) {
+	t.Parallel()
 	tb := tarOf(t, F("ok", "fine", 0644), F("../escape", "x", 0644))
 	tb = tb[:len(tb)-1024] // no end-of-archive: the stream goes on
 	l := Layer{MediaType: mtTar, DiffID: sha([]byte("whatever")), Open: func(ctx context.Context) (io.ReadCloser, error) {

@@ -12,6 +12,7 @@ import (
 // The rules of image-spec layer.md, each checked by applying 1 to 4 layers
 // and comparing the whole resulting tree.
 func TestLayerSemantics(t *testing.T) {
+	t.Parallel()
 	requireRoot(t) // owners and devices; the unprivileged run has its own test
 	ns := time.Unix(1600000000, 123456789)
 	cases := []struct {
@@ -261,6 +262,7 @@ func TestLayerSemantics(t *testing.T) {
 }
 
 func TestRootDirectoryEntryAppliesMetadata(t *testing.T) {
+	t.Parallel()
 	modes(t, func(t *testing.T, opts []Option) {
 		dir := t.TempDir()
 		mt := time.Unix(1500000000, 5)
@@ -279,6 +281,7 @@ func TestRootDirectoryEntryAppliesMetadata(t *testing.T) {
 }
 
 func TestReportCounts(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	rep, err := Apply(context.Background(), dir, layers(t,
 		[]e{D("d", 0755), F("d/a", "12345", 0644), F("d/b", "67", 0644), S("s", "d"), H("h", "d/a"), Fifo("p", 0600)},

@@ -13,11 +13,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 )
 
 // A hole accounted for by zeros gives the digest of the zeros written,
 // wherever it starts and however long it is.
 func TestFileHashZeros(t *testing.T) {
+	t.Parallel()
 	for _, prefix := range []string{"", "a", strings.Repeat("x", digestBlock-1), strings.Repeat("y", digestBlock+5)} {
 		for _, n := range []int64{0, 1, 2, 7, 4096, digestBlock - 1, digestBlock, 3*digestBlock + 17, (zeroRun+3)*digestBlock + 1} {
 			h := newFileHash()
@@ -46,7 +48,7 @@ func testdataTar(t *testing.T, name string) []byte {
 	t.Helper()
 	b, _, err := decodeTar(filepath.Join(goroot(), "src/archive/tar/testdata", name))
 	if err != nil {
-		missing(t, err)
+		testutil.Missing(t, "Go's tar testdata: %v", err)
 	}
 	return b
 }
@@ -56,6 +58,7 @@ func testdataTar(t *testing.T, name string) []byte {
 // content is right, the disk usage a few blocks, and the layer rebuilds and
 // verifies. Written densely, each would need 60 GB and minutes.
 func TestSparseEntriesStaySparse(t *testing.T) {
+	t.Parallel()
 	for _, name := range []string{"gnu-sparse-big.tar.base64", "pax-sparse-big.tar.base64"} {
 		t.Run(name, func(t *testing.T) {
 			b := testdataTar(t, name)
@@ -115,20 +118,13 @@ func TestSparseEntriesStaySparse(t *testing.T) {
 // holes at the start, the middle and the end, files that are all hole)
 // have the content Go's reader gives them.
 func TestSparseContent(t *testing.T) {
+	t.Parallel()
 	for _, name := range []string{"sparse-formats.tar", "gnu-nil-sparse-data.tar", "gnu-nil-sparse-hole.tar", "pax-nil-sparse-data.tar", "pax-nil-sparse-hole.tar"} {
 		t.Run(name, func(t *testing.T) {
 			b := testdataTar(t, name)
 			a := mustApplyRecorded(t, [][]byte{b})
-			tr := gotar.NewReader(bytes.NewReader(b))
 			sparse := 0
-			for {
-				h, err := tr.Next()
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
+			for h, tr := range testutil.TarEntries(t, bytes.NewReader(b)) {
 				if h.Typeflag != gotar.TypeReg && h.Typeflag != gotar.TypeGNUSparse {
 					continue
 				}
@@ -187,6 +183,7 @@ func requireSparseSource(t *testing.T, b []byte) {
 
 // Only sparse entries get the sparse writer.
 func TestSparseSourceOnlyForSparse(t *testing.T) {
+	t.Parallel()
 	tr := tar.NewReader(bytes.NewReader(tarOf(t, F("a", "aaa", 0644))))
 	if _, err := tr.Next(); err != nil {
 		t.Fatal(err)
@@ -200,6 +197,7 @@ func TestSparseSourceOnlyForSparse(t *testing.T) {
 // A sparse entry whose data the stream cuts short is layer_invalid, as a
 // regular file's.
 func TestSparseTruncated(t *testing.T) {
+	t.Parallel()
 	b := testdataTar(t, "pax-sparse-big.tar.base64")
 	// Cut inside the 600 bytes of data fragments.
 	data := bytes.Index(b, []byte("0123456789"))

@@ -484,7 +484,7 @@ func (s *stateRec) displace(f *treeFile) (bool, error) {
 		// the original for the caller to remove.
 		r, err := f.open()
 		if err == nil {
-			err = copyInto(dirfd, pos, r)
+			err = copyInto(dirfd, filepath.Join(s.dir, shadowDir, key), pos, r)
 			r.Close()
 		}
 		if err != nil {
@@ -519,27 +519,19 @@ func (s *stateRec) shadowDirFD(layer int32) (int, string, error) {
 	return fd, key, nil
 }
 
-// copyInto writes r to dir/name through a temporary file; the fallback of
-// the shadow store when the tree and the state are on different file
-// systems.
-func copyInto(dirfd int, name string, r io.Reader) error {
-	tmp := ".tmp-" + name
-	fd, err := unix.Openat(dirfd, tmp, unix.O_CREAT|unix.O_TRUNC|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0600)
+// copyInto writes r to dir/name (dirfd, an O_PATH descriptor of dir);
+// the fallback of the shadow store when the tree and the state are on
+// different file systems.
+func copyInto(dirfd int, dir, name string, r io.Reader) error {
+	f, err := atomicfile.CreateAt(dirfd, dir, name, 0600)
 	if err != nil {
 		return err
 	}
-	f := os.NewFile(uintptr(fd), tmp)
-	_, err = io.Copy(f, r)
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	defer f.Abort()
+	if _, err := io.Copy(f, r); err != nil {
+		return err
 	}
-	if err == nil {
-		err = unix.Renameat(dirfd, tmp, dirfd, name)
-	}
-	if err != nil {
-		unix.Unlinkat(dirfd, tmp, 0)
-	}
-	return err
+	return f.Commit()
 }
 
 func posName(pos int32) string { return strconv.Itoa(int(pos)) }

@@ -32,6 +32,7 @@ func sampleTar(t testing.TB) []byte {
 }
 
 func TestMediaTypes(t *testing.T) {
+	t.Parallel()
 	for _, mt := range []string{mtTar, mtGzip, mtZstd, mtDock, mtForgn, mtNDZst,
 		"application/vnd.oci.image.layer.nondistributable.v1.tar", "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"} {
 		t.Run(mt, func(t *testing.T) {
@@ -53,6 +54,7 @@ func TestMediaTypes(t *testing.T) {
 }
 
 func TestStreamFailures(t *testing.T) {
+	t.Parallel()
 	tb := sampleTar(t)
 	truncated := tarOf(t, F("big", strings.Repeat("x", 1<<20), 0644))[:512+10]
 	cases := []struct {
@@ -96,11 +98,13 @@ type errReader struct{ err error }
 
 func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 
-// Go's and GNU's readers accept tars cut after the last entry's payload:
-// without end-of-archive blocks, or even without the last padding.
-func TestTarWithoutEnd(t *testing.T) {
-	full := tarOf(t, F("a", "aaa", 0644), F("b", strings.Repeat("b", 100), 0600))
-	cases := map[string][]byte{
+// tarsWithoutEnd returns a tar of two files, full, and the same tar cut
+// after the last entry's payload as Go's and GNU's readers accept it
+// (without end-of-archive blocks, or even without the last padding), or
+// with something after its end.
+func tarsWithoutEnd(t testing.TB) (full []byte, cases map[string][]byte) {
+	full = tarOf(t, F("a", "aaa", 0644), F("b", strings.Repeat("b", 100), 0600))
+	return full, map[string][]byte{
 		"no end-of-archive blocks":   full[:len(full)-1024],
 		"one end-of-archive block":   full[:len(full)-512],
 		"no padding after last file": full[:len(full)-1024-412],
@@ -108,6 +112,13 @@ func TestTarWithoutEnd(t *testing.T) {
 		"extra zeros after the end":  append(append([]byte{}, full...), make([]byte, 10240)...),
 		"garbage after the end":      append(append([]byte{}, full...), "trailing garbage"...),
 	}
+}
+
+// Go's and GNU's readers accept tars cut after the last entry's payload:
+// without end-of-archive blocks, or even without the last padding.
+func TestTarWithoutEnd(t *testing.T) {
+	t.Parallel()
+	full, cases := tarsWithoutEnd(t)
 	for name, b := range cases {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -211,6 +222,7 @@ func (r *testRecorder) check(t *testing.T, stream []byte, payloads map[string]st
 }
 
 func TestRecorderSeesEveryByte(t *testing.T) {
+	t.Parallel()
 	long := strings.Repeat("n", 200)
 	entries := []e{
 		D("d", 0755), F("d/"+long, "long name", 0644), F("x", "", 0644).xattr("user.k", "v"),
@@ -235,6 +247,7 @@ func TestRecorderSeesEveryByte(t *testing.T) {
 }
 
 func TestCancelledContext(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err := ApplyLayer(ctx, t.TempDir(), bytes.NewReader(sampleTar(t)))
@@ -244,6 +257,7 @@ func TestCancelledContext(t *testing.T) {
 }
 
 func TestInvalidArguments(t *testing.T) {
+	t.Parallel()
 	tb := sampleTar(t)
 	l := blob(t, mtTar, tb)
 	noDiff := l
@@ -274,6 +288,7 @@ func TestInvalidArguments(t *testing.T) {
 // A zstd frame that asks for a window larger than zstdMaxWindow is a
 // malformed layer, refused before the decoder allocates it.
 func TestZstdWindowLimit(t *testing.T) {
+	t.Parallel()
 	// Frame header: magic, descriptor 0 (no single segment, no checksum,
 	// no content size), window descriptor for 256 MiB (window log 28:
 	// exponent 18, mantissa 0; the library alone would allow it), then a

@@ -3,7 +3,6 @@ package apply
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -59,7 +58,7 @@ type stateLock struct {
 
 func (l *stateLock) release() {
 	if l != nil && l.f != nil {
-		l.f.Close()
+		unlockClose(l.f)
 		l.f = nil
 	}
 }
@@ -75,9 +74,19 @@ type targetLock struct{ f *os.File }
 
 func (l *targetLock) release() {
 	if l != nil && l.f != nil {
-		l.f.Close()
+		unlockClose(l.f)
 		l.f = nil
 	}
+}
+
+// unlockClose drops the flock of f, then closes it. Closing alone
+// releases nothing while a copy of the descriptor lives: the one a child
+// process holds between fork and exec, which any goroutine of the
+// program may be starting (O_CLOEXEC closes it only at exec). The next
+// lock, even a shared one by this process, found the target busy.
+func unlockClose(f *os.File) {
+	unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	f.Close()
 }
 
 // id returns the identity of the locked directory.
@@ -170,6 +179,7 @@ func lockState(dir string, exclusive, create bool) (l *stateLock, created bool, 
 			}
 			return &stateLock{f: f, path: p}, made || created, nil
 		}
+		unix.Flock(fd, unix.LOCK_UN) // see unlockClose
 		unix.Close(fd)
 		created = created || made
 		if attempt == 10 {
@@ -293,7 +303,8 @@ func CheckTarget(target, stateDir string) error {
 	if fd, err := unix.Open(filepath.Join(s, lockFile), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err == nil {
 		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
 		holder := lockHolder(fd)
-		unix.Close(fd) // releases a lock just taken
+		unix.Flock(fd, unix.LOCK_UN) // a lock just taken (see unlockClose)
+		unix.Close(fd)
 		if err == unix.EWOULDBLOCK {
 			return errdefs.New(errdefs.ErrBusy, "%s is in use by another process%s: wait for it to finish", s, holder)
 		}
@@ -437,20 +448,18 @@ func checkEmptyTarget(t string) error {
 	return nil
 }
 
+// isEmptyDir tells whether dir is missing or holds nothing, as the
+// applier asks it of its root (fsroot.Root.Empty).
 func isEmptyDir(dir string) (bool, error) {
-	f, err := os.Open(dir)
+	root, err := fsroot.Open(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return true, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	defer f.Close()
-	names, err := f.Readdirnames(1)
-	if err != nil && err != io.EOF {
-		return false, err
-	}
-	return len(names) == 0, nil
+	defer root.Close()
+	return root.Empty("")
 }
 
 // mkdirAllTracked makes dir and its missing parents and returns those it

@@ -41,21 +41,13 @@ func blockingLayer(l Layer) (Layer, chan struct{}, chan struct{}) {
 // clean. Before, the second took the first's "applying" state for a crash
 // and wiped the tree under it, which the first then recorded complete.
 func TestApplyBusy(t *testing.T) {
-	l0 := tarOf(t, D("etc", 0755), F("etc/a", "a", 0644), F("etc/b", "b", 0644))
-	l1 := tarOf(t, F("etc/c", "c", 0644))
+	t.Parallel()
 	dir := t.TempDir()
-	target := filepath.Join(dir, "rootfs")
-	state := DefaultStateDir(target)
-	held, opened, release := blockingLayer(blob(t, mtTar, l1))
-	done := make(chan error, 1)
-	go func() {
-		_, err := Apply(context.Background(), target, []Layer{blob(t, mtTar, l0), held}, WithStateDir(state))
-		done <- err
-	}()
-	<-opened // layer 1 applied, layer 2 held mid-apply
+	h := startHeldApply(t, filepath.Join(dir, "rootfs"), 1) // layer 1 applied, layer 2 held mid-apply
+	target, state := h.a.target, h.a.state
 	before := treecmpWalk(t, dir)
 	start := time.Now()
-	_, err := Apply(context.Background(), target, []Layer{blob(t, mtTar, l0)}, WithStateDir(state))
+	_, err := Apply(context.Background(), target, []Layer{blob(t, mtTar, h.a.tars[0])}, WithStateDir(state))
 	wantKind(t, err, errdefs.ErrBusy)
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("busy after %v, not at once", d)
@@ -68,14 +60,49 @@ func TestApplyBusy(t *testing.T) {
 	if diffs := treecmp.Diff(treecmpWalk(t, dir), before, treecmp.Options{}); len(diffs) > 0 {
 		t.Errorf("the busy apply touched the tree or the state: %v", diffs)
 	}
-	close(release)
-	if err := <-done; err != nil {
+	h.finish(t)
+}
+
+// heldApply is an Apply of two layers (etc/a and etc/b, then etc/c)
+// running in a goroutine of its own, held at the start of one layer
+// until finish.
+type heldApply struct {
+	a       applied
+	release chan struct{}
+	done    chan error
+}
+
+// startHeldApply starts the Apply into target (with its default state
+// directory) and returns once it holds layer held (0 or 1) open.
+func startHeldApply(t *testing.T, target string, held int) *heldApply {
+	t.Helper()
+	h := &heldApply{a: applied{target: target, state: DefaultStateDir(target), tars: [][]byte{
+		tarOf(t, D("etc", 0755), F("etc/a", "a", 0644), F("etc/b", "b", 0644)),
+		tarOf(t, F("etc/c", "c", 0644)),
+	}}, done: make(chan error, 1)}
+	ls := []Layer{blob(t, mtTar, h.a.tars[0]), blob(t, mtTar, h.a.tars[1])}
+	var opened chan struct{}
+	ls[held], opened, h.release = blockingLayer(ls[held])
+	go func() {
+		_, err := Apply(context.Background(), target, ls, WithStateDir(h.a.state))
+		h.done <- err
+	}()
+	<-opened
+	return h
+}
+
+// finish lets the held Apply go on and checks that it completed as if
+// nothing had happened meanwhile: the tree of both layers, clean, each
+// layer rebuilding bit for bit.
+func (h *heldApply) finish(t *testing.T) {
+	t.Helper()
+	close(h.release)
+	if err := <-h.done; err != nil {
 		t.Fatal(err)
 	}
-	a := applied{target: target, state: state, tars: [][]byte{l0, l1}}
-	a.noDrift(t)
-	a.checkRebuilds(t)
-	checkTree(t, target, `
+	h.a.noDrift(t)
+	h.a.checkRebuilds(t)
+	checkTree(t, h.a.target, `
 		dir etc 0755
 		file etc/a content=a
 		file etc/b content=b
@@ -87,6 +114,7 @@ func TestApplyBusy(t *testing.T) {
 // the one it describes never leads to deleting anything: the user's
 // files stay, and the error names the state directory to remove.
 func TestPlantedStateDeletesNothing(t *testing.T) {
+	t.Parallel()
 	l := blob(t, mtTar, tarOf(t, F("x", "x", 0644)))
 	for _, c := range []struct {
 		name  string
@@ -134,6 +162,7 @@ func TestPlantedStateDeletesNothing(t *testing.T) {
 // replacing the directory, nor a symbolic link given as the target) and
 // starts over.
 func TestApplyAfterCrash(t *testing.T) {
+	t.Parallel()
 	l0 := tarOf(t, D("d", 0755), F("d/f", "f", 0644), F("g", "g", 0644))
 	l1 := tarOf(t, F("h", "h", 0644))
 	for _, viaLink := range []bool{false, true} {
@@ -185,6 +214,7 @@ func TestApplyAfterCrash(t *testing.T) {
 // not made when it did not exist, and a caught failure after it removes
 // what the apply made, a target given as a symbolic link staying one.
 func TestApplyFailureLeavesTargetAsItWas(t *testing.T) {
+	t.Parallel()
 	good := blob(t, mtTar, tarOf(t, F("a", "a", 0644)))
 	bad := blob(t, mtTar, tarOf(t, F("b", "b", 0644)))
 	bad.DiffID = sha([]byte("wrong"))
@@ -233,6 +263,7 @@ func TestApplyFailureLeavesTargetAsItWas(t *testing.T) {
 // directories; a state without a lock file (format 1 trees) or a
 // complete state over an emptied target is applied again.
 func TestApplyOverCompleteTree(t *testing.T) {
+	t.Parallel()
 	l := blob(t, mtTar, tarOf(t, F("a", "a", 0644)))
 	dir := t.TempDir()
 	target := filepath.Join(dir, "rootfs")
@@ -253,6 +284,7 @@ func TestApplyOverCompleteTree(t *testing.T) {
 
 // Status of a state written by another version says so, and what to do.
 func TestStatusOtherVersion(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	b, _ := json.Marshal(State{Version: 1, Status: StatusComplete})
 	os.WriteFile(filepath.Join(dir, stateFile), b, 0644)

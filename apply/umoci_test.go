@@ -15,12 +15,14 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/apply/internal/treecmp"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 )
 
 // The same layers unpacked by umoci and by Apply make the same tree. A
 // differential check of the layer.md rules against an implementation the
 // field trusts; skipped where umoci is not installed.
 func TestSameTreeAsUmoci(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	ns := time.Unix(1600000000, 123456789)
 	ls := [][]e{
@@ -57,10 +59,7 @@ func TestSameTreeAsUmoci(t *testing.T) {
 // and returns umoci's tree and the same layers for Apply.
 func umociUnpack(t *testing.T, ls [][]e) (string, []Layer) {
 	t.Helper()
-	umoci, err := exec.LookPath("umoci")
-	if err != nil {
-		missing(t, "umoci not installed")
-	}
+	umoci := testutil.Tool(t, "umoci")
 	base := t.TempDir()
 	layout := filepath.Join(base, "layout")
 	var descs []v1.Descriptor
@@ -107,6 +106,7 @@ func writeBlob(t *testing.T, layout, mediaType string, b []byte) v1.Descriptor {
 // applies of the same layers give the same tree. Before, d got the time
 // of the unpack.
 func TestUnlistedParentKeepsMtime(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	old := time.Unix(1500000000, 0)
 	ls := [][]e{
@@ -144,6 +144,7 @@ func TestUnlistedParentKeepsMtime(t *testing.T) {
 // /proc and without. Before, removing s as one of the children cut the
 // way to those after it.
 func TestOpaqueThroughSelfLink(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	var lower []e
 	for i := range 40 {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ocifetch/ocifetch/errdefs"
 )
@@ -52,22 +54,46 @@ func TestUnprivilegedChild(t *testing.T) {
 	json.NewEncoder(os.Stdout).Encode(out)
 }
 
-// An unprivileged apply of layers with root-owned entries, mode-000 files
-// and directories, and a device: it succeeds, everything belongs to the
-// caller, the device is left out with a warning, and directories of a lower
-// layer that deny their owner access are opened up and restored. With
-// OwnershipFail the same layer fails.
-func TestUnprivileged(t *testing.T) {
-	requireRoot(t)
-	// A world-readable copy of the test binary and the layers.
+// unprivilegedExe makes a directory everyone may read (t.TempDir's
+// parents may not be) holding a copy of the test binary, for a child
+// process run as nobody.
+func unprivilegedExe(t *testing.T) (dir, exe string) {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "apply-unpriv-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	os.Chmod(dir, 0755)
-	exe := filepath.Join(dir, "apply.test")
+	exe = filepath.Join(dir, "apply.test")
 	copyFile(t, os.Args[0], exe, 0755)
+	return dir, exe
+}
+
+// layerFiles writes each tar into dir, for a child process to read.
+func layerFiles(t *testing.T, dir string, tars ...[]byte) []string {
+	t.Helper()
+	var paths []string
+	for i, b := range tars {
+		p := filepath.Join(dir, fmt.Sprintf("layer%d.tar", i))
+		if err := os.WriteFile(p, b, 0644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	return paths
+}
+
+// An unprivileged apply of layers with root-owned entries, mode-000 files
+// and directories, and a device: it succeeds, everything belongs to the
+// caller, the device is left out with a warning, and directories of a lower
+// layer that deny their owner access are opened up and restored. With
+// OwnershipFail the same layer fails.
+func TestUnprivileged(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	// A world-readable copy of the test binary and the layers.
+	dir, exe := unprivilegedExe(t)
 	l1 := tarOf(t,
 		D("etc", 0755), F("etc/shadow", "secret", 0).owner(0, 42), F("etc/suid", "", 04755),
 		D("locked", 0), F("locked/f", "x", 0644), D("locked/sub", 0555), F("locked/sub/g", "", 0644),
@@ -76,14 +102,7 @@ func TestUnprivileged(t *testing.T) {
 		F("attrs", "", 0644).xattr("user.a", "1").xattr("trusted.t", "2"),
 	)
 	l2 := tarOf(t, F("locked/new", "n", 0644), H("hl", "locked/f"), W("locked/sub", "g"), F("gone", "file", 0644), D("etc", 0555))
-	var paths []string
-	for i, b := range [][]byte{l1, l2} {
-		p := filepath.Join(dir, fmt.Sprintf("layer%d.tar", i))
-		if err := os.WriteFile(p, b, 0644); err != nil {
-			t.Fatal(err)
-		}
-		paths = append(paths, p)
-	}
+	paths := layerFiles(t, dir, l1, l2)
 	run := func(t *testing.T, env ...string) (map[string]any, string) {
 		target := filepath.Join(dir, "rootfs-"+strings.ReplaceAll(t.Name(), "/", "-"))
 		if err := os.Mkdir(target, 0755); err != nil {
@@ -95,7 +114,7 @@ func TestUnprivileged(t *testing.T) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil {
+		if err := runCopied(cmd); err != nil {
 			t.Fatalf("child: %v\n%s%s", err, stdout.String(), stderr.String())
 		}
 		var out map[string]any
@@ -222,29 +241,16 @@ func TestUnprivilegedRebuildChild(t *testing.T) {
 // rebuilds bit for bit and verifies, and reading it leaves every mode as
 // it was.
 func TestUnprivilegedRebuild(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
-	dir, err := os.MkdirTemp("", "apply-unpriv-rebuild-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0755)
-	exe := filepath.Join(dir, "apply.test")
-	copyFile(t, os.Args[0], exe, 0755)
+	dir, exe := unprivilegedExe(t)
 	l0 := tarOf(t,
 		D("etc", 0755), F("etc/shadow", "secret", 0).owner(0, 42), F("etc/passwd", "root", 0644),
 		D("locked", 0), F("locked/f", "x", 0), F("locked/g", "g", 0644), D("locked/sub", 0), F("locked/sub/h", "h", 0),
 		F("over", "lower", 0),
 	)
 	l1 := tarOf(t, F("locked/g", "g2", 0644), W("locked/sub", "h"), F("over", "upper", 0), F("etc/passwd", "root2", 0600))
-	var paths []string
-	for i, b := range [][]byte{l0, l1} {
-		p := filepath.Join(dir, fmt.Sprintf("layer%d.tar", i))
-		if err := os.WriteFile(p, b, 0644); err != nil {
-			t.Fatal(err)
-		}
-		paths = append(paths, p)
-	}
+	paths := layerFiles(t, dir, l0, l1)
 	work := filepath.Join(dir, "work")
 	target := filepath.Join(work, "rootfs")
 	for _, d := range []string{work, target} {
@@ -256,7 +262,7 @@ func TestUnprivilegedRebuild(t *testing.T) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
+	if err := runCopied(cmd); err != nil {
 		t.Fatalf("child: %v\n%s%s", err, stdout.String(), stderr.String())
 	}
 	line, _, _ := strings.Cut(stdout.String(), "\n")
@@ -290,4 +296,21 @@ func TestUnprivilegedRebuild(t *testing.T) {
 		dir locked/sub 0000
 		file over 0000 content=upper
 	`, [2]uint32{nobody, nobody})
+}
+
+// runCopied runs cmd, whose binary the test has just copied. A test in
+// parallel that forks meanwhile may hold the copy open for writing for a
+// moment (ETXTBSY, golang.org/issue/22315): the run is tried again.
+func runCopied(cmd *exec.Cmd) error {
+	for try := 0; ; try++ {
+		c := exec.Command(cmd.Path, cmd.Args[1:]...)
+		c.Env, c.Dir, c.SysProcAttr = cmd.Env, cmd.Dir, cmd.SysProcAttr
+		c.Stdin, c.Stdout, c.Stderr = cmd.Stdin, cmd.Stdout, cmd.Stderr
+		err := c.Run()
+		if !errors.Is(err, syscall.ETXTBSY) || try == 100 {
+			cmd.ProcessState = c.ProcessState
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

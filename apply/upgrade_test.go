@@ -44,6 +44,7 @@ func ungz(t *testing.T, b []byte) []byte {
 // layers the tree rebuilds, after which it verifies clean and rebuilds
 // bit for bit; an upgraded state is left alone.
 func TestUpgradeFromFormat1(t *testing.T) {
+	t.Parallel()
 	requireRoot(t) // the fixture's owners are root's
 	dir := v1Tree(t)
 	target, state := filepath.Join(dir, "rootfs"), filepath.Join(dir, ".rootfs.ocifetch")
@@ -93,6 +94,7 @@ func TestUpgradeFromFormat1(t *testing.T) {
 // A format 1 tree that changed since its unpack is not upgraded: the
 // state stays as it was, and nothing of the attempt remains.
 func TestUpgradeRefusesAChangedTree(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	for name, change := range map[string]func(target string){
 		"content": func(target string) { os.WriteFile(filepath.Join(target, "usr/bin/app"), []byte("other"), 0755) },

@@ -19,6 +19,7 @@ import (
 
 // Verify reports exactly the paths that changed, disappeared or appeared.
 func TestVerify(t *testing.T) {
+	t.Parallel()
 	l0 := tarOf(t,
 		D("etc", 0755), F("etc/passwd", "root:x:0:0", 0644), F("etc/group", "root:x:0:", 0644),
 		F("etc/shadow", "s", 0), S("link", "etc/passwd"), D("d", 0755), D("d/sub", 0755),
@@ -137,6 +138,7 @@ func fmtDrifts(ds []Drift) string {
 }
 
 func TestPathLess(t *testing.T) {
+	t.Parallel()
 	order := []string{"a", "a/b", "a/b/c", "a/c", "a.b", "a0", "b"}
 	for i := range order {
 		for j := range order {
@@ -151,6 +153,7 @@ func TestPathLess(t *testing.T) {
 // Verify report; a successful one "complete". A failed layer's tar-split
 // is not kept.
 func TestState(t *testing.T) {
+	t.Parallel()
 	l0 := tarOf(t, F("a", "a", 0644))
 	l1 := tarOf(t, F("b", "b", 0644))
 	base := t.TempDir()

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"maps"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -116,9 +117,9 @@ func Write(dir string, s *rspec.Spec) error {
 // annotations maps labels and the config fields conversion.md names. The
 // named fields win over a label of the same key.
 func annotations(img ocispec.Image) map[string]string {
-	a := map[string]string{}
-	for k, v := range img.Config.Labels {
-		a[k] = v
+	a := maps.Clone(img.Config.Labels)
+	if a == nil {
+		a = map[string]string{}
 	}
 	set := func(k, v string) {
 		if v != "" {

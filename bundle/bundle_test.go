@@ -45,6 +45,7 @@ func rootfs(t *testing.T, files map[string]string) string {
 }
 
 func TestUserResolution(t *testing.T) {
+	t.Parallel()
 	dir := rootfs(t, map[string]string{"etc/passwd": passwd, "etc/group": group})
 	tests := []struct {
 		user     string
@@ -99,6 +100,7 @@ func equalGids(a, b []uint32) bool {
 }
 
 func TestConversion(t *testing.T) {
+	t.Parallel()
 	dir := rootfs(t, map[string]string{"etc/passwd": passwd, "etc/group": group})
 	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	img := ocispec.Image{
@@ -147,6 +149,7 @@ func TestConversion(t *testing.T) {
 // The image's /etc/passwd is read confined: a symlink to a host file is not
 // followed, a FIFO is not opened (it would hang).
 func TestUserLookupIsConfined(t *testing.T) {
+	t.Parallel()
 	secret := filepath.Join(t.TempDir(), "host-passwd")
 	os.WriteFile(secret, []byte("demo:x:7:7::/:/bin/sh\n"), 0o644)
 
@@ -180,6 +183,7 @@ func TestUserLookupIsConfined(t *testing.T) {
 
 // The config.json written validates against the runtime-spec JSON schema.
 func TestConfigValidatesAgainstRuntimeSpecSchema(t *testing.T) {
+	t.Parallel()
 	dir := rootfs(t, map[string]string{"etc/passwd": passwd, "etc/group": group})
 	s, err := bundle.Spec(context.Background(), ocispec.Image{Config: ocispec.ImageConfig{User: "demo", Cmd: []string{"sh"}}}, dir)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 )
 
 func TestKindOfWrappedError(t *testing.T) {
+	t.Parallel()
 	cause := fs.ErrNotExist
 	err := errdefs.Wrap(cause, errdefs.ErrNotFound, "manifest %s", "sha256:abc")
 	outer := fmt.Errorf("resolving alpine: %w", err)
@@ -37,6 +38,7 @@ func TestKindOfWrappedError(t *testing.T) {
 }
 
 func TestKindOfSentinelAndUnknown(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		err  error
 		want errdefs.Kind
@@ -63,6 +65,7 @@ func TestKindOfSentinelAndUnknown(t *testing.T) {
 }
 
 func TestOuterKindWins(t *testing.T) {
+	t.Parallel()
 	inner := errdefs.New(errdefs.ErrNetwork, "connection reset")
 	outer := errdefs.Wrap(inner, errdefs.ErrDigestMismatch, "blob sha256:x")
 	if got := errdefs.KindOf(outer); got != errdefs.ErrDigestMismatch {
@@ -74,6 +77,7 @@ func TestOuterKindWins(t *testing.T) {
 }
 
 func TestKindNamesAreUnique(t *testing.T) {
+	t.Parallel()
 	seen := map[string]bool{}
 	for _, k := range errdefs.Kinds() {
 		if seen[string(k)] {
@@ -87,6 +91,7 @@ func TestKindNamesAreUnique(t *testing.T) {
 }
 
 func TestExitCodes(t *testing.T) {
+	t.Parallel()
 	want := map[errdefs.Kind]int{
 		errdefs.ErrInvalidArgument: 2, errdefs.ErrNotFound: 3, errdefs.ErrUnauthorized: 3,
 		errdefs.ErrPlatformNotFound: 3, errdefs.ErrDigestMismatch: 4, errdefs.ErrSizeMismatch: 4,
@@ -114,6 +119,7 @@ func TestExitCodes(t *testing.T) {
 // TestDocsListEveryKind holds docs/cli.md to the table: every kind is a
 // row with its exit code, and the document lists no kind that is not one.
 func TestDocsListEveryKind(t *testing.T) {
+	t.Parallel()
 	doc, err := os.ReadFile("../docs/cli.md")
 	if err != nil {
 		t.Fatal(err)

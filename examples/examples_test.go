@@ -13,6 +13,11 @@ import (
 	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 )
 
+// Both tests share one registry process.
+func TestMain(m *testing.M) {
+	os.Exit(testregistry.Main(m))
+}
+
 func build(t *testing.T, pkg string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
@@ -23,7 +28,8 @@ func build(t *testing.T, pkg string) string {
 }
 
 func TestEmbedPull(t *testing.T) {
-	reg := testregistry.Start(t)
+	t.Parallel()
+	reg := testregistry.Shared(t)
 	idx, _ := testimage.Index(t,
 		testimage.Platform{OS: "linux", Arch: "amd64"},
 		testimage.Platform{OS: "linux", Arch: "arm64", Variant: "v8"})
@@ -56,7 +62,8 @@ func TestEmbedPull(t *testing.T) {
 }
 
 func TestRebuildLayer(t *testing.T) {
-	reg := testregistry.Start(t)
+	t.Parallel()
+	reg := testregistry.Shared(t)
 	idx, _ := testimage.Index(t, testimage.Platform{OS: "linux", Arch: "amd64"})
 	testimage.PushIndex(t, reg.Host+"/examples/repro:1", idx)
 	pull, rebuild := build(t, "embed-pull"), build(t, "rebuild-layer")

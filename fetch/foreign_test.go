@@ -25,6 +25,7 @@ func foreignDesc(b []byte, urls ...string) ocispec.Descriptor {
 // CVE-2020-15157: following a descriptor's urls by default sent registry
 // credentials to wherever the image's author pointed.
 func TestForeignLayers(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(300_000, 40)
 	registry := newBlobServer(t) // does not have the layer
 	regProxy := faultproxy.New(t, registry.URL)

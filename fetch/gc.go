@@ -13,6 +13,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/atomicfile"
+	"github.com/ocifetch/ocifetch/source"
 )
 
 // GCResult lists what GC removed.
@@ -177,7 +178,7 @@ func (s *Store) GC(ctx context.Context, opts ...GCOption) (*GCResult, error) {
 			return nil, err
 		}
 		for _, d := range strings.Split(m.Annotations[AnnotationIndexes], ",") {
-			if checkDigest(digest.Digest(d)) == nil {
+			if source.CheckDigest(digest.Digest(d)) == nil {
 				keep[digest.Digest(d)] = true
 			}
 		}
@@ -411,7 +412,7 @@ func (s *Store) mark(ctx context.Context, desc ocispec.Descriptor, keep map[dige
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if checkDigest(desc.Digest) != nil || keep[desc.Digest] {
+	if source.CheckDigest(desc.Digest) != nil || keep[desc.Digest] {
 		return nil
 	}
 	keep[desc.Digest] = true
@@ -454,7 +455,7 @@ func eachDigestFile(dir, suffix string, fn func(d digest.Digest, path string, si
 				continue
 			}
 			d := digest.NewDigestFromEncoded(digest.Algorithm(a.Name()), name)
-			if checkDigest(d) != nil {
+			if source.CheckDigest(d) != nil {
 				continue
 			}
 			info, err := e.Info()

@@ -23,6 +23,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/fetch"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/resolve"
 	"github.com/ocifetch/ocifetch/source"
 )
@@ -293,13 +294,5 @@ func assertNoBlob(t testing.TB, s *fetch.Store, d digest.Digest) {
 // listBlobs returns the names under blobs/sha256.
 func listBlobs(t testing.TB, s *fetch.Store) []string {
 	t.Helper()
-	ents, err := os.ReadDir(filepath.Join(s.Dir(), "blobs", "sha256"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range ents {
-		out = append(out, e.Name())
-	}
-	return out
+	return testutil.DirNames(t, filepath.Join(s.Dir(), "blobs", "sha256"))
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/mediatype"
 	"github.com/ocifetch/ocifetch/resolve"
+	"github.com/ocifetch/ocifetch/source"
 )
 
 // The entries of index.json.
@@ -63,7 +64,7 @@ func (d *document) children() []ocispec.Descriptor {
 // that is both an index and a manifest (CVE-2021-41190) is returned with
 // an error: GC still follows everything it names, other callers refuse it.
 func (s *Store) readDocument(d digest.Digest) (*document, bool, error) {
-	if checkDigest(d) != nil {
+	if source.CheckDigest(d) != nil {
 		return nil, false, nil
 	}
 	f, err := openRegular(s.blobPath(d))
@@ -140,7 +141,7 @@ func (s *Store) complete(desc *ocispec.Descriptor) error {
 
 // configPlatform reads the platform an image config gives, or nil.
 func (s *Store) configPlatform(cfg ocispec.Descriptor) *ocispec.Platform {
-	if checkDigest(cfg.Digest) != nil || cfg.Size > resolve.DefaultMaxDocumentSize {
+	if source.CheckDigest(cfg.Digest) != nil || cfg.Size > resolve.DefaultMaxDocumentSize {
 		return nil
 	}
 	f, err := openRegular(s.blobPath(cfg.Digest))
@@ -182,11 +183,11 @@ var cosignTagRE = regexp.MustCompile(`:(sha256|sha512)-([0-9a-f]{64,128})\.(sig|
 // it attaches to a digest.
 func referrerOf(m ocispec.Descriptor) (digest.Digest, bool) {
 	if d := digest.Digest(m.Annotations[AnnotationSubject]); d != "" {
-		return d, checkDigest(d) == nil
+		return d, source.CheckDigest(d) == nil
 	}
 	if sm := cosignTagRE.FindStringSubmatch(m.Annotations[ocispec.AnnotationRefName]); sm != nil {
 		d := digest.NewDigestFromEncoded(digest.Algorithm(sm[1]), sm[2])
-		return d, checkDigest(d) == nil
+		return d, source.CheckDigest(d) == nil
 	}
 	return "", false
 }
@@ -367,7 +368,7 @@ func (s *Store) Images(ctx context.Context) ([]Image, error) {
 			s.complete(&m)
 		}
 		im := Image{Name: m.Annotations[ocispec.AnnotationRefName], Descriptor: m, Complete: true}
-		if checkDigest(m.Digest) != nil {
+		if source.CheckDigest(m.Digest) != nil {
 			// A hand-edited entry naming no valid digest: listed as it
 			// is, never as an image whose blobs are kept.
 			im.Complete = false
@@ -415,7 +416,7 @@ func isAttestation(d ocispec.Descriptor) bool {
 // whether the store holds it (at its size). The subject of a referrer is
 // not followed: it is what the referrer is about, not part of it.
 func (s *Store) reach(desc ocispec.Descriptor, seen map[digest.Digest]bool, depth int, fn func(ocispec.Descriptor, bool)) {
-	if seen[desc.Digest] || checkDigest(desc.Digest) != nil {
+	if seen[desc.Digest] || source.CheckDigest(desc.Digest) != nil {
 		return
 	}
 	seen[desc.Digest] = true
@@ -442,7 +443,7 @@ func (s *Store) Remove(ctx context.Context, ref string) ([]ocispec.Descriptor, e
 	if ref == "" {
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "nothing to remove: empty name")
 	}
-	byDigest := checkDigest(digest.Digest(ref)) == nil
+	byDigest := source.CheckDigest(digest.Digest(ref)) == nil
 	var removed []ocispec.Descriptor
 	err := s.updateIndex(ctx, func(idx *ocispec.Index) error {
 		out := idx.Manifests[:0]
@@ -481,7 +482,7 @@ func (s *Store) Remove(ctx context.Context, ref string) ([]ocispec.Descriptor, e
 // then GC), and tools that read the layout see them as entries with the
 // AnnotationSubject annotation.
 func (s *Store) PutReferrer(ctx context.Context, subject digest.Digest, name string, manifest resolve.Blob, blobs ...resolve.Blob) error {
-	if err := checkDigest(subject); err != nil {
+	if err := source.CheckDigest(subject); err != nil {
 		return err
 	}
 	gc, err := s.lockGC(ctx, false)
@@ -535,7 +536,7 @@ func (s *Store) PutReferrer(ctx context.Context, subject digest.Digest, name str
 // those PutReferrer recorded, and those named with cosign's tags for it
 // ("...:sha256-<hex>.sig", ".att", ".sbom"), in index.json order.
 func (s *Store) Referrers(subject digest.Digest) ([]ocispec.Descriptor, error) {
-	if err := checkDigest(subject); err != nil {
+	if err := source.CheckDigest(subject); err != nil {
 		return nil, err
 	}
 	idx, err := s.Index()

@@ -25,6 +25,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/fetch"
 	"github.com/ocifetch/ocifetch/internal/testutil/faultproxy"
+	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 	"github.com/ocifetch/ocifetch/resolve"
 )
 
@@ -55,16 +56,7 @@ func resolvedFromImage(t *testing.T, img v1.Image) (*resolve.Resolved, *blobServ
 	srv := newBlobServer(t)
 	var ls []resolve.Layer
 	for i, l := range layers {
-		rc, err := l.Compressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv.add(b)
+		srv.add(testimage.LayerBytes(t, l))
 		ls = append(ls, resolve.Layer{Descriptor: m.Layers[i], DiffID: image.RootFS.DiffIDs[i]})
 	}
 	mt := string(must1(img.MediaType()))
@@ -102,6 +94,7 @@ func randomImage(t *testing.T, layers int64, oci bool) v1.Image {
 
 // Tools that read OCI layouts read the store as it is.
 func TestStoreIsReadableBySkopeo(t *testing.T) {
+	t.Parallel()
 	skopeo, err := exec.LookPath("skopeo")
 	if err != nil {
 		if os.Getenv("CI") != "" {
@@ -159,6 +152,7 @@ func TestStoreIsReadableBySkopeo(t *testing.T) {
 }
 
 func TestStoreIsReadableByUmoci(t *testing.T) {
+	t.Parallel()
 	umoci, err := exec.LookPath("umoci")
 	if err != nil {
 		if os.Getenv("CI") != "" {
@@ -178,6 +172,7 @@ func TestStoreIsReadableByUmoci(t *testing.T) {
 }
 
 func TestGCRemovesOnlyUnreachableBlobs(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	shared := randomBytes(50_000, 50)
 	onlyA, onlyB := randomBytes(60_000, 51), randomBytes(70_000, 52)
@@ -229,6 +224,7 @@ func TestGCRemovesOnlyUnreachableBlobs(t *testing.T) {
 // GC waits for a running pull, so the pull's blobs are recorded before
 // GC decides what is reachable.
 func TestGCDoesNotRaceAPull(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(1<<20, 54)
 	srv := newBlobServer(t, blob)
 	p := faultproxy.New(t, srv.URL)
@@ -264,6 +260,7 @@ func first[T any](_ T, err error) error { return err }
 // the connection cut twice per layer: its Range parser only accepts
 // "bytes=START-END", which is what resumes send.
 func TestPullFromAnInProcessRegistryWithCuts(t *testing.T) {
+	t.Parallel()
 	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(reg.Close)
 	img := randomImage(t, 3, true)

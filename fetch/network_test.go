@@ -72,6 +72,7 @@ func TestLyingSizeIsSizeMismatchAtOnce(t *testing.T) {
 // in an errgroup goroutine took the embedding program down); negative
 // ones are not sizes.
 func TestAbsurdSizesAreRefusedBeforeAnyRequest(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(100, 61)
 	reg := hostile.New(t)
 	reg.PutBlob("huge/app", blob)
@@ -188,6 +189,7 @@ func mirroredImage(t *testing.T, caps string, opts ...resolve.Option) (up, mirro
 // is asked once per blob and the upstream continues from its bytes; it
 // used to be retried forever (3,372 requests in 11 minutes).
 func TestShortBodiedMirrorFallsBack(t *testing.T) {
+	t.Parallel()
 	const short = 40_000
 	up, mirror, res, layers := mirroredImage(t, `capabilities = ["pull"]`)
 	mirror.Intercept(func(w http.ResponseWriter, r *http.Request, q hostile.Request) bool {
@@ -229,6 +231,7 @@ func TestShortBodiedMirrorFallsBack(t *testing.T) {
 
 // A ["resolve"] mirror gets no blob GET: capabilities apply to blobs too.
 func TestResolveOnlyMirrorGetsNoBlobGET(t *testing.T) {
+	t.Parallel()
 	_, mirror, res, layers := mirroredImage(t, `capabilities = ["resolve"]`)
 	s := openStore(t)
 	if _, err := fetch.Pull(context.Background(), res, s); err != nil {
@@ -248,6 +251,7 @@ func TestResolveOnlyMirrorGetsNoBlobGET(t *testing.T) {
 // A corrupt layer 2 is digest_mismatch, naming layer 2 (counted from 1,
 // as the CLI does), whatever else was in flight.
 func TestCorruptLayer2IsADigestMismatchOnLayer2(t *testing.T) {
+	t.Parallel()
 	layers := [][]byte{randomBytes(300_000, 65), randomBytes(80_000, 66)}
 	r := testImage(t, nil, layers...)
 	reg := hostile.New(t)
@@ -273,6 +277,7 @@ func TestCorruptLayer2IsADigestMismatchOnLayer2(t *testing.T) {
 // Cancelling a pull is kind canceled and matches context.Canceled (it was
 // network).
 func TestCancelledPullIsCanceled(t *testing.T) {
+	t.Parallel()
 	layers := [][]byte{randomBytes(100_000, 67)}
 	r := testImage(t, nil, layers...)
 	reg := hostile.New(t)
@@ -310,6 +315,7 @@ func (p *panicSource) FetchAt(context.Context, ocispec.Descriptor, int64) (io.Re
 }
 
 func TestAPanicInADownloadGoroutineIsAnError(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(1000, 68)
 	r := testImage(t, &panicSource{}, blob)
 	var wg sync.WaitGroup

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/fetch"
 	"github.com/ocifetch/ocifetch/internal/testutil/faultproxy"
+	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 )
 
 // The test binary doubles as the second process of the cross-process
@@ -27,7 +28,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
 		os.Exit(childFetch())
 	}
-	os.Exit(m.Run())
+	os.Exit(testregistry.Main(m))
 }
 
 func childFetch() int {

@@ -23,6 +23,7 @@ import (
 )
 
 func TestPullStoresTheImageAndRecordsIt(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	layers := [][]byte{randomBytes(300_000, 1), randomBytes(1<<20, 2), randomBytes(10, 3)}
 	srv := newBlobServer(t, layers...)
@@ -80,6 +81,7 @@ func TestPullStoresTheImageAndRecordsIt(t *testing.T) {
 }
 
 func TestBrokenConnectionsResumeFromTheVerifiedOffset(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(2<<20, 7)
 	srv := newBlobServer(t, blob)
 	p := faultproxy.New(t, srv.URL)
@@ -115,6 +117,7 @@ func TestBrokenConnectionsResumeFromTheVerifiedOffset(t *testing.T) {
 }
 
 func TestCancelledPullResumesInTheNextRun(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(4<<20, 8)
 	srv := newBlobServer(t, blob)
 	p := faultproxy.New(t, srv.URL)
@@ -162,6 +165,7 @@ func TestCancelledPullResumesInTheNextRun(t *testing.T) {
 }
 
 func TestFlippedByteIsADigestMismatchAndLeavesNothing(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(1<<20, 9)
 	srv := newBlobServer(t, blob)
 	p := faultproxy.New(t, srv.URL)
@@ -220,6 +224,7 @@ func TestRetryAfterIsHonouredAndCapped(t *testing.T) {
 }
 
 func TestServiceUnavailableBursts(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(100_000, 11)
 	srv := newBlobServer(t, blob)
 	t.Run("a burst shorter than the budget is ridden out", func(t *testing.T) {
@@ -247,6 +252,7 @@ func TestServiceUnavailableBursts(t *testing.T) {
 }
 
 func TestAuthAndNotFoundAreNotRetried(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(1000, 12)
 	srv := newBlobServer(t, blob)
 	for _, tc := range []struct {
@@ -303,6 +309,7 @@ func TestSlowTrickleHitsTheDeadlineCleanly(t *testing.T) {
 }
 
 func TestMirrorsWithBadContentFallBack(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(1<<20, 14)
 	d := digest.FromBytes(blob)
 	upstream := newBlobServer(t, blob)
@@ -363,6 +370,7 @@ func TestMirrorsWithBadContentFallBack(t *testing.T) {
 }
 
 func TestHostIgnoringRangesRestartsCleanly(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(1<<20, 15)
 	srv := newBlobServer(t, blob)
 	srv.ignoreRange.Store(true)
@@ -379,6 +387,7 @@ func TestHostIgnoringRangesRestartsCleanly(t *testing.T) {
 }
 
 func TestTwoGoroutinesShareOneDownload(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(2<<20, 16)
 	srv := newBlobServer(t, blob)
 	p := faultproxy.New(t, srv.URL)
@@ -428,6 +437,7 @@ func TestTwoGoroutinesShareOneDownload(t *testing.T) {
 }
 
 func TestDownloadsOverlapWithinTheJobsBound(t *testing.T) {
+	t.Parallel()
 	var layers [][]byte
 	for i := 0; i < 8; i++ {
 		layers = append(layers, randomBytes(100_000, uint64(100+i)))
@@ -451,6 +461,7 @@ func TestDownloadsOverlapWithinTheJobsBound(t *testing.T) {
 }
 
 func TestProgressEvents(t *testing.T) {
+	t.Parallel()
 	layers := [][]byte{randomBytes(1<<20, 20), randomBytes(200_000, 21)}
 	srv := newBlobServer(t, layers...)
 	p := faultproxy.New(t, srv.URL)

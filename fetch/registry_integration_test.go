@@ -36,6 +36,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/fetch"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/internal/testutil/faultproxy"
 	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
@@ -152,16 +153,18 @@ type regSetup struct {
 	keys  []resolve.Option
 }
 
-// newRegSetup starts a registry (token auth when auth is set), puts a fault
-// proxy in front of it and pushes an image of the given layer sizes to
-// repo ("name:tag") directly.
+// newRegSetup starts a registry with token auth when auth is set (else it
+// takes the package's shared one: repo must be the test's own), puts a
+// fault proxy in front of it and pushes an image of the given layer sizes
+// to repo ("name:tag") directly.
 func newRegSetup(t *testing.T, auth bool, repo string, seed uint64, sizes ...int) *regSetup {
 	t.Helper()
-	var regOpts []testregistry.Option
+	var reg *testregistry.Registry
 	if auth {
-		regOpts = append(regOpts, testregistry.WithTokenAuth(regUser, regPass))
+		reg = testregistry.Start(t, testregistry.WithTokenAuth(regUser, regPass))
+	} else {
+		reg = testregistry.Shared(t)
 	}
-	reg := testregistry.Start(t, regOpts...)
 	p := faultproxy.New(t, reg.URL)
 	kc := hostKeychain{reg.Host, p.Host()}
 	var pushOpts []remote.Option
@@ -300,23 +303,10 @@ func parseRange(t *testing.T, h string) (start, end int64) {
 	return start, end
 }
 
-// requireTool finds an external tool, skipping the (sub)test without it,
-// or failing it when $CI is set: CI must not pass by skipping.
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required when CI is set: %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
-}
-
 // A multi-layer image from a token-auth registry lands in the store
 // exactly as pushed, under its reference, readable by skopeo and umoci.
 func TestRegistryPullWithTokenAuth(t *testing.T) {
+	t.Parallel()
 	rs := newRegSetup(t, true, "integ/app:v1", 1, 300_000, 1<<20, 10, 70_000)
 	ref := rs.Reg.Host + "/integ/app:v1" // directly, no proxy
 	tokens := rs.Reg.TokenRequests()
@@ -355,7 +345,7 @@ func TestRegistryPullWithTokenAuth(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	t.Run("skopeo", func(t *testing.T) {
-		skopeo := requireTool(t, "skopeo")
+		skopeo := testutil.Tool(t, "skopeo")
 		out, err := exec.CommandContext(ctx, skopeo, "inspect", "oci:"+s.Dir()+":"+name).CombinedOutput()
 		if err != nil {
 			t.Fatalf("skopeo inspect: %v\n%s", err, out)
@@ -382,7 +372,7 @@ func TestRegistryPullWithTokenAuth(t *testing.T) {
 		}
 	})
 	t.Run("umoci", func(t *testing.T) {
-		umoci := requireTool(t, "umoci")
+		umoci := testutil.Tool(t, "umoci")
 		out, err := exec.CommandContext(ctx, umoci, "stat", "--json", "--image", s.Dir()+":"+name).CombinedOutput()
 		if err != nil {
 			t.Fatalf("umoci stat: %v\n%s", err, out)
@@ -413,6 +403,7 @@ func TestRegistryPullWithTokenAuth(t *testing.T) {
 // Connections cut mid-layer resume with closed ranges, which the real
 // registry honours with 206; nothing is transferred twice.
 func TestRegistryResumesCutConnectionsWithClosedRanges(t *testing.T) {
+	t.Parallel()
 	const cuts, cutAfter = 3, 400_000
 	rs := newRegSetup(t, true, "integ/cut:v1", 2, 2<<20)
 	r := rs.resolve(t, rs.Ref)
@@ -465,6 +456,7 @@ func TestRegistryResumesCutConnectionsWithClosedRanges(t *testing.T) {
 // A pull cancelled at ~70% of a large layer leaves a partial file; the
 // next pull re-hashes it and asks the registry only for the rest.
 func TestRegistryCancelledPullResumes(t *testing.T) {
+	t.Parallel()
 	rs := newRegSetup(t, false, "integ/big:v1", 3, 8<<20)
 	r := rs.resolve(t, rs.Ref)
 	layer := rs.Image.Layers[0]
@@ -535,6 +527,7 @@ func TestRegistryCancelledPullResumes(t *testing.T) {
 // Bad bytes, in flight or in the registry's own storage, are a
 // digest_mismatch; the layer never becomes a blob and nothing is recorded.
 func TestRegistryCorruptLayerIsADigestMismatch(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		corrupt func(t *testing.T, rs *regSetup, d digest.Digest)
@@ -697,6 +690,7 @@ func TestRegistryTransientFailures(t *testing.T) {
 // storage host cuts is resumed at the registry, with a range that survives
 // the redirect.
 func TestRegistryRedirectDoesNotLeakAuthorization(t *testing.T) {
+	t.Parallel()
 	const cutAfter = 100_000
 	rs := newRegSetup(t, true, "integ/redir:v1", 7, 200_000, 400_000)
 	// "Blob storage": a second registry process without auth serving the
@@ -764,6 +758,7 @@ func TestRegistryRedirectDoesNotLeakAuthorization(t *testing.T) {
 // mirror's prefix when its content merely ended early, from zero when the
 // bytes were bad.
 func TestRegistryBadMirrorFallsBackToUpstream(t *testing.T) {
+	t.Parallel()
 	const shortAt = 100_000
 	rs := newRegSetup(t, false, "integ/mirrored:v1", 8, 300_000, 600_000)
 	// The mirror is a real pull-through cache of the upstream, behind its
@@ -901,6 +896,7 @@ func warmCache(t *testing.T, cache *testregistry.Registry, repo string, d digest
 // before the upstream is asked: with the default policy that cost about
 // three seconds per pull.
 func TestRegistryMirrorThatIsDownIsSkippedAtOnce(t *testing.T) {
+	t.Parallel()
 	rs := newRegSetup(t, false, "integ/mirrordown:v1", 11, 300_000, 600_000)
 	mirror := faultproxy.New(t, rs.Reg.URL)
 	hosts := t.TempDir()
@@ -944,6 +940,7 @@ func TestRegistryMirrorThatIsDownIsSkippedAtOnce(t *testing.T) {
 
 // Layers download concurrently, never more than WithJobs at once.
 func TestRegistryDownloadsOverlap(t *testing.T) {
+	t.Parallel()
 	rs := newRegSetup(t, true, "integ/six:v1", 9, 100_000, 110_000, 120_000, 130_000, 140_000, 150_000)
 	r := rs.resolve(t, rs.Ref)
 	rs.Proxy.Add(faultproxy.Rule{Match: faultproxy.BlobGETs, Faults: []faultproxy.Fault{faultproxy.Delay(250 * time.Millisecond)}})
@@ -974,6 +971,7 @@ func TestRegistryDownloadsOverlap(t *testing.T) {
 // that read as a broken connection and failed as "network", and before
 // that retried forever, each short answer counting as progress).
 func TestRegistryLayerSizeDisagreesWithItsDescriptor(t *testing.T) {
+	t.Parallel()
 	rs := newRegSetup(t, false, "integ/lie:v1", 10, 200_000)
 	var m ocispec.Manifest
 	if err := json.Unmarshal(rs.Image.Manifest, &m); err != nil {

@@ -36,6 +36,7 @@ func sigDoc(t *testing.T, subject ocispec.Descriptor, payload string) (resolve.B
 // kept by GC exactly as long as the image, and never keep it alive
 // themselves (their subject points at it).
 func TestSignaturesLiveAndDieWithTheirImage(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	la, lb := randomBytes(40_000, 60), randomBytes(40_000, 61)
 	src := newMemSource(la, lb)
@@ -99,6 +100,7 @@ func TestSignaturesLiveAndDieWithTheirImage(t *testing.T) {
 
 // A signature whose blobs do not match their descriptors is not stored.
 func TestPutReferrerVerifiesSignatureBlobs(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := openStore(t)
 	subject := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromString("x"), Size: 1}

@@ -21,6 +21,7 @@ import (
 	"github.com/ocifetch/ocifetch/internal/asynchash"
 	"github.com/ocifetch/ocifetch/internal/atomicfile"
 	"github.com/ocifetch/ocifetch/resolve"
+	"github.com/ocifetch/ocifetch/source"
 )
 
 // privateDir holds what the store needs besides the OCI layout: partial
@@ -159,25 +160,10 @@ func (s *Store) private(elem ...string) string {
 
 func (s *Store) indexPath() string { return filepath.Join(s.dir, ocispec.ImageIndexFile) }
 
-// checkDigest parses and validates d before it is used in a path: a digest
-// from a manifest is attacker-controlled, and "sha256:../../x" must never
-// become a file name (CVE-2024-3727). After this, d.Encoded() is plain hex
-// of the right length for its algorithm.
-func checkDigest(d digest.Digest) error {
-	p, err := digest.Parse(string(d))
-	if err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "invalid digest %q", string(d))
-	}
-	if !p.Algorithm().Available() {
-		return errdefs.New(errdefs.ErrInvalidArgument, "digest %q uses an unsupported algorithm", string(d))
-	}
-	return nil
-}
-
 // checkDescriptor validates what a download relies on: the digest and a
 // non-negative size.
 func checkDescriptor(desc ocispec.Descriptor) error {
-	if err := checkDigest(desc.Digest); err != nil {
+	if err := source.CheckDigest(desc.Digest); err != nil {
 		return err
 	}
 	if desc.Size < 0 {
@@ -187,7 +173,8 @@ func checkDescriptor(desc ocispec.Descriptor) error {
 }
 
 // blobPath, partialPath and lockPath are only called with digests that
-// checkDigest accepted.
+// source.CheckDigest accepted: their Encoded() is plain hex of the right
+// length for their algorithm, never a path (CVE-2024-3727).
 func (s *Store) blobPath(d digest.Digest) string {
 	return filepath.Join(s.dir, ocispec.ImageBlobsDir, d.Algorithm().String(), d.Encoded())
 }
@@ -203,7 +190,7 @@ func (s *Store) lockPath(d digest.Digest) string {
 // BlobPath returns where the blob named by d lives (or would live) in the
 // store. The digest is validated first.
 func (s *Store) BlobPath(d digest.Digest) (string, error) {
-	if err := checkDigest(d); err != nil {
+	if err := source.CheckDigest(d); err != nil {
 		return "", err
 	}
 	return s.blobPath(d), nil

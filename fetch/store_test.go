@@ -18,6 +18,7 @@ import (
 )
 
 func TestOpenStoreCreatesAnOCILayout(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "store")
 	s, err := fetch.OpenStore(dir)
 	if err != nil {
@@ -47,6 +48,7 @@ func TestOpenStoreCreatesAnOCILayout(t *testing.T) {
 }
 
 func TestOpenStoreRefusesOtherLayoutVersions(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"2.0.0"}`), 0o644)
 	if _, err := fetch.OpenStore(dir); !errdefs.Is(err, errdefs.ErrInvalidArgument) {
@@ -69,6 +71,7 @@ func TestDefaultStoreDirFollowsXDG(t *testing.T) {
 // CVE-2024-3727: a digest from a manifest must never become a path that
 // climbs out of the store.
 func TestDigestsAreValidatedBeforeUseInPaths(t *testing.T) {
+	t.Parallel()
 	s := openStore(t)
 	ctx := context.Background()
 	for _, d := range []digest.Digest{
@@ -104,6 +107,7 @@ func TestDigestsAreValidatedBeforeUseInPaths(t *testing.T) {
 }
 
 func TestWriteBlobVerifiesContent(t *testing.T) {
+	t.Parallel()
 	s := openStore(t)
 	ctx := context.Background()
 	data := []byte("config bytes")
@@ -129,6 +133,7 @@ func TestWriteBlobVerifiesContent(t *testing.T) {
 }
 
 func TestStoreOpenVerifiesWhatItReads(t *testing.T) {
+	t.Parallel()
 	s := openStore(t)
 	data := randomBytes(100_000, 1)
 	desc := layerDesc(data)
@@ -154,6 +159,7 @@ func TestStoreOpenVerifiesWhatItReads(t *testing.T) {
 }
 
 func TestTagReplacesTheEntryOfTheSameName(t *testing.T) {
+	t.Parallel()
 	s := openStore(t)
 	ctx := context.Background()
 	var descs []ocispec.Descriptor
@@ -204,6 +210,7 @@ func must(t testing.TB, err error) {
 }
 
 func TestDefaultRefName(t *testing.T) {
+	t.Parallel()
 	tests := map[string]string{
 		"docker.io/library/alpine:3.20":     "docker.io/library/alpine:3.20",
 		"127.0.0.1:5000/a/b:t":              "127.0.0.1:5000/a/b:t",

@@ -27,6 +27,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/fetch"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/internal/testutil/faultproxy"
 	"github.com/ocifetch/ocifetch/resolve"
 )
@@ -90,6 +91,7 @@ var (
 // be recorded untyped; GC then never descended into it and deleted its
 // config and layers.
 func TestUntypedManifestSurvivesGC(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	layer := randomBytes(30_000, 60)
 	r := imageFor(t, newMemSource(layer), amd64, "", layer)
@@ -137,6 +139,7 @@ func TestUntypedManifestSurvivesGC(t *testing.T) {
 // Pulling linux/arm64 of a tag after linux/amd64 used to replace the
 // index.json entry, and GC then deleted the amd64 image without a word.
 func TestSecondPlatformOfATagKeepsTheFirst(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	la, lb := randomBytes(40_000, 61), randomBytes(50_000, 62)
 	src := newMemSource(la, lb)
@@ -215,6 +218,7 @@ func TestSecondPlatformOfATagKeepsTheFirst(t *testing.T) {
 // using; every writer now holds the store lock shared, GC exclusively.
 // Hold keeps a blob written and not yet recorded from being collected.
 func TestGCBesideTagAndOpenStore(t *testing.T) {
+	t.Parallel()
 	s := openStore(t)
 	ctx := context.Background()
 	stop := make(chan struct{})
@@ -235,8 +239,10 @@ func TestGCBesideTagAndOpenStore(t *testing.T) {
 			gcs.Add(1)
 		}
 	}()
-	// 20 OpenStores of the same directory, each making 15 Tag calls of
-	// blobs it writes first, holding the store across both.
+	// 20 OpenStores of the same directory, each making 15 Tag calls (4
+	// in the short tier) of blobs it writes first, holding the store
+	// across both.
+	perStore := testutil.Scale(15, 4)
 	var wg sync.WaitGroup
 	errs := make(chan error, 400)
 	for w := 0; w < 20; w++ {
@@ -248,8 +254,8 @@ func TestGCBesideTagAndOpenStore(t *testing.T) {
 				errs <- err
 				return
 			}
-			for j := 0; j < 15; j++ {
-				i := w*15 + j
+			for j := range perStore {
+				i := w*perStore + j
 				data := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%064x","size":2},"layers":[]}`, i))
 				d := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(data), Size: int64(len(data))}
 				release, err := st.Hold(ctx)
@@ -285,8 +291,8 @@ func TestGCBesideTagAndOpenStore(t *testing.T) {
 		t.Fatalf("GC ran %d times beside the writers: it was kept out", gcs.Load())
 	}
 	idx, _ := s.Index()
-	if len(idx.Manifests) != 300 {
-		t.Fatalf("%d entries, want 300", len(idx.Manifests))
+	if len(idx.Manifests) != 20*perStore {
+		t.Fatalf("%d entries, want %d", len(idx.Manifests), 20*perStore)
 	}
 	for _, m := range idx.Manifests {
 		p, _ := s.BlobPath(m.Digest)
@@ -300,6 +306,7 @@ func TestGCBesideTagAndOpenStore(t *testing.T) {
 // GC removes what crashed writers left: atomicfile's named temporaries in
 // the store and in blobs/, which only a GC holding the lock may touch.
 func TestGCRemovesLeftoverTemporaries(t *testing.T) {
+	t.Parallel()
 	s := openStore(t)
 	leftovers := []string{
 		filepath.Join(s.Dir(), ".ocifetch-tmp-index.json-0123456789abcdef"),
@@ -322,6 +329,7 @@ func TestGCRemovesLeftoverTemporaries(t *testing.T) {
 // its size: pull said cached and every unpack failed. A file that no
 // longer matches its stamp is hashed again, and fetched again when wrong.
 func TestPullReverifiesAChangedCachedBlob(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	layer := randomBytes(200_000, 63)
 	src := newMemSource(layer)
@@ -373,6 +381,7 @@ func TestPullReverifiesAChangedCachedBlob(t *testing.T) {
 // hash of every stored read: the blob is removed and the error names its
 // file, so the next pull fetches it again.
 func TestStoredReadRemovesACorruptBlob(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	layer := randomBytes(300_000, 64)
 	src := newMemSource(layer)
@@ -414,6 +423,7 @@ func TestStoredReadRemovesACorruptBlob(t *testing.T) {
 
 // gc --verify hashes everything and removes what does not match.
 func TestGCVerifyRemovesCorruptBlobs(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	la, lb := randomBytes(20_000, 65), randomBytes(20_000, 66)
 	r := testImage(t, newMemSource(la, lb), la, lb)
@@ -443,6 +453,7 @@ func TestGCVerifyRemovesCorruptBlobs(t *testing.T) {
 // OCI 1.1 manifests whose subject is kept. Removing the image lets GC
 // take them.
 func TestGCKeepsReferrersOfKeptImages(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	layer := randomBytes(10_000, 68)
 	r := testImage(t, newMemSource(layer), layer)
@@ -527,6 +538,7 @@ func TestGCKeepsReferrersOfKeptImages(t *testing.T) {
 
 // Remove takes a name (every platform of it) or a digest.
 func TestRemoveByNameOrDigest(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	la, lb := randomBytes(1000, 69), randomBytes(1000, 70)
 	src := newMemSource(la, lb)
@@ -563,6 +575,7 @@ func TestRemoveByNameOrDigest(t *testing.T) {
 // started used to die with "context canceled" when that session was
 // cancelled. The download now goes on while any session wants it.
 func TestSharedDownloadSurvivesTheCancelOfItsStarter(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(2<<20, 71)
 	srv := newBlobServer(t, blob)
 	p := faultproxy.New(t, srv.URL)
@@ -623,6 +636,7 @@ func TestSharedDownloadSurvivesTheCancelOfItsStarter(t *testing.T) {
 // When every session that wants a download is cancelled, the download
 // stops, and has stopped when the last of them returns.
 func TestDownloadStopsWithItsLastSession(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(2<<20, 72)
 	srv := newBlobServer(t, blob)
 	p := faultproxy.New(t, srv.URL)
@@ -637,7 +651,14 @@ func TestDownloadStopsWithItsLastSession(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Cancel once the download has begun (on a loaded machine that can
+	// take longer than any fixed wait).
+	partial := filepath.Join(s.Dir(), ".ocifetch", "partial", "sha256", r.Layers[0].Digest.Encoded())
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if fi, err := os.Stat(partial); err == nil && fi.Size() > 0 {
+			break
+		}
+	}
 	cancel()
 	for _, sess := range sessions {
 		if _, err := sess.Wait(); errdefs.KindOf(err) != errdefs.ErrCanceled {
@@ -645,7 +666,6 @@ func TestDownloadStopsWithItsLastSession(t *testing.T) {
 		}
 	}
 	// Stopped: the partial file stays (for a resume) and no longer grows.
-	partial := filepath.Join(s.Dir(), ".ocifetch", "partial", "sha256", r.Layers[0].Digest.Encoded())
 	fi, err := os.Stat(partial)
 	if err != nil || fi.Size() == 0 || fi.Size() >= int64(len(blob)) {
 		t.Fatalf("partial file after the cancel: %v, %v", fi, err)

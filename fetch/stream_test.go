@@ -22,6 +22,7 @@ import (
 // The apply stage reads layer 1 as it arrives while layers 2..n download
 // into the store.
 func TestSessionStreamsALayerWhileItDownloads(t *testing.T) {
+	t.Parallel()
 	layers := [][]byte{randomBytes(1<<20, 30), randomBytes(1<<20, 31), randomBytes(1<<20, 32)}
 	srv := newBlobServer(t, layers...)
 	p := faultproxy.New(t, srv.URL)
@@ -81,6 +82,7 @@ func TestSessionStreamsALayerWhileItDownloads(t *testing.T) {
 
 // A mismatch reaches the reader as an error from Read, never after io.EOF.
 func TestStreamReportsAMismatchBeforeEOF(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(1<<20, 33)
 	srv := newBlobServer(t, blob)
 	p := faultproxy.New(t, srv.URL)
@@ -118,6 +120,7 @@ func TestStreamReportsAMismatchBeforeEOF(t *testing.T) {
 }
 
 func TestOpenLayerTeesIntoTheStore(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(1<<20, 34)
 	srv := newBlobServer(t, blob)
 	p := faultproxy.New(t, srv.URL)
@@ -153,6 +156,7 @@ func TestOpenLayerTeesIntoTheStore(t *testing.T) {
 }
 
 func TestOpenLayerClosedEarlyKeepsThePartialForLater(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(2<<20, 35)
 	srv := newBlobServer(t, blob)
 	p := faultproxy.New(t, srv.URL)
@@ -188,6 +192,7 @@ func TestOpenLayerClosedEarlyKeepsThePartialForLater(t *testing.T) {
 }
 
 func TestStreamReaderHonoursItsContext(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(1<<20, 36)
 	srv := newBlobServer(t, blob)
 	p := faultproxy.New(t, srv.URL)
@@ -263,6 +268,7 @@ func (r *gateReader) Read(p []byte) (int, error) {
 // bytes again: it returns io.EOF once the download has verified the blob
 // and put it in blobs/.
 func TestStreamFollowingADownloadUsesItsVerdict(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(1<<20, 34)
 	srv := newBlobServer(t, blob)
 	p := faultproxy.New(t, srv.URL)
@@ -302,6 +308,7 @@ func TestStreamFollowingADownloadUsesItsVerdict(t *testing.T) {
 // end cleanly although the download itself succeeds: it read the bad
 // bytes.
 func TestStreamNoticesARestartWithOtherBytes(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(1<<20, 35)
 	bad := bytes.Clone(blob)
 	bad[100_000] ^= 0xff
@@ -344,6 +351,7 @@ func TestStreamNoticesARestartWithOtherBytes(t *testing.T) {
 // broken connection; a follower that already returned bytes keeps reading
 // and ends cleanly, since the rewrite has the same bytes.
 func TestStreamSurvivesAnHonestRestart(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(1<<20, 36)
 	src := &gatedSource{memSource: newMemSource(), body: blob, holdAt: 500_000, gate: make(chan struct{}),
 		failAfterHold: syscall.ECONNRESET, ignoreRange: true}
@@ -386,6 +394,7 @@ func TestStreamSurvivesAnHonestRestart(t *testing.T) {
 // blobs/ without hashing it again (the download just did); one that was
 // in the store before the pull is hashed as it is read (Store.Open).
 func TestStreamOfAFinishedDownloadReadsTheStoredBlob(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(1<<20, 37)
 	s := openStore(t)
 	r := testImage(t, newMemSource(blob), blob)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/atomicfile"
+	"github.com/ocifetch/ocifetch/source"
 )
 
 // The rootfs is the store: what the store records of the root
@@ -85,7 +86,7 @@ func (s *Store) RecordUnpacked(ctx context.Context, u Unpacked) error {
 	if !filepath.IsAbs(u.Rootfs) || !filepath.IsAbs(u.StateDir) {
 		return errdefs.New(errdefs.ErrInvalidArgument, "unpacked record: rootfs %q and state %q must be absolute", u.Rootfs, u.StateDir)
 	}
-	if err := checkDigest(u.Manifest); err != nil {
+	if err := source.CheckDigest(u.Manifest); err != nil {
 		return err
 	}
 	for _, l := range u.Layers {
@@ -138,7 +139,7 @@ func ListUnpacked(storeDir string) ([]Unpacked, error) {
 		if !e.Type().IsRegular() || filepath.Ext(e.Name()) != ".json" || readRecord(filepath.Join(dir, e.Name()), &u) != nil {
 			continue
 		}
-		if s.unpackedPath(u.StateDir) != filepath.Join(dir, e.Name()) || checkDigest(u.Manifest) != nil {
+		if s.unpackedPath(u.StateDir) != filepath.Join(dir, e.Name()) || source.CheckDigest(u.Manifest) != nil {
 			continue
 		}
 		out = append(out, u)
@@ -163,7 +164,7 @@ func readRecord(path string, v any) error {
 // DroppedBlob returns the record of a blob the store dropped; ok is false
 // when there is none.
 func (s *Store) DroppedBlob(d digest.Digest) (rec Dropped, ok bool, err error) {
-	if err := checkDigest(d); err != nil {
+	if err := source.CheckDigest(d); err != nil {
 		return Dropped{}, false, err
 	}
 	err = readRecord(s.droppedPath(d), &rec)
@@ -181,7 +182,7 @@ func (s *Store) DroppedBlob(d digest.Digest) (rec Dropped, ok bool, err error) {
 // those already recorded, and Confirmed is kept once set. A blob present
 // in blobs/ is not recorded.
 func (s *Store) RecordDropped(ctx context.Context, rec Dropped) error {
-	if err := checkDigest(rec.Digest); err != nil {
+	if err := source.CheckDigest(rec.Digest); err != nil {
 		return err
 	}
 	gc, err := s.lockGC(ctx, false)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -40,13 +41,48 @@ type fixture struct {
 	otherKey cosigntest.Key
 }
 
+func TestMain(m *testing.M) {
+	code := testregistry.Main(m)
+	if sharedKeys.dir != "" {
+		os.RemoveAll(sharedKeys.dir)
+	}
+	os.Exit(code)
+}
+
+// sharedKeys are the two key pairs of every fixture, made once for the
+// test binary (cosign takes half a second for each) in dir, which
+// TestMain removes.
+var sharedKeys struct {
+	once       sync.Once
+	dir        string
+	key, other cosigntest.Key
+}
+
+// newFixture makes a fixture on the package's shared registry: each
+// test keeps to repositories of its own, and counts its requests on a
+// proxy of its own.
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{cosign: cosigntest.New(t), reg: testregistry.Start(t)}
+	f := &fixture{cosign: cosigntest.New(t), reg: testregistry.Shared(t)}
 	f.proxy = testregistry.NewCountingProxy(t, f.reg.URL)
 	f.host = f.proxy.Host()
-	f.key = f.cosign.GenerateKeyPair(t)
-	f.otherKey = f.cosign.GenerateKeyPair(t)
+	sharedKeys.once.Do(func() {
+		dir, err := os.MkdirTemp("", "policy-keys-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sharedKeys.dir = dir
+		for name, k := range map[string]*cosigntest.Key{"key": &sharedKeys.key, "other": &sharedKeys.other} {
+			if err := os.Mkdir(filepath.Join(dir, name), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			*k = f.cosign.GenerateKeyPairIn(t, filepath.Join(dir, name))
+		}
+	})
+	if sharedKeys.key.Private == "" || sharedKeys.other.Private == "" {
+		t.Fatal("the shared key pairs were not made (see the first test that failed)")
+	}
+	f.key, f.otherKey = sharedKeys.key, sharedKeys.other
 	return f
 }
 
@@ -462,8 +498,7 @@ func TestOfflineVerificationFromTheStore(t *testing.T) {
 		t.Errorf("a pull verified before asked the registry for signatures %d times", n)
 	}
 
-	f.proxy.Close()
-	f.reg.Stop()
+	f.proxy.Close() // every reference went through it: the registry is out of reach
 	var d policy.Decision
 	layoutPolicy := policyFile(t, fmt.Sprintf(`{"default": [{"type": "reject"}], "transports": {"oci": {%q: [{"type": "sigstoreSigned", "keyPath": %q, "signedIdentity": {"type": "exactRepository", "dockerRepository": %q}}]}}}`,
 		store.Dir(), f.key.Public, f.host+"/offline"), store, policy.WithReport(func(x policy.Decision) { d = x }))

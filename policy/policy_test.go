@@ -13,6 +13,7 @@ import (
 // A policy whose structure is broken does not load: that is an error of
 // the user's file (invalid_argument), not a verdict about an image.
 func TestParseRefusesBrokenStructure(t *testing.T) {
+	t.Parallel()
 	for name, doc := range map[string]string{
 		"not JSON":            `{"default": [`,
 		"not an object":       `[]`,
@@ -44,6 +45,7 @@ func TestParseRefusesBrokenStructure(t *testing.T) {
 // uses it decides, so one that cannot be enforced never stands in the way
 // of images other scopes decide, and is never silently skipped.
 func TestRequirementsThatCannotBeEnforced(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		req, want string
 	}{
@@ -109,6 +111,7 @@ func mustImage(t *testing.T, ref string) image {
 // reference, repository, namespaces, host, wildcard domains, the
 // transport's "", then default.
 func TestScopeLookup(t *testing.T) {
+	t.Parallel()
 	doc := `{
 		"default": [{"type": "reject"}],
 		"transports": {
@@ -166,6 +169,7 @@ func hex64() string { return strings.Repeat("ab", 32) }
 // A layout's scopes name the directory itself, whichever symlink led to
 // it.
 func TestLayoutScopesResolveSymlinks(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	real := filepath.Join(dir, "real")
 	if err := os.Mkdir(real, 0o755); err != nil {
@@ -184,6 +188,7 @@ func TestLayoutScopesResolveSymlinks(t *testing.T) {
 // signedIdentity, as containers-policy.json(5) defines it. cosign's
 // signatures name the repository only (without --sign-container-identity).
 func TestSignedIdentity(t *testing.T) {
+	t.Parallel()
 	id := func(doc string) identityRequirement {
 		t.Helper()
 		var raw []byte

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/testutil/hostile"
+	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 	"github.com/ocifetch/ocifetch/policy/sigstore"
 	"github.com/ocifetch/ocifetch/resolve"
 )
@@ -53,16 +53,7 @@ func copyBundle(t *testing.T, f *fixture, img pushed) bundleCopy {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rc, err := l.Compressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rc.Close()
-		b, err := io.ReadAll(rc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
+		return testimage.LayerBytes(t, l)
 	}
 	repo, _, _ := strings.Cut(img.byDigest(), "@")
 	var c bundleCopy

@@ -8,6 +8,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/source"
 )
 
 // ResolvedAll is a reference resolved for every platform it offers: the
@@ -167,7 +168,7 @@ func (w *walker) all(ctx context.Context, desc ocispec.Descriptor, platform *oci
 	ra.Indexes = append(ra.Indexes, b)
 	chain = append(append([]Blob(nil), chain...), b)
 	for i, m := range idx.Manifests {
-		if _, err := parseDigest(m.Digest.String()); err != nil {
+		if err := source.CheckDigest(m.Digest); err != nil {
 			return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "index %s entry %d", desc.Digest, i)
 		}
 		if m.MediaType != "" && !isIndexType(m.MediaType) && !isManifestType(m.MediaType) {
@@ -195,7 +196,7 @@ func (w *walker) artifact(desc ocispec.Descriptor, data []byte, ra *ResolvedAll)
 	}
 	a := Artifact{Manifest: Blob{Descriptor: desc, Data: data}}
 	for i, d := range append([]ocispec.Descriptor{m.Config}, m.Layers...) {
-		if _, err := parseDigest(d.Digest.String()); err != nil {
+		if err := source.CheckDigest(d.Digest); err != nil {
 			return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "manifest %s blob %d", desc.Digest, i)
 		}
 		if d.Size < 0 {

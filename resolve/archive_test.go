@@ -19,6 +19,7 @@ import (
 )
 
 func TestResolveOCIArchive(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	idx, imgs := testimage.Index(t,
 		testimage.Platform{OS: "linux", Arch: "amd64"},
@@ -77,6 +78,7 @@ func TestResolveOCIArchive(t *testing.T) {
 }
 
 func TestResolveDockerArchive(t *testing.T) {
+	t.Parallel()
 	a := testimage.Image(t, 2, "linux", "amd64", "")
 	b := testimage.Image(t, 3, "linux", "arm64", "v8")
 	ta, _ := name.NewTag("example.com/app:a")

@@ -7,25 +7,11 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/source"
 )
-
-// parseDigest parses and validates a digest before it is used in a URL or a
-// path: "sha256:../../x" must never reach either (CVE-2024-3727).
-func parseDigest(s string) (digest.Digest, error) {
-	d, err := digest.Parse(s)
-	if err != nil {
-		return "", errdefs.Wrap(err, errdefs.ErrManifestInvalid, "invalid digest %q", s)
-	}
-	if !d.Algorithm().Available() {
-		return "", errdefs.New(errdefs.ErrUnsupportedMediaType, "digest %q uses an unsupported algorithm", s)
-	}
-	return d, nil
-}
 
 // readCapped reads all of r, failing with too_large past limit bytes.
 func readCapped(r io.Reader, limit int64, what string) ([]byte, error) {
@@ -55,8 +41,8 @@ const (
 // stale or corrupt content cannot stop a pull the upstream can serve. It
 // returns the bytes and the name of the host (or file) that served them.
 func fetchDocument(ctx context.Context, src Source, desc ocispec.Descriptor, limit int64, what string) ([]byte, string, error) {
-	if _, err := parseDigest(desc.Digest.String()); err != nil {
-		return nil, "", err
+	if err := source.CheckDigest(desc.Digest); err != nil {
+		return nil, "", errdefs.Wrap(err, errdefs.ErrManifestInvalid, "%s", what)
 	}
 	if err := source.CheckSize(desc.Size, limit, what+" "+desc.Digest.String()); err != nil {
 		return nil, "", err

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/source"
 )
 
 // layoutSource reads an OCI image layout directory.
@@ -108,7 +109,7 @@ func OpenLayout(dir, name string, pinned digest.Digest, opts ...Option) (Source,
 		return nil, err
 	}
 	if pinned != "" {
-		if pinned, err = parseDigest(pinned.String()); err != nil {
+		if err := source.CheckDigest(pinned); err != nil {
 			return nil, err
 		}
 	}
@@ -129,8 +130,8 @@ func parseLayoutSpec(spec, scheme string, o *options) (*layoutSource, error) {
 	s := &layoutSource{platform: o.platform}
 	rest := spec
 	if i := strings.LastIndex(rest, "@"); i >= 0 && strings.Contains(rest[i+1:], ":") {
-		dg, err := parseDigest(rest[i+1:])
-		if err != nil {
+		dg := digest.Digest(rest[i+1:])
+		if err := source.CheckDigest(dg); err != nil {
 			return nil, err
 		}
 		s.pinned, rest = dg, rest[:i]
@@ -223,7 +224,7 @@ func (s *layoutSource) Root(ctx context.Context) (ocispec.Descriptor, error) {
 			}
 			// An entry whose digest does not parse names nothing this
 			// program will read; the name's other entries still count.
-			if _, err := parseDigest(m.Digest.String()); err != nil {
+			if err := source.CheckDigest(m.Digest); err != nil {
 				bad++
 				continue
 			}
@@ -342,7 +343,7 @@ func layoutErr(err error, dir, file string) error {
 	return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "%s/%s", dir, file)
 }
 
-// blobName is only called with digests that parseDigest accepted, so the
+// blobName is only called with digests that source.CheckDigest accepted, so the
 // encoded part is plain hex and cannot climb out of blobs/.
 func blobName(d digest.Digest) string {
 	return ocispec.ImageBlobsDir + "/" + d.Algorithm().String() + "/" + d.Encoded()
@@ -354,8 +355,8 @@ func (s *layoutSource) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.R
 }
 
 func (s *layoutSource) FetchAt(_ context.Context, desc ocispec.Descriptor, off int64) (io.ReadCloser, int64, error) {
-	if _, err := parseDigest(desc.Digest.String()); err != nil {
-		return nil, 0, err
+	if err := source.CheckDigest(desc.Digest); err != nil {
+		return nil, 0, errdefs.Wrap(err, errdefs.ErrManifestInvalid, "%s", s.ref)
 	}
 	rc, err := s.files.open(blobName(desc.Digest), off)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 )
 
 func TestResolveLayout(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	idx, imgs := testimage.Index(t,
 		testimage.Platform{OS: "linux", Arch: "amd64"},
@@ -48,8 +49,10 @@ func TestResolveLayout(t *testing.T) {
 	wantKind(t, err, errdefs.ErrInvalidArgument) // two images: which one?
 	_, err = resolve.Resolve(ctx, "oci:"+t.TempDir())
 	wantKind(t, err, errdefs.ErrNotFound)
+	// A bad digest in the reference is the caller's, as in a registry
+	// reference: invalid_argument.
 	_, err = resolve.Resolve(ctx, "oci:"+dir+"@sha256:../../etc/passwd")
-	wantKind(t, err, errdefs.ErrManifestInvalid)
+	wantKind(t, err, errdefs.ErrInvalidArgument)
 
 	// Bytes changed behind a digest are caught.
 	cfg, _ := imgs[1].ConfigName()
@@ -59,6 +62,7 @@ func TestResolveLayout(t *testing.T) {
 }
 
 func TestResolveLayoutRefusesSymlinkedBlob(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	idx, imgs := testimage.Index(t, testimage.Platform{OS: "linux", Arch: "amd64"})
 	testimage.WriteLayout(t, dir, map[string]v1.ImageIndex{"v1": idx})
@@ -75,6 +79,7 @@ func TestResolveLayoutRefusesSymlinkedBlob(t *testing.T) {
 }
 
 func TestResolveCommittedLayout(t *testing.T) {
+	t.Parallel()
 	res := mustResolve(t, "oci:../testdata/layouts/multiarch:latest", resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "arm64"}))
 	if got := resolve.FormatPlatform(resolve.Normalize(res.Platform)); got != "linux/arm64/v8" {
 		t.Fatalf("platform %s", got)
@@ -85,6 +90,7 @@ func TestResolveCommittedLayout(t *testing.T) {
 }
 
 func TestOpenRejectsBadReferences(t *testing.T) {
+	t.Parallel()
 	for _, ref := range []string{"", "UPPER/case", "host:5000/a/b@sha256:123", "a b", "docker-archive:x.tar@-1"} {
 		_, err := resolve.Open(context.Background(), ref)
 		if errdefs.KindOf(err) != errdefs.ErrInvalidArgument && errdefs.KindOf(err) != errdefs.ErrManifestInvalid {
@@ -94,6 +100,7 @@ func TestOpenRejectsBadReferences(t *testing.T) {
 }
 
 func TestOpenNormalizesNames(t *testing.T) {
+	t.Parallel()
 	tests := map[string]string{
 		"alpine":                          "docker.io/library/alpine:latest",
 		"docker.io/library/alpine:3.20":   "docker.io/library/alpine:3.20",
@@ -123,6 +130,7 @@ const hex64 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 // then the first ':' ends the path, so the names ocifetch's store writes
 // ("127.0.0.1:5000/repo:tag") can be addressed as oci:STORE:NAME.
 func TestLayoutReferencesSplitAtTheFirstColon(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	idx, imgs := testimage.Index(t, testimage.Platform{OS: "linux", Arch: "amd64"})
 	other, otherImgs := testimage.Index(t, testimage.Platform{OS: "linux", Arch: "amd64"})
@@ -150,7 +158,7 @@ func TestLayoutReferencesSplitAtTheFirstColon(t *testing.T) {
 	for ref, kind := range map[string]errdefs.Kind{
 		"oci:" + dir + ":":                           errdefs.ErrInvalidArgument,
 		"oci:" + dir + ":127.0.0.1:5000/team/app:2":  errdefs.ErrNotFound,
-		"oci:" + dir + ":" + name + "@sha256:nothex": errdefs.ErrManifestInvalid,
+		"oci:" + dir + ":" + name + "@sha256:nothex": errdefs.ErrInvalidArgument,
 		// The path ends at the first colon: a directory with one cannot
 		// be named (as in skopeo); OpenLayout takes one as it is.
 		"oci:" + dir + "x:y:" + name: errdefs.ErrNotFound,
@@ -175,6 +183,7 @@ func TestLayoutReferencesSplitAtTheFirstColon(t *testing.T) {
 // Several entries of one name, one per platform, as the store records a
 // tag pulled for two platforms: chosen by platform, as an index would be.
 func TestLayoutNameWithSeveralEntriesResolvesByPlatform(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	_, imgs := testimage.Index(t,
 		testimage.Platform{OS: "linux", Arch: "amd64"},

@@ -9,6 +9,7 @@ import (
 )
 
 func TestParsePlatform(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in   string
 		want string
@@ -47,6 +48,7 @@ func TestParsePlatform(t *testing.T) {
 // fallbacks the hand-written matcher lacked (amd64 runs 386, arm64/v9.x
 // runs v8.x, arm64 runs 32-bit arm).
 func TestMatches(t *testing.T) {
+	t.Parallel()
 	p := func(os, arch, variant string) ocispec.Platform {
 		return ocispec.Platform{OS: os, Architecture: arch, Variant: variant}
 	}
@@ -84,6 +86,7 @@ func TestMatches(t *testing.T) {
 // their order in the index (native before fallback, exact variant before
 // an older one, a named variant before an implied one).
 func TestBestMatchWins(t *testing.T) {
+	t.Parallel()
 	p := func(arch, variant string) ocispec.Platform {
 		return ocispec.Platform{OS: "linux", Architecture: arch, Variant: variant}
 	}

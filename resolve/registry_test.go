@@ -30,7 +30,8 @@ import (
 )
 
 func TestResolveOCIAndDockerImages(t *testing.T) {
-	reg := testregistry.Start(t)
+	t.Parallel()
+	reg := testregistry.Shared(t)
 	oci := testimage.Image(t, 3, "linux", "amd64", "")
 	docker := testimage.Docker(t, 2, "linux", "amd64")
 	testimage.PushImage(t, reg.Host+"/test/oci:v1", oci)
@@ -56,7 +57,8 @@ func TestResolveOCIAndDockerImages(t *testing.T) {
 }
 
 func TestResolvePlatforms(t *testing.T) {
-	reg := testregistry.Start(t)
+	t.Parallel()
+	reg := testregistry.Shared(t)
 	// Three indexes: arm64 entries without a variant, with v8, and both.
 	bare, bareImgs := testimage.Index(t,
 		testimage.Platform{OS: "linux", Arch: "amd64"},
@@ -128,7 +130,8 @@ func TestResolvePlatforms(t *testing.T) {
 }
 
 func TestResolvePinnedDigest(t *testing.T) {
-	reg := testregistry.Start(t)
+	t.Parallel()
+	reg := testregistry.Shared(t)
 	a := testimage.Image(t, 1, "linux", "amd64", "")
 	b := testimage.Image(t, 1, "linux", "amd64", "")
 	da := testimage.PushImage(t, reg.Host+"/pin/img:a", a)
@@ -153,6 +156,7 @@ func TestResolvePinnedDigest(t *testing.T) {
 }
 
 func TestResolveRejectsBadContent(t *testing.T) {
+	t.Parallel()
 	reg := testregistry.Start(t)
 	ctx := context.Background()
 
@@ -240,6 +244,7 @@ func TestResolveRejectsBadContent(t *testing.T) {
 }
 
 func TestResolveTooLargeManifest(t *testing.T) {
+	t.Parallel()
 	big := func(t *testing.T, reg string) []byte {
 		img := testimage.Image(t, 1, "linux", "amd64", "")
 		testimage.PushImage(t, reg+"/big/img:base", img)
@@ -253,7 +258,7 @@ func TestResolveTooLargeManifest(t *testing.T) {
 	// Docker's registry neither accepts nor serves a manifest over 4 MiB,
 	// so a real registry can only send an index that claims one.
 	t.Run("distribution registry: index entry claims 5 MiB", func(t *testing.T) {
-		reg := testregistry.Start(t)
+		reg := testregistry.Shared(t)
 		img := testimage.Image(t, 1, "linux", "amd64", "")
 		d := testimage.PushImage(t, reg.Host+"/big/claim:img", img)
 		idx := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{{
@@ -291,6 +296,7 @@ func TestResolveTooLargeManifest(t *testing.T) {
 }
 
 func TestResolveBasicAuth(t *testing.T) {
+	t.Parallel()
 	reg := testregistry.Start(t, testregistry.WithBasicAuth("alice", "s3cret"))
 	img := testimage.Image(t, 1, "linux", "amd64", "")
 	good := staticKeychain{host: reg.Host, user: "alice", pass: "s3cret"}
@@ -322,6 +328,7 @@ func TestResolveBasicAuth(t *testing.T) {
 }
 
 func TestResolveTokenAuth(t *testing.T) {
+	t.Parallel()
 	reg := testregistry.Start(t, testregistry.WithTokenAuth("bob", "hunter2"))
 	img := testimage.Image(t, 1, "linux", "amd64", "")
 	good := staticKeychain{host: reg.Host, user: "bob", pass: "hunter2"}
@@ -348,7 +355,8 @@ func TestResolveTokenAuth(t *testing.T) {
 }
 
 func TestResolveThroughMirror(t *testing.T) {
-	upstream := testregistry.Start(t)
+	t.Parallel()
+	upstream := testregistry.Shared(t)
 	img := testimage.Image(t, 2, "linux", "amd64", "")
 	testimage.PushImage(t, upstream.Host+"/mirrored/img:v1", img)
 	mirror := testregistry.Start(t, testregistry.WithProxy(upstream.URL, "", ""))
@@ -386,6 +394,7 @@ func writeHosts(t *testing.T, dir, host, body string) {
 }
 
 func TestResolveNetworkErrors(t *testing.T) {
+	t.Parallel()
 	reg := testregistry.Start(t)
 	host := reg.Host
 	reg.Stop()

@@ -163,7 +163,7 @@ func (w *walker) walk(ctx context.Context, desc ocispec.Descriptor, platform *oc
 	var nested []int
 	firstUnplatformed := -1
 	for i, m := range idx.Manifests {
-		if _, err := parseDigest(m.Digest.String()); err != nil {
+		if err := source.CheckDigest(m.Digest); err != nil {
 			return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "index %s entry %d", desc.Digest, i)
 		}
 		if m.Platform != nil && !isAttestationEntry(m) {
@@ -222,11 +222,11 @@ func (w *walker) manifest(ctx context.Context, desc ocispec.Descriptor, data []b
 		return errdefs.New(errdefs.ErrUnsupportedMediaType,
 			"manifest %s is an artifact (config media type %q), not a runnable image", desc.Digest, m.Config.MediaType)
 	}
-	if _, err := parseDigest(m.Config.Digest.String()); err != nil {
+	if err := source.CheckDigest(m.Config.Digest); err != nil {
 		return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "manifest %s config", desc.Digest)
 	}
 	for i, l := range m.Layers {
-		if _, err := parseDigest(l.Digest.String()); err != nil {
+		if err := source.CheckDigest(l.Digest); err != nil {
 			return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "manifest %s layer %d", desc.Digest, i+1)
 		}
 		// A size near 2^63 would overflow the offset arithmetic of a
@@ -254,8 +254,8 @@ func (w *walker) manifest(ctx context.Context, desc ocispec.Descriptor, data []b
 	}
 	layers := make([]Layer, len(m.Layers))
 	for i, l := range m.Layers {
-		d, err := parseDigest(img.RootFS.DiffIDs[i].String())
-		if err != nil {
+		d := img.RootFS.DiffIDs[i]
+		if err := source.CheckDigest(d); err != nil {
 			return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "config %s diffID %d", m.Config.Digest, i)
 		}
 		layers[i] = Layer{Descriptor: l, DiffID: d}

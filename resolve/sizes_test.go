@@ -71,6 +71,7 @@ func writeSizedLayout(t *testing.T, manifest []byte, blobs map[string][]byte) st
 // a size. Resolve refuses both before anything is fetched, whether from a
 // layout or a registry, and Validate reports both (it called them valid).
 func TestAbsurdDescriptorSizes(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name          string
 		layer, config int64

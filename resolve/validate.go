@@ -126,7 +126,7 @@ func short(d digest.Digest) string {
 // read fetches desc without stopping at the first problem: size and digest
 // mismatches are recorded and the bytes are still checked further.
 func (v *validator) read(ctx context.Context, desc ocispec.Descriptor, where, what string) ([]byte, bool) {
-	if _, err := parseDigest(desc.Digest.String()); err != nil {
+	if err := source.CheckDigest(desc.Digest); err != nil {
 		v.add(where, "digest", "%v", err)
 		return nil, false
 	}
@@ -390,7 +390,7 @@ func (v *validator) manifest(ctx context.Context, desc ocispec.Descriptor, data 
 			v.add(fmt.Sprintf("%s > layers[%d]", where, i), "layer_media_type", "media type %q is not an image layer", l.MediaType)
 		}
 		v.size(fmt.Sprintf("%s > layers[%d]", where, i), l.Size, source.MaxBlobSize, "layer")
-		if _, err := parseDigest(l.Digest.String()); err != nil {
+		if err := source.CheckDigest(l.Digest); err != nil {
 			v.add(fmt.Sprintf("%s > layers[%d]", where, i), "digest", "%v", err)
 		}
 	}
@@ -427,7 +427,7 @@ func (v *validator) manifest(ctx context.Context, desc ocispec.Descriptor, data 
 		v.add(cfgWhere, "diff_ids", "%d diffIDs for %d layers", len(img.RootFS.DiffIDs), len(m.Layers))
 	}
 	for i, d := range img.RootFS.DiffIDs {
-		if _, err := parseDigest(d.String()); err != nil {
+		if err := source.CheckDigest(d); err != nil {
 			v.add(fmt.Sprintf("%s > rootfs.diff_ids[%d]", cfgWhere, i), "digest", "%v", err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 // Every layout in testdata/validate breaks the rule its name starts with.
 func TestValidateCatchesEachRule(t *testing.T) {
+	t.Parallel()
 	dirs, err := os.ReadDir("../testdata/validate")
 	if err != nil {
 		t.Fatal(err)
@@ -47,6 +48,7 @@ func TestValidateCatchesEachRule(t *testing.T) {
 }
 
 func TestValidateAcceptsGoodImages(t *testing.T) {
+	t.Parallel()
 	for _, ref := range []string{"oci:../testdata/layouts/multiarch:latest"} {
 		src, err := resolve.Open(context.Background(), ref)
 		if err != nil {

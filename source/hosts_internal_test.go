@@ -9,6 +9,7 @@ import (
 
 // The keys of containerd's hosts.toml, read with containerd's meaning.
 func TestParseHostsFile(t *testing.T) {
+	t.Parallel()
 	var warnings []string
 	cfg, err := parseHostsFile([]byte(`
 server = "registry.example.com"

@@ -25,6 +25,7 @@ import (
 // _default) that names another server must not make them go there: the
 // endpoint used to keep docker.io as its credential host.
 func TestHubCredentialsNeverReachAServerHost(t *testing.T) {
+	t.Parallel()
 	for _, dir := range []string{"docker.io", "_default"} {
 		t.Run(dir, func(t *testing.T) {
 			reg := hostile.New(t)
@@ -60,6 +61,7 @@ func TestHubCredentialsNeverReachAServerHost(t *testing.T) {
 // lookups only, never a GET by digest (documents or blobs); [] and absent
 // mean every capability, as in containerd.
 func TestMirrorCapabilities(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, caps           string
 		mirrorPulls, tagsOK  bool
@@ -119,6 +121,7 @@ func TestMirrorCapabilities(t *testing.T) {
 // Content-Length) is skipped for that document and the upstream is asked,
 // for a tag and for a pinned digest alike; it used to fail the resolve.
 func TestWrongHEADFromAMirrorFallsBack(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		lie   func(h http.Header, body []byte)
@@ -179,6 +182,7 @@ func itoa(n int) string {
 // info; it used to be sent as Basic auth and printed in messages), and no
 // message repeats it.
 func TestUserinfoInHostURLsIsRefusedAndNeverPrinted(t *testing.T) {
+	t.Parallel()
 	reg := hostile.New(t)
 	ref, _ := image(t, reg, "ui/app")
 	for name, body := range map[string]string{
@@ -209,6 +213,7 @@ func TestUserinfoInHostURLsIsRefusedAndNeverPrinted(t *testing.T) {
 // server = "http://..." is used as written (it became "httphttp://...",
 // which worked only because go-containerregistry rewrites the scheme).
 func TestServerWithPlainHTTP(t *testing.T) {
+	t.Parallel()
 	reg := hostile.New(t)
 	ref, _ := image(t, reg, "srv/app")
 	hosts := t.TempDir()
@@ -224,6 +229,7 @@ func TestServerWithPlainHTTP(t *testing.T) {
 
 // Keys containerd does not have are reported, never ignored in silence.
 func TestUnknownHostsKeysAreReported(t *testing.T) {
+	t.Parallel()
 	reg := hostile.New(t)
 	ref, _ := image(t, reg, "keys/app")
 	hosts := t.TempDir()
@@ -252,6 +258,7 @@ func TestUnknownHostsKeysAreReported(t *testing.T) {
 // test makes, and the certs.d fallback (*.crt, *.cert/*.key in the host's
 // directory, no hosts.toml).
 func TestHostsTLS(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	certs := testcerts.New(t, dir)
 	reg := hostile.New(t, hostile.WithTLS(certs.ServerConfig(true)))
@@ -319,6 +326,7 @@ func TestHostsTLS(t *testing.T) {
 // configured for: the registry's token server is verified and gets no
 // client certificate.
 func TestTLSSettingsStayWithTheirHost(t *testing.T) {
+	t.Parallel()
 	certs := testcerts.New(t, t.TempDir())
 	reg := hostile.New(t, hostile.WithTLS(certs.ServerConfig(true)))
 	ref, _ := image(t, reg, "tlshost/app")

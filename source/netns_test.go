@@ -27,6 +27,7 @@ import (
 // namespace's own hosts file: what is judged is the address a name
 // resolves to and the connection goes to, not the name.
 func TestAddressRulesInANetworkNamespace(t *testing.T) {
+	t.Parallel()
 	if !netns.Run(t, map[string]string{
 		"tokens-private.test": netns.Private2,
 		"tokens-public.test":  netns.Public2,

@@ -63,8 +63,8 @@ func (s *registrySource) Tag(ctx context.Context, tag string) (ocispec.Descripto
 // first non-empty answer: a mirror that does not carry referrers must not
 // hide the upstream's.
 func (s *registrySource) Referrers(ctx context.Context, d digest.Digest) ([]ocispec.Descriptor, error) {
-	if err := d.Validate(); err != nil {
-		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "referrers of %q", d)
+	if err := CheckDigest(d); err != nil {
+		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "referrers")
 	}
 	var errs []error
 	answered := false

@@ -775,8 +775,8 @@ func (e *endpoint) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadC
 	if err := e.canPull(); err != nil {
 		return nil, err
 	}
-	if err := desc.Digest.Validate(); err != nil {
-		return nil, errdefs.Wrap(err, errdefs.ErrManifestInvalid, "invalid digest %q", printable(string(desc.Digest), 100))
+	if err := CheckDigest(desc.Digest); err != nil {
+		return nil, errdefs.Wrap(err, errdefs.ErrManifestInvalid, "%s", e.src.ref)
 	}
 	if body := e.takePrefetched(desc.Digest); body != nil {
 		return io.NopCloser(bytes.NewReader(body)), nil
@@ -817,8 +817,8 @@ func (e *endpoint) FetchAt(ctx context.Context, desc ocispec.Descriptor, off int
 	if err := e.canPull(); err != nil {
 		return nil, 0, err
 	}
-	if err := desc.Digest.Validate(); err != nil {
-		return nil, 0, errdefs.Wrap(err, errdefs.ErrManifestInvalid, "invalid digest %q", printable(string(desc.Digest), 100))
+	if err := CheckDigest(desc.Digest); err != nil {
+		return nil, 0, errdefs.Wrap(err, errdefs.ErrManifestInvalid, "%s", e.src.ref)
 	}
 	if off == 0 {
 		if body := e.takePrefetched(desc.Digest); body != nil {

@@ -14,6 +14,7 @@ import (
 )
 
 func TestBackoffDoublesUpToTheCapWithJitter(t *testing.T) {
+	t.Parallel()
 	p := RetryPolicy{MaxAttempts: 10, BaseDelay: 100 * time.Millisecond, MaxDelay: time.Second, MaxRetryAfter: 5 * time.Second}
 	for _, tc := range []struct {
 		failures   int
@@ -39,6 +40,7 @@ func TestBackoffDoublesUpToTheCapWithJitter(t *testing.T) {
 }
 
 func TestRetryableClassifiesErrors(t *testing.T) {
+	t.Parallel()
 	status := func(code int, after string) error {
 		h := http.Header{}
 		if after != "" {
@@ -91,6 +93,7 @@ func (c *fakeClock) sleep(_ context.Context, d time.Duration) error {
 }
 
 func TestRetrierGivesUpAfterMaxAttemptsWithoutProgress(t *testing.T) {
+	t.Parallel()
 	clock := &fakeClock{}
 	r := &Retrier{policy: RetryPolicy{MaxAttempts: 4, BaseDelay: 10 * time.Millisecond, MaxDelay: 25 * time.Millisecond, MaxRetryAfter: time.Second}, sleep: clock.sleep, jitter: func() float64 { return 0 }}
 	transient := errdefs.Wrap(errors.New("reset"), errdefs.ErrNetwork, "GET")
@@ -110,6 +113,7 @@ func TestRetrierGivesUpAfterMaxAttemptsWithoutProgress(t *testing.T) {
 }
 
 func TestRetrierKeepsItsBudgetWhileBytesArrive(t *testing.T) {
+	t.Parallel()
 	clock := &fakeClock{}
 	r := &Retrier{policy: RetryPolicy{MaxAttempts: 2, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond, MaxRetryAfter: time.Second}, sleep: clock.sleep, jitter: func() float64 { return 0 }}
 	transient := errdefs.Wrap(errors.New("reset"), errdefs.ErrNetwork, "GET")
@@ -127,6 +131,7 @@ func TestRetrierKeepsItsBudgetWhileBytesArrive(t *testing.T) {
 }
 
 func TestRetrierStopsAtOnceOnFinalErrors(t *testing.T) {
+	t.Parallel()
 	clock := &fakeClock{}
 	r := &Retrier{policy: DefaultRetryPolicy(), sleep: clock.sleep, jitter: func() float64 { return 0 }}
 	final := errdefs.New(errdefs.ErrUnauthorized, "denied")
@@ -139,6 +144,7 @@ func TestRetrierStopsAtOnceOnFinalErrors(t *testing.T) {
 }
 
 func TestRetrierHonoursRetryAfterWithTinyCap(t *testing.T) {
+	t.Parallel()
 	r := NewRetrier(RetryPolicy{MaxAttempts: 3, BaseDelay: time.Hour, MaxDelay: time.Hour, MaxRetryAfter: 5 * time.Millisecond})
 	start := time.Now()
 	d, err := r.Next(context.Background(), &HTTPError{Code: 429, RetryAfter: time.Minute})
@@ -158,6 +164,7 @@ func TestRetrierHonoursRetryAfterWithTinyCap(t *testing.T) {
 // every attempt of a document counts, and the waits between them are
 // bounded by the backoff's maxima.
 func TestDefaultsEndATrickledDocumentWithinFourMinutes(t *testing.T) {
+	t.Parallel()
 	p, d := DefaultRetryPolicy(), DefaultDeadlines()
 	if p.MaxAttempts != 3 || p.BaseDelay != time.Second || p.MaxDelay != 15*time.Second || p.MaxRetryAfter != 30*time.Second {
 		t.Fatalf("DefaultRetryPolicy() = %+v", p)
@@ -176,6 +183,7 @@ func TestDefaultsEndATrickledDocumentWithinFourMinutes(t *testing.T) {
 }
 
 func TestContextErrorKinds(t *testing.T) {
+	t.Parallel()
 	last := errdefs.New(errdefs.ErrNetwork, "HTTP 503")
 
 	ctx, cancel := context.WithCancel(context.Background())

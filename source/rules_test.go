@@ -28,6 +28,7 @@ func localhost(hostport string) string {
 // WithUserAgent, on every request (go-containerregistry's transport used
 // to put its own nearest the wire).
 func TestUserAgentOnEveryRequest(t *testing.T) {
+	t.Parallel()
 	if ua := source.DefaultUserAgent(); !regexp.MustCompile(`^ocifetch/\S+$`).MatchString(ua) {
 		t.Fatalf("DefaultUserAgent() = %q", ua)
 	}
@@ -81,6 +82,7 @@ func TestUserAgentOnEveryRequest(t *testing.T) {
 // localhost:P2, a host name (go-containerregistry only refused IP
 // literals, so this realm used to receive the credentials).
 func TestRealmOnAnotherLoopbackHostGetsNoCredentials(t *testing.T) {
+	t.Parallel()
 	creds := source.WithKeychain(staticKeychain{"alice", "s3cret"})
 	certs := testcerts.New(t, t.TempDir())
 
@@ -143,6 +145,7 @@ func TestRealmOnAnotherLoopbackHostGetsNoCredentials(t *testing.T) {
 // A registry that is itself on loopback may, and the redirect carries no
 // Authorization.
 func TestRedirectsAndRealmsToLoopback(t *testing.T) {
+	t.Parallel()
 	t.Run("blob redirect from a loopback registry is followed without credentials", func(t *testing.T) {
 		reg := hostile.New(t)
 		ref, img := image(t, reg, "redir/app")
@@ -199,6 +202,7 @@ func TestRedirectsAndRealmsToLoopback(t *testing.T) {
 // a blob GET to plain HTTP on a host that is not itself allowed plain HTTP
 // (checked before any connection is made); plain HTTP to loopback is.
 func TestHTTPSRedirectIsNotDowngraded(t *testing.T) {
+	t.Parallel()
 	certs := testcerts.New(t, t.TempDir())
 	reg := hostile.New(t, hostile.WithTLS(certs.ServerConfig(false)))
 	ref, img := image(t, reg, "tls/app")
@@ -226,6 +230,7 @@ func TestHTTPSRedirectIsNotDowngraded(t *testing.T) {
 // ran into the per-document deadline (scaled down here; with the defaults,
 // 60 s × 3 attempts plus backoff, see TestDefaultsEndATrickledDocument...).
 func TestTrickledManifestEndsInNetwork(t *testing.T) {
+	t.Parallel()
 	reg := hostile.New(t)
 	ref, _ := image(t, reg, "slow/app")
 	reg.Intercept(func(w http.ResponseWriter, r *http.Request, q hostile.Request) bool {
@@ -265,6 +270,7 @@ func TestTrickledManifestEndsInNetwork(t *testing.T) {
 // The config is read while resolving with the same retries as manifests:
 // one 503 used to fail the pull.
 func TestConfig503IsRetried(t *testing.T) {
+	t.Parallel()
 	reg := hostile.New(t)
 	ref, img := image(t, reg, "cfg/app")
 	cfg, err := img.ConfigName()
@@ -296,6 +302,7 @@ func TestConfig503IsRetried(t *testing.T) {
 // A Source whose first call was cancelled while it connected works for
 // the next call: the connection failure is not kept.
 func TestReusedSourceAfterACancelledCall(t *testing.T) {
+	t.Parallel()
 	reg := hostile.New(t)
 	ref, _ := image(t, reg, "reuse/app")
 	var mu sync.Mutex
@@ -335,6 +342,7 @@ func TestReusedSourceAfterACancelledCall(t *testing.T) {
 // Cancelling while a document is read is kind canceled and matches
 // context.Canceled, from resolve as from the source.
 func TestCancelDuringResolveIsCanceled(t *testing.T) {
+	t.Parallel()
 	reg := hostile.New(t)
 	ref, _ := image(t, reg, "cancel/app")
 	entered := make(chan struct{}, 8)

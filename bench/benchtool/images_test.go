@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ocifetch/ocifetch/internal/testutil"
 )
 
 // TestManyFilesImageHasWhiteoutsAndOpaqueDirs builds image a from a small
@@ -16,6 +18,7 @@ import (
 // layers modify files, whiteout files and a directory, and replace a
 // directory (opaque), and every whiteout names something that exists.
 func TestManyFilesImageHasWhiteoutsAndOpaqueDirs(t *testing.T) {
+	t.Parallel()
 	tree := t.TempDir()
 	for d := 0; d < 8; d++ {
 		for s := 0; s < 3; s++ {
@@ -45,15 +48,7 @@ func TestManyFilesImageHasWhiteoutsAndOpaqueDirs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr := tar.NewReader(f)
-		for {
-			h, err := tr.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+		for h, tr := range testutil.TarEntries(t, f) {
 			name := strings.TrimSuffix(h.Name, "/")
 			if parent := path.Dir(name); parent != "." && !exists[parent] && !strings.HasPrefix(treePrefix, parent) {
 				t.Errorf("layer %d: %s comes before its parent", i, name)
@@ -104,6 +99,7 @@ func TestManyFilesImageHasWhiteoutsAndOpaqueDirs(t *testing.T) {
 }
 
 func TestMedian(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		in   []float64
 		want float64

@@ -20,7 +20,7 @@ import (
 // and fields as annotations); DIR/rootfs is the unpacked image.
 func TestCLIE2EBundle(t *testing.T) {
 	t.Parallel()
-	reg := testregistry.Start(t)
+	reg := testregistry.Shared(t)
 	demo := pushDemo(t, reg.Host+"/e2e/bundle:v1")
 	want := demo.facts(t, "linux/arm/v7")
 	env := cliEnv(t)

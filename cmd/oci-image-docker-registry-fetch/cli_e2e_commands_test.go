@@ -23,7 +23,7 @@ import (
 // no layer downloaded.
 func TestCLIE2EResolveInspect(t *testing.T) {
 	t.Parallel()
-	reg := testregistry.Start(t)
+	reg := testregistry.Shared(t)
 	demo := pushDemo(t, reg.Host+"/e2e/inspect:v1")
 	proxy := testregistry.NewCountingProxy(t, reg.URL)
 	ref := proxy.Host() + "/e2e/inspect:v1"
@@ -113,7 +113,7 @@ func TestCLIE2EResolveInspect(t *testing.T) {
 // index pushed there (exit 4, each rule named, in both forms).
 func TestCLIE2EValidate(t *testing.T) {
 	t.Parallel()
-	reg := testregistry.Start(t)
+	reg := testregistry.Shared(t)
 	demo := pushDemo(t, reg.Host+"/e2e/validate:good")
 	env := cliEnv(t)
 
@@ -198,7 +198,7 @@ func manifestSize(t *testing.T, demo demoPush, platform string) int64 {
 // --json" removes what the first platform alone used.
 func TestCLIE2EPullGC(t *testing.T) {
 	t.Parallel()
-	reg := testregistry.Start(t)
+	reg := testregistry.Shared(t)
 	demo := pushDemo(t, reg.Host+"/e2e/pull:v1")
 	env := cliEnv(t)
 	var cache string

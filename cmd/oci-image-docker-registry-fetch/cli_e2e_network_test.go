@@ -40,6 +40,7 @@ func builtVersion(t *testing.T, bin string) string {
 // The CLI sends its version as the User-Agent, on every request, and
 // inspect says which host answered each document.
 func TestCLIE2EUserAgentAndServedBy(t *testing.T) {
+	t.Parallel()
 	reg := hostile.New(t)
 	ref := reg.PutImage(t, "ua/app", "v1", testimage.Image(t, 1, "linux", "amd64", ""))
 	env := cliEnv(t)
@@ -65,6 +66,7 @@ func TestCLIE2EUserAgentAndServedBy(t *testing.T) {
 // A token server on localhost for a registry on 127.0.0.1 gets no
 // credentials without --allow-token-host, and the error says so.
 func TestCLIE2ERealmOnAnotherLoopbackHost(t *testing.T) {
+	t.Parallel()
 	const user, pass = "e2e", "pa55w0rd"
 	reg := testregistry.Start(t, testregistry.WithTokenAuth(user, pass))
 	ref := reg.Host + "/realm/app:v1"
@@ -99,6 +101,7 @@ func TestCLIE2ERealmOnAnotherLoopbackHost(t *testing.T) {
 // A password in a hosts.toml URL is refused and never printed, --json
 // included; unknown keys are warned about on standard error.
 func TestCLIE2EHostsToml(t *testing.T) {
+	t.Parallel()
 	reg := hostile.New(t)
 	ref := reg.PutImage(t, "hosts/app", "v1", testimage.Image(t, 1, "linux", "amd64", ""))
 	env := cliEnv(t)

@@ -43,7 +43,7 @@ func writeFile(t *testing.T, dir, name, content string) string {
 func TestCLIE2EPolicy(t *testing.T) {
 	t.Parallel()
 	c := cosigntest.New(t)
-	reg := testregistry.Start(t)
+	reg := testregistry.Shared(t)
 	key := c.GenerateKeyPair(t)
 	push := func(repo string, flags ...[]string) (string, string) {
 		img := testimage.Image(t, 2, "linux", "amd64", "")

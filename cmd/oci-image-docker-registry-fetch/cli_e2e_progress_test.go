@@ -25,7 +25,7 @@ import (
 // the manifest digest either way.
 func TestCLIE2EUnpackBundleProgress(t *testing.T) {
 	t.Parallel()
-	reg := testregistry.Start(t)
+	reg := testregistry.Shared(t)
 	demo := pushDemo(t, reg.Host+"/e2e/progress:v1")
 	want := demo.facts(t, "linux/amd64")
 	env := cliEnv(t)
@@ -106,6 +106,7 @@ func TestCLIE2EUnpackBundleProgress(t *testing.T) {
 // total. Before, 3 blobs on 80 columns left 119 rows of scrollback and 31
 // blobs on 24 rows 546 lines.
 func TestCLIE2EProgressTerminal(t *testing.T) {
+	t.Parallel()
 	tmux, err := exec.LookPath("tmux")
 	if err != nil {
 		t.Fatal("tmux is needed to test the terminal progress display (apt-get install tmux)")
@@ -132,6 +133,7 @@ func TestCLIE2EProgressTerminal(t *testing.T) {
 	bin := builtCLI(t)
 	for _, size := range [][2]int{{80, 24}, {200, 50}} {
 		t.Run(fmt.Sprintf("%dx%d", size[0], size[1]), func(t *testing.T) {
+			t.Parallel()
 			work := t.TempDir()
 			sock := filepath.Join(work, "tmux.sock")
 			tm := func(args ...string) string {

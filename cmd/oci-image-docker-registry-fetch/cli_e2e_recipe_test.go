@@ -11,7 +11,6 @@ package main
 // skopeo copy give the same manifest digest in a second registry.
 
 import (
-	"archive/tar"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -39,25 +38,12 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/apply"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/internal/testutil/faultproxy"
 	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 	"github.com/ocifetch/ocifetch/mediatype"
 )
-
-// needTool finds an external tool: without it the test skips, or fails
-// when $CI is set (CI installs every tool; it must not pass by skipping).
-func needTool(t *testing.T, tool string) string {
-	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required when CI is set: %v", tool, err)
-		}
-		t.Skipf("%s not installed", tool)
-	}
-	return p
-}
 
 // runTool runs a command, failing the test with its output.
 func runTool(t *testing.T, dir, tool string, args ...string) string {
@@ -80,49 +66,13 @@ func goroot(t *testing.T) string {
 // named under prefix, and returns its bytes.
 func treeTarFile(t *testing.T, dir, prefix, file string) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+	b := testimage.TreeTar(t, dir, prefix)
+	if file != "" {
+		if err := os.WriteFile(file, b, 0o644); err != nil {
+			t.Fatal(err)
 		}
-		fi, err := d.Info()
-		if err != nil || !fi.Mode().IsRegular() && !fi.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		h, err := tar.FileInfoHeader(fi, "")
-		if err != nil {
-			return err
-		}
-		h.Name = filepath.ToSlash(filepath.Join(prefix, rel))
-		if fi.IsDir() {
-			h.Name += "/"
-		}
-		h.Uname, h.Gname = "", ""
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if fi.Mode().IsRegular() {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			_, err = tw.Write(b)
-			return err
-		}
-		return nil
-	})
-	if err == nil {
-		err = tw.Close()
 	}
-	if err == nil && file != "" {
-		err = os.WriteFile(file, buf.Bytes(), 0o644)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return b
 }
 
 func sha256File(t *testing.T, p string) digest.Digest {
@@ -258,7 +208,7 @@ func TestCLIE2ERebuildCompressedRealProducers(t *testing.T) {
 	goFlate1 := "gzip go-flate go1.26.8 level 1 (mtime 0, os 255)"
 
 	t.Run("crane", func(t *testing.T) {
-		crane := needTool(t, "crane")
+		crane := testutil.Tool(t, "crane")
 		base, ref := reg.Host+"/crane/app:1", reg.Host+"/crane/app:2"
 		runTool(t, work, crane, "append", "--insecure", "--oci-empty-base", "-f", "a.tar", "-t", base)
 		runTool(t, work, crane, "append", "--insecure", "-b", base, "-f", "b.tar", "-t", ref)
@@ -379,7 +329,7 @@ func TestCLIE2ERebuildCompressedRealProducers(t *testing.T) {
 		}
 	})
 	t.Run("umoci and skopeo", func(t *testing.T) {
-		umoci, skopeo := needTool(t, "umoci"), needTool(t, "skopeo")
+		umoci, skopeo := testutil.Tool(t, "umoci"), testutil.Tool(t, "skopeo")
 		lay := filepath.Join(work, "umoci-layout")
 		runTool(t, work, umoci, "init", "--layout", lay)
 		runTool(t, work, umoci, "new", "--image", lay+":t")
@@ -421,7 +371,7 @@ func TestCLIE2ERebuildCompressedRealProducers(t *testing.T) {
 		}
 	})
 	t.Run("GNU gzip -9", func(t *testing.T) {
-		gz := needTool(t, "gzip")
+		gz := testutil.Tool(t, "gzip")
 		cmd := exec.Command(gz, "-9", "-c", filepath.Join(work, "b.tar"))
 		blob, err := cmd.Output()
 		if err != nil {
@@ -562,8 +512,8 @@ func TestCLIE2EKeepBlobsFalseCutConnection(t *testing.T) {
 // writing; a pull fetches the blobs from the registry again.
 func TestCLIE2EGCUnpackedRebuildSkopeoCopy(t *testing.T) {
 	t.Parallel()
-	skopeo := needTool(t, "skopeo")
-	gz := needTool(t, "gzip")
+	skopeo := testutil.Tool(t, "skopeo")
+	gz := testutil.Tool(t, "gzip")
 	reg, reg2 := testregistry.Start(t), testregistry.Start(t)
 	src := filepath.Join(goroot(t), "src")
 	work := t.TempDir()

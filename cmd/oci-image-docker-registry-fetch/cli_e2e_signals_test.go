@@ -19,6 +19,7 @@ import (
 // (pull, unpack) or a manifest (resolve). It used to exit 6 during pull
 // and 1 during unpack.
 func TestSignalExitStatus(t *testing.T) {
+	t.Parallel()
 	reg := hostile.New(t)
 	img := testimage.Image(t, 2, "linux", "amd64", "")
 	ref := reg.PutImage(t, "app", "v1", img)

@@ -23,7 +23,7 @@ import (
 // tree, entry for entry; every tree rebuilds to its diffIDs.
 func TestCLIE2EEverySourceKind(t *testing.T) {
 	t.Parallel()
-	reg := testregistry.Start(t)
+	reg := testregistry.Shared(t)
 	demo := pushDemo(t, reg.Host+"/e2e/sources:v1")
 	const platform = "linux/amd64"
 	want := demo.facts(t, platform)

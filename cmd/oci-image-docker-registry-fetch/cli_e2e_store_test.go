@@ -254,7 +254,7 @@ func TestCLIE2EPullPlatformAll(t *testing.T) {
 // not hold is not_found.
 func TestCLIE2EImagesAndRm(t *testing.T) {
 	t.Parallel()
-	reg := testregistry.Start(t)
+	reg := testregistry.Shared(t)
 	demo := pushDemo(t, reg.Host+"/e2e/rm:v1")
 	env := cliEnv(t)
 	store := filepath.Join(t.TempDir(), "store")
@@ -319,7 +319,7 @@ func TestCLIE2EImagesAndRm(t *testing.T) {
 // pull fetches them again.
 func TestCLIE2EGCVerify(t *testing.T) {
 	t.Parallel()
-	reg := testregistry.Start(t)
+	reg := testregistry.Shared(t)
 	demo := pushDemo(t, reg.Host+"/e2e/verify:v1")
 	env := cliEnv(t)
 	store := filepath.Join(t.TempDir(), "store")

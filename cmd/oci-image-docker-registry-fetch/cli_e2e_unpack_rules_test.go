@@ -25,6 +25,7 @@ import (
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/ocifetch/ocifetch/apply"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/internal/testutil/hostile"
 	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 )
@@ -34,9 +35,10 @@ import (
 // no state. Before, there was no such flag and no default limit: a 65 KB
 // zstd blob became 2 GiB on disk.
 func TestCLIE2EDecompressionBombs(t *testing.T) {
+	t.Parallel()
 	for _, mt := range []string{ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageLayerZstd} {
 		t.Run(mt, func(t *testing.T) {
-			ref, _ := ociLayoutBlobs(t, ocispec.ImageConfig{}, bombBlob(t, mt, 512<<20))
+			ref, _ := ociLayoutBlobs(t, ocispec.ImageConfig{}, bombBlob(t, mt, testutil.Scale[int64](512<<20, 64<<20)))
 			work := t.TempDir()
 			r := runBuilt(t, cliEnv(t), "unpack", "--json", "--max-layer-bytes", "16MiB", "--store", filepath.Join(work, "store"), ref, filepath.Join(work, "rootfs"))
 			k, msg := exactJSONError(t, r.stdout)
@@ -94,6 +96,7 @@ func bombBlob(t *testing.T, mediaType string, size int64) layoutBlob {
 // verify and rebuild alike. Before, "." was refused: its state would have
 // been inside it.
 func TestCLIE2EUnpackDotAndState(t *testing.T) {
+	t.Parallel()
 	ref, _ := ociLayout(t, ocispec.ImageConfig{}, layerOf(t, efile("etc/motd", "hi\n", 0o644)))
 	env := cliEnv(t)
 	work := t.TempDir()
@@ -140,6 +143,7 @@ func TestCLIE2EUnpackDotAndState(t *testing.T) {
 // A failure before the first byte (resolve, here) creates nothing: no
 // target, no state. Before, an empty target directory stayed.
 func TestCLIE2EFailedResolveCreatesNothing(t *testing.T) {
+	t.Parallel()
 	_, layout := ociLayout(t, ocispec.ImageConfig{}, layerOf(t, efile("a", "a", 0o644)))
 	work := t.TempDir()
 	r := runBuilt(t, cliEnv(t), "unpack", "--json", "--store", filepath.Join(work, "store"), "oci:"+layout+":no-such-tag", filepath.Join(work, "rootfs"))
@@ -214,6 +218,7 @@ func startHeld(t *testing.T, env []string, reached <-chan struct{}, args ...stri
 // (it did not exist: it does not), the state gone. Before, the target
 // stayed with its state saying "applying".
 func TestCLIE2EInterruptedUnpackLeavesNothing(t *testing.T) {
+	t.Parallel()
 	ref, reached, release := heldRegistry(t)
 	defer release()
 	env := cliEnv(t)
@@ -234,6 +239,7 @@ func TestCLIE2EInterruptedUnpackLeavesNothing(t *testing.T) {
 // completes. Before, the rerun replaced the link by a real directory,
 // orphaning what was behind it.
 func TestCLIE2EKilledUnpackRerunThroughLink(t *testing.T) {
+	t.Parallel()
 	ref, reached, release := heldRegistry(t)
 	env := cliEnv(t)
 	work := t.TempDir()
@@ -265,6 +271,7 @@ func TestCLIE2EKilledUnpackRerunThroughLink(t *testing.T) {
 // writes config.json without unpacking again. Before, the rerun was
 // refused: the rootfs held a complete unpack.
 func TestCLIE2EBundleRerunFinishes(t *testing.T) {
+	t.Parallel()
 	ref, _ := ociLayout(t, ocispec.ImageConfig{User: "ghost", Cmd: []string{"/bin/app"}},
 		layerOf(t, efile("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644), efile("etc/group", "root:x:0:\n", 0o644)))
 	env := cliEnv(t)
@@ -296,6 +303,7 @@ func TestCLIE2EBundleRerunFinishes(t *testing.T) {
 // then verifies and rebuilds. Before, the old state was trusted as it
 // was.
 func TestCLIE2EVerifyUpgradesFormat1(t *testing.T) {
+	t.Parallel()
 	raw, err := os.ReadFile("../../apply/testdata/state-v1.tar.gz")
 	if err != nil {
 		t.Fatal(err)

@@ -22,7 +22,7 @@ import (
 // clean, then sees a change.
 func TestCLIE2EUnpackRebuildVerify(t *testing.T) {
 	t.Parallel()
-	reg := testregistry.Start(t)
+	reg := testregistry.Shared(t)
 	demo := pushDemo(t, reg.Host+"/e2e/demo:v1")
 	const platform = "linux/arm64/v8"
 	want := demo.facts(t, platform)

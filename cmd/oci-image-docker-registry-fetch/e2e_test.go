@@ -25,7 +25,8 @@ func buildCLI(t *testing.T) string {
 }
 
 func TestE2EResolveMultiPlatformFromRegistry(t *testing.T) {
-	reg := testregistry.Start(t)
+	t.Parallel()
+	reg := testregistry.Shared(t)
 	idx, imgs := testimage.Index(t,
 		testimage.Platform{OS: "linux", Arch: "amd64"},
 		testimage.Platform{OS: "linux", Arch: "arm64", IndexVariant: "-"},

@@ -39,6 +39,7 @@ func jsonError(t *testing.T, stdout string) (kind, message string) {
 }
 
 func TestResolveJSON(t *testing.T) {
+	t.Parallel()
 	code, stdout, stderr := cli(t, "resolve", "--platform", "linux/arm64", "--json", layout)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -88,6 +89,7 @@ func TestResolveJSON(t *testing.T) {
 }
 
 func TestResolveHuman(t *testing.T) {
+	t.Parallel()
 	code, stdout, _ := cli(t, "resolve", "--platform", "linux/amd64", layout)
 	if code != 0 {
 		t.Fatalf("exit %d", code)
@@ -100,6 +102,7 @@ func TestResolveHuman(t *testing.T) {
 }
 
 func TestResolveErrors(t *testing.T) {
+	t.Parallel()
 	broken := t.TempDir()
 	copyTree(t, "../../testdata/layouts/multiarch", broken)
 	// Corrupt every config blob so that whichever platform is picked fails.
@@ -152,6 +155,7 @@ func TestResolveErrors(t *testing.T) {
 }
 
 func TestHelp(t *testing.T) {
+	t.Parallel()
 	code, stdout, _ := cli(t)
 	if code != 0 || !strings.Contains(stdout, "resolve") || !strings.Contains(stdout, "Exit status") {
 		t.Fatalf("overview: exit %d\n%s", code, stdout)
@@ -215,6 +219,7 @@ func flagsFirst(usage string) bool {
 }
 
 func TestFlagsFirst(t *testing.T) {
+	t.Parallel()
 	good := []string{"resolve [--json] REF", "x [--a B]... [--c] SRC DST", "rebuild [--store DIR] --layer N ROOTFS"}
 	bad := []string{"resolve REF [--json]", "x SRC --flag DST"}
 	for _, u := range good {
@@ -230,6 +235,7 @@ func TestFlagsFirst(t *testing.T) {
 }
 
 func TestInspectJSON(t *testing.T) {
+	t.Parallel()
 	code, stdout, stderr := cli(t, "inspect", "--json", "--platform", "linux/arm/v7", layout)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -261,6 +267,7 @@ func TestInspectJSON(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
+	t.Parallel()
 	code, stdout, _ := cli(t, "validate", layout)
 	if code != 0 || !strings.Contains(stdout, "valid") {
 		t.Fatalf("good layout: exit %d\n%s", code, stdout)
@@ -283,6 +290,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestDemo(t *testing.T) {
+	t.Parallel()
 	keep := t.TempDir()
 	code, stdout, stderr := cli(t, "demo", "--platform", "linux/arm64", "--keep", keep)
 	if code != 0 {
@@ -305,6 +313,7 @@ func TestDemo(t *testing.T) {
 // TestVersion: "version" and "--version" name the program, its version
 // and the Go release; --json gives the same as one object.
 func TestVersion(t *testing.T) {
+	t.Parallel()
 	code, out, errOut := cli(t, "version")
 	if code != 0 || errOut != "" || !strings.HasPrefix(out, prog+" ") || !strings.Contains(out, runtime.Version()) {
 		t.Fatalf("version: exit %d, stdout %q, stderr %q", code, out, errOut)
@@ -325,6 +334,7 @@ func TestVersion(t *testing.T) {
 // TestJSONNotHTMLEscaped: JSON output is for programs, so '>', '<' and
 // '&' stay as they are ("validate --json" printed \u003e).
 func TestJSONNotHTMLEscaped(t *testing.T) {
+	t.Parallel()
 	_, stdout, _ := cli(t, "resolve", "--json", "--platform", "linux/a>b&c", "oci:../../testdata/layouts/multiarch")
 	if strings.Contains(stdout, `\u003e`) || strings.Contains(stdout, `\u0026`) || !strings.Contains(stdout, "a>b&c") {
 		t.Fatalf("stdout %q: want the platform quoted as typed", stdout)

@@ -30,6 +30,7 @@ func testProgress(cols, rows int) (*progress, *fakeClock, *bytes.Buffer) {
 // blob started moving, not from when it was queued (a blob queued 10 s
 // behind others showed 52.7 KiB/s for ~1.6 MiB/s).
 func TestProgressRateFromTransferStart(t *testing.T) {
+	t.Parallel()
 	p, clock, _ := testProgress(200, 50)
 	d := digest.FromString("blob")
 	ev := fetch.Event{Digest: d, Total: 4 << 20, State: fetch.StateWaiting}
@@ -53,6 +54,7 @@ func TestProgressRateFromTransferStart(t *testing.T) {
 // most rows-1 lines of at most cols-1 columns, finished blobs collapse
 // first, and the total line is always there.
 func TestProgressScreenFits(t *testing.T) {
+	t.Parallel()
 	for _, size := range [][2]int{{80, 24}, {40, 10}, {200, 50}, {20, 3}} {
 		for _, n := range []int{1, 3, 31, 200} {
 			p, clock, _ := testProgress(size[0], size[1])
@@ -90,6 +92,7 @@ func TestProgressScreenFits(t *testing.T) {
 // TestProgressPlainSummary: off a terminal, the periodic line says how
 // far the whole pull is, and applied layers get a line each.
 func TestProgressPlainSummary(t *testing.T) {
+	t.Parallel()
 	p, clock, buf := testProgress(0, 0)
 	p.size = nil
 	d := digest.FromString("x")

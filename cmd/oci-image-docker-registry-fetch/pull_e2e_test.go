@@ -37,6 +37,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/internal/testutil/faultproxy"
 	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
@@ -53,7 +54,7 @@ var sharedCLI struct {
 }
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := testregistry.Main(m)
 	if sharedCLI.dir != "" {
 		os.RemoveAll(sharedCLI.dir)
 	}
@@ -384,6 +385,7 @@ func runGC(t *testing.T, env []string, store string) gcOutput {
 // "pull --json" from a token-auth registry, then gc: gc keeps what the
 // image needs, and removes what a re-tagged or dropped image leaves behind.
 func TestE2EPullJSONThenGC(t *testing.T) {
+	t.Parallel()
 	const user, pass = "e2e", "pa55w0rd"
 	reg := testregistry.Start(t, testregistry.WithTokenAuth(user, pass))
 	push := remote.WithAuth(&authn.Basic{Username: user, Password: pass})
@@ -475,7 +477,8 @@ func TestE2EPullJSONThenGC(t *testing.T) {
 // kill the store is valid, partial files hold a true prefix of their blob,
 // and a pull without faults then succeeds, resuming from those prefixes.
 func TestE2EPullSurvivesSIGKILL(t *testing.T) {
-	reg := testregistry.Start(t)
+	t.Parallel()
+	reg := testregistry.Shared(t)
 	ref0 := reg.Host + "/e2e/killme:v1"
 	img := pushSized(t, ref0, 12, []int{300_000, 700_000, 1_100_000})
 	p := faultproxy.New(t, reg.URL)
@@ -504,7 +507,7 @@ func TestE2EPullSurvivesSIGKILL(t *testing.T) {
 	t.Logf("kill delays from seed %d (set OCIFETCH_KILL_SEED to replay)", seed)
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 
-	const trials = 15
+	trials := testutil.Scale(15, 5)
 	var killed, killedMidRun, resumedBytes int
 	for trial := 0; trial < trials; trial++ {
 		store := t.TempDir()
@@ -605,7 +608,8 @@ func TestE2EPullSurvivesSIGKILL(t *testing.T) {
 // Two processes pulling one image into one store at once both succeed,
 // and each layer crosses the network once.
 func TestE2ETwoProcessesPullOneStore(t *testing.T) {
-	reg := testregistry.Start(t)
+	t.Parallel()
+	reg := testregistry.Shared(t)
 	img := pushSized(t, reg.Host+"/e2e/shared:v1", 13, []int{400_000, 250_000, 600_000})
 	p := faultproxy.New(t, reg.URL)
 	// Slow enough (~0.3 s for the largest layer) that the two overlap.
@@ -672,8 +676,9 @@ var progressLine = regexp.MustCompile(`^([0-9a-f]{12}) (waiting|downloading|retr
 // Off a terminal, progress is plain lines on stderr, one per state
 // change; --quiet prints none; stdout holds only the digest either way.
 func TestE2EPullProgressOutput(t *testing.T) {
-	reg := testregistry.Start(t)
-	ref := reg.Host + "/e2e/progress:v1"
+	t.Parallel()
+	reg := testregistry.Shared(t)
+	ref := reg.Host + "/e2e/pull-progress:v1"
 	img := pushSized(t, ref, 14, []int{300_000, 40_000})
 	env := cliEnv(t)
 	want := img.digest().String() + "\n"

@@ -3,6 +3,7 @@ package main
 import "testing"
 
 func TestTextQuote(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"usr/bin/env":                "usr/bin/env",
 		"with space":                 "with space",
@@ -24,6 +25,7 @@ func TestTextQuote(t *testing.T) {
 }
 
 func TestParseSize(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]int64{
 		"0": 0, "4096": 4096, "512K": 512 << 10, "64GiB": 64 << 30, "64gib": 64 << 30, "1T": 1 << 40, "10MB": 10 << 20, "7B": 7, "3 G": 3 << 30,
 	} {

@@ -50,6 +50,7 @@ func treeOf(t *testing.T, root string) []string {
 }
 
 func TestUnpackLayout(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "rootfs")
 	store := t.TempDir()
 	code, stdout, stderr := cli(t, "unpack", "--store", store, "--platform", "linux/amd64", "--json", layout, dir)
@@ -95,6 +96,7 @@ func TestUnpackLayout(t *testing.T) {
 }
 
 func TestBundleLayout(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "bundle")
 	code, stdout, stderr := cli(t, "bundle", "--quiet", "--store", t.TempDir(), "--platform", "linux/arm/v7", layout, dir)
 	if code != 0 {
@@ -128,6 +130,7 @@ func TestBundleLayout(t *testing.T) {
 }
 
 func TestRebuildAndVerify(t *testing.T) {
+	t.Parallel()
 	work := t.TempDir()
 	rootfs, store := filepath.Join(work, "rootfs"), filepath.Join(work, "store")
 	if code, _, stderr := cli(t, "unpack", "--quiet", "--store", store, "--platform", "linux/arm64", layout, rootfs); code != 0 {
@@ -209,6 +212,7 @@ func TestRebuildAndVerify(t *testing.T) {
 // An unpack that did not finish is detected and redone; a finished one is
 // not overwritten.
 func TestUnpackRepairsAnInterruptedTree(t *testing.T) {
+	t.Parallel()
 	work := t.TempDir()
 	rootfs, store := filepath.Join(work, "rootfs"), filepath.Join(work, "store")
 	if code, _, stderr := cli(t, "unpack", "--quiet", "--store", store, layout, rootfs); code != 0 {
@@ -235,6 +239,7 @@ func TestUnpackRepairsAnInterruptedTree(t *testing.T) {
 
 // A bundle cut short is finished by running bundle again.
 func TestBundleRepairsAnInterruptedBundle(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "b")
 	store := t.TempDir()
 	if code, _, stderr := cli(t, "bundle", "--quiet", "--store", store, layout, dir); code != 0 {

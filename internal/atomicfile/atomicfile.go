@@ -58,15 +58,45 @@ func Create(path string, perm fs.FileMode) (*File, error) {
 	if dir == "" {
 		dir = "."
 	}
-	if name == "" || name == "." || name == ".." {
-		return nil, errdefs.New(errdefs.ErrInvalidArgument, "%q is not a file name", path)
+	if err := checkName(name, path); err != nil {
+		return nil, err
 	}
 	dirfd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, wrap(&fs.PathError{Op: "open", Path: dir, Err: err}, path)
 	}
+	return create(dirfd, dir, name, perm)
+}
+
+// CreateAt is Create for the file name in the directory dirfd (which may
+// be an O_PATH descriptor, e.g. one fsroot or the state directory
+// confines), for writers that reach their directory only by descriptor.
+// dir names it in errors. The caller keeps dirfd.
+func CreateAt(dirfd int, dir, name string, perm fs.FileMode) (*File, error) {
+	path := filepath.Join(dir, name)
+	if err := checkName(name, path); err != nil || strings.Contains(name, "/") {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "%q is not a file name", name)
+	}
+	// A descriptor of our own that fsync accepts (O_PATH ones it refuses).
+	own, err := unix.Openat(dirfd, ".", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, wrap(&fs.PathError{Op: "open", Path: dir, Err: err}, path)
+	}
+	return create(own, dir, name, perm)
+}
+
+func checkName(name, path string) error {
+	if name == "" || name == "." || name == ".." {
+		return errdefs.New(errdefs.ErrInvalidArgument, "%q is not a file name", path)
+	}
+	return nil
+}
+
+// create starts the file name in dirfd, which it then owns.
+func create(dirfd int, dir, name string, perm fs.FileMode) (*File, error) {
+	path := filepath.Join(dir, name)
 	f := &File{dirfd: dirfd, dir: dir, name: name, perm: perm}
-	fd, err := -1, unix.EOPNOTSUPP
+	fd, err := -1, error(unix.EOPNOTSUPP)
 	if !noTmpfile {
 		fd, err = unix.Openat(dirfd, ".", unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, uint32(perm.Perm()))
 	}

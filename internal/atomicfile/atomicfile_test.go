@@ -9,6 +9,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ocifetch/ocifetch/internal/testutil"
 )
 
 // both runs f with O_TMPFILE and with named temporaries.
@@ -24,19 +28,6 @@ func both(t *testing.T, f func(t *testing.T)) {
 			f(t)
 		})
 	}
-}
-
-func listDir(t *testing.T, dir string) []string {
-	t.Helper()
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range es {
-		names = append(names, e.Name())
-	}
-	return names
 }
 
 // TestReplacesPlantedSymlink: a symlink at the final name is replaced,
@@ -65,7 +56,7 @@ func TestReplacesPlantedSymlink(t *testing.T) {
 		if b, _ := os.ReadFile(out); string(b) != "new" {
 			t.Fatalf("out = %q", b)
 		}
-		if names := listDir(t, dir); len(names) != 1 {
+		if names := testutil.DirNames(t, dir); len(names) != 1 {
 			t.Fatalf("dir holds %v, want only layer.tar", names)
 		}
 	})
@@ -88,7 +79,7 @@ func TestAbortPublishesNothing(t *testing.T) {
 		if b, _ := os.ReadFile(out); string(b) != "old" {
 			t.Fatalf("out = %q after Abort", b)
 		}
-		if names := listDir(t, dir); len(names) != 1 {
+		if names := testutil.DirNames(t, dir); len(names) != 1 {
 			t.Fatalf("dir holds %v", names)
 		}
 		if err := f.Commit(); err == nil {
@@ -137,7 +128,7 @@ func TestKillLeavesNoPartialFile(t *testing.T) {
 		if err := Clean(dir); err != nil {
 			t.Fatal(err)
 		}
-		if names := listDir(t, dir); len(names) != 0 {
+		if names := testutil.DirNames(t, dir); len(names) != 0 {
 			t.Fatalf("after Clean dir holds %v", names)
 		}
 	})
@@ -149,4 +140,43 @@ func TestCreateRefusesDirectoryNames(t *testing.T) {
 			t.Errorf("Create(%q) succeeded", p)
 		}
 	}
+}
+
+// TestCreateAt publishes through an O_PATH directory descriptor (the
+// state directory's shadow store holds only such descriptors) with the
+// same sequence as Create: the final name appears only at Commit.
+func TestCreateAt(t *testing.T) {
+	both(t, func(t *testing.T) {
+		dir := t.TempDir()
+		dirfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(dirfd)
+		for _, bad := range []string{"", ".", "..", "a/b"} {
+			if _, err := CreateAt(dirfd, dir, bad, 0o600); err == nil {
+				t.Errorf("CreateAt(%q) succeeded", bad)
+			}
+		}
+		f, err := CreateAt(dirfd, dir, "7", 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString("payload"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Lstat(filepath.Join(dir, "7")); err == nil {
+			t.Fatal("the final name exists before Commit")
+		}
+		if err := f.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "7"))
+		if err != nil || string(b) != "payload" {
+			t.Fatalf("read %q, %v", b, err)
+		}
+		if names := testutil.DirNames(t, dir); len(names) != 1 {
+			t.Fatalf("dir holds %v", names)
+		}
+	})
 }

@@ -32,7 +32,6 @@ func Index() (v1.ImageIndex, error) {
 		if err != nil {
 			return nil, err
 		}
-		p := p
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
 	}
 	return idx, nil

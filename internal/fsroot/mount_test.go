@@ -3,54 +3,15 @@ package fsroot
 import (
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 )
-
-const mountNSEnv = "OCIFETCH_FSROOT_MOUNTNS_CHILD"
-
-// inMountNS runs the calling top-level test again in a child process with
-// a mount namespace of its own, where it may mount what it likes without
-// leaving anything behind on the host. It returns true in the child
-// (the test goes on there) and false in the parent once the child passed.
-func inMountNS(t *testing.T) bool {
-	t.Helper()
-	if os.Getenv(mountNSEnv) == t.Name() {
-		if err := unix.Mount("", "/", "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
-			t.Fatal(err)
-		}
-		return true
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("mounting needs root")
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), mountNSEnv+"="+t.Name())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("in a mount namespace: %v\n%s", err, out)
-	}
-	if !strings.Contains(string(out), "--- PASS: "+t.Name()) {
-		t.Fatalf("the child did not run the test:\n%s", out)
-	}
-	return false
-}
-
-func bindMount(t *testing.T, src, dst string) {
-	t.Helper()
-	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Unmount(dst, unix.MNT_DETACH) })
-}
 
 func wantMountPoint(t *testing.T, err error, path string) {
 	t.Helper()
@@ -69,7 +30,7 @@ func wantMountPoint(t *testing.T, err error, path string) {
 // RemoveAll went down the mount, deleted the mounted directory's files,
 // and then failed with EBUSY.
 func TestNothingCrossesAMountPoint(t *testing.T) {
-	if !inMountNS(t) {
+	if !testutil.InMountNS(t) {
 		return
 	}
 	modes(t, func(t *testing.T, opts []Option) {
@@ -77,8 +38,8 @@ func TestNothingCrossesAMountPoint(t *testing.T) {
 		os.MkdirAll(filepath.Join(root, "d/m"), 0755)
 		os.WriteFile(filepath.Join(root, "d/a"), []byte("a"), 0644)
 		os.WriteFile(filepath.Join(root, "f"), []byte("f"), 0644)
-		bindMount(t, outside, filepath.Join(root, "d/m"))
-		bindMount(t, filepath.Join(outside, "sentinel"), filepath.Join(root, "f"))
+		testutil.BindMount(t, outside, filepath.Join(root, "d/m"))
+		testutil.BindMount(t, filepath.Join(outside, "sentinel"), filepath.Join(root, "f"))
 		r := open(t, root, opts)
 
 		wantMountPoint(t, r.RemoveAll("d"), "d/m")

@@ -1,6 +1,7 @@
 package fsroot
 
 import (
+	"io"
 	"os"
 	"time"
 
@@ -400,6 +401,19 @@ func (r *Root) OpenFile(name string) (*os.File, error) {
 // ReadDirNames returns the names in the directory name, every component of
 // which, the last one included, is followed inside the root.
 func (r *Root) ReadDirNames(name string) ([]string, error) {
+	return r.readDirNames(name, -1)
+}
+
+// Empty tells whether the directory name (followed as by ReadDirNames)
+// holds nothing, reading one name at most.
+func (r *Root) Empty(name string) (bool, error) {
+	names, err := r.readDirNames(name, 1)
+	return len(names) == 0, err
+}
+
+// readDirNames returns up to n names (all for n <= 0) of the directory
+// name.
+func (r *Root) readDirNames(name string, n int) ([]string, error) {
 	c := clean(name)
 	var fd int
 	var err error
@@ -421,7 +435,11 @@ func (r *Root) ReadDirNames(name string) ([]string, error) {
 	}
 	f := os.NewFile(uintptr(fd), name)
 	defer f.Close()
-	return f.Readdirnames(-1)
+	names, err := f.Readdirnames(n)
+	if n > 0 && err == io.EOF {
+		err = nil // fewer than n, none at all included
+	}
+	return names, err
 }
 
 // MoveOut renames name, whose final component is never followed, to

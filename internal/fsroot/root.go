@@ -37,6 +37,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -562,21 +563,7 @@ func pathErr(op, name string, err error) error {
 
 // procFD names the magic link of descriptor fd.
 func procFD(fd int) string {
-	return "/proc/self/fd/" + itoa(fd)
-}
-
-func itoa(n int) string {
-	var b [20]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			break
-		}
-	}
-	return string(b[i:])
+	return "/proc/self/fd/" + strconv.Itoa(fd)
 }
 
 // rootFile opens the root for reading, for the metadata calls that need a

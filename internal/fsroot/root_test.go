@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +24,16 @@ func modes(t *testing.T, f func(t *testing.T, opts []Option)) {
 		f(t, nil)
 	})
 	t.Run("fallback", func(t *testing.T) { f(t, []Option{WithFallback()}) })
+}
+
+// confined runs f in both modes on a fresh fixture, and checks after
+// it that nothing outside the root changed.
+func confined(t *testing.T, f func(t *testing.T, root, outside string, opts []Option)) {
+	modes(t, func(t *testing.T, opts []Option) {
+		root, outside := fixture(t)
+		f(t, root, outside, opts)
+		checkOutside(t, outside)
+	})
 }
 
 // fixture makes a root directory and, beside it, an outside directory with
@@ -88,6 +99,7 @@ func open(t *testing.T, dir string, opts []Option) *Root {
 }
 
 func TestConfinedResolution(t *testing.T) {
+	t.Parallel()
 	modes(t, func(t *testing.T, opts []Option) {
 		cases := []struct {
 			name   string
@@ -148,8 +160,8 @@ func TestConfinedResolution(t *testing.T) {
 }
 
 func TestRootIsNeverReplaced(t *testing.T) {
-	modes(t, func(t *testing.T, opts []Option) {
-		root, outside := fixture(t)
+	t.Parallel()
+	confined(t, func(t *testing.T, root, outside string, opts []Option) {
 		r := open(t, root, opts)
 		for _, name := range []string{"", ".", "/", "./", "a/..", "../.."} {
 			checks := map[string]error{
@@ -171,15 +183,14 @@ func TestRootIsNeverReplaced(t *testing.T) {
 		if _, err := os.Stat(root); err != nil {
 			t.Fatal(err)
 		}
-		checkOutside(t, outside)
 	})
 }
 
 func TestMetadataCallsDoNotFollowSymlinks(t *testing.T) {
+	t.Parallel()
 	// containerd CVE-2021-32760: a chmod through a symlink changed a host
 	// file's mode.
-	modes(t, func(t *testing.T, opts []Option) {
-		root, outside := fixture(t)
+	confined(t, func(t *testing.T, root, outside string, opts []Option) {
 		sentinel := filepath.Join(outside, "sentinel")
 		if err := os.Symlink(sentinel, filepath.Join(root, "link")); err != nil {
 			t.Fatal(err)
@@ -204,13 +215,12 @@ func TestMetadataCallsDoNotFollowSymlinks(t *testing.T) {
 		if st.Uid != 12345 || st.Mtim.Sec != 7 {
 			t.Errorf("link itself not changed: uid %d mtime %d", st.Uid, st.Mtim.Sec)
 		}
-		checkOutside(t, outside)
 	})
 }
 
 func TestCreateNeverWritesThroughALink(t *testing.T) {
-	modes(t, func(t *testing.T, opts []Option) {
-		root, outside := fixture(t)
+	t.Parallel()
+	confined(t, func(t *testing.T, root, outside string, opts []Option) {
 		os.Symlink(filepath.Join(outside, "sentinel"), filepath.Join(root, "f"))
 		r := open(t, root, opts)
 		if _, err := r.Create("f", 0644); !errors.Is(err, unix.EEXIST) {
@@ -224,13 +234,12 @@ func TestCreateNeverWritesThroughALink(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.Close()
-		checkOutside(t, outside)
 	})
 }
 
 func TestRemoveAllNeverFollows(t *testing.T) {
-	modes(t, func(t *testing.T, opts []Option) {
-		root, outside := fixture(t)
+	t.Parallel()
+	confined(t, func(t *testing.T, root, outside string, opts []Option) {
 		os.MkdirAll(filepath.Join(root, "d/sub"), 0755)
 		os.Symlink(outside, filepath.Join(root, "d/sub/out"))
 		os.Symlink(outside, filepath.Join(root, "top"))
@@ -251,13 +260,12 @@ func TestRemoveAllNeverFollows(t *testing.T) {
 		if ents, _ := os.ReadDir(root); len(ents) != 0 {
 			t.Errorf("root not empty: %v", ents)
 		}
-		checkOutside(t, outside)
 	})
 }
 
 func TestLinkLinksTheSymlinkItself(t *testing.T) {
-	modes(t, func(t *testing.T, opts []Option) {
-		root, outside := fixture(t)
+	t.Parallel()
+	confined(t, func(t *testing.T, root, outside string, opts []Option) {
 		os.Symlink(filepath.Join(outside, "sentinel"), filepath.Join(root, "s"))
 		r := open(t, root, opts)
 		if err := r.Link("s", "h"); err != nil {
@@ -279,13 +287,12 @@ func TestLinkLinksTheSymlinkItself(t *testing.T) {
 		if b, _ := os.ReadFile(filepath.Join(root, "h2")); string(b) != "in" {
 			t.Errorf("h2 = %q", b)
 		}
-		checkOutside(t, outside)
 	})
 }
 
 func TestOpenFileRefusesNonRegular(t *testing.T) {
-	modes(t, func(t *testing.T, opts []Option) {
-		root, outside := fixture(t)
+	t.Parallel()
+	confined(t, func(t *testing.T, root, outside string, opts []Option) {
 		os.WriteFile(filepath.Join(root, "passwd"), []byte("root:x:0:0"), 0644)
 		os.Symlink(filepath.Join(outside, "sentinel"), filepath.Join(root, "link"))
 		unix.Mkfifo(filepath.Join(root, "fifo"), 0644)
@@ -312,6 +319,7 @@ func TestOpenFileRefusesNonRegular(t *testing.T) {
 }
 
 func TestMknodRefusesOversizedDevices(t *testing.T) {
+	t.Parallel()
 	modes(t, func(t *testing.T, opts []Option) {
 		root, _ := fixture(t)
 		r := open(t, root, opts)
@@ -324,8 +332,8 @@ func TestMknodRefusesOversizedDevices(t *testing.T) {
 }
 
 func TestMkdirAllThroughDanglingLink(t *testing.T) {
-	modes(t, func(t *testing.T, opts []Option) {
-		root, outside := fixture(t)
+	t.Parallel()
+	confined(t, func(t *testing.T, root, outside string, opts []Option) {
 		os.Symlink(outside+"/made", filepath.Join(root, "d"))
 		r := open(t, root, opts)
 		if err := r.MkdirAll("d/x/y", 0755); err != nil {
@@ -338,11 +346,11 @@ func TestMkdirAllThroughDanglingLink(t *testing.T) {
 		if err := r.MkdirAll("file/x", 0755); !errors.Is(err, unix.ENOTDIR) {
 			t.Errorf("through a file: %v, want ENOTDIR", err)
 		}
-		checkOutside(t, outside)
 	})
 }
 
 func TestSymlinkLoop(t *testing.T) {
+	t.Parallel()
 	modes(t, func(t *testing.T, opts []Option) {
 		root, _ := fixture(t)
 		os.Symlink("l2", filepath.Join(root, "l1"))
@@ -355,6 +363,7 @@ func TestSymlinkLoop(t *testing.T) {
 }
 
 func TestParentCacheFollowsReplacement(t *testing.T) {
+	t.Parallel()
 	modes(t, func(t *testing.T, opts []Option) {
 		root, _ := fixture(t)
 		r := open(t, root, opts)
@@ -377,6 +386,7 @@ func TestParentCacheFollowsReplacement(t *testing.T) {
 }
 
 func TestChmodKeepsSpecialBits(t *testing.T) {
+	t.Parallel()
 	modes(t, func(t *testing.T, opts []Option) {
 		root, _ := fixture(t)
 		r := open(t, root, opts)
@@ -396,6 +406,7 @@ func TestChmodKeepsSpecialBits(t *testing.T) {
 }
 
 func TestFallbackMatchesOpenat2(t *testing.T) {
+	t.Parallel()
 	if !openat2Works(unix.AT_FDCWD) {
 		t.Skip("openat2 unavailable")
 	}
@@ -431,6 +442,7 @@ func TestFallbackMatchesOpenat2(t *testing.T) {
 // MoveOut moves the final component itself, never what a symbolic link
 // there points to, out of the root.
 func TestMoveOut(t *testing.T) {
+	t.Parallel()
 	for _, fallback := range []bool{false, true} {
 		base := t.TempDir()
 		root, out := filepath.Join(base, "root"), filepath.Join(base, "out")
@@ -480,6 +492,7 @@ func TestMoveOut(t *testing.T) {
 // WriteAt past the end and Truncate leave holes: the file has its logical
 // size and content, and takes a few blocks, not its size.
 func TestWriteAtLeavesHoles(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	r := open(t, root, nil)
 	f, err := r.Create("sparse", 0644)
@@ -516,6 +529,7 @@ func TestWriteAtLeavesHoles(t *testing.T) {
 }
 
 func TestCanonical(t *testing.T) {
+	t.Parallel()
 	modes(t, func(t *testing.T, opts []Option) {
 		root, _ := fixture(t)
 		os.MkdirAll(filepath.Join(root, "b/c"), 0755)
@@ -561,15 +575,17 @@ func TestCanonical(t *testing.T) {
 // the most recent one is not used through its old descriptor, and the
 // cache leaks no descriptor.
 func TestParentCacheManyDirectories(t *testing.T) {
-	modes(t, func(t *testing.T, opts []Option) {
-		root, outside := fixture(t)
+	// Not parallel: it counts the process's open descriptors.
+	confined(t, func(t *testing.T, root, outside string, opts []Option) {
 		before := openFDs(t)
 		r, err := Open(root, opts...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		const n = 3 * dirCacheSize
-		dir := func(i int) string { return "d" + strings.Repeat("x", i%3) + "/" + string(rune('a'+i%26)) + itoa(i) }
+		dir := func(i int) string {
+			return "d" + strings.Repeat("x", i%3) + "/" + string(rune('a'+i%26)) + strconv.Itoa(i)
+		}
 		for i := range n {
 			if err := r.MkdirAll(dir(i), 0755); err != nil {
 				t.Fatal(err)
@@ -580,7 +596,7 @@ func TestParentCacheManyDirectories(t *testing.T) {
 		for pass, step := range []int{1, 7} {
 			for k := range n {
 				i := k * step % n
-				f, err := r.Create(dir(i)+"/f"+itoa(pass), 0644)
+				f, err := r.Create(dir(i)+"/f"+strconv.Itoa(pass), 0644)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -590,7 +606,7 @@ func TestParentCacheManyDirectories(t *testing.T) {
 		}
 		for i := range n {
 			for pass := range 2 {
-				b, err := os.ReadFile(filepath.Join(root, dir(i), "f"+itoa(pass)))
+				b, err := os.ReadFile(filepath.Join(root, dir(i), "f"+strconv.Itoa(pass)))
 				if err != nil || string(b) != dir(i) {
 					t.Fatalf("%s/f%d: %q, %v", dir(i), pass, b, err)
 				}
@@ -639,7 +655,6 @@ func TestParentCacheManyDirectories(t *testing.T) {
 		if after := openFDs(t); after != before {
 			t.Errorf("%d descriptors open before, %d after Close", before, after)
 		}
-		checkOutside(t, outside)
 	})
 }
 
@@ -663,6 +678,7 @@ func allModes(t *testing.T, f func(t *testing.T, opts []Option)) {
 
 // Canonical names are the same without /proc: they come from the walk.
 func TestCanonicalWithoutProc(t *testing.T) {
+	t.Parallel()
 	allModes(t, func(t *testing.T, opts []Option) {
 		root, _ := fixture(t)
 		os.MkdirAll(filepath.Join(root, "b/c"), 0755)
@@ -687,6 +703,7 @@ func TestCanonicalWithoutProc(t *testing.T) {
 // allows) symbolic links without following a final link and without
 // /proc; XattrReader reads them back the same ways.
 func TestXattrsWithoutProc(t *testing.T) {
+	t.Parallel()
 	allModes(t, func(t *testing.T, opts []Option) {
 		root, outside := fixture(t)
 		os.Mkdir(filepath.Join(root, "d"), 0755)

@@ -8,27 +8,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 )
-
-// requireTool finds a peer tool: without it the test is skipped, or fails
-// when $CI is set (CI must not pass by skipping).
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required when CI is set: %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
-}
 
 // runCmd runs a command, failing the test with its output when it fails.
 func runCmd(t *testing.T, dir string, name string, args ...string) []byte {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 )
 
 // Every recipe this package can follow is found again from a blob it
@@ -16,10 +17,11 @@ import (
 // (it may be another recipe that writes the same bytes, e.g. Go 1.27 and
 // klauspost v1.15.12 agree on the synthetic corpus).
 func TestProberFindsEveryRecipe(t *testing.T) {
-	layer := corpus(600 << 10)
+	t.Parallel()
+	layer := corpus(testutil.Scale(600<<10, 200<<10))
 	var rs []Recipe
 	for _, impl := range Implementations() {
-		for _, l := range impl.Levels {
+		for _, l := range testutil.First(impl.Levels, 2) {
 			r := Recipe{Format: impl.Format, Encoder: impl.Encoder, Version: impl.Version, Level: l}
 			if impl.Format == FormatZstd {
 				r.Zstd = &ZstdParams{Checksum: true}
@@ -34,7 +36,7 @@ func TestProberFindsEveryRecipe(t *testing.T) {
 			}
 			rs = append(rs, r)
 			if impl.Encoder == EncoderKlauspostFlate && l == 5 {
-				for _, bs := range pgzipBlockSizes {
+				for _, bs := range testutil.First(pgzipBlockSizes, 1) {
 					r.BlockSize = bs
 					r.Gzip = &GzipHeader{OS: 255, MTime: pgzipZeroMTime}
 					rs = append(rs, r)
@@ -63,6 +65,7 @@ func TestProberFindsEveryRecipe(t *testing.T) {
 // recipe once the blob's digest is verified; without Close the Prober
 // cannot know the streams ended.
 func TestProberWhole(t *testing.T) {
+	t.Parallel()
 	layer := corpus(200 << 10)
 	for _, r := range []Recipe{goRecipe(6), {Format: FormatZstd, Encoder: EncoderKlauspostZstd, Version: "v1.15.12", Level: 2, Zstd: &ZstdParams{Checksum: true}}} {
 		blob := recompressed(t, r, layer)
@@ -98,7 +101,8 @@ func TestProberWhole(t *testing.T) {
 // A large layer is identified on its prefix only: not whole, and the
 // writes past the kept prefix cost nothing but a count.
 func TestProberLargeLayer(t *testing.T) {
-	layer := corpus(3 << 20)
+	t.Parallel()
+	layer := corpus(testutil.Scale(3<<20, 3<<19))
 	blob := recompressed(t, goRecipe(6), layer)
 	res, _ := probeLikeApplier(t, blob)
 	if res.Whole || len(res.Candidates) != 1 || res.Candidates[0].String() != goRecipe(6).String() || res.Tried != 1 ||
@@ -108,6 +112,7 @@ func TestProberLargeLayer(t *testing.T) {
 }
 
 func TestProberReasons(t *testing.T) {
+	t.Parallel()
 	gz := recompressed(t, goRecipe(6), corpus(100<<10))
 	for _, tc := range []struct {
 		name   string
@@ -135,6 +140,7 @@ func TestProberReasons(t *testing.T) {
 
 // Result is computed once; later writes are ignored and cost nothing.
 func TestProberResultOnce(t *testing.T) {
+	t.Parallel()
 	layer := corpus(600 << 10)
 	r := goRecipe(1)
 	r.Gzip.XFL = 4
@@ -166,6 +172,7 @@ func resultString(r Result) string {
 // The two sides may be written from two goroutines (a decompressor that
 // reads ahead); the race detector watches this test.
 func TestProberConcurrentSides(t *testing.T) {
+	t.Parallel()
 	layer := corpus(1 << 20)
 	blob := recompressed(t, goRecipe(6), layer)
 	p, _ := NewProber()
@@ -194,6 +201,7 @@ func TestProberConcurrentSides(t *testing.T) {
 
 // A canceled context stops the identification; a later Result runs it.
 func TestProberCanceled(t *testing.T) {
+	t.Parallel()
 	layer := corpus(600 << 10)
 	blob := recompressed(t, goRecipe(6), layer)
 	p, _ := NewProber()
@@ -211,6 +219,7 @@ func TestProberCanceled(t *testing.T) {
 
 // The work limit bounds what a layer no candidate reproduces costs.
 func TestProberWorkLimit(t *testing.T) {
+	t.Parallel()
 	layer := corpus(600 << 10)
 	r := goRecipe(8) // tried late
 	blob := recompressed(t, r, layer)
@@ -225,6 +234,7 @@ func TestProberWorkLimit(t *testing.T) {
 }
 
 func TestProberOptions(t *testing.T) {
+	t.Parallel()
 	for _, opts := range [][]Option{
 		{WithEvidence(0)}, {WithEvidence(128 << 20)}, {WithMaxPrefix(-1)}, {WithMaxPrefix(128 << 20)}, {WithWorkLimit(0)},
 	} {

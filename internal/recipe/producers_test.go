@@ -1,12 +1,10 @@
 package recipe
 
 import (
-	"archive/tar"
 	"bytes"
 	stdgzip "compress/gzip"
 	"encoding/json"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +14,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/compression"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocifetch/ocifetch/internal/testutil"
+	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 )
 
 // Layers from real producers, each rebuilt byte for byte from its
@@ -28,57 +29,9 @@ func goEnv(t *testing.T, name string) string {
 	return strings.TrimSpace(string(runCmd(t, "", "go", "env", name)))
 }
 
-// treeTar returns a tar of the files under dir (a real tree: source
-// files of the Go distribution), named under prefix.
-func treeTar(t *testing.T, dir, prefix string) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if !fi.Mode().IsRegular() && !fi.IsDir() {
-			return nil
-		}
-		rel, _ := filepath.Rel(dir, p)
-		hdr, err := tar.FileInfoHeader(fi, "")
-		if err != nil {
-			return err
-		}
-		hdr.Name = filepath.ToSlash(filepath.Join(prefix, rel))
-		if fi.IsDir() {
-			hdr.Name += "/"
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if fi.Mode().IsRegular() {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			_, err = tw.Write(b)
-			return err
-		}
-		return nil
-	})
-	if err == nil {
-		err = tw.Close()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
 // goSrcTar is a tar of GOROOT/src/NAME.
 func goSrcTar(t *testing.T, name string) []byte {
-	return treeTar(t, filepath.Join(goEnv(t, "GOROOT"), "src", name), "usr/local/go/src/"+name)
+	return testimage.TreeTar(t, filepath.Join(goEnv(t, "GOROOT"), "src", name), "usr/local/go/src/"+name)
 }
 
 // ggcrDir is go-containerregistry's module directory, at the version
@@ -96,23 +49,15 @@ func ggcrCompressed(t *testing.T, layer []byte, opts ...tarball.LayerOption) []b
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, err := l.Compressed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return testimage.LayerBytes(t, l)
 }
 
 // go-containerregistry (the library crane pushes with)
 // compresses with Go's compress/gzip at level 1, and with klauspost zstd
 // at its fastest level when asked for zstd.
 func TestGoContainerregistryLayers(t *testing.T) {
-	big := goSrcTar(t, "encoding")
+	t.Parallel()
+	big := goSrcTar(t, testutil.Scale("encoding", "encoding/xml"))
 	small := goSrcTar(t, "encoding/csv")
 	for _, tc := range []struct {
 		name  string
@@ -136,10 +81,11 @@ func TestGoContainerregistryLayers(t *testing.T) {
 // .ci/run installs it): crane append writes the layer it would push into
 // a tarball.
 func TestCraneAppend(t *testing.T) {
-	crane := requireTool(t, "crane")
+	t.Parallel()
+	crane := testutil.Tool(t, "crane")
 	dir := t.TempDir()
 	layer := filepath.Join(dir, "layer.tar")
-	if err := os.WriteFile(layer, goSrcTar(t, "encoding"), 0o644); err != nil {
+	if err := os.WriteFile(layer, goSrcTar(t, testutil.Scale("encoding", "encoding/xml")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "image.tar")
@@ -152,15 +98,7 @@ func TestCraneAppend(t *testing.T) {
 	if err != nil || len(layers) != 1 {
 		t.Fatalf("%d layers, %v", len(layers), err)
 	}
-	rc, err := layers[0].Compressed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	blob, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	blob := testimage.LayerBytes(t, layers[0])
 	if got, want := assertReproduces(t, blob).String(), "gzip go-flate go1.26.8 level 1 (mtime 0, os 255)"; got != want {
 		t.Errorf("recipe %s, want %s", got, want)
 	}
@@ -171,6 +109,7 @@ func TestCraneAppend(t *testing.T) {
 // whose uncompressed layers ggcr compresses when it pushes them, and a
 // zstd layer made by the zstd tool (libzstd: not reproducible).
 func TestGoContainerregistryTestdata(t *testing.T) {
+	t.Parallel()
 	root := ggcrDir(t)
 	var gz [][]byte
 	layouts, _ := filepath.Glob(filepath.Join(root, "pkg/v1/layout/testdata/*/blobs/sha256/*"))
@@ -189,15 +128,7 @@ func TestGoContainerregistryTestdata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for h, tr := range testutil.TarEntries(t, f) {
 		if strings.HasSuffix(h.Name, ".tar.gz") {
 			b, _ := io.ReadAll(tr)
 			gz = append(gz, b)
@@ -254,16 +185,7 @@ func TestGoContainerregistryTestdata(t *testing.T) {
 				t.Fatalf("%d layers, %v", len(layers), err)
 			}
 			for _, l := range layers {
-				rc, err := l.Compressed()
-				if err != nil {
-					t.Fatal(err)
-				}
-				b, err := io.ReadAll(rc)
-				rc.Close()
-				if err != nil {
-					t.Fatal(err)
-				}
-				assertReproduces(t, b)
+				assertReproduces(t, testimage.LayerBytes(t, l))
 			}
 		})
 	}
@@ -274,6 +196,21 @@ func TestGoContainerregistryTestdata(t *testing.T) {
 		}
 		assertNotReproducible(t, b)
 	})
+}
+
+// assertLayoutRecipes checks that the image tag of the OCI layout dir
+// has n layers, each reproduced by the recipe want (its String).
+func assertLayoutRecipes(t *testing.T, dir, tag string, n int, want string) {
+	t.Helper()
+	layers := layoutLayers(t, dir, tag)
+	if len(layers) != n {
+		t.Fatalf("%d layers, want %d", len(layers), n)
+	}
+	for _, l := range layers {
+		if got := assertReproduces(t, readBlob(t, dir, l)).String(); got != want {
+			t.Errorf("layer %s: recipe %s, want %s", l.Digest, got, want)
+		}
+	}
 }
 
 // layoutLayers returns the layer blobs of the image tagged tag in the OCI
@@ -316,10 +253,9 @@ func readBlob(t *testing.T, layout string, d ocispec.Descriptor) []byte {
 // a smaller tree): image a's layers are Go's compress/gzip at its default
 // level, image d's klauspost zstd at its default level.
 func TestBenchmarkGeneratorImages(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the benchmark generator")
-	}
+	t.Parallel()
 	goroot := goEnv(t, "GOROOT")
+	tree := testutil.Scale("encoding", "encoding/xml")
 	dir := t.TempDir()
 	for _, tc := range []struct{ image, want string }{
 		{"a", "gzip go-flate go1.26.8 level 6 (mtime 0, os 255)"},
@@ -328,16 +264,8 @@ func TestBenchmarkGeneratorImages(t *testing.T) {
 		t.Run("image "+tc.image, func(t *testing.T) {
 			out := filepath.Join(dir, tc.image)
 			runCmd(t, "../..", "go", "run", "./bench/benchtool", "images", "-image", tc.image,
-				"-tree", filepath.Join(goroot, "src/encoding"), "-prefix", "usr/local/go/src/encoding", "-out", out)
-			layers := layoutLayers(t, out, "latest")
-			if len(layers) != 3 {
-				t.Fatalf("%d layers", len(layers))
-			}
-			for _, l := range layers {
-				if got := assertReproduces(t, readBlob(t, out, l)).String(); got != tc.want {
-					t.Errorf("layer %s: recipe %s, want %s", l.Digest, got, tc.want)
-				}
-			}
+				"-tree", filepath.Join(goroot, "src", tree), "-prefix", "usr/local/go/src/"+tree, "-out", out)
+			assertLayoutRecipes(t, out, "latest", 3, tc.want)
 		})
 	}
 }
@@ -363,10 +291,11 @@ func umociImage(t *testing.T, umoci, dir string, trees ...string) []ocispec.Desc
 // 256 KiB blocks on klauspost/compress v1.15.12 at its default level: a
 // layer within one block and one of many blocks.
 func TestUmociLayers(t *testing.T) {
-	umoci := requireTool(t, "umoci")
+	t.Parallel()
+	umoci := testutil.Tool(t, "umoci")
 	goroot := goEnv(t, "GOROOT")
 	dir := t.TempDir()
-	layers := umociImage(t, umoci, dir, filepath.Join(goroot, "src/encoding/csv"), filepath.Join(goroot, "src/encoding"))
+	layers := umociImage(t, umoci, dir, filepath.Join(goroot, "src/encoding/csv"), filepath.Join(goroot, "src", testutil.Scale("encoding", "encoding/xml")))
 	if len(layers) != 2 {
 		t.Fatalf("%d layers", len(layers))
 	}
@@ -386,11 +315,12 @@ func TestUmociLayers(t *testing.T) {
 // with klauspost/compress v1.15.12: zstd at the default level, gzip with
 // pgzip's default 1 MiB blocks at the default level.
 func TestSkopeoRecompressed(t *testing.T) {
-	skopeo := requireTool(t, "skopeo")
-	umoci := requireTool(t, "umoci")
+	t.Parallel()
+	skopeo := testutil.Tool(t, "skopeo")
+	umoci := testutil.Tool(t, "umoci")
 	goroot := goEnv(t, "GOROOT")
 	dir := t.TempDir()
-	umociImage(t, umoci, dir, filepath.Join(goroot, "src/encoding"), filepath.Join(goroot, "src/net/http"))
+	umociImage(t, umoci, dir, filepath.Join(goroot, "src", testutil.Scale("encoding", "encoding/xml")), filepath.Join(goroot, "src", testutil.Scale("net/http", "compress/flate")))
 	src := "oci:" + filepath.Join(dir, "layout") + ":t"
 	for _, tc := range []struct{ format, want string }{
 		{"zstd", "zstd klauspost-zstd v1.15.12 level 2 (checksum true)"},
@@ -406,15 +336,7 @@ func TestSkopeoRecompressed(t *testing.T) {
 				from = "oci:" + dst + "-zstd:t"
 			}
 			runCmd(t, dir, skopeo, "copy", "--insecure-policy", "--dest-compress-format", tc.format, from, "oci:"+dst+":t")
-			layers := layoutLayers(t, dst, "t")
-			if len(layers) != 2 {
-				t.Fatalf("%d layers", len(layers))
-			}
-			for _, l := range layers {
-				if got := assertReproduces(t, readBlob(t, dst, l)).String(); got != tc.want {
-					t.Errorf("layer %s: recipe %s, want %s", l.Digest, got, tc.want)
-				}
-			}
+			assertLayoutRecipes(t, dst, "t", 2, tc.want)
 		})
 	}
 }
@@ -424,9 +346,10 @@ func TestSkopeoRecompressed(t *testing.T) {
 // 255 the probe runs candidates, bounded by its work limit, and finds
 // none.
 func TestGNUGzipNotReproducible(t *testing.T) {
-	gzipTool := requireTool(t, "gzip")
-	layer := goSrcTar(t, "encoding")
-	for _, level := range []string{"-9", "-6", "-1"} {
+	t.Parallel()
+	gzipTool := testutil.Tool(t, "gzip")
+	layer := goSrcTar(t, testutil.Scale("encoding", "encoding/xml"))
+	for _, level := range testutil.First([]string{"-6", "-9", "-1"}, 1) {
 		t.Run(level, func(t *testing.T) {
 			cmd := exec.Command(gzipTool, level, "-c", "-n")
 			cmd.Stdin = bytes.NewReader(layer)
@@ -451,8 +374,9 @@ func TestGNUGzipNotReproducible(t *testing.T) {
 // The standard library's gzip at every level, with header fields set, is
 // Go 1.26's recipe (the toolchain this module builds with).
 func TestStdlibGzipHeaders(t *testing.T) {
-	layer := corpus(300 << 10)
-	for _, level := range []int{stdgzip.DefaultCompression, stdgzip.NoCompression, stdgzip.BestSpeed, 2, 3, 4, 5, 7, 8, stdgzip.BestCompression, stdgzip.HuffmanOnly} {
+	t.Parallel()
+	layer := corpus(testutil.Scale(300<<10, 100<<10))
+	for _, level := range testutil.First([]int{stdgzip.DefaultCompression, 5, stdgzip.BestSpeed, stdgzip.NoCompression, 2, 3, 4, 7, 8, stdgzip.BestCompression, stdgzip.HuffmanOnly}, 3) {
 		var buf bytes.Buffer
 		zw, _ := stdgzip.NewWriterLevel(&buf, level)
 		if level == 5 {

@@ -20,6 +20,7 @@ func goRecipe(level int) Recipe {
 
 // The JSON form is a stored format: its field names do not change.
 func TestRecipeJSON(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		r    Recipe
 		json string
@@ -54,6 +55,7 @@ func TestRecipeJSON(t *testing.T) {
 }
 
 func TestRecipeValidate(t *testing.T) {
+	t.Parallel()
 	mod := func(f func(*Recipe)) Recipe {
 		r := goRecipe(6)
 		h := *r.Gzip
@@ -109,6 +111,7 @@ func TestRecipeValidate(t *testing.T) {
 
 // Headers parse back to what wrote them, every field and flag included.
 func TestGzipHeaderRoundTrip(t *testing.T) {
+	t.Parallel()
 	for _, h := range []GzipHeader{
 		{OS: 255},
 		{Flags: gzipFText, MTime: 1700000000, XFL: 2, OS: 3},
@@ -136,6 +139,7 @@ func TestGzipHeaderRoundTrip(t *testing.T) {
 }
 
 func TestZstdFrameHeader(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		b    []byte
 		want zstdFrameHeader
@@ -159,6 +163,7 @@ func TestZstdFrameHeader(t *testing.T) {
 // Recompress honours its context and returns the streams' errors as they
 // are.
 func TestRecompressErrors(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := Recompress(ctx, goRecipe(6), strings.NewReader("x"), io.Discard); !errors.Is(err, context.Canceled) {
@@ -182,6 +187,7 @@ type errWriter struct{ err error }
 func (e errWriter) Write([]byte) (int, error) { return 0, e.err }
 
 func TestConfirm(t *testing.T) {
+	t.Parallel()
 	layer := corpus(300 << 10)
 	r6, r1 := goRecipe(6), goRecipe(1)
 	blob := recompressed(t, r6, layer)

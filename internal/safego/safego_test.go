@@ -8,6 +8,7 @@ import (
 )
 
 func TestRecoverTurnsAPanicIntoAnInternalError(t *testing.T) {
+	t.Parallel()
 	done := make(chan error)
 	go func() {
 		var err error
@@ -24,6 +25,7 @@ func TestRecoverTurnsAPanicIntoAnInternalError(t *testing.T) {
 }
 
 func TestRecoverLeavesNormalReturnsAlone(t *testing.T) {
+	t.Parallel()
 	f := func() (err error) {
 		defer Recover(&err, "x")
 		return errdefs.New(errdefs.ErrNotFound, "gone")

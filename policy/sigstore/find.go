@@ -42,6 +42,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/resolve"
+	"github.com/ocifetch/ocifetch/source"
 )
 
 // Format is how a signature is stored next to the image.
@@ -134,8 +135,8 @@ type reader func(ctx context.Context, desc ocispec.Descriptor, limit int64) ([]b
 // none. Errors are those of the registry (network, unauthorized); a
 // signature that is there but malformed is returned with its Problem set.
 func Find(ctx context.Context, src resolve.Source, subject digest.Digest) ([]Signature, error) {
-	if err := subject.Validate(); err != nil {
-		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "signatures of %q", subject)
+	if err := source.CheckDigest(subject); err != nil {
+		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "signatures")
 	}
 	rs, ok := src.(resolve.ReferrersSource)
 	if !ok {
@@ -465,8 +466,8 @@ func storeReader(st Store) reader {
 }
 
 func checkDescriptor(desc ocispec.Descriptor, limit int64) error {
-	if _, err := digest.Parse(desc.Digest.String()); err != nil {
-		return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "invalid digest %q", desc.Digest)
+	if err := source.CheckDigest(desc.Digest); err != nil {
+		return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "signature document")
 	}
 	if desc.Size <= 0 || desc.Size > limit {
 		return errdefs.New(errdefs.ErrTooLarge, "signature document %s has size %d, not within 1..%d bytes", desc.Digest, desc.Size, limit)

@@ -55,6 +55,7 @@ func get(t *testing.T, url, rangeHdr string, hdr ...string) (*http.Response, []b
 }
 
 func TestPassThroughCountsBytesAndKeepsRanges(t *testing.T) {
+	t.Parallel()
 	data, up := upstream(t, 100_000)
 	p := faultproxy.New(t, up.URL)
 	resp, b, err := get(t, p.URL+blobPath, "")
@@ -74,6 +75,7 @@ func TestPassThroughCountsBytesAndKeepsRanges(t *testing.T) {
 }
 
 func TestCutAfterDropsTheConnection(t *testing.T) {
+	t.Parallel()
 	data, up := upstream(t, 100_000)
 	p := faultproxy.New(t, up.URL)
 	p.Add(faultproxy.Rule{Match: faultproxy.BlobGETs, Times: 1, Faults: []faultproxy.Fault{faultproxy.CutAfter(40_000)}})
@@ -91,6 +93,7 @@ func TestCutAfterDropsTheConnection(t *testing.T) {
 }
 
 func TestTruncateEndsCleanlyButShort(t *testing.T) {
+	t.Parallel()
 	data, up := upstream(t, 100_000)
 	p := faultproxy.New(t, up.URL)
 	p.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.Truncate(1234)}})
@@ -101,6 +104,7 @@ func TestTruncateEndsCleanlyButShort(t *testing.T) {
 }
 
 func TestFlipByteCountsFromTheStartOfTheResource(t *testing.T) {
+	t.Parallel()
 	data, up := upstream(t, 100_000)
 	p := faultproxy.New(t, up.URL)
 	p.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.FlipByte(50_000)}})
@@ -123,6 +127,7 @@ func TestFlipByteCountsFromTheStartOfTheResource(t *testing.T) {
 }
 
 func TestStatusWithRetryAfterThenRecovers(t *testing.T) {
+	t.Parallel()
 	data, up := upstream(t, 1000)
 	p := faultproxy.New(t, up.URL)
 	p.Add(faultproxy.Rule{Match: faultproxy.BlobGETs, Times: 2, Faults: []faultproxy.Fault{faultproxy.Status(http.StatusTooManyRequests, "1")}})
@@ -139,6 +144,7 @@ func TestStatusWithRetryAfterThenRecovers(t *testing.T) {
 }
 
 func TestTrickleIsSlow(t *testing.T) {
+	t.Parallel()
 	_, up := upstream(t, 10_000)
 	p := faultproxy.New(t, up.URL)
 	p.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.Trickle(1000, 10*time.Millisecond)}})
@@ -152,6 +158,7 @@ func TestTrickleIsSlow(t *testing.T) {
 }
 
 func TestRedirectGoesToAnotherHostThatRecordsAuthorization(t *testing.T) {
+	t.Parallel()
 	data, up := upstream(t, 5000)
 	storage := faultproxy.New(t, up.URL)
 	p := faultproxy.New(t, up.URL)
@@ -175,6 +182,7 @@ func TestRedirectGoesToAnotherHostThatRecordsAuthorization(t *testing.T) {
 }
 
 func TestMaxInFlightCountsConcurrentRequests(t *testing.T) {
+	t.Parallel()
 	_, up := upstream(t, 1000)
 	p := faultproxy.New(t, up.URL)
 	p.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.Delay(100 * time.Millisecond)}})
@@ -202,6 +210,7 @@ func TestMaxInFlightCountsConcurrentRequests(t *testing.T) {
 }
 
 func TestRulesCombineAndMatchSelectively(t *testing.T) {
+	t.Parallel()
 	data, up := upstream(t, 10_000)
 	p := faultproxy.New(t, up.URL)
 	p.Add(faultproxy.Rule{Match: faultproxy.PathSuffix("nomatch"), Faults: []faultproxy.Fault{faultproxy.Status(500, "")}})

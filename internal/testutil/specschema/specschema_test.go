@@ -25,6 +25,7 @@ const valid = `{
 }`
 
 func TestValidateRuntimeConfig(t *testing.T) {
+	t.Parallel()
 	if err := specschema.ValidateRuntimeConfig([]byte(valid)); err != nil {
 		t.Fatalf("a valid config does not validate: %v", err)
 	}

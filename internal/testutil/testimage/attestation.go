@@ -83,15 +83,5 @@ func Attestation(t testing.TB, subject v1.Hash, predicates ...string) v1.Image {
 			t.Fatal(err)
 		}
 	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "unknown", "unknown"
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
+	return withPlatform(t, img, "unknown", "unknown", "")
 }

@@ -31,6 +31,12 @@ func Image(t testing.TB, layers int, os, arch, variant string) v1.Image {
 			t.Fatal(err)
 		}
 	}
+	return withPlatform(t, img, os, arch, variant)
+}
+
+// withPlatform returns img with the platform set in its config.
+func withPlatform(t testing.TB, img v1.Image, os, arch, variant string) v1.Image {
+	t.Helper()
 	cf, err := img.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
@@ -85,16 +91,7 @@ func Docker(t testing.TB, layers int, os, arch string) v1.Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = os, arch
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	return img
+	return withPlatform(t, img, os, arch, "")
 }
 
 // PushImage pushes img to ref ("host/repo:tag") and returns its digest.

@@ -11,6 +11,10 @@
 //	reg := testregistry.Start(t, testregistry.WithBasicAuth("alice", "s3cret"))
 //	ref := reg.Host + "/test/img:v1"
 //
+// Tests that only push and pull share one plain registry per test binary
+// (Shared, with Main in the package's TestMain) instead of a process
+// each, each keeping to repositories of its own.
+//
 // The binary is found by Binary. Without one, Start skips the test, except
 // when $CI is set: CI must never pass by silently skipping.
 //
@@ -61,6 +65,8 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/ocifetch/ocifetch/internal/testutil"
 )
 
 // EnvBinary names the environment variable that overrides the registry
@@ -85,7 +91,7 @@ const (
 // puts it. The error names every place it looked.
 func Binary() (string, error) {
 	if p := os.Getenv(EnvBinary); p != "" {
-		if err := checkExecutable(p); err != nil {
+		if err := testutil.Executable(p); err != nil {
 			return "", fmt.Errorf("registry binary from $%s: %w", EnvBinary, err)
 		}
 		return p, nil
@@ -104,7 +110,7 @@ func Binary() (string, error) {
 		looked = append(looked, "$(go env GOPATH)/bin/registry (`go env` failed)")
 	}
 	for _, p := range candidates {
-		if checkExecutable(p) == nil {
+		if testutil.Executable(p) == nil {
 			return p, nil
 		}
 		looked = append(looked, p)
@@ -134,17 +140,6 @@ func goInstallDirs() []string {
 		}
 	}
 	return dirs
-}
-
-func checkExecutable(p string) error {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-		return fmt.Errorf("%s is not an executable file", p)
-	}
-	return nil
 }
 
 // config collects what the options ask for.
@@ -216,6 +211,8 @@ type Registry struct {
 	instance   string // sent back in every response, see waitReady
 	token      *tokenServer
 
+	shared bool // Shared's: Stop panics
+
 	mu   sync.Mutex
 	proc *process // nil once stopped
 }
@@ -232,29 +229,45 @@ type process struct {
 // binary is found it skips the test, or fails it if $CI is set.
 func Start(t testing.TB, opts ...Option) *Registry {
 	t.Helper()
-	bin, err := Binary()
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("testregistry: %v (CI is set, so this is a failure, not a skip)", err)
-		} else {
-			t.Skipf("testregistry: %v", err)
-		}
+	bin := binaryFor(t)
+	if bin == "" {
 		return nil // only reached with a testing.TB whose Fatalf/Skipf return
 	}
+	r, err := start(bin, t.TempDir, t.Cleanup, opts...)
+	if err != nil {
+		t.Fatalf("testregistry: %v", err)
+		return nil
+	}
+	return r
+}
+
+// binaryFor returns the registry binary, or skips t without one (fails
+// it if $CI is set) and returns "".
+func binaryFor(t testing.TB) string {
+	t.Helper()
+	bin, err := Binary()
+	if err != nil {
+		testutil.Missing(t, "testregistry: %v", err)
+		return ""
+	}
+	return bin
+}
+
+// start starts a registry of bin, its directories from tempDir and its
+// stop handed to cleanup (which runs what it is given last in, first
+// out: the process dies before its directories are removed).
+func start(bin string, tempDir func() string, cleanup func(func()), opts ...Option) (*Registry, error) {
 	var c config
 	for _, o := range opts {
 		o(&c)
 	}
 	if c.basic && c.token {
-		t.Fatalf("testregistry: WithBasicAuth and WithTokenAuth exclude each other")
-		return nil
+		return nil, errors.New("WithBasicAuth and WithTokenAuth exclude each other")
 	}
 
 	// Everything but the storage lives in a private directory: config,
-	// logs, htpasswd and the token root certificate. TempDir is called
-	// before Cleanup is registered so that, cleanups running last-in
-	// first-out, the process is dead before its directories are removed.
-	dir := t.TempDir()
+	// logs, htpasswd and the token root certificate.
+	dir := tempDir()
 	r := &Registry{
 		bin:        bin,
 		StorageDir: c.storageDir,
@@ -262,7 +275,7 @@ func Start(t testing.TB, opts ...Option) *Registry {
 		logPath:    filepath.Join(dir, "registry.log"),
 	}
 	if r.StorageDir == "" {
-		r.StorageDir = t.TempDir()
+		r.StorageDir = tempDir()
 	}
 
 	var auth string
@@ -270,17 +283,15 @@ func Start(t testing.TB, opts ...Option) *Registry {
 	case c.basic:
 		p, err := writeHtpasswd(dir, c.basicUser, c.basicPass)
 		if err != nil {
-			t.Fatalf("testregistry: %v", err)
-			return nil
+			return nil, err
 		}
 		auth = fmt.Sprintf("auth:\n  htpasswd:\n    realm: %s\n    path: %s\n", q("testregistry"), q(p))
 	case c.token:
 		ts, err := newTokenServer(dir, c.tokenUser, c.tokenPass)
 		if err != nil {
-			t.Fatalf("testregistry: %v", err)
-			return nil
+			return nil, err
 		}
-		t.Cleanup(ts.close) // runs after the registry's cleanup below
+		cleanup(ts.close) // runs after the registry's cleanup below
 		r.token, r.TokenURL = ts, ts.realm()
 		r.TokenHost = strings.TrimSuffix(strings.TrimPrefix(r.TokenURL, "http://"), "/token")
 		auth = fmt.Sprintf("auth:\n  token:\n    realm: %s\n    service: %s\n    issuer: %s\n    rootcertbundle: %s\n",
@@ -292,30 +303,93 @@ func Start(t testing.TB, opts ...Option) *Registry {
 			q(c.proxyURL), q(c.proxyUser), q(c.proxyPass))
 	}
 
-	t.Cleanup(r.Stop)
+	cleanup(r.stop)
 	var lastErr error
 	for range portAttempts {
 		port, err := freePort()
 		if err != nil {
-			t.Fatalf("testregistry: %v", err)
-			return nil
+			return nil, err
 		}
 		if err := r.writeConfig(port, auth, proxy); err != nil {
-			t.Fatalf("testregistry: %v", err)
-			return nil
+			return nil, err
 		}
 		r.Host = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		r.URL = "http://" + r.Host
 		lastErr = r.run()
 		if lastErr == nil {
-			return r
+			return r, nil
 		}
 		if !errors.Is(lastErr, errPortTaken) {
 			break
 		}
 	}
-	t.Fatalf("testregistry: %v\n%s", lastErr, r.logTail())
-	return nil
+	return nil, fmt.Errorf("%v\n%s", lastErr, r.logTail())
+}
+
+// shared is the registry Shared starts, one per test binary.
+var shared struct {
+	mu       sync.Mutex
+	main     bool // Main runs the tests
+	reg      *Registry
+	err      error
+	cleanups []func()
+}
+
+// Main runs a test package's tests and then stops the registry Shared
+// started, if any; a package whose tests call Shared calls it from its
+// TestMain: os.Exit(testregistry.Main(m)).
+func Main(m *testing.M) int {
+	shared.mu.Lock()
+	shared.main = true
+	shared.mu.Unlock()
+	code := m.Run()
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	for i := len(shared.cleanups) - 1; i >= 0; i-- {
+		shared.cleanups[i]()
+	}
+	return code
+}
+
+// Shared returns the test package's one plain registry (no auth, no
+// proxy), started by the first test that asks for it, so that tests that
+// only push and pull do not each start a process. Its tests must keep to
+// repositories of their own; a test that stops, restarts, counts or
+// corrupts its registry, or needs options, starts its own with Start
+// (Stop and Restart panic on the shared one). The package's TestMain must
+// run its tests through Main.
+func Shared(t testing.TB) *Registry {
+	t.Helper()
+	bin := binaryFor(t)
+	if bin == "" {
+		return nil
+	}
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if !shared.main {
+		t.Fatalf("testregistry: Shared needs the package's TestMain to run its tests through testregistry.Main")
+		return nil
+	}
+	if shared.reg == nil && shared.err == nil {
+		tempDir := func() string {
+			dir, err := os.MkdirTemp("", "testregistry-")
+			if err != nil {
+				panic(err) // no temporary directory: nothing can run
+			}
+			shared.cleanups = append(shared.cleanups, func() { os.RemoveAll(dir) })
+			return dir
+		}
+		cleanup := func(f func()) { shared.cleanups = append(shared.cleanups, f) }
+		shared.reg, shared.err = start(bin, tempDir, cleanup)
+		if shared.reg != nil {
+			shared.reg.shared = true
+		}
+	}
+	if shared.err != nil {
+		t.Fatalf("testregistry: the shared registry: %v", shared.err)
+		return nil
+	}
+	return shared.reg
 }
 
 // Restart stops the registry and starts it again on the same port and
@@ -366,7 +440,7 @@ func (r *Registry) run() error {
 	r.proc, r.PID = p, p.pid
 	r.mu.Unlock()
 	if err := r.waitReady(p); err != nil {
-		r.Stop()
+		r.stop()
 		if logs := r.Logs(); int64(len(logs)) >= logStart && strings.Contains(logs[logStart:], "address already in use") {
 			return fmt.Errorf("%s: %w", r.Host, errPortTaken)
 		}
@@ -466,7 +540,15 @@ func (r *Registry) waitReady(p *process) error {
 
 // Stop stops the registry: SIGTERM, then SIGKILL after a short grace, and
 // waits for the process to be reaped. It may be called more than once.
+// It panics on the shared registry, which other tests are using.
 func (r *Registry) Stop() {
+	if r.shared {
+		panic("testregistry: a test stopped the shared registry; start one of its own with Start")
+	}
+	r.stop()
+}
+
+func (r *Registry) stop() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p := r.proc
