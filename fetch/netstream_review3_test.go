@@ -1,0 +1,65 @@
+package fetch_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/fetch"
+	"github.com/ocifetch/ocifetch/internal/testutil/hostile"
+)
+
+// A host that ignores Range and cuts every answer one byte past the
+// furthest offset reached makes progress on each attempt, so the retry
+// budget never ran out: a stream without a store read a 64 KiB blob
+// with 64,536 requests and 2 GB, and a 256 KiB one would take hours
+// (the bytes grow with the square of the size). What a host sends again
+// is now bounded by the blob's size: the stream fails with network, the
+// bytes served under twice the blob plus one read buffer.
+func TestStreamWithoutStoreRangeIgnoredByteByByte(t *testing.T) {
+	blob := randomBytes(256<<10, 83)
+	reg := hostile.New(t)
+	reg.PutBlob("stream/app", blob)
+	var furthest, served atomic.Int64
+	furthest.Store(4096)
+	reg.Intercept(func(w http.ResponseWriter, r *http.Request, q hostile.Request) bool {
+		if q.Kind != hostile.Blob || q.Ref != layerDesc(blob).Digest.String() {
+			return false
+		}
+		end := min(furthest.Add(1), int64(len(blob)))
+		w.Header().Set("Content-Length", fmt.Sprint(len(blob)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(blob[:end])
+		served.Add(end)
+		w.(http.Flusher).Flush()
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			conn.Close()
+		}
+		return true
+	})
+	res := testImage(t, openHostile(t, reg, "stream/app"), blob)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sess, err := fetch.Start(ctx, res, openStore(t), fetch.WithKeepBlobs(false), quickRetries())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := sess.Layer(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	sess.Wait()
+	if errdefs.KindOf(err) != errdefs.ErrNetwork || ctx.Err() != nil {
+		t.Errorf("read %d bytes, err %v (deadline: %v); want network before the deadline", len(got), err, ctx.Err())
+	}
+	if n := served.Load(); n > 2*int64(len(blob))+64<<10 {
+		t.Errorf("served %d bytes for a blob of %d", n, len(blob))
+	}
+}
