@@ -2,13 +2,18 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
+
+	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 )
 
 // rebuild --compressed --layer N -o FILE takes FILE as plain rebuild does
@@ -100,4 +105,55 @@ func TestCLIE2ERebuildCompressedOutputKinds(t *testing.T) {
 			t.Errorf("-o - wrote files %q", names)
 		}
 	})
+}
+
+// A layer whose start a candidate recipe reproduces, but not the whole
+// (here two gzip members, each Go's default: the first member matches
+// Go's level 6), unpacked with --keep-blobs=false: its blob relies on
+// the candidate. Before, images said "kept: recipe" for ever, even
+// after gc --unpacked, while no tree could make the blob (rebuild
+// --compressed: not_reproducible): the image was lost without anything
+// saying so. gc --unpacked now confirms the candidates of blobs it did
+// not keep, and images counts a tree only for the layers its state can
+// still make: the image is "incomplete". The other layer, whose
+// candidate is right, is recorded as confirmed.
+func TestCLIE2EUnconfirmedCandidateIsNotKept(t *testing.T) {
+	t.Parallel()
+	reg := testregistry.Start(t)
+	src := filepath.Join(goroot(t), "src")
+	tarA := treeTarFile(t, filepath.Join(src, "encoding"), "usr/local/go/src/encoding", "")
+	tarB := treeTarFile(t, filepath.Join(src, "regexp"), "usr/local/go/src/regexp", "")
+	half := len(tarA) / 2 / 512 * 512
+	twoMembers := append(gzipBytes(t, tarA[:half]), gzipBytes(t, tarA[half:])...)
+	repo := reg.Host + "/multi/member"
+	pushRawImage(t, repo, "1", "", []rawLayer{
+		{data: twoMembers, mediaType: ocispec.MediaTypeImageLayerGzip, diffID: digest.FromBytes(tarA)},
+		{data: gzipBytes(t, tarB), mediaType: ocispec.MediaTypeImageLayerGzip},
+	}, nil)
+	env := cliEnv(t)
+	work := t.TempDir()
+	store, rootfs := filepath.Join(work, "store"), filepath.Join(work, "rootfs")
+	mustRun(t, env, "unpack", "--quiet", "--keep-blobs=false", "--store", store, repo+":1", rootfs)
+	layers := layerDigests(t, rootfs)
+	if r := runBuilt(t, env, "rebuild", "--compressed", "--check", "--all", rootfs); r.code != exitVerification {
+		t.Fatalf("rebuild --compressed of the two-member layer: exit %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	mustRun(t, env, "gc", "--unpacked", "--store", store)
+	if im := imagesKept(t, env, store); im.Kept != "incomplete" {
+		t.Errorf("images after gc --unpacked says kept %q, want incomplete: no tree makes layer 1 (%+v)", im.Kept, im.Rootfs)
+	}
+	confirmed := func(d digest.Digest) bool {
+		b, err := os.ReadFile(filepath.Join(store, ".ocifetch", "dropped", d.Algorithm().String(), d.Encoded()+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec struct{ Confirmed bool }
+		if err := json.Unmarshal(b, &rec); err != nil {
+			t.Fatal(err)
+		}
+		return rec.Confirmed
+	}
+	if !confirmed(layers[1].Digest) || confirmed(layers[0].Digest) {
+		t.Errorf("dropped records: layer 1 confirmed %t, layer 2 %t; want false, true", confirmed(layers[0].Digest), confirmed(layers[1].Digest))
+	}
 }
