@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -93,5 +94,34 @@ func TestPullRangeIgnoredByteByByte(t *testing.T) {
 	}
 	if n := served.Load(); n > 2*int64(len(blob))+64<<10 {
 		t.Errorf("served %d bytes for a blob of %d", n, len(blob))
+	}
+}
+
+// Unpacks that did not keep a blob record, at once, the trees it relies
+// on: each merge read the record, added its tree and wrote it, and the
+// last write lost the others (three concurrent unpacks --keep-blobs=false
+// of one image lost a tree in 2 rounds of 8). Every tree is kept now.
+func TestRecordDroppedConcurrently(t *testing.T) {
+	s := openStore(t)
+	blob := randomBytes(1024, 85)
+	d := layerDesc(blob)
+	const n = 8
+	for round := 0; round < 3; round++ {
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rel := fetch.Reliance{Rootfs: fmt.Sprintf("/r%d/%d", round, i), StateDir: fmt.Sprintf("/s%d/%d", round, i)}
+				if err := s.RecordDropped(context.Background(), fetch.Dropped{Digest: d.Digest, Size: d.Size, MediaType: d.MediaType, ReliesOn: []fetch.Reliance{rel}}); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		rec, ok, err := s.DroppedBlob(d.Digest)
+		if err != nil || !ok || len(rec.ReliesOn) != n*(round+1) {
+			t.Fatalf("round %d: the record lists %d trees (%v, %v), want %d", round, len(rec.ReliesOn), ok, err, n*(round+1))
+		}
 	}
 }
