@@ -157,3 +157,46 @@ func TestCLIE2EUnconfirmedCandidateIsNotKept(t *testing.T) {
 		t.Errorf("dropped records: layer 1 confirmed %t, layer 2 %t; want false, true", confirmed(layers[0].Digest), confirmed(layers[1].Digest))
 	}
 }
+
+// gc --unpacked drops a blob only once the tree makes it again. A layer
+// whose recipe was confirmed at unpack (the whole blob fit in the probe)
+// was dropped on the strength of verify alone, which reads the tree as
+// it is now, not the state's shadow store or tar-split that rebuilding a
+// lower layer needs: with a shadowed payload damaged (a disk, a bad
+// restore), the blob was dropped, images said "recipe", and no tree
+// could make it. Its tar is now rebuilt against its diffID first, and
+// the blob kept when it does not.
+func TestCLIE2EGCUnpackedRebuildsBeforeDropping(t *testing.T) {
+	old := "the first version of the file, long enough to tell apart\n"
+	u := unpackLayers(t,
+		layerOf(t, edir("etc", layerTime), efile("etc/conf", old, 0o644), efile("etc/motd", "hello\n", 0o644)),
+		layerOf(t, efile("etc/conf", "replaced\n", 0o644)))
+	layers := layerDigests(t, u.rootfs)
+	if layers[0].Reproducible() != "confirmed" {
+		t.Fatalf("layer 1 is %q, want confirmed at unpack", layers[0].Reproducible())
+	}
+	var shadowed []string
+	filepath.WalkDir(filepath.Join(u.work, ".rootfs.ocifetch", "shadow"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			shadowed = append(shadowed, p)
+		}
+		return nil
+	})
+	if len(shadowed) != 1 {
+		t.Fatalf("shadow store: %q", shadowed)
+	}
+	if err := os.WriteFile(shadowed[0], bytes.Repeat([]byte("x"), len(old)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, u.env, "verify", u.rootfs) // the tree itself is clean
+	mustRun(t, u.env, "gc", "--unpacked", "--store", u.store)
+	if _, err := os.Stat(blobFile(u.store, layers[0].Digest)); err != nil {
+		t.Errorf("layer 1's blob was dropped though the tree cannot make it: %v", err)
+	}
+	if _, err := os.Stat(blobFile(u.store, layers[1].Digest)); err == nil {
+		t.Errorf("layer 2's blob was kept")
+	}
+	if im := imagesKept(t, u.env, u.store); im.Kept != "recipe" {
+		t.Errorf("images: kept %q", im.Kept)
+	}
+}
