@@ -34,7 +34,7 @@ func TestForgedPackHeaderIsBounded(t *testing.T) {
 		}
 		return p
 	}
-	open := func(p string) (*packReader, error, uint64) {
+	open := func(p string) (*packReader, uint64, error) {
 		f, err := os.Open(p)
 		if err != nil {
 			t.Fatal(err)
@@ -46,12 +46,12 @@ func TestForgedPackHeaderIsBounded(t *testing.T) {
 		if err != nil {
 			f.Close()
 		}
-		return pr, err, after.TotalAlloc - before.TotalAlloc
+		return pr, after.TotalAlloc - before.TotalAlloc, err
 	}
-	if _, err, alloc := open(forge(1 << 26)); err == nil || alloc > 256<<20 {
+	if _, alloc, err := open(forge(1 << 26)); err == nil || alloc > 256<<20 {
 		t.Errorf("a header of 1<<26 payloads: err %v, %d MB allocated", err, alloc>>20)
 	}
-	pr, err, _ := open(forge(1 << 16))
+	pr, _, err := open(forge(1 << 16))
 	if err != nil {
 		t.Fatalf("a header of 1<<16 payloads: %v", err)
 	}
