@@ -231,14 +231,16 @@ func keptRank(k string) int {
 }
 
 // holdsLayer tells whether the state directory records a layer with the
-// blob digest d.
+// blob digest d that it can make again: a state whose candidates all
+// failed on the whole layer (apply.Confirm records why) makes nothing,
+// and a blob relying on it alone is missing, not kept by a recipe.
 func holdsLayer(stateDir string, d digest.Digest) bool {
 	st, err := apply.Status(stateDir)
 	if err != nil {
 		return false
 	}
 	for _, l := range st.Layers {
-		if l.Digest == d {
+		if l.Digest == d && l.Reproducible() != "" {
 			return true
 		}
 	}

@@ -291,10 +291,24 @@ func Confirm(ctx context.Context, stateDir, rootfs string, opts ...Option) (*Con
 	for i, sl := range st.Layers {
 		lc := LayerConfirmation{Index: i, DiffID: sl.DiffID, Digest: sl.Digest, MediaType: sl.MediaType, Size: sl.Size}
 		switch r := sl.Reproducible(); {
-		case r == "tar":
+		case r == "tar" || r == "confirmed":
+			// Verify read the tree as it is, not the shadow store nor
+			// the tar-split a rebuild needs too: with a shadowed
+			// payload damaged, a blob was dropped that nothing could
+			// make again. Rebuild the tar (checked against the diffID)
+			// before vouching for it; candidates are checked below by
+			// recompressing it.
+			if _, err := rb.layer(ctx, sl.DiffID, io.Discard); err != nil {
+				if ctx.Err() != nil {
+					return nil, errdefs.Wrap(ctx.Err(), errdefs.ErrCanceled, "confirming recipes")
+				}
+				lc.Err = err
+				break
+			}
 			lc.Reproducible = r
-		case r == "confirmed":
-			lc.Reproducible, lc.Recipe = r, &sl.Recipe.Candidates[0]
+			if r == "confirmed" {
+				lc.Recipe = &sl.Recipe.Candidates[0]
+			}
 		case r == "candidate":
 			rc, err := recipe.Confirm(ctx, sl.Recipe.Candidates, func() (io.ReadCloser, error) {
 				return rb.tarReader(ctx, sl.DiffID), nil

@@ -182,10 +182,15 @@ func compactLayer(ctx context.Context, dir string, rep *CompactReport) error {
 		before += st.Blocks * 512
 		list = append(list, packEntry{pos: pos, size: st.Size, file: n})
 	}
-	if len(files) == 0 {
-		return nil
+	if len(files) == 0 || len(list) > maxPackEntries {
+		return nil // nothing to pack, or more than a pack may hold: left as files
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].pos < list[j].pos })
+	for i := 1; i < len(list); i++ {
+		if list[i].pos-list[i-1].pos > maxPackStep {
+			return nil // a pack could not be read back: left as files
+		}
+	}
 	out, err := atomicfile.Create(filepath.Join(dir, packName), 0o600)
 	if err != nil {
 		return fail(err)
@@ -281,10 +286,16 @@ type packReader struct {
 	cur  io.Reader
 }
 
-// maxPackEntries bounds a pack's header: no layer has more entries than
-// this program applies (WithMaxEntries is per layer; the CLI's default
-// is 4,000,000).
-const maxPackEntries = 1 << 26
+// maxPackEntries bounds a pack's header, which is read whole: 1<<26
+// entries let a forged 14 KB pack make rebuild hold 4.1 GB (the
+// positions, their sizes and the map of them) for two minutes. 1<<22
+// is above the CLI's limit of entries per layer (4,000,000), and
+// compaction leaves a layer with more shadowed payloads unpacked, so no
+// pack this program writes is refused.
+const maxPackEntries = 1 << 22
+
+// maxPackStep bounds the difference between two positions of a pack.
+const maxPackStep = 1 << 26
 
 func openPack(f *os.File) (*packReader, error) {
 	dec, err := zstd.NewReader(bufio.NewReaderSize(f, 64<<10), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(zstdMaxWindow))
@@ -309,7 +320,7 @@ func openPack(f *os.File) (*packReader, error) {
 	for i := uint64(0); i < n; i++ {
 		d, err1 := binary.ReadUvarint(br)
 		sz, err2 := binary.ReadUvarint(br)
-		if err1 != nil || err2 != nil || sz > 1<<62 || (i > 0 && d == 0) || d > maxPackEntries {
+		if err1 != nil || err2 != nil || sz > 1<<62 || (i > 0 && d == 0) || d > maxPackStep {
 			return bad("bad header")
 		}
 		pos += int(d)

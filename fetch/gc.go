@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -321,14 +322,24 @@ func (s *Store) dropUnpacked(ctx context.Context, check UnpackedChecker, keep ma
 			os.Remove(s.unpackedPath(u.StateDir))
 			continue
 		}
+		rel := Reliance{Rootfs: u.Rootfs, StateDir: u.StateDir}
 		stored := map[digest.Digest]ocispec.Descriptor{}
+		unconfirmed := false
 		for _, l := range u.Layers {
 			if keep[l.Digest] && s.has(l) {
 				stored[l.Digest] = l
+			} else if rec, ok, _ := s.DroppedBlob(l.Digest); ok && !rec.Confirmed && slices.Contains(rec.ReliesOn, rel) {
+				unconfirmed = true
 			}
 		}
-		if len(stored) == 0 {
-			continue // nothing to drop: the tree need not be read
+		// A blob an unpack did not keep (WithKeepBlobs(false)) relies on
+		// a candidate recipe that only reproduced the blob's start: a
+		// multi-member gzip layer matched one and Images said "recipe"
+		// for a blob no tree could make. The check confirms it (or
+		// records in the state that no candidate makes it, which
+		// Images then reports).
+		if len(stored) == 0 && !unconfirmed {
+			continue // nothing to drop or confirm: the tree need not be read
 		}
 		verdicts, err := check(ctx, u)
 		if err != nil {
@@ -340,7 +351,6 @@ func (s *Store) dropUnpacked(ctx context.Context, check UnpackedChecker, keep ma
 			}
 			continue
 		}
-		rel := Reliance{Rootfs: u.Rootfs, StateDir: u.StateDir}
 		for _, v := range verdicts {
 			l, isStored := stored[v.Digest]
 			switch {

@@ -46,6 +46,7 @@ type netStream struct {
 	r         *source.Retrier
 	rc        io.ReadCloser // the current response body, nil between attempts
 	skip      int64         // bytes of the current body the consumer already has
+	resent    int64         // bytes skipped in all: hosts that ignored the range
 	off       int64         // bytes returned
 	furthest  int64         // the furthest offset reached: beyond it is progress
 	err       error
@@ -137,6 +138,16 @@ func (s *netStream) readBody(p []byte) (int, error) {
 		n, err := s.rc.Read(p[:min(int64(len(p)), s.skip)])
 		s.received.Add(int64(n))
 		s.skip -= int64(n)
+		s.resent += int64(n)
+		// A host that ignores the range and cuts each answer a byte past
+		// the furthest offset makes progress on every attempt, so the
+		// retry budget never ends it: a 64 KiB blob took 64,536 requests
+		// and 2 GB, a larger one would never end (quadratic). What was
+		// sent again is bounded by the blob's size: the total stays
+		// under twice the blob plus what its last answer sends again.
+		if s.resent > s.desc.Size {
+			return 0, s.fail(errdefs.New(errdefs.ErrNetwork, "blob %s from %s: the host ignores ranged requests and has sent %d bytes again, more than the blob's %d: giving up", s.desc.Digest, source.Name(s.eps[s.ep]), s.resent, s.desc.Size))
+		}
 		if err != nil {
 			return 0, s.bodyErr(err)
 		}

@@ -51,6 +51,9 @@ type transfer struct {
 	// process, whatever host sent the bytes; only bytes beyond it are
 	// progress (see source.RetryPolicy). Used by the owner only.
 	furthest int64
+	// resent is what hosts that ignored a range sent again: bytes the
+	// blob had reached before each start over. Used by the owner only.
+	resent int64
 
 	// rw orders readers against truncation: a reader holds it shared while
 	// it checks how far the file is written and reads below that; the
@@ -397,7 +400,15 @@ func (t *transfer) fromEndpoint(ctx context.Context, src resolve.Source, dg dige
 				rc.Close()
 				err = errdefs.New(errdefs.ErrNetwork, "%s ignored a request from byte %d and sent the whole blob", name, *off)
 			default:
-				// The host ignored the range: start over with it.
+				// The host ignored the range: start over with it. One
+				// that cuts each answer a byte past the furthest offset
+				// makes progress every time, so the retry budget never
+				// ends it (the bytes grow with the square of the size):
+				// what is sent again is bounded by the blob's size.
+				if t.resent += *off; t.resent > size {
+					rc.Close()
+					return errdefs.New(errdefs.ErrNetwork, "blob %s from %s: the host ignores ranged requests and has sent %d bytes again, more than the blob's %d: giving up", t.desc.Digest, name, t.resent, size)
+				}
 				if err := t.truncate(); err != nil {
 					rc.Close()
 					return err

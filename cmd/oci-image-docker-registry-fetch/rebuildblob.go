@@ -150,17 +150,24 @@ func rebuildBlobTo(ctx context.Context, e *env, t blobTarget, store *fetch.Store
 	switch {
 	case t.check:
 		w = io.Discard
-	case t.out != "":
-		path := t.out
-		if all {
-			path = filepath.Join(t.out, blobFileName(l))
-		}
+	case t.out != "" && all:
+		path := filepath.Join(t.out, blobFileName(l))
 		f, err := atomicfile.Create(path, 0o644)
 		if err != nil {
 			return fail(errdefs.Wrap(err, errdefs.ErrInvalidArgument, "-o %s", path))
 		}
 		defer f.Abort()
 		w, commit = f, f.Commit
+	case t.out != "" && t.out != "-":
+		// -o FILE as plain rebuild takes it (openLayerOutput): renaming
+		// a file over whatever FILE was replaced a FIFO (its reader hung)
+		// and, as root, a device such as /dev/null with a regular file.
+		o, err := openLayerOutput(ctx, t.out)
+		if err != nil {
+			return fail(err)
+		}
+		defer o.Abort()
+		w, commit = o, o.Commit
 	case store != nil:
 		desc := ocispec.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size}
 		if l.Digest != "" && l.Size > 0 {
