@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"regexp"
 	"slices"
 	"sort"
@@ -218,7 +219,7 @@ func (s *Store) Tag(ctx context.Context, name string, desc ocispec.Descriptor) e
 	if !s.has(desc) {
 		return errdefs.New(errdefs.ErrNotFound, "cannot record %s: blob is not in the store", desc.Digest)
 	}
-	desc.Annotations = cloneMap(desc.Annotations)
+	desc.Annotations = maps.Clone(desc.Annotations)
 	if err := s.complete(&desc); err != nil {
 		return err
 	}
@@ -496,7 +497,7 @@ func (s *Store) PutReferrer(ctx context.Context, subject digest.Digest, name str
 		}
 	}
 	desc := manifest.Descriptor
-	desc.Annotations = cloneMap(desc.Annotations)
+	desc.Annotations = maps.Clone(desc.Annotations)
 	if err := s.complete(&desc); err != nil {
 		return err
 	}

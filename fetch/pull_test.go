@@ -105,7 +105,7 @@ func TestBrokenConnectionsResumeFromTheVerifiedOffset(t *testing.T) {
 	for i, e := range log {
 		want := ""
 		if i > 0 {
-			want = "bytes=" + itoa(int64(i)*300_000) + "-" + itoa(int64(len(blob)-1))
+			want = "bytes=" + strconv.Itoa(i*300_000) + "-" + strconv.Itoa(len(blob)-1)
 		}
 		if e.Range != want {
 			t.Errorf("request %d Range %q, want %q", i, e.Range, want)
@@ -159,7 +159,7 @@ func TestCancelledPullResumesInTheNextRun(t *testing.T) {
 	if p.BytesSent() != rest || res.Downloaded != rest {
 		t.Errorf("second run transferred %d (reported %d), want the missing %d of %d", p.BytesSent(), res.Downloaded, rest, len(blob))
 	}
-	if log := p.Log(); len(log) != 1 || !strings.HasPrefix(log[0].Range, "bytes="+itoa(fi.Size())+"-") {
+	if log := p.Log(); len(log) != 1 || !strings.HasPrefix(log[0].Range, "bytes="+strconv.FormatInt(fi.Size(), 10)+"-") {
 		t.Errorf("second run requests: %+v", log)
 	}
 }
@@ -549,5 +549,3 @@ func waitIdle(t testing.TB, p *faultproxy.Proxy) {
 		}
 	}
 }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -377,17 +377,6 @@ func (s *Store) updateIndexLocked(ctx context.Context, edit func(*ocispec.Index)
 	return atomicfile.WriteFile(s.indexPath(), buf.Bytes(), 0o644)
 }
 
-func cloneMap(m map[string]string) map[string]string {
-	if m == nil {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
 // verifyingReader checks size and digest of what it reads and reports a
 // mismatch as an error from Read before it would return io.EOF, so a
 // consumer never sees a clean end of bad content.
