@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
@@ -67,33 +66,20 @@ const MaxIndexEntries = 1024
 // read and checked as documents and returned as Artifacts. WithPlatform
 // does not apply.
 func ResolveAll(ctx context.Context, ref string, opts ...Option) (*ResolvedAll, error) {
-	o, err := makeOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	src, err := open(ref, o)
-	if err != nil {
-		return nil, err
-	}
-	return resolveAll(ctx, src, o)
+	return openAnd(ctx, ref, opts, resolveAll)
 }
 
 // ResolveAllSource is ResolveAll of what src's reference names.
 func ResolveAllSource(ctx context.Context, src Source, opts ...Option) (*ResolvedAll, error) {
-	o, err := makeOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	return resolveAll(ctx, src, o)
+	return withOptions(ctx, src, opts, resolveAll)
 }
 
 func resolveAll(ctx context.Context, src Source, o *options) (*ResolvedAll, error) {
-	root, err := src.Root(ctx)
+	o.platform = nil
+	w, root, err := startWalk(ctx, src, o, HostPlatform())
 	if err != nil {
 		return nil, err
 	}
-	o.platform = nil
-	w := &walker{src: src, o: o, want: HostPlatform(), seen: map[digest.Digest]bool{}}
 	ra := &ResolvedAll{Reference: src.Reference(), Source: src}
 	if err := w.all(ctx, root, nil, nil, 0, ra); err != nil {
 		return nil, err

@@ -53,41 +53,64 @@ func open(ref string, o *options) (Source, error) {
 // Resolve opens ref and resolves it to one platform's manifest, config and
 // layers, verifying every document on the way.
 func Resolve(ctx context.Context, ref string, opts ...Option) (*Resolved, error) {
-	o, err := makeOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	src, err := open(ref, o)
-	if err != nil {
-		return nil, err
-	}
-	return resolveSource(ctx, src, o)
+	return openAnd(ctx, ref, opts, resolveSource)
 }
 
 // ResolveSource resolves what src's reference names.
 func ResolveSource(ctx context.Context, src Source, opts ...Option) (*Resolved, error) {
+	return withOptions(ctx, src, opts, resolveSource)
+}
+
+// openAnd opens ref with opts and runs do on the Source: the front of
+// Resolve and ResolveAll.
+func openAnd[T any](ctx context.Context, ref string, opts []Option, do func(context.Context, Source, *options) (T, error)) (T, error) {
+	var zero T
 	o, err := makeOptions(opts)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	return resolveSource(ctx, src, o)
+	src, err := open(ref, o)
+	if err != nil {
+		return zero, err
+	}
+	return do(ctx, src, o)
+}
+
+// withOptions runs do on src with opts: the front of ResolveSource and
+// ResolveAllSource.
+func withOptions[T any](ctx context.Context, src Source, opts []Option, do func(context.Context, Source, *options) (T, error)) (T, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return do(ctx, src, o)
 }
 
 func resolveSource(ctx context.Context, src Source, o *options) (*Resolved, error) {
-	root, err := src.Root(ctx)
-	if err != nil {
-		return nil, err
-	}
 	want := HostPlatform()
 	if o.platform != nil {
 		want = *o.platform
 	}
-	w := &walker{src: src, o: o, want: want, seen: map[digest.Digest]bool{}}
+	w, root, err := startWalk(ctx, src, o, want)
+	if err != nil {
+		return nil, err
+	}
 	res := &Resolved{Reference: src.Reference(), Source: src}
 	if err := w.walk(ctx, root, nil, 0, res); err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// startWalk reads src's root descriptor and makes the walker that
+// descends from it, wanting the platform want.
+func startWalk(ctx context.Context, src Source, o *options, want ocispec.Platform) (*walker, ocispec.Descriptor, error) {
+	root, err := src.Root(ctx)
+	if err != nil {
+		return nil, ocispec.Descriptor{}, err
+	}
+	return &walker{src: src, o: o, want: want, seen: map[digest.Digest]bool{}}, root, nil
 }
 
 type walker struct {

@@ -28,23 +28,11 @@ var (
 	pullAllKeys = []string{"reference", "store", "name", "index", "platforms", "images", "artifacts", "downloaded"}
 )
 
-type imagesOut struct {
-	Store  string `json:"store"`
-	Images []struct {
-		Name      string   `json:"name"`
-		Platform  string   `json:"platform"`
-		Platforms []string `json:"platforms"`
-		Index     bool     `json:"index"`
-		Digest    string   `json:"digest"`
-		MediaType string   `json:"mediaType"`
-		Size      int64    `json:"size"`
-		Kept      string   `json:"kept"`
-	} `json:"images"`
-}
-
-func runImages(t *testing.T, env []string, store string) imagesOut {
+// runImages runs "images --json", decoded into the command's own type
+// (the keys are held to docs/cli.md by imagesKeys and imageKeys).
+func runImages(t *testing.T, env []string, store string) imagesJSON {
 	t.Helper()
-	var out imagesOut
+	var out imagesJSON
 	r := runJSON(t, env, &out, "images", "--store", store, "--json")
 	checkKeys(t, "images --json", r.stdout, imagesKeys)
 	var raw struct {
