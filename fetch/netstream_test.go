@@ -83,14 +83,7 @@ func TestStreamWithoutStoreResumes(t *testing.T) {
 			src := openHostile(t, reg, "stream/app")
 			res := testImage(t, src, blob)
 			s := openStore(t)
-			sess, err := fetch.Start(context.Background(), res, s, fetch.WithKeepBlobs(false), quickRetries())
-			if err != nil {
-				t.Fatal(err)
-			}
-			rc, err := sess.Layer(context.Background(), 0)
-			if err != nil {
-				t.Fatal(err)
-			}
+			sess, rc := startLayer(t, context.Background(), res, s, fetch.WithKeepBlobs(false), quickRetries())
 			got, err := io.ReadAll(rc)
 			rc.Close()
 			if err != nil || !bytes.Equal(got, blob) {
@@ -145,14 +138,7 @@ func TestStreamWithoutStoreBadContent(t *testing.T) {
 	})
 	res := testImage(t, openHostile(t, reg, "stream/bad"), blob)
 	s := openStore(t)
-	sess, err := fetch.Start(context.Background(), res, s, fetch.WithKeepBlobs(false), quickRetries())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := sess.Layer(context.Background(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sess, rc := startLayer(t, context.Background(), res, s, fetch.WithKeepBlobs(false), quickRetries())
 	got, err := io.ReadAll(rc)
 	rc.Close()
 	if errdefs.KindOf(err) != errdefs.ErrDigestMismatch {
