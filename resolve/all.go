@@ -96,23 +96,11 @@ func resolveAll(ctx context.Context, src Source, o *options) (*ResolvedAll, erro
 // all reads desc and, for an index, everything it lists. chain is the
 // indexes that led to desc.
 func (w *walker) all(ctx context.Context, desc ocispec.Descriptor, platform *ocispec.Platform, chain []Blob, depth int, ra *ResolvedAll) error {
-	if depth > w.o.maxDepth {
-		return errdefs.New(errdefs.ErrManifestInvalid, "indexes nest more than %d levels deep at %s", w.o.maxDepth, desc.Digest)
+	data, from, kind, err := w.enter(ctx, desc, depth)
+	if err != nil {
+		return err
 	}
-	if w.seen[desc.Digest] {
-		return errdefs.New(errdefs.ErrManifestInvalid, "index %s refers to itself", desc.Digest)
-	}
-	w.seen[desc.Digest] = true
 	defer delete(w.seen, desc.Digest)
-
-	data, from, err := w.fetch(ctx, desc, "manifest")
-	if err != nil {
-		return err
-	}
-	kind, err := classifyDocument(desc, data)
-	if err != nil {
-		return err
-	}
 	if desc.MediaType == "" {
 		var h docHead
 		json.Unmarshal(data, &h)

@@ -147,27 +147,37 @@ func (w *walker) fetch(ctx context.Context, desc ocispec.Descriptor, what string
 	return data, from, nil
 }
 
+// enter checks the nesting depth and loops, marks desc as being walked,
+// and reads and classifies its document. Once it returns no error the
+// caller deletes desc from w.seen when desc's subtree is done.
+func (w *walker) enter(ctx context.Context, desc ocispec.Descriptor, depth int) ([]byte, string, docKind, error) {
+	if depth > w.o.maxDepth {
+		return nil, "", 0, errdefs.New(errdefs.ErrManifestInvalid, "indexes nest more than %d levels deep at %s", w.o.maxDepth, desc.Digest)
+	}
+	if w.seen[desc.Digest] {
+		return nil, "", 0, errdefs.New(errdefs.ErrManifestInvalid, "index %s refers to itself", desc.Digest)
+	}
+	data, from, err := w.fetch(ctx, desc, "manifest")
+	if err != nil {
+		return nil, "", 0, err
+	}
+	kind, err := classifyDocument(desc, data)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	w.seen[desc.Digest] = true
+	return data, from, kind, nil
+}
+
 // walk reads desc and, for an index, descends into the best entry for the
 // wanted platform; nested indexes are tried in order when no manifest of
 // the index itself fits.
 func (w *walker) walk(ctx context.Context, desc ocispec.Descriptor, platform *ocispec.Platform, depth int, res *Resolved) error {
-	if depth > w.o.maxDepth {
-		return errdefs.New(errdefs.ErrManifestInvalid, "indexes nest more than %d levels deep at %s", w.o.maxDepth, desc.Digest)
+	data, from, kind, err := w.enter(ctx, desc, depth)
+	if err != nil {
+		return err
 	}
-	if w.seen[desc.Digest] {
-		return errdefs.New(errdefs.ErrManifestInvalid, "index %s refers to itself", desc.Digest)
-	}
-	w.seen[desc.Digest] = true
 	defer delete(w.seen, desc.Digest)
-
-	data, from, err := w.fetch(ctx, desc, "manifest")
-	if err != nil {
-		return err
-	}
-	kind, err := classifyDocument(desc, data)
-	if err != nil {
-		return err
-	}
 	if kind == kindManifest {
 		return w.manifest(ctx, desc, data, from, platform, res)
 	}
