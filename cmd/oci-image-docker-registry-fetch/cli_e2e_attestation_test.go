@@ -18,7 +18,7 @@ import (
 // attestations apart.
 func TestCLIE2EBuildxAttestations(t *testing.T) {
 	t.Parallel()
-	reg := testregistry.Start(t)
+	reg := testregistry.Shared(t)
 	idx, imgs, atts := testimage.BuildxIndex(t, testimage.Platform{OS: "linux", Arch: "amd64"}, testimage.Platform{OS: "linux", Arch: "arm64", Variant: "v8"})
 	ref := reg.Host + "/e2e/buildx:v1"
 	testimage.PushIndex(t, ref, idx)
@@ -61,7 +61,7 @@ func TestCLIE2EBuildxAttestations(t *testing.T) {
 		t.Errorf("inspect --json: %+v", in)
 	}
 	r = runBuilt(t, env, "inspect", "--insecure-policy", ref)
-	if r.code != 0 || strings.Contains(r.stdout, "unknown") ||
+	if r.code != 0 || strings.Contains(r.stdout, "unknown/unknown") ||
 		!regexp.MustCompile(`(?m)^attestation\s+`+att1.String()+` of linux/arm64/v8$`).MatchString(r.stdout) {
 		t.Errorf("inspect: exit %d\n%s", r.code, r.stdout)
 	}

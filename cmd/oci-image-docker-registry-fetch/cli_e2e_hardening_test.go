@@ -39,6 +39,7 @@ func requireRootCLI(t *testing.T) {
 // second, failing, emptied the tree, and the first recorded it complete
 // with files missing.
 func TestCLIE2EUnpackThroughAnotherNameIsBusy(t *testing.T) {
+	t.Parallel()
 	ref, reached, release := heldRegistry(t)
 	defer release()
 	env := cliEnv(t)
@@ -80,6 +81,7 @@ func TestCLIE2EUnpackThroughAnotherNameIsBusy(t *testing.T) {
 // 2 too. Before, unpack used it as it was, and that user could later
 // rewrite tree.json.zst so that verify said clean about a tampered tree.
 func TestCLIE2EStateDirOfAnotherUser(t *testing.T) {
+	t.Parallel()
 	requireRootCLI(t)
 	ref, _ := ociLayout(t, ocispec.ImageConfig{}, layerOf(t, efile("etc/motd", "hello\n", 0o644)))
 	env := cliEnv(t)
@@ -119,6 +121,7 @@ func TestCLIE2EStateDirOfAnotherUser(t *testing.T) {
 // rerun deleted them, then failed with EBUSY. The rerun runs in a mount
 // namespace of its own (unshare -m), where the bind mount is.
 func TestCLIE2ERerunStopsAtMountPoint(t *testing.T) {
+	t.Parallel()
 	requireRootCLI(t)
 	if _, err := exec.LookPath("unshare"); err != nil {
 		missingCLI(t, "unshare (util-linux)")
@@ -169,6 +172,7 @@ func missingCLI(t *testing.T, what string) {
 // mode, owner and xattrs, and with --dir-mtimes its mtime. Before, a
 // chmod 0777 of the root verified clean.
 func TestCLIE2EVerifyRootDir(t *testing.T) {
+	t.Parallel()
 	u := unpackLayers(t, layerOf(t, efile("etc/motd", "hello\n", 0o644)))
 	os.Chmod(u.rootfs, 0o777)
 	r := runBuilt(t, u.env, "verify", u.rootfs)
@@ -191,6 +195,7 @@ func TestCLIE2EVerifyRootDir(t *testing.T) {
 // not, and a regular file is replaced whole. Before, -o renamed a
 // regular file over whatever FILE was: a device or FIFO became a file.
 func TestCLIE2ERebuildOutputKinds(t *testing.T) {
+	t.Parallel()
 	layer := layerOf(t, efile("etc/motd", "hello\n", 0o644), efile("bin/app", strings.Repeat("app ", 3000), 0o755))
 	u := unpackLayers(t, layer)
 	dir := t.TempDir()
@@ -347,6 +352,7 @@ func receive(t *testing.T, got <-chan []byte) []byte {
 // rootfsRaw, in verify and rebuild. Before, \xff\xfe and \xfe\xff both
 // came out as "\ufffd\ufffd".
 func TestCLIE2EJSONRawNames(t *testing.T) {
+	t.Parallel()
 	layer := layerOf(t, efile("etc/motd", "hello\n", 0o644))
 	ref, _ := ociLayout(t, ocispec.ImageConfig{}, layer)
 	env := cliEnv(t)

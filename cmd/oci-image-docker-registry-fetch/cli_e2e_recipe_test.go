@@ -248,7 +248,7 @@ func ggcrImage(t *testing.T, c compression.Compression, tars ...[]byte) v1.Image
 // skopeo's layers. A GNU gzip -9 layer is not reproducible.
 func TestCLIE2ERebuildCompressedRealProducers(t *testing.T) {
 	t.Parallel()
-	reg := testregistry.Start(t)
+	reg := testregistry.Shared(t)
 	env := cliEnv(t)
 	store := filepath.Join(t.TempDir(), "store")
 	src := filepath.Join(goroot(t), "src")
@@ -475,7 +475,7 @@ func imagesKept(t *testing.T, env []string, store string) imageEntryJSON {
 // tree is the one an unpack with blobs makes. bundle takes the flag too.
 func TestCLIE2EKeepBlobsFalseCutConnection(t *testing.T) {
 	t.Parallel()
-	reg := testregistry.Start(t)
+	reg := testregistry.Shared(t)
 	src := filepath.Join(goroot(t), "src")
 	tars := [][]byte{
 		treeTarFile(t, filepath.Join(src, "encoding"), "usr/local/go/src/encoding", ""),
