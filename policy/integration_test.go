@@ -32,6 +32,12 @@ import (
 	"github.com/ocifetch/ocifetch/resolve"
 )
 
+// signatureRequests counts the requests for signatures: .sig tags and
+// the referrers API.
+func (f *fixture) signatureRequests() int {
+	return f.proxy.Count(".sig") + f.proxy.Count("/referrers/")
+}
+
 type fixture struct {
 	reg      *testregistry.Registry
 	proxy    *testregistry.CountingProxy
@@ -344,7 +350,7 @@ func TestSignedByForAnotherRegistry(t *testing.T) {
 	f.proxy.Reset()
 	u := unpack(t, signed.ref, gpg)
 	checkRefused(t, u.err, "GPG simple signing", "not supported", fmt.Sprintf("transports.docker[%q]", f.host))
-	if n := f.proxy.Count(".sig") + f.proxy.Count("/referrers/"); n != 0 {
+	if n := f.signatureRequests(); n != 0 {
 		t.Errorf("%d signature requests for a requirement that cannot be enforced", n)
 	}
 }
@@ -361,7 +367,7 @@ func TestUnknownRequirementTypeIsRefused(t *testing.T) {
 	f.proxy.Reset()
 	u := unpack(t, img.ref, doc)
 	checkRefused(t, u.err, `requirement type "fooBar" is not known`, "requirement 2", "refusing rather than ignoring it")
-	if n := f.proxy.Count(".sig") + f.proxy.Count("/referrers/"); n != 0 {
+	if n := f.signatureRequests(); n != 0 {
 		t.Errorf("%d signature requests before refusing", n)
 	}
 }
@@ -494,7 +500,7 @@ func TestOfflineVerificationFromTheStore(t *testing.T) {
 	if _, err := ocifetch.Pull(ctx, img.ref, ocifetch.WithStore(storeDir), ocifetch.WithVerifier(registryPolicy)); err != nil {
 		t.Fatal(err)
 	}
-	if n := f.proxy.Count(".sig") + f.proxy.Count("/referrers/") + f.proxy.Count("sha256-"); n != 0 {
+	if n := f.signatureRequests() + f.proxy.Count("sha256-"); n != 0 {
 		t.Errorf("a pull verified before asked the registry for signatures %d times", n)
 	}
 
