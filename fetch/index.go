@@ -68,7 +68,7 @@ func (s *Store) readDocument(d digest.Digest) (*document, bool, error) {
 	if source.CheckDigest(d) != nil {
 		return nil, false, nil
 	}
-	f, err := openRegular(s.blobPath(d))
+	f, err := source.OpenRegular(s.blobPath(d))
 	if err != nil {
 		return nil, false, nil
 	}
@@ -145,7 +145,7 @@ func (s *Store) configPlatform(cfg ocispec.Descriptor) *ocispec.Platform {
 	if source.CheckDigest(cfg.Digest) != nil || cfg.Size > resolve.DefaultMaxDocumentSize {
 		return nil
 	}
-	f, err := openRegular(s.blobPath(cfg.Digest))
+	f, err := source.OpenRegular(s.blobPath(cfg.Digest))
 	if err != nil {
 		return nil
 	}
