@@ -69,6 +69,7 @@ func cutOnce(reg *hostile.Registry, blob []byte, cut int, ignoreRange bool, serv
 // stay under twice the blob's size. A host that ignores the range costs
 // the prefix once more, and the stream still ends right.
 func TestStreamWithoutStoreResumes(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(3<<20, 81)
 	for _, tc := range []struct {
 		name        string
@@ -122,6 +123,7 @@ func TestStreamWithoutStoreResumes(t *testing.T) {
 // Content that does not hash to the digest is an error before io.EOF,
 // never a clean end; a cut connection is not one.
 func TestStreamWithoutStoreBadContent(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(1<<20, 82)
 	reg := hostile.New(t)
 	reg.PutBlob("stream/bad", blob)

@@ -642,6 +642,7 @@ func fileExists(p string) bool {
 // whose digest does not parse is listed as it is, never as an image whose
 // blobs are kept.
 func TestImagesListsABadEntryAsIncomplete(t *testing.T) {
+	t.Parallel()
 	s := openStore(t)
 	idx := `{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:../../../../tmp/victim","size":10,"annotations":{"org.opencontainers.image.ref.name":"bad"}}]}`
 	if err := os.WriteFile(filepath.Join(s.Dir(), "index.json"), []byte(idx), 0o644); err != nil {

@@ -24,6 +24,7 @@ import (
 // are not platforms. With a platform, only that platform's image and its
 // attestation are validated.
 func TestValidateBuildxAttestations(t *testing.T) {
+	t.Parallel()
 	idx, imgs, atts := testimage.BuildxIndex(t,
 		testimage.Platform{OS: "linux", Arch: "amd64"}, testimage.Platform{OS: "linux", Arch: "arm64", Variant: "v8"})
 	dir := t.TempDir()
@@ -108,6 +109,7 @@ func TestValidateBuildxAttestations(t *testing.T) {
 // Validate reads no entry of an index of more than MaxIndexEntries
 // entries: it is one too_large problem, as for ResolveAll.
 func TestValidateHugeIndex(t *testing.T) {
+	t.Parallel()
 	idx, _, _ := testimage.BuildxIndex(t, testimage.Platform{OS: "linux", Arch: "amd64"})
 	im, err := idx.IndexManifest()
 	if err != nil {

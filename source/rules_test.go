@@ -395,6 +395,7 @@ func TestMalformedCredentialsFileIsInvalidArgument(t *testing.T) {
 // send it as Basic credentials to the new host (and it was reported as a
 // token server refusing credentials, suggesting --allow-token-host).
 func TestRedirectWithUserInfoIsRefused(t *testing.T) {
+	t.Parallel()
 	reg := hostile.New(t)
 	ref, img := image(t, reg, "ui/app")
 	storage := hostile.New(t)
