@@ -594,6 +594,7 @@ func TestRegistryCorruptLayerIsADigestMismatch(t *testing.T) {
 // Transient failures: 429 with Retry-After is waited out, bursts of 503
 // are retried, and a trickle that outlasts the context fails cleanly.
 func TestRegistryTransientFailures(t *testing.T) {
+	t.Parallel() // the time bounds checked are seconds wide
 	rs := newRegSetup(t, true, "integ/flaky:v1", 6, 150_000, 250_000, 350_000)
 	r := rs.resolve(t, rs.Ref)
 	layerRule := func(i int, times int, f ...faultproxy.Fault) faultproxy.Rule {
