@@ -8,9 +8,11 @@ package policy_test
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -48,6 +50,14 @@ type fixture struct {
 }
 
 func TestMain(m *testing.M) {
+	// The tests wait on cosign and the registry more than they compute:
+	// 4 at once rather than one per CPU, unless -parallel was given.
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given && runtime.GOMAXPROCS(0) < 4 {
+		flag.Set("test.parallel", "4")
+	}
 	code := testregistry.Main(m)
 	if sharedKeys.dir != "" {
 		os.RemoveAll(sharedKeys.dir)
