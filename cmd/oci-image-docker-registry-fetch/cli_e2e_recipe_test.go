@@ -250,14 +250,20 @@ func TestCLIE2ERebuildCompressedRealProducers(t *testing.T) {
 	t.Parallel()
 	reg := testregistry.Shared(t)
 	env := cliEnv(t)
-	store := filepath.Join(t.TempDir(), "store")
 	src := filepath.Join(goroot(t), "src")
 	work := t.TempDir()
 	tarA := treeTarFile(t, filepath.Join(src, "encoding"), "usr/local/go/src/encoding", filepath.Join(work, "a.tar"))
 	tarB := treeTarFile(t, filepath.Join(src, "net/url"), "usr/local/go/src/net/url", filepath.Join(work, "b.tar"))
 	goFlate1 := "gzip go-flate go1.26.8 level 1 (mtime 0, os 255)"
+	// Each producer's case runs in parallel with a store of its own:
+	// roundTrip removes the layer blobs, which several cases share.
+	ownStore := func(t *testing.T) string {
+		t.Parallel()
+		return filepath.Join(t.TempDir(), "store")
+	}
 
 	t.Run("crane", func(t *testing.T) {
+		store := ownStore(t)
 		crane := needTool(t, "crane")
 		base, ref := reg.Host+"/crane/app:1", reg.Host+"/crane/app:2"
 		runTool(t, work, crane, "append", "--insecure", "--oci-empty-base", "-f", "a.tar", "-t", base)
@@ -268,6 +274,7 @@ func TestCLIE2ERebuildCompressedRealProducers(t *testing.T) {
 		}
 	})
 	t.Run("go-containerregistry gzip", func(t *testing.T) {
+		store := ownStore(t)
 		ref := reg.Host + "/ggcr/gzip:1"
 		pushImage(t, ref, ggcrImage(t, compression.GZip, tarA, tarB))
 		rows, _ := roundTrip(t, env, store, ref)
@@ -276,6 +283,7 @@ func TestCLIE2ERebuildCompressedRealProducers(t *testing.T) {
 		}
 	})
 	t.Run("go-containerregistry zstd", func(t *testing.T) {
+		store := ownStore(t)
 		ref := reg.Host + "/ggcr/zstd:1"
 		pushImage(t, ref, ggcrImage(t, compression.ZStd, tarA, tarB))
 		rows, _ := roundTrip(t, env, store, ref)
@@ -286,6 +294,7 @@ func TestCLIE2ERebuildCompressedRealProducers(t *testing.T) {
 		}
 	})
 	t.Run("go-containerregistry testdata", func(t *testing.T) {
+		store := ownStore(t)
 		ggcr := strings.TrimSpace(runTool(t, "", "go", "list", "-m", "-f", "{{.Dir}}", "github.com/google/go-containerregistry"))
 		n := 0
 		push := func(img v1.Image) string {
@@ -357,8 +366,9 @@ func TestCLIE2ERebuildCompressedRealProducers(t *testing.T) {
 		}
 	})
 	t.Run("benchmark generator", func(t *testing.T) {
+		store := ownStore(t)
 		if testing.Short() {
-			t.Skip("builds the benchmark generator")
+			t.Skip("-short: building the benchmark generator takes longer than the whole short tier allows; the full run covers it")
 		}
 		bt := filepath.Join(work, "benchtool")
 		runTool(t, "../..", "go", "build", "-o", bt, "./bench/benchtool")
@@ -379,6 +389,7 @@ func TestCLIE2ERebuildCompressedRealProducers(t *testing.T) {
 		}
 	})
 	t.Run("umoci and skopeo", func(t *testing.T) {
+		store := ownStore(t)
 		umoci, skopeo := needTool(t, "umoci"), needTool(t, "skopeo")
 		lay := filepath.Join(work, "umoci-layout")
 		runTool(t, work, umoci, "init", "--layout", lay)
@@ -421,6 +432,7 @@ func TestCLIE2ERebuildCompressedRealProducers(t *testing.T) {
 		}
 	})
 	t.Run("GNU gzip -9", func(t *testing.T) {
+		store := ownStore(t)
 		gz := needTool(t, "gzip")
 		cmd := exec.Command(gz, "-9", "-c", filepath.Join(work, "b.tar"))
 		blob, err := cmd.Output()
