@@ -81,9 +81,7 @@ func motd(t *testing.T, rootfs string) string {
 func TestCLIE2EStoreTwoPlatformsOfOneTag(t *testing.T) {
 	t.Parallel()
 	reg := testregistry.Start(t)
-	demo := pushDemo(t, reg.Host+"/e2e/store:v1")
-	env := cliEnv(t)
-	store := filepath.Join(t.TempDir(), "store")
+	demo, env, store := demoAndStore(t, reg, "/e2e/store:v1")
 	amd, arm := demo.facts(t, "linux/amd64"), demo.facts(t, "linux/arm64/v8")
 	for _, p := range []string{"linux/amd64", "linux/arm64"} {
 		mustRun(t, env, "pull", "--quiet", "--store", store, "--platform", p, demo.ref)
@@ -176,9 +174,7 @@ func TestCLIE2EStoreTwoPlatformsOfOneTag(t *testing.T) {
 func TestCLIE2EPullPlatformAll(t *testing.T) {
 	t.Parallel()
 	reg := testregistry.Start(t)
-	demo := pushDemo(t, reg.Host+"/e2e/all:v1")
-	env := cliEnv(t)
-	store := filepath.Join(t.TempDir(), "store")
+	demo, env, store := demoAndStore(t, reg, "/e2e/all:v1")
 	var out struct {
 		Reference, Store, Name string
 		Index                  descJSON
@@ -243,9 +239,7 @@ func TestCLIE2EPullPlatformAll(t *testing.T) {
 func TestCLIE2EImagesAndRm(t *testing.T) {
 	t.Parallel()
 	reg := testregistry.Shared(t)
-	demo := pushDemo(t, reg.Host+"/e2e/rm:v1")
-	env := cliEnv(t)
-	store := filepath.Join(t.TempDir(), "store")
+	demo, env, store := demoAndStore(t, reg, "/e2e/rm:v1")
 	for _, p := range []string{"linux/amd64", "linux/arm/v7"} {
 		mustRun(t, env, "pull", "--quiet", "--store", store, "--platform", p, demo.ref)
 	}
@@ -308,9 +302,7 @@ func TestCLIE2EImagesAndRm(t *testing.T) {
 func TestCLIE2EGCVerify(t *testing.T) {
 	t.Parallel()
 	reg := testregistry.Shared(t)
-	demo := pushDemo(t, reg.Host+"/e2e/verify:v1")
-	env := cliEnv(t)
-	store := filepath.Join(t.TempDir(), "store")
+	demo, env, store := demoAndStore(t, reg, "/e2e/verify:v1")
 	mustRun(t, env, "pull", "--quiet", "--store", store, "--platform", "linux/amd64", demo.ref)
 	amd := demo.facts(t, "linux/amd64")
 	blob := filepath.Join(store, "blobs", "sha256", amd.layers[1].Encoded())
