@@ -119,6 +119,7 @@ func writeLayoutImage(t *testing.T, dir, tag, mediaType string, blob, tb []byte)
 }
 
 func TestMediaTypeTableHoldsEveryStage(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	work := t.TempDir()
 	layout := filepath.Join(work, "layout")

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -61,7 +62,7 @@ func TestUnpackReportsTheLayerThatFailed(t *testing.T) {
 					w.Write(bad)
 					return true
 				case q.Kind == hostile.Blob && q.Ref == d1.String() && stall:
-					w.Header().Set("Content-Length", itoa(len(blobs[0])))
+					w.Header().Set("Content-Length", strconv.Itoa(len(blobs[0])))
 					w.WriteHeader(http.StatusOK)
 					w.Write(blobs[0][:len(blobs[0])/2])
 					w.(http.Flusher).Flush()
@@ -89,7 +90,7 @@ func TestUnpackReportsTheLayerThatFailed(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		reg.Intercept(func(w http.ResponseWriter, r *http.Request, q hostile.Request) bool {
 			if q.Kind == hostile.Blob && q.Ref == d1.String() {
-				w.Header().Set("Content-Length", itoa(len(blobs[0])))
+				w.Header().Set("Content-Length", strconv.Itoa(len(blobs[0])))
 				w.WriteHeader(http.StatusOK)
 				w.Write(blobs[0][:10])
 				w.(http.Flusher).Flush()
@@ -105,15 +106,4 @@ func TestUnpackReportsTheLayerThatFailed(t *testing.T) {
 			t.Fatalf("Unpack: %v (kind %s), want canceled", err, errdefs.KindOf(err))
 		}
 	})
-}
-
-func itoa(n int) string {
-	s := ""
-	for ; n > 0; n /= 10 {
-		s = string(rune('0'+n%10)) + s
-	}
-	if s == "" {
-		s = "0"
-	}
-	return s
 }

@@ -154,6 +154,35 @@ func makeOptions(opts []Option) (*options, error) {
 	return o, nil
 }
 
+// admit opens the store, resolves ref as the pull policy says, asks the
+// verifier and reports the image resolved: what Pull, Unpack and Bundle
+// do before they fetch a layer or write anything.
+func (o *options) admit(ctx context.Context, ref string) (*fetch.Store, *resolve.Resolved, error) {
+	store, err := o.openStore()
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := o.resolveRef(ctx, store, ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := o.verify(ctx, res); err != nil {
+		return nil, nil, err
+	}
+	if o.resolved != nil {
+		o.resolved(res)
+	}
+	return store, res, nil
+}
+
+// stateDirOf is the state directory of an unpack into target.
+func (o *options) stateDirOf(target string) string {
+	if o.stateDir != "" {
+		return o.stateDir
+	}
+	return apply.DefaultStateDir(target)
+}
+
 func (o *options) openStore() (*fetch.Store, error) {
 	dir := o.store
 	if dir == "" {
@@ -183,19 +212,9 @@ func Pull(ctx context.Context, ref string, opts ...Option) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := o.openStore()
+	store, res, err := o.admit(ctx, ref)
 	if err != nil {
 		return nil, err
-	}
-	res, err := o.resolveRef(ctx, store, ref)
-	if err != nil {
-		return nil, err
-	}
-	if err := o.verify(ctx, res); err != nil {
-		return nil, err
-	}
-	if o.resolved != nil {
-		o.resolved(res)
 	}
 	pr, err := fetch.Pull(ctx, res, store, o.fetch...)
 	if err != nil {
@@ -227,29 +246,16 @@ func Unpack(ctx context.Context, ref, dir string, opts ...Option) (*Result, erro
 	if err != nil {
 		return nil, err
 	}
-	stateDir := o.stateDir
-	if stateDir == "" {
-		stateDir = apply.DefaultStateDir(dir)
-	}
+	stateDir := o.stateDirOf(dir)
 	// Fail at once, before the network, on a target Apply would refuse.
 	if err := apply.CheckTarget(dir, stateDir); err != nil {
 		return nil, err
 	}
-	store, err := o.openStore()
-	if err != nil {
-		return nil, err
-	}
-	res, err := o.resolveRef(ctx, store, ref)
-	if err != nil {
-		return nil, err
-	}
 	// The verifier decides before the target is touched: a refused image
 	// leaves it as it was.
-	if err := o.verify(ctx, res); err != nil {
+	store, res, err := o.admit(ctx, ref)
+	if err != nil {
 		return nil, err
-	}
-	if o.resolved != nil {
-		o.resolved(res)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -340,32 +346,19 @@ func Bundle(ctx context.Context, ref, dir string, opts ...Option) (*Result, erro
 		return nil, err
 	}
 	rootfs := filepath.Join(dir, "rootfs")
-	stateDir := o.stateDir
-	if stateDir == "" {
-		stateDir = apply.DefaultStateDir(rootfs)
-	}
+	stateDir := o.stateDirOf(rootfs)
 	config := filepath.Join(dir, "config.json")
 	if st, err := apply.CheckComplete(stateDir, rootfs); err == nil {
 		if _, err := os.Lstat(config); err == nil {
 			return nil, errdefs.New(errdefs.ErrInvalidArgument, "%s already holds a complete bundle of %s; remove it first", dir, st.Reference)
 		}
-		store, err := o.openStore()
+		store, res, err := o.admit(ctx, ref)
 		if err != nil {
-			return nil, err
-		}
-		res, err := o.resolveRef(ctx, store, ref)
-		if err != nil {
-			return nil, err
-		}
-		if err := o.verify(ctx, res); err != nil {
 			return nil, err
 		}
 		if res.Manifest.Descriptor.Digest != st.Manifest {
 			return nil, errdefs.New(errdefs.ErrInvalidArgument, "%s holds an unpack of %s (%s), and %s is now %s; remove %s to bundle it afresh",
 				dir, st.Reference, st.Manifest, ref, res.Manifest.Descriptor.Digest, dir)
-		}
-		if o.resolved != nil {
-			o.resolved(res)
 		}
 		if err := writeBundleConfig(ctx, res, dir, rootfs); err != nil {
 			return nil, err

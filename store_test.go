@@ -268,6 +268,7 @@ func TestUnpackHealsASameSizeCorruption(t *testing.T) {
 // stored layer corrupted at the same size is digest_mismatch naming the
 // file (which is removed), not a blob "missing" from the store.
 func TestPullNeverNamesACorruptBlob(t *testing.T) {
+	t.Parallel()
 	reg := testregistry.Start(t)
 	ref := reg.Host + "/store/never:1"
 	img := testimage.Image(t, 2, "linux", "amd64", "")

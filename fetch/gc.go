@@ -391,7 +391,7 @@ func entryID(m ocispec.Descriptor) string {
 // verifyBlob hashes a stored blob (GC holds the store lock exclusively, so
 // nothing else writes it). A good one is stamped anew, a bad one removed.
 func (s *Store) verifyBlob(ctx context.Context, d digest.Digest) (bool, error) {
-	f, err := openRegular(s.blobPath(d))
+	f, err := source.OpenRegular(s.blobPath(d))
 	if err != nil {
 		return true, nil // not a regular file: not a blob, left alone
 	}

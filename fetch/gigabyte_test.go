@@ -9,7 +9,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/fetch"
 )
 
@@ -51,13 +50,10 @@ func newPatternSource(n int64) *patternSource {
 	return s
 }
 
-func (s *patternSource) Reference() string { return "pattern" }
-func (s *patternSource) Root(context.Context) (ocispec.Descriptor, error) {
-	return ocispec.Descriptor{}, errdefs.New(errdefs.ErrInvalidArgument, "no root")
-}
+func (s *patternSource) Reference() string                                { return "pattern" }
+func (s *patternSource) Root(context.Context) (ocispec.Descriptor, error) { return noRoot() }
 func (s *patternSource) Fetch(ctx context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
-	rc, _, err := s.FetchAt(ctx, d, 0)
-	return rc, err
+	return fromStart(ctx, s, d)
 }
 func (s *patternSource) FetchAt(_ context.Context, _ ocispec.Descriptor, off int64) (io.ReadCloser, int64, error) {
 	return io.NopCloser(&patternReader{block: s.block, off: off, n: s.n}), off, nil

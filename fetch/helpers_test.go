@@ -24,6 +24,7 @@ import (
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/fetch"
 	"github.com/ocifetch/ocifetch/internal/testutil"
+	"github.com/ocifetch/ocifetch/internal/testutil/faultproxy"
 	"github.com/ocifetch/ocifetch/resolve"
 	"github.com/ocifetch/ocifetch/source"
 )
@@ -67,6 +68,82 @@ func newBlobServer(t testing.TB, blobs ...[]byte) *blobServer {
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
 	return s
+}
+
+// startLayer starts a pull of r into s and opens the stream of its first
+// layer, which the test reads as the download goes on.
+func startLayer(t testing.TB, ctx context.Context, r *resolve.Resolved, s *fetch.Store, opts ...fetch.Option) (*fetch.Session, io.ReadCloser) {
+	t.Helper()
+	sess, err := fetch.Start(ctx, r, s, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := sess.Layer(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sess, rc
+}
+
+// pulledLayer pulls an image of one layer, served from memory, into a
+// new store.
+func pulledLayer(t testing.TB, layer []byte) (*memSource, *resolve.Resolved, *fetch.Store) {
+	t.Helper()
+	src := newMemSource(layer)
+	r := testImage(t, src, layer)
+	s := openStore(t)
+	if _, err := fetch.Pull(context.Background(), r, s); err != nil {
+		t.Fatal(err)
+	}
+	return src, r, s
+}
+
+// flipByte writes blob to path with the byte at xored with x, and
+// returns what it wrote.
+func flipByte(t testing.TB, path string, blob []byte, at int, x byte) []byte {
+	t.Helper()
+	bad := bytes.Clone(blob)
+	bad[at] ^= x
+	must(t, os.WriteFile(path, bad, 0o644))
+	return bad
+}
+
+// openLayer is fetch.OpenLayer, failing the test on an error.
+func openLayer(t testing.TB, ctx context.Context, src resolve.Source, s *fetch.Store, desc ocispec.Descriptor) io.ReadCloser {
+	t.Helper()
+	rc, err := fetch.OpenLayer(ctx, src, s, desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rc
+}
+
+// trickling serves blob through a fault proxy that, with chunk > 0, sends
+// chunk bytes every pause.
+func trickling(t testing.TB, blob []byte, chunk int, pause time.Duration) *faultproxy.Proxy {
+	t.Helper()
+	_, p := tricklingServer(t, blob, chunk, pause)
+	return p
+}
+
+// trickledImage is an image of one random layer of n bytes that a fault
+// proxy serves chunk bytes every pause, and an empty store.
+func trickledImage(t testing.TB, n int, seed uint64, chunk int, pause time.Duration) ([]byte, *faultproxy.Proxy, *resolve.Resolved, *fetch.Store) {
+	t.Helper()
+	blob := randomBytes(n, seed)
+	p := trickling(t, blob, chunk, pause)
+	return blob, p, testImage(t, newHTTPSource(p.URL), blob), openStore(t)
+}
+
+// tricklingServer is trickling that also returns the server.
+func tricklingServer(t testing.TB, blob []byte, chunk int, pause time.Duration) (*blobServer, *faultproxy.Proxy) {
+	t.Helper()
+	srv := newBlobServer(t, blob)
+	p := faultproxy.New(t, srv.URL)
+	if chunk > 0 {
+		p.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.Trickle(chunk, pause)}})
+	}
+	return srv, p
 }
 
 func (s *blobServer) add(b []byte) {
@@ -120,13 +197,10 @@ func newHTTPSource(base string) *httpSource {
 func (s *httpSource) Reference() string { return strings.TrimPrefix(s.base, "http://") + "/" + s.repo }
 func (s *httpSource) String() string    { return s.base }
 
-func (s *httpSource) Root(context.Context) (ocispec.Descriptor, error) {
-	return ocispec.Descriptor{}, errdefs.New(errdefs.ErrInvalidArgument, "test source has no root")
-}
+func (s *httpSource) Root(context.Context) (ocispec.Descriptor, error) { return noRoot() }
 
-func (s *httpSource) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
-	rc, _, err := s.FetchAt(ctx, desc, 0)
-	return rc, err
+func (s *httpSource) Fetch(ctx context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
+	return fromStart(ctx, s, d)
 }
 
 func (s *httpSource) FetchAt(ctx context.Context, desc ocispec.Descriptor, off int64) (io.ReadCloser, int64, error) {
@@ -171,6 +245,18 @@ type mirrored struct {
 
 func (m *mirrored) Endpoints() []resolve.Source { return m.eps }
 
+// noRoot is Root of the test sources: the tests hand fetch a resolved
+// image, so nothing asks for a root.
+func noRoot() (ocispec.Descriptor, error) {
+	return ocispec.Descriptor{}, errdefs.New(errdefs.ErrInvalidArgument, "a test source has no root")
+}
+
+// fromStart is Fetch of the test sources: FetchAt from byte 0.
+func fromStart(ctx context.Context, src resolve.Source, d ocispec.Descriptor) (io.ReadCloser, error) {
+	rc, _, err := src.FetchAt(ctx, d, 0)
+	return rc, err
+}
+
 // memSource serves blobs from memory; it never fails. For tests that are
 // not about the network.
 type memSource struct {
@@ -186,13 +272,10 @@ func newMemSource(blobs ...[]byte) *memSource {
 	return m
 }
 
-func (m *memSource) Reference() string { return "mem" }
-func (m *memSource) Root(context.Context) (ocispec.Descriptor, error) {
-	return ocispec.Descriptor{}, errdefs.New(errdefs.ErrInvalidArgument, "no root")
-}
-func (m *memSource) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
-	rc, _, err := m.FetchAt(ctx, desc, 0)
-	return rc, err
+func (m *memSource) Reference() string                                { return "mem" }
+func (m *memSource) Root(context.Context) (ocispec.Descriptor, error) { return noRoot() }
+func (m *memSource) Fetch(ctx context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
+	return fromStart(ctx, m, d)
 }
 func (m *memSource) FetchAt(_ context.Context, desc ocispec.Descriptor, off int64) (io.ReadCloser, int64, error) {
 	m.calls.Add(1)

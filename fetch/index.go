@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"regexp"
 	"slices"
 	"sort"
@@ -67,7 +68,7 @@ func (s *Store) readDocument(d digest.Digest) (*document, bool, error) {
 	if source.CheckDigest(d) != nil {
 		return nil, false, nil
 	}
-	f, err := openRegular(s.blobPath(d))
+	f, err := source.OpenRegular(s.blobPath(d))
 	if err != nil {
 		return nil, false, nil
 	}
@@ -144,7 +145,7 @@ func (s *Store) configPlatform(cfg ocispec.Descriptor) *ocispec.Platform {
 	if source.CheckDigest(cfg.Digest) != nil || cfg.Size > resolve.DefaultMaxDocumentSize {
 		return nil
 	}
-	f, err := openRegular(s.blobPath(cfg.Digest))
+	f, err := source.OpenRegular(s.blobPath(cfg.Digest))
 	if err != nil {
 		return nil
 	}
@@ -218,7 +219,7 @@ func (s *Store) Tag(ctx context.Context, name string, desc ocispec.Descriptor) e
 	if !s.has(desc) {
 		return errdefs.New(errdefs.ErrNotFound, "cannot record %s: blob is not in the store", desc.Digest)
 	}
-	desc.Annotations = cloneMap(desc.Annotations)
+	desc.Annotations = maps.Clone(desc.Annotations)
 	if err := s.complete(&desc); err != nil {
 		return err
 	}
@@ -496,7 +497,7 @@ func (s *Store) PutReferrer(ctx context.Context, subject digest.Digest, name str
 		}
 	}
 	desc := manifest.Descriptor
-	desc.Annotations = cloneMap(desc.Annotations)
+	desc.Annotations = maps.Clone(desc.Annotations)
 	if err := s.complete(&desc); err != nil {
 		return err
 	}

@@ -225,12 +225,7 @@ func TestGCRemovesOnlyUnreachableBlobs(t *testing.T) {
 // GC decides what is reachable.
 func TestGCDoesNotRaceAPull(t *testing.T) {
 	t.Parallel()
-	blob := randomBytes(1<<20, 54)
-	srv := newBlobServer(t, blob)
-	p := faultproxy.New(t, srv.URL)
-	p.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.Trickle(64<<10, 5*time.Millisecond)}})
-	r := testImage(t, newHTTPSource(p.URL), blob)
-	s := openStore(t)
+	blob, _, r, s := trickledImage(t, 1<<20, 54, 64<<10, 5*time.Millisecond)
 	sess, err := fetch.Start(context.Background(), r, s)
 	if err != nil {
 		t.Fatal(err)

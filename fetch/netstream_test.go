@@ -69,6 +69,7 @@ func cutOnce(reg *hostile.Registry, blob []byte, cut int, ignoreRange bool, serv
 // stay under twice the blob's size. A host that ignores the range costs
 // the prefix once more, and the stream still ends right.
 func TestStreamWithoutStoreResumes(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(3<<20, 81)
 	for _, tc := range []struct {
 		name        string
@@ -83,14 +84,7 @@ func TestStreamWithoutStoreResumes(t *testing.T) {
 			src := openHostile(t, reg, "stream/app")
 			res := testImage(t, src, blob)
 			s := openStore(t)
-			sess, err := fetch.Start(context.Background(), res, s, fetch.WithKeepBlobs(false), quickRetries())
-			if err != nil {
-				t.Fatal(err)
-			}
-			rc, err := sess.Layer(context.Background(), 0)
-			if err != nil {
-				t.Fatal(err)
-			}
+			sess, rc := startLayer(t, context.Background(), res, s, fetch.WithKeepBlobs(false), quickRetries())
 			got, err := io.ReadAll(rc)
 			rc.Close()
 			if err != nil || !bytes.Equal(got, blob) {
@@ -129,6 +123,7 @@ func TestStreamWithoutStoreResumes(t *testing.T) {
 // Content that does not hash to the digest is an error before io.EOF,
 // never a clean end; a cut connection is not one.
 func TestStreamWithoutStoreBadContent(t *testing.T) {
+	t.Parallel()
 	blob := randomBytes(1<<20, 82)
 	reg := hostile.New(t)
 	reg.PutBlob("stream/bad", blob)
@@ -145,14 +140,7 @@ func TestStreamWithoutStoreBadContent(t *testing.T) {
 	})
 	res := testImage(t, openHostile(t, reg, "stream/bad"), blob)
 	s := openStore(t)
-	sess, err := fetch.Start(context.Background(), res, s, fetch.WithKeepBlobs(false), quickRetries())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := sess.Layer(context.Background(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sess, rc := startLayer(t, context.Background(), res, s, fetch.WithKeepBlobs(false), quickRetries())
 	got, err := io.ReadAll(rc)
 	rc.Close()
 	if errdefs.KindOf(err) != errdefs.ErrDigestMismatch {

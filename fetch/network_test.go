@@ -42,6 +42,7 @@ func openHostile(t *testing.T, reg *hostile.Registry, repo string, opts ...sourc
 // is size_mismatch at once, in both directions. Claiming more used to
 // retry forever: each short answer counted as progress.
 func TestLyingSizeIsSizeMismatchAtOnce(t *testing.T) {
+	t.Parallel() // the time bounds checked are seconds wide
 	blob := randomBytes(95, 60)
 	for _, delta := range []int64{1000, 1, -10} {
 		t.Run(fmt.Sprintf("%+d bytes", delta), func(t *testing.T) {
@@ -123,6 +124,7 @@ func TestAbsurdSizesAreRefusedBeforeAnyRequest(t *testing.T) {
 // A blob that stalls (below the minimum rate over the window) is retried
 // from where it stopped, and completes.
 func TestStalledBlobResumesWhereItStopped(t *testing.T) {
+	t.Parallel() // the time bounds checked are seconds wide
 	blob := randomBytes(200_000, 62)
 	const first = 70_000
 	reg := hostile.New(t)

@@ -16,7 +16,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/fetch"
-	"github.com/ocifetch/ocifetch/internal/testutil/faultproxy"
 	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 )
 
@@ -56,10 +55,8 @@ func childFetch() int {
 // one store download it once, and all succeed.
 func TestTwoProcessesShareOneDownload(t *testing.T) {
 	blob := randomBytes(2<<20, 60)
-	srv := newBlobServer(t, blob)
-	p := faultproxy.New(t, srv.URL)
 	// ~600 ms of download: longer than the children take to start.
-	p.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.Trickle(64<<10, 20*time.Millisecond)}})
+	srv, p := tricklingServer(t, blob, 64<<10, 20*time.Millisecond)
 	s := openStore(t)
 	desc := layerDesc(blob)
 	descJSON, _ := json.Marshal(desc)
@@ -162,11 +159,9 @@ func BenchmarkPull(b *testing.B) {
 // the image and the blob's place in it (layers from 1, 0 for the config).
 func TestWaitingNamesTheOtherProcess(t *testing.T) {
 	blob := randomBytes(1<<20, 61)
-	srv := newBlobServer(t, blob)
-	p := faultproxy.New(t, srv.URL)
 	// About two seconds of download, so the child holds the lock while
 	// this process comes to it.
-	p.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.Trickle(32<<10, 60*time.Millisecond)}})
+	srv, p := tricklingServer(t, blob, 32<<10, 60*time.Millisecond)
 	s := openStore(t)
 	desc := layerDesc(blob)
 	descJSON, _ := json.Marshal(desc)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
 	"strings"
 	"sync"
@@ -295,7 +296,7 @@ func (s *Session) record() (*Result, error) {
 		name = s.o.refName
 	}
 	desc := r.Manifest.Descriptor
-	desc.Annotations = cloneMap(desc.Annotations)
+	desc.Annotations = maps.Clone(desc.Annotations)
 	if desc.Annotations == nil {
 		desc.Annotations = map[string]string{}
 	}
@@ -428,7 +429,7 @@ func PullAll(ctx context.Context, r *resolve.ResolvedAll, store *Store, opts ...
 		}
 	}
 	entry := r.Root.Descriptor
-	entry.Annotations = cloneMap(entry.Annotations)
+	entry.Annotations = maps.Clone(entry.Annotations)
 	if entry.Annotations == nil {
 		entry.Annotations = map[string]string{}
 	}

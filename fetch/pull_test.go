@@ -83,8 +83,7 @@ func TestPullStoresTheImageAndRecordsIt(t *testing.T) {
 func TestBrokenConnectionsResumeFromTheVerifiedOffset(t *testing.T) {
 	t.Parallel()
 	blob := randomBytes(2<<20, 7)
-	srv := newBlobServer(t, blob)
-	p := faultproxy.New(t, srv.URL)
+	p := trickling(t, blob, 0, 0)
 	p.Add(faultproxy.Rule{Match: faultproxy.BlobGETs, Times: 4, Faults: []faultproxy.Fault{faultproxy.CutAfter(300_000)}})
 	s := openStore(t)
 	r := testImage(t, newHTTPSource(p.URL), blob)
@@ -105,7 +104,7 @@ func TestBrokenConnectionsResumeFromTheVerifiedOffset(t *testing.T) {
 	for i, e := range log {
 		want := ""
 		if i > 0 {
-			want = "bytes=" + itoa(int64(i)*300_000) + "-" + itoa(int64(len(blob)-1))
+			want = "bytes=" + strconv.Itoa(i*300_000) + "-" + strconv.Itoa(len(blob)-1)
 		}
 		if e.Range != want {
 			t.Errorf("request %d Range %q, want %q", i, e.Range, want)
@@ -118,12 +117,7 @@ func TestBrokenConnectionsResumeFromTheVerifiedOffset(t *testing.T) {
 
 func TestCancelledPullResumesInTheNextRun(t *testing.T) {
 	t.Parallel()
-	blob := randomBytes(4<<20, 8)
-	srv := newBlobServer(t, blob)
-	p := faultproxy.New(t, srv.URL)
-	p.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.Trickle(64<<10, 3*time.Millisecond)}})
-	s := openStore(t)
-	r := testImage(t, newHTTPSource(p.URL), blob)
+	blob, p, r, s := trickledImage(t, 4<<20, 8, 64<<10, 3*time.Millisecond)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -159,7 +153,7 @@ func TestCancelledPullResumesInTheNextRun(t *testing.T) {
 	if p.BytesSent() != rest || res.Downloaded != rest {
 		t.Errorf("second run transferred %d (reported %d), want the missing %d of %d", p.BytesSent(), res.Downloaded, rest, len(blob))
 	}
-	if log := p.Log(); len(log) != 1 || !strings.HasPrefix(log[0].Range, "bytes="+itoa(fi.Size())+"-") {
+	if log := p.Log(); len(log) != 1 || !strings.HasPrefix(log[0].Range, "bytes="+strconv.FormatInt(fi.Size(), 10)+"-") {
 		t.Errorf("second run requests: %+v", log)
 	}
 }
@@ -167,8 +161,7 @@ func TestCancelledPullResumesInTheNextRun(t *testing.T) {
 func TestFlippedByteIsADigestMismatchAndLeavesNothing(t *testing.T) {
 	t.Parallel()
 	blob := randomBytes(1<<20, 9)
-	srv := newBlobServer(t, blob)
-	p := faultproxy.New(t, srv.URL)
+	p := trickling(t, blob, 0, 0)
 	p.Add(faultproxy.Rule{Match: faultproxy.BlobGETs, Faults: []faultproxy.Fault{faultproxy.FlipByte(123_456)}})
 	s := openStore(t)
 	r := testImage(t, newHTTPSource(p.URL), blob)
@@ -197,8 +190,7 @@ func TestFlippedByteIsADigestMismatchAndLeavesNothing(t *testing.T) {
 
 func TestRetryAfterIsHonouredAndCapped(t *testing.T) {
 	blob := randomBytes(100_000, 10)
-	srv := newBlobServer(t, blob)
-	p := faultproxy.New(t, srv.URL)
+	p := trickling(t, blob, 0, 0)
 	p.Add(faultproxy.Rule{Match: faultproxy.BlobGETs, Times: 2, Faults: []faultproxy.Fault{faultproxy.Status(http.StatusTooManyRequests, "1")}})
 	s := openStore(t)
 	// Backoff alone would wait ~1 ms; Retry-After asks for 1 s, capped at 100 ms.
@@ -279,12 +271,7 @@ func TestAuthAndNotFoundAreNotRetried(t *testing.T) {
 }
 
 func TestSlowTrickleHitsTheDeadlineCleanly(t *testing.T) {
-	blob := randomBytes(1<<20, 13)
-	srv := newBlobServer(t, blob)
-	p := faultproxy.New(t, srv.URL)
-	p.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.Trickle(1024, 10*time.Millisecond)}})
-	s := openStore(t)
-	r := testImage(t, newHTTPSource(p.URL), blob)
+	_, _, r, s := trickledImage(t, 1<<20, 13, 1024, 10*time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -389,9 +376,7 @@ func TestHostIgnoringRangesRestartsCleanly(t *testing.T) {
 func TestTwoGoroutinesShareOneDownload(t *testing.T) {
 	t.Parallel()
 	blob := randomBytes(2<<20, 16)
-	srv := newBlobServer(t, blob)
-	p := faultproxy.New(t, srv.URL)
-	p.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.Trickle(64<<10, 5*time.Millisecond)}})
+	srv, p := tricklingServer(t, blob, 64<<10, 5*time.Millisecond)
 	s := openStore(t)
 	src := newHTTPSource(p.URL)
 	desc := layerDesc(blob)
@@ -549,5 +534,3 @@ func waitIdle(t testing.TB, p *faultproxy.Proxy) {
 		}
 	}
 }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }

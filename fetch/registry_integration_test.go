@@ -581,6 +581,7 @@ func TestRegistryCorruptLayerIsADigestMismatch(t *testing.T) {
 // Transient failures: 429 with Retry-After is waited out, bursts of 503
 // are retried, and a trickle that outlasts the context fails cleanly.
 func TestRegistryTransientFailures(t *testing.T) {
+	t.Parallel() // the time bounds checked are seconds wide
 	rs := newRegSetup(t, true, "integ/flaky:v1", 6, 150_000, 250_000, 350_000)
 	r := rs.resolve(t, rs.Ref)
 	layerRule := func(i int, times int, f ...faultproxy.Fault) faultproxy.Rule {
@@ -767,13 +768,7 @@ func TestRegistryBadMirrorFallsBackToUpstream(t *testing.T) {
 	cache := testregistry.Start(t, testregistry.WithProxy(rs.Reg.URL, "", ""))
 	mirror := faultproxy.New(t, cache.URL)
 	hosts := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(hosts, rs.Proxy.Host()), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	toml := fmt.Sprintf("[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", mirror.URL)
-	if err := os.WriteFile(filepath.Join(hosts, rs.Proxy.Host(), "hosts.toml"), []byte(toml), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeHostsFile(t, hosts, rs.Proxy.Host(), fmt.Sprintf("[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", mirror.URL))
 	r := rs.resolve(t, rs.Ref, resolve.WithHostsDir(hosts))
 	if m, ok := r.Source.(resolve.Mirrored); !ok || len(m.Endpoints()) != 2 {
 		t.Fatalf("source %T: want the mirror and the upstream as endpoints", r.Source)
@@ -900,13 +895,7 @@ func TestRegistryMirrorThatIsDownIsSkippedAtOnce(t *testing.T) {
 	rs := newRegSetup(t, false, "integ/mirrordown:v1", 11, 300_000, 600_000)
 	mirror := faultproxy.New(t, rs.Reg.URL)
 	hosts := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(hosts, rs.Proxy.Host()), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	toml := fmt.Sprintf("[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", mirror.URL)
-	if err := os.WriteFile(filepath.Join(hosts, rs.Proxy.Host(), "hosts.toml"), []byte(toml), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeHostsFile(t, hosts, rs.Proxy.Host(), fmt.Sprintf("[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", mirror.URL))
 	r := rs.resolve(t, rs.Ref, resolve.WithHostsDir(hosts))
 	if mirror.Requests() == 0 {
 		t.Fatal("resolving did not use the mirror")

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/source"
 )
 
 // A stamp records what a blob file looked like when the store last knew
@@ -127,7 +128,7 @@ func (s *Store) reverify(ctx context.Context, desc ocispec.Descriptor) (presence
 		return blobAbsent, err
 	}
 	defer lk.unlock()
-	f, err := openRegular(s.blobPath(d))
+	f, err := source.OpenRegular(s.blobPath(d))
 	if err != nil {
 		return blobAbsent, nil
 	}

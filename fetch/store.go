@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -15,7 +14,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/sys/unix"
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/asynchash"
@@ -224,7 +222,7 @@ func (s *Store) Open(desc ocispec.Descriptor) (io.ReadCloser, error) {
 	if err := checkDescriptor(desc); err != nil {
 		return nil, err
 	}
-	f, err := openRegular(s.blobPath(desc.Digest))
+	f, err := source.OpenRegular(s.blobPath(desc.Digest))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, errdefs.New(errdefs.ErrNotFound, "blob %s is not in the store", desc.Digest)
@@ -241,25 +239,6 @@ func (s *Store) Open(desc ocispec.Descriptor) (io.ReadCloser, error) {
 		}
 	}
 	return v, nil
-}
-
-// openRegular opens a file read-only without following a final symlink and
-// refuses anything but a regular file.
-func openRegular(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	return f, nil
 }
 
 // WriteBlob stores data as the blob desc names, after checking that data
@@ -300,7 +279,7 @@ func (s *Store) WriteBlob(ctx context.Context, desc ocispec.Descriptor, data []b
 // small: comparing their bytes costs what reading a stamp would, so they
 // are not stamped.
 func (s *Store) holds(d digest.Digest, data []byte) bool {
-	f, err := openRegular(s.blobPath(d))
+	f, err := source.OpenRegular(s.blobPath(d))
 	if err != nil {
 		return false
 	}
@@ -317,7 +296,7 @@ func (s *Store) holds(d digest.Digest, data []byte) bool {
 // Index returns the store's index.json.
 func (s *Store) Index() (ocispec.Index, error) {
 	var idx ocispec.Index
-	f, err := openRegular(s.indexPath())
+	f, err := source.OpenRegular(s.indexPath())
 	if err != nil {
 		return idx, errdefs.Wrap(err, errdefs.ErrInternal, "opening index.json")
 	}
@@ -375,17 +354,6 @@ func (s *Store) updateIndexLocked(ctx context.Context, edit func(*ocispec.Index)
 		return errdefs.Wrap(err, errdefs.ErrInternal, "encoding index.json")
 	}
 	return atomicfile.WriteFile(s.indexPath(), buf.Bytes(), 0o644)
-}
-
-func cloneMap(m map[string]string) map[string]string {
-	if m == nil {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // verifyingReader checks size and digest of what it reads and reports a

@@ -28,7 +28,6 @@ import (
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/fetch"
 	"github.com/ocifetch/ocifetch/internal/testutil"
-	"github.com/ocifetch/ocifetch/internal/testutil/faultproxy"
 	"github.com/ocifetch/ocifetch/resolve"
 )
 
@@ -332,16 +331,9 @@ func TestPullReverifiesAChangedCachedBlob(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	layer := randomBytes(200_000, 63)
-	src := newMemSource(layer)
-	r := testImage(t, src, layer)
-	s := openStore(t)
-	if _, err := fetch.Pull(ctx, r, s); err != nil {
-		t.Fatal(err)
-	}
+	src, r, s := pulledLayer(t, layer)
 	p, _ := s.BlobPath(r.Layers[0].Digest)
-	bad := bytes.Clone(layer)
-	bad[100_000] ^= 0xff
-	must(t, os.WriteFile(p, bad, 0o644))
+	bad := flipByte(t, p, layer, 100_000, 0xff)
 	calls := src.calls.Load()
 	res, err := fetch.Pull(ctx, r, s)
 	if err != nil {
@@ -384,26 +376,12 @@ func TestStoredReadRemovesACorruptBlob(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	layer := randomBytes(300_000, 64)
-	src := newMemSource(layer)
-	r := testImage(t, src, layer)
-	s := openStore(t)
-	if _, err := fetch.Pull(ctx, r, s); err != nil {
-		t.Fatal(err)
-	}
+	_, r, s := pulledLayer(t, layer)
 	p, _ := s.BlobPath(r.Layers[0].Digest)
-	bad := bytes.Clone(layer)
-	bad[7] ^= 1
-	must(t, os.WriteFile(p, bad, 0o644))
+	flipByte(t, p, layer, 7, 1)
 	fetch.Restamp(s, r.Layers[0].Digest) // as if the disk had changed it
-	sess, err := fetch.Start(ctx, r, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := sess.Layer(ctx, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = io.ReadAll(rc)
+	sess, rc := startLayer(t, ctx, r, s)
+	_, err := io.ReadAll(rc)
 	rc.Close()
 	if !errdefs.Is(err, errdefs.ErrDigestMismatch) || !strings.Contains(err.Error(), p) {
 		t.Fatalf("read of the corrupt blob: %v, want digest_mismatch naming %s", err, p)
@@ -576,34 +554,15 @@ func TestRemoveByNameOrDigest(t *testing.T) {
 // cancelled. The download now goes on while any session wants it.
 func TestSharedDownloadSurvivesTheCancelOfItsStarter(t *testing.T) {
 	t.Parallel()
-	blob := randomBytes(2<<20, 71)
-	srv := newBlobServer(t, blob)
-	p := faultproxy.New(t, srv.URL)
-	p.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.Trickle(64<<10, 5*time.Millisecond)}})
-	r := testImage(t, newHTTPSource(p.URL), blob)
-	s := openStore(t)
+	blob, p, r, s := trickledImage(t, 2<<20, 71, 64<<10, 5*time.Millisecond)
 
 	actx, cancelA := context.WithCancel(context.Background())
 	defer cancelA()
-	a, err := fetch.Start(actx, r, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ra, err := a.Layer(actx, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, ra := startLayer(t, actx, r, s)
 	if _, err := io.ReadFull(ra, make([]byte, 100_000)); err != nil {
 		t.Fatal(err) // a's download is under way
 	}
-	b, err := fetch.Start(context.Background(), r, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb, err := b.Layer(context.Background(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, rb := startLayer(t, context.Background(), r, s)
 	head := make([]byte, 200_000)
 	if _, err := io.ReadFull(rb, head); err != nil {
 		t.Fatal(err)
@@ -637,12 +596,7 @@ func TestSharedDownloadSurvivesTheCancelOfItsStarter(t *testing.T) {
 // stops, and has stopped when the last of them returns.
 func TestDownloadStopsWithItsLastSession(t *testing.T) {
 	t.Parallel()
-	blob := randomBytes(2<<20, 72)
-	srv := newBlobServer(t, blob)
-	p := faultproxy.New(t, srv.URL)
-	p.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.Trickle(32<<10, 5*time.Millisecond)}})
-	r := testImage(t, newHTTPSource(p.URL), blob)
-	s := openStore(t)
+	blob, _, r, s := trickledImage(t, 2<<20, 72, 32<<10, 5*time.Millisecond)
 	ctx, cancel := context.WithCancel(context.Background())
 	sessions := make([]*fetch.Session, 2)
 	for i := range sessions {
@@ -688,6 +642,7 @@ func fileExists(p string) bool {
 // whose digest does not parse is listed as it is, never as an image whose
 // blobs are kept.
 func TestImagesListsABadEntryAsIncomplete(t *testing.T) {
+	t.Parallel()
 	s := openStore(t)
 	idx := `{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:../../../../tmp/victim","size":10,"annotations":{"org.opencontainers.image.ref.name":"bad"}}]}`
 	if err := os.WriteFile(filepath.Join(s.Dir(), "index.json"), []byte(idx), 0o644); err != nil {

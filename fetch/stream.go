@@ -12,6 +12,7 @@ import (
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/safego"
 	"github.com/ocifetch/ocifetch/resolve"
+	"github.com/ocifetch/ocifetch/source"
 )
 
 // streamReader reads a blob while it downloads, by following the
@@ -198,7 +199,7 @@ func (r *streamReader) finishedWithoutFile(p []byte) (int, error) {
 	downloaded := !r.t.cached && r.t.desc.Size == r.desc.Size
 	r.t.mu.Unlock()
 	if downloaded {
-		if f, err := openRegular(r.store.blobPath(r.desc.Digest)); err == nil {
+		if f, err := source.OpenRegular(r.store.blobPath(r.desc.Digest)); err == nil {
 			if fi, err := f.Stat(); err == nil && fi.Size() == r.desc.Size {
 				r.fallback = f
 				return r.Read(p)

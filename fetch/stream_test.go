@@ -84,19 +84,11 @@ func TestSessionStreamsALayerWhileItDownloads(t *testing.T) {
 func TestStreamReportsAMismatchBeforeEOF(t *testing.T) {
 	t.Parallel()
 	blob := randomBytes(1<<20, 33)
-	srv := newBlobServer(t, blob)
-	p := faultproxy.New(t, srv.URL)
+	p := trickling(t, blob, 0, 0)
 	p.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.FlipByte(1 << 19)}})
 	s := openStore(t)
 	r := testImage(t, newHTTPSource(p.URL), blob)
-	sess, err := fetch.Start(context.Background(), r, s, quickRetries())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := sess.Layer(context.Background(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sess, rc := startLayer(t, context.Background(), r, s, quickRetries())
 	defer rc.Close()
 	buf := make([]byte, 4096)
 	var n int
@@ -122,17 +114,12 @@ func TestStreamReportsAMismatchBeforeEOF(t *testing.T) {
 func TestOpenLayerTeesIntoTheStore(t *testing.T) {
 	t.Parallel()
 	blob := randomBytes(1<<20, 34)
-	srv := newBlobServer(t, blob)
-	p := faultproxy.New(t, srv.URL)
-	p.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.Trickle(64<<10, 2*time.Millisecond)}})
+	p := trickling(t, blob, 64<<10, 2*time.Millisecond)
 	s := openStore(t)
 	desc := layerDesc(blob)
 	ctx := context.Background()
 
-	rc, err := fetch.OpenLayer(ctx, newHTTPSource(p.URL), s, desc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rc := openLayer(t, ctx, newHTTPSource(p.URL), s, desc)
 	b, err := io.ReadAll(rc)
 	if err != nil || !bytes.Equal(b, blob) {
 		t.Fatalf("read: %v", err)
@@ -144,10 +131,7 @@ func TestOpenLayerTeesIntoTheStore(t *testing.T) {
 
 	// Now it is in the store: no request.
 	p.ResetStats()
-	rc, err = fetch.OpenLayer(ctx, newHTTPSource(p.URL), s, desc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rc = openLayer(t, ctx, newHTTPSource(p.URL), s, desc)
 	b, err = io.ReadAll(rc)
 	rc.Close()
 	if err != nil || !bytes.Equal(b, blob) || p.Requests() != 0 {
@@ -158,17 +142,12 @@ func TestOpenLayerTeesIntoTheStore(t *testing.T) {
 func TestOpenLayerClosedEarlyKeepsThePartialForLater(t *testing.T) {
 	t.Parallel()
 	blob := randomBytes(2<<20, 35)
-	srv := newBlobServer(t, blob)
-	p := faultproxy.New(t, srv.URL)
-	p.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.Trickle(64<<10, 3*time.Millisecond)}})
+	p := trickling(t, blob, 64<<10, 3*time.Millisecond)
 	s := openStore(t)
 	desc := layerDesc(blob)
 	ctx := context.Background()
 
-	rc, err := fetch.OpenLayer(ctx, newHTTPSource(p.URL), s, desc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rc := openLayer(t, ctx, newHTTPSource(p.URL), s, desc)
 	if _, err := io.ReadFull(rc, make([]byte, 300_000)); err != nil {
 		t.Fatal(err)
 	}
@@ -194,17 +173,12 @@ func TestOpenLayerClosedEarlyKeepsThePartialForLater(t *testing.T) {
 func TestStreamReaderHonoursItsContext(t *testing.T) {
 	t.Parallel()
 	blob := randomBytes(1<<20, 36)
-	srv := newBlobServer(t, blob)
-	p := faultproxy.New(t, srv.URL)
-	p.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.Trickle(1024, 20*time.Millisecond)}})
+	p := trickling(t, blob, 1024, 20*time.Millisecond)
 	s := openStore(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	rc, err := fetch.OpenLayer(ctx, newHTTPSource(p.URL), s, layerDesc(blob))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = io.ReadAll(rc)
+	rc := openLayer(t, ctx, newHTTPSource(p.URL), s, layerDesc(blob))
+	_, err := io.ReadAll(rc)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v", err)
 	}
@@ -269,20 +243,8 @@ func (r *gateReader) Read(p []byte) (int, error) {
 // and put it in blobs/.
 func TestStreamFollowingADownloadUsesItsVerdict(t *testing.T) {
 	t.Parallel()
-	blob := randomBytes(1<<20, 34)
-	srv := newBlobServer(t, blob)
-	p := faultproxy.New(t, srv.URL)
-	p.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.Trickle(64<<10, 2*time.Millisecond)}})
-	s := openStore(t)
-	r := testImage(t, newHTTPSource(p.URL), blob)
-	sess, err := fetch.Start(context.Background(), r, s, quickRetries())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := sess.Layer(context.Background(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	blob, _, r, s := trickledImage(t, 1<<20, 34, 64<<10, 2*time.Millisecond)
+	sess, rc := startLayer(t, context.Background(), r, s, quickRetries())
 	got, err := io.ReadAll(rc)
 	if err != nil {
 		t.Fatal(err)
@@ -317,14 +279,7 @@ func TestStreamNoticesARestartWithOtherBytes(t *testing.T) {
 	src := &mirrored{httpSource: newHTTPSource("http://unused.invalid"), eps: []resolve.Source{mirror, upstream}}
 	s := openStore(t)
 	r := testImage(t, src, blob)
-	sess, err := fetch.Start(context.Background(), r, s, quickRetries())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := sess.Layer(context.Background(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sess, rc := startLayer(t, context.Background(), r, s, quickRetries())
 	defer rc.Close()
 	first := make([]byte, 200_000)
 	if _, err := io.ReadFull(rc, first); err != nil {
@@ -334,7 +289,7 @@ func TestStreamNoticesARestartWithOtherBytes(t *testing.T) {
 		t.Fatal("the stream did not return the mirror's bytes")
 	}
 	close(mirror.gate) // the mirror's digest mismatch now restarts from zero
-	_, err = io.ReadAll(rc)
+	_, err := io.ReadAll(rc)
 	if !errdefs.Is(err, errdefs.ErrDigestMismatch) {
 		t.Fatalf("reading on after a restart with other bytes: err = %v, want a digest mismatch", err)
 	}
@@ -357,14 +312,7 @@ func TestStreamSurvivesAnHonestRestart(t *testing.T) {
 		failAfterHold: syscall.ECONNRESET, ignoreRange: true}
 	s := openStore(t)
 	r := testImage(t, src, blob)
-	sess, err := fetch.Start(context.Background(), r, s, quickRetries())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := sess.Layer(context.Background(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sess, rc := startLayer(t, context.Background(), r, s, quickRetries())
 	first := make([]byte, 300_000)
 	if _, err := io.ReadFull(rc, first); err != nil {
 		t.Fatal(err)

@@ -278,7 +278,7 @@ func (t *transfer) download(ctx context.Context, eps []resolve.Source, o *option
 	defer lk.unlock()
 
 	if t.s.has(t.desc) {
-		if f, err := openRegular(t.s.blobPath(d)); err == nil {
+		if f, err := source.OpenRegular(t.s.blobPath(d)); err == nil {
 			t.setFile(f, size, true)
 			rep.set(StateCached, size, nil)
 			return nil

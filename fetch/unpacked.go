@@ -149,7 +149,7 @@ func ListUnpacked(storeDir string) ([]Unpacked, error) {
 }
 
 func readRecord(path string, v any) error {
-	f, err := openRegular(path)
+	f, err := source.OpenRegular(path)
 	if err != nil {
 		return err
 	}

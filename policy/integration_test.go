@@ -8,9 +8,11 @@ package policy_test
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -32,6 +34,12 @@ import (
 	"github.com/ocifetch/ocifetch/resolve"
 )
 
+// signatureRequests counts the requests for signatures: .sig tags and
+// the referrers API.
+func (f *fixture) signatureRequests() int {
+	return f.proxy.Count(".sig") + f.proxy.Count("/referrers/")
+}
+
 type fixture struct {
 	reg      *testregistry.Registry
 	proxy    *testregistry.CountingProxy
@@ -42,6 +50,14 @@ type fixture struct {
 }
 
 func TestMain(m *testing.M) {
+	// The tests wait on cosign and the registry more than they compute:
+	// 4 at once rather than one per CPU, unless -parallel was given.
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given && runtime.GOMAXPROCS(0) < 4 {
+		flag.Set("test.parallel", "4")
+	}
 	code := testregistry.Main(m)
 	if sharedKeys.dir != "" {
 		os.RemoveAll(sharedKeys.dir)
@@ -344,7 +360,7 @@ func TestSignedByForAnotherRegistry(t *testing.T) {
 	f.proxy.Reset()
 	u := unpack(t, signed.ref, gpg)
 	checkRefused(t, u.err, "GPG simple signing", "not supported", fmt.Sprintf("transports.docker[%q]", f.host))
-	if n := f.proxy.Count(".sig") + f.proxy.Count("/referrers/"); n != 0 {
+	if n := f.signatureRequests(); n != 0 {
 		t.Errorf("%d signature requests for a requirement that cannot be enforced", n)
 	}
 }
@@ -361,7 +377,7 @@ func TestUnknownRequirementTypeIsRefused(t *testing.T) {
 	f.proxy.Reset()
 	u := unpack(t, img.ref, doc)
 	checkRefused(t, u.err, `requirement type "fooBar" is not known`, "requirement 2", "refusing rather than ignoring it")
-	if n := f.proxy.Count(".sig") + f.proxy.Count("/referrers/"); n != 0 {
+	if n := f.signatureRequests(); n != 0 {
 		t.Errorf("%d signature requests before refusing", n)
 	}
 }
@@ -494,7 +510,7 @@ func TestOfflineVerificationFromTheStore(t *testing.T) {
 	if _, err := ocifetch.Pull(ctx, img.ref, ocifetch.WithStore(storeDir), ocifetch.WithVerifier(registryPolicy)); err != nil {
 		t.Fatal(err)
 	}
-	if n := f.proxy.Count(".sig") + f.proxy.Count("/referrers/") + f.proxy.Count("sha256-"); n != 0 {
+	if n := f.signatureRequests() + f.proxy.Count("sha256-"); n != 0 {
 		t.Errorf("a pull verified before asked the registry for signatures %d times", n)
 	}
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
@@ -67,33 +66,20 @@ const MaxIndexEntries = 1024
 // read and checked as documents and returned as Artifacts. WithPlatform
 // does not apply.
 func ResolveAll(ctx context.Context, ref string, opts ...Option) (*ResolvedAll, error) {
-	o, err := makeOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	src, err := open(ref, o)
-	if err != nil {
-		return nil, err
-	}
-	return resolveAll(ctx, src, o)
+	return openAnd(ctx, ref, opts, resolveAll)
 }
 
 // ResolveAllSource is ResolveAll of what src's reference names.
 func ResolveAllSource(ctx context.Context, src Source, opts ...Option) (*ResolvedAll, error) {
-	o, err := makeOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	return resolveAll(ctx, src, o)
+	return withOptions(ctx, src, opts, resolveAll)
 }
 
 func resolveAll(ctx context.Context, src Source, o *options) (*ResolvedAll, error) {
-	root, err := src.Root(ctx)
+	o.platform = nil
+	w, root, err := startWalk(ctx, src, o, HostPlatform())
 	if err != nil {
 		return nil, err
 	}
-	o.platform = nil
-	w := &walker{src: src, o: o, want: HostPlatform(), seen: map[digest.Digest]bool{}}
 	ra := &ResolvedAll{Reference: src.Reference(), Source: src}
 	if err := w.all(ctx, root, nil, nil, 0, ra); err != nil {
 		return nil, err
@@ -110,23 +96,11 @@ func resolveAll(ctx context.Context, src Source, o *options) (*ResolvedAll, erro
 // all reads desc and, for an index, everything it lists. chain is the
 // indexes that led to desc.
 func (w *walker) all(ctx context.Context, desc ocispec.Descriptor, platform *ocispec.Platform, chain []Blob, depth int, ra *ResolvedAll) error {
-	if depth > w.o.maxDepth {
-		return errdefs.New(errdefs.ErrManifestInvalid, "indexes nest more than %d levels deep at %s", w.o.maxDepth, desc.Digest)
+	data, from, kind, err := w.enter(ctx, desc, depth)
+	if err != nil {
+		return err
 	}
-	if w.seen[desc.Digest] {
-		return errdefs.New(errdefs.ErrManifestInvalid, "index %s refers to itself", desc.Digest)
-	}
-	w.seen[desc.Digest] = true
 	defer delete(w.seen, desc.Digest)
-
-	data, from, err := w.fetch(ctx, desc, "manifest")
-	if err != nil {
-		return err
-	}
-	kind, err := classifyDocument(desc, data)
-	if err != nil {
-		return err
-	}
 	if desc.MediaType == "" {
 		var h docHead
 		json.Unmarshal(data, &h)

@@ -40,6 +40,7 @@ func wideIndex(t *testing.T, reg *hostile.Registry, repo string, n int) (string,
 // listing more entries than MaxIndexEntries is too_large before its
 // entries are read (an index of 15,000 entries took 30,000 requests).
 func TestResolveAllWideIndex(t *testing.T) {
+	t.Parallel()
 	reg := hostile.New(t)
 	ref, m := wideIndex(t, reg, "wide/a", 500)
 	ra, err := resolve.ResolveAll(context.Background(), ref, anonymous)

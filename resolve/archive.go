@@ -19,6 +19,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/source"
 )
 
 // tarFiles reads the regular files of a tar archive in place: one pass
@@ -59,7 +60,7 @@ func openTarFiles(p string) (*tarFiles, error) {
 	if real, err := filepath.EvalSymlinks(p); err == nil {
 		p = real
 	}
-	f, err := openRegular(p)
+	f, err := source.OpenRegular(p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, errdefs.New(errdefs.ErrNotFound, "archive %s does not exist", p)

@@ -18,6 +18,20 @@ import (
 
 func digestOf(h v1.Hash) digest.Digest { return digest.Digest(h.String()) }
 
+// validateRef opens ref and validates it, failing the test on an error.
+func validateRef(t *testing.T, ref string) []resolve.Problem {
+	t.Helper()
+	src, err := resolve.Open(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := resolve.Validate(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return problems
+}
+
 // staticKeychain hands out one set of credentials for one host.
 type staticKeychain struct {
 	host, user, pass string

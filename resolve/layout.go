@@ -15,7 +15,6 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/sys/unix"
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/source"
@@ -60,7 +59,7 @@ type files interface {
 type dirFiles struct{ dir string }
 
 func (d dirFiles) open(name string, off int64) (io.ReadCloser, error) {
-	f, err := openRegular(filepath.Join(d.dir, filepath.FromSlash(name)))
+	f, err := source.OpenRegular(filepath.Join(d.dir, filepath.FromSlash(name)))
 	if err != nil {
 		return nil, err
 	}
@@ -366,27 +365,4 @@ func (s *layoutSource) FetchAt(_ context.Context, desc ocispec.Descriptor, off i
 		return nil, 0, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "%s: blob %s", s.dir, desc.Digest)
 	}
 	return rc, off, nil
-}
-
-// openRegular opens a file for reading without following a final symlink
-// and refuses anything but a regular file, so a layout cannot make us read
-// a FIFO (and hang) or a device.
-func openRegular(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-	if err != nil {
-		if errors.Is(err, unix.ELOOP) {
-			return nil, errdefs.New(errdefs.ErrInvalidArgument, "%s is a symlink", path)
-		}
-		return nil, err
-	}
-	info, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !info.Mode().IsRegular() {
-		f.Close()
-		return nil, errdefs.New(errdefs.ErrInvalidArgument, "%s is not a regular file", path)
-	}
-	return f, nil
 }

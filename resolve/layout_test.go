@@ -215,6 +215,7 @@ func TestLayoutNameWithSeveralEntriesResolvesByPlatform(t *testing.T) {
 // entries of the same name; a name with only such entries is
 // manifest_invalid, and no path is ever built from them.
 func TestLayoutSkipsEntriesWithInvalidDigests(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	img := testimage.Image(t, 1, "linux", "amd64", "")
 	p, err := layout.Write(dir, empty.Index)

@@ -53,41 +53,64 @@ func open(ref string, o *options) (Source, error) {
 // Resolve opens ref and resolves it to one platform's manifest, config and
 // layers, verifying every document on the way.
 func Resolve(ctx context.Context, ref string, opts ...Option) (*Resolved, error) {
-	o, err := makeOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	src, err := open(ref, o)
-	if err != nil {
-		return nil, err
-	}
-	return resolveSource(ctx, src, o)
+	return openAnd(ctx, ref, opts, resolveSource)
 }
 
 // ResolveSource resolves what src's reference names.
 func ResolveSource(ctx context.Context, src Source, opts ...Option) (*Resolved, error) {
+	return withOptions(ctx, src, opts, resolveSource)
+}
+
+// openAnd opens ref with opts and runs do on the Source: the front of
+// Resolve and ResolveAll.
+func openAnd[T any](ctx context.Context, ref string, opts []Option, do func(context.Context, Source, *options) (T, error)) (T, error) {
+	var zero T
 	o, err := makeOptions(opts)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	return resolveSource(ctx, src, o)
+	src, err := open(ref, o)
+	if err != nil {
+		return zero, err
+	}
+	return do(ctx, src, o)
+}
+
+// withOptions runs do on src with opts: the front of ResolveSource and
+// ResolveAllSource.
+func withOptions[T any](ctx context.Context, src Source, opts []Option, do func(context.Context, Source, *options) (T, error)) (T, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return do(ctx, src, o)
 }
 
 func resolveSource(ctx context.Context, src Source, o *options) (*Resolved, error) {
-	root, err := src.Root(ctx)
-	if err != nil {
-		return nil, err
-	}
 	want := HostPlatform()
 	if o.platform != nil {
 		want = *o.platform
 	}
-	w := &walker{src: src, o: o, want: want, seen: map[digest.Digest]bool{}}
+	w, root, err := startWalk(ctx, src, o, want)
+	if err != nil {
+		return nil, err
+	}
 	res := &Resolved{Reference: src.Reference(), Source: src}
 	if err := w.walk(ctx, root, nil, 0, res); err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// startWalk reads src's root descriptor and makes the walker that
+// descends from it, wanting the platform want.
+func startWalk(ctx context.Context, src Source, o *options, want ocispec.Platform) (*walker, ocispec.Descriptor, error) {
+	root, err := src.Root(ctx)
+	if err != nil {
+		return nil, ocispec.Descriptor{}, err
+	}
+	return &walker{src: src, o: o, want: want, seen: map[digest.Digest]bool{}}, root, nil
 }
 
 type walker struct {
@@ -124,27 +147,37 @@ func (w *walker) fetch(ctx context.Context, desc ocispec.Descriptor, what string
 	return data, from, nil
 }
 
+// enter checks the nesting depth and loops, marks desc as being walked,
+// and reads and classifies its document. Once it returns no error the
+// caller deletes desc from w.seen when desc's subtree is done.
+func (w *walker) enter(ctx context.Context, desc ocispec.Descriptor, depth int) ([]byte, string, docKind, error) {
+	if depth > w.o.maxDepth {
+		return nil, "", 0, errdefs.New(errdefs.ErrManifestInvalid, "indexes nest more than %d levels deep at %s", w.o.maxDepth, desc.Digest)
+	}
+	if w.seen[desc.Digest] {
+		return nil, "", 0, errdefs.New(errdefs.ErrManifestInvalid, "index %s refers to itself", desc.Digest)
+	}
+	data, from, err := w.fetch(ctx, desc, "manifest")
+	if err != nil {
+		return nil, "", 0, err
+	}
+	kind, err := classifyDocument(desc, data)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	w.seen[desc.Digest] = true
+	return data, from, kind, nil
+}
+
 // walk reads desc and, for an index, descends into the best entry for the
 // wanted platform; nested indexes are tried in order when no manifest of
 // the index itself fits.
 func (w *walker) walk(ctx context.Context, desc ocispec.Descriptor, platform *ocispec.Platform, depth int, res *Resolved) error {
-	if depth > w.o.maxDepth {
-		return errdefs.New(errdefs.ErrManifestInvalid, "indexes nest more than %d levels deep at %s", w.o.maxDepth, desc.Digest)
+	data, from, kind, err := w.enter(ctx, desc, depth)
+	if err != nil {
+		return err
 	}
-	if w.seen[desc.Digest] {
-		return errdefs.New(errdefs.ErrManifestInvalid, "index %s refers to itself", desc.Digest)
-	}
-	w.seen[desc.Digest] = true
 	defer delete(w.seen, desc.Digest)
-
-	data, from, err := w.fetch(ctx, desc, "manifest")
-	if err != nil {
-		return err
-	}
-	kind, err := classifyDocument(desc, data)
-	if err != nil {
-		return err
-	}
 	if kind == kindManifest {
 		return w.manifest(ctx, desc, data, from, platform, res)
 	}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -91,19 +92,7 @@ func TestAbsurdDescriptorSizes(t *testing.T) {
 			_, err := resolve.Resolve(context.Background(), "oci:"+dir+":x")
 			wantKind(t, err, tc.kind)
 
-			src, err := resolve.Open(context.Background(), "oci:"+dir+":x")
-			if err != nil {
-				t.Fatal(err)
-			}
-			problems, err := resolve.Validate(context.Background(), src)
-			if err != nil {
-				t.Fatal(err)
-			}
-			found := false
-			for _, p := range problems {
-				found = found || p.Rule == tc.rule
-			}
-			if !found {
+			if problems := validateRef(t, "oci:"+dir+":x"); !slices.ContainsFunc(problems, func(p resolve.Problem) bool { return p.Rule == tc.rule }) {
 				t.Fatalf("Validate: no %q problem in %+v", tc.rule, problems)
 			}
 

@@ -1,13 +1,10 @@
 package resolve_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/ocifetch/ocifetch/resolve"
 )
 
 // Every layout in testdata/validate breaks the rule its name starts with.
@@ -23,14 +20,7 @@ func TestValidateCatchesEachRule(t *testing.T) {
 	for _, d := range dirs {
 		rule, _, _ := strings.Cut(d.Name(), "-")
 		t.Run(d.Name(), func(t *testing.T) {
-			src, err := resolve.Open(context.Background(), "oci:"+filepath.Join("../testdata/validate", d.Name())+":bad")
-			if err != nil {
-				t.Fatal(err)
-			}
-			problems, err := resolve.Validate(context.Background(), src)
-			if err != nil {
-				t.Fatal(err)
-			}
+			problems := validateRef(t, "oci:"+filepath.Join("../testdata/validate", d.Name())+":bad")
 			found := false
 			for _, p := range problems {
 				if p.Rule == rule {
@@ -50,13 +40,8 @@ func TestValidateCatchesEachRule(t *testing.T) {
 func TestValidateAcceptsGoodImages(t *testing.T) {
 	t.Parallel()
 	for _, ref := range []string{"oci:../testdata/layouts/multiarch:latest"} {
-		src, err := resolve.Open(context.Background(), ref)
-		if err != nil {
-			t.Fatal(err)
-		}
-		problems, err := resolve.Validate(context.Background(), src)
-		if err != nil || len(problems) != 0 {
-			t.Fatalf("%s: %v %v", ref, err, problems)
+		if problems := validateRef(t, ref); len(problems) != 0 {
+			t.Fatalf("%s: %v", ref, problems)
 		}
 	}
 }

@@ -41,6 +41,21 @@ func (k staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
 
 // image puts a two-layer image into reg as repo:v1 and returns the
 // reference and the image.
+// redirectingRegistry pushes an image to repo of a registry that wants a
+// token from a loopback token server and redirects its layer GETs to a
+// loopback storage server that holds the image too.
+func redirectingRegistry(t *testing.T, repo string) (ref string, reg *hostile.Registry, tokens *hostile.TokenServer, storage *hostile.Registry) {
+	t.Helper()
+	reg = hostile.New(t)
+	ref, img := image(t, reg, repo)
+	tokens = hostile.NewTokenServer(t)
+	reg.RequireToken(tokens.Realm("localhost"), tokens.Token)
+	storage = hostile.New(t)
+	storage.PutImage(t, repo, "v1", img)
+	redirectLayers(t, reg, img, "http://"+localhost(storage.Host))
+	return ref, reg, tokens, storage
+}
+
 func image(t *testing.T, reg *hostile.Registry, repo string) (string, v1.Image) {
 	t.Helper()
 	img := testimage.Image(t, 2, "linux", "amd64", "")

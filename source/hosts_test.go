@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -149,7 +150,7 @@ func TestWrongHEADFromAMirrorFallsBack(t *testing.T) {
 				}
 				w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
 				w.Header().Set("Docker-Content-Digest", d.String())
-				w.Header().Set("Content-Length", itoa(len(raw)))
+				w.Header().Set("Content-Length", strconv.Itoa(len(raw)))
 				tc.lie(w.Header(), raw)
 				w.WriteHeader(http.StatusOK)
 				return true
@@ -165,17 +166,6 @@ func TestWrongHEADFromAMirrorFallsBack(t *testing.T) {
 			}
 		})
 	}
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b []byte
-	for ; n > 0; n /= 10 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-	}
-	return string(b)
 }
 
 // A password in a hosts.toml URL is refused (containerd ignores user

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -104,12 +105,9 @@ func describeTransport(err error, host string) error {
 // that speaks plain HTTP.
 func plainHTTPAnswer(err error) bool {
 	var rh tls.RecordHeaderError
-	if errors.As(err, &rh) {
-		return true
-	}
 	// net/http turns the RecordHeaderError of an answer that looks like
-	// HTTP into a plain error with this text.
-	return strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
+	// HTTP into its sentinel ErrSchemeMismatch.
+	return errors.As(err, &rh) || errors.Is(err, http.ErrSchemeMismatch)
 }
 
 // hostOfURL is the host[:port] of a URL in text, or "" for none.

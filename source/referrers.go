@@ -39,24 +39,15 @@ func (s *registrySource) Tag(ctx context.Context, tag string) (ocispec.Descripto
 	if err := validTag(tag); err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	var errs []error
-	for _, e := range s.all {
-		if !e.m.can("resolve") {
-			continue
-		}
+	may := func(m Mirror) bool { return m.can("resolve") }
+	d, ok, err := askHosts(ctx, s, may, func(e *endpoint) (ocispec.Descriptor, bool, error) {
 		d, err := e.lookup(ctx, tag, "", false)
-		if err == nil {
-			return d, nil
-		}
-		if ctx.Err() != nil {
-			return ocispec.Descriptor{}, ContextError(ctx, s.ref, err)
-		}
-		errs = append(errs, err)
+		return d, err == nil, err
+	})
+	if !ok && err == nil {
+		err = errdefs.New(errdefs.ErrInvalidArgument, "%s: no configured host may resolve tags (capabilities)", s.ref)
 	}
-	if len(errs) == 0 {
-		return ocispec.Descriptor{}, errdefs.New(errdefs.ErrInvalidArgument, "%s: no configured host may resolve tags (capabilities)", s.ref)
-	}
-	return ocispec.Descriptor{}, errs[len(errs)-1]
+	return d, err
 }
 
 // Referrers asks the hosts that may resolve tags, in order, and returns the
@@ -66,29 +57,17 @@ func (s *registrySource) Referrers(ctx context.Context, d digest.Digest) ([]ocis
 	if err := CheckDigest(d); err != nil {
 		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "referrers")
 	}
-	var errs []error
 	answered := false
-	for _, e := range s.all {
-		if !e.m.can("resolve") {
-			continue
-		}
+	may := func(m Mirror) bool { return m.can("resolve") }
+	list, ok, err := askHosts(ctx, s, may, func(e *endpoint) ([]ocispec.Descriptor, bool, error) {
 		list, err := e.referrers(ctx, d)
-		if err == nil && len(list) > 0 {
-			return list, nil
-		}
-		if err == nil {
-			answered = true
-			continue
-		}
-		if ctx.Err() != nil {
-			return nil, ContextError(ctx, s.ref, err)
-		}
-		errs = append(errs, err)
+		answered = answered || err == nil
+		return list, err == nil && len(list) > 0, err
+	})
+	if ok || answered && ctx.Err() == nil {
+		return list, nil // a list, or a host that answered none
 	}
-	if answered || len(errs) == 0 {
-		return nil, nil
-	}
-	return nil, errs[len(errs)-1]
+	return nil, err
 }
 
 // referrers asks one host: the referrers API first; a 404 means the host

@@ -226,24 +226,40 @@ func (s *registrySource) Endpoints() []Source {
 // still verified. A pinned digest needs no tag lookup, but its media type
 // and size still come from a host that may pull.
 func (s *registrySource) Root(ctx context.Context) (ocispec.Descriptor, error) {
-	var errs []error
+	may := func(m Mirror) bool { return m.can("resolve") || s.pinned != "" && m.can("pull") }
+	d, ok, err := askHosts(ctx, s, may, func(e *endpoint) (ocispec.Descriptor, bool, error) {
+		d, err := e.Root(ctx)
+		return d, err == nil, err
+	})
+	if !ok && err == nil {
+		err = errdefs.New(errdefs.ErrInvalidArgument, "%s: no configured host may resolve this reference (capabilities)", s.ref)
+	}
+	return d, err
+}
+
+// askHosts asks the hosts whose configuration may allows, in order, until
+// ask keeps an answer (ok). A cancelled ctx ends the search with the
+// context's error. Without an answer kept, err is the last host's error,
+// or nil when no host failed.
+func askHosts[T any](ctx context.Context, s *registrySource, may func(Mirror) bool, ask func(*endpoint) (T, bool, error)) (v T, ok bool, err error) {
+	var zero T
 	for _, e := range s.all {
-		if !e.m.can("resolve") && !(s.pinned != "" && e.m.can("pull")) {
+		if !may(e.m) {
 			continue
 		}
-		d, err := e.Root(ctx)
-		if err == nil {
-			return d, nil
+		var herr error
+		if v, ok, herr = ask(e); ok {
+			return v, true, nil
+		}
+		if herr == nil {
+			continue
 		}
 		if ctx.Err() != nil {
-			return ocispec.Descriptor{}, ContextError(ctx, s.ref, err)
+			return zero, false, ContextError(ctx, s.ref, herr)
 		}
-		errs = append(errs, err)
+		err = herr
 	}
-	if len(errs) == 0 {
-		return ocispec.Descriptor{}, errdefs.New(errdefs.ErrInvalidArgument, "%s: no configured host may resolve this reference (capabilities)", s.ref)
-	}
-	return ocispec.Descriptor{}, errs[len(errs)-1]
+	return zero, false, err
 }
 
 func (s *registrySource) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
@@ -258,31 +274,23 @@ func (s *registrySource) FetchAt(ctx context.Context, desc ocispec.Descriptor, o
 }
 
 func (s *registrySource) fetch(ctx context.Context, desc ocispec.Descriptor, off int64, whole bool) (io.ReadCloser, int64, error) {
-	var errs []error
-	for _, e := range s.all {
-		if !e.m.can("pull") {
-			continue
-		}
-		var rc io.ReadCloser
-		var start int64
-		var err error
+	type opened struct {
+		rc    io.ReadCloser
+		start int64
+	}
+	may := func(m Mirror) bool { return m.can("pull") }
+	o, ok, err := askHosts(ctx, s, may, func(e *endpoint) (o opened, _ bool, err error) {
 		if whole {
-			rc, err = e.Fetch(ctx, desc)
+			o.rc, err = e.Fetch(ctx, desc)
 		} else {
-			rc, start, err = e.FetchAt(ctx, desc, off)
+			o.rc, o.start, err = e.FetchAt(ctx, desc, off)
 		}
-		if err == nil {
-			return rc, start, nil
-		}
-		if ctx.Err() != nil {
-			return nil, 0, ContextError(ctx, s.ref, err)
-		}
-		errs = append(errs, err)
+		return o, err == nil, err
+	})
+	if !ok && err == nil {
+		err = errdefs.New(errdefs.ErrInvalidArgument, "%s: no configured host may pull content (capabilities)", s.ref)
 	}
-	if len(errs) == 0 {
-		return nil, 0, errdefs.New(errdefs.ErrInvalidArgument, "%s: no configured host may pull content (capabilities)", s.ref)
-	}
-	return nil, 0, errs[len(errs)-1]
+	return o.rc, o.start, err
 }
 
 // --- endpoint: one host -------------------------------------------------

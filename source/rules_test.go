@@ -41,13 +41,7 @@ func TestUserAgentOnEveryRequest(t *testing.T) {
 		{"WithUserAgent", []source.Option{source.WithUserAgent("engine/1.2 (test)")}, "engine/1.2 (test)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			reg := hostile.New(t)
-			ref, img := image(t, reg, "ua/app")
-			tokens := hostile.NewTokenServer(t)
-			reg.RequireToken(tokens.Realm("localhost"), tokens.Token)
-			storage := hostile.New(t)
-			storage.PutImage(t, "ua/app", "v1", img)
-			redirectLayers(t, reg, img, "http://"+localhost(storage.Host))
+			ref, reg, tokens, storage := redirectingRegistry(t, "ua/app")
 
 			res := mustResolve(t, ref, tc.opts...)
 			if _, err := readLayer(t, res, 1); err != nil {
@@ -147,13 +141,7 @@ func TestRealmOnAnotherLoopbackHostGetsNoCredentials(t *testing.T) {
 func TestRedirectsAndRealmsToLoopback(t *testing.T) {
 	t.Parallel()
 	t.Run("blob redirect from a loopback registry is followed without credentials", func(t *testing.T) {
-		reg := hostile.New(t)
-		ref, img := image(t, reg, "redir/app")
-		tokens := hostile.NewTokenServer(t)
-		reg.RequireToken(tokens.Realm("localhost"), tokens.Token)
-		storage := hostile.New(t)
-		storage.PutImage(t, "redir/app", "v1", img)
-		redirectLayers(t, reg, img, "http://"+localhost(storage.Host))
+		ref, reg, _, storage := redirectingRegistry(t, "redir/app")
 		res := mustResolve(t, ref)
 		if _, err := readLayer(t, res, 0); err != nil {
 			t.Fatal(err)
@@ -395,6 +383,7 @@ func TestMalformedCredentialsFileIsInvalidArgument(t *testing.T) {
 // send it as Basic credentials to the new host (and it was reported as a
 // token server refusing credentials, suggesting --allow-token-host).
 func TestRedirectWithUserInfoIsRefused(t *testing.T) {
+	t.Parallel()
 	reg := hostile.New(t)
 	ref, img := image(t, reg, "ui/app")
 	storage := hostile.New(t)

@@ -17,6 +17,7 @@ import (
 // status, the body's size, the address that answered, and URLs without
 // their query (a storage redirect's token).
 func TestTraceSeesEveryRequest(t *testing.T) {
+	t.Parallel()
 	reg := hostile.New(t)
 	ref, img := image(t, reg, "trace")
 	layers, _ := img.Layers()

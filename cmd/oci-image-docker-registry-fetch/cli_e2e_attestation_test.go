@@ -18,7 +18,7 @@ import (
 // attestations apart.
 func TestCLIE2EBuildxAttestations(t *testing.T) {
 	t.Parallel()
-	reg := testregistry.Start(t)
+	reg := testregistry.Shared(t)
 	idx, imgs, atts := testimage.BuildxIndex(t, testimage.Platform{OS: "linux", Arch: "amd64"}, testimage.Platform{OS: "linux", Arch: "arm64", Variant: "v8"})
 	ref := reg.Host + "/e2e/buildx:v1"
 	testimage.PushIndex(t, ref, idx)

@@ -40,6 +40,7 @@ func requireRootCLI(t *testing.T) {
 // second, failing, emptied the tree, and the first recorded it complete
 // with files missing.
 func TestCLIE2EUnpackThroughAnotherNameIsBusy(t *testing.T) {
+	t.Parallel()
 	ref, reached, release := heldRegistry(t)
 	defer release()
 	env := cliEnv(t)
@@ -81,6 +82,7 @@ func TestCLIE2EUnpackThroughAnotherNameIsBusy(t *testing.T) {
 // 2 too. Before, unpack used it as it was, and that user could later
 // rewrite tree.json.zst so that verify said clean about a tampered tree.
 func TestCLIE2EStateDirOfAnotherUser(t *testing.T) {
+	t.Parallel()
 	requireRootCLI(t)
 	ref, _ := ociLayout(t, ocispec.ImageConfig{}, layerOf(t, efile("etc/motd", "hello\n", 0o644)))
 	env := cliEnv(t)
@@ -120,6 +122,7 @@ func TestCLIE2EStateDirOfAnotherUser(t *testing.T) {
 // rerun deleted them, then failed with EBUSY. The rerun runs in a mount
 // namespace of its own (unshare -m), where the bind mount is.
 func TestCLIE2ERerunStopsAtMountPoint(t *testing.T) {
+	t.Parallel()
 	requireRootCLI(t)
 	if _, err := exec.LookPath("unshare"); err != nil {
 		testutil.Missing(t, "unshare (util-linux)")
@@ -162,6 +165,7 @@ func TestCLIE2ERerunStopsAtMountPoint(t *testing.T) {
 // mode, owner and xattrs, and with --dir-mtimes its mtime. Before, a
 // chmod 0777 of the root verified clean.
 func TestCLIE2EVerifyRootDir(t *testing.T) {
+	t.Parallel()
 	u := unpackLayers(t, layerOf(t, efile("etc/motd", "hello\n", 0o644)))
 	os.Chmod(u.rootfs, 0o777)
 	r := runBuilt(t, u.env, "verify", u.rootfs)
@@ -184,6 +188,7 @@ func TestCLIE2EVerifyRootDir(t *testing.T) {
 // not, and a regular file is replaced whole. Before, -o renamed a
 // regular file over whatever FILE was: a device or FIFO became a file.
 func TestCLIE2ERebuildOutputKinds(t *testing.T) {
+	t.Parallel()
 	layer := layerOf(t, efile("etc/motd", "hello\n", 0o644), efile("bin/app", strings.Repeat("app ", 3000), 0o755))
 	u := unpackLayers(t, layer)
 	dir := t.TempDir()
@@ -219,60 +224,54 @@ func TestCLIE2ERebuildOutputKinds(t *testing.T) {
 			t.Errorf("through a link: exit %d %s", r.code, r.stderr)
 		}
 	})
-	t.Run("FIFO", func(t *testing.T) {
-		fifo := filepath.Join(dir, "fifo")
-		if err := unix.Mkfifo(fifo, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		got := make(chan []byte, 1)
-		go func() {
-			f, err := os.Open(fifo)
-			if err != nil {
-				got <- nil
-				return
+	// A FIFO and a socket are written through: the reader at the other
+	// end gets the layer, and the file stays what it was.
+	for _, tc := range []struct {
+		name string
+		mode uint32
+		// listen makes the file at p and returns how to take its reader.
+		listen func(t *testing.T, p string) func() (io.ReadCloser, error)
+	}{
+		{"FIFO", unix.S_IFIFO, func(t *testing.T, p string) func() (io.ReadCloser, error) {
+			if err := unix.Mkfifo(p, 0o600); err != nil {
+				t.Fatal(err)
 			}
-			b, _ := io.ReadAll(f)
-			f.Close()
-			got <- b
-		}()
-		if r := rebuildTo(fifo); r.code != 0 {
-			t.Fatalf("exit %d: %s", r.code, r.stderr)
-		}
-		if b := receive(t, got); !bytes.Equal(b, layer) {
-			t.Errorf("the reader got %d bytes, not the layer's %d", len(b), len(layer))
-		}
-		if typeOf(fifo) != unix.S_IFIFO {
-			t.Error("the FIFO is no longer one")
-		}
-	})
-	t.Run("socket", func(t *testing.T) {
-		sock := filepath.Join(dir, "sock")
-		l, err := net.Listen("unix", sock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		got := make(chan []byte, 1)
-		go func() {
-			c, err := l.Accept()
+			return func() (io.ReadCloser, error) { return os.Open(p) }
+		}},
+		{"socket", unix.S_IFSOCK, func(t *testing.T, p string) func() (io.ReadCloser, error) {
+			l, err := net.Listen("unix", p)
 			if err != nil {
-				got <- nil
-				return
+				t.Fatal(err)
 			}
-			b, _ := io.ReadAll(c)
-			c.Close()
-			got <- b
-		}()
-		if r := rebuildTo(sock); r.code != 0 {
-			t.Fatalf("exit %d: %s", r.code, r.stderr)
-		}
-		if b := receive(t, got); !bytes.Equal(b, layer) {
-			t.Errorf("the socket got %d bytes, not the layer's %d", len(b), len(layer))
-		}
-		if typeOf(sock) != unix.S_IFSOCK {
-			t.Error("the socket is no longer one")
-		}
-	})
+			t.Cleanup(func() { l.Close() })
+			return func() (io.ReadCloser, error) { return l.Accept() }
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, tc.name)
+			accept := tc.listen(t, p)
+			got := make(chan []byte, 1)
+			go func() {
+				rc, err := accept()
+				if err != nil {
+					got <- nil
+					return
+				}
+				b, _ := io.ReadAll(rc)
+				rc.Close()
+				got <- b
+			}()
+			if r := rebuildTo(p); r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			if b := receive(t, got); !bytes.Equal(b, layer) {
+				t.Errorf("the reader got %d bytes, not the layer's %d", len(b), len(layer))
+			}
+			if typeOf(p) != tc.mode {
+				t.Errorf("the %s is no longer one", tc.name)
+			}
+		})
+	}
 	t.Run("directory", func(t *testing.T) {
 		d := filepath.Join(dir, "d")
 		os.Mkdir(d, 0o755)
@@ -340,6 +339,7 @@ func receive(t *testing.T, got <-chan []byte) []byte {
 // rootfsRaw, in verify and rebuild. Before, \xff\xfe and \xfe\xff both
 // came out as "\ufffd\ufffd".
 func TestCLIE2EJSONRawNames(t *testing.T) {
+	t.Parallel()
 	layer := layerOf(t, efile("etc/motd", "hello\n", 0o644))
 	ref, _ := ociLayout(t, ocispec.ImageConfig{}, layer)
 	env := cliEnv(t)

@@ -32,6 +32,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/internal/demoimage"
 	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
+	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 )
 
 // demoPush is the demo image as pushed: its index and, per platform
@@ -41,6 +42,13 @@ type demoPush struct {
 	index  v1.ImageIndex
 	digest v1.Hash
 	images map[string]v1.Image
+}
+
+// demoAndStore pushes the demo image to repo on reg, and returns it with
+// the command's environment and the path of a new store.
+func demoAndStore(t *testing.T, reg *testregistry.Registry, repo string) (demoPush, []string, string) {
+	t.Helper()
+	return pushDemo(t, reg.Host+repo), cliEnv(t), filepath.Join(t.TempDir(), "store")
 }
 
 // pushDemo pushes demoimage.Index() to ref with remote.WriteIndex.

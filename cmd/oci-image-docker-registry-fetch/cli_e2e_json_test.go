@@ -136,10 +136,10 @@ func runIn(t *testing.T, env []string, dir string, args ...string) cliRun {
 func TestCLIE2EJSONEverywhere(t *testing.T) {
 	t.Parallel()
 	docs := docJSON(t)
-	reg := testregistry.Start(t)
+	reg := testregistry.Shared(t)
 	demo := pushDemo(t, reg.Host+"/e2e/json:v1")
 	idx, _, _ := testimage.BuildxIndex(t, testimage.Platform{OS: "linux", Arch: "amd64"}, testimage.Platform{OS: "linux", Arch: "arm64"})
-	buildx := reg.Host + "/e2e/buildx:v1"
+	buildx := reg.Host + "/e2e/json-buildx:v1"
 	testimage.PushIndex(t, buildx, idx)
 	env := cliEnv(t)
 	dir := t.TempDir()

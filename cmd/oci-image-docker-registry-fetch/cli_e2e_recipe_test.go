@@ -198,16 +198,22 @@ func ggcrImage(t *testing.T, c compression.Compression, tars ...[]byte) v1.Image
 // skopeo's layers. A GNU gzip -9 layer is not reproducible.
 func TestCLIE2ERebuildCompressedRealProducers(t *testing.T) {
 	t.Parallel()
-	reg := testregistry.Start(t)
+	reg := testregistry.Shared(t)
 	env := cliEnv(t)
-	store := filepath.Join(t.TempDir(), "store")
 	src := filepath.Join(goroot(t), "src")
 	work := t.TempDir()
 	tarA := treeTarFile(t, filepath.Join(src, "encoding"), "usr/local/go/src/encoding", filepath.Join(work, "a.tar"))
 	tarB := treeTarFile(t, filepath.Join(src, "net/url"), "usr/local/go/src/net/url", filepath.Join(work, "b.tar"))
 	goFlate1 := "gzip go-flate go1.26.8 level 1 (mtime 0, os 255)"
+	// Each producer's case runs in parallel with a store of its own:
+	// roundTrip removes the layer blobs, which several cases share.
+	ownStore := func(t *testing.T) string {
+		t.Parallel()
+		return filepath.Join(t.TempDir(), "store")
+	}
 
 	t.Run("crane", func(t *testing.T) {
+		store := ownStore(t)
 		crane := testutil.Tool(t, "crane")
 		base, ref := reg.Host+"/crane/app:1", reg.Host+"/crane/app:2"
 		runTool(t, work, crane, "append", "--insecure", "--oci-empty-base", "-f", "a.tar", "-t", base)
@@ -218,6 +224,7 @@ func TestCLIE2ERebuildCompressedRealProducers(t *testing.T) {
 		}
 	})
 	t.Run("go-containerregistry gzip", func(t *testing.T) {
+		store := ownStore(t)
 		ref := reg.Host + "/ggcr/gzip:1"
 		pushImage(t, ref, ggcrImage(t, compression.GZip, tarA, tarB))
 		rows, _ := roundTrip(t, env, store, ref)
@@ -226,6 +233,7 @@ func TestCLIE2ERebuildCompressedRealProducers(t *testing.T) {
 		}
 	})
 	t.Run("go-containerregistry zstd", func(t *testing.T) {
+		store := ownStore(t)
 		ref := reg.Host + "/ggcr/zstd:1"
 		pushImage(t, ref, ggcrImage(t, compression.ZStd, tarA, tarB))
 		rows, _ := roundTrip(t, env, store, ref)
@@ -236,6 +244,7 @@ func TestCLIE2ERebuildCompressedRealProducers(t *testing.T) {
 		}
 	})
 	t.Run("go-containerregistry testdata", func(t *testing.T) {
+		store := ownStore(t)
 		ggcr := strings.TrimSpace(runTool(t, "", "go", "list", "-m", "-f", "{{.Dir}}", "github.com/google/go-containerregistry"))
 		n := 0
 		push := func(img v1.Image) string {
@@ -307,8 +316,9 @@ func TestCLIE2ERebuildCompressedRealProducers(t *testing.T) {
 		}
 	})
 	t.Run("benchmark generator", func(t *testing.T) {
+		store := ownStore(t)
 		if testing.Short() {
-			t.Skip("builds the benchmark generator")
+			t.Skip("-short: building the benchmark generator takes longer than the whole short tier allows; the full run covers it")
 		}
 		bt := filepath.Join(work, "benchtool")
 		runTool(t, "../..", "go", "build", "-o", bt, "./bench/benchtool")
@@ -329,6 +339,7 @@ func TestCLIE2ERebuildCompressedRealProducers(t *testing.T) {
 		}
 	})
 	t.Run("umoci and skopeo", func(t *testing.T) {
+		store := ownStore(t)
 		umoci, skopeo := testutil.Tool(t, "umoci"), testutil.Tool(t, "skopeo")
 		lay := filepath.Join(work, "umoci-layout")
 		runTool(t, work, umoci, "init", "--layout", lay)
@@ -371,6 +382,7 @@ func TestCLIE2ERebuildCompressedRealProducers(t *testing.T) {
 		}
 	})
 	t.Run("GNU gzip -9", func(t *testing.T) {
+		store := ownStore(t)
 		gz := testutil.Tool(t, "gzip")
 		cmd := exec.Command(gz, "-9", "-c", filepath.Join(work, "b.tar"))
 		blob, err := cmd.Output()
@@ -425,7 +437,7 @@ func imagesKept(t *testing.T, env []string, store string) imageEntryJSON {
 // tree is the one an unpack with blobs makes. bundle takes the flag too.
 func TestCLIE2EKeepBlobsFalseCutConnection(t *testing.T) {
 	t.Parallel()
-	reg := testregistry.Start(t)
+	reg := testregistry.Shared(t)
 	src := filepath.Join(goroot(t), "src")
 	tars := [][]byte{
 		treeTarFile(t, filepath.Join(src, "encoding"), "usr/local/go/src/encoding", ""),

@@ -97,43 +97,53 @@ func TestCLIE2EEverySourceKind(t *testing.T) {
 		t.Log("skopeo is not installed: no docker-archive or skopeo-written sources")
 	}
 
+	// check resolves, validates, unpacks and rebuilds the image from s,
+	// and returns the tree.
+	check := func(t *testing.T, s source) map[string]entry {
+		var res resolveOutput
+		runJSON(t, env, &res, "resolve", "--json", "--platform", platform, s.ref)
+		if res.Platform != platform || len(res.Layers) != 2 || (s.manifest != "" && res.Manifest.Digest != s.manifest) ||
+			(res.Index != nil) != s.index {
+			t.Errorf("resolve %s: platform %s, manifest %s (want %q), index %v (want one: %v), %d layers",
+				s.ref, res.Platform, res.Manifest.Digest, s.manifest, res.Index, s.index, len(res.Layers))
+		}
+		for i, l := range res.Layers {
+			if i < len(want.diffIDs) && l.DiffID != want.diffIDs[i].String() {
+				t.Errorf("resolve %s: layer %d diffID %s, want %s", s.ref, i+1, l.DiffID, want.diffIDs[i])
+			}
+		}
+
+		// validate reads every kind of source.
+		if r := runBuilt(t, env, "validate", s.ref); r.code != 0 || !strings.HasSuffix(r.stdout, ": valid\n") {
+			t.Errorf("validate %s: exit %d\n%s%s", s.ref, r.code, r.stdout, r.stderr)
+		}
+
+		rootfs := filepath.Join(t.TempDir(), "rootfs")
+		r := mustRun(t, env, "unpack", "--quiet", "--store", t.TempDir(), "--platform", platform, s.ref, rootfs)
+		if r.stdout != res.Manifest.Digest+"\n" || r.stderr != "" {
+			t.Errorf("unpack --quiet %s: stdout %q (want the digest resolve printed, %s), stderr %q", s.ref, r.stdout, res.Manifest.Digest, r.stderr)
+		}
+		tree := snapshot(t, rootfs)
+		if len(tree) < 10 {
+			t.Fatalf("unpack %s: only %d entries", s.ref, len(tree))
+		}
+		if r := runBuilt(t, env, "rebuild", "--all", "--check", rootfs); r.code != 0 || strings.Count(r.stdout, " ok ") != 2 {
+			t.Errorf("rebuild --all --check of the tree from %s: exit %d\n%s%s", s.ref, r.code, r.stdout, r.stderr)
+		}
+		return tree
+	}
+	// The registry's tree is the reference; the other sources, each
+	// checked on its own, must give the same.
 	var reference map[string]entry
-	for _, s := range sources {
+	t.Run(sources[0].name, func(t *testing.T) { reference = check(t, sources[0]) })
+	if reference == nil {
+		t.FailNow()
+	}
+	for _, s := range sources[1:] {
 		t.Run(s.name, func(t *testing.T) {
-			var res resolveOutput
-			runJSON(t, env, &res, "resolve", "--json", "--platform", platform, s.ref)
-			if res.Platform != platform || len(res.Layers) != 2 || (s.manifest != "" && res.Manifest.Digest != s.manifest) ||
-				(res.Index != nil) != s.index {
-				t.Errorf("resolve %s: platform %s, manifest %s (want %q), index %v (want one: %v), %d layers",
-					s.ref, res.Platform, res.Manifest.Digest, s.manifest, res.Index, s.index, len(res.Layers))
-			}
-			for i, l := range res.Layers {
-				if i < len(want.diffIDs) && l.DiffID != want.diffIDs[i].String() {
-					t.Errorf("resolve %s: layer %d diffID %s, want %s", s.ref, i+1, l.DiffID, want.diffIDs[i])
-				}
-			}
-
-			// validate reads every kind of source.
-			if r := runBuilt(t, env, "validate", s.ref); r.code != 0 || !strings.HasSuffix(r.stdout, ": valid\n") {
-				t.Errorf("validate %s: exit %d\n%s%s", s.ref, r.code, r.stdout, r.stderr)
-			}
-
-			rootfs := filepath.Join(t.TempDir(), "rootfs")
-			r := mustRun(t, env, "unpack", "--quiet", "--store", t.TempDir(), "--platform", platform, s.ref, rootfs)
-			if r.stdout != res.Manifest.Digest+"\n" || r.stderr != "" {
-				t.Errorf("unpack --quiet %s: stdout %q (want the digest resolve printed, %s), stderr %q", s.ref, r.stdout, res.Manifest.Digest, r.stderr)
-			}
-			tree := snapshot(t, rootfs)
-			if len(tree) < 10 {
-				t.Fatalf("unpack %s: only %d entries", s.ref, len(tree))
-			}
-			if reference == nil {
-				reference = tree
-			} else if d := treeDiff(reference, tree); len(d) > 0 {
+			t.Parallel()
+			if d := treeDiff(reference, check(t, s)); len(d) > 0 {
 				t.Errorf("the tree unpacked from %s differs from the registry's:\n%s", s.ref, strings.Join(d, "\n"))
-			}
-			if r := runBuilt(t, env, "rebuild", "--all", "--check", rootfs); r.code != 0 || strings.Count(r.stdout, " ok ") != 2 {
-				t.Errorf("rebuild --all --check of the tree from %s: exit %d\n%s%s", s.ref, r.code, r.stdout, r.stderr)
 			}
 		})
 	}

@@ -28,23 +28,11 @@ var (
 	pullAllKeys = []string{"reference", "store", "name", "index", "platforms", "images", "artifacts", "downloaded"}
 )
 
-type imagesOut struct {
-	Store  string `json:"store"`
-	Images []struct {
-		Name      string   `json:"name"`
-		Platform  string   `json:"platform"`
-		Platforms []string `json:"platforms"`
-		Index     bool     `json:"index"`
-		Digest    string   `json:"digest"`
-		MediaType string   `json:"mediaType"`
-		Size      int64    `json:"size"`
-		Kept      string   `json:"kept"`
-	} `json:"images"`
-}
-
-func runImages(t *testing.T, env []string, store string) imagesOut {
+// runImages runs "images --json", decoded into the command's own type
+// (the keys are held to docs/cli.md by imagesKeys and imageKeys).
+func runImages(t *testing.T, env []string, store string) imagesJSON {
 	t.Helper()
-	var out imagesOut
+	var out imagesJSON
 	r := runJSON(t, env, &out, "images", "--store", store, "--json")
 	checkKeys(t, "images --json", r.stdout, imagesKeys)
 	var raw struct {
@@ -93,9 +81,7 @@ func motd(t *testing.T, rootfs string) string {
 func TestCLIE2EStoreTwoPlatformsOfOneTag(t *testing.T) {
 	t.Parallel()
 	reg := testregistry.Start(t)
-	demo := pushDemo(t, reg.Host+"/e2e/store:v1")
-	env := cliEnv(t)
-	store := filepath.Join(t.TempDir(), "store")
+	demo, env, store := demoAndStore(t, reg, "/e2e/store:v1")
 	amd, arm := demo.facts(t, "linux/amd64"), demo.facts(t, "linux/arm64/v8")
 	for _, p := range []string{"linux/amd64", "linux/arm64"} {
 		mustRun(t, env, "pull", "--quiet", "--store", store, "--platform", p, demo.ref)
@@ -188,9 +174,7 @@ func TestCLIE2EStoreTwoPlatformsOfOneTag(t *testing.T) {
 func TestCLIE2EPullPlatformAll(t *testing.T) {
 	t.Parallel()
 	reg := testregistry.Start(t)
-	demo := pushDemo(t, reg.Host+"/e2e/all:v1")
-	env := cliEnv(t)
-	store := filepath.Join(t.TempDir(), "store")
+	demo, env, store := demoAndStore(t, reg, "/e2e/all:v1")
 	var out struct {
 		Reference, Store, Name string
 		Index                  descJSON
@@ -255,9 +239,7 @@ func TestCLIE2EPullPlatformAll(t *testing.T) {
 func TestCLIE2EImagesAndRm(t *testing.T) {
 	t.Parallel()
 	reg := testregistry.Shared(t)
-	demo := pushDemo(t, reg.Host+"/e2e/rm:v1")
-	env := cliEnv(t)
-	store := filepath.Join(t.TempDir(), "store")
+	demo, env, store := demoAndStore(t, reg, "/e2e/rm:v1")
 	for _, p := range []string{"linux/amd64", "linux/arm/v7"} {
 		mustRun(t, env, "pull", "--quiet", "--store", store, "--platform", p, demo.ref)
 	}
@@ -320,9 +302,7 @@ func TestCLIE2EImagesAndRm(t *testing.T) {
 func TestCLIE2EGCVerify(t *testing.T) {
 	t.Parallel()
 	reg := testregistry.Shared(t)
-	demo := pushDemo(t, reg.Host+"/e2e/verify:v1")
-	env := cliEnv(t)
-	store := filepath.Join(t.TempDir(), "store")
+	demo, env, store := demoAndStore(t, reg, "/e2e/verify:v1")
 	mustRun(t, env, "pull", "--quiet", "--store", store, "--platform", "linux/amd64", demo.ref)
 	amd := demo.facts(t, "linux/amd64")
 	blob := filepath.Join(store, "blobs", "sha256", amd.layers[1].Encoded())

@@ -66,6 +66,29 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // gatedRegistry serves an image whose first layer stops halfway until the
 // test opens the gate, so that the pull downloading it holds the blob's
 // lock and the store's for as long as the test needs.
+// heldPull is a pull that is downloading the layer its registry holds
+// back until open is called.
+type heldPull struct {
+	cmd   *exec.Cmd
+	env   []string
+	store string
+	ref   string
+	layer digest.Digest
+	open  func()
+}
+
+// startHeldPull starts a pull from a gatedRegistry into a new store and
+// waits until it downloads the held layer.
+func startHeldPull(t *testing.T) heldPull {
+	t.Helper()
+	h := heldPull{env: cliEnv(t), store: filepath.Join(t.TempDir(), "store")}
+	h.ref, h.layer, h.open = gatedRegistry(t)
+	t.Cleanup(h.open)
+	h.cmd, _, _ = startCLI(t, h.env, "pull", "--insecure-policy", "--store", h.store, h.ref)
+	waitFor(t, "the pull to start the layer", downloading(h.store, h.layer))
+	return h
+}
+
 func gatedRegistry(t *testing.T) (ref string, layer digest.Digest, open func()) {
 	reg := hostile.New(t)
 	img := testimage.Image(t, 2, "linux", "amd64", "")
@@ -110,12 +133,8 @@ func downloading(store string, layer digest.Digest) func() bool {
 // BLOB", then goes on once the blob is there, without downloading it.
 func TestCLIE2EWaitingForAnotherProcess(t *testing.T) {
 	t.Parallel()
-	ref, layer, open := gatedRegistry(t)
-	defer open()
-	env := cliEnv(t)
-	store := filepath.Join(t.TempDir(), "store")
-	first, _, _ := startCLI(t, env, "pull", "--insecure-policy", "--store", store, ref)
-	waitFor(t, "the first pull to start the layer", downloading(store, layer))
+	h := startHeldPull(t)
+	first, env, store, ref, layer, open := h.cmd, h.env, h.store, h.ref, h.layer, h.open
 
 	second, _, stderr := startCLI(t, env, "pull", "--insecure-policy", "--store", store, ref)
 	want := fmt.Sprintf("%s waiting 0 B/", short(layer.String()))
@@ -138,12 +157,8 @@ func TestCLIE2EWaitingForAnotherProcess(t *testing.T) {
 // collects once they are done; the pull it waited for succeeds.
 func TestCLIE2EGCSaysItWaits(t *testing.T) {
 	t.Parallel()
-	ref, layer, open := gatedRegistry(t)
-	defer open()
-	env := cliEnv(t)
-	store := filepath.Join(t.TempDir(), "store")
-	pull, _, _ := startCLI(t, env, "pull", "--insecure-policy", "--store", store, ref)
-	waitFor(t, "the pull to start the layer", downloading(store, layer))
+	h := startHeldPull(t)
+	pull, env, store, open := h.cmd, h.env, h.store, h.open
 
 	gc, stdout, stderr := startCLI(t, env, "gc", "--store", store)
 	want := "waiting for the pulls and other writers using " + store + " to finish...\n"

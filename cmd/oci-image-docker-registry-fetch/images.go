@@ -75,9 +75,9 @@ func imagesCommand() *command {
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var store string
 			var asJSON, noTrunc bool
-			fs.StringVar(&store, "store", "", "the blob store `DIR` (default: $XDG_CACHE_HOME/ocifetch or ~/.cache/ocifetch)")
+			storeDirFlag(fs, &store)
 			fs.BoolVar(&noTrunc, "no-trunc", false, "print whole digests (default: the first 12 hex digits, which rm accepts)")
-			fs.BoolVar(&asJSON, "json", false, "print one JSON object")
+			jsonFlag(fs, &asJSON)
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) != 0 {
 					return usagef("images takes no arguments")
@@ -173,8 +173,8 @@ func rmCommand() *command {
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var store string
 			var asJSON bool
-			fs.StringVar(&store, "store", "", "the blob store `DIR` (default: $XDG_CACHE_HOME/ocifetch or ~/.cache/ocifetch)")
-			fs.BoolVar(&asJSON, "json", false, "print one JSON object")
+			storeDirFlag(fs, &store)
+			jsonFlag(fs, &asJSON)
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) == 0 {
 					return usagef("rm takes one or more names or digests")

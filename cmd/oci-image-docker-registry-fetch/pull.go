@@ -274,10 +274,10 @@ func gcCommand() *command {
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var sf storeFlags
 			var asJSON, verify, unpacked bool
-			fs.StringVar(&sf.store, "store", "", "the blob store `DIR` (default: $XDG_CACHE_HOME/ocifetch or ~/.cache/ocifetch)")
+			storeDirFlag(fs, &sf.store)
 			fs.BoolVar(&verify, "verify", false, "hash every blob first and remove those whose content does not match their digest")
 			fs.BoolVar(&unpacked, "unpacked", false, "also drop each layer blob that a root filesystem the image was unpacked into makes again exactly: the tree verifies clean and the blob's recipe is confirmed on the whole layer (rebuild --compressed puts it back)")
-			fs.BoolVar(&asJSON, "json", false, "print one JSON object")
+			jsonFlag(fs, &asJSON)
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) != 0 {
 					return usagef("gc takes no arguments")
@@ -348,6 +348,17 @@ func gcCommand() *command {
 // openExistingStore opens the store at dir (default: the default store)
 // without creating one: a mistyped --store must not leave an empty store
 // somewhere and report success.
+// storeDirFlag registers --store for the commands that work on an
+// existing store.
+func storeDirFlag(fs *flag.FlagSet, dir *string) {
+	fs.StringVar(dir, "store", "", "the blob store `DIR` (default: $XDG_CACHE_HOME/ocifetch or ~/.cache/ocifetch)")
+}
+
+// jsonFlag registers the plain --json flag (resolve's says more).
+func jsonFlag(fs *flag.FlagSet, asJSON *bool) {
+	fs.BoolVar(asJSON, "json", false, "print one JSON object")
+}
+
 func openExistingStore(dir string) (*fetch.Store, error) {
 	if dir == "" {
 		d, err := fetch.DefaultStoreDir()

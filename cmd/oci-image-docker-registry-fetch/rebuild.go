@@ -29,7 +29,7 @@ type stateFlags struct {
 func (s *stateFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.store, "store", "", "the blob store `DIR`: with --compressed, put the rebuilt blobs back into it (otherwise accepted for symmetry: rebuilding needs only the tree and its metadata)")
 	fs.StringVar(&s.state, "state", "", "the state `DIR` unpack recorded (default: .ROOTFS.ocifetch beside ROOTFS)")
-	fs.BoolVar(&s.json, "json", false, "print one JSON object")
+	jsonFlag(fs, &s.json)
 }
 
 func (s *stateFlags) dir(rootfs string) string {

@@ -128,42 +128,63 @@ func formatSize(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
+// unpackUsage is the flags of unpack and bundle, for their usage lines.
+const unpackUsage = "[--platform OS/ARCH[/VARIANT]] [--store DIR] [--state DIR] [--keep-blobs=false] [--pull always|missing|never] [--jobs N] [--max-layer-bytes SIZE] [--max-total-bytes SIZE] [--max-layer-entries N] [--json] [--quiet] [-v] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--allow-foreign-host HOST]... [--policy FILE | --insecure-policy] REF DIR"
+
+// unpackFlags are the flags of the commands that unpack an image into a
+// directory (unpack, bundle).
+type unpackFlags struct {
+	pipelineFlags
+	applyFlags
+}
+
+func (f *unpackFlags) register(fs *flag.FlagSet, stateDefault string) {
+	f.pipelineFlags.register(fs)
+	f.applyFlags.register(fs, stateDefault)
+}
+
+// run checks the arguments (a reference and a directory), calls unpack
+// (ocifetch.Unpack or ocifetch.Bundle) with the flags' options, and
+// finishes the progress display before the caller prints anything.
+func (f *unpackFlags) run(ctx context.Context, e *env, verb string, args []string,
+	unpack func(context.Context, string, string, ...ocifetch.Option) (*ocifetch.Result, error)) (*ocifetch.Result, time.Duration, error) {
+	if len(args) != 2 {
+		return nil, 0, usagef("%s takes a reference and a directory, got %d arguments", verb, len(args))
+	}
+	opts, p, err := f.pipelineFlags.options(e)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer p.finish()
+	aopts, err := f.applyFlags.options()
+	if err != nil {
+		return nil, 0, err
+	}
+	start := time.Now()
+	res, err := unpack(ctx, args[0], args[1], append(opts, aopts...)...)
+	return res, time.Since(start), err
+}
+
 func unpackCommand() *command {
 	return &command{
 		name:    "unpack",
 		summary: "Resolve REF, fetch it into the store and apply its layers to DIR, which becomes the image's root filesystem.",
-		usage:   "unpack [--platform OS/ARCH[/VARIANT]] [--store DIR] [--state DIR] [--keep-blobs=false] [--pull always|missing|never] [--jobs N] [--max-layer-bytes SIZE] [--max-total-bytes SIZE] [--max-layer-entries N] [--json] [--quiet] [-v] [--insecure-registry HOST]... [--authfile FILE] [--hosts-dir DIR] [--allow-token-host HOST]... [--allow-foreign-host HOST]... [--policy FILE | --insecure-policy] REF DIR",
+		usage:   "unpack " + unpackUsage,
 		example: prog + " unpack --platform linux/amd64 docker.io/library/alpine:3.20 ./rootfs",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
-			var pf pipelineFlags
-			var af applyFlags
-			pf.register(fs)
-			af.register(fs, ".DIR.ocifetch beside DIR")
+			var f unpackFlags
+			f.register(fs, ".DIR.ocifetch beside DIR")
 			return func(ctx context.Context, e *env, args []string) error {
-				if len(args) != 2 {
-					return usagef("unpack takes a reference and a directory, got %d arguments", len(args))
-				}
-				opts, p, err := pf.options(e)
+				res, took, err := f.run(ctx, e, "unpack", args, ocifetch.Unpack)
 				if err != nil {
 					return err
 				}
-				aopts, err := af.options()
-				if err != nil {
-					p.finish()
-					return err
-				}
-				start := time.Now()
-				res, err := ocifetch.Unpack(ctx, args[0], args[1], append(opts, aopts...)...)
-				p.finish()
-				if err != nil {
-					return err
-				}
-				if pf.json {
+				if f.json {
 					out := unpackOutput{
 						pullOutput: pullOutput{resolveOutput: resolvedJSON(res.Resolved), Store: res.Store.Dir(), Name: res.Pull.Name, Downloaded: res.Pull.Downloaded},
-						Target:     absPath(args[1]), State: absPath(res.StateDir), Applied: []layerApplied{}, Warnings: []apply.Warning{}, KeepBlobs: af.keepBlobs,
+						Target:     absPath(args[1]), State: absPath(res.StateDir), Applied: []layerApplied{}, Warnings: []apply.Warning{}, KeepBlobs: f.keepBlobs,
 					}
-					out.Trust = pf.trust.trust()
+					out.Trust = f.trust.trust()
 					st, _ := apply.Status(res.StateDir)
 					for i, l := range res.Apply.Layers {
 						a := layerApplied{DiffID: l.DiffID.String(), Entries: l.Entries, Files: l.Files, Bytes: l.Bytes, DurationMs: l.Duration.Milliseconds()}
@@ -175,7 +196,7 @@ func unpackCommand() *command {
 					}
 					return writeJSON(e, out)
 				}
-				pf.trust.say(e, pf.quiet)
+				f.trust.say(e, f.quiet)
 				var files int
 				var bytes int64
 				for _, l := range res.Apply.Layers {
@@ -185,10 +206,10 @@ func unpackCommand() *command {
 						fmt.Fprintf(e.stderr, "warning: %s: %s\n", textQuote(w.Path), textQuote(w.Message))
 					}
 				}
-				if !pf.quiet {
+				if !f.quiet {
 					fmt.Fprintf(e.stderr, "unpacked %s (%s): %d layers, %d files, %s in %s into %s\n",
 						res.Resolved.Reference, res.Resolved.Manifest.Descriptor.Digest, len(res.Apply.Layers), files,
-						humanBytes(bytes), time.Since(start).Round(time.Millisecond), args[1])
+						humanBytes(bytes), took.Round(time.Millisecond), args[1])
 				}
 				fmt.Fprintln(e.stdout, res.Resolved.Manifest.Descriptor.Digest)
 				return nil

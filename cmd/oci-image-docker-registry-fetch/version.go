@@ -49,7 +49,7 @@ func versionCommand() *command {
 		example: prog + " version",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var asJSON bool
-			fs.BoolVar(&asJSON, "json", false, "print one JSON object")
+			jsonFlag(fs, &asJSON)
 			return func(_ context.Context, e *env, args []string) error {
 				if len(args) != 0 {
 					return usagef("version takes no arguments")

@@ -510,16 +510,7 @@ func (s Signature) String() string {
 func (s Signature) Claim() (identity, signed string) {
 	switch {
 	case s.Format == FormatSimpleSigning && s.payload != nil:
-		var p struct {
-			Critical struct {
-				Identity struct {
-					DockerReference string `json:"docker-reference"`
-				} `json:"identity"`
-				Image struct {
-					DockerManifestDigest string `json:"docker-manifest-digest"`
-				} `json:"image"`
-			} `json:"critical"`
-		}
+		var p simpleSigningPayload
 		if json.Unmarshal(s.payload, &p) == nil {
 			return p.Critical.Identity.DockerReference, p.Critical.Image.DockerManifestDigest
 		}

@@ -97,23 +97,27 @@ func (s *Signature) VerifyKey(k *Key) (identity string, err error) {
 	return "", fmt.Errorf("unknown signature format %q", s.Format)
 }
 
+// simpleSigningPayload is the signed payload of a simple-signing
+// signature (containers/image's "atomic container signature").
+type simpleSigningPayload struct {
+	Critical struct {
+		Identity struct {
+			DockerReference string `json:"docker-reference"`
+		} `json:"identity"`
+		Image struct {
+			DockerManifestDigest string `json:"docker-manifest-digest"`
+		} `json:"image"`
+		Type string `json:"type"`
+	} `json:"critical"`
+	Optional map[string]any `json:"optional"`
+}
+
 // checkPayload parses a simple-signing payload whose signature verified
 // and checks that it names the subject. The format is parsed strictly, as
 // containers/image does: a payload with fields this code does not know
 // may mean something it does not check.
 func (s *Signature) checkPayload() (string, error) {
-	var p struct {
-		Critical struct {
-			Identity struct {
-				DockerReference string `json:"docker-reference"`
-			} `json:"identity"`
-			Image struct {
-				DockerManifestDigest string `json:"docker-manifest-digest"`
-			} `json:"image"`
-			Type string `json:"type"`
-		} `json:"critical"`
-		Optional map[string]any `json:"optional"`
-	}
+	var p simpleSigningPayload
 	dec := json.NewDecoder(bytes.NewReader(s.payload))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&p); err != nil {
