@@ -104,6 +104,10 @@ func lockHolder(path string) int {
 // unlock releases the lock. It is safe on a nil lock.
 func (l *fileLock) unlock() {
 	if l != nil && l.f != nil {
+		// Unlock before closing: a child process forked by another
+		// goroutine holds a copy of the descriptor until it execs, and a
+		// close alone releases nothing while a copy lives.
+		unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
 		l.f.Close()
 		l.f = nil
 	}
