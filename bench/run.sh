@@ -17,8 +17,10 @@ a warm unpack against tar -x of the uncompressed layers, and
 rebuild --all --check (when the CLI has it) against decompression alone.
 Every run starts from an empty cache and an empty target; tools alternate
 within each round. Prints one Markdown table (medians of wall time, CPU
-time and peak RSS, and the ratios of this project to each peer) and saves
-it with the raw numbers to bench/results/DATE[-small].{md,tsv}.
+time and peak RSS, and the ratios of this project to each peer), then the disk
+used after unpack (rootfs, state directory, store; round 1) with and
+without the layer blobs, and saves it with the raw numbers to
+bench/results/DATE[-small].{md,tsv,disk.tsv}.
 
 It installs what is missing (Debian packages docker-registry, skopeo,
 umoci, containerd, pigz, zstd, time, curl; crane with go install), starts
@@ -39,14 +41,28 @@ Environment:
                        b  big file: 1 GiB of random data + 512 MiB of text
                        c  many layers: GOROOT cut into 40 gzip layers
                        d  image a with zstd layers
-  BENCH_TOOLS="..."  subset of: ocifetch crane skopeo-umoci containerd
-                     download pigz-tar tar-x decompress (default all;
-                     ocifetch includes the warm unpack and rebuild --check)
+                       e  image a with uncompressed (plain tar) layers
+                       f  Debian-like: the root filesystem BENCH_DEBIAN_TREE
+                          as one gzip layer + a layer deleting
+                          /usr/share/{man,locale} and adding the 5
+                          largest libraries again (not in the default)
+  BENCH_TOOLS="..."  subset of: ocifetch ocifetch-noblobs crane skopeo-umoci
+                     containerd download pigz-tar tar-x decompress
+                     (default all; ocifetch includes the warm unpack,
+                     rebuild --check and, in round 1, gc --unpacked;
+                     ocifetch-noblobs is unpack --keep-blobs=false)
+  BENCH_DEBIAN_TREE=DIR  the root filesystem of image f, e.g. made by
+                     debootstrap --variant=minbase bookworm DIR, then
+                     rm -rf DIR/var/cache/apt/archives/*.deb
+                     DIR/var/lib/apt/lists/* (as Debian's images do)
   BENCH_WORK=DIR     work directory: cached images, logs, on-disk outputs
                      (default /var/tmp/ocifetch-bench)
   BENCH_BIN=FILE     the oci-image-docker-registry-fetch binary to time
                      (default: built from this checkout)
   BENCH_TIMEOUT=S    give up on one measurement after S seconds (default 1800)
+  BENCH_GC_UNPACKED=0  skip gc --unpacked (round 1 of ocifetch; it
+                     recompresses every layer whole, about 19 MB/s of tar
+                     at gzip's default level)
 EOF
 }
 
@@ -67,11 +83,12 @@ RUNS=${BENCH_RUNS:-5}
 SMALL=${BENCH_SMALL:-0}
 ON_DISK=${BENCH_ON_DISK:-0}
 IMAGES=${BENCH_IMAGES:-a b c d}
-ALL_TOOLS="ocifetch crane skopeo-umoci containerd download pigz-tar tar-x decompress"
+ALL_TOOLS="ocifetch ocifetch-noblobs crane skopeo-umoci containerd download pigz-tar tar-x decompress"
 TOOLS=${BENCH_TOOLS:-$ALL_TOOLS}
 WORK=${BENCH_WORK:-/var/tmp/ocifetch-bench}
 BIN=${BENCH_BIN:-}
 TIMEOUT=${BENCH_TIMEOUT:-1800}
+GC_UNPACKED=${BENCH_GC_UNPACKED:-1}
 
 log() { printf '%s bench: %s\n' "$(date +%T)" "$*" >&2; }
 die() {
@@ -82,8 +99,13 @@ die() {
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer, not '$RUNS'"
 [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "BENCH_TIMEOUT must be a positive integer, not '$TIMEOUT'"
 for i in $IMAGES; do
-	[[ $i =~ ^[abcd]$ ]] || die "BENCH_IMAGES: unknown image '$i' (a b c d)"
+	[[ $i =~ ^[abcdef]$ ]] || die "BENCH_IMAGES: unknown image '$i' (a b c d e f)"
 done
+DEBIAN_TREE=${BENCH_DEBIAN_TREE:-}
+if [[ " $IMAGES " == *" f "* ]]; then
+	[ -d "$DEBIAN_TREE/usr/lib" ] || die "image f needs BENCH_DEBIAN_TREE, a root filesystem (see --help)"
+	DEBIAN_TREE=$(cd "$DEBIAN_TREE" && pwd)
+fi
 for t in $TOOLS; do
 	[[ " $ALL_TOOLS " == *" $t "* ]] || die "BENCH_TOOLS: unknown tool '$t' ($ALL_TOOLS)"
 done
@@ -213,7 +235,12 @@ declare -A LAYOUT
 for img in $IMAGES; do
 	dir=$WORK/images/$img$SUFFIX
 	LAYOUT[$img]=$dir
-	if [ -f "$dir/stamp" ] && [ "$(cat "$dir/stamp")" = "$IMG_STAMP" ]; then
+	tree=$TREE prefix=$PREFIX stamp=$IMG_STAMP
+	if [ "$img" = f ]; then
+		tree=$DEBIAN_TREE prefix=""
+		stamp="images.go=$(sha256sum "$REPO_DIR/bench/benchtool/images.go" | cut -c1-16) tree=$DEBIAN_TREE $(du -s -B1 "$DEBIAN_TREE" | cut -f1)"
+	fi
+	if [ -f "$dir/stamp" ] && [ "$(cat "$dir/stamp")" = "$stamp" ]; then
 		log "image $img: cached in $dir"
 		continue
 	fi
@@ -221,8 +248,8 @@ for img in $IMAGES; do
 	rm -rf "$dir" "$dir.tmp"
 	small=()
 	[ "$SMALL" = 1 ] && small=(-small)
-	"$BT" images -image "$img" "${small[@]}" -tree "$TREE" -prefix "$PREFIX" -out "$dir"
-	echo "$IMG_STAMP" >"$dir/stamp"
+	"$BT" images -image "$img" "${small[@]}" -tree "$tree" -prefix "$prefix" -out "$dir"
+	echo "$stamp" >"$dir/stamp"
 done
 
 # layers_of IMG FIELD: one line per layer; fields of layers.tsv are
@@ -376,6 +403,8 @@ CLK_TCK=$(getconf CLK_TCK)
 
 RAW=$LOGDIR/raw.tsv
 : >"$RAW"
+DISK=$LOGDIR/disk.tsv
+: >"$DISK"
 FAILURES=$LOGDIR/failures.txt
 : >"$FAILURES"
 
@@ -451,22 +480,66 @@ measure() {
 	return "$rc"
 }
 
+# state_dir DIR: the state directory an unpack into DIR keeps beside it.
+state_dir() { echo "$(dirname "$1")/.$(basename "$1").ocifetch"; }
+
+# disk_usage HOW TREE STORE: in round 1, appends to the disk file the
+# space (du -s -B1: allocated blocks) the tree, its state directory (and
+# the shadow store in it) and the store take: image how rootfs state
+# shadow store, in bytes.
+disk_usage() {
+	[ "$ROUND" = 1 ] || return 0
+	local how=$1 tree=$2 store=$3 state sizes=() d
+	state=$(state_dir "$tree")
+	for d in "$tree" "$state" "$state/shadow" "$store"; do
+		if [ -e "$d" ]; then
+			sizes+=("$(du -s -B1 "$d" | cut -f1)")
+		else
+			sizes+=(0)
+		fi
+	done
+	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$IMG" "$how" "${sizes[@]}" >>"$DISK"
+}
+
 bench_ocifetch() {
 	local store=$OUT/ocifetch-store cold=$OUT/ocifetch-cold warm=$OUT/ocifetch-warm
-	rm -rf "$store" "$cold" "$warm"
+	rm -rf "$store" "$cold" "$warm" "$(state_dir "$cold")" "$(state_dir "$warm")"
 	settle
 	if measure ocifetch "$cold" "$BIN" unpack --quiet --store "$store" "$REF" "$cold"; then
-		rm -rf "$cold"
+		disk_usage keep "$cold" "$store"
+		rm -rf "$cold" "$(state_dir "$cold")"
 		settle
-		if measure ocifetch-warm "$warm" "$BIN" unpack --quiet --store "$store" "$REF" "$warm" &&
-			((REBUILD)); then
-			settle
-			local args=("${REBUILD_CMD[@]}")
-			[ "${args[-1]}" = --store ] && args+=("$store")
-			measure ocifetch-rebuild - "${args[@]}" "$warm" || true
+		if measure ocifetch-warm "$warm" "$BIN" unpack --quiet --store "$store" "$REF" "$warm"; then
+			if ((REBUILD)); then
+				settle
+				local args=("${REBUILD_CMD[@]}")
+				[ "${args[-1]}" = --store ] && args+=("$store")
+				measure ocifetch-rebuild - "${args[@]}" "$warm" || true
+			fi
+			# Once per image (it recompresses every layer whole to
+			# confirm its recipe): drop the blobs the warm tree makes
+			# again, then put them back.
+			if [ "$ROUND" = 1 ] && [ "$GC_UNPACKED" = 1 ]; then
+				settle
+				if measure ocifetch-gc - "$BIN" gc --unpacked --store "$store"; then
+					disk_usage gc "$warm" "$store"
+				fi
+			fi
 		fi
 	fi
-	rm -rf "$store" "$cold" "$warm"
+	rm -rf "$store" "$cold" "$warm" "$(state_dir "$cold")" "$(state_dir "$warm")"
+}
+
+# unpack --keep-blobs=false: the layers stream from the registry into
+# the tree, the store keeps only the image's documents.
+bench_ocifetch_noblobs() {
+	local store=$OUT/ocifetch-noblobs-store dir=$OUT/ocifetch-noblobs
+	rm -rf "$store" "$dir" "$(state_dir "$dir")"
+	settle
+	if measure ocifetch-noblobs "$dir" "$BIN" unpack --quiet --keep-blobs=false --store "$store" "$REF" "$dir"; then
+		disk_usage noblobs "$dir" "$store"
+	fi
+	rm -rf "$store" "$dir" "$(state_dir "$dir")"
 }
 
 bench_crane() {
@@ -474,8 +547,10 @@ bench_crane() {
 	rm -rf "$dir" && mkdir -p "$dir"
 	settle
 	# shellcheck disable=SC2016 # expanded by the inner shell
-	measure crane "$dir" bash -c 'set -o pipefail; "$1" export --insecure "$2" - | tar -xf - -C "$3"' \
-		_ "$CRANE" "$REF" "$dir" || true
+	if measure crane "$dir" bash -c 'set -o pipefail; "$1" export --insecure "$2" - | tar -xf - -C "$3"' \
+		_ "$CRANE" "$REF" "$dir"; then
+		disk_usage tar-only "$dir" -
+	fi
 	rm -rf "$dir"
 }
 
@@ -484,7 +559,7 @@ bench_skopeo_umoci() {
 	# umoci 0.4.7 refuses zstd layers ("blob is not correct mediatype:
 	# application/vnd.oci.image.layer.v1.tar+zstd"): on a zstd image skopeo
 	# recompresses them to gzip, which the table marks as not comparable.
-	if [ "$(decompressor)" = zstd ]; then
+	if [ "$(decompressor)" = "zstd -dcq" ]; then
 		recompress=(--dest-compress-format gzip)
 	fi
 	rm -rf "$layout" "$dir"
@@ -532,11 +607,13 @@ bench_download() {
 	measure download - curl -sS --fail "${args[@]}" || true
 }
 
-# The decompressor of the image's layers: pigz for gzip, zstd for zstd.
+# The decompressor of the image's layers: pigz for gzip, zstd for zstd,
+# cat for plain tar layers (a command line the inner shells split).
 decompressor() {
 	case "$(layers_of "$IMG" 1 | head -n1)" in
-	*zstd) echo zstd ;;
-	*) echo pigz ;;
+	*zstd) echo zstd -dcq ;;
+	*gzip) echo pigz -dcq ;;
+	*) echo cat ;;
 	esac
 }
 
@@ -547,7 +624,7 @@ bench_pigz_tar() {
 	settle
 	# shellcheck disable=SC2016 # expanded by the inner shell
 	measure pigz-tar "$dir" bash -c \
-		'set -o pipefail; dec=$1 dir=$2; shift 2; for b; do "$dec" -dcq -- "$b" | tar -xf - -C "$dir" || exit 1; done' \
+		'set -o pipefail; dec=$1 dir=$2; shift 2; for b; do $dec -- "$b" | tar -xf - -C "$dir" || exit 1; done' \
 		_ "$(decompressor)" "$dir" "${blobs[@]}" || true
 	rm -rf "$dir"
 }
@@ -568,7 +645,7 @@ bench_decompress() {
 	for p in $(layers_of "$IMG" 6); do blobs+=("${LAYOUT[$IMG]}/$p"); done
 	settle
 	# shellcheck disable=SC2016 # expanded by the inner shell
-	measure decompress - bash -c 'dec=$1; shift; for b; do "$dec" -dcq -- "$b" >/dev/null || exit 1; done' \
+	measure decompress - bash -c 'dec=$1; shift; for b; do $dec -- "$b" >/dev/null || exit 1; done' \
 		_ "$(decompressor)" "${blobs[@]}" || true
 }
 
@@ -599,7 +676,7 @@ REPORT=$LOGDIR/report.md
 		echo "**BENCH_SMALL=1: reduced images, a smoke test of the script, not a measurement against the targets.**"
 		echo
 	fi
-	echo "- settings: BENCH_RUNS=$RUNS BENCH_SMALL=$SMALL BENCH_ON_DISK=$ON_DISK BENCH_IMAGES=\"$IMAGES\" BENCH_TOOLS=\"$TOOLS\""
+	echo "- settings: BENCH_RUNS=$RUNS BENCH_SMALL=$SMALL BENCH_ON_DISK=$ON_DISK BENCH_IMAGES=\"$IMAGES\" BENCH_TOOLS=\"$TOOLS\" BENCH_GC_UNPACKED=$GC_UNPACKED$([ -n "$DEBIAN_TREE" ] && echo " BENCH_DEBIAN_TREE=$DEBIAN_TREE")"
 	echo "- outputs: $OUTFS; registry: docker-registry on $REGISTRY, storage on $(df -PT "$REG_DIR" | awk 'NR == 2 { print $2 }')"
 	echo "- machine: $(nproc) CPUs ($(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), $(free -h | awk '/^Mem:/ { print $2 }') memory, kernel $(uname -r), load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 	echo "- this project: $(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO_DIR" status --porcelain 2>/dev/null | grep -q . && echo ' (work tree with uncommitted changes)'), $(go env GOVERSION); binary $BIN"
@@ -608,6 +685,7 @@ REPORT=$LOGDIR/report.md
 	args=()
 	for img in $IMAGES; do args+=(-image "$img=${LAYOUT[$img]}"); done
 	((REBUILD)) && args+=(-rebuild)
+	[ -s "$DISK" ] && args+=(-disk "$DISK")
 	"$BT" report -raw "$RAW" "${args[@]}"
 	echo
 	cat <<'EOF'
@@ -643,5 +721,6 @@ while [ -e "$name.md" ]; do
 done
 cp "$REPORT" "$name.md"
 cp "$RAW" "$name.tsv"
+[ -s "$DISK" ] && cp "$DISK" "$name.disk.tsv"
 cat "$REPORT"
 log "saved $name.md and $name.tsv (logs in $LOGDIR); $((SECONDS - START_SECONDS)) s in all"

@@ -35,7 +35,12 @@ import (
 //	b  big file: one layer with one file of poorly compressible data, one
 //	   layer with one file of highly compressible text;
 //	c  many layers: a real tree cut into 40 gzip layers;
-//	d  a with zstd layers.
+//	d  a with zstd layers;
+//	e  a with uncompressed (plain tar) layers;
+//	f  Debian-like: a real root filesystem tree (debootstrap's minbase)
+//	   as one gzip layer, then a layer that deletes /usr/share/man and
+//	   /usr/share/locale (whiteouts) and adds the largest libraries again,
+//	   as a package upgrade does: what upper layers shadow.
 const (
 	bigPrefix     = "srv/bench" // where image b's files sit
 	manyLayers    = 40
@@ -51,9 +56,9 @@ var treePrefix = "usr/local/go"
 
 func imagesCmd(args []string) error {
 	fs := flag.NewFlagSet("images", flag.ContinueOnError)
-	name := fs.String("image", "", "a, b, c or d")
+	name := fs.String("image", "", "a, b, c, d, e or f")
 	small := fs.Bool("small", false, "reduced image for smoke tests")
-	treeDir := fs.String("tree", "", "the real file tree for images a, c and d")
+	treeDir := fs.String("tree", "", "the real file tree for images a, c, d, e (and f: a root filesystem)")
 	fs.StringVar(&treePrefix, "prefix", treePrefix, "where the tree sits in the image")
 	out := fs.String("out", "", "OCI image layout to create (must not exist)")
 	if err := fs.Parse(args); err != nil {
@@ -74,11 +79,8 @@ func imagesCmd(args []string) error {
 		return err
 	}
 	switch *name {
-	case "a", "d":
-		comp := "gzip"
-		if *name == "d" {
-			comp = "zstd"
-		}
+	case "a", "d", "e":
+		comp := map[string]string{"a": "gzip", "d": "zstd", "e": "none"}[*name]
 		t, err := loadTree(*treeDir)
 		if err != nil {
 			return err
@@ -111,8 +113,19 @@ func imagesCmd(args []string) error {
 				return err
 			}
 		}
+	case "f":
+		treePrefix = ""
+		t, err := loadTree(*treeDir)
+		if err != nil {
+			return err
+		}
+		for i, l := range debianLayers(t) {
+			if err := b.addLayer(l, "gzip", fmt.Sprintf("layer %d of image f", i+1)); err != nil {
+				return err
+			}
+		}
 	default:
-		return fmt.Errorf("unknown image %q (want a, b, c or d)", *name)
+		return fmt.Errorf("unknown image %q (want a, b, c, d, e or f)", *name)
 	}
 	if err := b.finish(); err != nil {
 		return err
@@ -179,7 +192,49 @@ type entry struct {
 }
 
 // layerPath is where a tree path sits in the image.
-func layerPath(rel string) string { return treePrefix + "/" + rel }
+func layerPath(rel string) string {
+	if treePrefix == "" {
+		return rel
+	}
+	return treePrefix + "/" + rel
+}
+
+// debianLayers is image f: the whole root filesystem, then a layer that
+// deletes the manual pages and the message catalogs (as slimmed images
+// do) and adds the largest shared libraries again (as an upgrade of
+// their packages does), so that the second layer shadows the first's
+// files as real images' upper layers do.
+func debianLayers(t *tree) []map[string]entry {
+	base := map[string]entry{}
+	for _, d := range t.dirs {
+		base[layerPath(d)] = entry{kind: kindTree, src: d}
+	}
+	for _, it := range t.items {
+		base[layerPath(it)] = entry{kind: kindTree, src: it}
+	}
+	up := map[string]entry{}
+	for _, d := range []string{"usr/share/man", "usr/share/locale"} {
+		up[path.Join(path.Dir(d), ".wh."+path.Base(d))] = entry{kind: kindWhiteout}
+	}
+	type sized struct {
+		rel  string
+		size int64
+	}
+	var libs []sized
+	for _, f := range t.files {
+		if !under(f, "usr/lib") || !strings.Contains(path.Base(f), ".so") {
+			continue
+		}
+		if fi, err := os.Lstat(filepath.Join(t.root, filepath.FromSlash(f))); err == nil {
+			libs = append(libs, sized{f, fi.Size()})
+		}
+	}
+	sort.SliceStable(libs, func(i, j int) bool { return libs[i].size > libs[j].size })
+	for _, l := range libs[:min(5, len(libs))] {
+		up[l.rel] = entry{kind: kindTree, src: l.rel}
+	}
+	return []map[string]entry{base, up}
+}
 
 func under(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
 
@@ -358,6 +413,11 @@ func (b *builder) addLayer(entries map[string]entry, comp, comment string) error
 			return err
 		}
 		mediaType = ocispec.MediaTypeImageLayerZstd
+	case "none":
+		// Plain tar layers, as some builders push them (docker save
+		// without compression, Bazel's rules_oci by choice).
+		zw = nopCloser{blobOut}
+		mediaType = ocispec.MediaTypeImageLayer
 	default:
 		return fmt.Errorf("unknown compression %q", comp)
 	}
@@ -403,6 +463,10 @@ func (b *builder) addLayer(entries map[string]entry, comp, comment string) error
 	return nil
 }
 
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
 func digestOf(h hash.Hash) digest.Digest {
 	return digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))
 }
@@ -415,7 +479,11 @@ func writeEntries(tw *tar.Writer, entries map[string]entry) error {
 			if _, ok := entries[d]; ok {
 				continue
 			}
-			if rel, ok := strings.CutPrefix(d, treePrefix+"/"); ok && treeRoot != "" {
+			rel, ok := strings.CutPrefix(d, treePrefix+"/")
+			if treePrefix == "" {
+				rel, ok = d, true
+			}
+			if ok && treeRoot != "" {
 				entries[d] = entry{kind: kindTree, src: rel}
 			} else {
 				entries[d] = entry{kind: kindDir}
