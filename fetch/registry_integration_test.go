@@ -768,7 +768,7 @@ func TestRegistryBadMirrorFallsBackToUpstream(t *testing.T) {
 	cache := testregistry.Start(t, testregistry.WithProxy(rs.Reg.URL, "", ""))
 	mirror := faultproxy.New(t, cache.URL)
 	hosts := t.TempDir()
-	writeHostsFile(t, hosts, rs.Proxy.Host(), fmt.Sprintf("[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", mirror.URL))
+	testutil.WriteHostsFile(t, hosts, rs.Proxy.Host(), fmt.Sprintf("[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", mirror.URL))
 	r := rs.resolve(t, rs.Ref, resolve.WithHostsDir(hosts))
 	if m, ok := r.Source.(resolve.Mirrored); !ok || len(m.Endpoints()) != 2 {
 		t.Fatalf("source %T: want the mirror and the upstream as endpoints", r.Source)
@@ -895,7 +895,7 @@ func TestRegistryMirrorThatIsDownIsSkippedAtOnce(t *testing.T) {
 	rs := newRegSetup(t, false, "integ/mirrordown:v1", 11, 300_000, 600_000)
 	mirror := faultproxy.New(t, rs.Reg.URL)
 	hosts := t.TempDir()
-	writeHostsFile(t, hosts, rs.Proxy.Host(), fmt.Sprintf("[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", mirror.URL))
+	testutil.WriteHostsFile(t, hosts, rs.Proxy.Host(), fmt.Sprintf("[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", mirror.URL))
 	r := rs.resolve(t, rs.Ref, resolve.WithHostsDir(hosts))
 	if mirror.Requests() == 0 {
 		t.Fatal("resolving did not use the mirror")

@@ -23,6 +23,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 	"github.com/ocifetch/ocifetch/resolve"
@@ -363,7 +364,7 @@ func TestResolveThroughMirror(t *testing.T) {
 	counter := testregistry.NewCountingProxy(t, mirror.URL)
 
 	hosts := t.TempDir()
-	writeHosts(t, hosts, upstream.Host, fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", upstream.URL, counter.URL()))
+	testutil.WriteHostsFile(t, hosts, upstream.Host, fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", upstream.URL, counter.URL()))
 	res := mustResolve(t, upstream.Host+"/mirrored/img:v1", resolve.WithHostsDir(hosts))
 	checkImage(t, res, img)
 	if counter.Count("/manifests/") == 0 {
@@ -380,17 +381,6 @@ func TestResolveThroughMirror(t *testing.T) {
 	counter.Close()
 	res = mustResolve(t, upstream.Host+"/mirrored/img:v1", resolve.WithHostsDir(hosts))
 	checkImage(t, res, img)
-}
-
-func writeHosts(t *testing.T, dir, host, body string) {
-	t.Helper()
-	d := filepath.Join(dir, host)
-	if err := os.MkdirAll(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(d, "hosts.toml"), []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func TestResolveNetworkErrors(t *testing.T) {
