@@ -8,11 +8,9 @@ package policy_test
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +24,7 @@ import (
 	"github.com/ocifetch/ocifetch"
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/fetch"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/internal/testutil/cosigntest"
 	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
@@ -51,13 +50,8 @@ type fixture struct {
 
 func TestMain(m *testing.M) {
 	// The tests wait on cosign and the registry more than they compute:
-	// 4 at once rather than one per CPU, unless -parallel was given.
-	flag.Parse()
-	given := false
-	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
-	if !given && runtime.GOMAXPROCS(0) < 4 {
-		flag.Set("test.parallel", "4")
-	}
+	// 4 at once rather than one per CPU.
+	testutil.WaitingParallel(4)
 	code := testregistry.Main(m)
 	if sharedKeys.dir != "" {
 		os.RemoveAll(sharedKeys.dir)

@@ -12,7 +12,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -21,7 +20,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -59,14 +57,8 @@ func TestMain(m *testing.M) {
 	// The end-to-end tests spend their time waiting for the processes
 	// they start (this command, registries, peer tools), not computing:
 	// on two cores the short run took 73 s of CPU in 107 s of wall time
-	// at -parallel 6. Without -parallel on the command line, run 4 at
-	// once rather than one per CPU.
-	flag.Parse()
-	given := false
-	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
-	if !given && runtime.GOMAXPROCS(0) < 4 {
-		flag.Set("test.parallel", "4")
-	}
+	// at -parallel 6. Run 4 at once rather than one per CPU.
+	testutil.WaitingParallel(4)
 	code := testregistry.Main(m)
 	if sharedCLI.dir != "" {
 		os.RemoveAll(sharedCLI.dir)
