@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -29,11 +28,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -184,15 +179,9 @@ func (im e2eImage) layerBytes() (n int64) {
 // file of the given size of incompressible, seed-determined bytes.
 func pushSized(t *testing.T, ref string, seed uint64, sizes []int, opts ...remote.Option) e2eImage {
 	t.Helper()
-	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
-	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 	var im e2eImage
 	for i, size := range sizes {
-		r := rand.New(rand.NewPCG(seed, uint64(i)))
-		data := make([]byte, size)
-		for j := range data {
-			data[j] = byte(r.Uint32())
-		}
+		data := testutil.RandomBytes(rand.New(rand.NewPCG(seed, uint64(i))), size)
 		var buf bytes.Buffer
 		zw, _ := gzip.NewWriterLevel(&buf, gzip.NoCompression)
 		tw := tar.NewWriter(zw)
@@ -202,26 +191,9 @@ func pushSized(t *testing.T, ref string, seed uint64, sizes []int, opts ...remot
 		tw.Write(data)
 		tw.Close()
 		zw.Close()
-		gz := buf.Bytes()
-		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(gz)), nil },
-			tarball.WithMediaType(types.OCILayer))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if img, err = mutate.AppendLayers(img, l); err != nil {
-			t.Fatal(err)
-		}
-		im.Layers = append(im.Layers, gz)
+		im.Layers = append(im.Layers, buf.Bytes())
 	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
+	img := testimage.FromLayers(t, im.Layers, "linux", "amd64", "")
 	testimage.PushImage(t, ref, img, opts...)
 	im.Manifest, _ = img.RawManifest()
 	im.Config, _ = img.RawConfigFile()
