@@ -21,9 +21,7 @@ import (
 func TestResolveOCIArchive(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	idx, imgs := testimage.Index(t,
-		testimage.Platform{OS: "linux", Arch: "amd64"},
-		testimage.Platform{OS: "linux", Arch: "arm64", Variant: "v8"})
+	idx, imgs := amd64AndArm64(t)
 	testimage.WriteLayout(t, dir, map[string]v1.ImageIndex{"v1": idx})
 	archive := filepath.Join(t.TempDir(), "image.tar")
 	testimage.TarDir(t, dir, archive, "./")

@@ -13,10 +13,20 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 	"github.com/ocifetch/ocifetch/resolve"
 )
 
 func digestOf(h v1.Hash) digest.Digest { return digest.Digest(h.String()) }
+
+// amd64AndArm64 returns an index of two random images, linux/amd64 and
+// linux/arm64/v8, and the images in that order.
+func amd64AndArm64(t *testing.T) (v1.ImageIndex, []v1.Image) {
+	t.Helper()
+	return testimage.Index(t,
+		testimage.Platform{OS: "linux", Arch: "amd64"},
+		testimage.Platform{OS: "linux", Arch: "arm64", Variant: "v8"})
+}
 
 // validateRef opens ref and validates it, failing the test on an error.
 func validateRef(t *testing.T, ref string) []resolve.Problem {

@@ -21,9 +21,7 @@ import (
 func TestResolveLayout(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	idx, imgs := testimage.Index(t,
-		testimage.Platform{OS: "linux", Arch: "amd64"},
-		testimage.Platform{OS: "linux", Arch: "arm64", Variant: "v8"})
+	idx, imgs := amd64AndArm64(t)
 	other, otherImgs := testimage.Index(t, testimage.Platform{OS: "linux", Arch: "amd64"})
 	testimage.WriteLayout(t, dir, map[string]v1.ImageIndex{"v1": idx, "v2": other})
 	arm64 := resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "arm64"})
@@ -185,9 +183,7 @@ func TestLayoutReferencesSplitAtTheFirstColon(t *testing.T) {
 func TestLayoutNameWithSeveralEntriesResolvesByPlatform(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	_, imgs := testimage.Index(t,
-		testimage.Platform{OS: "linux", Arch: "amd64"},
-		testimage.Platform{OS: "linux", Arch: "arm64", Variant: "v8"})
+	_, imgs := amd64AndArm64(t)
 	p, err := layout.Write(dir, empty.Index)
 	if err != nil {
 		t.Fatal(err)
