@@ -35,9 +35,7 @@ type bundleCopy struct {
 // with the fixture's key in cosign's bundle format and copies both out.
 func signedBundleCopy(t *testing.T, repoTag string) (*fixture, pushed, bundleCopy) {
 	t.Helper()
-	f := newFixture(t)
-	img := f.push(t, repoTag)
-	f.sign(t, f.key, img, "--new-bundle-format")
+	f, img := newSignedFixture(t, repoTag, "--new-bundle-format")
 	return f, img, copyBundle(t, f, img)
 }
 
