@@ -66,6 +66,16 @@ func mustResolve(t *testing.T, ref string, opts ...resolve.Option) *resolve.Reso
 	return res
 }
 
+// resolveFails resolves ref with opts, as given, fails the test unless
+// that fails with an error of kind (as wantKind checks it), and returns
+// the error.
+func resolveFails(t *testing.T, kind errdefs.Kind, ref string, opts ...resolve.Option) error {
+	t.Helper()
+	_, err := resolve.Resolve(context.Background(), ref, opts...)
+	wantKind(t, err, kind)
+	return err
+}
+
 func wantKind(t *testing.T, err error, kind errdefs.Kind) {
 	t.Helper()
 	if err == nil {
