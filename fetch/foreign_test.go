@@ -85,11 +85,16 @@ func TestForeignLayers(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
-	t.Run("redirects carry no credentials either", func(t *testing.T) {
-		storage := faultproxy.New(t, cdn.URL)
-		redirecting := faultproxy.New(t, cdn.URL)
+	// redirected is the layer at a foreign URL whose host (redirecting)
+	// redirects every request to another (storage).
+	redirected := func(t *testing.T) (storage, redirecting *faultproxy.Proxy, d ocispec.Descriptor) {
+		storage = faultproxy.New(t, cdn.URL)
+		redirecting = faultproxy.New(t, cdn.URL)
 		redirecting.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.Redirect(storage)}})
-		d := foreignDesc(blob, redirecting.URL+"/v2/win/blobs/"+desc.Digest.String())
+		return storage, redirecting, foreignDesc(blob, redirecting.URL+"/v2/win/blobs/"+desc.Digest.String())
+	}
+	t.Run("redirects carry no credentials either", func(t *testing.T) {
+		storage, redirecting, d := redirected(t)
 		s := openStore(t)
 		if err := fetch.FetchBlob(ctx, newHTTPSource(regProxy.URL), s, d, fetch.WithAllowedURLHosts(redirecting.Host(), strings.TrimPrefix(storage.OtherHostURL(), "http://"))); err != nil {
 			t.Fatal(err)
@@ -103,10 +108,7 @@ func TestForeignLayers(t *testing.T) {
 	// to a host the user did not allow: the redirect keeps the first
 	// request's rules.
 	t.Run("a redirect to a host off the allow list is refused", func(t *testing.T) {
-		storage := faultproxy.New(t, cdn.URL)
-		redirecting := faultproxy.New(t, cdn.URL)
-		redirecting.Add(faultproxy.Rule{Faults: []faultproxy.Fault{faultproxy.Redirect(storage)}})
-		d := foreignDesc(blob, redirecting.URL+"/v2/win/blobs/"+desc.Digest.String())
+		storage, redirecting, d := redirected(t)
 		s := openStore(t)
 		err := fetch.FetchBlob(ctx, newHTTPSource(regProxy.URL), s, d, fetch.WithAllowedURLHosts(redirecting.Host()))
 		if err == nil || !errors.Is(err, source.ErrRefused) || !strings.Contains(err.Error(), strings.TrimPrefix(storage.OtherHostURL(), "http://")) || !strings.Contains(err.Error(), "--allow-foreign-host") {

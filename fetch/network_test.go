@@ -10,8 +10,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/fetch"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/internal/testutil/hostile"
 	"github.com/ocifetch/ocifetch/resolve"
 	"github.com/ocifetch/ocifetch/source"
@@ -178,7 +177,7 @@ func mirroredImage(t *testing.T, caps string, opts ...resolve.Option) (up, mirro
 		reg.PutManifest("mirror/app", "v1", ocispec.MediaTypeImageManifest, r.Manifest.Data)
 	}
 	hosts := t.TempDir()
-	writeHostsFile(t, hosts, up.Host, fmt.Sprintf("[host.%q]\n  %s\n", "http://"+mirror.Host, caps))
+	testutil.WriteHostsFile(t, hosts, up.Host, fmt.Sprintf("[host.%q]\n  %s\n", "http://"+mirror.Host, caps))
 	ropts := append([]resolve.Option{resolve.WithKeychain(authn.NewMultiKeychain()), resolve.WithHostsDir(hosts)}, opts...)
 	res, err := resolve.Resolve(context.Background(), up.Host+"/mirror/app:v1", ropts...)
 	if err != nil {
@@ -341,16 +340,4 @@ func TestAPanicInADownloadGoroutineIsAnError(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-}
-
-// writeHostsFile writes DIR/NAME/hosts.toml.
-func writeHostsFile(t *testing.T, dir, name, body string) {
-	t.Helper()
-	d := filepath.Join(dir, name)
-	if err := os.MkdirAll(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(d, "hosts.toml"), []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
 }

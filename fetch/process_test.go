@@ -51,6 +51,15 @@ func childFetch() int {
 	return 0
 }
 
+// childCommand is the test binary run as childFetch, to fetch desc from
+// url into s.
+func childCommand(s *fetch.Store, url string, desc ocispec.Descriptor) *exec.Cmd {
+	descJSON, _ := json.Marshal(desc)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=1", "CHILD_STORE="+s.Dir(), "CHILD_URL="+url, "CHILD_DESC="+string(descJSON))
+	return cmd
+}
+
 // Two processes (and a goroutine of this one) pulling the same digest into
 // one store download it once, and all succeed.
 func TestTwoProcessesShareOneDownload(t *testing.T) {
@@ -59,7 +68,6 @@ func TestTwoProcessesShareOneDownload(t *testing.T) {
 	srv, p := tricklingServer(t, blob, 64<<10, 20*time.Millisecond)
 	s := openStore(t)
 	desc := layerDesc(blob)
-	descJSON, _ := json.Marshal(desc)
 
 	var wg sync.WaitGroup
 	outs := make([]string, 2)
@@ -68,8 +76,7 @@ func TestTwoProcessesShareOneDownload(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), childEnv+"=1", "CHILD_STORE="+s.Dir(), "CHILD_URL="+p.URL, "CHILD_DESC="+string(descJSON))
+			cmd := childCommand(s, p.URL, desc)
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			errs[i] = cmd.Run()
@@ -164,9 +171,7 @@ func TestWaitingNamesTheOtherProcess(t *testing.T) {
 	srv, p := tricklingServer(t, blob, 32<<10, 60*time.Millisecond)
 	s := openStore(t)
 	desc := layerDesc(blob)
-	descJSON, _ := json.Marshal(desc)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=1", "CHILD_STORE="+s.Dir(), "CHILD_URL="+p.URL, "CHILD_DESC="+string(descJSON))
+	cmd := childCommand(s, p.URL, desc)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

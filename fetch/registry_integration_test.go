@@ -26,10 +26,9 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -108,29 +107,12 @@ func (p pushedImage) layerSizes() (total int64) {
 // the given numbers of bytes, pushes it to ref and returns its bytes.
 func pushLayers(t testing.TB, ref string, seed uint64, sizes []int, opts ...remote.Option) pushedImage {
 	t.Helper()
-	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
-	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 	var p pushedImage
 	for i, n := range sizes {
-		gz := gzipTarLayer(t, n, seed*1000+uint64(i))
-		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(gz)), nil },
-			tarball.WithMediaType(types.OCILayer))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if img, err = mutate.AppendLayers(img, l); err != nil {
-			t.Fatal(err)
-		}
-		p.Layers = append(p.Layers, gz)
+		p.Layers = append(p.Layers, gzipTarLayer(t, n, seed*1000+uint64(i)))
 	}
-	cf, err := img.ConfigFile()
+	img, err := mutate.Config(testimage.FromLayers(t, p.Layers, "linux", "amd64", ""), v1.Config{Cmd: []string{"/bin/true"}})
 	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	cf.Config.Cmd = []string{"/bin/true"}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		t.Fatal(err)
 	}
 	testimage.PushImage(t, ref, img, opts...)
@@ -768,7 +750,7 @@ func TestRegistryBadMirrorFallsBackToUpstream(t *testing.T) {
 	cache := testregistry.Start(t, testregistry.WithProxy(rs.Reg.URL, "", ""))
 	mirror := faultproxy.New(t, cache.URL)
 	hosts := t.TempDir()
-	writeHostsFile(t, hosts, rs.Proxy.Host(), fmt.Sprintf("[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", mirror.URL))
+	testutil.WriteHostsFile(t, hosts, rs.Proxy.Host(), fmt.Sprintf("[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", mirror.URL))
 	r := rs.resolve(t, rs.Ref, resolve.WithHostsDir(hosts))
 	if m, ok := r.Source.(resolve.Mirrored); !ok || len(m.Endpoints()) != 2 {
 		t.Fatalf("source %T: want the mirror and the upstream as endpoints", r.Source)
@@ -895,7 +877,7 @@ func TestRegistryMirrorThatIsDownIsSkippedAtOnce(t *testing.T) {
 	rs := newRegSetup(t, false, "integ/mirrordown:v1", 11, 300_000, 600_000)
 	mirror := faultproxy.New(t, rs.Reg.URL)
 	hosts := t.TempDir()
-	writeHostsFile(t, hosts, rs.Proxy.Host(), fmt.Sprintf("[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", mirror.URL))
+	testutil.WriteHostsFile(t, hosts, rs.Proxy.Host(), fmt.Sprintf("[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", mirror.URL))
 	r := rs.resolve(t, rs.Ref, resolve.WithHostsDir(hosts))
 	if mirror.Requests() == 0 {
 		t.Fatal("resolving did not use the mirror")

@@ -54,6 +54,14 @@ func imageFor(t testing.TB, src resolve.Source, p ocispec.Platform, manifestType
 	return r
 }
 
+// twoPlatforms is two images of one source, for linux/amd64 with the
+// layer la and for linux/arm64/v8 with lb.
+func twoPlatforms(t testing.TB, la, lb []byte) (a, b *resolve.Resolved) {
+	t.Helper()
+	src := newMemSource(la, lb)
+	return imageFor(t, src, amd64, ocispec.MediaTypeImageManifest, la), imageFor(t, src, arm64, ocispec.MediaTypeImageManifest, lb)
+}
+
 // allBlobs lists the digests of everything r consists of.
 func allBlobs(r *resolve.Resolved) []digest.Digest {
 	out := []digest.Digest{r.Manifest.Descriptor.Digest, r.Config.Descriptor.Digest}
@@ -140,10 +148,7 @@ func TestUntypedManifestSurvivesGC(t *testing.T) {
 func TestSecondPlatformOfATagKeepsTheFirst(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	la, lb := randomBytes(40_000, 61), randomBytes(50_000, 62)
-	src := newMemSource(la, lb)
-	a := imageFor(t, src, amd64, ocispec.MediaTypeImageManifest, la)
-	b := imageFor(t, src, arm64, ocispec.MediaTypeImageManifest, lb)
+	a, b := twoPlatforms(t, randomBytes(40_000, 61), randomBytes(50_000, 62))
 	// Both chosen from one index, as a pull of one tag does.
 	index := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"manifests":[{"mediaType":%q,"digest":%q,"size":%d,"platform":{"os":"linux","architecture":"amd64"}},{"mediaType":%q,"digest":%q,"size":%d,"platform":{"os":"linux","architecture":"arm64","variant":"v8"}}]}`,
 		ocispec.MediaTypeImageIndex, ocispec.MediaTypeImageManifest, a.Manifest.Descriptor.Digest, a.Manifest.Descriptor.Size,
@@ -518,10 +523,8 @@ func TestGCKeepsReferrersOfKeptImages(t *testing.T) {
 func TestRemoveByNameOrDigest(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	la, lb := randomBytes(1000, 69), randomBytes(1000, 70)
-	src := newMemSource(la, lb)
-	a := imageFor(t, src, amd64, ocispec.MediaTypeImageManifest, la)
-	b := imageFor(t, src, arm64, ocispec.MediaTypeImageManifest, lb)
+	la := randomBytes(1000, 69)
+	a, b := twoPlatforms(t, la, randomBytes(1000, 70))
 	s := openStore(t)
 	for _, r := range []*resolve.Resolved{a, b} {
 		must(t, first(fetch.Pull(ctx, r, s, fetch.WithRefName("app:1"))))

@@ -113,10 +113,8 @@ func TestStreamReportsAMismatchBeforeEOF(t *testing.T) {
 
 func TestOpenLayerTeesIntoTheStore(t *testing.T) {
 	t.Parallel()
-	blob := randomBytes(1<<20, 34)
-	p := trickling(t, blob, 64<<10, 2*time.Millisecond)
-	s := openStore(t)
-	desc := layerDesc(blob)
+	blob, p, r, s := trickledImage(t, 1<<20, 34, 64<<10, 2*time.Millisecond)
+	desc := r.Layers[0].Descriptor
 	ctx := context.Background()
 
 	rc := openLayer(t, ctx, newHTTPSource(p.URL), s, desc)
@@ -141,10 +139,8 @@ func TestOpenLayerTeesIntoTheStore(t *testing.T) {
 
 func TestOpenLayerClosedEarlyKeepsThePartialForLater(t *testing.T) {
 	t.Parallel()
-	blob := randomBytes(2<<20, 35)
-	p := trickling(t, blob, 64<<10, 3*time.Millisecond)
-	s := openStore(t)
-	desc := layerDesc(blob)
+	blob, p, r, s := trickledImage(t, 2<<20, 35, 64<<10, 3*time.Millisecond)
+	desc := r.Layers[0].Descriptor
 	ctx := context.Background()
 
 	rc := openLayer(t, ctx, newHTTPSource(p.URL), s, desc)

@@ -8,11 +8,9 @@ package policy_test
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +24,7 @@ import (
 	"github.com/ocifetch/ocifetch"
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/fetch"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/internal/testutil/cosigntest"
 	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
@@ -51,13 +50,8 @@ type fixture struct {
 
 func TestMain(m *testing.M) {
 	// The tests wait on cosign and the registry more than they compute:
-	// 4 at once rather than one per CPU, unless -parallel was given.
-	flag.Parse()
-	given := false
-	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
-	if !given && runtime.GOMAXPROCS(0) < 4 {
-		flag.Set("test.parallel", "4")
-	}
+	// 4 at once rather than one per CPU.
+	testutil.WaitingParallel(4)
 	code := testregistry.Main(m)
 	if sharedKeys.dir != "" {
 		os.RemoveAll(sharedKeys.dir)
@@ -135,6 +129,16 @@ func (f *fixture) push(t *testing.T, repoTag string) pushed {
 
 // sign signs p's digest with key; extra cosign flags select the layout
 // ("--new-bundle-format") or the claimed identity.
+// newSignedFixture is a new fixture with an image pushed as repoTag and
+// signed with the fixture's key (extra: more cosign sign arguments).
+func newSignedFixture(t *testing.T, repoTag string, extra ...string) (*fixture, pushed) {
+	t.Helper()
+	f := newFixture(t)
+	img := f.push(t, repoTag)
+	f.sign(t, f.key, img, extra...)
+	return f, img
+}
+
 func (f *fixture) sign(t *testing.T, key cosigntest.Key, p pushed, extra ...string) {
 	t.Helper()
 	f.cosign.Sign(t, key, p.byDigest(), extra...)
@@ -327,9 +331,7 @@ func checkRefused(t *testing.T, err error, in ...string) {
 // The policy's default applies to repositories outside its scopes.
 func TestDefaultRejectOutsideScopes(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	img := f.push(t, "outside:v1")
-	f.sign(t, f.key, img)
+	f, img := newSignedFixture(t, "outside:v1")
 	u := unpack(t, img.ref, scoped(f.host+"/inside", f.key.Public, matchRepository))
 	checkRefused(t, u.err, "scope default", "rejects")
 }
@@ -369,9 +371,7 @@ func TestSignedByForAnotherRegistry(t *testing.T) {
 // image with a message naming it, and asks the registry nothing more.
 func TestUnknownRequirementTypeIsRefused(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	img := f.push(t, "unknown-type:v1")
-	f.sign(t, f.key, img)
+	f, img := newSignedFixture(t, "unknown-type:v1")
 	doc := fmt.Sprintf(`{"default": [{"type": "insecureAcceptAnything"}], "transports": {"docker": {%q: [{"type": "sigstoreSigned", "keyPath": %q, "signedIdentity": {"type": "matchRepository"}}, {"type": "fooBar", "level": 3}]}}}`,
 		f.host+"/unknown-type", f.key.Public)
 	f.proxy.Reset()
@@ -389,9 +389,7 @@ func TestUnknownRequirementTypeIsRefused(t *testing.T) {
 // tag of the same digest (tag substitution).
 func TestIdentityCases(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	app := f.push(t, "ident:v1")
-	f.sign(t, f.key, app)
+	f, app := newSignedFixture(t, "ident:v1")
 	named := f.push(t, "named:v1")
 	f.sign(t, f.key, named, "--sign-container-identity="+f.host+"/named:v1")
 	alias := named
@@ -488,9 +486,7 @@ func TestSignatureNamesTheIndex(t *testing.T) {
 // verified again without a signature request.
 func TestOfflineVerificationFromTheStore(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	img := f.push(t, "offline:v1")
-	f.sign(t, f.key, img)
+	f, img := newSignedFixture(t, "offline:v1")
 	f.sign(t, f.key, img, "--new-bundle-format")
 	storeDir := t.TempDir()
 	store, err := fetch.OpenStore(storeDir)
@@ -562,9 +558,7 @@ func (s storeSource) Reference() string { return s.ref }
 // several at once (keyPaths); any of them admits.
 func TestKeyDataAndKeyPaths(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	img := f.push(t, "keys:v1")
-	f.sign(t, f.key, img, "--new-bundle-format")
+	f, img := newSignedFixture(t, "keys:v1", "--new-bundle-format")
 	pem, err := os.ReadFile(f.key.Public)
 	if err != nil {
 		t.Fatal(err)
@@ -586,9 +580,7 @@ func TestKeyDataAndKeyPaths(t *testing.T) {
 // registry's copy admits the image.
 func TestDamagedStoredSignatureFallsBackToTheRegistry(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	img := f.push(t, "damaged:v1")
-	f.sign(t, f.key, img)
+	f, img := newSignedFixture(t, "damaged:v1")
 	u := unpack(t, img.ref, scoped(f.host+"/damaged", f.key.Public, matchRepository))
 	if u.err != nil {
 		t.Fatal(u.err)

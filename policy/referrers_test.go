@@ -31,6 +31,14 @@ type bundleCopy struct {
 	referrerDesc    ocispec.Descriptor
 }
 
+// signedBundleCopy pushes an image as repoTag to a new fixture, signs it
+// with the fixture's key in cosign's bundle format and copies both out.
+func signedBundleCopy(t *testing.T, repoTag string) (*fixture, pushed, bundleCopy) {
+	t.Helper()
+	f, img := newSignedFixture(t, repoTag, "--new-bundle-format")
+	return f, img, copyBundle(t, f, img)
+}
+
 func copyBundle(t *testing.T, f *fixture, img pushed) bundleCopy {
 	t.Helper()
 	get := func(ref string) *remote.Descriptor {
@@ -114,10 +122,7 @@ func (c bundleCopy) serve(reg *hostile.Registry, repo string, list func(subject 
 // not admit it, and the lookup stops after MaxSignatures.
 func TestBundleThroughTheReferrersAPI(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	img := f.push(t, "api:v1")
-	f.sign(t, f.key, img, "--new-bundle-format")
-	c := copyBundle(t, f, img)
+	f, img, c := signedBundleCopy(t, "api:v1")
 	ctx := context.Background()
 
 	for _, tc := range []struct {
@@ -182,10 +187,7 @@ func TestBundleThroughTheReferrersAPI(t *testing.T) {
 // (it failed the whole check with too_large).
 func TestOversizedSignatureDocumentCondemnsItself(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	img := f.push(t, "big:v1")
-	f.sign(t, f.key, img, "--new-bundle-format")
-	c := copyBundle(t, f, img)
+	f, img, c := signedBundleCopy(t, "big:v1")
 	reg := hostile.New(t)
 	ref := c.serve(reg, "big", func(s string) []ocispec.Descriptor {
 		if s != img.digest.String() {

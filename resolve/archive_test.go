@@ -21,9 +21,7 @@ import (
 func TestResolveOCIArchive(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	idx, imgs := testimage.Index(t,
-		testimage.Platform{OS: "linux", Arch: "amd64"},
-		testimage.Platform{OS: "linux", Arch: "arm64", Variant: "v8"})
+	idx, imgs := amd64AndArm64(t)
 	testimage.WriteLayout(t, dir, map[string]v1.ImageIndex{"v1": idx})
 	archive := filepath.Join(t.TempDir(), "image.tar")
 	testimage.TarDir(t, dir, archive, "./")
@@ -55,10 +53,8 @@ func TestResolveOCIArchive(t *testing.T) {
 		t.Fatal("ranged read from the archive differs")
 	}
 
-	_, err = resolve.Resolve(context.Background(), "oci-archive:"+archive+":nope")
-	wantKind(t, err, errdefs.ErrNotFound)
-	_, err = resolve.Resolve(context.Background(), "oci-archive:"+filepath.Join(t.TempDir(), "missing.tar"))
-	wantKind(t, err, errdefs.ErrNotFound)
+	resolveFails(t, errdefs.ErrNotFound, "oci-archive:"+archive+":nope")
+	resolveFails(t, errdefs.ErrNotFound, "oci-archive:"+filepath.Join(t.TempDir(), "missing.tar"))
 
 	// The user's own symlink to the archive is followed, as skopeo
 	// follows it; one to a FIFO is still refused.
@@ -73,8 +69,7 @@ func TestResolveOCIArchive(t *testing.T) {
 	}
 	fifoLink := filepath.Join(t.TempDir(), "fifo.tar")
 	os.Symlink(fifo, fifoLink)
-	_, err = resolve.Resolve(context.Background(), "oci-archive:"+fifoLink)
-	wantKind(t, err, errdefs.ErrInvalidArgument)
+	resolveFails(t, errdefs.ErrInvalidArgument, "oci-archive:"+fifoLink)
 }
 
 func TestResolveDockerArchive(t *testing.T) {
@@ -130,9 +125,7 @@ func TestResolveDockerArchive(t *testing.T) {
 		t.Errorf("reference %q", res.Reference)
 	}
 	for _, ref := range []string{"docker-archive:" + archive + ":@x", "docker-archive:" + archive + ":@-1", "docker-archive:" + archive + ":"} {
-		_, err := resolve.Resolve(context.Background(), ref)
-		wantKind(t, err, errdefs.ErrInvalidArgument)
+		resolveFails(t, errdefs.ErrInvalidArgument, ref)
 	}
-	_, err = resolve.Resolve(context.Background(), "docker-archive:"+archive+":example.com/app:c")
-	wantKind(t, err, errdefs.ErrNotFound)
+	resolveFails(t, errdefs.ErrNotFound, "docker-archive:"+archive+":example.com/app:c")
 }

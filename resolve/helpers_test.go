@@ -13,10 +13,20 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 	"github.com/ocifetch/ocifetch/resolve"
 )
 
 func digestOf(h v1.Hash) digest.Digest { return digest.Digest(h.String()) }
+
+// amd64AndArm64 returns an index of two random images, linux/amd64 and
+// linux/arm64/v8, and the images in that order.
+func amd64AndArm64(t *testing.T) (v1.ImageIndex, []v1.Image) {
+	t.Helper()
+	return testimage.Index(t,
+		testimage.Platform{OS: "linux", Arch: "amd64"},
+		testimage.Platform{OS: "linux", Arch: "arm64", Variant: "v8"})
+}
 
 // validateRef opens ref and validates it, failing the test on an error.
 func validateRef(t *testing.T, ref string) []resolve.Problem {
@@ -54,6 +64,16 @@ func mustResolve(t *testing.T, ref string, opts ...resolve.Option) *resolve.Reso
 		t.Fatalf("Resolve(%s): %v", ref, err)
 	}
 	return res
+}
+
+// resolveFails resolves ref with opts, as given, fails the test unless
+// that fails with an error of kind (as wantKind checks it), and returns
+// the error.
+func resolveFails(t *testing.T, kind errdefs.Kind, ref string, opts ...resolve.Option) error {
+	t.Helper()
+	_, err := resolve.Resolve(context.Background(), ref, opts...)
+	wantKind(t, err, kind)
+	return err
 }
 
 func wantKind(t *testing.T, err error, kind errdefs.Kind) {

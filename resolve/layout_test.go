@@ -21,9 +21,7 @@ import (
 func TestResolveLayout(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	idx, imgs := testimage.Index(t,
-		testimage.Platform{OS: "linux", Arch: "amd64"},
-		testimage.Platform{OS: "linux", Arch: "arm64", Variant: "v8"})
+	idx, imgs := amd64AndArm64(t)
 	other, otherImgs := testimage.Index(t, testimage.Platform{OS: "linux", Arch: "amd64"})
 	testimage.WriteLayout(t, dir, map[string]v1.ImageIndex{"v1": idx, "v2": other})
 	arm64 := resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "arm64"})
@@ -74,8 +72,7 @@ func TestResolveLayoutRefusesSymlinkedBlob(t *testing.T) {
 	if err := os.Symlink(p+".real", p); err != nil {
 		t.Fatal(err)
 	}
-	_, err := resolve.Resolve(context.Background(), "oci:"+dir+":v1", resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"}))
-	wantKind(t, err, errdefs.ErrInvalidArgument)
+	resolveFails(t, errdefs.ErrInvalidArgument, "oci:"+dir+":v1", resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"}))
 }
 
 func TestResolveCommittedLayout(t *testing.T) {
@@ -185,9 +182,7 @@ func TestLayoutReferencesSplitAtTheFirstColon(t *testing.T) {
 func TestLayoutNameWithSeveralEntriesResolvesByPlatform(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	_, imgs := testimage.Index(t,
-		testimage.Platform{OS: "linux", Arch: "amd64"},
-		testimage.Platform{OS: "linux", Arch: "arm64", Variant: "v8"})
+	_, imgs := amd64AndArm64(t)
 	p, err := layout.Write(dir, empty.Index)
 	if err != nil {
 		t.Fatal(err)
@@ -203,8 +198,7 @@ func TestLayoutNameWithSeveralEntriesResolvesByPlatform(t *testing.T) {
 	}
 	// Without a name, the layout's one name is meant.
 	checkImage(t, mustResolve(t, "oci:"+dir, resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "arm64"})), imgs[1])
-	_, err = resolve.Resolve(context.Background(), "oci:"+dir+":app:1", resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "s390x"}))
-	wantKind(t, err, errdefs.ErrPlatformNotFound)
+	err = resolveFails(t, errdefs.ErrPlatformNotFound, "oci:"+dir+":app:1", resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "s390x"}))
 	if err != nil && !strings.Contains(err.Error(), "linux/amd64") {
 		t.Errorf("the error does not list what is there: %v", err)
 	}
@@ -244,6 +238,5 @@ func TestLayoutSkipsEntriesWithInvalidDigests(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkImage(t, mustResolve(t, "oci:"+dir+":app", resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"})), img)
-	_, err = resolve.Resolve(context.Background(), "oci:"+dir+":only-bad")
-	wantKind(t, err, errdefs.ErrManifestInvalid)
+	resolveFails(t, errdefs.ErrManifestInvalid, "oci:"+dir+":only-bad")
 }

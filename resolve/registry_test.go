@@ -23,6 +23,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 	"github.com/ocifetch/ocifetch/resolve"
@@ -111,8 +112,7 @@ func TestResolvePlatforms(t *testing.T) {
 	for _, p := range []string{"linux/s390x", "linux/arm/v6", "windows/amd64"} {
 		t.Run("no "+p, func(t *testing.T) {
 			pl, _ := resolve.ParsePlatform(p)
-			_, err := resolve.Resolve(context.Background(), reg.Host+"/multi/v8:latest", anonymous, resolve.WithPlatform(pl))
-			wantKind(t, err, errdefs.ErrPlatformNotFound)
+			err := resolveFails(t, errdefs.ErrPlatformNotFound, reg.Host+"/multi/v8:latest", anonymous, resolve.WithPlatform(pl))
 			for _, offered := range []string{"linux/amd64", "linux/arm64/v8", "linux/arm/v7"} {
 				if !strings.Contains(err.Error(), offered) {
 					t.Fatalf("error %q does not list %s", err, offered)
@@ -147,12 +147,9 @@ func TestResolvePinnedDigest(t *testing.T) {
 	checkImage(t, res, a)
 
 	missing := "sha256:" + strings.Repeat("0", 64)
-	_, err := resolve.Resolve(context.Background(), reg.Host+"/pin/img@"+missing, anonymous)
-	wantKind(t, err, errdefs.ErrNotFound)
-	_, err = resolve.Resolve(context.Background(), reg.Host+"/pin/img:nope", anonymous)
-	wantKind(t, err, errdefs.ErrNotFound)
-	_, err = resolve.Resolve(context.Background(), reg.Host+"/no/such/repo:v1", anonymous)
-	wantKind(t, err, errdefs.ErrNotFound)
+	resolveFails(t, errdefs.ErrNotFound, reg.Host+"/pin/img@"+missing, anonymous)
+	resolveFails(t, errdefs.ErrNotFound, reg.Host+"/pin/img:nope", anonymous)
+	resolveFails(t, errdefs.ErrNotFound, reg.Host+"/no/such/repo:v1", anonymous)
 }
 
 func TestResolveRejectsBadContent(t *testing.T) {
@@ -266,8 +263,7 @@ func TestResolveTooLargeManifest(t *testing.T) {
 			Platform: &v1.Platform{OS: "linux", Architecture: "amd64"},
 		}}}
 		testimage.PushRaw(t, reg.Host+"/big/claim:v1", testimage.JSON(t, idx), types.OCIImageIndex)
-		_, err := resolve.Resolve(context.Background(), reg.Host+"/big/claim:v1", anonymous, amd64)
-		wantKind(t, err, errdefs.ErrTooLarge)
+		resolveFails(t, errdefs.ErrTooLarge, reg.Host+"/big/claim:v1", anonymous, amd64)
 	})
 
 	// Other registries do serve them: go-containerregistry's does.
@@ -277,21 +273,18 @@ func TestResolveTooLargeManifest(t *testing.T) {
 		host := strings.TrimPrefix(srv.URL, "http://")
 		body := big(t, host)
 		d := testimage.PushRaw(t, host+"/big/img:v1", body, types.OCIManifestSchema1)
-		_, err := resolve.Resolve(context.Background(), host+"/big/img:v1", anonymous)
-		wantKind(t, err, errdefs.ErrTooLarge)
+		resolveFails(t, errdefs.ErrTooLarge, host+"/big/img:v1", anonymous)
 		// Named through an index that gives its true size.
 		idx := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{{
 			MediaType: types.OCIManifestSchema1, Digest: d, Size: int64(len(body)),
 			Platform: &v1.Platform{OS: "linux", Architecture: "amd64"},
 		}}}
 		testimage.PushRaw(t, host+"/big/img:idx", testimage.JSON(t, idx), types.OCIImageIndex)
-		_, err = resolve.Resolve(context.Background(), host+"/big/img:idx", anonymous, amd64)
-		wantKind(t, err, errdefs.ErrTooLarge)
+		resolveFails(t, errdefs.ErrTooLarge, host+"/big/img:idx", anonymous, amd64)
 		// And with a lying size, the body is cut off at the cap.
 		idx.Manifests[0].Size = 1000
 		testimage.PushRaw(t, host+"/big/img:lie", testimage.JSON(t, idx), types.OCIImageIndex)
-		_, err = resolve.Resolve(context.Background(), host+"/big/img:lie", anonymous, amd64)
-		wantKind(t, err, errdefs.ErrSizeMismatch)
+		resolveFails(t, errdefs.ErrSizeMismatch, host+"/big/img:lie", anonymous, amd64)
 	})
 }
 
@@ -311,8 +304,7 @@ func TestResolveBasicAuth(t *testing.T) {
 	_, err = resolve.Resolve(context.Background(), reg.Host+"/auth/img:v1",
 		resolve.WithKeychain(staticKeychain{host: reg.Host, user: "alice", pass: "wrong"}))
 	wantKind(t, err, errdefs.ErrUnauthorized)
-	_, err = resolve.Resolve(context.Background(), reg.Host+"/auth/img:v1", anonymous)
-	wantKind(t, err, errdefs.ErrUnauthorized)
+	resolveFails(t, errdefs.ErrUnauthorized, reg.Host+"/auth/img:v1", anonymous)
 
 	// The same credentials from a Docker config file given as --authfile.
 	authfile := filepath.Join(t.TempDir(), "auth.json")
@@ -350,8 +342,7 @@ func TestResolveTokenAuth(t *testing.T) {
 	_, err = resolve.Resolve(context.Background(), reg.Host+"/tok/img:v1",
 		resolve.WithKeychain(staticKeychain{host: reg.Host, user: "bob", pass: "nope"}), allow)
 	wantKind(t, err, errdefs.ErrUnauthorized)
-	_, err = resolve.Resolve(context.Background(), reg.Host+"/tok/img:v1", anonymous)
-	wantKind(t, err, errdefs.ErrUnauthorized)
+	resolveFails(t, errdefs.ErrUnauthorized, reg.Host+"/tok/img:v1", anonymous)
 }
 
 func TestResolveThroughMirror(t *testing.T) {
@@ -363,7 +354,7 @@ func TestResolveThroughMirror(t *testing.T) {
 	counter := testregistry.NewCountingProxy(t, mirror.URL)
 
 	hosts := t.TempDir()
-	writeHosts(t, hosts, upstream.Host, fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", upstream.URL, counter.URL()))
+	testutil.WriteHostsFile(t, hosts, upstream.Host, fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", upstream.URL, counter.URL()))
 	res := mustResolve(t, upstream.Host+"/mirrored/img:v1", resolve.WithHostsDir(hosts))
 	checkImage(t, res, img)
 	if counter.Count("/manifests/") == 0 {
@@ -382,30 +373,17 @@ func TestResolveThroughMirror(t *testing.T) {
 	checkImage(t, res, img)
 }
 
-func writeHosts(t *testing.T, dir, host, body string) {
-	t.Helper()
-	d := filepath.Join(dir, host)
-	if err := os.MkdirAll(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(d, "hosts.toml"), []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestResolveNetworkErrors(t *testing.T) {
 	t.Parallel()
 	reg := testregistry.Start(t)
 	host := reg.Host
 	reg.Stop()
-	_, err := resolve.Resolve(context.Background(), host+"/gone/img:v1", anonymous)
-	wantKind(t, err, errdefs.ErrNetwork)
+	resolveFails(t, errdefs.ErrNetwork, host+"/gone/img:v1", anonymous)
 
 	// Plain HTTP to a non-loopback host needs an explicit opt-in, even for
 	// private addresses, which go-containerregistry would try over HTTP.
 	rec := &refuseAll{}
-	_, err = resolve.Resolve(context.Background(), "10.255.255.1:5000/a/b:c", anonymous, resolve.WithTransport(rec))
-	wantKind(t, err, errdefs.ErrInvalidArgument)
+	err := resolveFails(t, errdefs.ErrInvalidArgument, "10.255.255.1:5000/a/b:c", anonymous, resolve.WithTransport(rec))
 	if !strings.Contains(err.Error(), "--insecure-registry 10.255.255.1:5000") {
 		t.Fatalf("error does not say how to allow plain HTTP: %v", err)
 	}

@@ -109,18 +109,6 @@ func authHeaders(reqs []hostile.Request) []string {
 	return out
 }
 
-// writeHosts writes DIR/NAME/hosts.toml.
-func writeHosts(t *testing.T, dir, name, body string) {
-	t.Helper()
-	d := filepath.Join(dir, name)
-	if err := os.MkdirAll(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(d, "hosts.toml"), []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // writeAuthfile writes a Docker config with one auths entry.
 func writeAuthfile(t *testing.T, key, user, pass string) string {
 	t.Helper()

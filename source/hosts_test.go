@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/internal/testutil/hostile"
 	"github.com/ocifetch/ocifetch/internal/testutil/testcerts"
 	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
@@ -33,7 +34,7 @@ func TestHubCredentialsNeverReachAServerHost(t *testing.T) {
 			reg.ChallengeBasic() // a client with credentials for it sends them
 			reg.PutImage(t, "library/app", "v1", testimage.Image(t, 1, "linux", "amd64", ""))
 			hosts := t.TempDir()
-			writeHosts(t, hosts, dir, "server = \"http://"+reg.Host+"\"\n")
+			testutil.WriteHostsFile(t, hosts, dir, "server = \"http://"+reg.Host+"\"\n")
 			authfile := writeAuthfile(t, "https://index.docker.io/v1/", "hubuser", "HUBSECRET")
 			res, err := resolve.Resolve(context.Background(), "docker.io/library/app:v1", resolve.WithAuthfile(authfile), resolve.WithHostsDir(hosts))
 			if err != nil {
@@ -80,7 +81,7 @@ func TestMirrorCapabilities(t *testing.T) {
 			mirror := hostile.New(t)
 			mirror.PutImage(t, "caps/app", "v1", img)
 			hosts := t.TempDir()
-			writeHosts(t, hosts, upstream.Host, "[host.\"http://"+mirror.Host+"\"]\n  "+tc.caps+"\n")
+			testutil.WriteHostsFile(t, hosts, upstream.Host, "[host.\"http://"+mirror.Host+"\"]\n  "+tc.caps+"\n")
 			res := mustResolve(t, ref, source.WithHostsDir(hosts))
 			for i := range res.Layers {
 				if _, err := readLayer(t, res, i); err != nil {
@@ -156,7 +157,7 @@ func TestWrongHEADFromAMirrorFallsBack(t *testing.T) {
 				return true
 			})
 			hosts := t.TempDir()
-			writeHosts(t, hosts, upstream.Host, "[host.\"http://"+mirror.Host+"\"]\n")
+			testutil.WriteHostsFile(t, hosts, upstream.Host, "[host.\"http://"+mirror.Host+"\"]\n")
 			res := mustResolve(t, ref, source.WithHostsDir(hosts))
 			if res.Manifest.Descriptor.Digest.String() != d.String() || res.Manifest.Descriptor.Size != int64(len(raw)) {
 				t.Fatalf("resolved %+v", res.Manifest.Descriptor)
@@ -182,7 +183,7 @@ func TestUserinfoInHostURLsIsRefusedAndNeverPrinted(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			hosts := t.TempDir()
-			writeHosts(t, hosts, reg.Host, body)
+			testutil.WriteHostsFile(t, hosts, reg.Host, body)
 			_, err := resolveWith(context.Background(), ref, source.WithHostsDir(hosts))
 			wantKind(t, err, errdefs.ErrInvalidArgument)
 			if strings.Contains(err.Error(), "SECRETPW") || !strings.Contains(err.Error(), "user info") {
@@ -208,7 +209,7 @@ func TestServerWithPlainHTTP(t *testing.T) {
 	ref, _ := image(t, reg, "srv/app")
 	hosts := t.TempDir()
 	server := "http://" + localhost(reg.Host)
-	writeHosts(t, hosts, reg.Host, "server = \""+server+"\"\n")
+	testutil.WriteHostsFile(t, hosts, reg.Host, "server = \""+server+"\"\n")
 	res := mustResolve(t, ref, source.WithHostsDir(hosts))
 	for _, b := range []resolve.Blob{res.Manifest, res.Config} {
 		if b.From != server {
@@ -223,7 +224,7 @@ func TestUnknownHostsKeysAreReported(t *testing.T) {
 	reg := hostile.New(t)
 	ref, _ := image(t, reg, "keys/app")
 	hosts := t.TempDir()
-	writeHosts(t, hosts, reg.Host, "proxy = \"http://proxy.example\"\n\n[host.\"http://"+reg.Host+"\"]\n  cabilities = [\"pull\"]\n")
+	testutil.WriteHostsFile(t, hosts, reg.Host, "proxy = \"http://proxy.example\"\n\n[host.\"http://"+reg.Host+"\"]\n  cabilities = [\"pull\"]\n")
 	var mu sync.Mutex
 	var warnings []string
 	mustResolve(t, ref, source.WithHostsDir(hosts), source.WithWarnings(func(m string) {
@@ -272,18 +273,18 @@ func TestHostsTLS(t *testing.T) {
 		copyFile(certs.CAFile, filepath.Join(hosts, reg.Host, "ca.pem"))
 		copyFile(certs.ClientCertFile, filepath.Join(hosts, reg.Host, "client.pem"))
 		copyFile(certs.ClientKeyFile, filepath.Join(hosts, reg.Host, "client.key"))
-		writeHosts(t, hosts, reg.Host, "server = \"https://"+reg.Host+"\"\nca = \"ca.pem\"\nclient = [[\"client.pem\", \"client.key\"]]\n")
+		testutil.WriteHostsFile(t, hosts, reg.Host, "server = \"https://"+reg.Host+"\"\nca = \"ca.pem\"\nclient = [[\"client.pem\", \"client.key\"]]\n")
 		mustResolve(t, ref, source.WithHostsDir(hosts))
 	})
 	t.Run("without a client certificate", func(t *testing.T) {
 		hosts := t.TempDir()
-		writeHosts(t, hosts, reg.Host, "server = \"https://"+reg.Host+"\"\nca = \""+certs.CAFile+"\"\n")
+		testutil.WriteHostsFile(t, hosts, reg.Host, "server = \"https://"+reg.Host+"\"\nca = \""+certs.CAFile+"\"\n")
 		_, err := resolveWith(context.Background(), ref, append(quick, source.WithHostsDir(hosts))...)
 		wantKind(t, err, errdefs.ErrNetwork)
 	})
 	t.Run("without the CA", func(t *testing.T) {
 		hosts := t.TempDir()
-		writeHosts(t, hosts, reg.Host, "server = \"https://"+reg.Host+"\"\nclient = \""+certs.ClientCertFile+"\"\n")
+		testutil.WriteHostsFile(t, hosts, reg.Host, "server = \"https://"+reg.Host+"\"\nclient = \""+certs.ClientCertFile+"\"\n")
 		_, err := resolveWith(context.Background(), ref, append(quick, source.WithHostsDir(hosts))...)
 		if err == nil {
 			t.Fatal("a server certificate from an unknown CA was accepted")
@@ -303,7 +304,7 @@ func TestHostsTLS(t *testing.T) {
 	})
 	t.Run("a missing CA file is invalid_argument", func(t *testing.T) {
 		hosts := t.TempDir()
-		writeHosts(t, hosts, reg.Host, "server = \"https://"+reg.Host+"\"\nca = \"nope.pem\"\n")
+		testutil.WriteHostsFile(t, hosts, reg.Host, "server = \"https://"+reg.Host+"\"\nca = \"nope.pem\"\n")
 		_, err := resolveWith(context.Background(), ref, source.WithHostsDir(hosts))
 		wantKind(t, err, errdefs.ErrInvalidArgument)
 		if !errors.Is(err, os.ErrNotExist) {
@@ -327,7 +328,7 @@ func TestTLSSettingsStayWithTheirHost(t *testing.T) {
 	hosts := t.TempDir()
 	client := "client = [[\"" + certs.ClientCertFile + "\", \"" + certs.ClientKeyFile + "\"]]\n"
 
-	writeHosts(t, hosts, reg.Host, "server = \"https://"+reg.Host+"\"\nca = \""+certs.CAFile+"\"\n"+client)
+	testutil.WriteHostsFile(t, hosts, reg.Host, "server = \"https://"+reg.Host+"\"\nca = \""+certs.CAFile+"\"\n"+client)
 	mustResolve(t, ref, source.WithHostsDir(hosts))
 	if !reg.Requests()[0].ClientCert {
 		t.Fatal("the registry got no client certificate: the test proves nothing")
@@ -341,7 +342,7 @@ func TestTLSSettingsStayWithTheirHost(t *testing.T) {
 	// With skip_verify and no ca, the registry's certificate is accepted
 	// but the token server's, from the same unknown CA, is not.
 	n := len(tokens.Requests())
-	writeHosts(t, hosts, reg.Host, "server = \"https://"+reg.Host+"\"\nskip_verify = true\n"+client)
+	testutil.WriteHostsFile(t, hosts, reg.Host, "server = \"https://"+reg.Host+"\"\nskip_verify = true\n"+client)
 	_, err := resolveWith(context.Background(), ref, append(quick, source.WithHostsDir(hosts))...)
 	if err == nil || len(tokens.Requests()) != n {
 		t.Fatalf("err = %v, %d token requests: skip_verify reached the token server", err, len(tokens.Requests())-n)

@@ -15,6 +15,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/internal/testutil/hostile"
 	"github.com/ocifetch/ocifetch/internal/testutil/netns"
 	"github.com/ocifetch/ocifetch/internal/testutil/testcerts"
@@ -43,7 +44,7 @@ func TestAddressRulesInANetworkNamespace(t *testing.T) {
 		reg := hostile.New(t, hostile.WithAddr(addr+":0"))
 		ref, img := image(t, reg, "ns/app")
 		hosts := t.TempDir()
-		writeHosts(t, hosts, reg.Host, "server = \"http://"+reg.Host+"\"\nca = \""+certs.CAFile+"\"\n")
+		testutil.WriteHostsFile(t, hosts, reg.Host, "server = \"http://"+reg.Host+"\"\nca = \""+certs.CAFile+"\"\n")
 		return reg, ref, img, append([]source.Option{source.WithInsecureRegistry(reg.Host), source.WithHostsDir(hosts), source.WithWarnings(nil)}, quick...)
 	}
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/internal/testutil/hostile"
 	"github.com/ocifetch/ocifetch/internal/testutil/testcerts"
 	"github.com/ocifetch/ocifetch/resolve"
@@ -110,7 +111,7 @@ func TestRealmOnAnotherLoopbackHostGetsNoCredentials(t *testing.T) {
 			hosts := t.TempDir()
 			// The CA makes the HTTPS token server trusted, so that only
 			// its address can be why credentials are refused.
-			writeHosts(t, hosts, reg.Host, "server = \"http://"+reg.Host+"\"\nca = \""+certs.CAFile+"\"\n")
+			testutil.WriteHostsFile(t, hosts, reg.Host, "server = \"http://"+reg.Host+"\"\nca = \""+certs.CAFile+"\"\n")
 			opts = append(opts, source.WithHostsDir(hosts), source.WithWarnings(nil))
 			_, err := resolveWith(context.Background(), ref, append(quick, opts...)...)
 			switch {
@@ -195,7 +196,7 @@ func TestHTTPSRedirectIsNotDowngraded(t *testing.T) {
 	reg := hostile.New(t, hostile.WithTLS(certs.ServerConfig(false)))
 	ref, img := image(t, reg, "tls/app")
 	hosts := t.TempDir()
-	writeHosts(t, hosts, reg.Host, "server = \"https://"+reg.Host+"\"\nca = \""+certs.CAFile+"\"\n")
+	testutil.WriteHostsFile(t, hosts, reg.Host, "server = \"https://"+reg.Host+"\"\nca = \""+certs.CAFile+"\"\n")
 	opts := []source.Option{source.WithHostsDir(hosts)}
 
 	redirectLayers(t, reg, img, "http://storage.invalid")

@@ -196,14 +196,43 @@ func TestCLIE2ERebuildOutputKinds(t *testing.T) {
 		t.Helper()
 		return runBuilt(t, u.env, "rebuild", "--layer", "1", "-o", out, u.rootfs)
 	}
-	typeOf := func(p string) uint32 {
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
+	checkOutputKinds(t, dir, layer, rebuildTo)
+	t.Run("directory", func(t *testing.T) {
+		d := filepath.Join(dir, "d")
+		os.Mkdir(d, 0o755)
+		r := runBuilt(t, u.env, "rebuild", "--json", "--layer", "1", "-o", d, u.rootfs)
+		if k, _ := exactJSONError(t, r.stdout); r.code != exitUsage || k != "invalid_argument" {
+			t.Errorf("-o DIR: exit %d kind %q", r.code, k)
+		}
+		if names := dirEntries(d); len(names) != 0 {
+			t.Errorf("wrote into the directory: %v", names)
+		}
+	})
+	t.Run("standard output through /proc", func(t *testing.T) {
+		// A private link to /proc/self/fd/1, which is what /dev/stdout is.
+		link := filepath.Join(dir, "stdout")
+		os.Symlink("/proc/self/fd/1", link)
+		cmd := exec.Command(builtCLI(t), "rebuild", "--layer", "1", "-o", link, u.rootfs)
+		cmd.Env = u.env
+		var out bytes.Buffer
+		cmd.Stdout = &out
+		if err := cmd.Run(); err != nil {
 			t.Fatal(err)
 		}
-		return st.Mode & unix.S_IFMT
-	}
+		if !bytes.Equal(out.Bytes(), layer) || fileType(t, link) != unix.S_IFLNK {
+			t.Errorf("standard output got %d bytes; the link is type %o", out.Len(), fileType(t, link))
+		}
+	})
+}
 
+// checkOutputKinds holds rebuild -o FILE, run by rebuildTo, to what
+// TestCLIE2ERebuildOutputKinds says of it, for the FILEs made in dir: a
+// character device (as root), a FIFO and a socket are written through
+// and stay what they are; a symbolic link is followed, dangling or not,
+// and the regular file it reaches is replaced whole, keeping its mode.
+// want is what the command must write.
+func checkOutputKinds(t *testing.T, dir string, want []byte, rebuildTo func(out string) cliRun) {
+	t.Helper()
 	t.Run("character device", func(t *testing.T) {
 		requireRootCLI(t)
 		dev := filepath.Join(dir, "null")
@@ -220,12 +249,12 @@ func TestCLIE2ERebuildOutputKinds(t *testing.T) {
 		}
 		// Through the user's symbolic link too.
 		os.Symlink(dev, filepath.Join(dir, "to-null"))
-		if r := rebuildTo(filepath.Join(dir, "to-null")); r.code != 0 || typeOf(dev) != unix.S_IFCHR || typeOf(filepath.Join(dir, "to-null")) != unix.S_IFLNK {
+		if r := rebuildTo(filepath.Join(dir, "to-null")); r.code != 0 || fileType(t, dev) != unix.S_IFCHR || fileType(t, filepath.Join(dir, "to-null")) != unix.S_IFLNK {
 			t.Errorf("through a link: exit %d %s", r.code, r.stderr)
 		}
 	})
 	// A FIFO and a socket are written through: the reader at the other
-	// end gets the layer, and the file stays what it was.
+	// end gets want, and the file stays what it was.
 	for _, tc := range []struct {
 		name string
 		mode uint32
@@ -264,25 +293,14 @@ func TestCLIE2ERebuildOutputKinds(t *testing.T) {
 			if r := rebuildTo(p); r.code != 0 {
 				t.Fatalf("exit %d: %s", r.code, r.stderr)
 			}
-			if b := receive(t, got); !bytes.Equal(b, layer) {
-				t.Errorf("the reader got %d bytes, not the layer's %d", len(b), len(layer))
+			if b := receive(t, got); !bytes.Equal(b, want) {
+				t.Errorf("the reader got %d bytes, not the %d written", len(b), len(want))
 			}
-			if typeOf(p) != tc.mode {
+			if fileType(t, p) != tc.mode {
 				t.Errorf("the %s is no longer one", tc.name)
 			}
 		})
 	}
-	t.Run("directory", func(t *testing.T) {
-		d := filepath.Join(dir, "d")
-		os.Mkdir(d, 0o755)
-		r := runBuilt(t, u.env, "rebuild", "--json", "--layer", "1", "-o", d, u.rootfs)
-		if k, _ := exactJSONError(t, r.stdout); r.code != exitUsage || k != "invalid_argument" {
-			t.Errorf("-o DIR: exit %d kind %q", r.code, k)
-		}
-		if names := dirEntries(d); len(names) != 0 {
-			t.Errorf("wrote into the directory: %v", names)
-		}
-	})
 	t.Run("symbolic links", func(t *testing.T) {
 		file := filepath.Join(dir, "out.tar")
 		os.WriteFile(file, []byte("old"), 0o600)
@@ -290,7 +308,7 @@ func TestCLIE2ERebuildOutputKinds(t *testing.T) {
 		if r := rebuildTo(filepath.Join(dir, "link")); r.code != 0 {
 			t.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
-		if b, _ := os.ReadFile(file); !bytes.Equal(b, layer) || typeOf(filepath.Join(dir, "link")) != unix.S_IFLNK {
+		if b, _ := os.ReadFile(file); !bytes.Equal(b, want) || fileType(t, filepath.Join(dir, "link")) != unix.S_IFLNK {
 			t.Errorf("through a link to a file: %d bytes", len(b))
 		}
 		if fi, _ := os.Stat(file); fi.Mode().Perm() != 0o600 {
@@ -300,25 +318,20 @@ func TestCLIE2ERebuildOutputKinds(t *testing.T) {
 		if r := rebuildTo(filepath.Join(dir, "dangling")); r.code != 0 {
 			t.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
-		if b, _ := os.ReadFile(filepath.Join(dir, "new.tar")); !bytes.Equal(b, layer) || typeOf(filepath.Join(dir, "dangling")) != unix.S_IFLNK {
+		if b, _ := os.ReadFile(filepath.Join(dir, "new.tar")); !bytes.Equal(b, want) || fileType(t, filepath.Join(dir, "dangling")) != unix.S_IFLNK {
 			t.Errorf("through a dangling link: %d bytes", len(b))
 		}
 	})
-	t.Run("standard output through /proc", func(t *testing.T) {
-		// A private link to /proc/self/fd/1, which is what /dev/stdout is.
-		link := filepath.Join(dir, "stdout")
-		os.Symlink("/proc/self/fd/1", link)
-		cmd := exec.Command(builtCLI(t), "rebuild", "--layer", "1", "-o", link, u.rootfs)
-		cmd.Env = u.env
-		var out bytes.Buffer
-		cmd.Stdout = &out
-		if err := cmd.Run(); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(out.Bytes(), layer) || typeOf(link) != unix.S_IFLNK {
-			t.Errorf("standard output got %d bytes; the link is type %o", out.Len(), typeOf(link))
-		}
-	})
+}
+
+// fileType is the S_IFMT bits of p, not following a symbolic link.
+func fileType(t *testing.T, p string) uint32 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Mode & unix.S_IFMT
 }
 
 // receive waits for what a reader got; a reader nobody writes to (the

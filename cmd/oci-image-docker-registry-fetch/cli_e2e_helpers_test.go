@@ -238,34 +238,25 @@ type tarFile struct {
 	typ              byte
 }
 
-// makeTar builds an uncompressed tar of files.
+// makeTar builds an uncompressed tar of files (with layerOf).
 func makeTar(t *testing.T, files ...tarFile) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
+	es := make([]ent, 0, len(files))
 	for _, f := range files {
 		typ := f.typ
 		if typ == 0 {
 			typ = tar.TypeReg
 		}
-		h := &tar.Header{Name: f.name, Typeflag: typ, Mode: 0o644, Linkname: f.link, Format: tar.FormatPAX}
+		h := tar.Header{Name: f.name, Typeflag: typ, Mode: 0o644, Linkname: f.link, Format: tar.FormatPAX}
 		if typ == tar.TypeDir {
 			h.Mode = 0o755
 		}
 		if typ == tar.TypeReg {
 			h.Size = int64(len(f.body))
 		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.WriteString(tw, f.body); err != nil {
-			t.Fatal(err)
-		}
+		es = append(es, ent{h, f.body})
 	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return layerOf(t, es...)
 }
 
 func gzipBytes(t *testing.T, b []byte) []byte {

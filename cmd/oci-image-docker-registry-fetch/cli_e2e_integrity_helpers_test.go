@@ -7,6 +7,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -44,6 +45,7 @@ func ewhiteout(dir, name string) ent {
 	return efile(filepath.Join(dir, ".wh."+name), "", 0o644)
 }
 
+// layerOf builds an uncompressed tar of the entries.
 func layerOf(t *testing.T, es ...ent) []byte {
 	t.Helper()
 	var b bytes.Buffer
@@ -53,7 +55,9 @@ func layerOf(t *testing.T, es ...ent) []byte {
 		if err := tw.WriteHeader(&h); err != nil {
 			t.Fatal(err)
 		}
-		tw.Write([]byte(e.body))
+		if _, err := io.WriteString(tw, e.body); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)

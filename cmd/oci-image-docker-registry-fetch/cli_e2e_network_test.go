@@ -2,15 +2,14 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/internal/testutil/hostile"
 	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
@@ -107,12 +106,7 @@ func TestCLIE2EHostsToml(t *testing.T) {
 	env := cliEnv(t)
 	write := func(body string) string {
 		dir := t.TempDir()
-		if err := os.MkdirAll(filepath.Join(dir, reg.Host), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, reg.Host, "hosts.toml"), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		testutil.WriteHostsFile(t, dir, reg.Host, body)
 		return dir
 	}
 	secret := write("[host.\"http://mirror:S3CRETPW@" + reg.Host + "\"]\n")

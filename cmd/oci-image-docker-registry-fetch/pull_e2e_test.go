@@ -12,16 +12,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,11 +28,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -59,14 +52,8 @@ func TestMain(m *testing.M) {
 	// The end-to-end tests spend their time waiting for the processes
 	// they start (this command, registries, peer tools), not computing:
 	// on two cores the short run took 73 s of CPU in 107 s of wall time
-	// at -parallel 6. Without -parallel on the command line, run 4 at
-	// once rather than one per CPU.
-	flag.Parse()
-	given := false
-	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
-	if !given && runtime.GOMAXPROCS(0) < 4 {
-		flag.Set("test.parallel", "4")
-	}
+	// at -parallel 6. Run 4 at once rather than one per CPU.
+	testutil.WaitingParallel(4)
 	code := testregistry.Main(m)
 	if sharedCLI.dir != "" {
 		os.RemoveAll(sharedCLI.dir)
@@ -192,15 +179,9 @@ func (im e2eImage) layerBytes() (n int64) {
 // file of the given size of incompressible, seed-determined bytes.
 func pushSized(t *testing.T, ref string, seed uint64, sizes []int, opts ...remote.Option) e2eImage {
 	t.Helper()
-	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
-	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 	var im e2eImage
 	for i, size := range sizes {
-		r := rand.New(rand.NewPCG(seed, uint64(i)))
-		data := make([]byte, size)
-		for j := range data {
-			data[j] = byte(r.Uint32())
-		}
+		data := testutil.RandomBytes(rand.New(rand.NewPCG(seed, uint64(i))), size)
 		var buf bytes.Buffer
 		zw, _ := gzip.NewWriterLevel(&buf, gzip.NoCompression)
 		tw := tar.NewWriter(zw)
@@ -210,26 +191,9 @@ func pushSized(t *testing.T, ref string, seed uint64, sizes []int, opts ...remot
 		tw.Write(data)
 		tw.Close()
 		zw.Close()
-		gz := buf.Bytes()
-		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(gz)), nil },
-			tarball.WithMediaType(types.OCILayer))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if img, err = mutate.AppendLayers(img, l); err != nil {
-			t.Fatal(err)
-		}
-		im.Layers = append(im.Layers, gz)
+		im.Layers = append(im.Layers, buf.Bytes())
 	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
+	img := testimage.FromLayers(t, im.Layers, "linux", "amd64", "")
 	testimage.PushImage(t, ref, img, opts...)
 	im.Manifest, _ = img.RawManifest()
 	im.Config, _ = img.RawConfigFile()

@@ -26,6 +26,14 @@ func modes(t *testing.T, f func(t *testing.T, opts []Option)) {
 	t.Run("fallback", func(t *testing.T) { f(t, []Option{WithFallback()}) })
 }
 
+// rooted runs f in both modes on a fresh fixture's root, opened.
+func rooted(t *testing.T, f func(t *testing.T, root string, r *Root)) {
+	modes(t, func(t *testing.T, opts []Option) {
+		root, _ := fixture(t)
+		f(t, root, open(t, root, opts))
+	})
+}
+
 // confined runs f in both modes on a fresh fixture, and checks after
 // it that nothing outside the root changed.
 func confined(t *testing.T, f func(t *testing.T, root, outside string, opts []Option)) {
@@ -320,9 +328,7 @@ func TestOpenFileRefusesNonRegular(t *testing.T) {
 
 func TestMknodRefusesOversizedDevices(t *testing.T) {
 	t.Parallel()
-	modes(t, func(t *testing.T, opts []Option) {
-		root, _ := fixture(t)
-		r := open(t, root, opts)
+	rooted(t, func(t *testing.T, _ string, r *Root) {
 		for _, d := range [][2]int64{{1 << 12, 0}, {0, 1 << 20}, {-1, 0}, {1 << 32, 1}} {
 			if err := r.Mknod("dev", unix.S_IFCHR|0600, d[0], d[1]); !errors.Is(err, unix.ERANGE) {
 				t.Errorf("%v: %v, want ERANGE", d, err)
@@ -364,9 +370,7 @@ func TestSymlinkLoop(t *testing.T) {
 
 func TestParentCacheFollowsReplacement(t *testing.T) {
 	t.Parallel()
-	modes(t, func(t *testing.T, opts []Option) {
-		root, _ := fixture(t)
-		r := open(t, root, opts)
+	rooted(t, func(t *testing.T, root string, r *Root) {
 		for _, step := range []func() error{
 			func() error { return r.Mkdir("a", 0755) },
 			func() error { f, err := r.Create("a/f1", 0644); f.Close(); return err },
@@ -387,9 +391,7 @@ func TestParentCacheFollowsReplacement(t *testing.T) {
 
 func TestChmodKeepsSpecialBits(t *testing.T) {
 	t.Parallel()
-	modes(t, func(t *testing.T, opts []Option) {
-		root, _ := fixture(t)
-		r := open(t, root, opts)
+	rooted(t, func(t *testing.T, _ string, r *Root) {
 		r.Mkdir("d", 0755)
 		f, _ := r.Create("d/f", 0644)
 		f.Close()

@@ -2,7 +2,8 @@
 // production packages under internal/ so a reader can tell the two at a
 // glance. Itself it holds the two test tiers' one rule (Scale, First),
 // the one way to treat an absent tool (Missing, Tool: a skip locally, a
-// failure in CI), and the check that the docs cite only tests that exist;
+// failure in CI), the CRC forger of the integrity tests (ForgeCRC), and
+// the check that the docs cite only tests that exist;
 // its subpackages hold the rest:
 //
 //	testregistry  a real distribution registry process, token server and proxy

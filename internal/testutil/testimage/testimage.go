@@ -6,6 +6,7 @@ package testimage
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -24,6 +26,25 @@ func Image(t testing.TB, layers int, os, arch, variant string) v1.Image {
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 	for i := 0; i < layers; i++ {
 		l, err := random.Layer(512, types.OCILayer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if img, err = mutate.AppendLayers(img, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return withPlatform(t, img, os, arch, variant)
+}
+
+// FromLayers returns an OCI image for a platform whose layers are the
+// given gzip blobs, byte for byte (what the registry will serve).
+func FromLayers(t testing.TB, gzLayers [][]byte, os, arch, variant string) v1.Image {
+	t.Helper()
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	for _, gz := range gzLayers {
+		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(gz)), nil },
+			tarball.WithMediaType(types.OCILayer))
 		if err != nil {
 			t.Fatal(err)
 		}
