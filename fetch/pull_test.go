@@ -480,9 +480,13 @@ func TestProgressEvents(t *testing.T) {
 		var downloading, retrying int
 		for j, ev := range evs {
 			// Byte progress is throttled: two downloading events in a
-			// row are at least the interval apart.
+			// row are the interval apart where they are sent. They are
+			// timed here, on arrival, where a late delivery of the first
+			// (a parallel test holding the CPU) shortens the gap; half
+			// the interval still tells a throttled stream from one that
+			// is not (events microseconds apart).
 			if j > 0 && ev.State == fetch.StateDownloading && evs[j-1].State == fetch.StateDownloading {
-				if gap := at[l.Digest][j].Sub(at[l.Digest][j-1]); gap < interval-time.Millisecond {
+				if gap := at[l.Digest][j].Sub(at[l.Digest][j-1]); gap < interval/2 {
 					t.Errorf("layer %d: downloading events %v apart", i, gap)
 				}
 				if ev.Done < evs[j-1].Done {
