@@ -31,9 +31,9 @@ type URLClient struct {
 
 // NewURLClient returns a client for foreign-layer URLs on the allowed
 // hosts ("host" or "host:port", in lower case). base, if not nil, is the
-// caller's client, whose redirect policy is wrapped; otherwise one with
-// conns idle connections per host is made. n's User-Agent is sent, and
-// n's Trace told of every request.
+// caller's client, whose redirect policy is wrapped and whose cookie
+// jar is not used; otherwise one with conns idle connections per host
+// is made. n's User-Agent is sent, and n's Trace told of every request.
 func NewURLClient(base *http.Client, allowed map[string]bool, conns int, n Network) *URLClient {
 	c := &URLClient{allowed: allowed}
 	var hc http.Client
@@ -52,6 +52,9 @@ func NewURLClient(base *http.Client, allowed map[string]bool, conns int, n Netwo
 		tr.ResponseHeaderTimeout = 60 * time.Second
 		inner = tr
 	}
+	// A caller's jar would add its cookies to every request, redirects
+	// included, after CheckRedirect strips them.
+	hc.Jar = nil
 	hc.Transport = uaTransport{inner: inner, ua: n.UserAgent, trace: n.Trace}
 	next := hc.CheckRedirect
 	hc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
