@@ -367,9 +367,13 @@ func (s *Store) dropUnpacked(ctx context.Context, check UnpackedChecker, keep ma
 				res.KeptUnpacked = append(res.KeptUnpacked, KeptBlob{Digest: v.Digest, Rootfs: u.Rootfs, Reason: v.Reason})
 			case v.Reproducible:
 				// Dropped before (not kept by its unpack, or relying on
-				// another tree): this tree vouches for it too, confirmed.
-				if old, ok, _ := s.DroppedBlob(v.Digest); ok {
-					old.ReliesOn, old.Confirmed = append(old.ReliesOn, rel), true
+				// another tree): this tree vouches for it too, confirmed;
+				// listed once, and nothing written when it already is.
+				if old, ok, _ := s.DroppedBlob(v.Digest); ok && (!old.Confirmed || !slices.Contains(old.ReliesOn, rel)) {
+					if !slices.Contains(old.ReliesOn, rel) {
+						old.ReliesOn = append(old.ReliesOn, rel)
+					}
+					old.Confirmed = true
 					if err := s.mergeDropped(old); err != nil {
 						return err
 					}
