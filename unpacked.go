@@ -2,7 +2,6 @@ package ocifetch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -262,11 +261,9 @@ func checkRootfs(ctx context.Context, r fetch.Reliance) RootfsCheck {
 		c.Status, c.Detail = RootfsDrifted, fmt.Sprintf("%d paths differ from what was unpacked, e.g. %s %q", len(drift), drift[0].Kind, drift[0].Path)
 	case errdefs.KindOf(err) == errdefs.ErrBusy:
 		c.Status, c.Detail = RootfsBusy, err.Error()
-	case errdefs.KindOf(err) == errdefs.ErrNotFound || errors.Is(err, os.ErrNotExist):
-		c.Status, c.Detail = RootfsMissing, err.Error()
 	default:
-		// Not complete, another tree's state, another version: not a
-		// tree that can stand in for a blob.
+		// Gone, not complete, another tree's state, another version: not
+		// a tree that can stand in for a blob.
 		c.Status, c.Detail = RootfsMissing, err.Error()
 	}
 	return c
