@@ -24,6 +24,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/fetch"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/internal/testutil/faultproxy"
 	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 	"github.com/ocifetch/ocifetch/resolve"
@@ -95,13 +96,7 @@ func randomImage(t *testing.T, layers int64, oci bool) v1.Image {
 // Tools that read OCI layouts read the store as it is.
 func TestStoreIsReadableBySkopeo(t *testing.T) {
 	t.Parallel()
-	skopeo, err := exec.LookPath("skopeo")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("skopeo is required in CI")
-		}
-		t.Skip("skopeo not installed")
-	}
+	skopeo := testutil.Tool(t, "skopeo")
 	// Only OCI-typed images: skopeo's oci: transport (containers/image)
 	// skips index.json entries whose mediaType is not an OCI manifest, so
 	// a Docker schema 2 image, stored byte-for-byte under its own digest
@@ -153,13 +148,7 @@ func TestStoreIsReadableBySkopeo(t *testing.T) {
 
 func TestStoreIsReadableByUmoci(t *testing.T) {
 	t.Parallel()
-	umoci, err := exec.LookPath("umoci")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("umoci is required in CI")
-		}
-		t.Skip("umoci not installed")
-	}
+	umoci := testutil.Tool(t, "umoci")
 	r, _ := resolvedFromImage(t, randomImage(t, 2, true))
 	s := openStore(t)
 	if _, err := fetch.Pull(context.Background(), r, s, fetch.WithRefName("app")); err != nil {

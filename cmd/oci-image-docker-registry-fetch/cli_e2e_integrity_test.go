@@ -380,13 +380,7 @@ func TestCLIE2EInspectQuotesConfig(t *testing.T) {
 // umociUnpack unpacks the layout's image "t" with umoci.
 func umociUnpack(t *testing.T, layout string) string {
 	t.Helper()
-	umoci, err := exec.LookPath("umoci")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("umoci is required in CI: %v", err)
-		}
-		t.Skip("umoci not installed")
-	}
+	umoci := testutil.Tool(t, "umoci")
 	dir := filepath.Join(t.TempDir(), "umoci")
 	if out, err := exec.Command(umoci, "raw", "unpack", "--image", layout+":t", dir).CombinedOutput(); err != nil {
 		t.Fatalf("umoci: %v\n%s", err, out)

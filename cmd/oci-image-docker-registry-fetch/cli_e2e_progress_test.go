@@ -107,10 +107,6 @@ func TestCLIE2EUnpackBundleProgress(t *testing.T) {
 // blobs on 24 rows 546 lines.
 func TestCLIE2EProgressTerminal(t *testing.T) {
 	t.Parallel()
-	tmux, err := exec.LookPath("tmux")
-	if err != nil {
-		t.Fatal("tmux is needed to test the terminal progress display (apt-get install tmux)")
-	}
 	reg := hostile.New(t)
 	img := testimage.Image(t, 30, "linux", "amd64", "")
 	ref := reg.PutImage(t, "app", "v1", img)
@@ -135,24 +131,7 @@ func TestCLIE2EProgressTerminal(t *testing.T) {
 		t.Run(fmt.Sprintf("%dx%d", size[0], size[1]), func(t *testing.T) {
 			t.Parallel()
 			work := t.TempDir()
-			sock := filepath.Join(work, "tmux.sock")
-			tm := func(args ...string) string {
-				out, err := exec.Command(tmux, append([]string{"-S", sock}, args...)...).CombinedOutput()
-				if err != nil {
-					t.Fatalf("tmux %v: %v\n%s", args, err, out)
-				}
-				return string(out)
-			}
-			script := filepath.Join(work, "run.sh")
-			var envs strings.Builder
-			for _, kv := range cliEnv(t) {
-				if k, _, _ := strings.Cut(kv, "="); k == "PATH" || strings.HasPrefix(k, "XDG_") || k == "DOCKER_CONFIG" || k == "HOME" {
-					fmt.Fprintf(&envs, "export %s\n", shellQuote(kv))
-				}
-			}
-			os.WriteFile(script, []byte("#!/bin/sh\n"+envs.String()+shellQuote(bin)+" pull --jobs 8 --store "+shellQuote(filepath.Join(work, "store"))+" "+ref+"\necho EXIT=$?\nsleep 60\n"), 0o755)
-			tm("new-session", "-d", "-x", strconv.Itoa(size[0]), "-y", strconv.Itoa(size[1]), "-s", "p", script)
-			defer exec.Command(tmux, "-S", sock, "kill-server").Run()
+			tm := inTmux(t, work, cliEnv(t), size, shellQuote(bin)+" pull --jobs 8 --store "+shellQuote(filepath.Join(work, "store"))+" "+ref)
 			deadline := time.Now().Add(60 * time.Second)
 			var screen string
 			for {
@@ -192,6 +171,40 @@ func TestCLIE2EProgressTerminal(t *testing.T) {
 			}
 		})
 	}
+}
+
+// inTmux runs the shell command line in a tmux session of size[0]
+// columns and size[1] rows, with the environment's PATH, HOME, XDG_* and
+// DOCKER_CONFIG; "EXIT=status" follows its output. It returns a function
+// that runs a tmux command against that session's server, which ends
+// with the test.
+func inTmux(t *testing.T, work string, env []string, size [2]int, cmdline string) func(args ...string) string {
+	t.Helper()
+	tmux, err := exec.LookPath("tmux")
+	if err != nil {
+		t.Fatal("tmux is needed to test the terminal progress display (apt-get install tmux)")
+	}
+	sock := filepath.Join(work, "tmux.sock")
+	tm := func(args ...string) string {
+		out, err := exec.Command(tmux, append([]string{"-S", sock}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tmux %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	var envs strings.Builder
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); k == "PATH" || strings.HasPrefix(k, "XDG_") || k == "DOCKER_CONFIG" || k == "HOME" {
+			fmt.Fprintf(&envs, "export %s\n", shellQuote(kv))
+		}
+	}
+	script := filepath.Join(work, "run.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\n"+envs.String()+cmdline+"\necho EXIT=$?\nsleep 60\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tm("new-session", "-d", "-x", strconv.Itoa(size[0]), "-y", strconv.Itoa(size[1]), "-s", "p", script)
+	t.Cleanup(func() { exec.Command(tmux, "-S", sock, "kill-server").Run() })
+	return tm
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

@@ -212,29 +212,8 @@ func TestCLIE2EApplyProgress(t *testing.T) {
 		}
 	}
 
-	tmux, err := exec.LookPath("tmux")
-	if err != nil {
-		t.Fatal("tmux is needed to test the terminal progress display (apt-get install tmux)")
-	}
-	sock := filepath.Join(work, "tmux.sock")
-	tm := func(args ...string) string {
-		out, err := exec.Command(tmux, append([]string{"-S", sock}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("tmux %v: %v\n%s", args, err, out)
-		}
-		return string(out)
-	}
-	var envs strings.Builder
-	for _, kv := range env {
-		if k, _, _ := strings.Cut(kv, "="); k == "PATH" || strings.HasPrefix(k, "XDG_") || k == "DOCKER_CONFIG" || k == "HOME" {
-			fmt.Fprintf(&envs, "export %s\n", shellQuote(kv))
-		}
-	}
-	script := filepath.Join(work, "run.sh")
-	os.WriteFile(script, []byte("#!/bin/sh\n"+envs.String()+shellQuote(builtCLI(t))+" unpack --insecure-policy --store "+
-		shellQuote(filepath.Join(work, "tty-store"))+" "+ref+" "+shellQuote(filepath.Join(work, "tty"))+"\necho EXIT=$?\nsleep 60\n"), 0o755)
-	tm("new-session", "-d", "-x", "80", "-y", "24", "-s", "p", script)
-	defer exec.Command(tmux, "-S", sock, "kill-server").Run()
+	tm := inTmux(t, work, env, [2]int{80, 24}, shellQuote(builtCLI(t))+" unpack --insecure-policy --store "+
+		shellQuote(filepath.Join(work, "tty-store"))+" "+ref+" "+shellQuote(filepath.Join(work, "tty")))
 	var screen string
 	waitFor(t, "the unpack in tmux", func() bool {
 		screen = tm("capture-pane", "-p", "-t", "p")
