@@ -23,7 +23,6 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/asynchash"
-	"github.com/ocifetch/ocifetch/internal/atomicfile"
 	"github.com/ocifetch/ocifetch/internal/fsroot"
 )
 
@@ -643,18 +642,11 @@ func (rb *rebuilder) copyPrivately(ctx context.Context, f *os.File, size int64) 
 // is outside any container's reach), or in the system's temporary
 // directory when dir refuses.
 func privateTemp(dir string) (*os.File, error) {
-	for _, d := range []string{dir, os.TempDir()} {
-		fd, err := unix.Open(d, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
-		if err == nil {
-			return os.NewFile(uintptr(fd), filepath.Join(d, "rebuild-copy")), nil
-		}
-	}
-	f, err := os.CreateTemp("", atomicfile.TempPrefix+"rebuild-")
+	f, err := scratchFile(dir, "rebuild-copy")
 	if err != nil {
-		return nil, err
+		f, err = scratchFile(os.TempDir(), "rebuild-copy")
 	}
-	os.Remove(f.Name())
-	return f, nil
+	return f, err
 }
 
 // legacyPayload streams a payload of a format-1 state (for Upgrade, whose
