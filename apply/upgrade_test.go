@@ -125,3 +125,51 @@ func TestUpgradeRefusesAChangedTree(t *testing.T) {
 		})
 	}
 }
+
+// An Upgrade killed while it swapped the metadata (the old tarsplit/ and
+// shadow/ moved aside, new ones in their place, state.json still of
+// format 1) is finished by running it again: the old metadata was lost
+// with the scratch directory, and the tree could no longer be upgraded.
+func TestUpgradeAfterACrashInTheSwap(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	dir := v1Tree(t)
+	target, state := filepath.Join(dir, "rootfs"), filepath.Join(dir, ".rootfs.ocifetch")
+	var tars [][]byte
+	for _, n := range []string{"1.tar", "2.tar"} {
+		b, err := os.ReadFile(filepath.Join(dir, "layers", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tars = append(tars, b)
+	}
+	scratch := filepath.Join(state, upgradeDir)
+	if err := os.Mkdir(scratch, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{tarsplitDir, shadowDir} {
+		if err := os.MkdirAll(filepath.Join(state, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(state, d), filepath.Join(scratch, "old-"+d)); err != nil {
+			t.Fatal(err)
+		}
+		// What the fresh apply recorded, in the new format.
+		if err := os.Mkdir(filepath.Join(state, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(state, d, "fresh"), []byte("new format"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	upgraded, err := Upgrade(context.Background(), state, target)
+	if err != nil || !upgraded {
+		t.Fatalf("upgrade after a crash in the swap: %v, %v", upgraded, err)
+	}
+	a := applied{target: target, state: state, tars: tars}
+	a.noDrift(t)
+	a.checkRebuilds(t)
+	if _, err := os.Stat(scratch); !os.IsNotExist(err) {
+		t.Errorf("scratch directory left behind: %v", err)
+	}
+}
