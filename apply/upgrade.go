@@ -74,15 +74,20 @@ func Upgrade(ctx context.Context, stateDir, rootfs string) (upgraded bool, err e
 		}
 		return false, err
 	}
+	scratch := filepath.Join(s, upgradeDir)
 	switch {
 	case old.Version == stateVersion:
+		// An upgrade killed after it wrote state.json left its scratch
+		// copy, as large as the tree.
+		if err := os.RemoveAll(scratch); err != nil {
+			return false, errdefs.Wrap(err, errdefs.ErrInternal, "removing an earlier upgrade's leftovers")
+		}
 		return false, checkIdentity(old, s, t)
 	case old.Version != 1:
 		return false, versionError(s, old.Version)
 	case old.Status != StatusComplete:
 		return false, errdefs.New(errdefs.ErrInvalidArgument, "the unpack into %s did not complete (status %q): there is nothing to upgrade; remove it and %s and unpack again", t, old.Status, s)
 	}
-	scratch := filepath.Join(s, upgradeDir)
 	// A swap (below) that a crash interrupted: state.json still says
 	// format 1, so put the old metadata back before the leftovers go.
 	for _, d := range []string{tarsplitDir, shadowDir} {

@@ -89,6 +89,17 @@ func TestUpgradeFromFormat1(t *testing.T) {
 	if again, err := Upgrade(context.Background(), state, target); again || err != nil {
 		t.Errorf("upgrade of a current state: %v, %v", again, err)
 	}
+	// What an upgrade killed after writing state.json leaves: its
+	// scratch copy goes on the next run.
+	if err := os.MkdirAll(filepath.Join(state, upgradeDir, "rootfs"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := Upgrade(context.Background(), state, target); again || err != nil {
+		t.Errorf("upgrade of a current state: %v, %v", again, err)
+	}
+	if _, err := os.Stat(filepath.Join(state, upgradeDir)); !os.IsNotExist(err) {
+		t.Errorf("scratch directory left behind: %v", err)
+	}
 }
 
 // A format 1 tree that changed since its unpack is not upgraded: the
