@@ -23,7 +23,6 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/asynchash"
-	"github.com/ocifetch/ocifetch/internal/atomicfile"
 	"github.com/ocifetch/ocifetch/internal/fsroot"
 )
 
@@ -316,26 +315,31 @@ const (
 )
 
 // shadowed lists the shadow store of a layer: position -> how its payload
-// is kept, and the layer's pack, if it has one, open at its first
-// payload (the caller closes it). A payload found both as a file and in
-// the pack (a compaction that was interrupted) is read from the file.
-// The directory is opened through the checked state (statedir.go).
-func (rb *rebuilder) shadowed(key string) (map[int]shadowKind, *packReader, error) {
+// is kept, the layer's pack, if it has one, open at its first payload,
+// and the store's directory, whose raw copies payload opens (the caller
+// closes both). A payload found both as a file and in the pack (a
+// compaction that was interrupted) is read from the file. The directory
+// is opened through the checked state (statedir.go), once per layer.
+func (rb *rebuilder) shadowed(key string) (_ map[int]shadowKind, _ *packReader, _ *os.File, err error) {
 	dfd, err := openStateDirAt(rb.stateDir, shadowDir+"/"+key)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
 	if err != nil {
 		if hasKind(err) {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		return nil, nil, errdefs.Wrap(err, errdefs.ErrInternal, "shadow store")
+		return nil, nil, nil, errdefs.Wrap(err, errdefs.ErrInternal, "shadow store")
 	}
 	d := os.NewFile(uintptr(dfd), filepath.Join(rb.stateDir, shadowDir, key))
-	defer d.Close()
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
 	names, err := d.Readdirnames(-1)
 	if err != nil {
-		return nil, nil, errdefs.Wrap(err, errdefs.ErrInternal, "shadow store")
+		return nil, nil, nil, errdefs.Wrap(err, errdefs.ErrInternal, "shadow store")
 	}
 	m := make(map[int]shadowKind, len(names))
 	var pack *packReader
@@ -349,7 +353,7 @@ func (rb *rebuilder) shadowed(key string) (map[int]shadowKind, *packReader, erro
 				}
 			}
 			if err != nil {
-				return nil, nil, errdefs.Wrap(err, errdefs.ErrInternal, "shadow store")
+				return nil, nil, nil, errdefs.Wrap(err, errdefs.ErrInternal, "shadow store")
 			}
 			for _, pos := range pack.pos {
 				if _, ok := m[pos]; !ok {
@@ -370,7 +374,7 @@ func (rb *rebuilder) shadowed(key string) (map[int]shadowKind, *packReader, erro
 			m[pos] = kind
 		}
 	}
-	return m, pack, nil
+	return m, pack, d, nil
 }
 
 // layer rebuilds one layer into w and returns the bytes written.
@@ -387,12 +391,15 @@ func (rb *rebuilder) layer(ctx context.Context, diffID digest.Digest, w io.Write
 		return 0, errdefs.Wrap(err, errdefs.ErrInternal, "tar-split metadata of layer %s", diffID)
 	}
 	defer f.Close()
-	shadow, pack, err := rb.shadowed(key)
+	shadow, pack, sdir, err := rb.shadowed(key)
 	if err != nil {
 		return 0, err
 	}
 	if pack != nil {
 		defer pack.close()
+	}
+	if sdir != nil {
+		defer sdir.Close()
 	}
 	if err := rb.zr.Reset(bufio.NewReaderSize(f, 64<<10)); err != nil {
 		return 0, errdefs.Wrap(err, errdefs.ErrInternal, "tar-split metadata of layer %s", diffID)
@@ -422,7 +429,7 @@ func (rb *rebuilder) layer(ctx context.Context, diffID digest.Digest, w io.Write
 			if e.Size == 0 {
 				continue
 			}
-			if err := rb.payload(ctx, diffID, key, &e, shadow, pack, hw); err != nil {
+			if err := rb.payload(ctx, diffID, &e, shadow, pack, sdir, hw); err != nil {
 				return hw.n, err
 			}
 		default:
@@ -445,8 +452,9 @@ func writeErr(err error, diffID digest.Digest) error {
 	return errdefs.Wrap(err, errdefs.ErrInternal, "writing the rebuilt layer %s", diffID)
 }
 
-// payload writes the payload of file entry e, verified.
-func (rb *rebuilder) payload(ctx context.Context, diffID digest.Digest, key string, e *tsEntry, shadow map[int]shadowKind, pack *packReader, hw *holdWriter) error {
+// payload writes the payload of file entry e, verified; shadow, pack and
+// sdir are the layer's shadow store (shadowed).
+func (rb *rebuilder) payload(ctx context.Context, diffID digest.Digest, e *tsEntry, shadow map[int]shadowKind, pack *packReader, sdir *os.File, hw *holdWriter) error {
 	name, err := cleanName(e.GetName())
 	if err != nil {
 		return errdefs.Wrap(err, errdefs.ErrInternal, "tar-split metadata of layer %s", diffID)
@@ -475,16 +483,9 @@ func (rb *rebuilder) payload(ctx context.Context, diffID digest.Digest, key stri
 		}
 		return rb.packedPayload(ctx, diffID, src, e, hw, perr)
 	case shadowRaw:
-		// The directory is checked (statedir.go); the copy keeps the
+		// The directory was checked (shadowed); the copy keeps the
 		// image's owner and mode, and its digest is checked below.
-		dfd, err := openStateDirAt(rb.stateDir, shadowDir+"/"+key)
-		if err != nil && hasKind(err) && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		if err == nil {
-			f, err = openAtOwner(dfd, strconv.Itoa(e.Position))
-			unix.Close(dfd)
-		}
+		f, err = openAtOwner(int(sdir.Fd()), strconv.Itoa(e.Position))
 		if err != nil {
 			return perr(errdefs.ErrNotFound, ReasonMissing, "shadow copy: "+err.Error())
 		}
@@ -641,18 +642,11 @@ func (rb *rebuilder) copyPrivately(ctx context.Context, f *os.File, size int64) 
 // is outside any container's reach), or in the system's temporary
 // directory when dir refuses.
 func privateTemp(dir string) (*os.File, error) {
-	for _, d := range []string{dir, os.TempDir()} {
-		fd, err := unix.Open(d, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
-		if err == nil {
-			return os.NewFile(uintptr(fd), filepath.Join(d, "rebuild-copy")), nil
-		}
-	}
-	f, err := os.CreateTemp("", atomicfile.TempPrefix+"rebuild-")
+	f, err := scratchFile(dir, "rebuild-copy")
 	if err != nil {
-		return nil, err
+		f, err = scratchFile(os.TempDir(), "rebuild-copy")
 	}
-	os.Remove(f.Name())
-	return f, nil
+	return f, err
 }
 
 // legacyPayload streams a payload of a format-1 state (for Upgrade, whose

@@ -548,18 +548,27 @@ type sumStore struct {
 }
 
 func newSumStore(dir string) (*sumStore, error) {
-	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0600)
-	var f *os.File
-	if err == nil {
-		f = os.NewFile(uintptr(fd), filepath.Join(dir, "digests"))
-	} else {
-		// No O_TMPFILE on this file system: a named file, unlinked at once.
-		if f, err = os.CreateTemp(dir, atomicfile.TempPrefix+"digests-"); err != nil {
-			return nil, errdefs.Wrap(err, errdefs.ErrInternal, "state directory %s", dir)
-		}
-		os.Remove(f.Name())
+	f, err := scratchFile(dir, "digests")
+	if err != nil {
+		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "state directory %s", dir)
 	}
 	return &sumStore{f: f, w: bufio.NewWriterSize(f, 64<<10), byIno: make(map[devIno]uint32)}, nil
+}
+
+// scratchFile makes an anonymous file in dir, for data nothing else may
+// reach: O_TMPFILE, or where the file system has none a named file
+// (atomicfile.TempPrefix+name), unlinked at once.
+func scratchFile(dir, name string) (*os.File, error) {
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err == nil {
+		return os.NewFile(uintptr(fd), filepath.Join(dir, name)), nil
+	}
+	f, err := os.CreateTemp(dir, atomicfile.TempPrefix+name+"-")
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.Name())
+	return f, nil
 }
 
 func (s *sumStore) add(dev, ino uint64, d *sum) error {

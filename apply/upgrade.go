@@ -74,15 +74,34 @@ func Upgrade(ctx context.Context, stateDir, rootfs string) (upgraded bool, err e
 		}
 		return false, err
 	}
+	scratch := filepath.Join(s, upgradeDir)
 	switch {
 	case old.Version == stateVersion:
+		// An upgrade killed after it wrote state.json left its scratch
+		// copy, as large as the tree.
+		if err := os.RemoveAll(scratch); err != nil {
+			return false, errdefs.Wrap(err, errdefs.ErrInternal, "removing an earlier upgrade's leftovers")
+		}
 		return false, checkIdentity(old, s, t)
 	case old.Version != 1:
 		return false, versionError(s, old.Version)
 	case old.Status != StatusComplete:
 		return false, errdefs.New(errdefs.ErrInvalidArgument, "the unpack into %s did not complete (status %q): there is nothing to upgrade; remove it and %s and unpack again", t, old.Status, s)
 	}
-	scratch := filepath.Join(s, upgradeDir)
+	// A swap (below) that a crash interrupted: state.json still says
+	// format 1, so put the old metadata back before the leftovers go.
+	for _, d := range []string{tarsplitDir, shadowDir} {
+		gone := filepath.Join(scratch, "old-"+d)
+		if _, err := os.Lstat(gone); err != nil {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(s, d)); err != nil {
+			return false, errdefs.Wrap(err, errdefs.ErrInternal, "finishing an interrupted upgrade of %s", s)
+		}
+		if err := os.Rename(gone, filepath.Join(s, d)); err != nil {
+			return false, errdefs.Wrap(err, errdefs.ErrInternal, "finishing an interrupted upgrade of %s", s)
+		}
+	}
 	if err := os.RemoveAll(scratch); err != nil {
 		return false, errdefs.Wrap(err, errdefs.ErrInternal, "removing an earlier upgrade's leftovers")
 	}
@@ -181,10 +200,15 @@ func Upgrade(ctx context.Context, stateDir, rootfs string) (upgraded bool, err e
 		return false, err
 	}
 
-	// Swap in the new metadata; state.json last.
+	// Swap in the new metadata; state.json last. Each old directory is
+	// moved aside, made first when missing: a rerun after a crash here
+	// restores what it finds aside (above).
 	for _, d := range []string{tarsplitDir, shadowDir} {
 		gone := filepath.Join(scratch, "old-"+d)
-		if err := os.Rename(filepath.Join(s, d), gone); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := os.Mkdir(filepath.Join(s, d), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return false, errdefs.Wrap(err, errdefs.ErrInternal, "upgrading %s", s)
+		}
+		if err := os.Rename(filepath.Join(s, d), gone); err != nil {
 			return false, errdefs.Wrap(err, errdefs.ErrInternal, "upgrading %s", s)
 		}
 		if err := os.Rename(filepath.Join(freshState, d), filepath.Join(s, d)); err != nil {

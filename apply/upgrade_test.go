@@ -89,6 +89,17 @@ func TestUpgradeFromFormat1(t *testing.T) {
 	if again, err := Upgrade(context.Background(), state, target); again || err != nil {
 		t.Errorf("upgrade of a current state: %v, %v", again, err)
 	}
+	// What an upgrade killed after writing state.json leaves: its
+	// scratch copy goes on the next run.
+	if err := os.MkdirAll(filepath.Join(state, upgradeDir, "rootfs"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := Upgrade(context.Background(), state, target); again || err != nil {
+		t.Errorf("upgrade of a current state: %v, %v", again, err)
+	}
+	if _, err := os.Stat(filepath.Join(state, upgradeDir)); !os.IsNotExist(err) {
+		t.Errorf("scratch directory left behind: %v", err)
+	}
 }
 
 // A format 1 tree that changed since its unpack is not upgraded: the
@@ -123,5 +134,53 @@ func TestUpgradeRefusesAChangedTree(t *testing.T) {
 				t.Errorf("scratch directory left behind: %v", err)
 			}
 		})
+	}
+}
+
+// An Upgrade killed while it swapped the metadata (the old tarsplit/ and
+// shadow/ moved aside, new ones in their place, state.json still of
+// format 1) is finished by running it again: the old metadata was lost
+// with the scratch directory, and the tree could no longer be upgraded.
+func TestUpgradeAfterACrashInTheSwap(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	dir := v1Tree(t)
+	target, state := filepath.Join(dir, "rootfs"), filepath.Join(dir, ".rootfs.ocifetch")
+	var tars [][]byte
+	for _, n := range []string{"1.tar", "2.tar"} {
+		b, err := os.ReadFile(filepath.Join(dir, "layers", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tars = append(tars, b)
+	}
+	scratch := filepath.Join(state, upgradeDir)
+	if err := os.Mkdir(scratch, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{tarsplitDir, shadowDir} {
+		if err := os.MkdirAll(filepath.Join(state, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(state, d), filepath.Join(scratch, "old-"+d)); err != nil {
+			t.Fatal(err)
+		}
+		// What the fresh apply recorded, in the new format.
+		if err := os.Mkdir(filepath.Join(state, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(state, d, "fresh"), []byte("new format"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	upgraded, err := Upgrade(context.Background(), state, target)
+	if err != nil || !upgraded {
+		t.Fatalf("upgrade after a crash in the swap: %v, %v", upgraded, err)
+	}
+	a := applied{target: target, state: state, tars: tars}
+	a.noDrift(t)
+	a.checkRebuilds(t)
+	if _, err := os.Stat(scratch); !os.IsNotExist(err) {
+		t.Errorf("scratch directory left behind: %v", err)
 	}
 }

@@ -155,13 +155,20 @@ func (sc *entryScanner) entryOf(path string, st *unix.Stat_t, dirfd int, base st
 		return e, walkErr(err, path)
 	}
 	if ok {
-		for _, a := range attrs {
-			x := xattr{Value: a.Value}
-			x.Name, x.NameRaw = rawOrString(a.Name)
-			e.Xattrs = append(e.Xattrs, x)
-		}
+		e.Xattrs = xattrsOf(attrs)
 	}
 	return e, nil
+}
+
+// xattrsOf is the manifest's form of attrs.
+func xattrsOf(attrs []fsroot.Xattr) []xattr {
+	var xs []xattr
+	for _, a := range attrs {
+		x := xattr{Value: a.Value}
+		x.Name, x.NameRaw = rawOrString(a.Name)
+		xs = append(xs, x)
+	}
+	return xs
 }
 
 // rootPath is the path the manifest and Verify give the target directory
@@ -176,11 +183,7 @@ func (sc *entryScanner) rootEntry(fd int, st *unix.Stat_t) (treeEntry, error) {
 	if err != nil {
 		return e, walkErr(err, "")
 	}
-	for _, a := range attrs {
-		x := xattr{Value: a.Value}
-		x.Name, x.NameRaw = rawOrString(a.Name)
-		e.Xattrs = append(e.Xattrs, x)
-	}
+	e.Xattrs = xattrsOf(attrs)
 	return e, nil
 }
 
