@@ -223,3 +223,28 @@ func TestCLIE2EJSONEverywhere(t *testing.T) {
 		t.Errorf("rebuild --layer 1 --json -o -: exit %d", res.code)
 	}
 }
+
+// rebuild --compressed --all --json names its rootfs by an absolute path,
+// as every other command's JSON does, although it was given a relative
+// one.
+func TestCLIE2ERebuildCompressedJSONAbsRootfs(t *testing.T) {
+	t.Parallel()
+	reg := testregistry.Shared(t)
+	demo := pushDemo(t, reg.Host+"/e2e/json-compressed:v1")
+	env := cliEnv(t)
+	dir := t.TempDir()
+	if r := runIn(t, env, dir, "unpack", "--quiet", "--store", "store", "--insecure-policy", demo.ref, "rootfs"); r.code != 0 {
+		t.Fatalf("unpack: exit %d\n%s", r.code, r.stderr)
+	}
+	r := runIn(t, env, dir, "rebuild", "--json", "--compressed", "--all", "--check", "rootfs")
+	var got struct {
+		Rootfs string `json:"rootfs"`
+		OK     bool   `json:"ok"`
+	}
+	if err := jsonUnmarshal(r.stdout, &got); err != nil || r.code != 0 || !got.OK {
+		t.Fatalf("rebuild --compressed --all --check --json: exit %d, %v\n%s%s", r.code, err, r.stdout, r.stderr)
+	}
+	if want := filepath.Join(dir, "rootfs"); got.Rootfs != want {
+		t.Errorf("rootfs is %q, want %q", got.Rootfs, want)
+	}
+}

@@ -126,7 +126,7 @@ func rebuildBlobs(ctx context.Context, e *env, t blobTarget) error {
 		}
 	}
 	if t.json {
-		if err := writeJSON(e, map[string]any{"rootfs": t.rootfs, "layers": rows, "ok": failed == 0}); err != nil {
+		if err := writeJSON(e, withRaw(map[string]any{"layers": rows, "ok": failed == 0}, "rootfs", absPath(t.rootfs))); err != nil {
 			return err
 		}
 	}
