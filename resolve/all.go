@@ -59,6 +59,12 @@ func (r *ResolvedAll) Platforms() []ocispec.Platform {
 // costing thousands of requests.
 const MaxIndexEntries = 1024
 
+// MaxDocuments bounds how many documents (indexes and manifests, each
+// listing counted, cached or not) one resolve walks. MaxIndexEntries
+// bounds one index, but nested indexes multiply it: 1024 child indexes of
+// 1024 entries each would be a million requests.
+const MaxDocuments = 4 * MaxIndexEntries
+
 // ResolveAll opens ref and resolves every image its index lists (or the
 // one image it names), checking every document as Resolve does. Entries
 // that are not runnable images (buildx attestations with platform

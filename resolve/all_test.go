@@ -3,8 +3,10 @@ package resolve_test
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
@@ -65,5 +67,39 @@ func TestResolveAllWideIndex(t *testing.T) {
 	}
 	if n := len(reg.Requests()) - before; n > 6 {
 		t.Errorf("%d requests before refusing the index", n)
+	}
+}
+
+// TestResolveAllNestedIndexesBounded: MaxIndexEntries bounds one index,
+// but nested indexes multiply it; the walk as a whole stops at
+// MaxDocuments with too_large.
+func TestResolveAllNestedIndexesBounded(t *testing.T) {
+	t.Parallel()
+	reg := hostile.New(t)
+	_, m := wideIndex(t, reg, "nested/a", 1)
+	root := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex}
+	root.SchemaVersion = 2
+	for c := 0; c < 5; c++ {
+		child := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Annotations: map[string]string{"child": strconv.Itoa(c)}}
+		child.SchemaVersion = 2
+		for i := 0; i < resolve.MaxIndexEntries; i++ {
+			child.Manifests = append(child.Manifests, m)
+		}
+		body, err := json.Marshal(child)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := digest.FromBytes(body)
+		reg.PutManifest("nested/a", d.String(), ocispec.MediaTypeImageIndex, body)
+		root.Manifests = append(root.Manifests, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: d, Size: int64(len(body))})
+	}
+	body, err := json.Marshal(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.PutManifest("nested/a", "root", ocispec.MediaTypeImageIndex, body)
+	_, err = resolve.ResolveAll(context.Background(), reg.Host+"/nested/a:root", anonymous)
+	if errdefs.KindOf(err) != errdefs.ErrTooLarge {
+		t.Fatalf("err = %v, want too_large", err)
 	}
 }

@@ -118,6 +118,8 @@ type walker struct {
 	o    *options
 	want ocispec.Platform
 	seen map[digest.Digest]bool
+	// entered counts the documents walked, for MaxDocuments.
+	entered int
 	// docs keeps the documents read, verified, by digest: an index that
 	// lists one manifest many times costs one request for it.
 	docs map[digest.Digest]fetched
@@ -156,6 +158,9 @@ func (w *walker) enter(ctx context.Context, desc ocispec.Descriptor, depth int) 
 	}
 	if w.seen[desc.Digest] {
 		return nil, "", 0, errdefs.New(errdefs.ErrManifestInvalid, "index %s refers to itself", desc.Digest)
+	}
+	if w.entered++; w.entered > MaxDocuments {
+		return nil, "", 0, errdefs.New(errdefs.ErrTooLarge, "the indexes list more than %d documents in all (at %s); this program reads at most that many", MaxDocuments, desc.Digest)
 	}
 	data, from, err := w.fetch(ctx, desc, "manifest")
 	if err != nil {
