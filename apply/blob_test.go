@@ -19,6 +19,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/recipe"
 	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/mediatype"
 )
@@ -88,6 +89,19 @@ type blobLayer struct {
 	tar, blob []byte
 }
 
+// probePrefix is how much of a layer the probe reads in these tests: its
+// default, 1 MiB, in the full run; under -short, 256 KiB (and 4 KiB of
+// evidence instead of 16) with layers scaled to match, because
+// compressing under the race detector costs about 4 s a MiB.
+func probePrefix() int { return testutil.Scale(1<<20, 256<<10) }
+
+func probeScaled() Option {
+	if !testing.Short() {
+		return withProbe()
+	}
+	return withProbe(recipe.WithMaxPrefix(probePrefix()), recipe.WithEvidence(4<<10))
+}
+
 func applyBlobs(t *testing.T, ls []blobLayer, opts ...Option) applied {
 	t.Helper()
 	base := t.TempDir()
@@ -98,7 +112,7 @@ func applyBlobs(t *testing.T, ls []blobLayer, opts ...Option) applied {
 		a.tars = append(a.tars, l.tar)
 		layers = append(layers, rawBlob(l.mediaType, l.blob, sha(l.tar)))
 	}
-	if _, err := Apply(context.Background(), a.target, layers, append([]Option{WithStateDir(a.state)}, opts...)...); err != nil {
+	if _, err := Apply(context.Background(), a.target, layers, append([]Option{WithStateDir(a.state), probeScaled()}, opts...)...); err != nil {
 		t.Fatal(err)
 	}
 	return a
@@ -120,10 +134,10 @@ func stateOf(t *testing.T, dir string) *State {
 // layer) and smaller (confirmed while applying).
 func TestRebuildBlob(t *testing.T) {
 	t.Parallel()
-	// Both big layers pass the probe's 1 MiB prefix (a candidate, not a
+	// Both big layers pass the probe's prefix (a candidate, not a
 	// confirmation, after apply); the short tier only just.
-	big := tarOf(t, D("etc", 0755), F("etc/big.txt", prose(1, testutil.Scale(3<<20, 5<<18)), 0644), F("etc/small", "x", 0644))
-	upper := tarOf(t, F("etc/big.txt", prose(2, testutil.Scale(2<<20, 9<<17)), 0600), W("etc", "small"), F("etc/tiny", prose(3, 9000), 0644))
+	big := tarOf(t, D("etc", 0755), F("etc/big.txt", prose(1, testutil.Scale(3<<20, probePrefix()*5/4)), 0644), F("etc/small", "x", 0644))
+	upper := tarOf(t, F("etc/big.txt", prose(2, testutil.Scale(2<<20, probePrefix()*9/8)), 0600), W("etc", "small"), F("etc/tiny", prose(3, 9000), 0644))
 	tiny := tarOf(t, F("etc/motd", "hello\n", 0644))
 	plain := tarOf(t, F("etc/issue", "Debian\n", 0644))
 	ls := []blobLayer{
@@ -217,7 +231,7 @@ func TestRebuildBlobNotReproducible(t *testing.T) {
 // error, and the writer receives nothing: no wrong blob is ever written.
 func TestRebuildBlobNeverWrong(t *testing.T) {
 	t.Parallel()
-	size := testutil.Scale(2<<20, 5<<18)
+	size := testutil.Scale(2<<20, probePrefix()*5/4)
 	tb := tarOf(t, F("etc/app.conf", prose(5, size), 0644))
 	gzBlob := stdGzip(t, tb)
 	a := applyBlobs(t, []blobLayer{{ocispec.MediaTypeImageLayerGzip, tb, gzBlob}})

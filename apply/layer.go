@@ -136,6 +136,7 @@ func Apply(ctx context.Context, target string, layers []Layer, opts ...Option) (
 	rec, err := newStateRec(ctx, l.stateDir, st, o.noShadow)
 	if rec != nil {
 		rec.noRecipes = o.noRecipes
+		rec.probeOpts = o.probeOpts
 	}
 	if err != nil {
 		l.fail()

@@ -13,6 +13,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ocifetch/ocifetch/internal/testutil"
 )
 
 // manyFiles writes a tar of dirs directories of files one-byte files
@@ -66,9 +68,7 @@ func heapAlloc() uint64 {
 // every path as a string and a CRC per inode: 126 MB for 400,000
 // entries.
 func TestMemoryPerEntry(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a million files: not with -short")
-	}
+	testutil.Full(t, "a million files")
 	if raceDetector {
 		// Fifteen minutes with the detector: .ci/run runs this test
 		// without it, right after the suite.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/fsroot"
+	"github.com/ocifetch/ocifetch/internal/recipe"
 )
 
 // Ownership decides what happens to the uid and gid of entries.
@@ -59,12 +60,13 @@ type options struct {
 
 	progress func(Progress) // WithProgress
 
-	stateDir      string        // WithStateDir
-	noShadow      bool          // WithoutShadow
-	compactShadow bool          // WithCompactShadow
-	noRecipes     bool          // withoutRecipes
-	imageRef      string        // WithImage
-	manifest      digest.Digest // WithImage
+	stateDir      string          // WithStateDir
+	noShadow      bool            // WithoutShadow
+	compactShadow bool            // WithCompactShadow
+	noRecipes     bool            // withoutRecipes
+	probeOpts     []recipe.Option // withProbe
+	imageRef      string          // WithImage
+	manifest      digest.Digest   // WithImage
 
 	// Verify's.
 	ignored   []string // WithIgnoredXattrs; nil: DefaultIgnoredXattrs
@@ -249,6 +251,16 @@ func withFallback() Option {
 func withoutRecipes() Option {
 	return func(opts *options) error {
 		opts.noRecipes = true
+		return nil
+	}
+}
+
+// withProbe tunes the recipe probe: the tests scale its 1 MiB prefix
+// down with their layers, because the race detector makes compressing a
+// MiB take seconds.
+func withProbe(ro ...recipe.Option) Option {
+	return func(opts *options) error {
+		opts.probeOpts = append(opts.probeOpts, ro...)
 		return nil
 	}
 }

@@ -73,7 +73,7 @@ func (s *stateRec) startProbe(i int) layerTaps {
 	s.probe = lp
 	l := s.state.Layers[i]
 	if ml, ok := mediatype.LayerOf(l.MediaType); ok && ml.Compression != mediatype.Uncompressed && l.Digest != "" && !s.noRecipes {
-		if p, err := recipe.NewProber(); err == nil {
+		if p, err := recipe.NewProber(s.probeOpts...); err == nil {
 			lp.p = p
 			return layerTaps{compressed: lp, uncompressed: p.Uncompressed()}
 		}

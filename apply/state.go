@@ -20,6 +20,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/atomicfile"
+	"github.com/ocifetch/ocifetch/internal/recipe"
 )
 
 // Names inside a state directory.
@@ -258,6 +259,7 @@ type stateRec struct {
 	probe    *layerProbe            // the recipe of the current or last layer
 	// noRecipes: probe nothing (withoutRecipes, for a benchmark).
 	noRecipes bool
+	probeOpts []recipe.Option // withProbe
 }
 
 // newStateRec starts recording into the state directory dir, which holds

@@ -10,6 +10,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/fetch"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 )
 
 // patternSource serves one blob of n bytes made by repeating a block,
@@ -63,9 +64,7 @@ func (s *patternSource) FetchAt(_ context.Context, _ ocispec.Descriptor, off int
 // bytes allocated do not come near the layer's size, and the heap in use
 // at the end is small.
 func TestOneGiBLayerWithBoundedMemory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("writes 1 GiB")
-	}
+	testutil.Full(t, "writes 1 GiB")
 	src := newPatternSource(1 << 30)
 	s := openStore(t)
 	var before, after runtime.MemStats

@@ -282,12 +282,12 @@ func TestCLIE2ERebuildAllKilled(t *testing.T) {
 	for i := range 3 {
 		var es []ent
 		for j := range testutil.Scale(40, 8) {
-			es = append(es, efile(filepath.Join("d", string(rune('a'+i)), strings.Repeat("f", j+1)), strings.Repeat(string(rune('0'+j%10)), 1<<20), 0o644))
+			es = append(es, efile(filepath.Join("d", string(rune('a'+i)), strings.Repeat("f", j+1)), strings.Repeat(string(rune('0'+j%10)), testutil.Scale(1<<20, 256<<10)), 0o644))
 		}
 		layers = append(layers, layerOf(t, es...))
 	}
 	u := unpackLayers(t, layers...)
-	for attempt := range 3 {
+	for attempt := range testutil.Scale(3, 1) {
 		outDir := filepath.Join(u.work, "out", string(rune('0'+attempt)))
 		os.MkdirAll(outDir, 0o755)
 		cmd := exec.Command(builtCLI(t), "rebuild", "--all", "-o", outDir, u.rootfs)

@@ -318,9 +318,7 @@ func TestCLIE2ERebuildCompressedRealProducers(t *testing.T) {
 	})
 	t.Run("benchmark generator", func(t *testing.T) {
 		store := ownStore(t)
-		if testing.Short() {
-			t.Skip("-short: building the benchmark generator takes longer than the whole short tier allows; the full run covers it")
-		}
+		testutil.Full(t, "building the benchmark generator takes longer than the whole short tier allows")
 		bt := filepath.Join(work, "benchtool")
 		runTool(t, "../..", "go", "build", "-o", bt, "./bench/benchtool")
 		for _, tc := range []struct{ image, want string }{
@@ -524,6 +522,7 @@ func TestCLIE2EKeepBlobsFalseCutConnection(t *testing.T) {
 // tree that changed makes images say "drifted" and rebuild fail without
 // writing; a pull fetches the blobs from the registry again.
 func TestCLIE2EGCUnpackedRebuildSkopeoCopy(t *testing.T) {
+	testutil.Full(t, "two registries, skopeo, and 4 MiB of Go source recompressed under the race detector; apply's TestRebuildBlob, TestCLIE2EGCUnpackedRebuildsBeforeDropping and TestCLIE2EKeepBlobsFalseCutConnection cover its parts")
 	t.Parallel()
 	skopeo := testutil.Tool(t, "skopeo")
 	gz := testutil.Tool(t, "gzip")

@@ -484,7 +484,7 @@ func TestE2EPullSurvivesSIGKILL(t *testing.T) {
 	t.Logf("kill delays from seed %d (set OCIFETCH_KILL_SEED to replay)", seed)
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 
-	trials := testutil.Scale(15, 5)
+	trials := testutil.Scale(15, 3)
 	var killed, killedMidRun, resumedBytes int
 	for trial := 0; trial < trials; trial++ {
 		store := t.TempDir()

@@ -3,9 +3,12 @@ package testutil
 import "testing"
 
 // Two tiers run the same tests: `go test -short -race ./...`, what a
-// developer runs while working (under a minute on two cores), and the
-// full run of scripts/test.sh, what CI runs. A heavy test is never
-// skipped in the short tier: it runs a smaller case, chosen with Scale.
+// developer runs while working (about a minute on two cores), and the
+// full run of scripts/test.sh, what CI runs. A heavy test runs a smaller
+// case in the short tier, chosen with Scale or First; the few whose cost
+// is their point (recompressing megabytes under the race detector, a
+// second registry and a peer tool) are left to the full run with Full,
+// where the short tier covers their parts elsewhere.
 
 // Scale returns full, or short under `go test -short`.
 func Scale[T any](full, short T) T {
@@ -22,4 +25,13 @@ func First[T any](xs []T, n int) []T {
 		return xs[:n]
 	}
 	return xs
+}
+
+// Full skips t under `go test -short`, saying why it belongs to the full
+// run and which short-tier tests cover its parts.
+func Full(t testing.TB, why string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("full run only (scripts/test.sh): " + why)
+	}
 }
