@@ -152,6 +152,18 @@ func TestResolvePinnedDigest(t *testing.T) {
 	resolveFails(t, errdefs.ErrNotFound, reg.Host+"/no/such/repo:v1", anonymous)
 }
 
+// editedManifest pushes a one-layer image as ref and returns its manifest
+// changed by edit, for a test to serve under another name.
+func editedManifest(t *testing.T, ref string, edit func(m *v1.Manifest)) []byte {
+	t.Helper()
+	img := testimage.Image(t, 1, "linux", "amd64", "")
+	testimage.PushImage(t, ref, img)
+	m, _ := img.Manifest()
+	m = m.DeepCopy()
+	edit(m)
+	return testimage.JSON(t, m)
+}
+
 func TestResolveRejectsBadContent(t *testing.T) {
 	t.Parallel()
 	reg := testregistry.Start(t)
@@ -167,12 +179,8 @@ func TestResolveRejectsBadContent(t *testing.T) {
 	})
 
 	t.Run("wrong size", func(t *testing.T) {
-		img := testimage.Image(t, 1, "linux", "amd64", "")
-		testimage.PushImage(t, reg.Host+"/bad/size:base", img)
-		m, _ := img.Manifest()
-		m = m.DeepCopy()
-		m.Config.Size += 7
-		testimage.PushRaw(t, reg.Host+"/bad/size:v1", testimage.JSON(t, m), types.OCIManifestSchema1)
+		body := editedManifest(t, reg.Host+"/bad/size:base", func(m *v1.Manifest) { m.Config.Size += 7 })
+		testimage.PushRaw(t, reg.Host+"/bad/size:v1", body, types.OCIManifestSchema1)
 		_, err := resolve.Resolve(ctx, reg.Host+"/bad/size:v1", anonymous)
 		wantKind(t, err, errdefs.ErrSizeMismatch)
 	})
@@ -229,12 +237,10 @@ func TestResolveRejectsBadContent(t *testing.T) {
 	})
 
 	t.Run("artifact is not an image", func(t *testing.T) {
-		img := testimage.Image(t, 1, "linux", "amd64", "")
-		testimage.PushImage(t, reg.Host+"/bad/art:img", img)
-		m, _ := img.Manifest()
-		m = m.DeepCopy()
-		m.Config.MediaType = "application/vnd.cncf.helm.config.v1+json"
-		testimage.PushRaw(t, reg.Host+"/bad/art:v1", testimage.JSON(t, m), types.OCIManifestSchema1)
+		body := editedManifest(t, reg.Host+"/bad/art:img", func(m *v1.Manifest) {
+			m.Config.MediaType = "application/vnd.cncf.helm.config.v1+json"
+		})
+		testimage.PushRaw(t, reg.Host+"/bad/art:v1", body, types.OCIManifestSchema1)
 		_, err := resolve.Resolve(ctx, reg.Host+"/bad/art:v1", anonymous)
 		wantKind(t, err, errdefs.ErrUnsupportedMediaType)
 	})
@@ -243,12 +249,9 @@ func TestResolveRejectsBadContent(t *testing.T) {
 func TestResolveTooLargeManifest(t *testing.T) {
 	t.Parallel()
 	big := func(t *testing.T, reg string) []byte {
-		img := testimage.Image(t, 1, "linux", "amd64", "")
-		testimage.PushImage(t, reg+"/big/img:base", img)
-		m, _ := img.Manifest()
-		m = m.DeepCopy()
-		m.Annotations = map[string]string{"padding": strings.Repeat("x", 5<<20)}
-		return testimage.JSON(t, m)
+		return editedManifest(t, reg+"/big/img:base", func(m *v1.Manifest) {
+			m.Annotations = map[string]string{"padding": strings.Repeat("x", 5<<20)}
+		})
 	}
 	amd64 := resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"})
 
