@@ -167,22 +167,19 @@ func editedManifest(t *testing.T, ref string, edit func(m *v1.Manifest)) []byte 
 func TestResolveRejectsBadContent(t *testing.T) {
 	t.Parallel()
 	reg := testregistry.Start(t)
-	ctx := context.Background()
 
 	t.Run("wrong bytes behind a digest", func(t *testing.T) {
 		img := testimage.Image(t, 1, "linux", "amd64", "")
 		testimage.PushImage(t, reg.Host+"/bad/bytes:v1", img)
 		cfg, _ := img.ConfigName()
 		corrupt(t, reg.BlobDataPath(digestOf(cfg)))
-		_, err := resolve.Resolve(ctx, reg.Host+"/bad/bytes:v1", anonymous)
-		wantKind(t, err, errdefs.ErrDigestMismatch)
+		resolveFails(t, errdefs.ErrDigestMismatch, reg.Host+"/bad/bytes:v1", anonymous)
 	})
 
 	t.Run("wrong size", func(t *testing.T) {
 		body := editedManifest(t, reg.Host+"/bad/size:base", func(m *v1.Manifest) { m.Config.Size += 7 })
 		testimage.PushRaw(t, reg.Host+"/bad/size:v1", body, types.OCIManifestSchema1)
-		_, err := resolve.Resolve(ctx, reg.Host+"/bad/size:v1", anonymous)
-		wantKind(t, err, errdefs.ErrSizeMismatch)
+		resolveFails(t, errdefs.ErrSizeMismatch, reg.Host+"/bad/size:v1", anonymous)
 	})
 
 	t.Run("mediaType disagrees with descriptor", func(t *testing.T) {
@@ -199,8 +196,7 @@ func TestResolveRejectsBadContent(t *testing.T) {
 			}},
 		}
 		testimage.PushRaw(t, reg.Host+"/bad/mt:v1", testimage.JSON(t, idx), types.OCIImageIndex)
-		_, err := resolve.Resolve(ctx, reg.Host+"/bad/mt:v1", anonymous, resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"}))
-		wantKind(t, err, errdefs.ErrManifestInvalid)
+		resolveFails(t, errdefs.ErrManifestInvalid, reg.Host+"/bad/mt:v1", anonymous, resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"}))
 	})
 
 	t.Run("ambiguous document", func(t *testing.T) {
@@ -209,8 +205,7 @@ func TestResolveRejectsBadContent(t *testing.T) {
 		raw, _ := img.RawManifest()
 		body := strings.Replace(string(raw), "{", `{"manifests":[],`, 1)
 		plantManifest(t, reg.StorageDir, "bad/amb", "v1", []byte(body))
-		_, err := resolve.Resolve(ctx, reg.Host+"/bad/amb:v1", anonymous)
-		wantKind(t, err, errdefs.ErrManifestInvalid)
+		resolveFails(t, errdefs.ErrManifestInvalid, reg.Host+"/bad/amb:v1", anonymous)
 	})
 
 	t.Run("index nests itself too deeply", func(t *testing.T) {
@@ -231,9 +226,8 @@ func TestResolveRejectsBadContent(t *testing.T) {
 				}
 			}
 		}
-		_, err := resolve.Resolve(ctx, fmt.Sprintf("%s/bad/nest:l%d", reg.Host, resolve.DefaultMaxDepth+1), anonymous,
+		resolveFails(t, errdefs.ErrManifestInvalid, fmt.Sprintf("%s/bad/nest:l%d", reg.Host, resolve.DefaultMaxDepth+1), anonymous,
 			resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"}))
-		wantKind(t, err, errdefs.ErrManifestInvalid)
 	})
 
 	t.Run("artifact is not an image", func(t *testing.T) {
@@ -241,8 +235,7 @@ func TestResolveRejectsBadContent(t *testing.T) {
 			m.Config.MediaType = "application/vnd.cncf.helm.config.v1+json"
 		})
 		testimage.PushRaw(t, reg.Host+"/bad/art:v1", body, types.OCIManifestSchema1)
-		_, err := resolve.Resolve(ctx, reg.Host+"/bad/art:v1", anonymous)
-		wantKind(t, err, errdefs.ErrUnsupportedMediaType)
+		resolveFails(t, errdefs.ErrUnsupportedMediaType, reg.Host+"/bad/art:v1", anonymous)
 	})
 }
 
