@@ -28,6 +28,21 @@ func v1Tree(t *testing.T) string {
 	return dir
 }
 
+// v1Unpacked is a v1Tree as the tests use it: its target, its state
+// directory and the two layers it was unpacked from.
+func v1Unpacked(t *testing.T) (target, state string, tars [][]byte) {
+	t.Helper()
+	dir := v1Tree(t)
+	for _, n := range []string{"1.tar", "2.tar"} {
+		b, err := os.ReadFile(filepath.Join(dir, "layers", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tars = append(tars, b)
+	}
+	return filepath.Join(dir, "rootfs"), filepath.Join(dir, ".rootfs.ocifetch"), tars
+}
+
 func ungz(t *testing.T, b []byte) []byte {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "x.tar.gz")
@@ -46,16 +61,7 @@ func ungz(t *testing.T, b []byte) []byte {
 func TestUpgradeFromFormat1(t *testing.T) {
 	t.Parallel()
 	requireRoot(t) // the fixture's owners are root's
-	dir := v1Tree(t)
-	target, state := filepath.Join(dir, "rootfs"), filepath.Join(dir, ".rootfs.ocifetch")
-	var tars [][]byte
-	for _, n := range []string{"1.tar", "2.tar"} {
-		b, err := os.ReadFile(filepath.Join(dir, "layers", n))
-		if err != nil {
-			t.Fatal(err)
-		}
-		tars = append(tars, b)
-	}
+	target, state, tars := v1Unpacked(t)
 	_, err := Verify(context.Background(), state, target)
 	if !errors.Is(err, ErrStateVersion) || !strings.Contains(err.Error(), "--upgrade") {
 		t.Fatalf("verify of a format 1 tree: %v", err)
@@ -144,16 +150,7 @@ func TestUpgradeRefusesAChangedTree(t *testing.T) {
 func TestUpgradeAfterACrashInTheSwap(t *testing.T) {
 	t.Parallel()
 	requireRoot(t)
-	dir := v1Tree(t)
-	target, state := filepath.Join(dir, "rootfs"), filepath.Join(dir, ".rootfs.ocifetch")
-	var tars [][]byte
-	for _, n := range []string{"1.tar", "2.tar"} {
-		b, err := os.ReadFile(filepath.Join(dir, "layers", n))
-		if err != nil {
-			t.Fatal(err)
-		}
-		tars = append(tars, b)
-	}
+	target, state, tars := v1Unpacked(t)
 	scratch := filepath.Join(state, upgradeDir)
 	if err := os.Mkdir(scratch, 0o700); err != nil {
 		t.Fatal(err)

@@ -86,8 +86,8 @@ func startLayer(t testing.TB, ctx context.Context, r *resolve.Resolved, s *fetch
 }
 
 // pulledLayer pulls an image of one layer, served from memory, into a
-// new store.
-func pulledLayer(t testing.TB, layer []byte) (*memSource, *resolve.Resolved, *fetch.Store) {
+// new store, and returns with them the layer's file in the store.
+func pulledLayer(t testing.TB, layer []byte) (*memSource, *resolve.Resolved, *fetch.Store, string) {
 	t.Helper()
 	src := newMemSource(layer)
 	r := testImage(t, src, layer)
@@ -95,7 +95,11 @@ func pulledLayer(t testing.TB, layer []byte) (*memSource, *resolve.Resolved, *fe
 	if _, err := fetch.Pull(context.Background(), r, s); err != nil {
 		t.Fatal(err)
 	}
-	return src, r, s
+	p, err := s.BlobPath(r.Layers[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src, r, s, p
 }
 
 // flipByte writes blob to path with the byte at xored with x, and

@@ -152,29 +152,34 @@ func TestResolvePinnedDigest(t *testing.T) {
 	resolveFails(t, errdefs.ErrNotFound, reg.Host+"/no/such/repo:v1", anonymous)
 }
 
+// editedManifest pushes a one-layer image as ref and returns its manifest
+// changed by edit, for a test to serve under another name.
+func editedManifest(t *testing.T, ref string, edit func(m *v1.Manifest)) []byte {
+	t.Helper()
+	img := testimage.Image(t, 1, "linux", "amd64", "")
+	testimage.PushImage(t, ref, img)
+	m, _ := img.Manifest()
+	m = m.DeepCopy()
+	edit(m)
+	return testimage.JSON(t, m)
+}
+
 func TestResolveRejectsBadContent(t *testing.T) {
 	t.Parallel()
 	reg := testregistry.Start(t)
-	ctx := context.Background()
 
 	t.Run("wrong bytes behind a digest", func(t *testing.T) {
 		img := testimage.Image(t, 1, "linux", "amd64", "")
 		testimage.PushImage(t, reg.Host+"/bad/bytes:v1", img)
 		cfg, _ := img.ConfigName()
 		corrupt(t, reg.BlobDataPath(digestOf(cfg)))
-		_, err := resolve.Resolve(ctx, reg.Host+"/bad/bytes:v1", anonymous)
-		wantKind(t, err, errdefs.ErrDigestMismatch)
+		resolveFails(t, errdefs.ErrDigestMismatch, reg.Host+"/bad/bytes:v1", anonymous)
 	})
 
 	t.Run("wrong size", func(t *testing.T) {
-		img := testimage.Image(t, 1, "linux", "amd64", "")
-		testimage.PushImage(t, reg.Host+"/bad/size:base", img)
-		m, _ := img.Manifest()
-		m = m.DeepCopy()
-		m.Config.Size += 7
-		testimage.PushRaw(t, reg.Host+"/bad/size:v1", testimage.JSON(t, m), types.OCIManifestSchema1)
-		_, err := resolve.Resolve(ctx, reg.Host+"/bad/size:v1", anonymous)
-		wantKind(t, err, errdefs.ErrSizeMismatch)
+		body := editedManifest(t, reg.Host+"/bad/size:base", func(m *v1.Manifest) { m.Config.Size += 7 })
+		testimage.PushRaw(t, reg.Host+"/bad/size:v1", body, types.OCIManifestSchema1)
+		resolveFails(t, errdefs.ErrSizeMismatch, reg.Host+"/bad/size:v1", anonymous)
 	})
 
 	t.Run("mediaType disagrees with descriptor", func(t *testing.T) {
@@ -191,8 +196,7 @@ func TestResolveRejectsBadContent(t *testing.T) {
 			}},
 		}
 		testimage.PushRaw(t, reg.Host+"/bad/mt:v1", testimage.JSON(t, idx), types.OCIImageIndex)
-		_, err := resolve.Resolve(ctx, reg.Host+"/bad/mt:v1", anonymous, resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"}))
-		wantKind(t, err, errdefs.ErrManifestInvalid)
+		resolveFails(t, errdefs.ErrManifestInvalid, reg.Host+"/bad/mt:v1", anonymous, resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"}))
 	})
 
 	t.Run("ambiguous document", func(t *testing.T) {
@@ -201,8 +205,7 @@ func TestResolveRejectsBadContent(t *testing.T) {
 		raw, _ := img.RawManifest()
 		body := strings.Replace(string(raw), "{", `{"manifests":[],`, 1)
 		plantManifest(t, reg.StorageDir, "bad/amb", "v1", []byte(body))
-		_, err := resolve.Resolve(ctx, reg.Host+"/bad/amb:v1", anonymous)
-		wantKind(t, err, errdefs.ErrManifestInvalid)
+		resolveFails(t, errdefs.ErrManifestInvalid, reg.Host+"/bad/amb:v1", anonymous)
 	})
 
 	t.Run("index nests itself too deeply", func(t *testing.T) {
@@ -223,32 +226,25 @@ func TestResolveRejectsBadContent(t *testing.T) {
 				}
 			}
 		}
-		_, err := resolve.Resolve(ctx, fmt.Sprintf("%s/bad/nest:l%d", reg.Host, resolve.DefaultMaxDepth+1), anonymous,
+		resolveFails(t, errdefs.ErrManifestInvalid, fmt.Sprintf("%s/bad/nest:l%d", reg.Host, resolve.DefaultMaxDepth+1), anonymous,
 			resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"}))
-		wantKind(t, err, errdefs.ErrManifestInvalid)
 	})
 
 	t.Run("artifact is not an image", func(t *testing.T) {
-		img := testimage.Image(t, 1, "linux", "amd64", "")
-		testimage.PushImage(t, reg.Host+"/bad/art:img", img)
-		m, _ := img.Manifest()
-		m = m.DeepCopy()
-		m.Config.MediaType = "application/vnd.cncf.helm.config.v1+json"
-		testimage.PushRaw(t, reg.Host+"/bad/art:v1", testimage.JSON(t, m), types.OCIManifestSchema1)
-		_, err := resolve.Resolve(ctx, reg.Host+"/bad/art:v1", anonymous)
-		wantKind(t, err, errdefs.ErrUnsupportedMediaType)
+		body := editedManifest(t, reg.Host+"/bad/art:img", func(m *v1.Manifest) {
+			m.Config.MediaType = "application/vnd.cncf.helm.config.v1+json"
+		})
+		testimage.PushRaw(t, reg.Host+"/bad/art:v1", body, types.OCIManifestSchema1)
+		resolveFails(t, errdefs.ErrUnsupportedMediaType, reg.Host+"/bad/art:v1", anonymous)
 	})
 }
 
 func TestResolveTooLargeManifest(t *testing.T) {
 	t.Parallel()
 	big := func(t *testing.T, reg string) []byte {
-		img := testimage.Image(t, 1, "linux", "amd64", "")
-		testimage.PushImage(t, reg+"/big/img:base", img)
-		m, _ := img.Manifest()
-		m = m.DeepCopy()
-		m.Annotations = map[string]string{"padding": strings.Repeat("x", 5<<20)}
-		return testimage.JSON(t, m)
+		return editedManifest(t, reg+"/big/img:base", func(m *v1.Manifest) {
+			m.Annotations = map[string]string{"padding": strings.Repeat("x", 5<<20)}
+		})
 	}
 	amd64 := resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"})
 

@@ -370,17 +370,6 @@ func newBuilder(dir string) (*builder, error) {
 // read from (loadTree sets it).
 var treeRoot string
 
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
 func (b *builder) addLayer(entries map[string]entry, comp, comment string) error {
 	idx := len(b.layers)
 	tarRel := fmt.Sprintf("tars/%02d.tar", idx+1)
@@ -398,7 +387,7 @@ func (b *builder) addLayer(entries map[string]entry, comp, comment string) error
 
 	blobHash := sha256.New()
 	blobBuf := bufio.NewWriterSize(blobFile, 1<<20)
-	blobOut := &countWriter{w: io.MultiWriter(blobBuf, blobHash)}
+	blobOut := io.MultiWriter(blobBuf, blobHash)
 	var zw io.WriteCloser
 	var mediaType string
 	switch comp {
@@ -449,17 +438,22 @@ func (b *builder) addLayer(entries map[string]entry, comp, comment string) error
 	if err := os.Rename(blobTmp, filepath.Join(b.dir, blobRel)); err != nil {
 		return err
 	}
+	// The blob's size, like the tar's, is its file's.
+	bi, err := os.Stat(filepath.Join(b.dir, blobRel))
+	if err != nil {
+		return err
+	}
 	diffID := digestOf(diffHash)
-	b.layers = append(b.layers, ocispec.Descriptor{MediaType: mediaType, Digest: blobDigest, Size: blobOut.n})
+	b.layers = append(b.layers, ocispec.Descriptor{MediaType: mediaType, Digest: blobDigest, Size: bi.Size()})
 	b.diffIDs = append(b.diffIDs, diffID)
 	b.history = append(b.history, ocispec.History{Created: &fixedTime, CreatedBy: "ocifetch bench: " + comment})
 	fi, err := os.Stat(filepath.Join(b.dir, tarRel))
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(&b.tsv, "%s\t%s\t%d\t%s\t%d\t%s\t%s\n", mediaType, blobDigest, blobOut.n, diffID, fi.Size(), blobRel, tarRel)
+	fmt.Fprintf(&b.tsv, "%s\t%s\t%d\t%s\t%d\t%s\t%s\n", mediaType, blobDigest, bi.Size(), diffID, fi.Size(), blobRel, tarRel)
 	fmt.Fprintf(os.Stderr, "  %s: %d entries, %.1f MiB tar, %.1f MiB %s\n", comment, len(entries),
-		float64(fi.Size())/(1<<20), float64(blobOut.n)/(1<<20), comp)
+		float64(fi.Size())/(1<<20), float64(bi.Size())/(1<<20), comp)
 	return nil
 }
 

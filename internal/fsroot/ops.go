@@ -96,13 +96,9 @@ func (r *Root) MkdirAll(name string, perm uint32) error {
 // symbolic link there is not followed but makes Create fail with EEXIST),
 // with mode perm less the umask, and returns it open for writing.
 func (r *Root) Create(name string, perm uint32) (*File, error) {
-	dir, base := split(name)
-	if base == "" {
-		return nil, rootErr("create", name)
-	}
-	pfd, err := r.parent(dir)
+	pfd, base, err := r.parentOf("create", name)
 	if err != nil {
-		return nil, pathErr("create", name, err)
+		return nil, err
 	}
 	fd, err := unix.Openat(pfd, base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm&07777)
 	if err != nil {
@@ -111,16 +107,26 @@ func (r *Root) Create(name string, perm uint32) (*File, error) {
 	return &File{fd: fd, name: name}, nil
 }
 
+// parentOf resolves, inside the root, the parent directory of name for an
+// op that cannot act on the root itself (ErrRoot: umoci CVE-2021-29136),
+// and returns it with name's final component. Errors are ready to return.
+func (r *Root) parentOf(op, name string) (pfd int, base string, err error) {
+	dir, base := split(name)
+	if base == "" {
+		return -1, "", rootErr(op, name)
+	}
+	if pfd, err = r.parent(dir); err != nil {
+		return -1, "", pathErr(op, name, err)
+	}
+	return pfd, base, nil
+}
+
 // Symlink creates name as a symbolic link to target. The target is stored
 // as given; it is never resolved here.
 func (r *Root) Symlink(target, name string) error {
-	dir, base := split(name)
-	if base == "" {
-		return rootErr("symlink", name)
-	}
-	pfd, err := r.parent(dir)
+	pfd, base, err := r.parentOf("symlink", name)
 	if err != nil {
-		return pathErr("symlink", name, err)
+		return err
 	}
 	return pathErr("symlink", name, unix.Symlinkat(target, pfd, base))
 }
@@ -128,24 +134,49 @@ func (r *Root) Symlink(target, name string) error {
 // Link creates newname as a hard link to oldname. Both are resolved inside
 // the root; a symbolic link at oldname is linked itself, not its target.
 func (r *Root) Link(oldname, newname string) error {
+	p, err := r.parents("link", oldname, newname, newname)
+	if err != nil {
+		return err
+	}
+	defer p.close()
+	// flags 0: linkat does not follow a symbolic link at oldname.
+	return pathErr("link", newname, unix.Linkat(p.ofd, p.obase, p.nfd, p.nbase, 0))
+}
+
+// parentPair holds the parent directories of the two names of a Link or
+// Rename, with the final components to use in them.
+type parentPair struct {
+	ofd, nfd     int
+	obase, nbase string
+	owned        bool // ofd is the caller's to close
+}
+
+// parents resolves, inside the root, the parent directories of oldname and
+// newname for op: newname's through the cache, then oldname's beside it
+// without evicting it (parentUncached). Neither name may be the root
+// (ErrRoot, reported with rootName). Errors are ready to return.
+func (r *Root) parents(op, oldname, newname, rootName string) (parentPair, error) {
+	var p parentPair
 	odir, obase := split(oldname)
 	ndir, nbase := split(newname)
 	if obase == "" || nbase == "" {
-		return rootErr("link", newname)
+		return p, rootErr(op, rootName)
 	}
-	nfd, err := r.parent(ndir)
-	if err != nil {
-		return pathErr("link", newname, err)
+	p.obase, p.nbase = obase, nbase
+	var err error
+	if p.nfd, err = r.parent(ndir); err != nil {
+		return p, pathErr(op, newname, err)
 	}
-	ofd, owned, err := r.parentUncached(odir)
-	if err != nil {
-		return pathErr("link", oldname, err)
+	if p.ofd, p.owned, err = r.parentUncached(odir); err != nil {
+		return p, pathErr(op, oldname, err)
 	}
-	if owned {
-		defer unix.Close(ofd)
+	return p, nil
+}
+
+func (p parentPair) close() {
+	if p.owned {
+		unix.Close(p.ofd)
 	}
-	// flags 0: linkat does not follow a symbolic link at oldname.
-	return pathErr("link", newname, unix.Linkat(ofd, obase, nfd, nbase, 0))
 }
 
 // Largest device numbers the kernel's dev_t (12-bit major, 20-bit minor)
@@ -178,13 +209,9 @@ func (r *Root) Mknod(name string, mode uint32, major, minor int64) error {
 // Remove removes name, a file, link or empty directory. A symbolic link is
 // removed itself.
 func (r *Root) Remove(name string) error {
-	dir, base := split(name)
-	if base == "" {
-		return rootErr("remove", name)
-	}
-	pfd, err := r.parent(dir)
+	pfd, base, err := r.parentOf("remove", name)
 	if err != nil {
-		return pathErr("remove", name, err)
+		return err
 	}
 	err = unix.Unlinkat(pfd, base, 0)
 	if err == unix.EISDIR {
@@ -219,28 +246,17 @@ func (r *Root) RemoveAll(name string) error {
 // Rename moves oldname to newname, both inside the root, replacing what
 // newname names as rename(2) does.
 func (r *Root) Rename(oldname, newname string) error {
-	odir, obase := split(oldname)
-	ndir, nbase := split(newname)
-	if obase == "" || nbase == "" {
-		return rootErr("rename", oldname)
-	}
-	nfd, err := r.parent(ndir)
+	p, err := r.parents("rename", oldname, newname, oldname)
 	if err != nil {
-		return pathErr("rename", newname, err)
+		return err
 	}
-	ofd, owned, err := r.parentUncached(odir)
-	if err != nil {
-		return pathErr("rename", oldname, err)
-	}
-	err = unix.Renameat(ofd, obase, nfd, nbase)
+	err = unix.Renameat(p.ofd, p.obase, p.nfd, p.nbase)
 	if err == unix.EBUSY {
-		if err = r.busyErr(err, ofd, obase, clean(oldname)); err == unix.EBUSY {
-			err = r.busyErr(err, nfd, nbase, clean(newname))
+		if err = r.busyErr(err, p.ofd, p.obase, clean(oldname)); err == unix.EBUSY {
+			err = r.busyErr(err, p.nfd, p.nbase, clean(newname))
 		}
 	}
-	if owned {
-		unix.Close(ofd)
-	}
+	p.close()
 	r.dropCache()
 	return pathErr("rename", oldname, err)
 }
@@ -267,12 +283,7 @@ func (r *Root) Lchmod(name string, mode uint32) error {
 	mode &= 07777
 	dir, base := split(name)
 	if base == "" {
-		f, err := r.rootFile()
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		return pathErr("chmod", name, unix.Fchmod(int(f.Fd()), mode))
+		return r.onRootFile("chmod", name, func(fd int) error { return unix.Fchmod(fd, mode) })
 	}
 	pfd, err := r.parent(dir)
 	if err != nil {
@@ -303,12 +314,7 @@ func (r *Root) Lutimes(name string, atime, mtime time.Time) error {
 	ts := []unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
 	dir, base := split(name)
 	if base == "" {
-		f, err := r.rootFile()
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		return pathErr("utimes", name, futimens(int(f.Fd()), ts))
+		return r.onRootFile("utimes", name, func(fd int) error { return futimens(fd, ts) })
 	}
 	pfd, err := r.parent(dir)
 	if err != nil {
@@ -327,12 +333,7 @@ func (r *Root) Lutimes(name string, atime, mtime time.Time) error {
 func (r *Root) Lsetxattr(name, attr string, value []byte) error {
 	dir, base := split(name)
 	if base == "" {
-		f, err := r.rootFile()
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		return pathErr("setxattr", name, unix.Fsetxattr(int(f.Fd()), attr, value, 0))
+		return r.onRootFile("setxattr", name, func(fd int) error { return unix.Fsetxattr(fd, attr, value, 0) })
 	}
 	pfd, err := r.parent(dir)
 	if err != nil {
@@ -447,13 +448,9 @@ func (r *Root) readDirNames(name string, n int) ([]string, error) {
 // Both must be on the same file system (EXDEV otherwise). The root itself
 // cannot be moved.
 func (r *Root) MoveOut(name string, dirfd int, newname string) error {
-	dir, base := split(name)
-	if base == "" {
-		return rootErr("rename", name)
-	}
-	pfd, err := r.parent(dir)
+	pfd, base, err := r.parentOf("rename", name)
 	if err != nil {
-		return pathErr("rename", name, err)
+		return err
 	}
 	err = r.busyErr(unix.Renameat(pfd, base, dirfd, newname), pfd, base, clean(name))
 	r.dropCache()

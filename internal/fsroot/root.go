@@ -36,7 +36,6 @@ package fsroot
 import (
 	"errors"
 	"io/fs"
-	"os"
 	"strconv"
 	"strings"
 
@@ -566,12 +565,14 @@ func procFD(fd int) string {
 	return "/proc/self/fd/" + strconv.Itoa(fd)
 }
 
-// rootFile opens the root for reading, for the metadata calls that need a
-// real descriptor (fchmod, futimens, fsetxattr do not accept O_PATH ones).
-func (r *Root) rootFile() (*os.File, error) {
+// onRootFile runs do, op on the root itself (name), on a descriptor of the
+// root opened for reading: the metadata calls need a real one (fchmod,
+// futimens, fsetxattr do not accept O_PATH ones).
+func (r *Root) onRootFile(op, name string, do func(fd int) error) error {
 	fd, err := unix.Openat(r.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, pathErr("open", "/", err)
+		return pathErr("open", "/", err)
 	}
-	return os.NewFile(uintptr(fd), r.path), nil
+	defer unix.Close(fd)
+	return pathErr(op, name, do(fd))
 }

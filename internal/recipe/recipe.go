@@ -106,12 +106,8 @@ type ZstdParams struct {
 func (r Recipe) Validate() error {
 	switch r.Format {
 	case FormatGzip:
-		d := findDeflater(r.Encoder, r.Version)
-		if d == nil {
-			return errdefs.New(errdefs.ErrNotReproducible, "recipe: no pinned gzip compressor %s %s in this build", r.Encoder, r.Version)
-		}
-		if !hasLevel(d.levels, r.Level) {
-			return errdefs.New(errdefs.ErrInvalidArgument, "recipe: %s %s has no level %d", r.Encoder, r.Version, r.Level)
+		if err := r.validatePinned(); err != nil {
+			return err
 		}
 		if r.BlockSize != 0 && r.BlockSize <= pgzipTailSize {
 			return errdefs.New(errdefs.ErrInvalidArgument, "recipe: pgzip block size %d is not above %d", r.BlockSize, pgzipTailSize)
@@ -121,12 +117,8 @@ func (r Recipe) Validate() error {
 		}
 		return r.Gzip.validate()
 	case FormatZstd:
-		z := findZstdEncoder(r.Encoder, r.Version)
-		if z == nil {
-			return errdefs.New(errdefs.ErrNotReproducible, "recipe: no pinned zstd compressor %s %s in this build", r.Encoder, r.Version)
-		}
-		if !hasLevel(z.levels, r.Level) {
-			return errdefs.New(errdefs.ErrInvalidArgument, "recipe: %s %s has no level %d", r.Encoder, r.Version, r.Level)
+		if err := r.validatePinned(); err != nil {
+			return err
 		}
 		if r.Zstd == nil || r.Gzip != nil || r.BlockSize != 0 {
 			return errdefs.New(errdefs.ErrInvalidArgument, "recipe: a zstd recipe needs zstd settings and no gzip ones")
@@ -138,6 +130,30 @@ func (r Recipe) Validate() error {
 	default:
 		return errdefs.New(errdefs.ErrInvalidArgument, "recipe: unknown format %q", r.Format)
 	}
+}
+
+// validatePinned checks that this build has the compressor r names, of
+// r.Format, and that it takes r.Level.
+func (r Recipe) validatePinned() error {
+	var levels []int
+	found := false
+	switch r.Format {
+	case FormatGzip:
+		if d := findDeflater(r.Encoder, r.Version); d != nil {
+			levels, found = d.levels, true
+		}
+	case FormatZstd:
+		if z := findZstdEncoder(r.Encoder, r.Version); z != nil {
+			levels, found = z.levels, true
+		}
+	}
+	if !found {
+		return errdefs.New(errdefs.ErrNotReproducible, "recipe: no pinned %s compressor %s %s in this build", r.Format, r.Encoder, r.Version)
+	}
+	if !hasLevel(levels, r.Level) {
+		return errdefs.New(errdefs.ErrInvalidArgument, "recipe: %s %s has no level %d", r.Encoder, r.Version, r.Level)
+	}
+	return nil
 }
 
 func (h *GzipHeader) validate() error {
