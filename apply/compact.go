@@ -222,15 +222,18 @@ func compactLayer(ctx context.Context, dir string, rep *CompactReport) error {
 // writePack writes the pack of list (sorted by position) to w: the
 // magic, the number of payloads and each one's position (as the
 // difference from the one before) and size, all as uvarints, then the
-// payloads one after the other; one zstd stream. Payloads come from
+// payloads one after the other; one zstd stream, in frames compressed
+// side by side (see frameWriter). Payloads come from
 // their files, or from old, the pack being replaced.
 func writePack(ctx context.Context, w io.Writer, dir string, list []packEntry, old *packReader) error {
-	bw := bufio.NewWriterSize(w, 256<<10)
-	enc, err := zstd.NewWriter(bw, zstd.WithEncoderLevel(packLevel), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+	procs := min(runtime.GOMAXPROCS(0), maxPackProcs)
+	zenc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(packLevel), zstd.WithEncoderConcurrency(procs))
 	if err != nil {
 		return err
 	}
-	defer enc.Close()
+	defer zenc.Close()
+	enc := newFrameWriter(w, zenc, procs)
+	defer enc.abort()
 	hdr := append([]byte(packMagic), nil...)
 	hdr = binary.AppendUvarint(hdr, uint64(len(list)))
 	prev := 0
@@ -247,34 +250,40 @@ func writePack(ctx context.Context, w io.Writer, dir string, list []packEntry, o
 		if err := ctx.Err(); err != nil {
 			return errdefs.Wrap(err, errdefs.ErrCanceled, "compacting the shadow store")
 		}
-		var src io.Reader
+		var n int64
 		if e.file == "" {
 			r, err := old.payload(e.pos)
 			if err != nil {
 				return err
 			}
-			src = r
-		} else {
-			f, err := os.OpenFile(filepath.Join(dir, e.file), os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-			if err != nil {
+			if n, err = io.CopyBuffer(enc, io.LimitReader(r, e.size), buf); err != nil {
 				return err
 			}
-			defer f.Close()
-			src = f
-		}
-		n, err := io.CopyBuffer(enc, io.LimitReader(src, e.size), buf)
-		if err != nil {
+		} else if n, err = packFile(enc, filepath.Join(dir, e.file), e.size, buf); err != nil {
 			return err
 		}
 		if n != e.size {
 			return fmt.Errorf("payload %d: %d bytes, want %d", e.pos, n, e.size)
 		}
 	}
-	if err := enc.Close(); err != nil {
-		return err
-	}
-	return bw.Flush()
+	return enc.Close()
 }
+
+// packFile copies the first size bytes of the shadowed file name to w.
+// Each file is closed once read: a layer may shadow more files than a
+// process may hold open.
+func packFile(w io.Writer, name string, size int64, buf []byte) (int64, error) {
+	f, err := os.OpenFile(name, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return io.CopyBuffer(w, io.LimitReader(f, size), buf)
+}
+
+// maxPackProcs bounds the frames of a pack compressed at once, and so the
+// memory packing takes (about 3 MiB a frame) on a machine of many cores.
+const maxPackProcs = 4
 
 // packReader reads a layer's pack in position order.
 type packReader struct {
