@@ -118,7 +118,7 @@ func TestDeepVerifyFewDescriptors(t *testing.T) {
 	n := testutil.Scale(4000, 200)
 	mkdeep(t, a.target, n)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestDeepVerifyChild$")
-	cmd.Env = append(os.Environ(), deepChildEnv+"=1", "STATE="+a.state, "TARGET="+a.target)
+	cmd.Env = testutil.ChildEnv(deepChildEnv+"=1", "STATE="+a.state, "TARGET="+a.target)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

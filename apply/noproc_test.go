@@ -94,7 +94,7 @@ func TestWithoutProc(t *testing.T) {
 		dir x 0755 xattr.user.dir=v
 	`, [2]uint32{0, 0})
 	cmd := exec.Command(os.Args[0], "-test.run=^TestNoProcChild$")
-	cmd.Env = append(os.Environ(), noProcChildEnv+"=1")
+	cmd.Env = testutil.ChildEnv(noProcChildEnv + "=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

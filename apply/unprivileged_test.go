@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 )
 
 const (
@@ -110,7 +111,7 @@ func TestUnprivileged(t *testing.T) {
 		}
 		os.Chown(target, nobody, nobody)
 		cmd := exec.Command(exe, "-test.run=^TestUnprivilegedChild$")
-		cmd.Env = append(os.Environ(), append(env, childEnv+"=1", "TARGET="+target)...)
+		cmd.Env = testutil.ChildEnv(append(env, childEnv+"=1", "TARGET="+target)...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -258,7 +259,7 @@ func TestUnprivilegedRebuild(t *testing.T) {
 		os.Chown(d, nobody, nobody)
 	}
 	cmd := exec.Command(exe, "-test.run=^TestUnprivilegedRebuildChild$")
-	cmd.Env = append(os.Environ(), rebuildChildEnv+"=1", "TARGET="+target, "STATE="+DefaultStateDir(target), "LAYERS="+strings.Join(paths, " "))
+	cmd.Env = testutil.ChildEnv(rebuildChildEnv+"=1", "TARGET="+target, "STATE="+DefaultStateDir(target), "LAYERS="+strings.Join(paths, " "))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -16,6 +16,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ocifetch/ocifetch/fetch"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 )
 
@@ -56,7 +57,7 @@ func childFetch() int {
 func childCommand(s *fetch.Store, url string, desc ocispec.Descriptor) *exec.Cmd {
 	descJSON, _ := json.Marshal(desc)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=1", "CHILD_STORE="+s.Dir(), "CHILD_URL="+url, "CHILD_DESC="+string(descJSON))
+	cmd.Env = testutil.ChildEnv(childEnv+"=1", "CHILD_STORE="+s.Dir(), "CHILD_URL="+url, "CHILD_DESC="+string(descJSON))
 	return cmd
 }
 

@@ -107,7 +107,7 @@ func TestKillLeavesNoPartialFile(t *testing.T) {
 		dir := t.TempDir()
 		out := filepath.Join(dir, "layer.tar")
 		cmd := exec.Command(os.Args[0], "-test.run=^TestKillLeavesNoPartialFile$")
-		cmd.Env = append(os.Environ(), "ATOMICFILE_CHILD="+out)
+		cmd.Env = testutil.ChildEnv("ATOMICFILE_CHILD=" + out)
 		if noTmpfile {
 			cmd.Env = append(cmd.Env, "ATOMICFILE_NAMED=1")
 		}

@@ -31,7 +31,7 @@ func InMountNS(t *testing.T) bool {
 		t.Skip("mounting needs root")
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), mountNSEnv+"="+t.Name())
+	cmd.Env = ChildEnv(mountNSEnv + "=" + t.Name())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
 	out, err := cmd.CombinedOutput()
 	if err != nil {

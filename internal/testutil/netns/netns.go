@@ -64,7 +64,7 @@ func Run(t *testing.T, hosts map[string]string) bool {
 	}
 	cmd := exec.Command(unshare, "--net", "--mount", "--propagation", "private", "--",
 		os.Args[0], "-test.run", "^"+regexp.QuoteMeta(t.Name())+"$", "-test.count", "1", "-test.v", "-test.timeout", "5m")
-	cmd.Env = append(os.Environ(), envChild+"="+t.Name())
+	cmd.Env = testutil.ChildEnv(envChild + "=" + t.Name())
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("in a network namespace: %v\n%s", err, out)
