@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,12 +23,15 @@ func TestSignalExitStatus(t *testing.T) {
 	t.Parallel()
 	reg := hostile.New(t)
 	img := testimage.Image(t, 2, "linux", "amd64", "")
-	ref := reg.PutImage(t, "app", "v1", img)
 	cfg, err := img.ConfigName()
 	if err != nil {
 		t.Fatal(err)
 	}
-	reached := make(chan hostile.Kind, 16)
+	// Each run pulls from a repository of its own and waits for a blob
+	// request of that repository: a request the run before left in
+	// flight (another layer) must not count, or the signal lands before
+	// the command has installed its handler.
+	reached := make(chan string, 16)
 	reg.Intercept(func(w http.ResponseWriter, r *http.Request, q hostile.Request) bool {
 		if q.Kind != hostile.Blob || q.Ref == cfg.String() {
 			return false
@@ -39,14 +43,14 @@ func TestSignalExitStatus(t *testing.T) {
 		w.Write(make([]byte, 10))
 		w.(http.Flusher).Flush()
 		select {
-		case reached <- q.Kind:
+		case reached <- q.Repo:
 		default:
 		}
 		<-r.Context().Done()
 		return true
 	})
 	bin := builtCLI(t)
-	for _, tc := range []struct {
+	for i, tc := range []struct {
 		cmd  string
 		sig  syscall.Signal
 		want int
@@ -57,13 +61,12 @@ func TestSignalExitStatus(t *testing.T) {
 		{"unpack", syscall.SIGTERM, 143},
 	} {
 		t.Run(tc.cmd+"/"+tc.sig.String(), func(t *testing.T) {
+			repo := fmt.Sprintf("app%d", i)
+			ref := reg.PutImage(t, repo, "v1", img)
 			dir := t.TempDir()
 			args := []string{tc.cmd, "--json", "--store", filepath.Join(dir, "store"), ref}
 			if tc.cmd == "unpack" {
 				args = append(args, filepath.Join(dir, "rootfs"))
-			}
-			for len(reached) > 0 { // a previous run's requests
-				<-reached
 			}
 			cmd := exec.Command(bin, args...)
 			cmd.Env = cliEnv(t)
@@ -73,10 +76,13 @@ func TestSignalExitStatus(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer cmd.Process.Kill()
-			select {
-			case <-reached:
-			case <-time.After(30 * time.Second):
-				t.Fatal("the command never asked for a blob")
+			timeout := time.After(30 * time.Second)
+			for asked := ""; asked != repo; {
+				select {
+				case asked = <-reached:
+				case <-timeout:
+					t.Fatal("the command never asked for a blob")
+				}
 			}
 			if err := cmd.Process.Signal(tc.sig); err != nil {
 				t.Fatal(err)
