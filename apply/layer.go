@@ -15,6 +15,7 @@ import (
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/fsroot"
+	"github.com/ocifetch/ocifetch/internal/recipe"
 	"github.com/ocifetch/ocifetch/mediatype"
 )
 
@@ -136,7 +137,8 @@ func Apply(ctx context.Context, target string, layers []Layer, opts ...Option) (
 	rec, err := newStateRec(ctx, l.stateDir, st, o.noShadow)
 	if rec != nil {
 		rec.noRecipes = o.noRecipes
-		rec.probeOpts = o.probeOpts
+		// One pool of probe encoders for every layer of this apply.
+		rec.probeOpts = append([]recipe.Option{recipe.WithEncoderPool(recipe.NewEncoderPool())}, o.probeOpts...)
 	}
 	if err != nil {
 		l.fail()

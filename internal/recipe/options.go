@@ -6,10 +6,11 @@ import "github.com/ocifetch/ocifetch/errdefs"
 type Option func(*options) error
 
 type options struct {
-	evidence  int   // compressed bytes past the header a candidate must match
-	maxPrefix int   // uncompressed bytes kept, and fed to a candidate at most
-	whole     int   // a complete layer up to this size is run to its end
-	work      int64 // uncompressed bytes compressed over all candidates
+	evidence  int          // compressed bytes past the header a candidate must match
+	maxPrefix int          // uncompressed bytes kept, and fed to a candidate at most
+	whole     int          // a complete layer up to this size is run to its end
+	work      int64        // uncompressed bytes compressed over all candidates
+	pool      *EncoderPool // WithEncoderPool; nil: a new encoder per candidate
 }
 
 // The defaults keep the probe of each layer of the GOROOT benchmark image
@@ -70,6 +71,15 @@ func WithWorkLimit(n int64) Option {
 			return errdefs.New(errdefs.ErrInvalidArgument, "recipe: work limit %d must be positive", n)
 		}
 		o.work = n
+		return nil
+	}
+}
+
+// WithEncoderPool makes the Prober take its zstd candidates' encoders
+// from pool and give them back when it is done (see EncoderPool).
+func WithEncoderPool(pool *EncoderPool) Option {
+	return func(o *options) error {
+		o.pool = pool
 		return nil
 	}
 }

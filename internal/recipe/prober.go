@@ -197,6 +197,12 @@ func identify(ctx context.Context, in probeInput, o options) (Result, error) {
 	// and level only after offset min(B1, B2) need not run when that one
 	// failed before.
 	diedAt := map[string][]died{}
+	var runs []*run
+	defer func() {
+		for _, r := range runs {
+			o.pool.put(&r.c.r, r.enc)
+		}
+	}()
 	for _, c := range cands {
 		if len(alive) > 0 && (c.family != alive[0].c.family || c.r.Level != alive[0].c.r.Level) {
 			continue
@@ -212,6 +218,7 @@ func identify(ctx context.Context, in probeInput, o options) (Result, error) {
 			break
 		}
 		r := newRun(c, in, o)
+		runs = append(runs, r)
 		res.Tried++
 		if err := r.probe(ctx, in, o, &res.Work); err != nil {
 			return Result{}, err
@@ -345,7 +352,7 @@ type run struct {
 func newRun(c *candidate, in probeInput, o options) *run {
 	r := &run{c: c, evidence: o.evidence, prefix: min(o.maxPrefix, len(in.unc)), m: &matcher{want: in.comp, complete: in.compComplete}}
 	var err error
-	if r.enc, err = newEncoder(r.m, &c.r); err != nil {
+	if r.enc, err = o.pool.get(r.m, &c.r); err != nil {
 		r.broken = true
 	}
 	return r
