@@ -32,14 +32,19 @@ func TestPooledEncoderWritesTheSameBytes(t *testing.T) {
 					enc.Write(second)
 					enc.Close()
 
-					// Half a stream, abandoned as a probe abandons a
-					// candidate that differed, then the next stream.
-					var half, pooled bytes.Buffer
-					enc, err = pool.get(&half, &r)
+					// Half a stream whose writer fails, abandoned as a
+					// probe abandons a candidate that differed (its
+					// matcher fails the write), then the next stream.
+					var pooled bytes.Buffer
+					enc, err = pool.get(&failAfter{n: 1000}, &r)
 					if err != nil {
 						t.Fatal(err)
 					}
-					enc.Write(first[:len(first)/2])
+					for i := 0; i < len(first)/2; i += 64 << 10 {
+						if _, err := enc.Write(first[i : i+64<<10]); err != nil {
+							break
+						}
+					}
 					pool.put(&r, enc)
 					reused, err := pool.get(&pooled, &r)
 					if err != nil {
@@ -80,4 +85,14 @@ func TestProbesShareAPool(t *testing.T) {
 	if n := len(pool.idle); n == 0 {
 		t.Error("no encoder went back to the pool")
 	}
+}
+
+// failAfter fails every write once n bytes were written to it.
+type failAfter struct{ n int }
+
+func (f *failAfter) Write(p []byte) (int, error) {
+	if f.n -= len(p); f.n < 0 {
+		return 0, errDiffers
+	}
+	return len(p), nil
 }
