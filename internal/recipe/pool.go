@@ -2,6 +2,7 @@ package recipe
 
 import (
 	"io"
+	"slices"
 	"sync"
 )
 
@@ -16,14 +17,33 @@ import (
 // wrote was ever touched, and writes the same bytes as a new one
 // (TestPooledEncoderWritesTheSameBytes). One pool serves the probes of one
 // Apply; it is safe for concurrent use.
+//
+// It keeps only the last maxIdle encoders given back, and a probe gives
+// back only those of the candidates that reproduced its layer's first
+// bytes. An idle encoder holds its history and tables, and the encoders
+// of every candidate a layer ruled out, kept for the rest of the Apply,
+// raised the heap's live size and so the collector's goal: after two
+// layers no candidate reproduced, 8 idle encoders held 213 MiB of heap,
+// and the garbage made after them peaked at 351-356 MB RSS against
+// 112-118 MB without a pool (TestPoolHoldsOnlyTheLastMatch).
 type EncoderPool struct {
 	mu   sync.Mutex
-	idle map[string][]io.WriteCloser
+	idle []pooled // oldest first
 }
+
+type pooled struct {
+	key string
+	enc io.WriteCloser
+}
+
+// maxIdle is how many encoders a pool keeps: those of the candidates that
+// reproduce one layer's first bytes, two releases of one encoder at one
+// level at most.
+const maxIdle = 2
 
 // NewEncoderPool returns an empty pool.
 func NewEncoderPool() *EncoderPool {
-	return &EncoderPool{idle: map[string][]io.WriteCloser{}}
+	return &EncoderPool{}
 }
 
 // resetter is what a pooled encoder must do: start a new stream to w.
@@ -39,9 +59,12 @@ func (p *EncoderPool) get(w io.Writer, r *Recipe) (io.WriteCloser, error) {
 	key := r.String()
 	p.mu.Lock()
 	var enc io.WriteCloser
-	if n := len(p.idle[key]); n > 0 {
-		enc = p.idle[key][n-1]
-		p.idle[key] = p.idle[key][:n-1]
+	for i := len(p.idle) - 1; i >= 0; i-- {
+		if p.idle[i].key == key {
+			enc = p.idle[i].enc
+			p.idle = slices.Delete(p.idle, i, i+1)
+			break
+		}
 	}
 	p.mu.Unlock()
 	if enc == nil {
@@ -61,6 +84,11 @@ func (p *EncoderPool) put(r *Recipe, enc io.WriteCloser) {
 	}
 	key := r.String()
 	p.mu.Lock()
-	p.idle[key] = append(p.idle[key], enc)
+	p.idle = append(p.idle, pooled{key, enc})
+	if n := len(p.idle) - maxIdle; n > 0 {
+		// The oldest are dropped (slices.Delete clears the slots they
+		// leave, so that the collector takes them).
+		p.idle = slices.Delete(p.idle, 0, n)
+	}
 	p.mu.Unlock()
 }

@@ -2,7 +2,10 @@ package recipe
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ocifetch/ocifetch/internal/testutil"
@@ -84,6 +87,75 @@ func TestProbesShareAPool(t *testing.T) {
 	defer pool.mu.Unlock()
 	if n := len(pool.idle); n == 0 {
 		t.Error("no encoder went back to the pool")
+	}
+}
+
+// A pool keeps the encoders of the candidates that reproduced the last
+// layer, not those of every candidate ruled out: each holds its history
+// and tables (213 MiB of heap for the 8 left by two layers no candidate
+// reproduced, kept for the rest of the Apply, and the collector's goal
+// grew with them).
+func TestPoolHoldsOnlyTheLastMatch(t *testing.T) {
+	t.Parallel()
+	pool := NewEncoderPool()
+	idle := func() []string {
+		pool.mu.Lock()
+		defer pool.mu.Unlock()
+		var keys []string
+		for _, e := range pool.idle {
+			keys = append(keys, e.key)
+		}
+		return keys
+	}
+	tar := corpus(testutil.Scale(1<<20, 400<<10))
+	// Layers no candidate reproduces: a level 2 stream changed past its
+	// first bytes, with and without the checksum.
+	for _, ck := range []bool{true, false} {
+		r := Recipe{Format: FormatZstd, Encoder: EncoderKlauspostZstd, Version: klauspostModuleVersion, Level: 2, Zstd: &ZstdParams{Checksum: ck}}
+		blob := bytes.Clone(recompressed(t, r, tar))
+		for i := 3000; i < len(blob); i += 7 {
+			blob[i] ^= 0x55
+		}
+		p, err := NewProber(WithEncoderPool(pool))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Compressed().Write(blob)
+		p.Uncompressed().Write(tar)
+		p.Close()
+		res, err := p.Result(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Candidates) != 0 || res.Tried < 2 {
+			t.Fatalf("checksum %t: %+v, want candidates tried and none left", ck, res)
+		}
+	}
+	if keys := idle(); len(keys) != 0 {
+		t.Errorf("after layers no candidate reproduced, the pool holds %d encoders: %q", len(keys), keys)
+	}
+	// Layers of three recipes, one after another: the pool holds at most
+	// maxIdle encoders, of the last layer's level (both releases at the
+	// default level reproduce its first bytes, as on image d).
+	var last Recipe
+	for i, level := range []int{3, 1, 2} {
+		last = Recipe{Format: FormatZstd, Encoder: EncoderKlauspostZstd, Version: klauspostModuleVersion, Level: level, Zstd: &ZstdParams{Checksum: true}}
+		res, _ := probeLikeApplier(t, recompressed(t, last, tar[i*1000:]), WithEncoderPool(pool))
+		if len(res.Candidates) == 0 || res.Candidates[0].String() != last.String() {
+			t.Fatalf("level %d: %+v, want %s first", level, res, last)
+		}
+	}
+	keys := idle()
+	if len(keys) == 0 || len(keys) > maxIdle {
+		t.Fatalf("the pool holds %d encoders (%q), want 1 to %d", len(keys), keys, maxIdle)
+	}
+	if !slices.Contains(keys, last.String()) {
+		t.Errorf("the pool holds %q, not the last layer's encoder %s", keys, last)
+	}
+	for _, k := range keys {
+		if !strings.Contains(k, fmt.Sprintf(" level %d ", last.Level)) {
+			t.Errorf("the pool holds %q, of a level the last layer ruled out", k)
+		}
 	}
 }
 

@@ -197,9 +197,13 @@ func identify(ctx context.Context, in probeInput, o options) (Result, error) {
 	// and level only after offset min(B1, B2) need not run when that one
 	// failed before.
 	diedAt := map[string][]died{}
-	var runs []*run
+	// The encoders of the candidates that reproduced the evidence go
+	// back to the pool, for the next layer of the same recipe (both
+	// releases at its level, though one may differ later); those of the
+	// candidates ruled out by it are dropped (see EncoderPool).
+	var matched []*run
 	defer func() {
-		for _, r := range runs {
+		for _, r := range matched {
 			o.pool.put(&r.c.r, r.enc)
 		}
 	}()
@@ -218,7 +222,6 @@ func identify(ctx context.Context, in probeInput, o options) (Result, error) {
 			break
 		}
 		r := newRun(c, in, o)
-		runs = append(runs, r)
 		res.Tried++
 		if err := r.probe(ctx, in, o, &res.Work); err != nil {
 			return Result{}, err
@@ -230,6 +233,7 @@ func identify(ctx context.Context, in probeInput, o options) (Result, error) {
 			continue
 		}
 		alive = append(alive, r)
+		matched = append(matched, r)
 		if r.whole {
 			break
 		}
