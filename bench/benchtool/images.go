@@ -205,13 +205,7 @@ func layerPath(rel string) string {
 // their packages does), so that the second layer shadows the first's
 // files as real images' upper layers do.
 func debianLayers(t *tree) []map[string]entry {
-	base := map[string]entry{}
-	for _, d := range t.dirs {
-		base[layerPath(d)] = entry{kind: kindTree, src: d}
-	}
-	for _, it := range t.items {
-		base[layerPath(it)] = entry{kind: kindTree, src: it}
-	}
+	base := wholeTree(t)
 	up := map[string]entry{}
 	for _, d := range []string{"usr/share/man", "usr/share/locale"} {
 		up[path.Join(path.Dir(d), ".wh."+path.Base(d))] = entry{kind: kindWhiteout}
@@ -236,13 +230,8 @@ func debianLayers(t *tree) []map[string]entry {
 	return []map[string]entry{base, up}
 }
 
-func under(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
-
-// manyFilesLayers is image a: the whole tree, then two layers that modify
-// files, delete files (whiteouts), delete a directory and replace another
-// one with part of its content (opaque whiteout). Choices are by position
-// in the sorted tree, so the same tree gives the same image.
-func manyFilesLayers(t *tree) []map[string]entry {
+// wholeTree is a layer holding every directory and item of t.
+func wholeTree(t *tree) map[string]entry {
 	base := map[string]entry{}
 	for _, d := range t.dirs {
 		base[layerPath(d)] = entry{kind: kindTree, src: d}
@@ -250,6 +239,17 @@ func manyFilesLayers(t *tree) []map[string]entry {
 	for _, it := range t.items {
 		base[layerPath(it)] = entry{kind: kindTree, src: it}
 	}
+	return base
+}
+
+func under(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
+
+// manyFilesLayers is image a: the whole tree, then two layers that modify
+// files, delete files (whiteouts), delete a directory and replace another
+// one with part of its content (opaque whiteout). Choices are by position
+// in the sorted tree, so the same tree gives the same image.
+func manyFilesLayers(t *tree) []map[string]entry {
+	base := wholeTree(t)
 	dirs := append(pickDirs(t, 4), "", "", "", "") // "" when the tree is too small
 	del2, opq2, del3, opq3 := dirs[0], dirs[1], dirs[2], dirs[3]
 
