@@ -1,7 +1,6 @@
 package recipe
 
 import (
-	"context"
 	"testing"
 )
 
@@ -14,17 +13,7 @@ func FuzzProber(f *testing.F) {
 	f.Add([]byte{0x1f, 0x8b, 8, 0x1e, 0, 0, 0, 0, 0, 255, 2, 0, 'a', 'b', 'n', 0, 'c', 0, 1, 2}, []byte("x"))
 	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd, 0xe4, 1, 2, 3, 4, 5, 6, 7, 8}, []byte{})
 	f.Fuzz(func(t *testing.T, blob, tar []byte) {
-		p, err := NewProber(WithMaxPrefix(16<<10), WithEvidence(1024), WithWorkLimit(64<<10))
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.Compressed().Write(blob)
-		p.Uncompressed().Write(tar)
-		p.Close()
-		res, err := p.Result(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
+		res := probeBytes(t, blob, tar, WithMaxPrefix(16<<10), WithEvidence(1024), WithWorkLimit(64<<10))
 		if res.Work > 64<<10+int64(len(res.Candidates)+1)*(16<<10) {
 			t.Errorf("work %d past the limits", res.Work)
 		}

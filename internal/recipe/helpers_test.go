@@ -92,6 +92,24 @@ func recompressed(t *testing.T, r Recipe, tar []byte) []byte {
 // probeLikeApplier feeds a Prober as an applier does: the blob through a
 // tee into the decompressor, the decompressor's output read in 32 KiB
 // pieces. It returns the Result and the uncompressed layer.
+// probeBytes gives a Prober both streams whole, as they are (blob need
+// not decompress to tar), and returns its Result.
+func probeBytes(t testing.TB, blob, tar []byte, opts ...Option) Result {
+	t.Helper()
+	p, err := NewProber(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Compressed().Write(blob)
+	p.Uncompressed().Write(tar)
+	p.Close()
+	res, err := p.Result(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
 func probeLikeApplier(t *testing.T, blob []byte, opts ...Option) (Result, []byte) {
 	t.Helper()
 	p, err := NewProber(opts...)

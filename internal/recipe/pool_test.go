@@ -2,7 +2,6 @@ package recipe
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -116,17 +115,7 @@ func TestPoolHoldsOnlyTheLastMatch(t *testing.T) {
 		for i := 3000; i < len(blob); i += 7 {
 			blob[i] ^= 0x55
 		}
-		p, err := NewProber(WithEncoderPool(pool))
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.Compressed().Write(blob)
-		p.Uncompressed().Write(tar)
-		p.Close()
-		res, err := p.Result(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
+		res := probeBytes(t, blob, tar, WithEncoderPool(pool))
 		if len(res.Candidates) != 0 || res.Tried < 2 {
 			t.Fatalf("checksum %t: %+v, want candidates tried and none left", ck, res)
 		}
