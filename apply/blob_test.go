@@ -31,17 +31,22 @@ import (
 // prose returns n bytes of deterministic, compressible text.
 func prose(seed int64, n int) string {
 	words := strings.Fields("the quick brown fox jumps over a lazy dog while layers of an image arrive from the registry and land in a root filesystem bit for bit")
+	// One draw a word: tests make megabytes of this under the race
+	// detector, where every call costs.
 	r := rand.New(rand.NewSource(seed))
-	var b strings.Builder
-	for b.Len() < n {
-		b.WriteString(words[r.Intn(len(words))])
-		if r.Intn(12) == 0 {
-			b.WriteString(fmt.Sprintf(" %d\n", r.Int63()))
+	b := make([]byte, 0, n+32)
+	for len(b) < n {
+		x := uint64(r.Int63())
+		b = append(b, words[x%uint64(len(words))]...)
+		if x>>8%12 == 0 {
+			b = append(b, ' ')
+			b = strconv.AppendUint(b, x>>12, 10)
+			b = append(b, '\n')
 		} else {
-			b.WriteByte(' ')
+			b = append(b, ' ')
 		}
 	}
-	return b.String()[:n]
+	return string(b[:n])
 }
 
 // stdGzip compresses as Go's compress/gzip at its default level does

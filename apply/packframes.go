@@ -27,6 +27,7 @@ type frameWriter struct {
 	w        io.Writer
 	enc      *zstd.Encoder // EncodeAll only, safe from several goroutines
 	inFlight int
+	size     int // of a frame: packFrame, less in tests of the sequencing
 
 	cur   []byte
 	queue []chan frameOut // frames being compressed, oldest first
@@ -40,7 +41,7 @@ type frameOut struct {
 }
 
 func newFrameWriter(w io.Writer, enc *zstd.Encoder, inFlight int) *frameWriter {
-	return &frameWriter{w: w, enc: enc, inFlight: max(inFlight, 1)}
+	return &frameWriter{w: w, enc: enc, inFlight: max(inFlight, 1), size: packFrame}
 }
 
 func (fw *frameWriter) buffer() []byte {
@@ -49,7 +50,7 @@ func (fw *frameWriter) buffer() []byte {
 		fw.free = fw.free[:n-1]
 		return b[:0]
 	}
-	return make([]byte, 0, packFrame)
+	return make([]byte, 0, fw.size)
 }
 
 func (fw *frameWriter) Write(p []byte) (int, error) {
@@ -112,7 +113,7 @@ func (fw *frameWriter) submit() {
 		// Room for a frame that compresses to half: EncodeAll grows an
 		// empty buffer by appending, and the copies it leaves behind
 		// took 8 MiB more peak RSS on image e.
-		out = make([]byte, 0, packFrame/2)
+		out = make([]byte, 0, fw.size/2)
 	}
 	done := make(chan frameOut, 1)
 	fw.queue = append(fw.queue, done)

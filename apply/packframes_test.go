@@ -18,7 +18,10 @@ import (
 func TestFrameWriter(t *testing.T) {
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(7, 8))
-	data := []byte(prose(21, 5*packFrame+4321))
+	// Small frames: what is tested is their order and bounds, not their
+	// size, and 30 MiB of zstd under the race detector took 20 s.
+	const frame = 64 << 10
+	data := []byte(prose(21, 5*frame+4321))
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(packLevel), zstd.WithEncoderConcurrency(3))
 	if err != nil {
 		t.Fatal(err)
@@ -27,8 +30,9 @@ func TestFrameWriter(t *testing.T) {
 	for _, inFlight := range []int{1, 2, 3} {
 		var out bytes.Buffer
 		fw := newFrameWriter(&out, enc, inFlight)
+		fw.size = frame
 		for off := 0; off < len(data); {
-			n := min(1+rng.IntN(packFrame+packFrame/2), len(data)-off)
+			n := min(1+rng.IntN(frame+frame/2), len(data)-off)
 			if rng.IntN(2) == 0 {
 				if _, err := fw.Write(data[off : off+n]); err != nil {
 					t.Fatal(err)
@@ -43,7 +47,7 @@ func TestFrameWriter(t *testing.T) {
 		}
 		fw.abort()
 		if frames := bytes.Count(out.Bytes(), []byte{0x28, 0xb5, 0x2f, 0xfd}); frames < 6 {
-			t.Errorf("in flight %d: %d frame magics, want one per %d bytes", inFlight, frames, packFrame)
+			t.Errorf("in flight %d: %d frame magics, want one per %d bytes", inFlight, frames, frame)
 		}
 		dec, err := zstd.NewReader(bytes.NewReader(out.Bytes()), zstd.WithDecoderConcurrency(1))
 		if err != nil {
@@ -84,15 +88,20 @@ func TestFrameWriterAbortWaits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer enc.Close()
-	data := []byte(prose(22, 8*packFrame))
+	// Frames large enough that one is still being compressed when abort
+	// is called (milliseconds under the race detector), small enough to
+	// keep the test short.
+	const frame = 256 << 10
+	data := []byte(prose(22, 8*frame))
 	for _, after := range []int{0, 1} {
 		fw := newFrameWriter(&failingWriter{after: after}, enc, 2)
+		fw.size = frame
 		_, err := fw.Write(data)
 		if err == nil || err.Error() != "disk full" {
 			t.Fatalf("write failing after %d frames: %v", after, err)
 		}
 		// Frames were handed over after the failure's frame was.
-		fw.cur = append(fw.buffer(), data[:packFrame]...)
+		fw.cur = append(fw.buffer(), data[:frame]...)
 		fw.submit()
 		fw.abort()
 		if n := compressing(); n != 0 {
