@@ -339,6 +339,7 @@ var shared struct {
 // started, if any; a package whose tests call Shared calls it from its
 // TestMain: os.Exit(testregistry.Main(m)).
 func Main(m *testing.M) int {
+	testutil.NoRaceExitWait()
 	shared.mu.Lock()
 	shared.main = true
 	shared.mu.Unlock()
