@@ -4,25 +4,12 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 )
-
-// buildCLI builds the binary once per test run, as a user would run it.
-func buildCLI(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), prog)
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
 
 func TestE2EResolveMultiPlatformFromRegistry(t *testing.T) {
 	t.Parallel()
@@ -34,7 +21,7 @@ func TestE2EResolveMultiPlatformFromRegistry(t *testing.T) {
 		testimage.Platform{OS: "linux", Arch: "arm", Variant: "v7"})
 	testimage.PushIndex(t, reg.Host+"/e2e/multi:1", idx)
 	v8, _ := imgs[2].Digest()
-	bin := buildCLI(t)
+	bin := builtCLI(t)
 
 	cmd := exec.Command(bin, "resolve", "--platform", "linux/arm64", "--json", reg.Host+"/e2e/multi:1")
 	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+t.TempDir())

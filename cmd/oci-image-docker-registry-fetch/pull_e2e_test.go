@@ -38,9 +38,8 @@ import (
 	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 )
 
-// sharedCLI is the binary the tests of this file run, built once for the
-// whole test binary (buildCLI builds into a per-test directory) and removed
-// by TestMain.
+// sharedCLI is the binary the tests run, built once for the whole test
+// binary and removed by TestMain.
 var sharedCLI struct {
 	once sync.Once
 	dir  string
@@ -61,7 +60,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// builtCLI builds the command once, as buildCLI does, and returns its path.
+// builtCLI builds the command once for the test binary, as a user would
+// build it, and returns its path.
 // $OCIFETCH_TEST_CLI names a binary to test instead (another version's,
 // to see which tests it fails).
 func builtCLI(t *testing.T) string {
