@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/testutil"
@@ -164,6 +165,57 @@ func TestWrongHEADFromAMirrorFallsBack(t *testing.T) {
 			}
 			if upstream.Count(hostile.Manifest, "") == 0 {
 				t.Fatal("the upstream was not asked")
+			}
+		})
+	}
+}
+
+// HEAD and the GET it falls back to share one document's budget: a host
+// that answers every manifest request 500 gets one HEAD and then GETs,
+// MaxAttempts requests in all (it got a HEAD budget and then a GET
+// budget, six requests and, with the default deadlines, over six minutes
+// against a host that trickles). A HEAD that fails for good (405) leaves
+// the GET its whole budget.
+func TestHEADAndGETShareOneBudget(t *testing.T) {
+	t.Parallel()
+	policy := source.RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}
+	for _, tc := range []struct {
+		name              string
+		headStatus        int
+		wantHEAD, wantGET int
+	}{
+		{"HEAD 500, GET 500", http.StatusInternalServerError, 1, 2},
+		{"HEAD 405, GET 500", http.StatusMethodNotAllowed, 1, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			reg := hostile.New(t)
+			ref, _ := image(t, reg, "budget/app")
+			reg.Intercept(func(w http.ResponseWriter, r *http.Request, q hostile.Request) bool {
+				if q.Kind != hostile.Manifest {
+					return false
+				}
+				if r.Method == http.MethodHead {
+					w.WriteHeader(tc.headStatus)
+					return true
+				}
+				http.Error(w, "boom", http.StatusInternalServerError)
+				return true
+			})
+			_, err := resolveWith(context.Background(), ref, source.WithRetryPolicy(policy))
+			wantKind(t, err, errdefs.ErrNetwork)
+			heads, gets := 0, 0
+			for _, q := range reg.Requests() {
+				switch {
+				case q.Kind != hostile.Manifest:
+				case q.Method == http.MethodHead:
+					heads++
+				default:
+					gets++
+				}
+			}
+			if heads != tc.wantHEAD || gets != tc.wantGET {
+				t.Fatalf("%d HEAD and %d GET requests for the manifest, want %d and %d (%v)", heads, gets, tc.wantHEAD, tc.wantGET, err)
 			}
 		})
 	}

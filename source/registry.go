@@ -521,23 +521,40 @@ func (e *endpoint) request(ctx context.Context, method, u, accept string, off, s
 // (pings, token exchanges, documents). A refused connection is final at
 // once: the host is down, and the caller moves on to the next one.
 func (e *endpoint) attempts(ctx context.Context, what string, op func(actx context.Context) error) error {
-	d := e.src.o.deadlines.Document
-	return retry(ctx, e.src.o.retry, func() error {
-		actx, cancel := context.WithTimeoutCause(ctx, d, ErrDocumentDeadline)
-		defer cancel()
-		err := op(actx)
-		switch {
-		case err == nil:
+	return e.attemptsWith(ctx, NewRetrier(e.src.o.retry), what, op)
+}
+
+// attemptsWith is attempts on a budget r that the caller may already
+// have spent from.
+func (e *endpoint) attemptsWith(ctx context.Context, r *Retrier, what string, op func(actx context.Context) error) error {
+	for {
+		err := e.attempt(ctx, what, op)
+		if err == nil {
 			return nil
-		case ctx.Err() != nil:
-			return ContextError(ctx, e.String(), err)
-		case actx.Err() != nil:
-			return errdefs.Wrap(ErrDocumentDeadline, errdefs.ErrNetwork, "%s: %s: no complete answer within %s", e, what, d)
-		case errors.Is(err, syscall.ECONNREFUSED):
-			return final{err}
 		}
-		return err
-	})
+		if _, err := r.Next(ctx, err); err != nil {
+			return err
+		}
+	}
+}
+
+// attempt runs op once under the per-document deadline.
+func (e *endpoint) attempt(ctx context.Context, what string, op func(actx context.Context) error) error {
+	d := e.src.o.deadlines.Document
+	actx, cancel := context.WithTimeoutCause(ctx, d, ErrDocumentDeadline)
+	defer cancel()
+	err := op(actx)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ContextError(ctx, e.String(), err)
+	case actx.Err() != nil:
+		return errdefs.Wrap(ErrDocumentDeadline, errdefs.ErrNetwork, "%s: %s: no complete answer within %s", e, what, d)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return final{err}
+	}
+	return err
 }
 
 // final marks an error that is not worth retrying although its kind
@@ -551,9 +568,15 @@ func (f final) RetryHint() (time.Duration, bool) { return 0, false }
 // caller notices one too long), retrying and under the per-document
 // deadline.
 func (e *endpoint) document(ctx context.Context, u, accept, what string, limit int64) ([]byte, http.Header, error) {
+	return e.documentWith(ctx, NewRetrier(e.src.o.retry), u, accept, what, limit)
+}
+
+// documentWith is document on a budget r that the caller may already have
+// spent from.
+func (e *endpoint) documentWith(ctx context.Context, r *Retrier, u, accept, what string, limit int64) ([]byte, http.Header, error) {
 	var body []byte
 	var hdr http.Header
-	err := e.attempts(ctx, what, func(actx context.Context) error {
+	err := e.attemptsWith(ctx, r, what, func(actx context.Context) error {
 		resp, _, err := e.request(actx, http.MethodGet, u, accept, 0, 0)
 		if err != nil {
 			return err
@@ -599,9 +622,20 @@ var errNoHEAD = errors.New("HEAD not asked")
 func (e *endpoint) lookup(ctx context.Context, ref string, pinned digest.Digest, head bool) (ocispec.Descriptor, error) {
 	limit := e.src.o.maxDocumentSize
 	var desc ocispec.Descriptor
+	// HEAD and the GET it may fall back to share one budget. HEAD is
+	// asked once: a failure worth retrying counts as the document's first
+	// attempt and the GET retries with what is left. Retried on their
+	// own, a HEAD and then a GET took the budget twice: six attempts
+	// (over six minutes against a host that trickles, four promised).
+	r := NewRetrier(e.src.o.retry)
 	err := errNoHEAD
 	if head {
-		err = e.attempts(ctx, "HEAD manifest "+ref, e.headManifest(ref, pinned, &desc))
+		err = e.attempt(ctx, "HEAD manifest "+ref, e.headManifest(ref, pinned, &desc))
+		if err != nil {
+			if _, nerr := r.Next(ctx, err); ctx.Err() != nil {
+				err = nerr
+			}
+		}
 	}
 	var body []byte
 	switch {
@@ -637,7 +671,7 @@ func (e *endpoint) lookup(ctx context.Context, ref string, pinned digest.Digest,
 		// repository is missing.
 		var hdr http.Header
 		var gerr error
-		body, hdr, gerr = e.document(ctx, e.url("manifests", ref), manifestAccept, "manifest "+ref, limit)
+		body, hdr, gerr = e.documentWith(ctx, r, e.url("manifests", ref), manifestAccept, "manifest "+ref, limit)
 		if gerr != nil {
 			return desc, e.notFoundError(gerr, ref, pinned)
 		}

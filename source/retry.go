@@ -199,22 +199,6 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// retry runs op until it succeeds, fails finally, or the policy gives up.
-// Each failed attempt counts: it is for requests and documents, which are
-// read whole each time.
-func retry(ctx context.Context, p RetryPolicy, op func() error) error {
-	r := NewRetrier(p)
-	for {
-		err := op()
-		if err == nil {
-			return nil
-		}
-		if _, err := r.Next(ctx, err); err != nil {
-			return err
-		}
-	}
-}
-
 // ContextError is the error of work that stopped because ctx ended. A
 // cancellation is kind canceled and still matches context.Canceled; a
 // deadline of the caller's is kind network and matches
