@@ -289,21 +289,29 @@ func TestRebuildBlobNeverWrong(t *testing.T) {
 // and finished by the next one.
 func TestCompactShadow(t *testing.T) {
 	t.Parallel()
-	bigSize := testutil.Scale(6<<20, memCopyMax+1<<19)
-	base := tarOf(t, D("srv", 0755),
-		F("srv/big", prose(7, bigSize), 0644), // past memCopyMax: a private temporary file
-		F("srv/medium", prose(8, 100<<10), 0644),
-		F("srv/small", "tiny\n", 0644),
-		F("srv/gone", prose(9, 64<<10), 0644),
-		F("srv/kept", "not replaced\n", 0644))
-	upper := tarOf(t, F("srv/big", "replaced\n", 0644), F("srv/medium", "replaced\n", 0644), F("srv/small", "replaced\n", 0644), W("srv", "gone"))
+	layers := func(bigSize int) (base, upper []byte) {
+		base = tarOf(t, D("srv", 0755),
+			F("srv/big", prose(7, bigSize), 0644), // past memCopyMax: a private temporary file
+			F("srv/medium", prose(8, 100<<10), 0644),
+			F("srv/small", "tiny\n", 0644),
+			F("srv/gone", prose(9, 64<<10), 0644),
+			F("srv/kept", "not replaced\n", 0644))
+		upper = tarOf(t, F("srv/big", "replaced\n", 0644), F("srv/medium", "replaced\n", 0644), F("srv/small", "replaced\n", 0644), W("srv", "gone"))
+		return base, upper
+	}
 	for _, viaApply := range []bool{false, true} {
 		t.Run(fmt.Sprintf("apply=%v", viaApply), func(t *testing.T) {
 			t.Parallel()
+			bigSize := testutil.Scale(6<<20, memCopyMax+1<<19)
 			var opts []Option
 			if viaApply {
 				opts = append(opts, WithCompactShadow())
+				// The short tier takes the temporary-file path in the
+				// other case only: each pass over the big payload costs
+				// seconds under the race detector.
+				bigSize = testutil.Scale(bigSize, 512<<10)
 			}
+			base, upper := layers(bigSize)
 			a := mustApplyRecorded(t, [][]byte{base, upper}, opts...)
 			dir := filepath.Join(a.state, shadowDir, layerKey(sha(base)))
 			files, _ := os.ReadDir(dir)
