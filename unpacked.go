@@ -126,6 +126,10 @@ const (
 	// KeptRecipe: some layer blobs are not in the store, and each is
 	// made again by a root filesystem that still verifies clean.
 	KeptRecipe = "recipe"
+	// KeptBusy: a layer blob is not in the store, and the root
+	// filesystems it relies on were held by an unpack, verify or rebuild,
+	// so none was verified: ask again when they are done.
+	KeptBusy = "busy"
 	// KeptDrifted: a layer blob is not in the store, and the root
 	// filesystems it relies on changed since they were unpacked: it
 	// cannot be made again until they are as they were.
@@ -162,7 +166,7 @@ type ImageKept struct {
 }
 
 // ImagesKept lists the images of store (fetch.Store.Images) and says what
-// the store keeps of each: KeptBlobs, KeptRecipe, KeptDrifted or
+// the store keeps of each: KeptBlobs, KeptRecipe, KeptBusy, KeptDrifted or
 // KeptIncomplete. The root filesystems dropped blobs rely on are verified
 // (apply.Verify, each once), which reads every file of those trees.
 func ImagesKept(ctx context.Context, store *fetch.Store) ([]ImageKept, error) {
@@ -199,10 +203,15 @@ func ImagesKept(ctx context.Context, store *fetch.Store) ([]ImageKept, error) {
 						seen[r.StateDir] = true
 						k.Rootfs = append(k.Rootfs, c)
 					}
+					// The best tree wins: clean, then busy (not verified
+					// now: a busy tree once counted as clean, vouching
+					// for a tree nobody read), then drifted.
 					switch {
 					case !holdsLayer(r.StateDir, d.Digest):
-					case c.Status == RootfsClean || c.Status == RootfsBusy:
+					case c.Status == RootfsClean:
 						best = KeptRecipe
+					case c.Status == RootfsBusy && best != KeptRecipe:
+						best = KeptBusy
 					case c.Status == RootfsDrifted && best == KeptIncomplete:
 						best = KeptDrifted
 					}
@@ -220,8 +229,10 @@ func ImagesKept(ctx context.Context, store *fetch.Store) ([]ImageKept, error) {
 func keptRank(k string) int {
 	switch k {
 	case KeptIncomplete:
-		return 3
+		return 4
 	case KeptDrifted:
+		return 3
+	case KeptBusy:
 		return 2
 	case KeptRecipe:
 		return 1

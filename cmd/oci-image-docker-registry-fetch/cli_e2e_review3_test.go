@@ -10,6 +10,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 
 	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
@@ -140,5 +141,38 @@ func TestCLIE2EGCUnpackedRebuildsBeforeDropping(t *testing.T) {
 	}
 	if im := imagesKept(t, u.env, u.store); im.Kept != "recipe" {
 		t.Errorf("images: kept %q", im.Kept)
+	}
+}
+
+// images counts a dropped blob as kept by a tree only when that tree
+// verified clean just now. A tree that an unpack, verify or rebuild
+// holds cannot be read, and images said "recipe" for it all the same,
+// vouching for bytes it had not checked. It says "busy" (the tree's
+// status too) until the holder is done.
+func TestCLIE2EImagesDoesNotVouchForABusyTree(t *testing.T) {
+	t.Parallel()
+	u := unpackLayers(t, layerOf(t, edir("etc", layerTime), efile("etc/motd", "hello\n", 0o644)))
+	mustRun(t, u.env, "gc", "--unpacked", "--store", u.store)
+	if im := imagesKept(t, u.env, u.store); im.Kept != "recipe" || len(im.Rootfs) != 1 || im.Rootfs[0].Status != "clean" {
+		t.Fatalf("images after gc --unpacked: kept %q, trees %+v; want recipe, one clean tree", im.Kept, im.Rootfs)
+	}
+	// The lock an unpack of the tree takes, under any name (apply's
+	// target lock: an exclusive flock on the directory).
+	fd, err := unix.Open(u.rootfs, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	if im := imagesKept(t, u.env, u.store); im.Kept != "busy" || len(im.Rootfs) != 1 || im.Rootfs[0].Status != "busy" {
+		t.Errorf("images while the tree is held: kept %q, trees %+v; want busy, one busy tree", im.Kept, im.Rootfs)
+	}
+	if err := unix.Flock(fd, unix.LOCK_UN); err != nil {
+		t.Fatal(err)
+	}
+	if im := imagesKept(t, u.env, u.store); im.Kept != "recipe" {
+		t.Errorf("images once the tree is free again: kept %q, want recipe", im.Kept)
 	}
 }

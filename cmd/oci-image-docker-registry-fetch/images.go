@@ -28,7 +28,7 @@ type imageEntryJSON struct {
 	MediaType string   `json:"mediaType"`
 	Size      int64    `json:"size"`
 	// Kept is what the store keeps of it: ocifetch.KeptBlobs, KeptRecipe,
-	// KeptDrifted or KeptIncomplete.
+	// KeptBusy, KeptDrifted or KeptIncomplete.
 	Kept string `json:"kept"`
 	// Rootfs lists the root filesystems its dropped layer blobs rely on,
 	// with what verify says of each.
