@@ -128,6 +128,29 @@ func storedLayer(t *testing.T, storeDir string, img v1.Image, i int) (string, []
 	return p, b
 }
 
+// corruptStoredLayer changes bytes of img's layer i in the store at
+// storeDir in place, keeping its size and modification time (only the
+// ctime tells), and returns the blob's path and its good bytes.
+func corruptStoredLayer(t *testing.T, storeDir string, img v1.Image, i int) (string, []byte) {
+	t.Helper()
+	blob, good := storedLayer(t, storeDir, img, i)
+	fi, err := os.Stat(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := slices.Clone(good)
+	for j := len(bad) / 3; j < len(bad)/3+64 && j < len(bad); j++ {
+		bad[j] ^= 0x5a
+	}
+	if err := os.WriteFile(blob, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(blob, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	return blob, good
+}
+
 func digestOf(t *testing.T, img v1.Image) digest.Digest {
 	t.Helper()
 	d, err := img.Digest()
@@ -261,14 +284,7 @@ func TestUnpackHealsASameSizeCorruption(t *testing.T) {
 	if _, err := ocifetch.Unpack(ctx, ref, first, store); err != nil {
 		t.Fatal(err)
 	}
-	blob, good := storedLayer(t, storeDir, img, 1)
-	bad := slices.Clone(good)
-	for i := len(bad) / 3; i < len(bad)/3+64 && i < len(bad); i++ {
-		bad[i] ^= 0x5a
-	}
-	if err := os.WriteFile(blob, bad, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	blob, good := corruptStoredLayer(t, storeDir, img, 1)
 	second := filepath.Join(t.TempDir(), "rootfs")
 	res, err := ocifetch.Unpack(ctx, ref, second, store)
 	if err != nil {
@@ -298,13 +314,7 @@ func TestPullNeverNamesACorruptBlob(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg.Stop()
-	blob, b := storedLayer(t, storeDir, img, 1)
-	fi, _ := os.Stat(blob)
-	b[len(b)/2] ^= 1
-	if err := os.WriteFile(blob, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	os.Chtimes(blob, fi.ModTime(), fi.ModTime()) // only the ctime tells
+	blob, _ := corruptStoredLayer(t, storeDir, img, 1)
 	target := filepath.Join(t.TempDir(), "rootfs")
 	_, err := ocifetch.Unpack(ctx, ref, target, store, ocifetch.WithPullPolicy(ocifetch.PullNever))
 	if errdefs.KindOf(err) != errdefs.ErrDigestMismatch || !strings.Contains(err.Error(), blob) || !strings.Contains(err.Error(), "layer 2") {

@@ -60,6 +60,7 @@ func TestUnprivilegedChild(t *testing.T) {
 // process run as nobody.
 func unprivilegedExe(t *testing.T) (dir, exe string) {
 	t.Helper()
+	requireRoot(t) // to run the child as another user
 	dir, err := os.MkdirTemp("", "apply-unpriv-")
 	if err != nil {
 		t.Fatal(err)
@@ -85,6 +86,40 @@ func layerFiles(t *testing.T, dir string, tars ...[]byte) []string {
 	return paths
 }
 
+// nobodysDirs makes each directory, in order, owned by 65534.
+func nobodysDirs(t *testing.T, dirs ...string) {
+	t.Helper()
+	for _, d := range dirs {
+		if err := os.Mkdir(d, 0755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(d, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// runAsNobody runs the test named test of exe, a copy of the test binary,
+// as uid/gid 65534 with env, and returns the JSON object the child
+// printed on its first line.
+func runAsNobody(t *testing.T, exe, test string, env ...string) map[string]any {
+	t.Helper()
+	cmd := exec.Command(exe, "-test.run=^"+test+"$")
+	cmd.Env = testutil.ChildEnv(env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := runCopied(cmd); err != nil {
+		t.Fatalf("child: %v\n%s%s", err, stdout.String(), stderr.String())
+	}
+	var out map[string]any
+	line, _, _ := strings.Cut(stdout.String(), "\n")
+	if err := json.Unmarshal([]byte(line), &out); err != nil {
+		t.Fatalf("child output %q: %v", stdout.String(), err)
+	}
+	return out
+}
+
 // An unprivileged apply of layers with root-owned entries, mode-000 files
 // and directories, and a device: it succeeds, everything belongs to the
 // caller, the device is left out with a warning, and directories of a lower
@@ -92,7 +127,6 @@ func layerFiles(t *testing.T, dir string, tars ...[]byte) []string {
 // OwnershipFail the same layer fails.
 func TestUnprivileged(t *testing.T) {
 	t.Parallel()
-	requireRoot(t)
 	// A world-readable copy of the test binary and the layers.
 	dir, exe := unprivilegedExe(t)
 	l1 := tarOf(t,
@@ -106,24 +140,8 @@ func TestUnprivileged(t *testing.T) {
 	paths := layerFiles(t, dir, l1, l2)
 	run := func(t *testing.T, env ...string) (map[string]any, string) {
 		target := filepath.Join(dir, "rootfs-"+strings.ReplaceAll(t.Name(), "/", "-"))
-		if err := os.Mkdir(target, 0755); err != nil {
-			t.Fatal(err)
-		}
-		os.Chown(target, nobody, nobody)
-		cmd := exec.Command(exe, "-test.run=^TestUnprivilegedChild$")
-		cmd.Env = testutil.ChildEnv(append(env, childEnv+"=1", "TARGET="+target)...)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := runCopied(cmd); err != nil {
-			t.Fatalf("child: %v\n%s%s", err, stdout.String(), stderr.String())
-		}
-		var out map[string]any
-		line, _, _ := strings.Cut(stdout.String(), "\n")
-		if err := json.Unmarshal([]byte(line), &out); err != nil {
-			t.Fatalf("child output %q: %v", stdout.String(), err)
-		}
-		return out, target
+		nobodysDirs(t, target)
+		return runAsNobody(t, exe, "TestUnprivilegedChild", append(env, childEnv+"=1", "TARGET="+target)...), target
 	}
 	for _, fallback := range []string{"0", "1"} {
 		t.Run("fallback="+fallback, func(t *testing.T) {
@@ -243,7 +261,6 @@ func TestUnprivilegedRebuildChild(t *testing.T) {
 // it was.
 func TestUnprivilegedRebuild(t *testing.T) {
 	t.Parallel()
-	requireRoot(t)
 	dir, exe := unprivilegedExe(t)
 	l0 := tarOf(t,
 		D("etc", 0755), F("etc/shadow", "secret", 0).owner(0, 42), F("etc/passwd", "root", 0644),
@@ -254,23 +271,9 @@ func TestUnprivilegedRebuild(t *testing.T) {
 	paths := layerFiles(t, dir, l0, l1)
 	work := filepath.Join(dir, "work")
 	target := filepath.Join(work, "rootfs")
-	for _, d := range []string{work, target} {
-		os.Mkdir(d, 0755)
-		os.Chown(d, nobody, nobody)
-	}
-	cmd := exec.Command(exe, "-test.run=^TestUnprivilegedRebuildChild$")
-	cmd.Env = testutil.ChildEnv(rebuildChildEnv+"=1", "TARGET="+target, "STATE="+DefaultStateDir(target), "LAYERS="+strings.Join(paths, " "))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := runCopied(cmd); err != nil {
-		t.Fatalf("child: %v\n%s%s", err, stdout.String(), stderr.String())
-	}
-	line, _, _ := strings.Cut(stdout.String(), "\n")
-	var out map[string]any
-	if err := json.Unmarshal([]byte(line), &out); err != nil {
-		t.Fatalf("child output %q: %v", stdout.String(), err)
-	}
+	nobodysDirs(t, work, target)
+	out := runAsNobody(t, exe, "TestUnprivilegedRebuildChild",
+		rebuildChildEnv+"=1", "TARGET="+target, "STATE="+DefaultStateDir(target), "LAYERS="+strings.Join(paths, " "))
 	if out["apply"] != nil {
 		t.Fatalf("apply: %v", out["apply"])
 	}

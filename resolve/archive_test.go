@@ -20,9 +20,8 @@ import (
 
 func TestResolveOCIArchive(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
 	idx, imgs := amd64AndArm64(t)
-	testimage.WriteLayout(t, dir, map[string]v1.ImageIndex{"v1": idx})
+	dir := layoutOf(t, map[string]v1.ImageIndex{"v1": idx})
 	archive := filepath.Join(t.TempDir(), "image.tar")
 	testimage.TarDir(t, dir, archive, "./")
 

@@ -30,8 +30,7 @@ func TestValidateBuildxAttestations(t *testing.T) {
 	t.Parallel()
 	idx, imgs, atts := testimage.BuildxIndex(t,
 		testimage.Platform{OS: "linux", Arch: "amd64"}, testimage.Platform{OS: "linux", Arch: "arm64", Variant: "v8"})
-	dir := t.TempDir()
-	testimage.WriteLayout(t, dir, map[string]v1.ImageIndex{"app": idx})
+	dir := layoutOf(t, map[string]v1.ImageIndex{"app": idx})
 	ref := "oci:" + dir + ":app"
 	ctx := context.Background()
 	src, err := resolve.Open(ctx, ref)
@@ -93,8 +92,7 @@ func TestValidateBuildxAttestations(t *testing.T) {
 		Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "unknown", Architecture: "unknown"},
 			Annotations: map[string]string{"vnd.docker.reference.type": "attestation-manifest", "vnd.docker.reference.digest": "sha256:" + strings.Repeat("ab", 32)}},
 	})
-	dir2 := t.TempDir()
-	testimage.WriteLayout(t, dir2, map[string]v1.ImageIndex{"bad": bad})
+	dir2 := layoutOf(t, map[string]v1.ImageIndex{"bad": bad})
 	src2, err := resolve.Open(ctx, "oci:"+filepath.Clean(dir2)+":bad")
 	if err != nil {
 		t.Fatal(err)
@@ -128,8 +126,7 @@ func TestValidateHugeIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	testimage.WriteLayout(t, dir, map[string]v1.ImageIndex{"base": idx})
+	dir := layoutOf(t, map[string]v1.ImageIndex{"base": idx})
 	p, err := layout.FromPath(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -28,6 +28,15 @@ func amd64AndArm64(t *testing.T) (v1.ImageIndex, []v1.Image) {
 		testimage.Platform{OS: "linux", Arch: "arm64", Variant: "v8"})
 }
 
+// layoutOf writes the named indexes into a new OCI layout and returns
+// its directory.
+func layoutOf(t *testing.T, named map[string]v1.ImageIndex) string {
+	t.Helper()
+	dir := t.TempDir()
+	testimage.WriteLayout(t, dir, named)
+	return dir
+}
+
 // validateRef opens ref and validates it, failing the test on an error.
 func validateRef(t *testing.T, ref string) []resolve.Problem {
 	t.Helper()

@@ -20,10 +20,9 @@ import (
 
 func TestResolveLayout(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
 	idx, imgs := amd64AndArm64(t)
 	other, otherImgs := testimage.Index(t, testimage.Platform{OS: "linux", Arch: "amd64"})
-	testimage.WriteLayout(t, dir, map[string]v1.ImageIndex{"v1": idx, "v2": other})
+	dir := layoutOf(t, map[string]v1.ImageIndex{"v1": idx, "v2": other})
 	arm64 := resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "arm64"})
 	amd64 := resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"})
 
@@ -61,9 +60,8 @@ func TestResolveLayout(t *testing.T) {
 
 func TestResolveLayoutRefusesSymlinkedBlob(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
 	idx, imgs := testimage.Index(t, testimage.Platform{OS: "linux", Arch: "amd64"})
-	testimage.WriteLayout(t, dir, map[string]v1.ImageIndex{"v1": idx})
+	dir := layoutOf(t, map[string]v1.ImageIndex{"v1": idx})
 	cfg, _ := imgs[0].ConfigName()
 	p := filepath.Join(dir, "blobs", "sha256", cfg.Hex)
 	if err := os.Rename(p, p+".real"); err != nil {
@@ -128,11 +126,10 @@ const hex64 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 // ("127.0.0.1:5000/repo:tag") can be addressed as oci:STORE:NAME.
 func TestLayoutReferencesSplitAtTheFirstColon(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
 	idx, imgs := testimage.Index(t, testimage.Platform{OS: "linux", Arch: "amd64"})
 	other, otherImgs := testimage.Index(t, testimage.Platform{OS: "linux", Arch: "amd64"})
 	const name = "127.0.0.1:5000/team/app:1.0"
-	testimage.WriteLayout(t, dir, map[string]v1.ImageIndex{name: idx, "127.0.0.1:5000/team/app@sha256:" + hex64: other})
+	dir := layoutOf(t, map[string]v1.ImageIndex{name: idx, "127.0.0.1:5000/team/app@sha256:" + hex64: other})
 	amd64 := resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"})
 
 	res := mustResolve(t, "oci:"+dir+":"+name, amd64)

@@ -284,12 +284,20 @@ func TestResolveTooLargeManifest(t *testing.T) {
 	})
 }
 
+// pushAs pushes a one-layer image to repo (a path such as "/app:v1") on
+// reg with user's credentials, and returns it with a keychain holding them.
+func pushAs(t *testing.T, reg *testregistry.Registry, repo, user, pass string) (v1.Image, staticKeychain) {
+	t.Helper()
+	img := testimage.Image(t, 1, "linux", "amd64", "")
+	creds := staticKeychain{host: reg.Host, user: user, pass: pass}
+	testimage.PushImage(t, reg.Host+repo, img, remote.WithAuthFromKeychain(creds))
+	return img, creds
+}
+
 func TestResolveBasicAuth(t *testing.T) {
 	t.Parallel()
 	reg := testregistry.Start(t, testregistry.WithBasicAuth("alice", "s3cret"))
-	img := testimage.Image(t, 1, "linux", "amd64", "")
-	good := staticKeychain{host: reg.Host, user: "alice", pass: "s3cret"}
-	testimage.PushImage(t, reg.Host+"/auth/img:v1", img, remote.WithAuthFromKeychain(good))
+	img, good := pushAs(t, reg, "/auth/img:v1", "alice", "s3cret")
 
 	res, err := resolve.Resolve(context.Background(), reg.Host+"/auth/img:v1", resolve.WithKeychain(good))
 	if err != nil {
@@ -318,9 +326,7 @@ func TestResolveBasicAuth(t *testing.T) {
 func TestResolveTokenAuth(t *testing.T) {
 	t.Parallel()
 	reg := testregistry.Start(t, testregistry.WithTokenAuth("bob", "hunter2"))
-	img := testimage.Image(t, 1, "linux", "amd64", "")
-	good := staticKeychain{host: reg.Host, user: "bob", pass: "hunter2"}
-	testimage.PushImage(t, reg.Host+"/tok/img:v1", img, remote.WithAuthFromKeychain(good))
+	img, good := pushAs(t, reg, "/tok/img:v1", "bob", "hunter2")
 
 	// The token server is at localhost:PORT, another host:port than the
 	// registry's 127.0.0.1:PORT: it gets the credentials only when allowed.

@@ -39,15 +39,12 @@ func (k staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
 	return authn.FromConfig(authn.AuthConfig{Username: k.user, Password: k.pass}), nil
 }
 
-// image puts a two-layer image into reg as repo:v1 and returns the
-// reference and the image.
 // redirectingRegistry pushes an image to repo of a registry that wants a
 // token from a loopback token server and redirects its layer GETs to a
 // loopback storage server that holds the image too.
 func redirectingRegistry(t *testing.T, repo string) (ref string, reg *hostile.Registry, tokens *hostile.TokenServer, storage *hostile.Registry) {
 	t.Helper()
-	reg = hostile.New(t)
-	ref, img := image(t, reg, repo)
+	reg, ref, img := image(t, repo)
 	tokens = hostile.NewTokenServer(t)
 	reg.RequireToken(tokens.Realm("localhost"), tokens.Token)
 	storage = hostile.New(t)
@@ -56,10 +53,14 @@ func redirectingRegistry(t *testing.T, repo string) (ref string, reg *hostile.Re
 	return ref, reg, tokens, storage
 }
 
-func image(t *testing.T, reg *hostile.Registry, repo string) (string, v1.Image) {
+// image starts an in-process registry with opts, puts a two-layer image
+// into it as repo:v1, and returns the registry, the reference and the
+// image.
+func image(t *testing.T, repo string, opts ...hostile.Option) (*hostile.Registry, string, v1.Image) {
 	t.Helper()
+	reg := hostile.New(t, opts...)
 	img := testimage.Image(t, 2, "linux", "amd64", "")
-	return reg.PutImage(t, repo, "v1", img), img
+	return reg, reg.PutImage(t, repo, "v1", img), img
 }
 
 func resolveWith(ctx context.Context, ref string, opts ...source.Option) (*resolve.Resolved, error) {

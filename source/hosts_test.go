@@ -77,8 +77,7 @@ func TestMirrorCapabilities(t *testing.T) {
 		{name: "absent means all", caps: ``, mirrorPulls: true, tagsOK: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			upstream := hostile.New(t)
-			ref, img := image(t, upstream, "caps/app")
+			upstream, ref, img := image(t, "caps/app")
 			mirror := hostile.New(t)
 			mirror.PutImage(t, "caps/app", "v1", img)
 			hosts := t.TempDir()
@@ -137,8 +136,7 @@ func TestWrongHEADFromAMirrorFallsBack(t *testing.T) {
 		{"wrong Content-Length, pinned", func(h http.Header, b []byte) { h.Set("Content-Length", "123456") }, true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			upstream := hostile.New(t)
-			ref, img := image(t, upstream, "head/app")
+			upstream, ref, img := image(t, "head/app")
 			raw, _ := img.RawManifest()
 			d, _ := img.Digest()
 			if tc.pin {
@@ -189,8 +187,7 @@ func TestHEADAndGETShareOneBudget(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			reg := hostile.New(t)
-			ref, _ := image(t, reg, "budget/app")
+			reg, ref, _ := image(t, "budget/app")
 			reg.Intercept(func(w http.ResponseWriter, r *http.Request, q hostile.Request) bool {
 				if q.Kind != hostile.Manifest {
 					return false
@@ -226,8 +223,7 @@ func TestHEADAndGETShareOneBudget(t *testing.T) {
 // message repeats it.
 func TestUserinfoInHostURLsIsRefusedAndNeverPrinted(t *testing.T) {
 	t.Parallel()
-	reg := hostile.New(t)
-	ref, _ := image(t, reg, "ui/app")
+	reg, ref, _ := image(t, "ui/app")
 	for name, body := range map[string]string{
 		"mirror":    "[host.\"http://mirroruser:SECRETPW@" + reg.Host + "\"]\n",
 		"server":    "server = \"http://serveruser:SECRETPW@" + reg.Host + "\"\n",
@@ -257,8 +253,7 @@ func TestUserinfoInHostURLsIsRefusedAndNeverPrinted(t *testing.T) {
 // which worked only because go-containerregistry rewrites the scheme).
 func TestServerWithPlainHTTP(t *testing.T) {
 	t.Parallel()
-	reg := hostile.New(t)
-	ref, _ := image(t, reg, "srv/app")
+	reg, ref, _ := image(t, "srv/app")
 	hosts := t.TempDir()
 	server := "http://" + localhost(reg.Host)
 	testutil.WriteHostsFile(t, hosts, reg.Host, "server = \""+server+"\"\n")
@@ -273,8 +268,7 @@ func TestServerWithPlainHTTP(t *testing.T) {
 // Keys containerd does not have are reported, never ignored in silence.
 func TestUnknownHostsKeysAreReported(t *testing.T) {
 	t.Parallel()
-	reg := hostile.New(t)
-	ref, _ := image(t, reg, "keys/app")
+	reg, ref, _ := image(t, "keys/app")
 	hosts := t.TempDir()
 	testutil.WriteHostsFile(t, hosts, reg.Host, "proxy = \"http://proxy.example\"\n\n[host.\"http://"+reg.Host+"\"]\n  cabilities = [\"pull\"]\n")
 	var mu sync.Mutex
@@ -304,8 +298,7 @@ func TestHostsTLS(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	certs := testcerts.New(t, dir)
-	reg := hostile.New(t, hostile.WithTLS(certs.ServerConfig(true)))
-	ref, _ := image(t, reg, "tls/app")
+	reg, ref, _ := image(t, "tls/app", hostile.WithTLS(certs.ServerConfig(true)))
 	copyFile := func(from, to string) {
 		t.Helper()
 		b, err := os.ReadFile(from)
@@ -371,8 +364,7 @@ func TestHostsTLS(t *testing.T) {
 func TestTLSSettingsStayWithTheirHost(t *testing.T) {
 	t.Parallel()
 	certs := testcerts.New(t, t.TempDir())
-	reg := hostile.New(t, hostile.WithTLS(certs.ServerConfig(true)))
-	ref, _ := image(t, reg, "tlshost/app")
+	reg, ref, _ := image(t, "tlshost/app", hostile.WithTLS(certs.ServerConfig(true)))
 	asking := certs.ServerConfig(false)
 	asking.ClientAuth = tls.RequestClientCert
 	tokens := hostile.NewTokenServer(t, hostile.WithTLS(asking))

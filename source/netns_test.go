@@ -41,8 +41,7 @@ func TestAddressRulesInANetworkNamespace(t *testing.T) {
 	// registry serves an image on addr over plain HTTP (allowed for it),
 	// with hosts.toml trusting the test CA for token servers.
 	registry := func(t *testing.T, addr string) (*hostile.Registry, string, v1.Image, []source.Option) {
-		reg := hostile.New(t, hostile.WithAddr(addr+":0"))
-		ref, img := image(t, reg, "ns/app")
+		reg, ref, img := image(t, "ns/app", hostile.WithAddr(addr+":0"))
 		hosts := t.TempDir()
 		testutil.WriteHostsFile(t, hosts, reg.Host, "server = \"http://"+reg.Host+"\"\nca = \""+certs.CAFile+"\"\n")
 		return reg, ref, img, append([]source.Option{source.WithInsecureRegistry(reg.Host), source.WithHostsDir(hosts), source.WithWarnings(nil)}, quick...)
@@ -159,8 +158,7 @@ func TestAddressRulesBehindAProxy(t *testing.T) {
 	// process runs only this test.
 	t.Setenv("HTTP_PROXY", "http://"+l.Addr().String())
 
-	reg := hostile.New(t, hostile.WithAddr(netns.Public1+":0"))
-	ref, img := image(t, reg, "px/app")
+	reg, ref, img := image(t, "px/app", hostile.WithAddr(netns.Public1+":0"))
 	opts := append([]source.Option{source.WithInsecureRegistry(reg.Host)}, quick...)
 	for _, tc := range []struct {
 		storageAddr, name string

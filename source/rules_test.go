@@ -95,8 +95,7 @@ func TestRealmOnAnotherLoopbackHostGetsNoCredentials(t *testing.T) {
 		{name: "anonymous", opts: nil, ok: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			reg := hostile.New(t)
-			ref, _ := image(t, reg, "realm/app")
+			reg, ref, _ := image(t, "realm/app")
 			var tsOpts []hostile.Option
 			if tc.tls {
 				tsOpts = append(tsOpts, hostile.WithTLS(certs.ServerConfig(false)))
@@ -158,8 +157,7 @@ func TestRedirectsAndRealmsToLoopback(t *testing.T) {
 		}
 	})
 	t.Run("blob redirect to loopback from a public registry is refused", func(t *testing.T) {
-		reg := hostile.New(t)
-		ref, img := image(t, reg, "redir/app")
+		reg, ref, img := image(t, "redir/app")
 		storage := hostile.New(t)
 		storage.PutImage(t, "redir/app", "v1", img)
 		redirectLayers(t, reg, img, "http://"+localhost(storage.Host))
@@ -173,8 +171,7 @@ func TestRedirectsAndRealmsToLoopback(t *testing.T) {
 		}
 	})
 	t.Run("anonymous realm on loopback for a public registry is refused", func(t *testing.T) {
-		reg := hostile.New(t)
-		ref, _ := image(t, reg, "realm/app")
+		reg, ref, _ := image(t, "realm/app")
 		tokens := hostile.NewTokenServer(t)
 		reg.RequireToken(tokens.Realm("localhost"), tokens.Token)
 		_, err := resolveWith(context.Background(), ref, append(quick, source.WithLoopbackAsPublic())...)
@@ -193,8 +190,7 @@ func TestRedirectsAndRealmsToLoopback(t *testing.T) {
 func TestHTTPSRedirectIsNotDowngraded(t *testing.T) {
 	t.Parallel()
 	certs := testcerts.New(t, t.TempDir())
-	reg := hostile.New(t, hostile.WithTLS(certs.ServerConfig(false)))
-	ref, img := image(t, reg, "tls/app")
+	reg, ref, img := image(t, "tls/app", hostile.WithTLS(certs.ServerConfig(false)))
 	hosts := t.TempDir()
 	testutil.WriteHostsFile(t, hosts, reg.Host, "server = \"https://"+reg.Host+"\"\nca = \""+certs.CAFile+"\"\n")
 	opts := []source.Option{source.WithHostsDir(hosts)}
@@ -220,8 +216,7 @@ func TestHTTPSRedirectIsNotDowngraded(t *testing.T) {
 // 60 s × 3 attempts plus backoff, see TestDefaultsEndATrickledDocument...).
 func TestTrickledManifestEndsInNetwork(t *testing.T) {
 	t.Parallel()
-	reg := hostile.New(t)
-	ref, _ := image(t, reg, "slow/app")
+	reg, ref, _ := image(t, "slow/app")
 	reg.Intercept(func(w http.ResponseWriter, r *http.Request, q hostile.Request) bool {
 		if q.Kind != hostile.Manifest || r.Method != http.MethodGet {
 			return false
@@ -260,8 +255,7 @@ func TestTrickledManifestEndsInNetwork(t *testing.T) {
 // one 503 used to fail the pull.
 func TestConfig503IsRetried(t *testing.T) {
 	t.Parallel()
-	reg := hostile.New(t)
-	ref, img := image(t, reg, "cfg/app")
+	reg, ref, img := image(t, "cfg/app")
 	cfg, err := img.ConfigName()
 	if err != nil {
 		t.Fatal(err)
@@ -292,8 +286,7 @@ func TestConfig503IsRetried(t *testing.T) {
 // the next call: the connection failure is not kept.
 func TestReusedSourceAfterACancelledCall(t *testing.T) {
 	t.Parallel()
-	reg := hostile.New(t)
-	ref, _ := image(t, reg, "reuse/app")
+	reg, ref, _ := image(t, "reuse/app")
 	var mu sync.Mutex
 	stall := true
 	reg.Intercept(func(w http.ResponseWriter, r *http.Request, q hostile.Request) bool {
@@ -332,8 +325,7 @@ func TestReusedSourceAfterACancelledCall(t *testing.T) {
 // context.Canceled, from resolve as from the source.
 func TestCancelDuringResolveIsCanceled(t *testing.T) {
 	t.Parallel()
-	reg := hostile.New(t)
-	ref, _ := image(t, reg, "cancel/app")
+	reg, ref, _ := image(t, "cancel/app")
 	entered := make(chan struct{}, 8)
 	reg.Intercept(func(w http.ResponseWriter, r *http.Request, q hostile.Request) bool {
 		if q.Kind == hostile.Manifest && r.Method == http.MethodGet {
@@ -359,8 +351,7 @@ func TestCancelDuringResolveIsCanceled(t *testing.T) {
 // fix: invalid_argument, whether given with --authfile or found in
 // $DOCKER_CONFIG.
 func TestMalformedCredentialsFileIsInvalidArgument(t *testing.T) {
-	reg := hostile.New(t)
-	ref, _ := image(t, reg, "creds/app")
+	reg, ref, _ := image(t, "creds/app")
 	bad := filepath.Join(t.TempDir(), "config.json")
 	if err := os.WriteFile(bad, []byte(`{"auths": {`), 0o600); err != nil {
 		t.Fatal(err)
@@ -385,8 +376,7 @@ func TestMalformedCredentialsFileIsInvalidArgument(t *testing.T) {
 // token server refusing credentials, suggesting --allow-token-host).
 func TestRedirectWithUserInfoIsRefused(t *testing.T) {
 	t.Parallel()
-	reg := hostile.New(t)
-	ref, img := image(t, reg, "ui/app")
+	reg, ref, img := image(t, "ui/app")
 	storage := hostile.New(t)
 	storage.PutImage(t, "ui/app", "v1", img)
 	redirectLayers(t, reg, img, "http://user:secret@"+storage.Host)

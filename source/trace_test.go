@@ -18,8 +18,7 @@ import (
 // their query (a storage redirect's token).
 func TestTraceSeesEveryRequest(t *testing.T) {
 	t.Parallel()
-	reg := hostile.New(t)
-	ref, img := image(t, reg, "trace")
+	reg, ref, img := image(t, "trace")
 	layers, _ := img.Layers()
 	ld, _ := layers[0].Digest()
 	// Layer 1 is redirected to a URL whose query holds a secret.

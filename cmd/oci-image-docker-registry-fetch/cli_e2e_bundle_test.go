@@ -11,7 +11,6 @@ import (
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/ocifetch/ocifetch/internal/testutil/specschema"
-	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 )
 
 // "bundle" from a real registry: DIR/config.json validates against the
@@ -20,10 +19,8 @@ import (
 // and fields as annotations); DIR/rootfs is the unpacked image.
 func TestCLIE2EBundle(t *testing.T) {
 	t.Parallel()
-	reg := testregistry.Shared(t)
-	demo := pushDemo(t, reg.Host+"/e2e/bundle:v1")
+	demo, env := sharedDemo(t, "/e2e/bundle:v1")
 	want := demo.facts(t, "linux/arm/v7")
-	env := cliEnv(t)
 	dir := filepath.Join(t.TempDir(), "bundle")
 
 	var out struct {

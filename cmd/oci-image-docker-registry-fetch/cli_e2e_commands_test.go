@@ -198,9 +198,7 @@ func manifestSize(t *testing.T, demo demoPush, platform string) int64 {
 // --json" removes what the first platform alone used.
 func TestCLIE2EPullGC(t *testing.T) {
 	t.Parallel()
-	reg := testregistry.Shared(t)
-	demo := pushDemo(t, reg.Host+"/e2e/pull:v1")
-	env := cliEnv(t)
+	demo, env := sharedDemo(t, "/e2e/pull:v1")
 	var cache string
 	for _, kv := range env {
 		if v, ok := strings.CutPrefix(kv, "XDG_CACHE_HOME="); ok {

@@ -84,9 +84,7 @@ func TestCLIE2EUnpackThroughAnotherNameIsBusy(t *testing.T) {
 func TestCLIE2EStateDirOfAnotherUser(t *testing.T) {
 	t.Parallel()
 	requireRootCLI(t)
-	ref, _ := ociLayout(t, ocispec.ImageConfig{}, layerOf(t, efile("etc/motd", "hello\n", 0o644)))
-	env := cliEnv(t)
-	work := t.TempDir()
+	ref, env, work := oneFileLayout(t, "etc/motd", "hello\n")
 	os.Chmod(work, 0o1777)
 	rootfs := filepath.Join(work, "rootfs")
 	state := filepath.Join(work, ".rootfs.ocifetch")

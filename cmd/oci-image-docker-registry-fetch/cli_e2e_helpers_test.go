@@ -51,6 +51,14 @@ func demoAndStore(t *testing.T, reg *testregistry.Registry, repo string) (demoPu
 	return pushDemo(t, reg.Host+repo), cliEnv(t), filepath.Join(t.TempDir(), "store")
 }
 
+// sharedDemo pushes the demo image to repo (a path such as
+// "/e2e/app:v1") on the package's shared registry, and returns it with
+// the command's environment.
+func sharedDemo(t *testing.T, repo string) (demoPush, []string) {
+	t.Helper()
+	return pushDemo(t, testregistry.Shared(t).Host+repo), cliEnv(t)
+}
+
 // pushDemo pushes demoimage.Index() to ref with remote.WriteIndex.
 func pushDemo(t *testing.T, ref string, opts ...remote.Option) demoPush {
 	t.Helper()

@@ -73,6 +73,15 @@ func ociLayout(t *testing.T, cfg ocispec.ImageConfig, layers ...[]byte) (string,
 	return ociLayoutOf(t, ocispec.MediaTypeImageLayerGzip, cfg, layers...)
 }
 
+// oneFileLayout writes an image of one layer holding the file name (mode
+// 0644, body) into a new OCI layout, and returns its reference, the
+// command's environment and a working directory.
+func oneFileLayout(t *testing.T, name, body string) (ref string, env []string, work string) {
+	t.Helper()
+	ref, _ = ociLayout(t, ocispec.ImageConfig{}, layerOf(t, efile(name, body, 0o644)))
+	return ref, cliEnv(t), t.TempDir()
+}
+
 // ociLayoutOf is ociLayout with the layers compressed as mediaType says
 // (gzip or zstd).
 func ociLayoutOf(t *testing.T, mediaType string, cfg ocispec.ImageConfig, layers ...[]byte) (string, string) {

@@ -6,7 +6,6 @@ package main
 
 import (
 	"bytes"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,8 +20,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ocifetch/ocifetch/internal/testutil"
-	"github.com/ocifetch/ocifetch/internal/testutil/hostile"
-	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 )
 
 // rewriteKeepingTimes writes content into p in place, keeping its times.
@@ -114,30 +111,7 @@ func TestCLIE2ERebuildPipeNeverSeesTamperedBytes(t *testing.T) {
 // the first then recorded complete with files missing.
 func TestCLIE2ETwoUnpacksOfOneTarget(t *testing.T) {
 	t.Parallel()
-	reg := hostile.New(t)
-	img := testimage.Image(t, 2, "linux", "amd64", "")
-	ref := reg.PutImage(t, "app", "v1", img)
-	ls, err := img.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	held, _ := ls[1].Digest()
-	reached, release := make(chan struct{}, 1), make(chan struct{})
-	reg.Intercept(func(w http.ResponseWriter, r *http.Request, q hostile.Request) bool {
-		if q.Kind != hostile.Blob || q.Ref != held.String() {
-			return false
-		}
-		select {
-		case reached <- struct{}{}:
-		default:
-		}
-		select {
-		case <-release:
-		case <-r.Context().Done():
-			return true
-		}
-		return false // now serve it
-	})
+	ref, reached, release := heldRegistry(t)
 	env := cliEnv(t)
 	work := t.TempDir()
 	rootfs := filepath.Join(work, "rootfs")
@@ -175,7 +149,7 @@ func TestCLIE2ETwoUnpacksOfOneTarget(t *testing.T) {
 	if diffs := treeDiff(before, after); len(diffs) > 0 {
 		t.Errorf("the busy unpack changed the target: %v", diffs)
 	}
-	close(release)
+	release()
 	if err := first.Wait(); err != nil {
 		t.Fatalf("first unpack: %v\n%s", err, out1.String())
 	}
@@ -192,9 +166,7 @@ func TestCLIE2ETwoUnpacksOfOneTarget(t *testing.T) {
 // directory, and project/notes.txt stays. Before, unpack emptied it.
 func TestCLIE2EPlantedStateBesideUserFiles(t *testing.T) {
 	t.Parallel()
-	ref, _ := ociLayout(t, ocispec.ImageConfig{}, layerOf(t, efile("x", "x", 0o644)))
-	env := cliEnv(t)
-	work := t.TempDir()
+	ref, env, work := oneFileLayout(t, "x", "x")
 	project := filepath.Join(work, "project")
 	os.Mkdir(project, 0o755)
 	os.WriteFile(filepath.Join(project, "notes.txt"), []byte("a year of notes"), 0o644)
@@ -456,9 +428,7 @@ func TestCLIE2EOpaqueThroughSelfLink(t *testing.T) {
 // (ulimit -n 64). Before, verify held a descriptor per level.
 func TestCLIE2EDepthLimit(t *testing.T) {
 	t.Parallel()
-	ref, _ := ociLayout(t, ocispec.ImageConfig{}, layerOf(t, efile(strings.Repeat("d/", 4096)+"f", "x", 0o644)))
-	env := cliEnv(t)
-	work := t.TempDir()
+	ref, env, work := oneFileLayout(t, strings.Repeat("d/", 4096)+"f", "x")
 	r := runBuilt(t, env, "unpack", "--json", "--store", filepath.Join(work, "store"), ref, filepath.Join(work, "rootfs"))
 	if k, msg := exactJSONError(t, r.stdout); k != "too_large" || !strings.Contains(msg, "deeper than the limit of 4096") {
 		t.Errorf("deep layer: kind %q %q", k, msg)

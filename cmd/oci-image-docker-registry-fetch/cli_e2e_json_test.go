@@ -229,9 +229,7 @@ func TestCLIE2EJSONEverywhere(t *testing.T) {
 // one.
 func TestCLIE2ERebuildCompressedJSONAbsRootfs(t *testing.T) {
 	t.Parallel()
-	reg := testregistry.Shared(t)
-	demo := pushDemo(t, reg.Host+"/e2e/json-compressed:v1")
-	env := cliEnv(t)
+	demo, env := sharedDemo(t, "/e2e/json-compressed:v1")
 	dir := t.TempDir()
 	if r := runIn(t, env, dir, "unpack", "--quiet", "--store", "store", "--insecure-policy", demo.ref, "rootfs"); r.code != 0 {
 		t.Fatalf("unpack: exit %d\n%s", r.code, r.stderr)

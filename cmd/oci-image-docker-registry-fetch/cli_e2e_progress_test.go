@@ -16,7 +16,6 @@ import (
 
 	"github.com/ocifetch/ocifetch/internal/testutil/hostile"
 	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
-	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 )
 
 // Off a terminal, "unpack" and "bundle" report progress as plain lines on
@@ -25,10 +24,8 @@ import (
 // the manifest digest either way.
 func TestCLIE2EUnpackBundleProgress(t *testing.T) {
 	t.Parallel()
-	reg := testregistry.Shared(t)
-	demo := pushDemo(t, reg.Host+"/e2e/progress:v1")
+	demo, env := sharedDemo(t, "/e2e/progress:v1")
 	want := demo.facts(t, "linux/amd64")
-	env := cliEnv(t)
 	digestLine := want.manifest.String() + "\n"
 	blobs := map[string]bool{short(want.config.String()): true}
 	for _, l := range want.layers {

@@ -100,9 +100,7 @@ func bombBlob(t *testing.T, mediaType string, size int64) layoutBlob {
 // been inside it.
 func TestCLIE2EUnpackDotAndState(t *testing.T) {
 	t.Parallel()
-	ref, _ := ociLayout(t, ocispec.ImageConfig{}, layerOf(t, efile("etc/motd", "hi\n", 0o644)))
-	env := cliEnv(t)
-	work := t.TempDir()
+	ref, env, work := oneFileLayout(t, "etc/motd", "hi\n")
 	here := filepath.Join(work, "here")
 	os.Mkdir(here, 0o755)
 	cmd := exec.Command(builtCLI(t), "unpack", "--quiet", "--store", filepath.Join(work, "store"), ref, ".")

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
-
-	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 )
 
 // The done criterion, with the built binary against a real
@@ -22,11 +20,9 @@ import (
 // clean, then sees a change.
 func TestCLIE2EUnpackRebuildVerify(t *testing.T) {
 	t.Parallel()
-	reg := testregistry.Shared(t)
-	demo := pushDemo(t, reg.Host+"/e2e/demo:v1")
+	demo, env := sharedDemo(t, "/e2e/demo:v1")
 	const platform = "linux/arm64/v8"
 	want := demo.facts(t, platform)
-	env := cliEnv(t)
 	work := t.TempDir()
 	store, rootfs := filepath.Join(work, "store"), filepath.Join(work, "rootfs")
 

@@ -2,7 +2,6 @@ package fsroot
 
 import (
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -35,9 +34,7 @@ func TestNothingCrossesAMountPoint(t *testing.T) {
 	}
 	modes(t, func(t *testing.T, opts []Option) {
 		root, outside := fixture(t)
-		os.MkdirAll(filepath.Join(root, "d/m"), 0755)
-		os.WriteFile(filepath.Join(root, "d/a"), []byte("a"), 0644)
-		os.WriteFile(filepath.Join(root, "f"), []byte("f"), 0644)
+		plant(t, root, "d/m/", "d/a=a", "f=f")
 		testutil.BindMount(t, outside, filepath.Join(root, "d/m"))
 		testutil.BindMount(t, filepath.Join(outside, "sentinel"), filepath.Join(root, "f"))
 		r := open(t, root, opts)
@@ -60,7 +57,7 @@ func TestNothingCrossesAMountPoint(t *testing.T) {
 			t.Errorf("ReadDirNames of the mount point: %v", err)
 		}
 		// Through a symbolic link too.
-		os.Symlink("d/m", filepath.Join(root, "l"))
+		plant(t, root, "l -> d/m")
 		if err := r.RemoveAll("l/sentinel"); !errors.Is(err, ErrMountPoint) {
 			t.Errorf("RemoveAll through a link to the mount point: %v", err)
 		}

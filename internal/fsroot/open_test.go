@@ -57,7 +57,7 @@ func specialNode(t *testing.T, path string) {
 func TestOpenFileNeverOpensASwappedNode(t *testing.T) {
 	allModes(t, func(t *testing.T, opts []Option) {
 		root, outside := fixture(t)
-		os.WriteFile(filepath.Join(root, "f"), []byte("regular"), 0644)
+		plant(t, root, "f=regular")
 		node := filepath.Join(root, ".node")
 		specialNode(t, node)
 		w := watchOpens(t, node)
@@ -87,22 +87,30 @@ func TestOpenFileNeverOpensASwappedNode(t *testing.T) {
 	})
 }
 
-// OpenRegularAt, for walks that hold their own descriptors, refuses
-// every type but a regular file without opening it, and survives the
-// same swap.
-func TestOpenRegularAtNeverOpensANode(t *testing.T) {
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "f"), []byte("regular"), 0644)
-	node := filepath.Join(dir, "node")
+// swapDir makes a directory holding a regular file f ("regular"), the
+// entries planted, and a watched node to swap in for f; it returns the
+// directory, a descriptor of it (closed when the test ends), the node's
+// path and its watch.
+func swapDir(t *testing.T, entries ...string) (dir string, dfd int, node string, w *openWatch) {
+	t.Helper()
+	dir = t.TempDir()
+	plant(t, dir, append([]string{"f=regular"}, entries...)...)
+	node = filepath.Join(dir, "node")
 	specialNode(t, node)
-	os.Symlink("f", filepath.Join(dir, "link"))
-	os.Mkdir(filepath.Join(dir, "d"), 0755)
-	w := watchOpens(t, node)
+	w = watchOpens(t, node)
 	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(dfd)
+	t.Cleanup(func() { unix.Close(dfd) })
+	return dir, dfd, node, w
+}
+
+// OpenRegularAt, for walks that hold their own descriptors, refuses
+// every type but a regular file without opening it, and survives the
+// same swap.
+func TestOpenRegularAtNeverOpensANode(t *testing.T) {
+	dir, dfd, node, w := swapDir(t, "link -> f", "d/")
 	for _, name := range []string{"node", "link", "d"} {
 		if _, _, err := OpenRegularAt(dfd, name); !errors.Is(err, ErrNotRegular) && !errors.Is(err, unix.ELOOP) {
 			t.Errorf("%s: %v, want ErrNotRegular", name, err)
@@ -128,16 +136,7 @@ func TestOpenRegularAtNeverOpensANode(t *testing.T) {
 // regular files only, checked first: a node swapped in after the walk's
 // lstat is not opened. Before, it was opened by name.
 func TestXattrReaderNeverOpensASwappedNode(t *testing.T) {
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "f"), []byte("regular"), 0644)
-	node := filepath.Join(dir, "node")
-	specialNode(t, node)
-	w := watchOpens(t, node)
-	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(dfd)
+	dir, dfd, node, w := swapDir(t)
 	var st unix.Stat_t
 	if err := unix.Fstatat(dfd, "f", &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		t.Fatal(err)

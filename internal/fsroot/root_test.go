@@ -66,6 +66,28 @@ func fixture(t *testing.T) (root, outside string) {
 	return root, outside
 }
 
+// plant makes entries under root for a test, in order, failing it on any
+// error: "d/" is a directory (with its parents), "l -> target" a symbolic
+// link, "f=content" a file holding content and any other name an empty
+// file, both mode 0644.
+func plant(t *testing.T, root string, entries ...string) {
+	t.Helper()
+	for _, e := range entries {
+		var err error
+		if name, target, ok := strings.Cut(e, " -> "); ok {
+			err = os.Symlink(target, filepath.Join(root, name))
+		} else if name, ok := strings.CutSuffix(e, "/"); ok {
+			err = os.MkdirAll(filepath.Join(root, name), 0755)
+		} else {
+			name, content, _ := strings.Cut(e, "=")
+			err = os.WriteFile(filepath.Join(root, name), []byte(content), 0644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // checkOutside fails when the sentinel changed or anything else appeared
 // outside the root.
 func checkOutside(t *testing.T, outside string) {
@@ -229,7 +251,7 @@ func TestMetadataCallsDoNotFollowSymlinks(t *testing.T) {
 func TestCreateNeverWritesThroughALink(t *testing.T) {
 	t.Parallel()
 	confined(t, func(t *testing.T, root, outside string, opts []Option) {
-		os.Symlink(filepath.Join(outside, "sentinel"), filepath.Join(root, "f"))
+		plant(t, root, "f -> "+filepath.Join(outside, "sentinel"))
 		r := open(t, root, opts)
 		if _, err := r.Create("f", 0644); !errors.Is(err, unix.EEXIST) {
 			t.Errorf("create over link: %v, want EEXIST", err)
@@ -248,10 +270,7 @@ func TestCreateNeverWritesThroughALink(t *testing.T) {
 func TestRemoveAllNeverFollows(t *testing.T) {
 	t.Parallel()
 	confined(t, func(t *testing.T, root, outside string, opts []Option) {
-		os.MkdirAll(filepath.Join(root, "d/sub"), 0755)
-		os.Symlink(outside, filepath.Join(root, "d/sub/out"))
-		os.Symlink(outside, filepath.Join(root, "top"))
-		os.MkdirAll(filepath.Join(root, "d/locked/inner"), 0755)
+		plant(t, root, "d/sub/", "d/sub/out -> "+outside, "top -> "+outside, "d/locked/inner/")
 		os.WriteFile(filepath.Join(root, "d/locked/inner/f"), nil, 0)
 		os.Chmod(filepath.Join(root, "d/locked/inner"), 0)
 		os.Chmod(filepath.Join(root, "d/locked"), 0)
@@ -274,7 +293,7 @@ func TestRemoveAllNeverFollows(t *testing.T) {
 func TestLinkLinksTheSymlinkItself(t *testing.T) {
 	t.Parallel()
 	confined(t, func(t *testing.T, root, outside string, opts []Option) {
-		os.Symlink(filepath.Join(outside, "sentinel"), filepath.Join(root, "s"))
+		plant(t, root, "s -> "+filepath.Join(outside, "sentinel"))
 		r := open(t, root, opts)
 		if err := r.Link("s", "h"); err != nil {
 			t.Fatal(err)
@@ -286,9 +305,7 @@ func TestLinkLinksTheSymlinkItself(t *testing.T) {
 			t.Errorf("h is not a hard link of the symlink s")
 		}
 		// A link through a symlinked directory lands inside the root.
-		os.Mkdir(filepath.Join(root, "real"), 0755)
-		os.WriteFile(filepath.Join(root, "real/f"), []byte("in"), 0644)
-		os.Symlink("/real", filepath.Join(root, "viaabs"))
+		plant(t, root, "real/", "real/f=in", "viaabs -> /real")
 		if err := r.Link("viaabs/f", "h2"); err != nil {
 			t.Fatal(err)
 		}
@@ -301,10 +318,10 @@ func TestLinkLinksTheSymlinkItself(t *testing.T) {
 func TestOpenFileRefusesNonRegular(t *testing.T) {
 	t.Parallel()
 	confined(t, func(t *testing.T, root, outside string, opts []Option) {
-		os.WriteFile(filepath.Join(root, "passwd"), []byte("root:x:0:0"), 0644)
-		os.Symlink(filepath.Join(outside, "sentinel"), filepath.Join(root, "link"))
-		unix.Mkfifo(filepath.Join(root, "fifo"), 0644)
-		os.Mkdir(filepath.Join(root, "dir"), 0755)
+		plant(t, root, "passwd=root:x:0:0", "link -> "+filepath.Join(outside, "sentinel"), "dir/")
+		if err := unix.Mkfifo(filepath.Join(root, "fifo"), 0644); err != nil {
+			t.Fatal(err)
+		}
 		r := open(t, root, opts)
 		f, err := r.OpenFile("/passwd")
 		if err != nil {
@@ -340,7 +357,7 @@ func TestMknodRefusesOversizedDevices(t *testing.T) {
 func TestMkdirAllThroughDanglingLink(t *testing.T) {
 	t.Parallel()
 	confined(t, func(t *testing.T, root, outside string, opts []Option) {
-		os.Symlink(outside+"/made", filepath.Join(root, "d"))
+		plant(t, root, "d -> "+outside+"/made")
 		r := open(t, root, opts)
 		if err := r.MkdirAll("d/x/y", 0755); err != nil {
 			t.Fatal(err)
@@ -348,7 +365,7 @@ func TestMkdirAllThroughDanglingLink(t *testing.T) {
 		if st, err := os.Stat(filepath.Join(root, outside, "made/x/y")); err != nil || !st.IsDir() {
 			t.Errorf("not created inside the root: %v", err)
 		}
-		os.WriteFile(filepath.Join(root, "file"), nil, 0644)
+		plant(t, root, "file")
 		if err := r.MkdirAll("file/x", 0755); !errors.Is(err, unix.ENOTDIR) {
 			t.Errorf("through a file: %v, want ENOTDIR", err)
 		}
@@ -359,8 +376,7 @@ func TestSymlinkLoop(t *testing.T) {
 	t.Parallel()
 	modes(t, func(t *testing.T, opts []Option) {
 		root, _ := fixture(t)
-		os.Symlink("l2", filepath.Join(root, "l1"))
-		os.Symlink("/l1", filepath.Join(root, "l2"))
+		plant(t, root, "l1 -> l2", "l2 -> /l1")
 		r := open(t, root, opts)
 		if _, err := r.Create("l1/x", 0644); !errors.Is(err, unix.ELOOP) {
 			t.Errorf("create: %v, want ELOOP", err)
@@ -413,15 +429,9 @@ func TestFallbackMatchesOpenat2(t *testing.T) {
 		t.Skip("openat2 unavailable")
 	}
 	root, _ := fixture(t)
-	for _, d := range []string{"usr/lib/x", "etc", "a/b/c"} {
-		os.MkdirAll(filepath.Join(root, d), 0755)
-	}
-	for l, target := range map[string]string{
-		"lib": "/usr/lib", "rel": "usr/../etc", "up": "../../../..", "abs": "/a/b/../b/c",
-		"chain": "lib/x/../../../etc", "self": ".", "deep": "a/b/c/../../../lib/x",
-	} {
-		os.Symlink(target, filepath.Join(root, l))
-	}
+	plant(t, root, "usr/lib/x/", "etc/", "a/b/c/",
+		"lib -> /usr/lib", "rel -> usr/../etc", "up -> ../../../..", "abs -> /a/b/../b/c",
+		"chain -> lib/x/../../../etc", "self -> .", "deep -> a/b/c/../../../lib/x")
 	a, b := open(t, root, nil), open(t, root, []Option{WithFallback()})
 	for _, name := range []string{"lib", "rel", "up", "abs", "chain", "self", "deep", "lib/x", "up/usr/lib", "self/self/lib"} {
 		fa, erra := a.openDir(name)
@@ -448,11 +458,7 @@ func TestMoveOut(t *testing.T) {
 	for _, fallback := range []bool{false, true} {
 		base := t.TempDir()
 		root, out := filepath.Join(base, "root"), filepath.Join(base, "out")
-		os.MkdirAll(filepath.Join(root, "d"), 0755)
-		os.Mkdir(out, 0755)
-		os.WriteFile(filepath.Join(root, "d/f"), []byte("f"), 0644)
-		os.WriteFile(filepath.Join(base, "victim"), []byte("v"), 0644)
-		os.Symlink("../../victim", filepath.Join(root, "d/l"))
+		plant(t, base, "root/d/", "out/", "root/d/f=f", "victim=v", "root/d/l -> ../../victim")
 		var opts []Option
 		if fallback {
 			opts = append(opts, WithFallback())
@@ -534,12 +540,7 @@ func TestCanonical(t *testing.T) {
 	t.Parallel()
 	modes(t, func(t *testing.T, opts []Option) {
 		root, _ := fixture(t)
-		os.MkdirAll(filepath.Join(root, "b/c"), 0755)
-		os.Symlink("b", filepath.Join(root, "a"))
-		os.Symlink("/b/c", filepath.Join(root, "abs"))
-		os.Symlink("../../../b", filepath.Join(root, "b/c/up"))
-		os.Symlink("/", filepath.Join(root, "top"))
-		os.WriteFile(filepath.Join(root, "file"), nil, 0644)
+		plant(t, root, "b/c/", "a -> b", "abs -> /b/c", "b/c/up -> ../../../b", "top -> /", "file")
 		r := open(t, root, opts)
 		for _, c := range []struct {
 			name, want string
@@ -683,10 +684,7 @@ func TestCanonicalWithoutProc(t *testing.T) {
 	t.Parallel()
 	allModes(t, func(t *testing.T, opts []Option) {
 		root, _ := fixture(t)
-		os.MkdirAll(filepath.Join(root, "b/c"), 0755)
-		os.Symlink("b", filepath.Join(root, "a"))
-		os.Symlink(".", filepath.Join(root, "self"))
-		os.Symlink("../../../b", filepath.Join(root, "b/c/up"))
+		plant(t, root, "b/c/", "a -> b", "self -> .", "b/c/up -> ../../../b")
 		r := open(t, root, opts)
 		for name, want := range map[string]string{
 			"a/x": "b/x", "self/self/a/c/x": "b/c/x", "b/c/up/c/x": "b/c/x", "self/x": "x", "x": "x",
@@ -708,9 +706,7 @@ func TestXattrsWithoutProc(t *testing.T) {
 	t.Parallel()
 	allModes(t, func(t *testing.T, opts []Option) {
 		root, outside := fixture(t)
-		os.Mkdir(filepath.Join(root, "d"), 0755)
-		os.WriteFile(filepath.Join(root, "f"), nil, 0644)
-		os.Symlink("../outside/sentinel", filepath.Join(root, "l"))
+		plant(t, root, "d/", "f", "l -> ../outside/sentinel")
 		r := open(t, root, opts)
 		for _, name := range []string{"d", "f"} {
 			if err := r.Lsetxattr(name, "user.k", []byte("v-"+name)); err != nil {
