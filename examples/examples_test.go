@@ -7,50 +7,21 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 )
 
 // Both tests share one registry process.
 func TestMain(m *testing.M) {
-	code := testregistry.Main(m)
-	if binaries.dir != "" {
-		os.RemoveAll(binaries.dir)
-	}
-	os.Exit(code)
-}
-
-// binaries are the examples built so far, each once for the test binary
-// (a link is a second or two of CPU), in dir, which TestMain removes.
-var binaries struct {
-	mu   sync.Mutex
-	dir  string
-	path map[string]string
+	os.Exit(testregistry.Main(m))
 }
 
 func build(t *testing.T, pkg string) string {
 	t.Helper()
-	binaries.mu.Lock()
-	defer binaries.mu.Unlock()
-	if bin, ok := binaries.path[pkg]; ok {
-		return bin
-	}
-	if binaries.dir == "" {
-		dir, err := os.MkdirTemp("", "ocifetch-examples-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		binaries.dir, binaries.path = dir, map[string]string{}
-	}
-	bin := filepath.Join(binaries.dir, filepath.Base(pkg))
-	if out, err := exec.Command("go", "build", "-o", bin, "./"+pkg).CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
-	}
-	binaries.path[pkg] = bin
-	return bin
+	return testutil.Build(t, "./"+pkg, filepath.Base(pkg))
 }
 
 func TestEmbedPull(t *testing.T) {

@@ -52,19 +52,13 @@ func TestMain(m *testing.M) {
 	// The tests wait on cosign and the registry more than they compute:
 	// 4 at once rather than one per CPU.
 	testutil.WaitingParallel(4)
-	code := testregistry.Main(m)
-	if sharedKeys.dir != "" {
-		os.RemoveAll(sharedKeys.dir)
-	}
-	os.Exit(code)
+	os.Exit(testregistry.Main(m))
 }
 
 // sharedKeys are the two key pairs of every fixture, made once for the
-// test binary (cosign takes half a second for each) in dir, which
-// TestMain removes.
+// test binary (cosign takes half a second for each) in its BinaryDir.
 var sharedKeys struct {
 	once       sync.Once
-	dir        string
 	key, other cosigntest.Key
 }
 
@@ -76,12 +70,8 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{cosign: cosigntest.New(t), reg: testregistry.Shared(t)}
 	f.proxy = testregistry.NewCountingProxy(t, f.reg.URL)
 	f.host = f.proxy.Host()
+	dir := testutil.BinaryDir(t)
 	sharedKeys.once.Do(func() {
-		dir, err := os.MkdirTemp("", "policy-keys-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		sharedKeys.dir = dir
 		for name, k := range map[string]*cosigntest.Key{"key": &sharedKeys.key, "other": &sharedKeys.other} {
 			if err := os.Mkdir(filepath.Join(dir, name), 0o700); err != nil {
 				t.Fatal(err)

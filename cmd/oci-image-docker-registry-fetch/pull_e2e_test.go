@@ -38,26 +38,13 @@ import (
 	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
 )
 
-// sharedCLI is the binary the tests run, built once for the whole test
-// binary and removed by TestMain.
-var sharedCLI struct {
-	once sync.Once
-	dir  string
-	bin  string
-	err  error
-}
-
 func TestMain(m *testing.M) {
 	// The end-to-end tests spend their time waiting for the processes
 	// they start (this command, registries, peer tools), not computing:
 	// on two cores the short run took 73 s of CPU in 107 s of wall time
 	// at -parallel 6. Run 4 at once rather than one per CPU.
 	testutil.WaitingParallel(4)
-	code := testregistry.Main(m)
-	if sharedCLI.dir != "" {
-		os.RemoveAll(sharedCLI.dir)
-	}
-	os.Exit(code)
+	os.Exit(testregistry.Main(m))
 }
 
 // builtCLI builds the command once for the test binary, as a user would
@@ -69,26 +56,7 @@ func builtCLI(t *testing.T) string {
 	if bin := os.Getenv("OCIFETCH_TEST_CLI"); bin != "" {
 		return bin
 	}
-	sharedCLI.once.Do(func() {
-		dir, err := os.MkdirTemp("", "ocifetch-cli-")
-		if err != nil {
-			sharedCLI.err = err
-			return
-		}
-		sharedCLI.dir = dir
-		bin := filepath.Join(dir, prog)
-		cmd := exec.Command("go", "build", "-o", bin, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			sharedCLI.err = fmt.Errorf("go build: %v\n%s", err, out)
-			return
-		}
-		sharedCLI.bin = bin
-	})
-	if sharedCLI.err != nil {
-		t.Fatal(sharedCLI.err)
-	}
-	return sharedCLI.bin
+	return testutil.Build(t, ".", prog)
 }
 
 // cliEnv is the environment the binary runs in: no Docker config or cache

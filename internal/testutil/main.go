@@ -8,11 +8,14 @@ import (
 	"testing"
 )
 
-// Main runs a test package's tests and returns their exit code, for
-// TestMain: os.Exit(testutil.Main(m)). See NoRaceExitWait.
+// Main runs a test package's tests, removes BinaryDir and returns the
+// tests' exit code, for TestMain: os.Exit(testutil.Main(m)). See
+// NoRaceExitWait.
 func Main(m *testing.M) int {
 	NoRaceExitWait()
-	return m.Run()
+	code := m.Run()
+	RemoveBinaryDir()
+	return code
 }
 
 // NoRaceExitWait makes a test binary built with -race exit as soon as its

@@ -335,8 +335,8 @@ var shared struct {
 	cleanups []func()
 }
 
-// Main runs a test package's tests and then stops the registry Shared
-// started, if any; a package whose tests call Shared calls it from its
+// Main runs a test package's tests as testutil.Main does and then stops
+// the registry Shared started, if any; a package whose tests call Shared calls it from its
 // TestMain: os.Exit(testregistry.Main(m)).
 func Main(m *testing.M) int {
 	testutil.NoRaceExitWait()
@@ -349,6 +349,7 @@ func Main(m *testing.M) int {
 	for i := len(shared.cleanups) - 1; i >= 0; i-- {
 		shared.cleanups[i]()
 	}
+	testutil.RemoveBinaryDir()
 	return code
 }
 
