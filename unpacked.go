@@ -127,8 +127,9 @@ const (
 	// made again by a root filesystem that still verifies clean.
 	KeptRecipe = "recipe"
 	// KeptBusy: a layer blob is not in the store, and the root
-	// filesystems it relies on were held by an unpack, verify or rebuild,
-	// so none was verified: ask again when they are done.
+	// filesystems it relies on were held by an unpack (or gc --unpacked,
+	// or an upgrade of their state), so none was verified: ask again when
+	// they are done. A verify or rebuild does not hold a tree from this.
 	KeptBusy = "busy"
 	// KeptDrifted: a layer blob is not in the store, and the root
 	// filesystems it relies on changed since they were unpacked: it
@@ -144,7 +145,7 @@ const (
 	RootfsClean   = "clean"   // verifies as unpacked
 	RootfsDrifted = "drifted" // something in it changed
 	RootfsMissing = "missing" // gone, or no longer the tree the state describes
-	RootfsBusy    = "busy"    // an unpack or another check holds it; not checked
+	RootfsBusy    = "busy"    // an unpack or gc --unpacked holds it; not checked
 )
 
 // RootfsCheck is a root filesystem a dropped blob relies on, and what

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -173,17 +174,18 @@ func TestWrongHEADFromAMirrorFallsBack(t *testing.T) {
 // MaxAttempts requests in all (it got a HEAD budget and then a GET
 // budget, six requests and, with the default deadlines, over six minutes
 // against a host that trickles). A HEAD that fails for good (405) leaves
-// the GET its whole budget.
+// the GET its whole budget; with a budget of one, the HEAD is all.
 func TestHEADAndGETShareOneBudget(t *testing.T) {
 	t.Parallel()
-	policy := source.RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}
 	for _, tc := range []struct {
 		name              string
+		attempts          int
 		headStatus        int
 		wantHEAD, wantGET int
 	}{
-		{"HEAD 500, GET 500", http.StatusInternalServerError, 1, 2},
-		{"HEAD 405, GET 500", http.StatusMethodNotAllowed, 1, 3},
+		{"HEAD 500, GET 500", 3, http.StatusInternalServerError, 1, 2},
+		{"HEAD 405, GET 500", 3, http.StatusMethodNotAllowed, 1, 3},
+		{"one attempt, HEAD 500", 1, http.StatusInternalServerError, 1, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -199,8 +201,12 @@ func TestHEADAndGETShareOneBudget(t *testing.T) {
 				http.Error(w, "boom", http.StatusInternalServerError)
 				return true
 			})
+			policy := source.RetryPolicy{MaxAttempts: tc.attempts, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}
 			_, err := resolveWith(context.Background(), ref, source.WithRetryPolicy(policy))
 			wantKind(t, err, errdefs.ErrNetwork)
+			if want := fmt.Sprintf("gave up after %d attempts", tc.attempts); !strings.Contains(err.Error(), want) {
+				t.Errorf("err = %v; want it to say %q", err, want)
+			}
 			heads, gets := 0, 0
 			for _, q := range reg.Requests() {
 				switch {

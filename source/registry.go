@@ -632,8 +632,12 @@ func (e *endpoint) lookup(ctx context.Context, ref string, pinned digest.Digest,
 	if head {
 		err = e.attempt(ctx, "HEAD manifest "+ref, e.headManifest(ref, pinned, &desc))
 		if err != nil {
-			if _, nerr := r.Next(ctx, err); ctx.Err() != nil {
+			_, nerr := r.Next(ctx, err)
+			switch {
+			case ctx.Err() != nil:
 				err = nerr
+			case nerr != nil && r.Failures() >= e.src.o.retry.MaxAttempts:
+				return desc, nerr // the HEAD was the whole budget (MaxAttempts 1)
 			}
 		}
 	}

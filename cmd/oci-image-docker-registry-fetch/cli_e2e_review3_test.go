@@ -145,8 +145,8 @@ func TestCLIE2EGCUnpackedRebuildsBeforeDropping(t *testing.T) {
 }
 
 // images counts a dropped blob as kept by a tree only when that tree
-// verified clean just now. A tree that an unpack, verify or rebuild
-// holds cannot be read, and images said "recipe" for it all the same,
+// verified clean just now. A tree that an unpack or gc --unpacked holds
+// cannot be read, and images said "recipe" for it all the same,
 // vouching for bytes it had not checked. It says "busy" (the tree's
 // status too) until the holder is done.
 func TestCLIE2EImagesDoesNotVouchForABusyTree(t *testing.T) {
