@@ -174,7 +174,10 @@ func TestWrongHEADFromAMirrorFallsBack(t *testing.T) {
 // MaxAttempts requests in all (it got a HEAD budget and then a GET
 // budget, six requests and, with the default deadlines, over six minutes
 // against a host that trickles). A HEAD that fails for good (405) leaves
-// the GET its whole budget; with a budget of one, the HEAD is all.
+// the GET its whole budget; with a budget of one, the HEAD is all. A HEAD
+// that answered is the first attempt of the GET that reads the document
+// back (a slow HEAD and three trickled read-backs took over four
+// minutes).
 func TestHEADAndGETShareOneBudget(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -186,6 +189,7 @@ func TestHEADAndGETShareOneBudget(t *testing.T) {
 		{"HEAD 500, GET 500", 3, http.StatusInternalServerError, 1, 2},
 		{"HEAD 405, GET 500", 3, http.StatusMethodNotAllowed, 1, 3},
 		{"one attempt, HEAD 500", 1, http.StatusInternalServerError, 1, 0},
+		{"HEAD answers, the read-back GET 500", 3, http.StatusOK, 1, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -195,6 +199,9 @@ func TestHEADAndGETShareOneBudget(t *testing.T) {
 					return false
 				}
 				if r.Method == http.MethodHead {
+					if tc.headStatus == http.StatusOK {
+						return false // the registry's own answer
+					}
 					w.WriteHeader(tc.headStatus)
 					return true
 				}

@@ -622,11 +622,13 @@ var errNoHEAD = errors.New("HEAD not asked")
 func (e *endpoint) lookup(ctx context.Context, ref string, pinned digest.Digest, head bool) (ocispec.Descriptor, error) {
 	limit := e.src.o.maxDocumentSize
 	var desc ocispec.Descriptor
-	// HEAD and the GET it may fall back to share one budget. HEAD is
-	// asked once: a failure worth retrying counts as the document's first
-	// attempt and the GET retries with what is left. Retried on their
-	// own, a HEAD and then a GET took the budget twice: six attempts
-	// (over six minutes against a host that trickles, four promised).
+	// HEAD and the GETs after it share one budget. HEAD is asked once
+	// and is the document's first attempt: after a failure worth
+	// retrying, the GET fallback retries with what is left; after an
+	// answer, so does the GET that reads the document back. Retried on
+	// their own, a HEAD and then a GET took the budget twice: six
+	// attempts (over six minutes against a host that trickles, four
+	// promised), and a slow HEAD before three trickled read-backs four.
 	r := NewRetrier(e.src.o.retry)
 	err := errNoHEAD
 	if head {
@@ -647,6 +649,7 @@ func (e *endpoint) lookup(ctx context.Context, ref string, pinned digest.Digest,
 		if err := CheckSize(desc.Size, limit, "manifest "+desc.Digest.String()); err != nil {
 			return desc, errdefs.Wrap(err, errdefs.KindOf(err), "%s", e)
 		}
+		r.failures++ // the HEAD was the first attempt (one GET is always made)
 		// Read the document back to check the claims: by digest from a
 		// host that may pull, by the reference from one that may only
 		// resolve (a GET by tag is a resolve request).
@@ -655,7 +658,7 @@ func (e *endpoint) lookup(ctx context.Context, ref string, pinned digest.Digest,
 			back = ref
 		}
 		var gerr error
-		body, _, gerr = e.document(ctx, e.url("manifests", back), manifestAccept, "manifest "+back, desc.Size)
+		body, _, gerr = e.documentWith(ctx, r, e.url("manifests", back), manifestAccept, "manifest "+back, desc.Size)
 		if gerr != nil {
 			return desc, gerr
 		}
