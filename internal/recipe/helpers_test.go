@@ -89,9 +89,6 @@ func recompressed(t *testing.T, r Recipe, tar []byte) []byte {
 	return out.Bytes()
 }
 
-// probeLikeApplier feeds a Prober as an applier does: the blob through a
-// tee into the decompressor, the decompressor's output read in 32 KiB
-// pieces. It returns the Result and the uncompressed layer.
 // probeBytes gives a Prober both streams whole, as they are (blob need
 // not decompress to tar), and returns its Result.
 func probeBytes(t testing.TB, blob, tar []byte, opts ...Option) Result {
@@ -110,6 +107,9 @@ func probeBytes(t testing.TB, blob, tar []byte, opts ...Option) Result {
 	return res
 }
 
+// probeLikeApplier feeds a Prober as an applier does: the blob through a
+// tee into the decompressor, the decompressor's output read in 32 KiB
+// pieces. It returns the Result and the uncompressed layer.
 func probeLikeApplier(t *testing.T, blob []byte, opts ...Option) (Result, []byte) {
 	t.Helper()
 	p, err := NewProber(opts...)

@@ -335,21 +335,19 @@ var shared struct {
 	cleanups []func()
 }
 
-// Main runs a test package's tests as testutil.Main does and then stops
-// the registry Shared started, if any; a package whose tests call Shared calls it from its
-// TestMain: os.Exit(testregistry.Main(m)).
+// Main runs a test package's tests through testutil.Main and then stops
+// the registry Shared started, if any; a package whose tests call Shared
+// calls it from its TestMain: os.Exit(testregistry.Main(m)).
 func Main(m *testing.M) int {
-	testutil.NoRaceExitWait()
 	shared.mu.Lock()
 	shared.main = true
 	shared.mu.Unlock()
-	code := m.Run()
+	code := testutil.Main(m)
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
 	for i := len(shared.cleanups) - 1; i >= 0; i-- {
 		shared.cleanups[i]()
 	}
-	testutil.RemoveBinaryDir()
 	return code
 }
 
