@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -8,13 +9,20 @@ import (
 	"testing"
 )
 
-// Main runs a test package's tests, removes BinaryDir and returns the
-// tests' exit code, for TestMain: os.Exit(testutil.Main(m)). See
-// NoRaceExitWait.
-func Main(m *testing.M) int {
+// Main runs a test package's tests, then each of done (what stops the
+// processes the tests shared), then removes BinaryDir and the scratch
+// directory, and returns the tests' exit code, for TestMain:
+// os.Exit(testutil.Main(m)). See NoRaceExitWait and ShortScratch.
+func Main(m *testing.M, done ...func()) int {
 	NoRaceExitWait()
+	flag.Parse()
+	removeScratch := ShortScratch()
 	code := m.Run()
+	for _, f := range done {
+		f()
+	}
 	RemoveBinaryDir()
+	removeScratch()
 	return code
 }
 

@@ -342,13 +342,13 @@ func Main(m *testing.M) int {
 	shared.mu.Lock()
 	shared.main = true
 	shared.mu.Unlock()
-	code := testutil.Main(m)
-	shared.mu.Lock()
-	defer shared.mu.Unlock()
-	for i := len(shared.cleanups) - 1; i >= 0; i-- {
-		shared.cleanups[i]()
-	}
-	return code
+	return testutil.Main(m, func() {
+		shared.mu.Lock()
+		defer shared.mu.Unlock()
+		for i := len(shared.cleanups) - 1; i >= 0; i-- {
+			shared.cleanups[i]()
+		}
+	})
 }
 
 // Shared returns the test package's one plain registry (no auth, no
