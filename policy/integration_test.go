@@ -435,6 +435,7 @@ func TestIdentityCases(t *testing.T) {
 // a tag that names an index, the index, not the platform's manifest.
 func TestSignatureNamesTheIndex(t *testing.T) {
 	t.Parallel()
+	testutil.Full(t, "signing (two cosign runs); TestSignedImageIsAdmitted and TestRefusedBeforeAnyLayer cover the subject digest of a single manifest")
 	f := newFixture(t)
 	idx, imgs := testimage.Index(t, testimage.Platform{OS: "linux", Arch: "amd64"}, testimage.Platform{OS: "linux", Arch: "arm64", Variant: "v8"})
 	idxDigest := testimage.PushIndex(t, f.host+"/multi:v1", idx)
@@ -549,6 +550,7 @@ func (s storeSource) Reference() string { return s.ref }
 // several at once (keyPaths); any of them admits.
 func TestKeyDataAndKeyPaths(t *testing.T) {
 	t.Parallel()
+	testutil.Full(t, "signing; TestSignedImageIsAdmitted covers keyPath")
 	f, img := newSignedFixture(t, "keys:v1", "--new-bundle-format")
 	pem, err := os.ReadFile(f.key.Public)
 	if err != nil {

@@ -190,6 +190,7 @@ func pemPublic(t *testing.T, k *ecdsa.PrivateKey) []byte {
 // each way of failing one of those is refused.
 func TestKeylessClassicSignatures(t *testing.T) {
 	t.Parallel()
+	testutil.Full(t, "signing with a test CA and Rekor key; the keyed path (TestSignedImageIsAdmitted, TestRefusedBeforeAnyLayer) shares its fetching and subject checks")
 	f := newFixture(t)
 	root := newCA(t, "test fulcio root", nil)
 	inter := newCA(t, "test fulcio intermediate", root)

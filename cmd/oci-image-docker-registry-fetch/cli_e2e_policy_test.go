@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/ocifetch/ocifetch/errdefs"
+	"github.com/ocifetch/ocifetch/internal/testutil"
 	"github.com/ocifetch/ocifetch/internal/testutil/cosigntest"
 	"github.com/ocifetch/ocifetch/internal/testutil/testimage"
 	"github.com/ocifetch/ocifetch/internal/testutil/testregistry"
@@ -193,6 +194,7 @@ func TestCLIE2EPolicy(t *testing.T) {
 // verified is refused offline, its signatures never having been stored.
 func TestCLIE2EPolicyOffline(t *testing.T) {
 	t.Parallel()
+	testutil.Full(t, "signing, a registry and a key pair of its own; policy's TestOfflineVerificationFromTheStore covers verifying from the store's signatures with no registry")
 	c := cosigntest.New(t)
 	reg := testregistry.Start(t)
 	key := c.GenerateKeyPair(t)

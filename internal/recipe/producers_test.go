@@ -254,6 +254,7 @@ func readBlob(t *testing.T, layout string, d ocispec.Descriptor) []byte {
 // level, image d's klauspost zstd at its default level.
 func TestBenchmarkGeneratorImages(t *testing.T) {
 	t.Parallel()
+	testutil.Full(t, "builds and runs the benchmark generator; TestProberFindsEveryRecipe and TestStdlibGzipHeaders cover the encoders it uses")
 	goroot := goEnv(t, "GOROOT")
 	tree := testutil.Scale("encoding", "encoding/xml")
 	dir := t.TempDir()
@@ -316,6 +317,7 @@ func TestUmociLayers(t *testing.T) {
 // pgzip's default 1 MiB blocks at the default level.
 func TestSkopeoRecompressed(t *testing.T) {
 	t.Parallel()
+	testutil.Full(t, "umoci, then skopeo copying the image twice; TestUmociLayers covers pgzip on klauspost/compress v1.15.12")
 	skopeo := testutil.Tool(t, "skopeo")
 	umoci := testutil.Tool(t, "umoci")
 	goroot := goEnv(t, "GOROOT")
