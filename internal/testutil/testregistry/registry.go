@@ -499,7 +499,16 @@ func childEnv() []string {
 		}
 		env = append(env, kv)
 	}
-	return append(env, "OTEL_TRACES_EXPORTER=none", "OTEL_SDK_DISABLED=true")
+	env = append(env, "OTEL_TRACES_EXPORTER=none", "OTEL_SDK_DISABLED=true")
+	// The registry is a fixture whose memory no test measures: with its
+	// garbage collector at 400 instead of 100 it took 2 s less CPU over
+	// the CLI package's short tier (3,700 samples at 499 Hz against
+	// 2,570-2,790, two runs each), for a peak RSS of 94 MB. A GOGC the
+	// developer exported is kept.
+	if _, ok := os.LookupEnv("GOGC"); !ok {
+		env = append(env, "GOGC=400")
+	}
+	return env
 }
 
 // waitReady polls GET /v2/ until the registry answers 200 (open) or 401
