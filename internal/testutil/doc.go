@@ -1,6 +1,8 @@
 // Package testutil is the code only tests use, kept apart from the
 // production packages under internal/ so a reader can tell the two at a
-// glance. Itself it holds the two test tiers' one rule (Scale, First),
+// glance. Itself it holds every package's TestMain (Main: no race-runtime
+// sleep at exit, and under -short the scratch on /dev/shm, ShortScratch),
+// the two test tiers' one rule (Scale, First, Full),
 // the one way to treat an absent tool (Missing, Tool: a skip locally, a
 // failure in CI), the CRC forger of the integrity tests (ForgeCRC), and
 // the check that the docs cite only tests that exist;

@@ -7,8 +7,9 @@ import "testing"
 // full run of scripts/test.sh, what CI runs. A heavy test runs a smaller
 // case in the short tier, chosen with Scale or First; the few whose cost
 // is their point (recompressing megabytes under the race detector, a
-// second registry and a peer tool) are left to the full run with Full,
-// where the short tier covers their parts elsewhere.
+// second registry and a peer tool, signing beyond the common cases: the
+// heavy cases issue #15 lists) are left to the full run with Full, which
+// names the short-tier tests that cover their parts.
 
 // Scale returns full, or short under `go test -short`.
 func Scale[T any](full, short T) T {
