@@ -23,16 +23,12 @@ const shortScratchMin = 4 << 30
 // 60 s). The full run (scripts/test.sh, what CI runs) keeps the default
 // TMPDIR, so every test still runs on a disk file system there.
 //
-// Nothing changes when TMPDIR is set (the developer chose), when
-// /dev/shm is not a tmpfs, or when it has less than shortScratchMin free.
+// Nothing changes when TMPDIR is set (the developer chose), or when
+// /dev/shm does not fit (scratchFits).
 // Call it after flag.Parse, once the tier is known.
 func ShortScratch() (remove func()) {
 	nothing := func() {}
-	if !testing.Short() || os.Getenv("TMPDIR") != "" {
-		return nothing
-	}
-	var st unix.Statfs_t
-	if unix.Statfs("/dev/shm", &st) != nil || st.Type != unix.TMPFS_MAGIC || st.Bavail*uint64(st.Bsize) < shortScratchMin {
+	if !testing.Short() || os.Getenv("TMPDIR") != "" || !scratchFits("/dev/shm") {
 		return nothing
 	}
 	dir, err := os.MkdirTemp("/dev/shm", "ocifetch-test-")
@@ -50,4 +46,17 @@ func ShortScratch() (remove func()) {
 		os.RemoveAll(dir)
 		os.Unsetenv("TMPDIR")
 	}
+}
+
+// scratchFits says whether dir may hold the short tier's scratch: a tmpfs
+// with shortScratchMin free, mounted without noexec or nodev. Hardened
+// hosts mount /dev/shm noexec,nodev (CIS benchmark 1.1.8-1.1.10): there
+// the commands the tests build into BinaryDir could not run, nor could
+// the CLI open the character device a test makes in its t.TempDir, and
+// tests that pass on disk would fail.
+func scratchFits(dir string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(dir, &st) == nil && st.Type == unix.TMPFS_MAGIC &&
+		st.Flags&(unix.ST_NOEXEC|unix.ST_NODEV) == 0 &&
+		st.Bavail*uint64(st.Bsize) >= shortScratchMin
 }

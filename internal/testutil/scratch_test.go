@@ -27,8 +27,7 @@ func TestScratchProbe(t *testing.T) {
 // TMPDIR the developer set, and the full run, are left as they are.
 func TestShortScratch(t *testing.T) {
 	t.Parallel()
-	var st unix.Statfs_t
-	shmRoom := unix.Statfs("/dev/shm", &st) == nil && st.Type == unix.TMPFS_MAGIC && st.Bavail*uint64(st.Bsize) >= shortScratchMin
+	shmRoom := scratchFits("/dev/shm")
 	chosen := t.TempDir()
 	for _, tc := range []struct {
 		name   string
@@ -75,5 +74,41 @@ func TestShortScratch(t *testing.T) {
 				t.Errorf("scratch in %s, want %s", scratch, tc.under)
 			}
 		})
+	}
+}
+
+// The scratch goes only to a tmpfs with room where commands may run and
+// devices may be opened: a hardened host's /dev/shm, mounted noexec or
+// nodev, would fail tests that pass on disk (the commands in BinaryDir,
+// the CLI writing to a character device).
+func TestScratchFits(t *testing.T) {
+	if !InMountNS(t) {
+		return
+	}
+	for _, tc := range []struct {
+		name  string
+		flags uintptr
+		size  string
+		fits  bool
+	}{
+		{"tmpfs", 0, "8g", true},
+		{"tmpfs noexec", unix.MS_NOEXEC, "8g", false},
+		{"tmpfs nodev", unix.MS_NODEV, "8g", false},
+		{"tmpfs nosuid", unix.MS_NOSUID, "8g", true},
+		{"tmpfs of 64 MiB", 0, "64m", false},
+	} {
+		dir := filepath.Join(t.TempDir(), "m")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mount("ocifetch-scratch-test", dir, "tmpfs", tc.flags, "size="+tc.size); err != nil {
+			t.Fatal(err)
+		}
+		if got := scratchFits(dir); got != tc.fits {
+			t.Errorf("%s: fits %v, want %v", tc.name, got, tc.fits)
+		}
+		if err := unix.Unmount(dir, 0); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
