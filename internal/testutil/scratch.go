@@ -25,8 +25,9 @@ const shortScratchMin = 4 << 30
 // 60 s). The full run (scripts/test.sh, what CI runs) keeps the default
 // TMPDIR, so every test still runs on a disk file system there.
 //
-// Nothing changes when TMPDIR is set (the developer chose), or when
-// /dev/shm does not fit (scratchFits).
+// Nothing changes when TMPDIR or GOTMPDIR is set (the developer chose;
+// t.TempDir goes to GOTMPDIR if set, and half the scratch on /dev/shm
+// would be neither choice), or when /dev/shm does not fit (scratchFits).
 // Call it after flag.Parse, once the tier is known.
 //
 // A test binary that panics, times out (-test.timeout panics) or is
@@ -36,7 +37,7 @@ const shortScratchMin = 4 << 30
 // lock nobody holds (sweepScratch).
 func ShortScratch() (remove func()) {
 	nothing := func() {}
-	if !testing.Short() || os.Getenv("TMPDIR") != "" || !scratchFits("/dev/shm") {
+	if !testing.Short() || os.Getenv("TMPDIR") != "" || os.Getenv("GOTMPDIR") != "" || !scratchFits("/dev/shm") {
 		return nothing
 	}
 	sweepScratch("/dev/shm")

@@ -22,7 +22,7 @@ func TestScratchProbe(t *testing.T) {
 	if os.Getenv(scratchProbeEnv) == "" {
 		t.Skip("run by TestShortScratch as a child")
 	}
-	os.Stdout.WriteString("tempdir=" + filepath.Dir(t.TempDir()) + "\n")
+	os.Stdout.WriteString("tempdir=" + filepath.Dir(t.TempDir()) + "\tTMPDIR=" + os.Getenv("TMPDIR") + "\n")
 	switch os.Getenv(scratchProbeEnv) {
 	case "panic":
 		panic("the probe panics, as instructed")
@@ -31,20 +31,21 @@ func TestScratchProbe(t *testing.T) {
 	}
 }
 
-// probeScratch runs TestScratchProbe in a child with TMPDIR set to tmpdir
-// ("" unsets it), in the short tier or not, with probe as the value of
-// scratchProbeEnv, and returns the directory that held its t.TempDir
-// (t.TempDir's parent is a directory of its own under TMPDIR).
-func probeScratch(t *testing.T, tmpdir string, short bool, probe string) string {
+// probeScratch runs TestScratchProbe in a child with TMPDIR and GOTMPDIR
+// unset but for set ("KEY=VALUE", or ""), in the short tier or not, with
+// probe as the value of scratchProbeEnv, and returns the directory that
+// held its t.TempDir (t.TempDir's parent is a directory of its own under
+// TMPDIR, or GOTMPDIR if set) and the TMPDIR its tests saw.
+func probeScratch(t *testing.T, set string, short bool, probe string) (scratch, tmpdir string) {
 	t.Helper()
 	var env []string
 	for _, kv := range ChildEnv(scratchProbeEnv + "=" + probe) {
-		if !strings.HasPrefix(kv, "TMPDIR=") {
+		if !strings.HasPrefix(kv, "TMPDIR=") && !strings.HasPrefix(kv, "GOTMPDIR=") {
 			env = append(env, kv)
 		}
 	}
-	if tmpdir != "" {
-		env = append(env, "TMPDIR="+tmpdir)
+	if set != "" {
+		env = append(env, set)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestScratchProbe$", "-test.short="+strconv.FormatBool(short))
 	cmd.Env = env
@@ -63,27 +64,39 @@ func probeScratch(t *testing.T, tmpdir string, short bool, probe string) string 
 		}
 		t.Cleanup(func() { stdin.Close(); cmd.Wait() })
 		line, err := bufio.NewReader(stdout).ReadString('\n')
-		dir, ok := strings.CutPrefix(strings.TrimSpace(line), "tempdir=")
-		if err != nil || !ok {
+		if err != nil {
 			t.Fatalf("no tempdir line: %q %v", line, err)
 		}
 		go io.Copy(io.Discard, stdout)
-		return filepath.Dir(dir)
+		return parseProbe(t, line)
 	}
 	out, err := cmd.CombinedOutput()
 	if (err != nil) != (probe == "panic") {
 		t.Fatalf("probe %s: %v\n%s", probe, err, out)
 	}
-	_, line, ok := strings.Cut(string(out), "tempdir=")
-	if !ok {
+	i := strings.Index(string(out), "tempdir=")
+	if i < 0 {
 		t.Fatalf("no tempdir line:\n%s", out)
 	}
-	return filepath.Dir(strings.TrimSpace(strings.SplitN(line, "\n", 2)[0]))
+	line, _, _ := strings.Cut(string(out[i:]), "\n")
+	return parseProbe(t, line)
+}
+
+// parseProbe reads TestScratchProbe's line.
+func parseProbe(t *testing.T, line string) (scratch, tmpdir string) {
+	t.Helper()
+	dir, env, ok := strings.Cut(strings.TrimSuffix(line, "\n"), "\tTMPDIR=")
+	dir, ok2 := strings.CutPrefix(dir, "tempdir=")
+	if !ok || !ok2 {
+		t.Fatalf("not the probe's line: %q", line)
+	}
+	return filepath.Dir(dir), env
 }
 
 // The short tier's scratch goes to a fresh directory on /dev/shm when it
 // is a tmpfs with room and TMPDIR is unset, and is removed at exit; a
-// TMPDIR the developer set, and the full run, are left as they are. The
+// TMPDIR or GOTMPDIR (where t.TempDir goes if set) the developer set,
+// and the full run, are left as they are. The
 // scratch of a binary that died (here: a test panicked) is removed by the
 // next short-tier binary.
 func TestShortScratch(t *testing.T) {
@@ -97,17 +110,25 @@ func TestShortScratch(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct {
-		name   string
-		tmpdir string // "" unsets TMPDIR
-		short  bool
-		under  string // the probe's t.TempDir lies directly under it
+		name  string
+		set   string // TMPDIR or GOTMPDIR, else neither
+		short bool
+		under string // the probe's t.TempDir lies directly under it
 	}{
 		{"short, TMPDIR unset", "", true, map[bool]string{true: "/dev/shm", false: "/tmp"}[shmRoom]},
-		{"short, TMPDIR chosen", chosen, true, chosen},
+		{"short, TMPDIR chosen", "TMPDIR=" + chosen, true, chosen},
+		{"short, GOTMPDIR chosen", "GOTMPDIR=" + chosen, true, chosen},
 		{"full, TMPDIR unset", "", false, "/tmp"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			scratch := probeScratch(t, tc.tmpdir, tc.short, "1")
+			scratch, tmpdir := probeScratch(t, tc.set, tc.short, "1")
+			want := ""
+			if v, ok := strings.CutPrefix(tc.set, "TMPDIR="); ok {
+				want = v
+			}
+			if tc.under != "/dev/shm" && tmpdir != want {
+				t.Errorf("the tests saw TMPDIR=%q, want %q", tmpdir, want)
+			}
 			if tc.under == "/dev/shm" {
 				onShm(t, scratch)
 				if _, err := os.Lstat(scratch); !os.IsNotExist(err) {
@@ -124,15 +145,16 @@ func TestShortScratch(t *testing.T) {
 		if !shmRoom {
 			t.Skip("/dev/shm does not fit (scratchFits): no scratch there to leave")
 		}
-		live := probeScratch(t, "", true, "hold")
+		live, _ := probeScratch(t, "", true, "hold")
 		onShm(t, live)
-		left := probeScratch(t, "", true, "panic")
+		left, _ := probeScratch(t, "", true, "panic")
 		onShm(t, left)
 		if _, err := os.Lstat(left); err != nil {
 			t.Fatalf("the panicked binary's scratch: %v; want it left, for the next binary to remove", err)
 		}
 		t.Cleanup(func() { os.RemoveAll(left) })
-		onShm(t, probeScratch(t, "", true, "1"))
+		next, _ := probeScratch(t, "", true, "1")
+		onShm(t, next)
 		if _, err := os.Lstat(left); !os.IsNotExist(err) {
 			t.Errorf("%s, left by a binary that panicked, is still there after the next short binary ran: %v", left, err)
 		}
