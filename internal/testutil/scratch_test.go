@@ -149,9 +149,8 @@ func TestShortScratch(t *testing.T) {
 		onShm(t, live)
 		left, _ := probeScratch(t, "", true, "panic")
 		onShm(t, left)
-		if _, err := os.Lstat(left); err != nil {
-			t.Fatalf("the panicked binary's scratch: %v; want it left, for the next binary to remove", err)
-		}
+		// Left there; not checked, as another package's test binary
+		// starting now may already sweep it.
 		t.Cleanup(func() { os.RemoveAll(left) })
 		next, _ := probeScratch(t, "", true, "1")
 		onShm(t, next)
