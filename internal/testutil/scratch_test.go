@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -192,6 +193,42 @@ func TestScratchFits(t *testing.T) {
 		}
 		if got := scratchFits(dir); got != tc.fits {
 			t.Errorf("%s: fits %v, want %v", tc.name, got, tc.fits)
+		}
+		if err := unix.Unmount(dir, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// user.* extended attributes: ramfs takes none, tmpfs takes them from
+// Linux 6.6 on; a scratch that refused them would fail the apply tests
+// that pass on disk.
+func TestScratchTakesUserXattrs(t *testing.T) {
+	if !InMountNS(t) {
+		return
+	}
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		t.Fatal(err)
+	}
+	var major, minor int
+	fmt.Sscanf(unix.ByteSliceToString(uts.Release[:]), "%d.%d", &major, &minor)
+	for _, tc := range []struct {
+		fstype string
+		takes  bool
+	}{
+		{"ramfs", false},
+		{"tmpfs", major > 6 || major == 6 && minor >= 6},
+	} {
+		dir := filepath.Join(t.TempDir(), "m")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mount("ocifetch-scratch-test", dir, tc.fstype, 0, ""); err != nil {
+			t.Fatal(err)
+		}
+		if got := takesUserXattrs(dir); got != tc.takes {
+			t.Errorf("%s: takes user xattrs %v, want %v", tc.fstype, got, tc.takes)
 		}
 		if err := unix.Unmount(dir, 0); err != nil {
 			t.Fatal(err)
