@@ -94,6 +94,21 @@ func parseProbe(t *testing.T, line string) (scratch, tmpdir string) {
 	return filepath.Dir(dir), env
 }
 
+// shmTakesScratch makes ShortScratch's choice of /dev/shm again: it
+// fits, and a directory there takes user.* extended attributes.
+func shmTakesScratch(t *testing.T) bool {
+	t.Helper()
+	if !scratchFits("/dev/shm") {
+		return false
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "ocifetch-probe-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(dir)
+	return takesUserXattrs(dir)
+}
+
 // The short tier's scratch goes to a fresh directory on /dev/shm when it
 // is a tmpfs with room and TMPDIR is unset, and is removed at exit; a
 // TMPDIR or GOTMPDIR (where t.TempDir goes if set) the developer set,
@@ -102,7 +117,7 @@ func parseProbe(t *testing.T, line string) (scratch, tmpdir string) {
 // next short-tier binary.
 func TestShortScratch(t *testing.T) {
 	t.Parallel()
-	shmRoom := scratchFits("/dev/shm")
+	shmRoom := shmTakesScratch(t)
 	chosen := t.TempDir()
 	onShm := func(t *testing.T, scratch string) {
 		t.Helper()
@@ -184,18 +199,8 @@ func TestScratchFits(t *testing.T) {
 		{"tmpfs nosuid", unix.MS_NOSUID, "8g", true},
 		{"tmpfs of 64 MiB", 0, "64m", false},
 	} {
-		dir := filepath.Join(t.TempDir(), "m")
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := unix.Mount("ocifetch-scratch-test", dir, "tmpfs", tc.flags, "size="+tc.size); err != nil {
-			t.Fatal(err)
-		}
-		if got := scratchFits(dir); got != tc.fits {
+		if got := scratchFits(mounted(t, "tmpfs", tc.flags, "size="+tc.size)); got != tc.fits {
 			t.Errorf("%s: fits %v, want %v", tc.name, got, tc.fits)
-		}
-		if err := unix.Unmount(dir, 0); err != nil {
-			t.Fatal(err)
 		}
 	}
 }
@@ -220,18 +225,27 @@ func TestScratchTakesUserXattrs(t *testing.T) {
 		{"ramfs", false},
 		{"tmpfs", major > 6 || major == 6 && minor >= 6},
 	} {
-		dir := filepath.Join(t.TempDir(), "m")
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := unix.Mount("ocifetch-scratch-test", dir, tc.fstype, 0, ""); err != nil {
-			t.Fatal(err)
-		}
-		if got := takesUserXattrs(dir); got != tc.takes {
+		if got := takesUserXattrs(mounted(t, tc.fstype, 0, "")); got != tc.takes {
 			t.Errorf("%s: takes user xattrs %v, want %v", tc.fstype, got, tc.takes)
 		}
-		if err := unix.Unmount(dir, 0); err != nil {
-			t.Fatal(err)
-		}
 	}
+}
+
+// mounted mounts a file system of fstype on a new directory, in the
+// test's mount namespace (InMountNS), until the test ends.
+func mounted(t *testing.T, fstype string, flags uintptr, data string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "m")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("ocifetch-scratch-test", dir, fstype, flags, data); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, 0); err != nil {
+			t.Error(err)
+		}
+	})
+	return dir
 }
