@@ -21,7 +21,7 @@ func Main(m *testing.M, done ...func()) int {
 	for _, f := range done {
 		f()
 	}
-	RemoveBinaryDir()
+	removeBinaryDir()
 	removeScratch()
 	return code
 }
@@ -30,10 +30,11 @@ func Main(m *testing.M, done ...func()) int {
 // tests are done. The race runtime sleeps a second at exit so that other
 // threads can still report (its atexit_sleep_ms), and any Go program has
 // other threads: each of the 20 test packages took a second longer, about
-// 10 s of the short tier on two cores (issue #15's budget is 60 s). Races are reported as they
-// are found, a test during which one happened fails, and the exit status
-// still says so; only a race in a goroutine still running after the last
-// test goes unseen, as it does with GORACE=atexit_sleep_ms=0.
+// 10 s of the short tier on two cores (issue #15's budget is 60 s). Races
+// are reported as they are found, a test during which one happened fails,
+// and the exit status still says so; only a race in a goroutine still
+// running after the last test goes unseen, as it does with
+// GORACE=atexit_sleep_ms=0.
 //
 // The flag is read once, when the binary starts, so the binary runs
 // itself again with it in GORACE (the same process: exec). A GORACE that

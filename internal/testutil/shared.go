@@ -29,9 +29,9 @@ func BinaryDir(t testing.TB) string {
 	return binaryDir.dir
 }
 
-// RemoveBinaryDir removes BinaryDir's directory, if there is one. Main
-// and testregistry.Main call it once the tests are done.
-func RemoveBinaryDir() {
+// removeBinaryDir removes BinaryDir's directory, if there is one: Main
+// calls it once the tests are done.
+func removeBinaryDir() {
 	if binaryDir.dir != "" {
 		os.RemoveAll(binaryDir.dir)
 	}
