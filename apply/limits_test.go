@@ -14,7 +14,7 @@ import (
 
 func TestMaxLayerBytes(t *testing.T) {
 	t.Parallel()
-	tb := tarOf(t, D("d", 0755), F("d/f", strings.Repeat("x", 1<<20), 0644))
+	tb := tarOf(t, D("d", 0755), F("d/f", strings.Repeat("x", testutil.Scale(1<<20, 64<<10)), 0644))
 	// 16 MiB of zeros (2 in the short tier): a gzip blob of about 16 KiB.
 	bomb := tarOf(t, F("zeros", string(make([]byte, testutil.Scale(16<<20, 2<<20))), 0644))
 	trailing := append(append([]byte{}, tb...), make([]byte, 4096)...)
