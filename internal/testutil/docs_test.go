@@ -78,3 +78,82 @@ func TestDocsCiteExistingTests(t *testing.T) {
 		t.Error("no test cited in the docs: the pattern finds nothing")
 	}
 }
+
+// TestArchitectureNamesEveryPackage holds docs/architecture.md's package
+// table to the tree: every directory with Go files has a row that names
+// it (`dir`, or `prefix/...` for a folder of them) and every row names a
+// directory that exists, so a package added, moved or removed shows up
+// here rather than in a reader's confusion.
+func TestArchitectureNamesEveryPackage(t *testing.T) {
+	t.Parallel()
+	root := filepath.Join("..", "..")
+	b, err := os.ReadFile(filepath.Join(root, "docs", "architecture.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(b), "\n## Packages\n")
+	if !ok {
+		t.Fatal("docs/architecture.md has no Packages section")
+	}
+	table, _, _ = strings.Cut(table, "\n## ")
+	named := regexp.MustCompile("`([^`]+)`")
+	var exact, prefixes []string
+	for _, line := range strings.Split(table, "\n") {
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		cell, _, _ := strings.Cut(strings.TrimPrefix(line, "|"), "|")
+		for _, m := range named.FindAllStringSubmatch(cell, -1) {
+			switch name := m[1]; {
+			case name == "ocifetch":
+				exact = append(exact, ".")
+			case strings.HasSuffix(name, "/..."):
+				prefixes = append(prefixes, strings.TrimSuffix(name, "..."))
+			default:
+				exact = append(exact, name)
+			}
+		}
+	}
+	if len(exact) < 20 {
+		t.Fatalf("only %d packages named in the table: %q", len(exact), exact)
+	}
+	dirs := map[string]bool{}
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && p != root && (d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(p, ".go") {
+			rel, err := filepath.Rel(root, filepath.Dir(p))
+			if err != nil {
+				return err
+			}
+			dirs[filepath.ToSlash(rel)] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for dir := range dirs {
+		if !slices.Contains(exact, dir) && !slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(dir, p) }) {
+			t.Errorf("package %s has no row in docs/architecture.md's package table", dir)
+		}
+	}
+	for _, name := range exact {
+		if !dirs[name] {
+			t.Errorf("docs/architecture.md's package table names %s, which has no Go files", name)
+		}
+	}
+	for _, p := range prefixes {
+		found := false
+		for dir := range dirs {
+			found = found || strings.HasPrefix(dir, p)
+		}
+		if !found {
+			t.Errorf("docs/architecture.md's package table names %s..., under which there are no Go files", p)
+		}
+	}
+}
