@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/tar"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 
 	"github.com/ocifetch/ocifetch/errdefs"
@@ -260,5 +262,48 @@ func serveNXDOMAIN(t *testing.T) {
 	}
 	if err := unix.Mount(f, "/etc/resolv.conf", "", unix.MS_BIND, ""); err != nil {
 		t.Fatalf("bind-mounting resolv.conf: %v", err)
+	}
+}
+
+// A message that carries text from an image carries it escaped on a
+// terminal, even text a library wrapped raw: a hard link whose target is
+// an escape sequence (one that retitles a terminal window and rings its
+// bell) failed with the lstat error naming the target byte for byte.
+func TestCLIE2EErrorMessageEscapesImageText(t *testing.T) {
+	t.Parallel()
+	bin := builtCLI(t)
+	env := cliEnv(t)
+	reg := testregistry.Start(t)
+	repo := reg.Host + "/e2e/escape"
+	const target = "\x1b]0;pwned\anope"
+	pushRawImage(t, repo, "v1", "", []rawLayer{{
+		data:      gzipBytes(t, makeTar(t, tarFile{name: "h", link: target, typ: tar.TypeLink})),
+		mediaType: ocispec.MediaTypeImageLayerGzip,
+	}}, nil)
+	for _, json := range []bool{false, true} {
+		args := []string{"unpack", "--store", t.TempDir(), "-q"}
+		if json {
+			args = append(args, "--json")
+		}
+		args = append(args, repo+":v1", filepath.Join(t.TempDir(), "rootfs"))
+		r, err := execCLI(bin, env, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := r.stderr
+		if json {
+			kind, msg := exactJSONError(t, r.stdout)
+			if kind != string(errdefs.ErrLayerInvalid) {
+				t.Errorf("--json: kind %s, want %s: %s", kind, errdefs.ErrLayerInvalid, msg)
+			}
+			out = msg
+		}
+		if r.code != errdefs.ExitCode(errdefs.ErrLayerInvalid) {
+			t.Errorf("json %v: exit %d, want %d", json, r.code, errdefs.ExitCode(errdefs.ErrLayerInvalid))
+		}
+		line := strings.TrimSuffix(out, "\n")
+		if strings.ContainsAny(line, "\x1b\a\n") || !strings.Contains(line, `\x1b]0;pwned\anope`) {
+			t.Errorf("json %v: the message does not carry the link target escaped, and only so: %q", json, out)
+		}
 	}
 }
