@@ -307,3 +307,35 @@ func TestCLIE2EErrorMessageEscapesImageText(t *testing.T) {
 		}
 	}
 }
+
+// verify and rebuild of a directory nothing was unpacked into, or that
+// does not exist, say which and what to do: they said only "no apply
+// state in DIR/.NAME.ocifetch: open ...: no such file or directory".
+func TestCLIE2ENoUnpackMessages(t *testing.T) {
+	t.Parallel()
+	bin := builtCLI(t)
+	env := cliEnv(t)
+	work := t.TempDir()
+	empty := filepath.Join(work, "empty")
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(work, "missing")
+	noState := filepath.Join(work, "nostate")
+	holdsNone := empty + " holds no unpack: there is no state directory " + filepath.Join(work, ".empty.ocifetch") +
+		" beside it; unpack an image into it first, or give its state directory with --state DIR"
+	cases := []msgCase{
+		{"verify of a tree never unpacked", []string{"verify", empty}, errdefs.ErrNotFound, exitNotFound, holdsNone},
+		{"rebuild of a tree never unpacked", []string{"rebuild", "--all", "--check", empty}, errdefs.ErrNotFound, exitNotFound, holdsNone},
+		{"rebuild --compressed of a tree never unpacked", []string{"rebuild", "--compressed", "--all", "--check", empty}, errdefs.ErrNotFound, exitNotFound, holdsNone},
+		{"verify of a missing directory", []string{"verify", missing}, errdefs.ErrNotFound, exitNotFound,
+			missing + " does not exist; name the directory an image was unpacked into"},
+		{"rebuild with a missing --state", []string{"rebuild", "--state", noState, "--layer", "1", "-o", filepath.Join(work, "l.tar"), empty}, errdefs.ErrNotFound, exitNotFound,
+			"state directory " + noState + " does not exist; give --state the directory unpack recorded " + empty + " in"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			checkMessage(t, bin, env, c)
+		})
+	}
+}
