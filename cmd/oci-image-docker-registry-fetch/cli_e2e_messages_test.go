@@ -339,3 +339,28 @@ func TestCLIE2ENoUnpackMessages(t *testing.T) {
 		})
 	}
 }
+
+// A flag value that does not parse as a number or a boolean is named in
+// this program's words: the message quoted strconv ("strconv.ParseInt:
+// parsing \"abc\": invalid syntax").
+func TestCLIE2EFlagValueMessages(t *testing.T) {
+	t.Parallel()
+	bin := builtCLI(t)
+	env := cliEnv(t)
+	target := filepath.Join(t.TempDir(), "rootfs")
+	for _, c := range []struct{ flag, value, want string }{
+		{"--jobs", "abc", `invalid argument "abc" for "--jobs" flag: want a whole number`},
+		{"--jobs", "99999999999999999999", `invalid argument "99999999999999999999" for "--jobs" flag: the number is too large`},
+		{"--max-layer-entries", "1.5", `invalid argument "1.5" for "--max-layer-entries" flag: want a whole number`},
+		{"--quiet", "maybe", `invalid argument "maybe" for "-q, --quiet" flag: want true or false`},
+	} {
+		r, err := execCLI(bin, env, "unpack", "--json", c.flag+"="+c.value, "127.0.0.1:1/x:1", target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kind, msg := exactJSONError(t, r.stdout)
+		if want := c.want + "; see '" + prog + " unpack --help'"; kind != string(errdefs.ErrInvalidArgument) || r.code != exitUsage || msg != want {
+			t.Errorf("%s=%s: kind %s exit %d %q, want kind %s exit %d %q", c.flag, c.value, kind, r.code, msg, errdefs.ErrInvalidArgument, exitUsage, want)
+		}
+	}
+}

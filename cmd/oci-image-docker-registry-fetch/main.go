@@ -149,7 +149,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if !e.json && containsFlag(args[1:], "json") {
 			e.json = true
 		}
-		return report(e, c, usagef("%v; see '%s %s --help'", err, prog, c.name))
+		return report(e, c, usagef("%s; see '%s %s --help'", flagError(err), prog, c.name))
 	}
 	if err := runCmd(ctx, e, pos); err != nil {
 		var inv errInvalid
@@ -184,6 +184,23 @@ func lookup(name string) *command {
 		}
 	}
 	return nil
+}
+
+// flagError rewords pflag's error for a number or a boolean that does
+// not parse, which quoted strconv ("strconv.ParseInt: parsing \"abc\":
+// invalid syntax"): library text that tells a user nothing.
+func flagError(err error) string {
+	msg := err.Error()
+	head, tail, ok := strings.Cut(msg, ": strconv.Parse")
+	switch {
+	case !ok:
+		return msg
+	case strings.HasPrefix(tail, "Bool"):
+		return head + ": want true or false"
+	case strings.HasSuffix(tail, strconv.ErrRange.Error()):
+		return head + ": the number is too large"
+	}
+	return head + ": want a whole number"
 }
 
 // usageError is a mistake in how the command was called.
