@@ -364,3 +364,33 @@ func TestCLIE2EFlagValueMessages(t *testing.T) {
 		}
 	}
 }
+
+// An image whose config names no platform (crane append without a base
+// makes one) resolves with platform "", as images lists it, and fits no
+// explicit platform: it printed "linux/" (the empty platform given this
+// machine's OS) in both, "is an image for linux/, not linux/amd64".
+func TestCLIE2EResolveNoPlatform(t *testing.T) {
+	t.Parallel()
+	bin := builtCLI(t)
+	env := cliEnv(t)
+	reg := testregistry.Shared(t)
+	ref := reg.Host + "/e2e/noplatform:v1"
+	testimage.PushImage(t, ref, testimage.Image(t, 1, "", "", ""))
+
+	var out struct {
+		Platform *string `json:"platform"`
+	}
+	runJSON(t, env, &out, "resolve", "--json", ref)
+	if out.Platform == nil || *out.Platform != "" {
+		t.Errorf("resolve --json: platform %v, want \"\"", out.Platform)
+	}
+	r, err := execCLI(bin, env, "resolve", ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.code != 0 || !strings.Contains(r.stdout, "platform   none: the config names no os and no architecture\n") || strings.Contains(r.stdout, "linux/") {
+		t.Errorf("resolve: exit %d, stdout:\n%s", r.code, r.stdout)
+	}
+	checkMessage(t, bin, env, msgCase{"explicit platform", []string{"resolve", "--platform", "linux/amd64", ref}, errdefs.ErrPlatformNotFound, exitNotFound,
+		ref + " names no platform (its config has no os and no architecture), so it cannot be checked against linux/amd64; name no platform to take it as it is"})
+}
