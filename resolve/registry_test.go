@@ -127,6 +127,28 @@ func TestResolvePlatforms(t *testing.T) {
 	_, err := resolve.Resolve(context.Background(), reg.Host+"/single/img:v1", anonymous,
 		resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "arm64"}))
 	wantKind(t, err, errdefs.ErrPlatformNotFound)
+
+	// A config that names no platform (crane append without a base makes
+	// one) fits no explicit platform, and the error says so: it said the
+	// image was for "linux/".
+	none := testimage.Image(t, 1, "", "", "")
+	testimage.PushImage(t, reg.Host+"/single/none:v1", none)
+	_, err = resolve.Resolve(context.Background(), reg.Host+"/single/none:v1", anonymous,
+		resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"}))
+	wantKind(t, err, errdefs.ErrPlatformNotFound)
+	if want := reg.Host + "/single/none:v1 names no platform (its config has no os and no architecture), so it cannot be checked against linux/amd64; name no platform to take it as it is"; err.Error() != want {
+		t.Errorf("error %q, want %q", err, want)
+	}
+	checkImage(t, mustResolve(t, reg.Host+"/single/none:v1"), none)
+	src, err := resolve.Open(context.Background(), reg.Host+"/single/none:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = resolve.Validate(context.Background(), src, resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"}))
+	wantKind(t, err, errdefs.ErrPlatformNotFound)
+	if want := "names no platform (its config has no os and no architecture)"; !strings.Contains(err.Error(), want) {
+		t.Errorf("Validate: error %q, want it to say it %s", err, want)
+	}
 }
 
 func TestResolvePinnedDigest(t *testing.T) {

@@ -303,6 +303,12 @@ func (w *walker) manifest(ctx context.Context, desc ocispec.Descriptor, data []b
 	if platform == nil {
 		// A manifest named directly: with an explicit platform it must
 		// fit; by default any platform is accepted, as other tools do.
+		if w.o.platform != nil && cfgPlatform.OS == "" && cfgPlatform.Architecture == "" {
+			// crane append makes such configs; normalized, the empty
+			// platform printed as "linux/", an image for no architecture.
+			return errdefs.New(errdefs.ErrPlatformNotFound, "%s names no platform (its config has no os and no architecture), so it cannot be checked against %s; name no platform to take it as it is",
+				w.src.Reference(), FormatPlatform(*w.o.platform))
+		}
 		if w.o.platform != nil && !Matches(*w.o.platform, cfgPlatform) {
 			return errdefs.New(errdefs.ErrPlatformNotFound, "%s is an image for %s, not %s",
 				w.src.Reference(), FormatPlatform(Normalize(cfgPlatform)), FormatPlatform(*w.o.platform))

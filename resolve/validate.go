@@ -414,6 +414,11 @@ func (v *validator) manifest(ctx context.Context, desc ocispec.Descriptor, data 
 		// asked for, as Resolve holds it.
 		p := Normalize(img.Platform)
 		v.offered = append(v.offered, p)
+		if img.OS == "" && img.Architecture == "" {
+			v.err = errdefs.New(errdefs.ErrPlatformNotFound, "%s names no platform (its config has no os and no architecture), so it cannot be checked against %s; name no platform to take it as it is",
+				v.src.Reference(), FormatPlatform(*v.o.platform))
+			return
+		}
 		if !Matches(*v.o.platform, p) {
 			v.err = errdefs.New(errdefs.ErrPlatformNotFound, "%s is an image for %s, not %s", v.src.Reference(), FormatPlatform(p), FormatPlatform(*v.o.platform))
 			return

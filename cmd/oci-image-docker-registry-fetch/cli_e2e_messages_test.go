@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/tar"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 
 	"github.com/ocifetch/ocifetch/errdefs"
@@ -261,4 +263,134 @@ func serveNXDOMAIN(t *testing.T) {
 	if err := unix.Mount(f, "/etc/resolv.conf", "", unix.MS_BIND, ""); err != nil {
 		t.Fatalf("bind-mounting resolv.conf: %v", err)
 	}
+}
+
+// A message that carries text from an image carries it escaped on a
+// terminal, even text a library wrapped raw: a hard link whose target is
+// an escape sequence (one that retitles a terminal window and rings its
+// bell) failed with the lstat error naming the target byte for byte.
+func TestCLIE2EErrorMessageEscapesImageText(t *testing.T) {
+	t.Parallel()
+	bin := builtCLI(t)
+	env := cliEnv(t)
+	reg := testregistry.Start(t)
+	repo := reg.Host + "/e2e/escape"
+	const target = "\x1b]0;pwned\anope"
+	pushRawImage(t, repo, "v1", "", []rawLayer{{
+		data:      gzipBytes(t, makeTar(t, tarFile{name: "h", link: target, typ: tar.TypeLink})),
+		mediaType: ocispec.MediaTypeImageLayerGzip,
+	}}, nil)
+	for _, json := range []bool{false, true} {
+		args := []string{"unpack", "--store", t.TempDir(), "-q"}
+		if json {
+			args = append(args, "--json")
+		}
+		args = append(args, repo+":v1", filepath.Join(t.TempDir(), "rootfs"))
+		r, err := execCLI(bin, env, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := r.stderr
+		if json {
+			kind, msg := exactJSONError(t, r.stdout)
+			if kind != string(errdefs.ErrLayerInvalid) {
+				t.Errorf("--json: kind %s, want %s: %s", kind, errdefs.ErrLayerInvalid, msg)
+			}
+			out = msg
+		}
+		if r.code != errdefs.ExitCode(errdefs.ErrLayerInvalid) {
+			t.Errorf("json %v: exit %d, want %d", json, r.code, errdefs.ExitCode(errdefs.ErrLayerInvalid))
+		}
+		line := strings.TrimSuffix(out, "\n")
+		if strings.ContainsAny(line, "\x1b\a\n") || !strings.Contains(line, `\x1b]0;pwned\anope`) {
+			t.Errorf("json %v: the message does not carry the link target escaped, and only so: %q", json, out)
+		}
+	}
+}
+
+// verify and rebuild of a directory nothing was unpacked into, or that
+// does not exist, say which and what to do: they said only "no apply
+// state in DIR/.NAME.ocifetch: open ...: no such file or directory".
+func TestCLIE2ENoUnpackMessages(t *testing.T) {
+	t.Parallel()
+	bin := builtCLI(t)
+	env := cliEnv(t)
+	work := t.TempDir()
+	empty := filepath.Join(work, "empty")
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(work, "missing")
+	noState := filepath.Join(work, "nostate")
+	holdsNone := empty + " holds no unpack: there is no state directory " + filepath.Join(work, ".empty.ocifetch") +
+		" beside it; unpack an image into it first, or give its state directory with --state DIR"
+	cases := []msgCase{
+		{"verify of a tree never unpacked", []string{"verify", empty}, errdefs.ErrNotFound, exitNotFound, holdsNone},
+		{"rebuild of a tree never unpacked", []string{"rebuild", "--all", "--check", empty}, errdefs.ErrNotFound, exitNotFound, holdsNone},
+		{"rebuild --compressed of a tree never unpacked", []string{"rebuild", "--compressed", "--all", "--check", empty}, errdefs.ErrNotFound, exitNotFound, holdsNone},
+		{"verify of a missing directory", []string{"verify", missing}, errdefs.ErrNotFound, exitNotFound,
+			missing + " does not exist; name the directory an image was unpacked into"},
+		{"rebuild with a missing --state", []string{"rebuild", "--state", noState, "--layer", "1", "-o", filepath.Join(work, "l.tar"), empty}, errdefs.ErrNotFound, exitNotFound,
+			"state directory " + noState + " does not exist; give --state the directory unpack recorded " + empty + " in"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			checkMessage(t, bin, env, c)
+		})
+	}
+}
+
+// A flag value that does not parse as a number or a boolean is named in
+// this program's words: the message quoted strconv ("strconv.ParseInt:
+// parsing \"abc\": invalid syntax").
+func TestCLIE2EFlagValueMessages(t *testing.T) {
+	t.Parallel()
+	bin := builtCLI(t)
+	env := cliEnv(t)
+	target := filepath.Join(t.TempDir(), "rootfs")
+	for _, c := range []struct{ flag, value, want string }{
+		{"--jobs", "abc", `invalid argument "abc" for "--jobs" flag: want a whole number`},
+		{"--jobs", "99999999999999999999", `invalid argument "99999999999999999999" for "--jobs" flag: the number is too large`},
+		{"--max-layer-entries", "1.5", `invalid argument "1.5" for "--max-layer-entries" flag: want a whole number`},
+		{"--quiet", "maybe", `invalid argument "maybe" for "-q, --quiet" flag: want true or false`},
+	} {
+		r, err := execCLI(bin, env, "unpack", "--json", c.flag+"="+c.value, "127.0.0.1:1/x:1", target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kind, msg := exactJSONError(t, r.stdout)
+		if want := c.want + "; see '" + prog + " unpack --help'"; kind != string(errdefs.ErrInvalidArgument) || r.code != exitUsage || msg != want {
+			t.Errorf("%s=%s: kind %s exit %d %q, want kind %s exit %d %q", c.flag, c.value, kind, r.code, msg, errdefs.ErrInvalidArgument, exitUsage, want)
+		}
+	}
+}
+
+// An image whose config names no platform (crane append without a base
+// makes one) resolves with platform "", as images lists it, and fits no
+// explicit platform: it printed "linux/" (the empty platform given this
+// machine's OS) in both, "is an image for linux/, not linux/amd64".
+func TestCLIE2EResolveNoPlatform(t *testing.T) {
+	t.Parallel()
+	bin := builtCLI(t)
+	env := cliEnv(t)
+	reg := testregistry.Shared(t)
+	ref := reg.Host + "/e2e/noplatform:v1"
+	testimage.PushImage(t, ref, testimage.Image(t, 1, "", "", ""))
+
+	var out struct {
+		Platform *string `json:"platform"`
+	}
+	runJSON(t, env, &out, "resolve", "--json", ref)
+	if out.Platform == nil || *out.Platform != "" {
+		t.Errorf("resolve --json: platform %v, want \"\"", out.Platform)
+	}
+	r, err := execCLI(bin, env, "resolve", ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.code != 0 || !strings.Contains(r.stdout, "platform   none: the config names no os and no architecture\n") || strings.Contains(r.stdout, "linux/") {
+		t.Errorf("resolve: exit %d, stdout:\n%s", r.code, r.stdout)
+	}
+	checkMessage(t, bin, env, msgCase{"explicit platform", []string{"resolve", "--platform", "linux/amd64", ref}, errdefs.ErrPlatformNotFound, exitNotFound,
+		ref + " names no platform (its config has no os and no architecture), so it cannot be checked against linux/amd64; name no platform to take it as it is"})
 }

@@ -15,9 +15,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"unicode/utf8"
 
 	flag "github.com/spf13/pflag"
 
@@ -147,7 +149,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if !e.json && containsFlag(args[1:], "json") {
 			e.json = true
 		}
-		return report(e, c, usagef("%v; see '%s %s --help'", err, prog, c.name))
+		return report(e, c, usagef("%s; see '%s %s --help'", flagError(err), prog, c.name))
 	}
 	if err := runCmd(ctx, e, pos); err != nil {
 		var inv errInvalid
@@ -182,6 +184,23 @@ func lookup(name string) *command {
 		}
 	}
 	return nil
+}
+
+// flagError rewords pflag's error for a number or a boolean that does
+// not parse, which quoted strconv ("strconv.ParseInt: parsing \"abc\":
+// invalid syntax"): library text that tells a user nothing.
+func flagError(err error) string {
+	msg := err.Error()
+	head, tail, ok := strings.Cut(msg, ": strconv.Parse")
+	switch {
+	case !ok:
+		return msg
+	case strings.HasPrefix(tail, "Bool"):
+		return head + ": want true or false"
+	case strings.HasSuffix(tail, strconv.ErrRange.Error()):
+		return head + ": the number is too large"
+	}
+	return head + ": want a whole number"
 }
 
 // usageError is a mistake in how the command was called.
@@ -226,9 +245,32 @@ func absPath(p string) string {
 	return p
 }
 
+// oneLine makes an error message one line that is safe on a terminal.
+// Messages quote the names they take from images, but an error a library
+// wraps (an lstat of a hard link's target) can carry one raw: an escape
+// sequence there would reach the terminal, so every character that does
+// not print (and every byte of invalid UTF-8) is shown escaped.
 func oneLine(s string) string {
 	s = strings.ReplaceAll(s, "\r", " ")
-	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+	s = strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+	if utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return !strconv.IsPrint(r) && r != ' ' }) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r != ' ' && !strconv.IsPrint(r):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 func printOverview(w io.Writer) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -39,6 +40,25 @@ func (s *stateFlags) dir(rootfs string) string {
 	return apply.DefaultStateDir(rootfs)
 }
 
+// find returns the state directory of rootfs, or, when there is none, a
+// not_found error that says what to do: apply's own named only the
+// directory it had looked for ("no apply state in /tmp/.x.ocifetch: open
+// ...: no such file or directory"), which left a user who mistyped
+// ROOTFS, or never unpacked into it, guessing.
+func (s *stateFlags) find(rootfs string) (string, error) {
+	state := s.dir(rootfs)
+	if _, err := os.Lstat(state); !errors.Is(err, os.ErrNotExist) {
+		return state, nil
+	}
+	if _, err := os.Lstat(rootfs); errors.Is(err, os.ErrNotExist) {
+		return "", errdefs.New(errdefs.ErrNotFound, "%s does not exist; name the directory an image was unpacked into", rootfs)
+	}
+	if s.state != "" {
+		return "", errdefs.New(errdefs.ErrNotFound, "state directory %s does not exist; give --state the directory unpack recorded %s in", state, rootfs)
+	}
+	return "", errdefs.New(errdefs.ErrNotFound, "%s holds no unpack: there is no state directory %s beside it; unpack an image into it first, or give its state directory with --state DIR", rootfs, state)
+}
+
 // errFailed ends a command with the verification exit status after its
 // own output said what failed.
 type errFailed struct{ msg string }
@@ -66,7 +86,6 @@ func rebuildCommand() *command {
 					return usagef("rebuild takes one root filesystem directory, got %d arguments", len(args))
 				}
 				rootfs := args[0]
-				state := sf.dir(rootfs)
 				switch {
 				case all && layer != "":
 					return usagef("--layer and --all exclude each other")
@@ -83,6 +102,10 @@ func rebuildCommand() *command {
 					// Standard output cannot carry both a tar and the
 					// JSON object; binary never goes there with --json.
 					return usagef("--json with --layer needs -o FILE: the tar goes to FILE and the JSON to standard output")
+				}
+				state, err := sf.find(rootfs)
+				if err != nil {
+					return err
 				}
 				if compressed {
 					return rebuildBlobs(ctx, e, blobTarget{state: state, rootfs: rootfs, layer: layer, out: out, store: sf.store, check: check, all: all, json: sf.json})
@@ -339,7 +362,10 @@ func verifyCommand() *command {
 				if len(args) != 1 {
 					return usagef("verify takes one root filesystem directory, got %d arguments", len(args))
 				}
-				state := sf.dir(args[0])
+				state, err := sf.find(args[0])
+				if err != nil {
+					return err
+				}
 				if upgrade {
 					done, err := apply.Upgrade(ctx, state, args[0])
 					if err != nil {

@@ -161,10 +161,21 @@ func toDesc(d ocispec.Descriptor) descJSON {
 	return descJSON{MediaType: d.MediaType, Digest: d.Digest.String(), Size: d.Size}
 }
 
+// chosenPlatform is the platform of the image resolved, "" when its
+// config names none (crane append without a base makes such images; as
+// images prints it): normalized, the empty platform took this machine's
+// OS and printed as "linux/", which is no platform at all.
+func chosenPlatform(p ocispec.Platform) string {
+	if p.OS == "" && p.Architecture == "" {
+		return ""
+	}
+	return resolve.FormatPlatform(resolve.Normalize(p))
+}
+
 func resolvedJSON(r *resolve.Resolved) resolveOutput {
 	out := resolveOutput{
 		Reference: r.Reference,
-		Platform:  resolve.FormatPlatform(resolve.Normalize(r.Platform)),
+		Platform:  chosenPlatform(r.Platform),
 		Platforms: []string{},
 		Indexes:   []descJSON{},
 		Manifest:  toDesc(r.Manifest.Descriptor),
@@ -203,7 +214,11 @@ func printResolved(e *env, r *resolve.Resolved) {
 		fmt.Fprintf(w, "index\t%s\t%d bytes\t%s\n", b.Descriptor.Digest, b.Descriptor.Size, b.Descriptor.MediaType)
 	}
 	fmt.Fprintf(w, "manifest\t%s\t%d bytes\t%s\n", r.Manifest.Descriptor.Digest, r.Manifest.Descriptor.Size, r.Manifest.Descriptor.MediaType)
-	fmt.Fprintf(w, "platform\t%s\n", resolve.FormatPlatform(resolve.Normalize(r.Platform)))
+	if p := chosenPlatform(r.Platform); p != "" {
+		fmt.Fprintf(w, "platform\t%s\n", p)
+	} else {
+		fmt.Fprintf(w, "platform\tnone: the config names no os and no architecture\n")
+	}
 	fmt.Fprintf(w, "config\t%s\t%d bytes\t%s\n", r.Config.Descriptor.Digest, r.Config.Descriptor.Size, r.Config.Descriptor.MediaType)
 	var total int64
 	for i, l := range r.Layers {
