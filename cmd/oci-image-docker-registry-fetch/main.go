@@ -188,19 +188,27 @@ func lookup(name string) *command {
 
 // flagError rewords pflag's error for a number or a boolean that does
 // not parse, which quoted strconv ("strconv.ParseInt: parsing \"abc\":
-// invalid syntax"): library text that tells a user nothing.
+// invalid syntax"): library text that tells a user nothing. pflag's
+// InvalidValueError wraps strconv's NumError, so nothing is read from
+// the message.
 func flagError(err error) string {
-	msg := err.Error()
-	head, tail, ok := strings.Cut(msg, ": strconv.Parse")
-	switch {
-	case !ok:
-		return msg
-	case strings.HasPrefix(tail, "Bool"):
-		return head + ": want true or false"
-	case strings.HasSuffix(tail, strconv.ErrRange.Error()):
-		return head + ": the number is too large"
+	var inv *flag.InvalidValueError
+	var num *strconv.NumError
+	if !errors.As(err, &inv) || !errors.As(err, &num) {
+		return err.Error()
 	}
-	return head + ": want a whole number"
+	want := "want a whole number"
+	switch {
+	case num.Func == "ParseBool":
+		want = "want true or false"
+	case errors.Is(num.Err, strconv.ErrRange):
+		want = "the number is too large"
+	}
+	name := "--" + inv.GetFlag().Name
+	if sh := inv.GetFlag().Shorthand; sh != "" && inv.GetFlag().ShorthandDeprecated == "" {
+		name = "-" + sh + ", " + name
+	}
+	return fmt.Sprintf("invalid argument %q for %q flag: %s", inv.GetValue(), name, want)
 }
 
 // usageError is a mistake in how the command was called.
