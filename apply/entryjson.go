@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 
@@ -175,14 +176,31 @@ func (er *entryReader) next(e *tsEntry) error {
 	}
 }
 
+// maxEntryLine bounds one line of a tar-split file. The longest line this
+// program writes is a segment of at most pendingMax plus one copy buffer
+// (under 2 MiB), in base64, beside a name and a path of at most 1 MiB each
+// (archive/tar's limit on a PAX header), escaped: well under 16 MiB. The
+// state directory is trusted, but a damaged or forged line must not be
+// read whole: 1 GB of one byte, 30 KB of zstd, made rebuild hold 4.2 GB.
+const maxEntryLine = 64 << 20
+
 // readLine returns the next line without its newline; it is valid until
-// the next call.
+// the next call. A line longer than maxEntryLine is an error.
 func (er *entryReader) readLine() ([]byte, error) {
 	line, err := er.r.ReadSlice('\n')
 	if err == bufio.ErrBufferFull {
 		er.line = append(er.line[:0], line...)
 		for err == bufio.ErrBufferFull {
 			line, err = er.r.ReadSlice('\n')
+			if len(er.line)+len(line) > maxEntryLine {
+				return nil, fmt.Errorf("a line longer than %d bytes", maxEntryLine)
+			}
+			if cap(er.line)-len(er.line) < len(line) {
+				// Double (append grows a large slice by a quarter,
+				// allocating five times the line on the way), up to
+				// the bound.
+				er.line = slices.Grow(er.line, min(max(len(er.line), len(line)), maxEntryLine-len(er.line)))
+			}
 			er.line = append(er.line, line...)
 		}
 		line = er.line
