@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"path/filepath"
 	"slices"
@@ -399,7 +400,8 @@ func newManifestDecoder(f io.Reader) (*zstd.Decoder, error) {
 // is set and the manifest records it (manifests written before the root
 // was recorded begin with its first entry).
 func verifyTree(ctx context.Context, r io.Reader, rootfs string, maxDepth int, o *options, compareRoot bool, emit func(*treeEntry) error) ([]Drift, error) {
-	m := &manifestReader{dec: json.NewDecoder(r)}
+	budget := &entryBudget{r: r}
+	m := &manifestReader{dec: json.NewDecoder(budget), budget: budget}
 	if err := m.advance(); err != nil {
 		return nil, err
 	}
@@ -482,12 +484,43 @@ func verifyTree(ctx context.Context, r io.Reader, rootfs string, maxDepth int, o
 }
 
 type manifestReader struct {
-	dec *json.Decoder
-	cur *treeEntry
+	dec    *json.Decoder
+	budget *entryBudget
+	cur    *treeEntry
+}
+
+// maxManifestEntry bounds the bytes read for one entry of tree.json.zst.
+// An entry this program writes holds a path of at most 1 MiB (4096 levels
+// of 255 bytes), a link target and the xattrs a tar header carried (at
+// most 1 MiB: archive/tar's limit on a PAX header), in base64: well under
+// 16 MiB. The state directory is trusted, but a damaged or forged entry
+// must not be read whole: one string of 1 GB, 1 MB of zstd, made verify
+// hold 2 GB.
+const maxManifestEntry = 64 << 20
+
+// entryBudget lets the decoder read at most maxManifestEntry bytes for
+// each entry (advance renews it; what the decoder read ahead is carried
+// in its buffer).
+type entryBudget struct {
+	r    io.Reader
+	left int
+}
+
+func (b *entryBudget) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, fmt.Errorf("an entry longer than %d bytes", maxManifestEntry)
+	}
+	if len(p) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= n
+	return n, err
 }
 
 func (m *manifestReader) advance() error {
 	var e treeEntry
+	m.budget.left = maxManifestEntry
 	err := m.dec.Decode(&e)
 	if err == io.EOF {
 		m.cur = nil

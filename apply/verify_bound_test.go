@@ -1,0 +1,62 @@
+package apply
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/ocifetch/ocifetch/errdefs"
+)
+
+// A tree manifest whose entry holds one string of 512 MiB (a few hundred
+// KB of zstd) was read whole before it was found corrupt (a 1 GB string:
+// 2 GB resident). The entry is refused once past maxManifestEntry (64
+// MiB), having allocated about 260 MiB whatever its length; the tree
+// still verifies clean from a sound manifest.
+func TestForgedTreeManifestEntryIsBounded(t *testing.T) {
+	a := mustApplyRecorded(t, [][]byte{tarOf(t, F("a", "aaa", 0o644))})
+	p := filepath.Join(a.state, manifestFile)
+	sound, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var b bytes.Buffer
+	enc, err := zstd.NewWriter(&b, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc.Write([]byte(`{"path":"`))
+	chunk := bytes.Repeat([]byte{'a'}, 1<<20)
+	for range 512 {
+		enc.Write(chunk)
+	}
+	enc.Close()
+	if err := os.WriteFile(p, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = Verify(context.Background(), a.state, a.target)
+	runtime.ReadMemStats(&after)
+	wantKind(t, err, errdefs.ErrInternal)
+	if !strings.Contains(err.Error(), "is corrupt") {
+		t.Errorf("error %q does not say the manifest is corrupt", err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 512<<20 {
+		t.Errorf("a forged 512 MiB entry: %d MiB allocated", alloc>>20)
+	}
+
+	if err := os.WriteFile(p, sound, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if drift, err := Verify(context.Background(), a.state, a.target); err != nil || len(drift) != 0 {
+		t.Fatalf("sound manifest: %v, drift %v", err, drift)
+	}
+}
