@@ -38,7 +38,20 @@ func bundleCommand() *command {
 				}
 				f.trust.say(e, f.quiet)
 				if !f.quiet {
-					fmt.Fprintf(e.stderr, "bundle %s ready in %s (%s)\n", args[1], took.Round(time.Millisecond), res.Resolved.Reference)
+					// The summary names what pull and unpack name: the
+					// image's digest, its layers, the bytes and the time.
+					what := "config.json written over the unpack already there"
+					if res.Apply != nil {
+						var files int
+						var bytes int64
+						for _, l := range res.Apply.Layers {
+							files += l.Files
+							bytes += l.Bytes
+						}
+						what = fmt.Sprintf("%d files, %s", files, humanBytes(bytes))
+					}
+					fmt.Fprintf(e.stderr, "bundled %s (%s): %d layers, %s in %s into %s\n", res.Resolved.Reference, res.Resolved.Manifest.Descriptor.Digest,
+						len(res.Resolved.Layers), what, took.Round(time.Millisecond), args[1])
 				}
 				fmt.Fprintln(e.stdout, res.Resolved.Manifest.Descriptor.Digest)
 				return nil

@@ -33,7 +33,7 @@ func TestCLIE2EUnpackBundleProgress(t *testing.T) {
 	}
 
 	unpackSummary := regexp.MustCompile(`^unpacked ` + regexp.QuoteMeta(demo.ref) + ` \(` + want.manifest.String() + `\): 2 layers, \d+ files, \d+(\.\d)? (B|KiB) in \S+ into (.+)$`)
-	bundleSummary := regexp.MustCompile(`^bundle (.+) ready in \S+ \(` + regexp.QuoteMeta(demo.ref) + `\)$`)
+	bundleSummary := regexp.MustCompile(`^bundled ` + regexp.QuoteMeta(demo.ref) + ` \(` + want.manifest.String() + `\): 2 layers, \d+ files, \d+(\.\d)? (B|KiB) in \S+ into (.+)$`)
 	for _, tc := range []struct {
 		cmd     string
 		summary *regexp.Regexp

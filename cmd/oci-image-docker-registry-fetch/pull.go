@@ -206,7 +206,7 @@ func pullCommand() *command {
 					}
 					if !pf.quiet {
 						out := pullAllJSON(res)
-						fmt.Fprintf(e.stderr, "pulled %s: %d platforms (%s), %s downloaded in %s into %s\n", res.Resolved.Reference, len(out.Platforms),
+						fmt.Fprintf(e.stderr, "pulled %s (%s): %d platforms (%s), %s downloaded in %s into %s\n", res.Resolved.Reference, res.Pull.Entry.Digest, len(out.Platforms),
 							joinOr(out.Platforms, "none"), humanBytes(res.Pull.Downloaded), time.Since(start).Round(time.Millisecond), res.Store.Dir())
 					}
 					fmt.Fprintln(e.stdout, res.Pull.Entry.Digest)
@@ -228,7 +228,7 @@ func pullCommand() *command {
 					for _, l := range res.Pull.Layers {
 						total += l.Size
 					}
-					fmt.Fprintf(e.stderr, "pulled %s: %d layers, %s, %s downloaded in %s into %s\n", res.Resolved.Reference, len(res.Pull.Layers),
+					fmt.Fprintf(e.stderr, "pulled %s (%s): %d layers, %s, %s downloaded in %s into %s\n", res.Resolved.Reference, res.Resolved.Manifest.Descriptor.Digest, len(res.Pull.Layers),
 						humanBytes(total), humanBytes(res.Pull.Downloaded), time.Since(start).Round(time.Millisecond), res.Store.Dir())
 				}
 				fmt.Fprintln(e.stdout, res.Resolved.Manifest.Descriptor.Digest)

@@ -657,7 +657,7 @@ func TestE2EPullProgressOutput(t *testing.T) {
 			t.Fatalf("terminal control characters in non-terminal output: %q", stderr)
 		}
 		lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
-		if len(lines) < 2 || !strings.HasPrefix(lines[len(lines)-1], "pulled "+ref+": 2 layers") {
+		if len(lines) < 2 || !strings.HasPrefix(lines[len(lines)-1], "pulled "+ref+" ("+img.digest().String()+"): 2 layers") {
 			t.Fatalf("no summary line at the end:\n%s", stderr)
 		}
 		states := map[string][]string{}
