@@ -5,9 +5,9 @@
 // labels and the named config fields become annotations.
 //
 // The root filesystem is read through a confined root: /etc/passwd and
-// /etc/group must be regular files inside it (a symlink to a host file, a
-// FIFO or a device is refused, not followed or opened) and are read up to a
-// size cap. No code from the image is ever loaded: names are looked up by
+// /etc/group must be regular files inside it (a symbolic link is followed
+// inside the root, never to a host file; a FIFO or a device is refused, not
+// opened) and are read up to a size cap. No code from the image is ever loaded: names are looked up by
 // parsing the files, never through NSS.
 package bundle
 
@@ -19,6 +19,7 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"path"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -26,6 +27,7 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/ocifetch/ocifetch/errdefs"
 	"github.com/ocifetch/ocifetch/internal/atomicfile"
@@ -229,16 +231,42 @@ type userDB struct {
 	loaded [2]bool
 }
 
+// maxLinks bounds the symbolic links followed to reach /etc/passwd or
+// /etc/group, as the kernel bounds a path's (MAXSYMLINKS).
+const maxLinks = 40
+
 // readDB reads a file of the image through a confined root: a regular file
-// only, never through a symlink, at most maxDBSize bytes. A missing file
-// reads as empty.
+// only, at most maxDBSize bytes. A missing file reads as empty. A symbolic
+// link is followed inside the root, never outside it, as the runtime will
+// once the root is the container's /: an absolute target is taken from
+// the root, a relative one from the link's directory, ".." stopping at
+// the root. Images built by Nix link /etc/passwd into /nix/store; a link
+// to a host file such as /etc/shadow leads to the image's own copy.
 func readDB(rootfs, name string, each func(fields []string)) error {
 	root, err := fsroot.Open(rootfs)
 	if err != nil {
 		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "opening root filesystem")
 	}
 	defer root.Close()
-	f, err := root.OpenFile(name)
+	at := name
+	for links := 0; ; links++ {
+		st, err := root.Lstat(at)
+		if err != nil || st.Mode&unix.S_IFMT != unix.S_IFLNK {
+			break // OpenFile says what is wrong
+		}
+		if links == maxLinks {
+			return errdefs.New(errdefs.ErrPathEscape, "the image's /%s goes through more than %d symbolic links", name, maxLinks)
+		}
+		target, err := root.Readlink(at)
+		if err != nil {
+			return errdefs.Wrap(err, errdefs.ErrInternal, "reading the image's /%s", name)
+		}
+		if !path.IsAbs(target) {
+			target = path.Join("/", path.Dir(at), target)
+		}
+		at = target
+	}
+	f, err := root.OpenFile(at)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}

@@ -146,8 +146,9 @@ func TestConversion(t *testing.T) {
 	}
 }
 
-// The image's /etc/passwd is read confined: a symlink to a host file is not
-// followed, a FIFO is not opened (it would hang).
+// The image's /etc/passwd is read confined: a symlink to a host file leads
+// to the image's own path of that name (here none: the user is not
+// found), never to the host's file; a FIFO is not opened (it would hang).
 func TestUserLookupIsConfined(t *testing.T) {
 	t.Parallel()
 	secret := filepath.Join(t.TempDir(), "host-passwd")
@@ -157,8 +158,8 @@ func TestUserLookupIsConfined(t *testing.T) {
 	if err := os.Symlink(secret, filepath.Join(link, "etc/passwd")); err != nil {
 		t.Fatal(err)
 	}
-	_, err := bundle.Spec(context.Background(), ocispec.Image{Config: ocispec.ImageConfig{User: "demo"}}, link)
-	if errdefs.KindOf(err) != errdefs.ErrPathEscape {
+	s, err := bundle.Spec(context.Background(), ocispec.Image{Config: ocispec.ImageConfig{User: "demo"}}, link)
+	if errdefs.KindOf(err) != errdefs.ErrNotFound || (s != nil && s.Process != nil && s.Process.User.UID == 7) {
 		t.Fatalf("symlinked passwd: %v", err)
 	}
 
@@ -178,6 +179,54 @@ func TestUserLookupIsConfined(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("reading a FIFO /etc/passwd hung")
+	}
+}
+
+// /etc/passwd and /etc/group linked elsewhere inside the image, as images
+// built by Nix link them into /nix/store, are followed inside the root:
+// the user resolves. Before, any link was refused as path_escape (exit 5,
+// "unsafe content"), so bundle failed on such images whatever their user.
+// A loop of links and a link to a FIFO are still refused, without hanging.
+func TestUserLookupFollowsLinksInsideTheRoot(t *testing.T) {
+	t.Parallel()
+	dir := rootfs(t, nil)
+	for name, body := range map[string]string{"nix/store/abc-nss/etc/passwd": passwd, "usr/lib/group": group} {
+		os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755)
+		os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644)
+	}
+	os.Symlink("/nix/store/abc-nss/etc/passwd", filepath.Join(dir, "etc/passwd"))
+	os.Symlink("../../../usr/lib/group-link", filepath.Join(dir, "etc/group")) // ".." stops at the root
+	os.Symlink("group", filepath.Join(dir, "usr/lib/group-link"))
+	s, err := bundle.Spec(context.Background(), ocispec.Image{Config: ocispec.ImageConfig{User: "demo"}}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := s.Process.User; u.UID != 1000 || u.GID != 1000 || len(u.AdditionalGids) != 2 {
+		t.Errorf("user %+v, want 1000:1000 in groups 10 and 29", u)
+	}
+
+	loop := rootfs(t, nil)
+	os.Symlink("passwd2", filepath.Join(loop, "etc/passwd"))
+	os.Symlink("passwd", filepath.Join(loop, "etc/passwd2"))
+	if _, err := bundle.Spec(context.Background(), ocispec.Image{}, loop); errdefs.KindOf(err) != errdefs.ErrPathEscape {
+		t.Errorf("a loop of links: %v", err)
+	}
+
+	fifo := rootfs(t, nil)
+	syscall.Mkfifo(filepath.Join(fifo, "etc/fifo"), 0o644)
+	os.Symlink("/etc/fifo", filepath.Join(fifo, "etc/passwd"))
+	done := make(chan error, 1)
+	go func() {
+		_, err := bundle.Spec(context.Background(), ocispec.Image{}, fifo)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if errdefs.KindOf(err) != errdefs.ErrPathEscape {
+			t.Errorf("a link to a FIFO: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("reading a FIFO through a link hung")
 	}
 }
 
