@@ -162,11 +162,18 @@ func (o *options) admit(ctx context.Context, ref string) (*fetch.Store, *resolve
 	if err != nil {
 		return nil, nil, err
 	}
-	res, err := o.resolveRef(ctx, store, ref)
+	res, stored, err := o.resolveRef(ctx, store, ref)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := o.verify(ctx, res); err != nil {
+	if err := o.verify(ctx, res); o.refusedFromStore(stored, err) {
+		if res, err = resolve.Resolve(ctx, ref, o.resolve...); err == nil {
+			err = o.verify(ctx, res)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+	} else if err != nil {
 		return nil, nil, err
 	}
 	if o.resolved != nil {
