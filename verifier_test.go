@@ -128,4 +128,18 @@ func TestPullMissingAsksTheRegistryWhenTheStoreCopyIsRefused(t *testing.T) {
 	if _, err := ocifetch.Pull(ctx, ref, store, ocifetch.WithPullPolicy(ocifetch.PullNever), ocifetch.WithVerifier(onlyRegistry)); errdefs.KindOf(err) != errdefs.ErrUntrusted {
 		t.Errorf("pull --pull never: %v, want untrusted", err)
 	}
+	// The same for every platform (pull --platform all).
+	if _, err := ocifetch.PullAll(ctx, ref, store); err != nil {
+		t.Fatal(err)
+	}
+	sources = nil
+	if _, err := ocifetch.PullAll(ctx, ref, store, ocifetch.WithPullPolicy(ocifetch.PullMissing), ocifetch.WithVerifier(onlyRegistry)); err != nil {
+		t.Fatalf("pull --platform all --pull missing: %v (verifier saw %q)", err, sources)
+	}
+	if len(sources) != 2 || !strings.HasPrefix(sources[0], "oci:") || sources[1] != ref {
+		t.Errorf("PullAll: the verifier saw %q, want the store's copy then the registry's", sources)
+	}
+	if _, err := ocifetch.PullAll(ctx, ref, store, ocifetch.WithPullPolicy(ocifetch.PullNever), ocifetch.WithVerifier(onlyRegistry)); errdefs.KindOf(err) != errdefs.ErrUntrusted {
+		t.Errorf("pull --platform all --pull never: %v, want untrusted", err)
+	}
 }
