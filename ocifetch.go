@@ -162,11 +162,18 @@ func (o *options) admit(ctx context.Context, ref string) (*fetch.Store, *resolve
 	if err != nil {
 		return nil, nil, err
 	}
-	res, err := o.resolveRef(ctx, store, ref)
+	res, stored, err := o.resolveRef(ctx, store, ref)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := o.verify(ctx, res); err != nil {
+	if err := o.verify(ctx, res); o.refusedFromStore(stored, err) {
+		if res, err = resolve.Resolve(ctx, ref, o.resolve...); err == nil {
+			err = o.verify(ctx, res)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+	} else if err != nil {
 		return nil, nil, err
 	}
 	if o.resolved != nil {
@@ -403,9 +410,20 @@ func checkBundleDir(dir, rootfs, stateDir string) error {
 	if err != nil {
 		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "bundle directory %s", dir)
 	}
+	// Absolute paths compared: the default state directory is absolute
+	// (apply.DefaultStateDir) while dir may be relative, and a relative
+	// dir's own state was taken for foreign content, so a crashed bundle
+	// could not be finished.
+	abs := func(p string) string {
+		if a, err := filepath.Abs(p); err == nil {
+			return a
+		}
+		return filepath.Clean(p)
+	}
+	absDir, absRootfs, absState := abs(dir), abs(rootfs), abs(stateDir)
 	for _, e := range ents {
-		p := filepath.Join(dir, e.Name())
-		if p == rootfs || p == filepath.Clean(stateDir) {
+		p := filepath.Join(absDir, e.Name())
+		if p == absRootfs || p == absState {
 			continue
 		}
 		return errdefs.New(errdefs.ErrInvalidArgument, "bundle directory %s is not empty (it holds %s)", dir, e.Name())

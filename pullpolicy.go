@@ -27,7 +27,8 @@ const (
 	PullAlways PullPolicy = "always"
 	// PullMissing uses the image the store holds under the reference, for
 	// the platform asked for, when every blob of it is there; otherwise it
-	// pulls as PullAlways does.
+	// pulls as PullAlways does, and so it does when the verifier refuses
+	// the store's copy (which may lack the signatures the registry has).
 	PullMissing PullPolicy = "missing"
 	// PullNever never contacts a registry: the image must be in the
 	// store, or the call fails with not_found (platform_not_found when the
@@ -69,10 +70,11 @@ func isLocalRef(ref string) bool {
 }
 
 // resolveRef resolves ref as the pull policy says: through the registry,
-// or from the store.
-func (o *options) resolveRef(ctx context.Context, store *fetch.Store, ref string) (*resolve.Resolved, error) {
+// or from the store (stored is true then).
+func (o *options) resolveRef(ctx context.Context, store *fetch.Store, ref string) (*resolve.Resolved, bool, error) {
 	if o.pull == "" || o.pull == PullAlways || isLocalRef(ref) {
-		return resolve.Resolve(ctx, ref, o.resolve...)
+		res, err := resolve.Resolve(ctx, ref, o.resolve...)
+		return res, false, err
 	}
 	res, err := o.fromStore(ctx, store, ref, func(ctx context.Context, src resolve.Source) (any, error) {
 		res, err := resolve.ResolveSource(ctx, src, o.resolve...)
@@ -88,18 +90,20 @@ func (o *options) resolveRef(ctx context.Context, store *fetch.Store, ref string
 	})
 	switch {
 	case err == nil:
-		return res.(*resolve.Resolved), nil
+		return res.(*resolve.Resolved), true, nil
 	case o.pull == PullNever || errdefs.KindOf(err) == errdefs.ErrCanceled:
-		return nil, err
+		return nil, false, err
 	}
-	return resolve.Resolve(ctx, ref, o.resolve...)
+	r, err := resolve.Resolve(ctx, ref, o.resolve...)
+	return r, false, err
 }
 
 // resolveAllRef is resolveRef for every platform: from the store, the
 // reference must be recorded as a whole index (pull of every platform).
-func (o *options) resolveAllRef(ctx context.Context, store *fetch.Store, ref string) (*resolve.ResolvedAll, error) {
+func (o *options) resolveAllRef(ctx context.Context, store *fetch.Store, ref string) (*resolve.ResolvedAll, bool, error) {
 	if o.pull == "" || o.pull == PullAlways || isLocalRef(ref) {
-		return resolve.ResolveAll(ctx, ref, o.resolve...)
+		ra, err := resolve.ResolveAll(ctx, ref, o.resolve...)
+		return ra, false, err
 	}
 	res, err := o.fromStore(ctx, store, ref, func(ctx context.Context, src resolve.Source) (any, error) {
 		ra, err := resolve.ResolveAllSource(ctx, src, o.resolve...)
@@ -128,11 +132,21 @@ func (o *options) resolveAllRef(ctx context.Context, store *fetch.Store, ref str
 	})
 	switch {
 	case err == nil:
-		return res.(*resolve.ResolvedAll), nil
+		return res.(*resolve.ResolvedAll), true, nil
 	case o.pull == PullNever || errdefs.KindOf(err) == errdefs.ErrCanceled:
-		return nil, err
+		return nil, false, err
 	}
-	return resolve.ResolveAll(ctx, ref, o.resolve...)
+	ra, err := resolve.ResolveAll(ctx, ref, o.resolve...)
+	return ra, false, err
+}
+
+// refusedFromStore reports whether a verifier's refusal of an image the
+// store served should send PullMissing to the registry, as for an image
+// the store lacks: the store keeps signatures only from pulls that checked
+// them (a pull before the policy existed, or with --insecure-policy, kept
+// none), and the registry may hold what the verifier wants.
+func (o *options) refusedFromStore(stored bool, err error) bool {
+	return stored && o.pull == PullMissing && errdefs.Is(err, errdefs.ErrUntrusted)
 }
 
 // fromStore resolves ref from what the store holds under the name a pull
@@ -288,14 +302,21 @@ func PullAll(ctx context.Context, ref string, opts ...Option) (*AllResult, error
 	if err != nil {
 		return nil, err
 	}
-	ra, err := o.resolveAllRef(ctx, store, ref)
+	ra, stored, err := o.resolveAllRef(ctx, store, ref)
 	if err != nil {
 		return nil, err
 	}
 	// Every image of the index shares its root, which is what a signature
 	// names: one verdict covers them all.
 	if len(ra.Images) > 0 {
-		if err := o.verify(ctx, ra.Images[0]); err != nil {
+		if err := o.verify(ctx, ra.Images[0]); o.refusedFromStore(stored, err) {
+			if ra, err = resolve.ResolveAll(ctx, ref, o.resolve...); err == nil && len(ra.Images) > 0 {
+				err = o.verify(ctx, ra.Images[0])
+			}
+			if err != nil {
+				return nil, err
+			}
+		} else if err != nil {
 			return nil, err
 		}
 	}

@@ -89,3 +89,57 @@ func TestVerifierVetoesAPull(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Under PullMissing, a verifier's refusal of the store's copy sends the
+// call to the registry, as for an image the store lacks: the store keeps
+// signatures only from pulls that checked them, so an image pulled before
+// a policy existed (or with --insecure-policy) has none there. Before, the
+// image was refused although the registry held what the verifier wanted.
+// PullNever still refuses.
+func TestPullMissingAsksTheRegistryWhenTheStoreCopyIsRefused(t *testing.T) {
+	t.Parallel()
+	reg := testregistry.Shared(t)
+	img := testimage.Image(t, 1, "linux", "amd64", "")
+	ref := reg.Host + "/veto/missing:v1"
+	testimage.PushImage(t, ref, img)
+	ctx := context.Background()
+	work := t.TempDir()
+	store := ocifetch.WithStore(filepath.Join(work, "store"))
+	if _, err := ocifetch.Pull(ctx, ref, store); err != nil {
+		t.Fatal(err)
+	}
+	// Admits what the registry serves, refuses what the store serves (as
+	// a policy does when the signatures are only in the registry).
+	var sources []string
+	onlyRegistry := verifierFunc(func(ctx context.Context, src resolve.Source, res *resolve.Resolved) error {
+		sources = append(sources, src.Reference())
+		if strings.HasPrefix(src.Reference(), "oci:") {
+			return errdefs.New(errdefs.ErrUntrusted, "no signature in the store")
+		}
+		return nil
+	})
+	if _, err := ocifetch.Unpack(ctx, ref, filepath.Join(work, "rootfs"), store,
+		ocifetch.WithPullPolicy(ocifetch.PullMissing), ocifetch.WithVerifier(onlyRegistry)); err != nil {
+		t.Fatalf("unpack --pull missing: %v (verifier saw %q)", err, sources)
+	}
+	if len(sources) != 2 || !strings.HasPrefix(sources[0], "oci:") || sources[1] != ref {
+		t.Errorf("the verifier saw %q, want the store's copy then the registry's", sources)
+	}
+	if _, err := ocifetch.Pull(ctx, ref, store, ocifetch.WithPullPolicy(ocifetch.PullNever), ocifetch.WithVerifier(onlyRegistry)); errdefs.KindOf(err) != errdefs.ErrUntrusted {
+		t.Errorf("pull --pull never: %v, want untrusted", err)
+	}
+	// The same for every platform (pull --platform all).
+	if _, err := ocifetch.PullAll(ctx, ref, store); err != nil {
+		t.Fatal(err)
+	}
+	sources = nil
+	if _, err := ocifetch.PullAll(ctx, ref, store, ocifetch.WithPullPolicy(ocifetch.PullMissing), ocifetch.WithVerifier(onlyRegistry)); err != nil {
+		t.Fatalf("pull --platform all --pull missing: %v (verifier saw %q)", err, sources)
+	}
+	if len(sources) != 2 || !strings.HasPrefix(sources[0], "oci:") || sources[1] != ref {
+		t.Errorf("PullAll: the verifier saw %q, want the store's copy then the registry's", sources)
+	}
+	if _, err := ocifetch.PullAll(ctx, ref, store, ocifetch.WithPullPolicy(ocifetch.PullNever), ocifetch.WithVerifier(onlyRegistry)); errdefs.KindOf(err) != errdefs.ErrUntrusted {
+		t.Errorf("pull --platform all --pull never: %v, want untrusted", err)
+	}
+}

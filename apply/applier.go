@@ -234,7 +234,7 @@ func (a *applier) entries(tr *tarReader) error {
 		}
 		a.rep.Entries++
 		if max := a.o.maxEntries; max > 0 && int64(a.rep.Entries) > max {
-			return errdefs.New(errdefs.ErrTooLarge, "layer has more than the limit of %d entries", max)
+			return errdefs.New(errdefs.ErrTooLarge, "layer has more than the limit of %d entries; if you trust the image, raise the limit (--max-layer-entries, WithMaxEntries)", max)
 		}
 		p := payload{r: t, t: t, crc: a.crc, fh: a.fh, tr: tr}
 		if a.crc != nil {

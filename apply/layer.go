@@ -468,9 +468,9 @@ func (t *tarReader) Read(p []byte) (int, error) {
 func (t *tarReader) tooLarge() error {
 	if t.err == nil {
 		if t.totalMax {
-			t.err = errdefs.New(errdefs.ErrTooLarge, "the uncompressed layers exceed the limit of their total size (%d bytes left for this layer)", t.max)
+			t.err = errdefs.New(errdefs.ErrTooLarge, "the uncompressed layers exceed the limit of their total size (%d bytes left for this layer); if you trust the image, raise the limit (--max-total-bytes, WithMaxTotalBytes)", t.max)
 		} else {
-			t.err = errdefs.New(errdefs.ErrTooLarge, "uncompressed layer exceeds the limit of %d bytes", t.max)
+			t.err = errdefs.New(errdefs.ErrTooLarge, "uncompressed layer exceeds the limit of %d bytes; if you trust the image, raise the limit (--max-layer-bytes, WithMaxLayerBytes)", t.max)
 		}
 	}
 	return t.err

@@ -134,3 +134,27 @@ func TestMaxEntries(t *testing.T) {
 	_, err := ApplyLayer(context.Background(), t.TempDir(), bytes.NewReader(tb), WithMaxEntries(-1))
 	wantKind(t, err, errdefs.ErrInvalidArgument)
 }
+
+// A limit's error says what to do: which flag (and option) raises it.
+func TestLimitErrorsNameTheirFlag(t *testing.T) {
+	t.Parallel()
+	tb := tarOf(t, D("d", 0755), F("d/f", strings.Repeat("x", 4096), 0644))
+	ctx := context.Background()
+	_, err := ApplyLayer(ctx, t.TempDir(), bytes.NewReader(tb), WithMaxLayerBytes(1024))
+	wantKind(t, err, errdefs.ErrTooLarge)
+	if !strings.Contains(err.Error(), "--max-layer-bytes") {
+		t.Errorf("layer bytes: %q names no flag", err)
+	}
+	_, err = ApplyLayer(ctx, t.TempDir(), bytes.NewReader(tb), WithMaxEntries(1))
+	wantKind(t, err, errdefs.ErrTooLarge)
+	if !strings.Contains(err.Error(), "--max-layer-entries") {
+		t.Errorf("entries: %q names no flag", err)
+	}
+	dir := t.TempDir()
+	_, err = Apply(ctx, filepath.Join(dir, "rootfs"), []Layer{blob(t, mtGzip, tb), blob(t, mtGzip, tb)},
+		WithMaxTotalBytes(int64(len(tb))+1024), WithStateDir(filepath.Join(dir, "state")))
+	wantKind(t, err, errdefs.ErrTooLarge)
+	if !strings.Contains(err.Error(), "--max-total-bytes") {
+		t.Errorf("total: %q names no flag", err)
+	}
+}

@@ -228,6 +228,11 @@ func (s *Store) Tag(ctx context.Context, name string, desc ocispec.Descriptor) e
 			desc.Annotations = map[string]string{}
 		}
 		desc.Annotations[ocispec.AnnotationRefName] = name
+	} else {
+		// The name is Tag's to give: a descriptor read from a layout
+		// brings that layout's ref.name, and recorded under it no entry
+		// would ever replace it (every pull of "oci:DIR" added one more).
+		delete(desc.Annotations, ocispec.AnnotationRefName)
 	}
 	return s.updateIndexLocked(ctx, func(idx *ocispec.Index) error {
 		s.repair(idx)

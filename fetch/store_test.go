@@ -202,6 +202,35 @@ func TestTagReplacesTheEntryOfTheSameName(t *testing.T) {
 	}
 }
 
+// An unnamed Tag records an unnamed entry, whatever ref.name the
+// descriptor brought from the layout it was read from; with that name it
+// was never replaced, and each pull of "oci:DIR" added another entry.
+func TestUnnamedTagDropsTheSourcesName(t *testing.T) {
+	t.Parallel()
+	s := openStore(t)
+	ctx := context.Background()
+	data := randomBytes(100, 7)
+	d := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(data), Size: 100,
+		Annotations: map[string]string{ocispec.AnnotationRefName: "foo"}}
+	must(t, s.WriteBlob(ctx, d, data))
+	for i := 0; i < 3; i++ {
+		must(t, s.Tag(ctx, "", d))
+	}
+	idx, err := s.Index()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(idx.Manifests) != 1 {
+		t.Fatalf("%d entries, want 1: %+v", len(idx.Manifests), idx.Manifests)
+	}
+	if n, ok := idx.Manifests[0].Annotations[ocispec.AnnotationRefName]; ok {
+		t.Errorf("the unnamed entry is named %q", n)
+	}
+	if d.Annotations[ocispec.AnnotationRefName] != "foo" {
+		t.Errorf("Tag changed the caller's annotations: %v", d.Annotations)
+	}
+}
+
 func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {

@@ -166,6 +166,42 @@ func TestScopeLookup(t *testing.T) {
 
 func hex64() string { return strings.Repeat("ab", 32) }
 
+// A layout reference splits as resolve splits it (a trailing digest, then
+// the first ':'), so an image the store names "host:port/repo:tag" is
+// decided by the store directory's scope. Split at the last colon, it fell
+// to default: a policy rejecting the store admitted it.
+func TestLayoutScopesSplitAtFirstColon(t *testing.T) {
+	t.Parallel()
+	doc := `{
+		"default": [{"type": "insecureAcceptAnything"}],
+		"transports": {
+			"oci": {
+				"/srv/store": [{"type": "reject"}],
+				"/srv/store:127.0.0.1:5000/team/app:v1": [{"type": "reject"}]
+			},
+			"oci-archive": {"/srv/a.tar": [{"type": "reject"}]}
+		}
+	}`
+	p, err := Parse([]byte(doc), "p.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ref, want := range map[string]string{
+		"oci:/srv/store:127.0.0.1:5000/team/app:v1":                   `transports.oci["/srv/store:127.0.0.1:5000/team/app:v1"]`,
+		"oci:/srv/store:127.0.0.1:5000/team/app:v2":                   `transports.oci["/srv/store"]`,
+		"oci:/srv/store:team/app:v2":                                  `transports.oci["/srv/store"]`,
+		"oci:/srv/store:127.0.0.1:5000/team/app:v1@sha256:" + hex64(): `transports.oci["/srv/store:127.0.0.1:5000/team/app:v1"]`,
+		"oci:/srv/store@sha256:" + hex64():                            `transports.oci["/srv/store"]`,
+		"oci-archive:/srv/a.tar:127.0.0.1:5000/team/app:v1":           `transports.oci-archive["/srv/a.tar"]`,
+		"oci:/srv/other:127.0.0.1:5000/team/app:v1":                   "default",
+	} {
+		_, got := p.lookup(mustImage(t, ref))
+		if got != want {
+			t.Errorf("%s: decided by %s, want %s", ref, got, want)
+		}
+	}
+}
+
 // A layout's scopes name the directory itself, whichever symlink led to
 // it.
 func TestLayoutScopesResolveSymlinks(t *testing.T) {

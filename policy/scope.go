@@ -84,13 +84,19 @@ func dockerScopes(r dockerRef) []string {
 // does: "DIR:NAME" when a name is given, then DIR and each parent
 // directory (never "/"). DIR has its symlinks resolved, so a scope names
 // the directory itself, whichever link led to it.
+//
+// The reference splits as resolve splits it: a trailing "@ALG:HEX" is a
+// digest, then the first ':' ends the path. A name holds colons and
+// slashes ("oci:STORE:127.0.0.1:5000/repo:tag", as the store names its
+// images); splitting at another colon took part of the name for the
+// directory, so no scope of the real directory matched and the image fell
+// to default: a policy rejecting STORE admitted it.
 func pathImage(transport, spec string) image {
-	dir, tag := spec, ""
-	if d, _, ok := strings.Cut(spec, "@"); ok {
-		dir = d
-	} else if i := strings.LastIndex(spec, ":"); i >= 0 && !strings.Contains(spec[i+1:], "/") {
-		dir, tag = spec[:i], spec[i+1:]
+	rest := spec
+	if i := strings.LastIndex(rest, "@"); i >= 0 && strings.Contains(rest[i+1:], ":") {
+		rest = rest[:i]
 	}
+	dir, tag, _ := strings.Cut(rest, ":")
 	if real, err := filepath.EvalSymlinks(dir); err == nil {
 		dir = real
 	}

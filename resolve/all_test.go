@@ -103,3 +103,36 @@ func TestResolveAllNestedIndexesBounded(t *testing.T) {
 		t.Fatalf("err = %v, want too_large", err)
 	}
 }
+
+// TestResolveUntypedIndexEntry: an index entry without a mediaType is a
+// candidate for its platform, its type read from the document, as
+// ResolveAll reads it. Before, Resolve skipped it and failed with
+// platform_not_found while listing that very platform as available.
+func TestResolveUntypedIndexEntry(t *testing.T) {
+	t.Parallel()
+	reg := hostile.New(t)
+	img := testimage.Image(t, 1, "linux", "amd64", "")
+	reg.PutImage(t, "untyped/a", "img", img)
+	raw, _ := img.RawManifest()
+	d, _ := img.Digest()
+	for _, platform := range []*ocispec.Platform{{OS: "linux", Architecture: "amd64"}, nil} {
+		idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex,
+			Manifests: []ocispec.Descriptor{{Digest: digestOf(d), Size: int64(len(raw)), Platform: platform}}}
+		idx.SchemaVersion = 2
+		body, err := json.Marshal(idx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tag := "p" + strconv.FormatBool(platform != nil)
+		reg.PutManifest("untyped/a", tag, ocispec.MediaTypeImageIndex, body)
+		res, err := resolve.Resolve(context.Background(), reg.Host+"/untyped/a:"+tag, anonymous,
+			resolve.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"}))
+		if err != nil {
+			t.Fatalf("platform %v: %v", platform, err)
+		}
+		if res.Manifest.Descriptor.Digest != digestOf(d) || res.Manifest.Descriptor.MediaType == "" {
+			t.Errorf("platform %v: resolved to %+v", platform, res.Manifest.Descriptor)
+		}
+		checkImage(t, res, img)
+	}
+}

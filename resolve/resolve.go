@@ -198,6 +198,11 @@ func (w *walker) walk(ctx context.Context, desc ocispec.Descriptor, platform *oc
 		}
 	}()
 
+	// An entry without a mediaType (the schema wants one; ResolveAll and
+	// the store read the type from the document) is a candidate too:
+	// entering it classifies the document. Skipped, its platform was
+	// offered and then said to be missing.
+	candidate := func(m ocispec.Descriptor) bool { return m.MediaType == "" || isManifestType(m.MediaType) }
 	var nested []int
 	firstUnplatformed := -1
 	for i, m := range idx.Manifests {
@@ -210,7 +215,7 @@ func (w *walker) walk(ctx context.Context, desc ocispec.Descriptor, platform *oc
 			res.Platforms = append(res.Platforms, *m.Platform)
 		}
 		switch {
-		case isManifestType(m.MediaType) && m.Platform == nil && firstUnplatformed < 0:
+		case candidate(m) && m.Platform == nil && firstUnplatformed < 0:
 			firstUnplatformed = i
 		case isIndexType(m.MediaType):
 			if m.Platform == nil || Matches(w.want, *m.Platform) {
@@ -220,7 +225,7 @@ func (w *walker) walk(ctx context.Context, desc ocispec.Descriptor, platform *oc
 	}
 	// The best manifest for the wanted platform by containerd's order; an
 	// entry without a platform fits anything, but least well.
-	best := bestMatch(w.want, idx.Manifests, func(m ocispec.Descriptor) bool { return isManifestType(m.MediaType) })
+	best := bestMatch(w.want, idx.Manifests, candidate)
 	if best < 0 {
 		best = firstUnplatformed
 	}

@@ -302,6 +302,41 @@ func TestCLIE2EBundleRerunFinishes(t *testing.T) {
 	}
 }
 
+// A bundle cut short is finished by running the same command again, DIR
+// given relative. Before, the rerun refused DIR as not empty: its own
+// state directory, compared relative with the absolute default path, was
+// taken for foreign content.
+func TestCLIE2EBundleRerunRelativeDir(t *testing.T) {
+	t.Parallel()
+	ref, env, work := oneFileLayout(t, "etc/motd", "hi\n")
+	store := filepath.Join(work, "store")
+	if r := runIn(t, env, work, "bundle", "--quiet", "--store", store, ref, "b"); r.code != 0 {
+		t.Fatalf("bundle: exit %d %s", r.code, r.stderr)
+	}
+	// What a SIGKILL during the apply leaves: the state says applying,
+	// the rootfs is half written, no config.json.
+	statePath := filepath.Join(work, "b", ".rootfs.ocifetch", "state.json")
+	b, err := os.ReadFile(statePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(statePath, []byte(strings.Replace(string(b), `"complete"`, `"applying"`, 1)), 0o644)
+	os.WriteFile(filepath.Join(work, "b", "rootfs", "half-written"), []byte("x"), 0o644)
+	os.Remove(filepath.Join(work, "b", "config.json"))
+	if r := runIn(t, env, work, "bundle", "--quiet", "--store", store, ref, "b"); r.code != 0 {
+		t.Fatalf("bundle rerun: exit %d %s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(work, "b", "config.json")); err != nil {
+		t.Errorf("config.json after the rerun: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(work, "b", "rootfs", "half-written")); !os.IsNotExist(err) {
+		t.Errorf("the rerun did not empty the rootfs: %v", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(work, "b", "rootfs", "etc", "motd")); string(got) != "hi\n" {
+		t.Errorf("etc/motd: %q", got)
+	}
+}
+
 // A tree unpacked by the previous state format: verify says to upgrade,
 // verify --upgrade does it from the layers the tree rebuilds, and the tree
 // then verifies and rebuilds. Before, the old state was trusted as it
