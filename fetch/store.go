@@ -132,6 +132,17 @@ func (s *Store) initLayout() error {
 	if _, err := os.Lstat(s.indexPath()); err == nil {
 		return nil
 	}
+	// A store this program made has index.json before its first blob
+	// (oci-layout, then index.json, then pulls). Blobs without one mean
+	// index.json was lost: an empty one written here would make every
+	// blob garbage, and the next gc would remove them all.
+	blobs, err := os.ReadDir(filepath.Join(s.dir, ocispec.ImageBlobsDir, string(digest.SHA256)))
+	if err != nil {
+		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "reading the blobs of %s", s.dir)
+	}
+	if len(blobs) > 0 {
+		return errdefs.New(errdefs.ErrInvalidArgument, "%s holds %d blobs but no index.json; restore its index.json, or remove the store, so that nothing treats every blob as garbage", s.dir, len(blobs))
+	}
 	return s.updateIndexLocked(context.Background(), func(*ocispec.Index) error { return nil })
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -53,6 +54,46 @@ func TestOpenStoreRefusesOtherLayoutVersions(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"2.0.0"}`), 0o644)
 	if _, err := fetch.OpenStore(dir); !errdefs.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("err = %v, want invalid_argument", err)
+	}
+}
+
+// A store whose index.json was lost is refused rather than given an
+// empty one: every blob would have been garbage, and gc removed them all
+// (an acceptance sweep deleted index.json and ran gc: 10 of 10 blobs
+// gone).
+func TestOpenStoreRefusesBlobsWithoutAnIndex(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "store")
+	s, err := fetch.OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("kept")
+	if err := s.WriteBlob(context.Background(), layerDesc(data), data); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "index.json")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = fetch.OpenStore(dir)
+	if !errdefs.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "no index.json") {
+		t.Fatalf("err = %v, want invalid_argument naming the missing index.json", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "index.json")); !os.IsNotExist(err) {
+		t.Errorf("index.json was written: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "blobs", "sha256", digest.FromBytes(data).Encoded())); err != nil || string(b) != "kept" {
+		t.Errorf("the blob: %q, %v", b, err)
+	}
+	// With no blob, a missing index.json is the store's first open cut
+	// short, and is written.
+	empty := t.TempDir()
+	os.WriteFile(filepath.Join(empty, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644)
+	if _, err := fetch.OpenStore(empty); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(empty, "index.json")); err != nil {
+		t.Error(err)
 	}
 }
 
