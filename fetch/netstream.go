@@ -91,6 +91,14 @@ func (s *netStream) Read(p []byte) (int, error) {
 		}
 		n, err := s.readBody(p)
 		if n > 0 {
+			if s.off == s.desc.Size {
+				// The last bytes wait for the digest: a consumer that
+				// checks its own end (gzip's trailer) would otherwise
+				// see bad bytes whole and call them a bad layer.
+				if err := s.atEnd(); err != io.EOF {
+					return 0, err
+				}
+			}
 			return n, nil
 		}
 		if err == nil {

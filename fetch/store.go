@@ -369,7 +369,8 @@ func (s *Store) updateIndexLocked(ctx context.Context, edit func(*ocispec.Index)
 
 // verifyingReader checks size and digest of what it reads and reports a
 // mismatch as an error from Read before it would return io.EOF, so a
-// consumer never sees a clean end of bad content.
+// consumer never sees a clean end of bad content; the bytes that complete
+// the size are held back until they are found to match.
 type verifyingReader struct {
 	r    io.Reader
 	c    io.Closer
@@ -399,6 +400,14 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 	}
 	v.h.Write(p[:n])
 	v.n += int64(n)
+	if err == nil && n > 0 && v.n == v.desc.Size {
+		// The last bytes wait for the digest: a consumer that checks
+		// its own end (gzip's trailer) would otherwise see bad bytes
+		// whole, call them a bad layer, and leave them in the store.
+		if got := digest.NewDigest(v.desc.Digest.Algorithm(), v.h); got != v.desc.Digest {
+			n, err = 0, io.EOF
+		}
+	}
 	if errors.Is(err, io.EOF) {
 		got := digest.NewDigest(v.desc.Digest.Algorithm(), v.h)
 		v.h.Close() // the verdict is in: no goroutine waits for Close

@@ -96,6 +96,15 @@ func (r *streamReader) Read(p []byte) (int, error) {
 			}
 		}
 		n, v, err := r.readAvailable(p)
+		if n > 0 && err == nil && r.off == r.desc.Size {
+			// The last bytes wait for the verdict: a consumer that
+			// checks its own end (gzip's trailer) would otherwise see
+			// bad bytes whole and call them a bad layer.
+			if err := r.atEnd(); err != io.EOF {
+				return 0, err
+			}
+			return n, nil
+		}
 		if n > 0 || err != nil {
 			return n, err
 		}
