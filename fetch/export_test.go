@@ -29,3 +29,8 @@ func StreamHashes(rc io.ReadCloser) bool {
 // written it: a test's stand-in for a change that leaves a file's size,
 // times and inode alone (bit rot).
 func Restamp(s *Store, d digest.Digest) { s.stampBlob(context.Background(), d) }
+
+// SetIndexMissingHook sets a function initLayout runs when it has found
+// no index.json, before it looks at the blobs: where another process
+// opening the same new store would write index.json and a blob.
+func SetIndexMissingHook(f func()) { testHookIndexMissing = f }

@@ -103,6 +103,10 @@ func OpenStore(dir string) (*Store, error) {
 	return s, nil
 }
 
+// testHookIndexMissing, when set by a test, runs when initLayout has
+// found no index.json, before it looks at the blobs.
+var testHookIndexMissing func()
+
 // initLayout writes oci-layout and an empty index.json if they are
 // missing, or checks the layout version if present. It holds the store
 // lock shared, as every writer does: GC removes leftover temporary files
@@ -136,9 +140,18 @@ func (s *Store) initLayout() error {
 	// (oci-layout, then index.json, then pulls). Blobs without one mean
 	// index.json was lost: an empty one written here would make every
 	// blob garbage, and the next gc would remove them all.
+	if testHookIndexMissing != nil {
+		testHookIndexMissing()
+	}
 	blobs, err := os.ReadDir(filepath.Join(s.dir, ocispec.ImageBlobsDir, string(digest.SHA256)))
 	if err != nil {
 		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "reading the blobs of %s", s.dir)
+	}
+	// Another process opening the same new store may have written
+	// index.json and its first blob since the Lstat above: index.json is
+	// never removed, so one present now was there before those blobs.
+	if _, err := os.Lstat(s.indexPath()); err == nil {
+		return nil
 	}
 	if len(blobs) > 0 {
 		return errdefs.New(errdefs.ErrInvalidArgument, "%s holds %d blobs but no index.json; restore its index.json, or remove the store, so that nothing treats every blob as garbage", s.dir, len(blobs))

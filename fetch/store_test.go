@@ -97,6 +97,34 @@ func TestOpenStoreRefusesBlobsWithoutAnIndex(t *testing.T) {
 	}
 }
 
+// Two processes opening a new store at once: one finds no index.json,
+// the other then writes it and pulls a first blob before the first looks
+// at the blobs. That store is whole, not one whose index.json was lost;
+// before, the first open was refused (invalid_argument, "holds 1 blobs
+// but no index.json").
+func TestOpenStoreRacingAFirstOpen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	data := []byte("first pull")
+	fetch.SetIndexMissingHook(func() {
+		fetch.SetIndexMissingHook(nil)
+		other, err := fetch.OpenStore(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := other.WriteBlob(context.Background(), layerDesc(data), data); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer fetch.SetIndexMissingHook(nil)
+	s, err := fetch.OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Has(layerDesc(data)); !ok || err != nil {
+		t.Errorf("the other open's blob: %v, %v", ok, err)
+	}
+}
+
 func TestDefaultStoreDirFollowsXDG(t *testing.T) {
 	t.Setenv("XDG_CACHE_HOME", "/xdg/cache")
 	if d, _ := fetch.DefaultStoreDir(); d != "/xdg/cache/ocifetch" {
