@@ -394,3 +394,30 @@ func TestCLIE2EResolveNoPlatform(t *testing.T) {
 	checkMessage(t, bin, env, msgCase{"explicit platform", []string{"resolve", "--platform", "linux/amd64", ref}, errdefs.ErrPlatformNotFound, exitNotFound,
 		ref + " names no platform (its config has no os and no architecture), so it cannot be checked against linux/amd64; name no platform to take it as it is"})
 }
+
+// The platform an image's config or index names is the image's string:
+// resolve and pull --platform all printed it raw, so "linux\x1b[2J\n
+// verify: ok" cleared the terminal and forged a line of output. It is
+// quoted now, as inspect and images show it.
+func TestCLIE2EPlatformIsNotPrintedRaw(t *testing.T) {
+	t.Parallel()
+	bin := builtCLI(t)
+	env := cliEnv(t)
+	reg := testregistry.Shared(t)
+	evil := "linux\x1b[2j\nverify: ok"
+	ref := reg.Host + "/e2e/ctlplatform:v1"
+	testimage.PushImage(t, ref, testimage.Image(t, 1, evil, "amd64", ""))
+	all := reg.Host + "/e2e/ctlplatform:all"
+	idx, _ := testimage.Index(t, testimage.Platform{OS: evil, Arch: "amd64"})
+	testimage.PushIndex(t, all, idx)
+	for _, args := range [][]string{{"resolve", ref}, {"pull", "--platform", "all", all}} {
+		r, err := execCLI(bin, env, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := r.stdout + r.stderr
+		if r.code != 0 || strings.ContainsAny(out, "\x1b") || strings.Contains(out, "\nverify: ok") || !strings.Contains(out, `"linux\x1b[2j\nverify: ok/amd64"`) {
+			t.Errorf("%v: exit %d, output:\n%q", args, r.code, out)
+		}
+	}
+}

@@ -207,7 +207,7 @@ func pullCommand() *command {
 					if !pf.quiet {
 						out := pullAllJSON(res)
 						fmt.Fprintf(e.stderr, "pulled %s (%s): %d platforms (%s), %s downloaded in %s into %s\n", res.Resolved.Reference, res.Pull.Entry.Digest, len(out.Platforms),
-							joinOr(out.Platforms, "none"), humanBytes(res.Pull.Downloaded), time.Since(start).Round(time.Millisecond), res.Store.Dir())
+							joinOr(quoteEach(out.Platforms), "none"), humanBytes(res.Pull.Downloaded), time.Since(start).Round(time.Millisecond), res.Store.Dir())
 					}
 					fmt.Fprintln(e.stdout, res.Pull.Entry.Digest)
 					return nil

@@ -215,7 +215,9 @@ func printResolved(e *env, r *resolve.Resolved) {
 	}
 	fmt.Fprintf(w, "manifest\t%s\t%d bytes\t%s\n", r.Manifest.Descriptor.Digest, r.Manifest.Descriptor.Size, r.Manifest.Descriptor.MediaType)
 	if p := chosenPlatform(r.Platform); p != "" {
-		fmt.Fprintf(w, "platform\t%s\n", p)
+		// The config's os and architecture are the image's strings: raw,
+		// "linux\x1b[2J\nverify: ok" cleared the screen and forged a line.
+		fmt.Fprintf(w, "platform\t%s\n", textQuote(p))
 	} else {
 		fmt.Fprintf(w, "platform\tnone: the config names no os and no architecture\n")
 	}

@@ -37,9 +37,15 @@ func needsQuote(s string) bool {
 // textQuoteAll quotes each element and joins them with spaces, as a
 // command line prints.
 func textQuoteAll(ss []string) string {
+	return strings.Join(quoteEach(ss), " ")
+}
+
+// quoteEach quotes each element of ss, for a list whose elements come
+// from an image (the platforms of an index).
+func quoteEach(ss []string) []string {
 	q := make([]string, len(ss))
 	for i, s := range ss {
 		q[i] = textQuote(s)
 	}
-	return strings.Join(q, " ")
+	return q
 }
