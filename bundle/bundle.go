@@ -16,6 +16,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"maps"
@@ -235,12 +236,18 @@ type userDB struct {
 // /etc/group, as the kernel bounds a path's (MAXSYMLINKS).
 const maxLinks = 40
 
+// maxSteps bounds the components followInRoot looks up in all. Each
+// lookup resolves its directory from the root, so 40 links each 800
+// directories deep and back cost 32,000 lookups and a second; a passwd
+// that Nix or anyone links takes a dozen.
+const maxSteps = 1024
+
 // readDB reads a file of the image through a confined root: a regular file
 // only, at most maxDBSize bytes. A missing file reads as empty. A symbolic
 // link is followed inside the root, never outside it, as the runtime will
 // once the root is the container's /: an absolute target is taken from
 // the root, a relative one from the link's directory, ".." stopping at
-// the root. Images built by Nix link /etc/passwd into /nix/store; a link
+// the root (followInRoot). Images built by Nix link /etc/passwd into /nix/store; a link
 // to a host file such as /etc/shadow leads to the image's own copy.
 func readDB(rootfs, name string, each func(fields []string)) error {
 	root, err := fsroot.Open(rootfs)
@@ -248,23 +255,12 @@ func readDB(rootfs, name string, each func(fields []string)) error {
 		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "opening root filesystem")
 	}
 	defer root.Close()
-	at := name
-	for links := 0; ; links++ {
-		st, err := root.Lstat(at)
-		if err != nil || st.Mode&unix.S_IFMT != unix.S_IFLNK {
-			break // OpenFile says what is wrong
-		}
-		if links == maxLinks {
-			return errdefs.New(errdefs.ErrPathEscape, "the image's /%s goes through more than %d symbolic links", name, maxLinks)
-		}
-		target, err := root.Readlink(at)
-		if err != nil {
-			return errdefs.Wrap(err, errdefs.ErrInternal, "reading the image's /%s", name)
-		}
-		if !path.IsAbs(target) {
-			target = path.Join("/", path.Dir(at), target)
-		}
-		at = target
+	at, err := followInRoot(root, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return errdefs.Wrap(err, errdefs.ErrPathEscape, "the image's /%s", name)
 	}
 	f, err := root.OpenFile(at)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -287,6 +283,55 @@ func readDB(rootfs, name string, each func(fields []string)) error {
 		return errdefs.Wrap(err, errdefs.ErrManifestInvalid, "reading the image's /%s", name)
 	}
 	return nil
+}
+
+// followInRoot resolves name inside root as the kernel resolves a path
+// whose / is the root: one component at a time, a symbolic link replaced
+// by its target where it is met, ".." taken from the directory reached
+// (a link's, not the link's name's: with etc/conf -> /nix/x/etc/conf,
+// etc/conf/../passwd is /nix/x/etc/passwd) and stopping at the root. The
+// final component is left for OpenFile, which refuses anything but a
+// regular file. Every step is an Lstat or Readlink of the confined root;
+// a missing or unreadable component ends the walk with its error.
+func followInRoot(root *fsroot.Root, name string) (string, error) {
+	cur, rest, links, steps := "", name, 0, 0
+	for rest != "" {
+		var c string
+		c, rest, _ = strings.Cut(rest, "/")
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if cur = path.Dir(cur); cur == "." {
+				cur = ""
+			}
+			continue
+		}
+		if steps++; steps > maxSteps {
+			return "", fmt.Errorf("a path of more than %d components", maxSteps)
+		}
+		next := path.Join(cur, c)
+		st, err := root.Lstat(next)
+		if err != nil {
+			return "", err
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFLNK {
+			cur = next
+			continue
+		}
+		if links++; links > maxLinks {
+			return "", fmt.Errorf("more than %d symbolic links", maxLinks)
+		}
+		target, err := root.Readlink(next)
+		if err != nil {
+			return "", err
+		}
+		if path.IsAbs(target) {
+			cur = ""
+		}
+		rest = target + "/" + rest
+	}
+	return cur, nil
 }
 
 func (db *userDB) loadPasswd() error {

@@ -3,6 +3,7 @@ package bundle_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -227,6 +228,51 @@ func TestUserLookupFollowsLinksInsideTheRoot(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("reading a FIFO through a link hung")
+	}
+}
+
+// ".." in a link's target is taken from the directory reached, as the
+// kernel takes it, not from the names written: with etc/conf linked to
+// /nix/store/abc/etc/conf, /etc/passwd -> conf/../passwd is the store's
+// passwd. Before, the target was cleaned by name to /etc/passwd itself,
+// and bundle refused a valid image as a loop of links (path_escape).
+func TestUserLookupTakesDotDotAfterALink(t *testing.T) {
+	t.Parallel()
+	dir := rootfs(t, nil)
+	os.MkdirAll(filepath.Join(dir, "nix/store/abc/etc/conf"), 0o755)
+	os.WriteFile(filepath.Join(dir, "nix/store/abc/etc/passwd"), []byte(passwd), 0o644)
+	os.Symlink("/nix/store/abc/etc/conf", filepath.Join(dir, "etc/conf"))
+	os.Symlink("conf/../passwd", filepath.Join(dir, "etc/passwd"))
+	s, err := bundle.Spec(context.Background(), ocispec.Image{Config: ocispec.ImageConfig{User: "demo"}}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := s.Process.User; u.UID != 1000 || u.GID != 1000 {
+		t.Errorf("user %+v, want 1000:1000", u)
+	}
+	// A missing directory on the way is a missing file (the user is not
+	// found), not a way around it by "..".
+	gone := rootfs(t, map[string]string{"etc/passwd2": passwd})
+	os.Remove(filepath.Join(gone, "etc/passwd"))
+	os.Symlink("missing/../passwd2", filepath.Join(gone, "etc/passwd"))
+	if _, err := bundle.Spec(context.Background(), ocispec.Image{Config: ocispec.ImageConfig{User: "demo"}}, gone); errdefs.KindOf(err) != errdefs.ErrNotFound {
+		t.Errorf("through a missing directory: %v", err)
+	}
+	// Links that each go 300 directories down and back up: every
+	// component is looked up from the root, so the walk is bounded.
+	deep := rootfs(t, map[string]string{"passwd.real": passwd})
+	down := strings.Repeat("d/", 300)
+	os.MkdirAll(filepath.Join(deep, down), 0o755)
+	os.Symlink("/l1", filepath.Join(deep, "etc/passwd"))
+	for i := 1; i <= 4; i++ {
+		next := fmt.Sprintf("l%d", i+1)
+		if i == 4 {
+			next = "passwd.real"
+		}
+		os.Symlink("/"+down+strings.Repeat("../", 300)+next, filepath.Join(deep, fmt.Sprintf("l%d", i)))
+	}
+	if _, err := bundle.Spec(context.Background(), ocispec.Image{Config: ocispec.ImageConfig{User: "demo"}}, deep); errdefs.KindOf(err) != errdefs.ErrPathEscape {
+		t.Errorf("1,200 components: %v", err)
 	}
 }
 
