@@ -143,7 +143,7 @@ func (s *Store) initLayout() error {
 	if testHookIndexMissing != nil {
 		testHookIndexMissing()
 	}
-	blobs, err := os.ReadDir(filepath.Join(s.dir, ocispec.ImageBlobsDir, string(digest.SHA256)))
+	blobs, err := s.countBlobs()
 	if err != nil {
 		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, "reading the blobs of %s", s.dir)
 	}
@@ -153,10 +153,34 @@ func (s *Store) initLayout() error {
 	if _, err := os.Lstat(s.indexPath()); err == nil {
 		return nil
 	}
-	if len(blobs) > 0 {
-		return errdefs.New(errdefs.ErrInvalidArgument, "%s holds %d blobs but no index.json; restore its index.json, or remove the store, so that nothing treats every blob as garbage", s.dir, len(blobs))
+	if blobs > 0 {
+		return errdefs.New(errdefs.ErrInvalidArgument, "%s holds %d blobs but no index.json; restore its index.json, or remove the store, so that nothing treats every blob as garbage", s.dir, blobs)
 	}
 	return s.updateIndexLocked(context.Background(), func(*ocispec.Index) error { return nil })
+}
+
+// countBlobs counts the entries under blobs/, in every algorithm's
+// directory: an image of sha512 digests keeps its blobs in blobs/sha512,
+// which gc sweeps as it sweeps blobs/sha256.
+func (s *Store) countBlobs() (int, error) {
+	dir := filepath.Join(s.dir, ocispec.ImageBlobsDir)
+	algs, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, a := range algs {
+		if !a.IsDir() {
+			n++
+			continue
+		}
+		ents, err := os.ReadDir(filepath.Join(dir, a.Name()))
+		if err != nil {
+			return 0, err
+		}
+		n += len(ents)
+	}
+	return n, nil
 }
 
 // Hold keeps GC from running on the store (in any process) until release

@@ -85,6 +85,22 @@ func TestOpenStoreRefusesBlobsWithoutAnIndex(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(dir, "blobs", "sha256", digest.FromBytes(data).Encoded())); err != nil || string(b) != "kept" {
 		t.Errorf("the blob: %q, %v", b, err)
 	}
+	// Blobs of sha512 digests live in blobs/sha512, which gc sweeps too:
+	// before, only blobs/sha256 was looked at, and such a store got an
+	// empty index.json that made them all garbage.
+	dir512 := filepath.Join(t.TempDir(), "store")
+	s512, err := fetch.OpenStore(dir512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d512 := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: digest.SHA512.FromBytes(data), Size: int64(len(data))}
+	if err := s512.WriteBlob(context.Background(), d512, data); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(dir512, "index.json"))
+	if _, err := fetch.OpenStore(dir512); !errdefs.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "no index.json") {
+		t.Errorf("sha512 blobs: err = %v, want invalid_argument naming the missing index.json", err)
+	}
 	// With no blob, a missing index.json is the store's first open cut
 	// short, and is written.
 	empty := t.TempDir()
