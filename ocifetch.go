@@ -167,8 +167,11 @@ func (o *options) admit(ctx context.Context, ref string) (*fetch.Store, *resolve
 		return nil, nil, err
 	}
 	if err := o.verify(ctx, res); o.refusedFromStore(stored, err) {
+		refused := err
 		if res, err = resolve.Resolve(ctx, ref, o.resolve...); err == nil {
 			err = o.verify(ctx, res)
+		} else {
+			err = registryFailed(refused, err)
 		}
 		if err != nil {
 			return nil, nil, err

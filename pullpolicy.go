@@ -149,6 +149,15 @@ func (o *options) refusedFromStore(stored bool, err error) bool {
 	return stored && o.pull == PullMissing && errdefs.Is(err, errdefs.ErrUntrusted)
 }
 
+// registryFailed is the error when the registry, asked because the
+// verifier refused the store's copy, could not be resolved: the refusal
+// stands (untrusted), with why the registry did not help. Reported as
+// the registry's failure (network, exit 6), a refused image read as one
+// never judged, that a retry might admit.
+func registryFailed(refused, err error) error {
+	return errdefs.Wrap(err, errdefs.ErrUntrusted, "%v; asking the registry instead failed", refused)
+}
+
 // fromStore resolves ref from what the store holds under the name a pull
 // of ref records (fetch.DefaultRefName of its normalized form) or, for a
 // reference pinned by digest, under that digest. Nothing goes to the
@@ -310,8 +319,11 @@ func PullAll(ctx context.Context, ref string, opts ...Option) (*AllResult, error
 	// names: one verdict covers them all.
 	if len(ra.Images) > 0 {
 		if err := o.verify(ctx, ra.Images[0]); o.refusedFromStore(stored, err) {
+			refused := err
 			if ra, err = resolve.ResolveAll(ctx, ref, o.resolve...); err == nil && len(ra.Images) > 0 {
 				err = o.verify(ctx, ra.Images[0])
+			} else if err != nil {
+				err = registryFailed(refused, err)
 			}
 			if err != nil {
 				return nil, err

@@ -143,3 +143,36 @@ func TestPullMissingAsksTheRegistryWhenTheStoreCopyIsRefused(t *testing.T) {
 		t.Errorf("pull --platform all --pull never: %v, want untrusted", err)
 	}
 }
+
+// When the registry cannot be asked (it is down), the verifier's refusal
+// of the store's copy stands: untrusted, naming both. Before, the call
+// failed with the registry's error (network, exit 6), as if the image
+// had never been judged.
+func TestPullMissingKeepsTheRefusalWhenTheRegistryIsDown(t *testing.T) {
+	t.Parallel()
+	reg := testregistry.Start(t)
+	ref := reg.Host + "/veto/down:v1"
+	testimage.PushImage(t, ref, testimage.Image(t, 1, "linux", "amd64", ""))
+	ctx := context.Background()
+	work := t.TempDir()
+	store := ocifetch.WithStore(filepath.Join(work, "store"))
+	if _, err := ocifetch.Pull(ctx, ref, store); err != nil {
+		t.Fatal(err)
+	}
+	reg.Stop()
+	refuseStore := verifierFunc(func(ctx context.Context, src resolve.Source, res *resolve.Resolved) error {
+		if strings.HasPrefix(src.Reference(), "oci:") {
+			return errdefs.New(errdefs.ErrUntrusted, "no signature in the store")
+		}
+		return nil
+	})
+	opts := []ocifetch.Option{store, ocifetch.WithPullPolicy(ocifetch.PullMissing), ocifetch.WithVerifier(refuseStore)}
+	_, err := ocifetch.Unpack(ctx, ref, filepath.Join(work, "rootfs"), opts...)
+	if errdefs.KindOf(err) != errdefs.ErrUntrusted || !strings.Contains(err.Error(), "no signature in the store") {
+		t.Errorf("unpack --pull missing, registry down: %v (%s), want untrusted", err, errdefs.KindOf(err))
+	}
+	_, err = ocifetch.PullAll(ctx, ref, opts...)
+	if errdefs.KindOf(err) != errdefs.ErrUntrusted || !strings.Contains(err.Error(), "no signature in the store") {
+		t.Errorf("pull --platform all --pull missing, registry down: %v (%s), want untrusted", err, errdefs.KindOf(err))
+	}
+}
