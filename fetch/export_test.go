@@ -30,7 +30,9 @@ func StreamHashes(rc io.ReadCloser) bool {
 // times and inode alone (bit rot).
 func Restamp(s *Store, d digest.Digest) { s.stampBlob(context.Background(), d) }
 
-// SetIndexMissingHook sets a function initLayout runs when it has found
-// no index.json, before it looks at the blobs: where another process
-// opening the same new store would write index.json and a blob.
-func SetIndexMissingHook(f func()) { testHookIndexMissing = f }
+// OpenStoreRacing is OpenStore with indexMissing run when it has found
+// no index.json, before it looks at the blobs: a test's stand-in for
+// another process opening the same new store in that moment.
+func OpenStoreRacing(dir string, indexMissing func()) (*Store, error) {
+	return openStore(dir, indexMissing)
+}

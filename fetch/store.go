@@ -82,7 +82,11 @@ func DefaultStoreDir() (string, error) {
 // OpenStore opens the store at dir, creating it (and an empty layout) if
 // needed. An existing directory must be an OCI image layout of version
 // 1.0.0 or empty.
-func OpenStore(dir string) (*Store, error) {
+func OpenStore(dir string) (*Store, error) { return openStore(dir, nil) }
+
+// openStore is OpenStore; indexMissing, a test's hook, runs when
+// initLayout has found no index.json, before it looks at the blobs.
+func openStore(dir string, indexMissing func()) (*Store, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "store directory %q", dir)
@@ -97,21 +101,17 @@ func OpenStore(dir string) (*Store, error) {
 			return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, "creating store %s", abs)
 		}
 	}
-	if err := s.initLayout(); err != nil {
+	if err := s.initLayout(indexMissing); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// testHookIndexMissing, when set by a test, runs when initLayout has
-// found no index.json, before it looks at the blobs.
-var testHookIndexMissing func()
-
 // initLayout writes oci-layout and an empty index.json if they are
 // missing, or checks the layout version if present. It holds the store
 // lock shared, as every writer does: GC removes leftover temporary files
 // while it holds the lock exclusively.
-func (s *Store) initLayout() error {
+func (s *Store) initLayout(indexMissing func()) error {
 	gc, err := s.lockGC(context.Background(), false)
 	if err != nil {
 		return err
@@ -140,8 +140,8 @@ func (s *Store) initLayout() error {
 	// (oci-layout, then index.json, then pulls). Blobs without one mean
 	// index.json was lost: an empty one written here would make every
 	// blob garbage, and the next gc would remove them all.
-	if testHookIndexMissing != nil {
-		testHookIndexMissing()
+	if indexMissing != nil {
+		indexMissing()
 	}
 	blobs, err := s.countBlobs()
 	if err != nil {

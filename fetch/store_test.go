@@ -119,10 +119,10 @@ func TestOpenStoreRefusesBlobsWithoutAnIndex(t *testing.T) {
 // before, the first open was refused (invalid_argument, "holds 1 blobs
 // but no index.json").
 func TestOpenStoreRacingAFirstOpen(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "store")
 	data := []byte("first pull")
-	fetch.SetIndexMissingHook(func() {
-		fetch.SetIndexMissingHook(nil)
+	s, err := fetch.OpenStoreRacing(dir, func() {
 		other, err := fetch.OpenStore(dir)
 		if err != nil {
 			t.Fatal(err)
@@ -131,8 +131,6 @@ func TestOpenStoreRacingAFirstOpen(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	defer fetch.SetIndexMissingHook(nil)
-	s, err := fetch.OpenStore(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
