@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 )
 
@@ -28,14 +27,12 @@ func TestForgedPackHeaderIsBounded(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		pr, err := openPack(f)
-		runtime.ReadMemStats(&after)
+		var pr *packReader
+		alloc := allocatedBy(func() { pr, err = openPack(f) })
 		if err != nil {
 			f.Close()
 		}
-		return pr, after.TotalAlloc - before.TotalAlloc, err
+		return pr, alloc, err
 	}
 	if _, alloc, err := open(forge(1 << 26)); err == nil || alloc > 256<<20 {
 		t.Errorf("a header of 1<<26 payloads: err %v, %d MB allocated", err, alloc>>20)
